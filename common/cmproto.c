@@ -1,0 +1,993 @@
+/*-------------------------------------------------------------------------
+ *
+ * cmproto.c
+ *	  Encoder and strict decoder for conmgr's two wire protocols.
+ *
+ * docs/protocol.md is the specification.  Every message type is described
+ * once, in msgtypes[] (who may send it, its length bounds), and once more
+ * in the pair encode_body()/decode_body(), which must mirror each other;
+ * validate() holds the field ranges and is run by both, so that conmgr
+ * never sends what it would refuse to receive.
+ *
+ * Reading goes through a bounds-checked cursor: every get_*() fails with
+ * CMPROTO_ETRUNCATED instead of reading past the frame, and a length from
+ * the wire is only ever compared with what was actually received.
+ *
+ * This file is compiled into the daemon, libpq-cm (-fPIC) and the watchdog
+ * extension (PGXS), so it uses nothing but memcpy/memchr/strnlen-style
+ * library calls: no allocation, no stdio, no exit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <string.h>
+
+#include "cmproto.h"
+
+/* The body-length bounds of each message type, and who may send it. */
+typedef struct msgtype
+{
+	uint8_t		type;
+	uint8_t		senders;		/* mask of cmproto_peer */
+	uint16_t	min_body;		/* fixed fields, strings empty */
+	uint16_t	max_body;		/* fixed fields, strings at their maximum */
+	const char *name;
+} msgtype;
+
+#define STR(max)	(2 + (max))		/* length prefix + bytes */
+
+static const msgtype msgtypes[] = {
+	{CMPROTO_HELLO, CMPROTO_PEER_LISTENER, 8, 8, "HELLO"},
+	{CMPROTO_RESOLVE, CMPROTO_PEER_APP, 8 + 2, 8 + STR(CMPROTO_APPNAME_MAX), "RESOLVE"},
+	{CMPROTO_CANDIDATE, CMPROTO_PEER_LISTENER, 6 + 2, 6 + STR(CMPROTO_HOST_MAX), "CANDIDATE"},
+	{CMPROTO_CANDIDATES_END, CMPROTO_PEER_LISTENER, 2, 2, "CANDIDATES_END"},
+	{CMPROTO_ATTACHED, CMPROTO_PEER_APP, 6, 6, "ATTACHED"},
+	{CMPROTO_INSTANCE_DOWN, CMPROTO_PEER_LISTENER, 3, 3, "INSTANCE_DOWN"},
+	{CMPROTO_HB_HELLO, CMPROTO_PEER_CONMGR, 18 + CMPROTO_NONCE_LEN, 18 + CMPROTO_NONCE_LEN, "HB_HELLO"},
+	{CMPROTO_HB_CHALLENGE, CMPROTO_PEER_WATCHDOG, 2 + CMPROTO_NONCE_LEN + CMPROTO_PROOF_LEN,
+	2 + CMPROTO_NONCE_LEN + CMPROTO_PROOF_LEN, "HB_CHALLENGE"},
+	{CMPROTO_HB_AUTH, CMPROTO_PEER_CONMGR, CMPROTO_PROOF_LEN, CMPROTO_PROOF_LEN, "HB_AUTH"},
+	{CMPROTO_HB_WELCOME, CMPROTO_PEER_WATCHDOG, 20, 20, "HB_WELCOME"},
+	{CMPROTO_HB_BEAT, CMPROTO_PEER_CONMGR | CMPROTO_PEER_WATCHDOG, 8, 8, "HB_BEAT"},
+	{CMPROTO_HB_ATTRS, CMPROTO_PEER_WATCHDOG, 4, 4, "HB_ATTRS"},
+	{CMPROTO_ERROR, CMPROTO_PEER_APP | CMPROTO_PEER_LISTENER |
+		CMPROTO_PEER_CONMGR | CMPROTO_PEER_WATCHDOG,
+	2 + 2, 2 + STR(CMPROTO_ERRMSG_MAX), "ERROR"},
+};
+
+static const msgtype *
+lookup_type(int type)
+{
+	for (size_t i = 0; i < sizeof(msgtypes) / sizeof(msgtypes[0]); i++)
+	{
+		if (msgtypes[i].type == type)
+			return &msgtypes[i];
+	}
+	return NULL;
+}
+
+/* ---- bounds-checked reading ---- */
+
+typedef struct rbuf
+{
+	const uint8_t *p;
+	size_t		len;
+	size_t		off;
+} rbuf;
+
+static int
+get_u8(rbuf *b, uint8_t *v)
+{
+	if (b->len - b->off < 1)
+		return CMPROTO_ETRUNCATED;
+	*v = b->p[b->off];
+	b->off += 1;
+	return 0;
+}
+
+static int
+get_u16(rbuf *b, uint16_t *v)
+{
+	if (b->len - b->off < 2)
+		return CMPROTO_ETRUNCATED;
+	*v = (uint16_t) ((b->p[b->off] << 8) | b->p[b->off + 1]);
+	b->off += 2;
+	return 0;
+}
+
+static int
+get_u32(rbuf *b, uint32_t *v)
+{
+	const uint8_t *p;
+
+	if (b->len - b->off < 4)
+		return CMPROTO_ETRUNCATED;
+	p = b->p + b->off;
+	*v = ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16) |
+		((uint32_t) p[2] << 8) | (uint32_t) p[3];
+	b->off += 4;
+	return 0;
+}
+
+static int
+get_u64(rbuf *b, uint64_t *v)
+{
+	uint32_t	hi,
+				lo;
+	int			rc;
+
+	if (b->len - b->off < 8)
+		return CMPROTO_ETRUNCATED;
+	if ((rc = get_u32(b, &hi)) < 0 || (rc = get_u32(b, &lo)) < 0)
+		return rc;
+	*v = ((uint64_t) hi << 32) | lo;
+	return 0;
+}
+
+static int
+get_bytes(rbuf *b, uint8_t *dst, size_t n)
+{
+	if (b->len - b->off < n)
+		return CMPROTO_ETRUNCATED;
+	memcpy(dst, b->p + b->off, n);
+	b->off += n;
+	return 0;
+}
+
+/* A length-prefixed string into dst[max + 1], NUL-terminated. */
+static int
+get_str(rbuf *b, char *dst, size_t max)
+{
+	uint16_t	n;
+	int			rc;
+
+	if ((rc = get_u16(b, &n)) < 0)
+		return rc;
+	if (n > max)
+		return CMPROTO_ESTRTOOLONG;
+	if (b->len - b->off < n)
+		return CMPROTO_ETRUNCATED;
+	if (memchr(b->p + b->off, '\0', n) != NULL)
+		return CMPROTO_EBADSTRING;
+	memcpy(dst, b->p + b->off, n);
+	dst[n] = '\0';
+	b->off += n;
+	return 0;
+}
+
+/* ---- writing ---- */
+
+typedef struct wbuf
+{
+	uint8_t    *p;
+	size_t		cap;
+	size_t		off;
+	bool		overflow;
+} wbuf;
+
+static void
+put_u8(wbuf *b, uint8_t v)
+{
+	if (b->cap - b->off < 1)
+	{
+		b->overflow = true;
+		return;
+	}
+	b->p[b->off++] = v;
+}
+
+static void
+put_u16(wbuf *b, uint16_t v)
+{
+	put_u8(b, (uint8_t) (v >> 8));
+	put_u8(b, (uint8_t) v);
+}
+
+static void
+put_u32(wbuf *b, uint32_t v)
+{
+	put_u16(b, (uint16_t) (v >> 16));
+	put_u16(b, (uint16_t) v);
+}
+
+static void
+put_u64(wbuf *b, uint64_t v)
+{
+	put_u32(b, (uint32_t) (v >> 32));
+	put_u32(b, (uint32_t) v);
+}
+
+static void
+put_bytes(wbuf *b, const void *src, size_t n)
+{
+	if (b->cap - b->off < n)
+	{
+		b->overflow = true;
+		return;
+	}
+	memcpy(b->p + b->off, src, n);
+	b->off += n;
+}
+
+/* The caller checked the length with str_fits(). */
+static void
+put_str(wbuf *b, const char *s)
+{
+	size_t		n = strlen(s);
+
+	put_u16(b, (uint16_t) n);
+	put_bytes(b, s, n);
+}
+
+/* A string field of a struct to encode: terminated within its array? */
+static int
+str_fits(const char *s, size_t max)
+{
+	if (memchr(s, '\0', max + 1) == NULL)
+		return CMPROTO_ESTRTOOLONG;
+	return 0;
+}
+
+/* ---- field ranges, shared by encoding and decoding ---- */
+
+static int
+check_versions(uint16_t min_version, uint16_t max_version)
+{
+	if (min_version < 1 || max_version < min_version)
+		return CMPROTO_ERANGE;
+	return 0;
+}
+
+static int
+validate(const cmproto_msg *m)
+{
+	switch (m->type)
+	{
+		case CMPROTO_HELLO:
+			return check_versions(m->u.hello.min_version,
+								  m->u.hello.max_version);
+		case CMPROTO_RESOLVE:
+			if (m->u.resolve.version < 1 ||
+				m->u.resolve.target > CMPROTO_TARGET_LAST)
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_CANDIDATE:
+			if (m->u.candidate.instance >= CMPROTO_MAX_INSTANCES ||
+				m->u.candidate.port == 0 ||
+				(m->u.candidate.attrs & ~CMPROTO_ATTR_ALL) != 0 ||
+				m->u.candidate.addr_kind > CMPROTO_ADDR_NUMERIC ||
+				m->u.candidate.host[0] == '\0')
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_CANDIDATES_END:
+			if (m->u.candidates_end.count > CMPROTO_MAX_INSTANCES)
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_ATTACHED:
+			if (m->u.attached.instance >= CMPROTO_MAX_INSTANCES)
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_INSTANCE_DOWN:
+			if (m->u.instance_down.instance >= CMPROTO_MAX_INSTANCES ||
+				m->u.instance_down.reason < 1 ||
+				m->u.instance_down.reason > CMPROTO_DOWN_LAST)
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_ERROR:
+			if (m->u.error.code < 1 || m->u.error.code > CMPROTO_ERR_LAST)
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_HB_HELLO:
+			if (check_versions(m->u.hb_hello.min_version,
+							   m->u.hb_hello.max_version) < 0 ||
+				m->u.hb_hello.interval < 1 ||
+				m->u.hb_hello.interval > INT32_MAX ||
+				m->u.hb_hello.timeout < 1 ||
+				m->u.hb_hello.timeout > INT32_MAX ||
+				(m->u.hb_hello.flags & ~CMPROTO_HB_HAS_KEY) != 0)
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_HB_CHALLENGE:
+			if (m->u.hb_challenge.version < 1)
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_HB_AUTH:
+			return 0;
+		case CMPROTO_HB_WELCOME:
+			if (m->u.hb_welcome.version < 1 ||
+				(m->u.hb_welcome.flags & ~CMPROTO_HB_AUTHENTICATED) != 0 ||
+				(m->u.hb_welcome.attrs & ~CMPROTO_ATTR_ALL) != 0)
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_HB_BEAT:
+			if ((m->u.hb_beat.attrs & ~CMPROTO_ATTR_ALL) != 0)
+				return CMPROTO_ERANGE;
+			return 0;
+		case CMPROTO_HB_ATTRS:
+			if ((m->u.hb_attrs.attrs & ~CMPROTO_ATTR_ALL) != 0)
+				return CMPROTO_ERANGE;
+			return 0;
+	}
+	return CMPROTO_EUNKNOWNTYPE;
+}
+
+/* ---- framing ---- */
+
+/*
+ * Look at the start of a receive buffer.  Returns CMPROTO_OK with *msglen
+ * set when a whole frame is there, CMPROTO_INCOMPLETE when more bytes are
+ * needed (*msglen is set once the header is complete), or an error as soon
+ * as the bytes received so far cannot start a valid frame: the type, the
+ * flags and the length are checked before the body arrives.
+ */
+int
+cmproto_frame(const uint8_t *buf, size_t avail, size_t *msglen)
+{
+	const msgtype *t;
+	size_t		len;
+
+	*msglen = 0;
+	if (avail < 1)
+		return CMPROTO_INCOMPLETE;
+	if ((t = lookup_type(buf[0])) == NULL)
+		return CMPROTO_EUNKNOWNTYPE;
+	if (avail < 2)
+		return CMPROTO_INCOMPLETE;
+	if (buf[1] != 0)
+		return CMPROTO_EBADFLAGS;
+	if (avail < CMPROTO_HEADER_LEN)
+		return CMPROTO_INCOMPLETE;
+	len = ((size_t) buf[2] << 8) | buf[3];
+	if (len < CMPROTO_HEADER_LEN)
+		return CMPROTO_ESHORTLEN;
+	if (len > CMPROTO_MAX_MSG)
+		return CMPROTO_ETOOLONG;
+	if (len - CMPROTO_HEADER_LEN < t->min_body)
+		return CMPROTO_ETRUNCATED;
+	if (len - CMPROTO_HEADER_LEN > t->max_body)
+		return CMPROTO_ETRAILING;
+	*msglen = len;
+	if (avail < len)
+		return CMPROTO_INCOMPLETE;
+	return CMPROTO_OK;
+}
+
+static int
+decode_body(rbuf *b, cmproto_msg *m)
+{
+	int			rc = 0;
+	uint32_t	magic;
+	uint8_t		reserved;
+
+	switch (m->type)
+	{
+		case CMPROTO_HELLO:
+			if ((rc = get_u32(b, &magic)) < 0 ||
+				(rc = get_u16(b, &m->u.hello.min_version)) < 0 ||
+				(rc = get_u16(b, &m->u.hello.max_version)) < 0)
+				return rc;
+			if (magic != CMPROTO_HELLO_MAGIC)
+				return CMPROTO_EBADMAGIC;
+			break;
+		case CMPROTO_RESOLVE:
+			if ((rc = get_u16(b, &m->u.resolve.version)) < 0 ||
+				(rc = get_u8(b, &m->u.resolve.target)) < 0 ||
+				(rc = get_u8(b, &reserved)) < 0 ||
+				(rc = get_u32(b, &m->u.resolve.client_pid)) < 0 ||
+				(rc = get_str(b, m->u.resolve.application_name,
+							  CMPROTO_APPNAME_MAX)) < 0)
+				return rc;
+			if (reserved != 0)
+				return CMPROTO_ERANGE;
+			break;
+		case CMPROTO_CANDIDATE:
+			if ((rc = get_u16(b, &m->u.candidate.instance)) < 0 ||
+				(rc = get_u16(b, &m->u.candidate.port)) < 0 ||
+				(rc = get_u8(b, &m->u.candidate.attrs)) < 0 ||
+				(rc = get_u8(b, &m->u.candidate.addr_kind)) < 0 ||
+				(rc = get_str(b, m->u.candidate.host, CMPROTO_HOST_MAX)) < 0)
+				return rc;
+			break;
+		case CMPROTO_CANDIDATES_END:
+			rc = get_u16(b, &m->u.candidates_end.count);
+			break;
+		case CMPROTO_ATTACHED:
+			if ((rc = get_u16(b, &m->u.attached.instance)) < 0 ||
+				(rc = get_u32(b, &m->u.attached.backend_pid)) < 0)
+				return rc;
+			break;
+		case CMPROTO_INSTANCE_DOWN:
+			if ((rc = get_u16(b, &m->u.instance_down.instance)) < 0 ||
+				(rc = get_u8(b, &m->u.instance_down.reason)) < 0)
+				return rc;
+			break;
+		case CMPROTO_ERROR:
+			if ((rc = get_u16(b, &m->u.error.code)) < 0 ||
+				(rc = get_str(b, m->u.error.message, CMPROTO_ERRMSG_MAX)) < 0)
+				return rc;
+			break;
+		case CMPROTO_HB_HELLO:
+			if ((rc = get_u32(b, &magic)) < 0 ||
+				(rc = get_u16(b, &m->u.hb_hello.min_version)) < 0 ||
+				(rc = get_u16(b, &m->u.hb_hello.max_version)) < 0 ||
+				(rc = get_u32(b, &m->u.hb_hello.interval)) < 0 ||
+				(rc = get_u32(b, &m->u.hb_hello.timeout)) < 0 ||
+				(rc = get_u16(b, &m->u.hb_hello.flags)) < 0 ||
+				(rc = get_bytes(b, m->u.hb_hello.nonce, CMPROTO_NONCE_LEN)) < 0)
+				return rc;
+			if (magic != CMPROTO_HB_MAGIC)
+				return CMPROTO_EBADMAGIC;
+			break;
+		case CMPROTO_HB_CHALLENGE:
+			if ((rc = get_u16(b, &m->u.hb_challenge.version)) < 0 ||
+				(rc = get_bytes(b, m->u.hb_challenge.nonce,
+								CMPROTO_NONCE_LEN)) < 0 ||
+				(rc = get_bytes(b, m->u.hb_challenge.proof,
+								CMPROTO_PROOF_LEN)) < 0)
+				return rc;
+			break;
+		case CMPROTO_HB_AUTH:
+			rc = get_bytes(b, m->u.hb_auth.proof, CMPROTO_PROOF_LEN);
+			break;
+		case CMPROTO_HB_WELCOME:
+			if ((rc = get_u16(b, &m->u.hb_welcome.version)) < 0 ||
+				(rc = get_u16(b, &m->u.hb_welcome.flags)) < 0 ||
+				(rc = get_u32(b, &m->u.hb_welcome.attrs)) < 0 ||
+				(rc = get_u32(b, &m->u.hb_welcome.server_version_num)) < 0 ||
+				(rc = get_u64(b, &m->u.hb_welcome.system_identifier)) < 0)
+				return rc;
+			break;
+		case CMPROTO_HB_BEAT:
+			if ((rc = get_u32(b, &m->u.hb_beat.seq)) < 0 ||
+				(rc = get_u32(b, &m->u.hb_beat.attrs)) < 0)
+				return rc;
+			break;
+		case CMPROTO_HB_ATTRS:
+			rc = get_u32(b, &m->u.hb_attrs.attrs);
+			break;
+		default:
+			return CMPROTO_EUNKNOWNTYPE;
+	}
+	return rc;
+}
+
+/*
+ * Decode exactly one frame of "len" bytes, sent by a peer of kind "from".
+ * On any error *msg is left zeroed, but for its type once the header and
+ * the sender were found valid.
+ */
+int
+cmproto_decode(const uint8_t *buf, size_t len, cmproto_peer from,
+			   cmproto_msg *msg)
+{
+	const msgtype *t;
+	size_t		msglen;
+	rbuf		b;
+	int			rc;
+
+	memset(msg, 0, sizeof(*msg));
+	rc = cmproto_frame(buf, len, &msglen);
+	if (rc == CMPROTO_INCOMPLETE)
+		return CMPROTO_ETRUNCATED;
+	if (rc < 0)
+		return rc;
+	if (len != msglen)
+		return CMPROTO_ETRAILING;
+
+	t = lookup_type(buf[0]);
+	if ((t->senders & from) == 0)
+		return CMPROTO_EUNEXPECTED;
+	msg->type = t->type;
+
+	b.p = buf;
+	b.len = msglen;
+	b.off = CMPROTO_HEADER_LEN;
+	if ((rc = decode_body(&b, msg)) < 0 ||
+		(rc = validate(msg)) < 0)
+		goto fail;
+	if (b.off != b.len)
+	{
+		rc = CMPROTO_ETRAILING;
+		goto fail;
+	}
+	/* A conmgr heartbeat carries no attributes. */
+	if (msg->type == CMPROTO_HB_BEAT && from == CMPROTO_PEER_CONMGR &&
+		msg->u.hb_beat.attrs != 0)
+	{
+		rc = CMPROTO_ERANGE;
+		goto fail;
+	}
+	return CMPROTO_OK;
+
+fail:
+	memset(&msg->u, 0, sizeof(msg->u));
+	return rc;
+}
+
+static void
+encode_body(wbuf *b, const cmproto_msg *m)
+{
+	switch (m->type)
+	{
+		case CMPROTO_HELLO:
+			put_u32(b, CMPROTO_HELLO_MAGIC);
+			put_u16(b, m->u.hello.min_version);
+			put_u16(b, m->u.hello.max_version);
+			break;
+		case CMPROTO_RESOLVE:
+			put_u16(b, m->u.resolve.version);
+			put_u8(b, m->u.resolve.target);
+			put_u8(b, 0);
+			put_u32(b, m->u.resolve.client_pid);
+			put_str(b, m->u.resolve.application_name);
+			break;
+		case CMPROTO_CANDIDATE:
+			put_u16(b, m->u.candidate.instance);
+			put_u16(b, m->u.candidate.port);
+			put_u8(b, m->u.candidate.attrs);
+			put_u8(b, m->u.candidate.addr_kind);
+			put_str(b, m->u.candidate.host);
+			break;
+		case CMPROTO_CANDIDATES_END:
+			put_u16(b, m->u.candidates_end.count);
+			break;
+		case CMPROTO_ATTACHED:
+			put_u16(b, m->u.attached.instance);
+			put_u32(b, m->u.attached.backend_pid);
+			break;
+		case CMPROTO_INSTANCE_DOWN:
+			put_u16(b, m->u.instance_down.instance);
+			put_u8(b, m->u.instance_down.reason);
+			break;
+		case CMPROTO_ERROR:
+			put_u16(b, m->u.error.code);
+			put_str(b, m->u.error.message);
+			break;
+		case CMPROTO_HB_HELLO:
+			put_u32(b, CMPROTO_HB_MAGIC);
+			put_u16(b, m->u.hb_hello.min_version);
+			put_u16(b, m->u.hb_hello.max_version);
+			put_u32(b, m->u.hb_hello.interval);
+			put_u32(b, m->u.hb_hello.timeout);
+			put_u16(b, m->u.hb_hello.flags);
+			put_bytes(b, m->u.hb_hello.nonce, CMPROTO_NONCE_LEN);
+			break;
+		case CMPROTO_HB_CHALLENGE:
+			put_u16(b, m->u.hb_challenge.version);
+			put_bytes(b, m->u.hb_challenge.nonce, CMPROTO_NONCE_LEN);
+			put_bytes(b, m->u.hb_challenge.proof, CMPROTO_PROOF_LEN);
+			break;
+		case CMPROTO_HB_AUTH:
+			put_bytes(b, m->u.hb_auth.proof, CMPROTO_PROOF_LEN);
+			break;
+		case CMPROTO_HB_WELCOME:
+			put_u16(b, m->u.hb_welcome.version);
+			put_u16(b, m->u.hb_welcome.flags);
+			put_u32(b, m->u.hb_welcome.attrs);
+			put_u32(b, m->u.hb_welcome.server_version_num);
+			put_u64(b, m->u.hb_welcome.system_identifier);
+			break;
+		case CMPROTO_HB_BEAT:
+			put_u32(b, m->u.hb_beat.seq);
+			put_u32(b, m->u.hb_beat.attrs);
+			break;
+		case CMPROTO_HB_ATTRS:
+			put_u32(b, m->u.hb_attrs.attrs);
+			break;
+	}
+}
+
+/*
+ * Encode *msg into buf.  Returns the frame's length (> 0), or a negative
+ * status: the same range checks as decoding, and CMPROTO_ENOSPACE when the
+ * buffer is too small (a buffer of CMPROTO_MAX_MSG bytes always suffices).
+ * The encoder does not know who sends: the one sender-dependent rule (a
+ * conmgr HB_BEAT carries attrs 0) is the heartbeat role's to keep.
+ */
+int
+cmproto_encode(const cmproto_msg *msg, uint8_t *buf, size_t cap)
+{
+	wbuf		b;
+	int			rc;
+
+	if (lookup_type(msg->type) == NULL)
+		return CMPROTO_EUNKNOWNTYPE;
+	switch (msg->type)
+	{
+		case CMPROTO_RESOLVE:
+			rc = str_fits(msg->u.resolve.application_name, CMPROTO_APPNAME_MAX);
+			break;
+		case CMPROTO_CANDIDATE:
+			rc = str_fits(msg->u.candidate.host, CMPROTO_HOST_MAX);
+			break;
+		case CMPROTO_ERROR:
+			rc = str_fits(msg->u.error.message, CMPROTO_ERRMSG_MAX);
+			break;
+		default:
+			rc = 0;
+			break;
+	}
+	if (rc < 0 || (rc = validate(msg)) < 0)
+		return rc;
+
+	b.p = buf;
+	b.cap = cap;
+	b.off = 0;
+	b.overflow = false;
+	put_u8(&b, msg->type);
+	put_u8(&b, 0);
+	put_u16(&b, 0);				/* length, filled in below */
+	encode_body(&b, msg);
+	if (b.overflow)
+		return CMPROTO_ENOSPACE;
+	buf[2] = (uint8_t) (b.off >> 8);
+	buf[3] = (uint8_t) b.off;
+	return (int) b.off;
+}
+
+/*
+ * The version two peers speak: the highest in both [min, max] ranges, or 0
+ * when the ranges do not meet.
+ */
+int
+cmproto_negotiate(uint16_t min_a, uint16_t max_a,
+				  uint16_t min_b, uint16_t max_b)
+{
+	uint16_t	hi = max_a < max_b ? max_a : max_b;
+	uint16_t	lo = min_a > min_b ? min_a : min_b;
+
+	if (min_a > max_a || min_b > max_b || hi < lo || hi < 1)
+		return 0;
+	return hi;
+}
+
+/* ---- names ---- */
+
+const char *
+cmproto_strerror(int status)
+{
+	switch ((cmproto_status) status)
+	{
+		case CMPROTO_OK:
+			return "success";
+		case CMPROTO_INCOMPLETE:
+			return "message incomplete";
+		case CMPROTO_ETRUNCATED:
+			return "message truncated";
+		case CMPROTO_ETOOLONG:
+			return "message too long";
+		case CMPROTO_ESHORTLEN:
+			return "message length too short";
+		case CMPROTO_EBADFLAGS:
+			return "invalid header flags";
+		case CMPROTO_EUNKNOWNTYPE:
+			return "unknown message type";
+		case CMPROTO_EUNEXPECTED:
+			return "message type not expected from this peer";
+		case CMPROTO_ERANGE:
+			return "field out of range";
+		case CMPROTO_EBADSTRING:
+			return "invalid string";
+		case CMPROTO_ESTRTOOLONG:
+			return "string too long";
+		case CMPROTO_ETRAILING:
+			return "trailing bytes after message";
+		case CMPROTO_EBADMAGIC:
+			return "bad magic number";
+		case CMPROTO_ENOSPACE:
+			return "buffer too small";
+	}
+	return "unknown protocol status";
+}
+
+const char *
+cmproto_type_name(int type)
+{
+	const msgtype *t = lookup_type(type);
+
+	return t ? t->name : "unknown";
+}
+
+const char *
+cmproto_error_code_name(int code)
+{
+	switch ((cmproto_error_code) code)
+	{
+		case CMPROTO_ERR_PROTOCOL:
+			return "protocol violation";
+		case CMPROTO_ERR_VERSION:
+			return "unsupported protocol version";
+		case CMPROTO_ERR_AUTH:
+			return "authentication failed";
+		case CMPROTO_ERR_TOO_MANY:
+			return "too many heartbeat sessions";
+		case CMPROTO_ERR_SHUTDOWN:
+			return "shutting down";
+		case CMPROTO_ERR_INTERNAL:
+			return "internal error";
+	}
+	return "unknown error code";
+}
+
+const char *
+cmproto_down_reason_name(int reason)
+{
+	switch ((cmproto_down_reason) reason)
+	{
+		case CMPROTO_DOWN_TIMEOUT:
+			return "heartbeat timeout";
+		case CMPROTO_DOWN_LOST:
+			return "heartbeat connection lost";
+		case CMPROTO_DOWN_PROTOCOL:
+			return "heartbeat protocol violation";
+		case CMPROTO_DOWN_SHUTDOWN:
+			return "conmgr shutting down";
+	}
+	return "unknown reason";
+}
+
+/* libpq's spellings; "prefer-primary" is conmgr's addition. */
+static const char *const target_names[] = {
+	[CMPROTO_TARGET_ANY] = "any",
+	[CMPROTO_TARGET_READ_WRITE] = "read-write",
+	[CMPROTO_TARGET_READ_ONLY] = "read-only",
+	[CMPROTO_TARGET_PRIMARY] = "primary",
+	[CMPROTO_TARGET_STANDBY] = "standby",
+	[CMPROTO_TARGET_PREFER_STANDBY] = "prefer-standby",
+	[CMPROTO_TARGET_PREFER_PRIMARY] = "prefer-primary",
+};
+
+const char *
+cmproto_target_name(int target)
+{
+	if (target < 0 || target > CMPROTO_TARGET_LAST)
+		return NULL;
+	return target_names[target];
+}
+
+/* Case-sensitive, as libpq compares target_session_attrs; -1 if unknown. */
+int
+cmproto_target_from_name(const char *name)
+{
+	for (int i = 0; i <= CMPROTO_TARGET_LAST; i++)
+	{
+		if (strcmp(name, target_names[i]) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* ---- PostgreSQL-compatible first packets ---- */
+
+static uint32_t
+read_be32(const uint8_t *p)
+{
+	return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16) |
+		((uint32_t) p[2] << 8) | (uint32_t) p[3];
+}
+
+static void
+write_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t) (v >> 24);
+	p[1] = (uint8_t) (v >> 16);
+	p[2] = (uint8_t) (v >> 8);
+	p[3] = (uint8_t) v;
+}
+
+/* The detection probe: a GSSENCRequest.  Returns 8, or 0 if cap < 8. */
+size_t
+cmproto_pg_encode_probe(uint8_t *buf, size_t cap)
+{
+	if (cap < CMPROTO_PG_PROBE_LEN)
+		return 0;
+	write_be32(buf, CMPROTO_PG_PROBE_LEN);
+	write_be32(buf + 4, CMPROTO_PG_GSSENC_CODE);
+	return CMPROTO_PG_PROBE_LEN;
+}
+
+/*
+ * Classify the first packet a client sent to conmgr's port, in PostgreSQL's
+ * startup framing (a 4-byte length that counts itself, then a 4-byte code).
+ * CMPROTO_INCOMPLETE until the whole packet is there (*pktlen is set once
+ * the length is known); a length or code a postmaster would reject is an
+ * error.  Like the postmaster, at most CMPROTO_PG_MAX_STARTUP bytes may
+ * follow the length word.
+ */
+int
+cmproto_pg_classify(const uint8_t *buf, size_t avail, size_t *pktlen,
+					cmproto_pg_kind *kind)
+{
+	uint32_t	len,
+				code;
+
+	*pktlen = 0;
+	*kind = CMPROTO_PG_UNSUPPORTED;
+	if (avail < 4)
+		return CMPROTO_INCOMPLETE;
+	len = read_be32(buf);
+	if (len < 8)
+		return CMPROTO_ESHORTLEN;
+	if (len - 4 > CMPROTO_PG_MAX_STARTUP)
+		return CMPROTO_ETOOLONG;
+	*pktlen = len;
+	if (avail < 8)
+		return CMPROTO_INCOMPLETE;
+	code = read_be32(buf + 4);
+	switch (code)
+	{
+		case CMPROTO_PG_GSSENC_CODE:
+		case CMPROTO_PG_SSL_CODE:
+			if (len != 8)
+				return CMPROTO_ERANGE;
+			*kind = code == CMPROTO_PG_GSSENC_CODE ?
+				CMPROTO_PG_GSSENC_REQUEST : CMPROTO_PG_SSL_REQUEST;
+			break;
+		case CMPROTO_PG_CANCEL_CODE:
+			if (len != 16)
+				return CMPROTO_ERANGE;
+			*kind = CMPROTO_PG_CANCEL_REQUEST;
+			break;
+		default:
+			if ((code >> 16) == 3)
+				*kind = CMPROTO_PG_STARTUP;
+			else
+				*kind = CMPROTO_PG_UNSUPPORTED;
+			break;
+	}
+	if (avail < len)
+		return CMPROTO_INCOMPLETE;
+	return CMPROTO_OK;
+}
+
+static int
+put_pg_field(wbuf *b, char code, const char *value)
+{
+	size_t		n;
+
+	n = strnlen(value, CMPROTO_PG_MAX_ERROR);
+	if (n >= CMPROTO_PG_MAX_ERROR)
+		return CMPROTO_ETOOLONG;
+	put_u8(b, (uint8_t) code);
+	put_bytes(b, value, n + 1);
+	return 0;
+}
+
+/*
+ * Build a PostgreSQL ErrorResponse of severity FATAL (hint may be NULL).
+ * Returns its length, or a negative status: CMPROTO_ERANGE for a SQLSTATE
+ * that is not five digits or capitals, CMPROTO_ETOOLONG past
+ * CMPROTO_PG_MAX_ERROR bytes, CMPROTO_ENOSPACE when it does not fit in cap.
+ */
+int
+cmproto_pg_encode_error(uint8_t *buf, size_t cap, const char *sqlstate,
+						const char *message, const char *hint)
+{
+	wbuf		b;
+	int			rc;
+
+	if (strnlen(sqlstate, 6) != 5)
+		return CMPROTO_ERANGE;
+	for (int i = 0; i < 5; i++)
+	{
+		char		c = sqlstate[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')))
+			return CMPROTO_ERANGE;
+	}
+
+	b.p = buf;
+	b.cap = cap;
+	b.off = 0;
+	b.overflow = false;
+	put_u8(&b, 'E');
+	put_u32(&b, 0);				/* length, filled in below */
+	if ((rc = put_pg_field(&b, 'S', "FATAL")) < 0 ||
+		(rc = put_pg_field(&b, 'V', "FATAL")) < 0 ||
+		(rc = put_pg_field(&b, 'C', sqlstate)) < 0 ||
+		(rc = put_pg_field(&b, 'M', message)) < 0 ||
+		(hint != NULL && (rc = put_pg_field(&b, 'H', hint)) < 0))
+		return rc;
+	put_u8(&b, 0);
+	if (b.off > CMPROTO_PG_MAX_ERROR)
+		return CMPROTO_ETOOLONG;
+	if (b.overflow)
+		return CMPROTO_ENOSPACE;
+	write_be32(buf + 1, (uint32_t) (b.off - 1));
+	return (int) b.off;
+}
+
+/*
+ * Decode an ErrorResponse of at most CMPROTO_PG_MAX_ERROR bytes from the
+ * start of buf.  CMPROTO_INCOMPLETE until it is all there (*msglen is set
+ * once its length is known).  The severity, SQLSTATE and message fields are
+ * required; unknown field codes are skipped, as libpq does.
+ */
+int
+cmproto_pg_decode_error(const uint8_t *buf, size_t avail, size_t *msglen,
+						cmproto_pg_error *err)
+{
+	uint32_t	len;
+	size_t		pos;
+	bool		terminated = false;
+
+	memset(err, 0, sizeof(*err));
+	*msglen = 0;
+	if (avail < 1)
+		return CMPROTO_INCOMPLETE;
+	if (buf[0] != 'E')
+		return CMPROTO_EUNKNOWNTYPE;
+	if (avail < 5)
+		return CMPROTO_INCOMPLETE;
+	len = read_be32(buf + 1);
+	if (len < 5)
+		return CMPROTO_ESHORTLEN;
+	if (len > CMPROTO_PG_MAX_ERROR - 1)
+		return CMPROTO_ETOOLONG;
+	*msglen = (size_t) len + 1;
+	if (avail < *msglen)
+		return CMPROTO_INCOMPLETE;
+
+	pos = 5;
+	while (pos < *msglen)
+	{
+		char		code = (char) buf[pos];
+		const uint8_t *nul;
+		const char *value;
+
+		if (code == '\0')
+		{
+			if (pos != *msglen - 1)
+				goto bad_trailing;
+			terminated = true;
+			break;
+		}
+		pos++;
+		nul = memchr(buf + pos, '\0', *msglen - pos);
+		if (nul == NULL)
+			goto bad_string;
+		value = (const char *) buf + pos;
+		switch (code)
+		{
+			case 'S':
+				err->severity = value;
+				break;
+			case 'V':
+				if (err->severity == NULL)
+					err->severity = value;
+				break;
+			case 'C':
+				err->sqlstate = value;
+				break;
+			case 'M':
+				err->message = value;
+				break;
+			case 'D':
+				err->detail = value;
+				break;
+			case 'H':
+				err->hint = value;
+				break;
+			default:
+				break;
+		}
+		pos = (size_t) (nul - buf) + 1;
+	}
+	if (!terminated)
+		goto bad_truncated;
+	if (err->severity == NULL || err->sqlstate == NULL || err->message == NULL)
+	{
+		memset(err, 0, sizeof(*err));
+		return CMPROTO_ERANGE;
+	}
+	return CMPROTO_OK;
+
+bad_trailing:
+	memset(err, 0, sizeof(*err));
+	return CMPROTO_ETRAILING;
+bad_string:
+	memset(err, 0, sizeof(*err));
+	return CMPROTO_EBADSTRING;
+bad_truncated:
+	memset(err, 0, sizeof(*err));
+	return CMPROTO_ETRUNCATED;
+}
