@@ -19,10 +19,13 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Not every test uses every helper. */
+#define TAP_UNUSED __attribute__((unused))
+
 static int	tap_count;
 static int	tap_failed;
 
-static void
+static void TAP_UNUSED
 tap_vresult(int pass, const char *file, int line, const char *fmt, va_list ap)
 {
 	tap_count++;
@@ -36,7 +39,7 @@ tap_vresult(int pass, const char *file, int line, const char *fmt, va_list ap)
 	fflush(stdout);
 }
 
-static int
+static int TAP_UNUSED
 tap_ok_at(int pass, const char *file, int line, const char *fmt,...)
 {
 	va_list		ap;
@@ -47,7 +50,7 @@ tap_ok_at(int pass, const char *file, int line, const char *fmt,...)
 	return pass;
 }
 
-static int
+static int TAP_UNUSED
 tap_is_int_at(long long got, long long want, const char *file, int line,
 			  const char *fmt,...)
 {
@@ -62,7 +65,7 @@ tap_is_int_at(long long got, long long want, const char *file, int line,
 	return pass;
 }
 
-static int
+static int TAP_UNUSED
 tap_is_str_at(const char *got, const char *want, const char *file, int line,
 			  const char *fmt,...)
 {
@@ -81,7 +84,7 @@ tap_is_str_at(const char *got, const char *want, const char *file, int line,
 }
 
 /* Passes when "needle" occurs in "got"; used to check error messages. */
-static int
+static int TAP_UNUSED
 tap_like_at(const char *got, const char *needle, const char *file, int line,
 			const char *fmt,...)
 {
@@ -97,7 +100,7 @@ tap_like_at(const char *got, const char *needle, const char *file, int line,
 	return pass;
 }
 
-static int
+static int TAP_UNUSED
 tap_done(void)
 {
 	printf("1..%d\n", tap_count);

@@ -1,0 +1,807 @@
+/*-------------------------------------------------------------------------
+ *
+ * cmconf.c
+ *	  Parser of conmgr.conf.
+ *
+ * The syntax is a strict subset of postgresql.conf's: one "name = value"
+ * per line, "#" comments, values quoted ('it''s', 'a\'b', 'c\\d') or bare
+ * ([A-Za-z0-9_.:+-], so 27546 and ::1 need no quotes).  Every parameter is
+ * a row of cmconf_params[]; a row marked per-instance takes a number suffix
+ * (backend_host0, backend_port12).  A line is lexed, its name looked up,
+ * duplicates refused, its value converted by type and range; the checks
+ * that need the whole file (a port for an instance without a host, no
+ * instance at all, timeout not above interval) run at the end.
+ *
+ * Each diagnostic starts with "file:line: " (or "file: " for the whole
+ * file) and names the parameter; all are collected, up to
+ * CMCONF_MAX_DIAGS, and the parse fails if any is an error.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cmconf.h"
+#include "cmlog.h"
+
+typedef enum param_type
+{
+	PT_INT,
+	PT_STRING,
+	PT_FACILITY,				/* LOCAL0..LOCAL7 */
+	PT_LEVEL,					/* a cmlog level name */
+	PT_LOGDEST,					/* 'stderr', 'syslog' or both */
+	PT_HOST,					/* host name or numeric address */
+	PT_HOSTADDR					/* numeric address only */
+} param_type;
+
+typedef struct cmconf_param
+{
+	const char *name;
+	param_type	type;
+	bool		per_instance;
+	size_t		offset;			/* in struct cmconf or cmconf_instance */
+	long		min;			/* PT_INT range; PT_STRING max length */
+	long		max;
+} cmconf_param;
+
+#define G(f)	offsetof(struct cmconf, f)
+#define I(f)	offsetof(struct cmconf_instance, f)
+
+/*
+ * Per-instance rows first, and backend_hostaddr before backend_host, so
+ * that the longest prefix is tried first.
+ */
+static const cmconf_param cmconf_params[] = {
+	{"backend_hostaddr", PT_HOSTADDR, true, I(hostaddr), 1, CMCONF_HOST_MAX},
+	{"backend_host", PT_HOST, true, I(host), 1, CMCONF_HOST_MAX},
+	{"backend_port", PT_INT, true, I(backend_port), 1, 65535},
+	{"watchdog_port", PT_INT, true, I(watchdog_port), 1, 65535},
+	{"port", PT_INT, false, G(port), 1, 65535},
+	{"heartbeat_interval", PT_INT, false, G(heartbeat_interval), 1, INT_MAX},
+	{"heartbeat_timeout", PT_INT, false, G(heartbeat_timeout), 1, INT_MAX},
+	{"heartbeat_connect_interval", PT_INT, false, G(heartbeat_connect_interval), 1, INT_MAX},
+	{"heartbeat_connect_timeout", PT_INT, false, G(heartbeat_connect_timeout), 1, INT_MAX},
+	{"log_destination", PT_LOGDEST, false, G(log_destination), 0, 0},
+	{"syslog_facility", PT_FACILITY, false, G(syslog_facility), 0, 7},
+	{"syslog_ident", PT_STRING, false, G(syslog_ident), 1, CMCONF_IDENT_MAX},
+	{"log_min_messages", PT_LEVEL, false, G(log_min_messages), 0, CMLOG_LAST},
+	{"max_connections", PT_INT, false, G(max_connections), 0, INT_MAX},
+};
+
+#define NPARAMS		((int) (sizeof(cmconf_params) / sizeof(cmconf_params[0])))
+#define NINSTPARAMS 4			/* the per-instance rows above */
+
+/* Where each parameter was set, for duplicate and consistency messages. */
+typedef struct parse_state
+{
+	const char *filename;
+	struct cmconf *conf;
+	struct cmconf_diags *diags;
+	int			line;
+	int			global_line[NPARAMS];
+	int			inst_line[CMCONF_MAX_INSTANCES][NINSTPARAMS];
+} parse_state;
+
+static void
+diag_add(struct cmconf_diags *diags, int level, const char *filename,
+		 int line, const char *fmt, va_list ap)
+{
+	struct cmconf_diag *d;
+	int			n;
+
+	if (level == CMLOG_ERROR)
+		diags->nerrors++;
+	else
+		diags->nwarnings++;
+	if (diags->count >= CMCONF_MAX_DIAGS)
+	{
+		diags->dropped++;
+		return;
+	}
+	d = &diags->d[diags->count++];
+	d->level = level;
+	d->line = line;
+	if (line > 0)
+		n = snprintf(d->msg, sizeof(d->msg), "%s:%d: ", filename, line);
+	else
+		n = snprintf(d->msg, sizeof(d->msg), "%s: ", filename);
+	if (n < 0 || (size_t) n >= sizeof(d->msg))
+		n = 0;
+	vsnprintf(d->msg + n, sizeof(d->msg) - n, fmt, ap);
+}
+
+static void
+err_at(parse_state *st, int line, const char *fmt,...)
+	__attribute__((format(printf, 3, 4)));
+static void
+err_at(parse_state *st, int line, const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	diag_add(st->diags, CMLOG_ERROR, st->filename, line, fmt, ap);
+	va_end(ap);
+}
+
+static void
+warn_at(parse_state *st, int line, const char *fmt,...)
+	__attribute__((format(printf, 3, 4)));
+static void
+warn_at(parse_state *st, int line, const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	diag_add(st->diags, CMLOG_WARNING, st->filename, line, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- value conversion ---- */
+
+static bool
+parse_int(const char *s, long min, long max, int *out)
+{
+	const char *p = s;
+	bool		neg = false;
+	long long	v = 0;
+
+	if (*p == '+' || *p == '-')
+		neg = (*p++ == '-');
+	if (*p == '\0')
+		return false;
+	for (; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (*p - '0');
+		if (v > (long long) INT_MAX + 1)
+			return false;
+	}
+	if (neg)
+		v = -v;
+	if (v < min || v > max)
+		return false;
+	*out = (int) v;
+	return true;
+}
+
+static bool
+is_numeric_address(const char *s)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* A DNS name: labels of letters, digits and hyphens, 1..63 long. */
+static bool
+is_host_name(const char *s)
+{
+	int			label = 0;
+
+	for (const char *p = s; *p; p++)
+	{
+		if (*p == '.')
+		{
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return s[0] != '\0';
+}
+
+static bool
+parse_logdest(const char *s, int *out)
+{
+	int			mask = 0;
+	const char *p = s;
+
+	for (;;)
+	{
+		const char *start,
+				   *end;
+		size_t		n;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		n = end - start;
+		if (n == 6 && strncasecmp(start, "stderr", 6) == 0)
+			mask |= CMCONF_LOG_STDERR;
+		else if (n == 6 && strncasecmp(start, "syslog", 6) == 0)
+			mask |= CMCONF_LOG_SYSLOG;
+		else
+			return false;
+		if (*p == '\0')
+			break;
+		p++;
+	}
+	*out = mask;
+	return true;
+}
+
+/* Convert and store one value; false with an error recorded otherwise. */
+static void
+set_value(parse_state *st, const cmconf_param *par, int instno,
+		  const char *name, const char *value)
+{
+	char	   *base = par->per_instance ?
+		(char *) &st->conf->inst[instno] : (char *) st->conf;
+	void	   *field = base + par->offset;
+	int			v;
+
+	switch (par->type)
+	{
+		case PT_INT:
+			if (!parse_int(value, par->min, par->max, &v))
+			{
+				err_at(st, st->line,
+					   "invalid value \"%s\" for parameter \"%s\": must be an integer between %ld and %ld",
+					   value, name, par->min, par->max);
+				return;
+			}
+			*(int *) field = v;
+			return;
+		case PT_STRING:
+			if ((long) strlen(value) < par->min || (long) strlen(value) > par->max)
+			{
+				err_at(st, st->line,
+					   "invalid value \"%s\" for parameter \"%s\": must be %ld to %ld characters long",
+					   value, name, par->min, par->max);
+				return;
+			}
+			strcpy((char *) field, value);
+			return;
+		case PT_HOST:
+		case PT_HOSTADDR:
+			if (value[0] == '\0')
+			{
+				err_at(st, st->line, "parameter \"%s\" must not be empty", name);
+				return;
+			}
+			if (strlen(value) > CMCONF_HOST_MAX)
+			{
+				err_at(st, st->line,
+					   "value of parameter \"%s\" is too long: at most %d characters",
+					   name, CMCONF_HOST_MAX);
+				return;
+			}
+			if (par->type == PT_HOSTADDR && !is_numeric_address(value))
+			{
+				err_at(st, st->line,
+					   "invalid value \"%s\" for parameter \"%s\": must be a numeric IPv4 or IPv6 address (host names go in backend_host%d)",
+					   value, name, instno);
+				return;
+			}
+			if (par->type == PT_HOST && !is_numeric_address(value) &&
+				!is_host_name(value))
+			{
+				err_at(st, st->line,
+					   "invalid value \"%s\" for parameter \"%s\": not a host name or an IP address",
+					   value, name);
+				return;
+			}
+			strcpy((char *) field, value);
+			return;
+		case PT_FACILITY:
+			if (strncasecmp(value, "LOCAL", 5) != 0 || value[5] < '0' ||
+				value[5] > '7' || value[6] != '\0')
+			{
+				err_at(st, st->line,
+					   "invalid value \"%s\" for parameter \"%s\": must be one of LOCAL0 to LOCAL7",
+					   value, name);
+				return;
+			}
+			*(int *) field = value[5] - '0';
+			return;
+		case PT_LEVEL:
+			v = cmlog_level_from_name(value);
+			if (v < 0)
+			{
+				err_at(st, st->line,
+					   "invalid value \"%s\" for parameter \"%s\": must be one of DEBUG5 to DEBUG1, DEBUG, INFO, NOTICE, WARNING, ERROR, LOG, FATAL, PANIC",
+					   value, name);
+				return;
+			}
+			*(int *) field = v;
+			return;
+		case PT_LOGDEST:
+			if (!parse_logdest(value, &v))
+			{
+				err_at(st, st->line,
+					   "invalid value \"%s\" for parameter \"%s\": must be a list of \"stderr\" and \"syslog\"",
+					   value, name);
+				return;
+			}
+			*(int *) field = v;
+			return;
+	}
+}
+
+/* ---- names ---- */
+
+/*
+ * Find the parameter of a name (already lowercased); for per-instance ones
+ * the number goes to *instno.  Reports its own errors; NULL if none.
+ */
+static const cmconf_param *
+lookup_param(parse_state *st, const char *name, int *instno)
+{
+	*instno = -1;
+	for (int i = 0; i < NPARAMS; i++)
+	{
+		const cmconf_param *par = &cmconf_params[i];
+		size_t		plen = strlen(par->name);
+		const char *num;
+		long		n = 0;
+
+		if (!par->per_instance)
+		{
+			if (strcmp(name, par->name) == 0)
+				return par;
+			continue;
+		}
+		if (strncmp(name, par->name, plen) != 0)
+			continue;
+		num = name + plen;
+		if (*num == '\0')
+		{
+			err_at(st, st->line,
+				   "parameter \"%s\" needs an instance number, as in \"%s0\"",
+				   name, name);
+			return NULL;
+		}
+		if (strspn(num, "0123456789") != strlen(num))
+			continue;			/* backend_hostaddr vs backend_host + "addr" */
+		if (num[0] == '0' && num[1] != '\0')
+		{
+			err_at(st, st->line,
+				   "invalid instance number in \"%s\": no leading zeros", name);
+			return NULL;
+		}
+		for (const char *p = num; *p && n <= CMCONF_MAX_INSTANCES; p++)
+			n = n * 10 + (*p - '0');
+		if (n >= CMCONF_MAX_INSTANCES)
+		{
+			err_at(st, st->line,
+				   "invalid instance number in \"%s\": must be between 0 and %d",
+				   name, CMCONF_MAX_INSTANCES - 1);
+			return NULL;
+		}
+		*instno = (int) n;
+		return par;
+	}
+	err_at(st, st->line, "unrecognized configuration parameter \"%s\"", name);
+	return NULL;
+}
+
+static int *
+line_slot(parse_state *st, const cmconf_param *par, int instno)
+{
+	int			idx = (int) (par - cmconf_params);
+
+	if (par->per_instance)
+		return &st->inst_line[instno][idx];
+	return &st->global_line[idx];
+}
+
+/* ---- lexing ---- */
+
+static bool
+is_name_char(char c, bool first)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+		(!first && c >= '0' && c <= '9');
+}
+
+static bool
+is_bare_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		(c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' ||
+		c == '+' || c == '-';
+}
+
+/* One line, NUL-terminated, without its newline. */
+static void
+parse_line(parse_state *st, const char *p)
+{
+	char		name[CMCONF_LINE_MAX];
+	char		value[CMCONF_LINE_MAX];
+	size_t		n = 0;
+	const cmconf_param *par;
+	int			instno;
+	int		   *where;
+
+	while (*p == ' ' || *p == '\t' || *p == '\r')
+		p++;
+	if (*p == '\0' || *p == '#')
+		return;
+
+	if (!is_name_char(*p, true))
+	{
+		err_at(st, st->line, "syntax error at \"%c\": expected a parameter name", *p);
+		return;
+	}
+	while (is_name_char(*p, n == 0))
+	{
+		char		c = *p++;
+
+		name[n++] = (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c;
+	}
+	name[n] = '\0';
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '=')
+	{
+		if (*p == '\0' || *p == '#' || *p == '\r')
+			err_at(st, st->line, "syntax error: \"=\" and a value expected after \"%s\"", name);
+		else
+			err_at(st, st->line, "syntax error at \"%c\": \"=\" expected after \"%s\"", *p, name);
+		return;
+	}
+	p++;
+	while (*p == ' ' || *p == '\t')
+		p++;
+
+	n = 0;
+	if (*p == '\'')
+	{
+		p++;
+		for (;;)
+		{
+			if (*p == '\0')
+			{
+				err_at(st, st->line, "unterminated quoted string in the value of \"%s\"", name);
+				return;
+			}
+			if (*p == '\'' && p[1] == '\'')
+			{
+				value[n++] = '\'';
+				p += 2;
+			}
+			else if (*p == '\'')
+			{
+				p++;
+				break;
+			}
+			else if (*p == '\\')
+			{
+				if (p[1] != '\'' && p[1] != '\\')
+				{
+					err_at(st, st->line,
+						   "invalid escape \"\\%c\" in the value of \"%s\": only \\' and \\\\ are allowed",
+						   p[1] ? p[1] : ' ', name);
+					return;
+				}
+				value[n++] = p[1];
+				p += 2;
+			}
+			else
+				value[n++] = *p++;
+		}
+	}
+	else
+	{
+		while (is_bare_char(*p))
+			value[n++] = *p++;
+		if (n == 0)
+		{
+			if (*p == '\0' || *p == '#' || *p == '\r')
+				err_at(st, st->line, "missing value for parameter \"%s\"", name);
+			else
+				err_at(st, st->line,
+					   "syntax error at \"%c\" in the value of \"%s\": quote values that contain it",
+					   *p, name);
+			return;
+		}
+	}
+	value[n] = '\0';
+
+	while (*p == ' ' || *p == '\t' || *p == '\r')
+		p++;
+	if (*p != '\0' && *p != '#')
+	{
+		err_at(st, st->line,
+			   "syntax error at \"%c\" after the value of \"%s\": one parameter per line, quote values with spaces or commas",
+			   *p, name);
+		return;
+	}
+
+	if ((par = lookup_param(st, name, &instno)) == NULL)
+		return;
+	where = line_slot(st, par, instno);
+	if (*where != 0)
+	{
+		err_at(st, st->line, "parameter \"%s\" is already set at line %d",
+			   name, *where);
+		return;
+	}
+	*where = st->line;
+	set_value(st, par, instno, name, value);
+}
+
+/* ---- whole file ---- */
+
+void
+cmconf_set_defaults(struct cmconf *conf)
+{
+	memset(conf, 0, sizeof(*conf));
+	conf->port = 27546;
+	conf->heartbeat_interval = 10;
+	conf->heartbeat_timeout = 20;
+	conf->heartbeat_connect_interval = 1;
+	conf->heartbeat_connect_timeout = 10;
+	conf->log_destination = CMCONF_LOG_STDERR;
+	conf->syslog_facility = 0;
+	strcpy(conf->syslog_ident, "conmgr");
+	conf->log_min_messages = CMLOG_WARNING;
+	conf->max_connections = 0;
+	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+	{
+		conf->inst[i].backend_port = 27500;
+		conf->inst[i].watchdog_port = 27545;
+	}
+}
+
+static void
+check_whole(parse_state *st)
+{
+	struct cmconf *conf = st->conf;
+	int			interval_idx = -1,
+				timeout_idx = -1;
+
+	conf->ninstances = 0;
+	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+	{
+		int		   *lines = st->inst_line[i];
+
+		/* rows 0 and 1 are hostaddr and host, 2 and 3 the ports */
+		conf->inst[i].configured = lines[0] != 0 || lines[1] != 0;
+		if (conf->inst[i].configured)
+		{
+			conf->ninstances++;
+			continue;
+		}
+		for (int k = 2; k < NINSTPARAMS; k++)
+		{
+			if (lines[k] != 0)
+				err_at(st, lines[k],
+					   "%s%d is set but instance %d has neither backend_host%d nor backend_hostaddr%d",
+					   cmconf_params[k].name, i, i, i, i);
+		}
+	}
+	if (conf->ninstances == 0)
+		err_at(st, 0, "no instance is configured: set backend_host0 or backend_hostaddr0 at least");
+
+	for (int i = 0; i < NPARAMS; i++)
+	{
+		if (strcmp(cmconf_params[i].name, "heartbeat_interval") == 0)
+			interval_idx = i;
+		else if (strcmp(cmconf_params[i].name, "heartbeat_timeout") == 0)
+			timeout_idx = i;
+	}
+	if (conf->heartbeat_timeout <= conf->heartbeat_interval)
+	{
+		int			line = st->global_line[timeout_idx];
+
+		if (line == 0)
+			line = st->global_line[interval_idx];
+		warn_at(st, line,
+				"heartbeat_timeout (%d) is not greater than heartbeat_interval (%d): every heartbeat session will time out",
+				conf->heartbeat_timeout, conf->heartbeat_interval);
+	}
+}
+
+int
+cmconf_parse_buffer(const char *filename, const char *text, size_t len,
+					struct cmconf *conf, struct cmconf_diags *diags)
+{
+	parse_state st;
+	char		line[CMCONF_LINE_MAX + 1];
+	size_t		pos = 0;
+
+	memset(diags, 0, sizeof(*diags));
+	memset(&st, 0, sizeof(st));
+	st.filename = filename;
+	st.conf = conf;
+	st.diags = diags;
+	cmconf_set_defaults(conf);
+
+	while (pos < len)
+	{
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t		n = nl ? (size_t) (nl - (text + pos)) : len - pos;
+
+		st.line++;
+		if (n > CMCONF_LINE_MAX)
+			err_at(&st, st.line, "line is too long: at most %d bytes", CMCONF_LINE_MAX);
+		else if (memchr(text + pos, '\0', n) != NULL)
+			err_at(&st, st.line, "line contains a NUL byte");
+		else
+		{
+			memcpy(line, text + pos, n);
+			line[n] = '\0';
+			parse_line(&st, line);
+		}
+		pos += n + (nl ? 1 : 0);
+	}
+	check_whole(&st);
+	return diags->nerrors > 0 ? -1 : 0;
+}
+
+int
+cmconf_load_file(const char *path, struct cmconf *conf,
+				 struct cmconf_diags *diags)
+{
+	static char buf[CMCONF_FILE_MAX + 1];
+	size_t		len = 0;
+	int			fd;
+	parse_state st;
+
+	memset(diags, 0, sizeof(*diags));
+	memset(&st, 0, sizeof(st));
+	st.filename = path;
+	st.diags = diags;
+	cmconf_set_defaults(conf);
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+	{
+		err_at(&st, 0, "could not open configuration file: %s", strerror(errno));
+		return -1;
+	}
+	for (;;)
+	{
+		ssize_t		n = read(fd, buf + len, sizeof(buf) - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+		{
+			err_at(&st, 0, "could not read configuration file: %s", strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		len += n;
+		if (len > CMCONF_FILE_MAX)
+		{
+			err_at(&st, 0, "configuration file is too large: at most %d bytes", CMCONF_FILE_MAX);
+			close(fd);
+			return -1;
+		}
+	}
+	close(fd);
+	return cmconf_parse_buffer(path, buf, len, conf, diags);
+}
+
+/* ---- output ---- */
+
+typedef struct outbuf
+{
+	char	   *p;
+	size_t		cap;
+	size_t		len;			/* what would have been written */
+} outbuf;
+
+static void
+out(outbuf *o, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+static void
+out(outbuf *o, const char *fmt,...)
+{
+	va_list		ap;
+	int			n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(o->len < o->cap ? o->p + o->len : NULL,
+				  o->len < o->cap ? o->cap - o->len : 0, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->len += n;
+}
+
+static void
+out_quoted(outbuf *o, const char *name, const char *value)
+{
+	out(o, "%s = '", name);
+	for (const char *p = value; *p; p++)
+	{
+		if (*p == '\'')
+			out(o, "''");
+		else if (*p == '\\')
+			out(o, "\\\\");
+		else
+			out(o, "%c", *p);
+	}
+	out(o, "'\n");
+}
+
+/*
+ * The normalised configuration: every parameter, defaults included,
+ * instances in number order.  Re-parsing it gives the same struct.  Returns
+ * the length it needs (like snprintf); truncated when cap is too small.
+ */
+size_t
+cmconf_format(const struct cmconf *conf, char *buf, size_t cap)
+{
+	outbuf		o = {buf, cap, 0};
+
+	if (cap > 0)
+		buf[0] = '\0';
+	out(&o, "port = %d\n", conf->port);
+	out(&o, "heartbeat_interval = %d\n", conf->heartbeat_interval);
+	out(&o, "heartbeat_timeout = %d\n", conf->heartbeat_timeout);
+	out(&o, "heartbeat_connect_interval = %d\n", conf->heartbeat_connect_interval);
+	out(&o, "heartbeat_connect_timeout = %d\n", conf->heartbeat_connect_timeout);
+	out(&o, "log_destination = '%s%s%s'\n",
+		(conf->log_destination & CMCONF_LOG_STDERR) ? "stderr" : "",
+		(conf->log_destination & CMCONF_LOG_STDERR) &&
+		(conf->log_destination & CMCONF_LOG_SYSLOG) ? "," : "",
+		(conf->log_destination & CMCONF_LOG_SYSLOG) ? "syslog" : "");
+	out(&o, "syslog_facility = LOCAL%d\n", conf->syslog_facility);
+	out_quoted(&o, "syslog_ident", conf->syslog_ident);
+	out(&o, "log_min_messages = %s\n", cmlog_level_name(conf->log_min_messages));
+	out(&o, "max_connections = %d\n", conf->max_connections);
+	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+	{
+		const struct cmconf_instance *in = &conf->inst[i];
+		char		name[32];
+
+		if (!in->configured)
+			continue;
+		out(&o, "\n# instance %d\n", i);
+		if (in->host[0])
+		{
+			snprintf(name, sizeof(name), "backend_host%d", i);
+			out_quoted(&o, name, in->host);
+		}
+		if (in->hostaddr[0])
+		{
+			snprintf(name, sizeof(name), "backend_hostaddr%d", i);
+			out_quoted(&o, name, in->hostaddr);
+		}
+		out(&o, "backend_port%d = %d\n", i, in->backend_port);
+		out(&o, "watchdog_port%d = %d\n", i, in->watchdog_port);
+	}
+	return o.len;
+}
+
+/* What conmgr connects to: backend_hostaddr when set, else backend_host. */
+const char *
+cmconf_connect_host(const struct cmconf_instance *inst)
+{
+	return inst->hostaddr[0] ? inst->hostaddr : inst->host;
+}
+
+/* Open files conmgr needs: 9 + instances x 2 + max_connections. */
+int
+cmconf_nofile_needed(const struct cmconf *conf)
+{
+	long		n = 9L + 2L * conf->ninstances + conf->max_connections;
+
+	return n > INT_MAX ? INT_MAX : (int) n;
+}

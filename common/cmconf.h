@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * cmconf.h
+ *	  conmgr.conf: the parsed configuration and its parser.
+ *
+ * The parser reads the whole file once into a struct cmconf that the
+ * daemon's roles read and never change.  It never stops at the first
+ * problem: every error and warning is collected, each naming the file,
+ * the line and the parameter.  It allocates nothing, prints nothing and
+ * never exits.  docs/configuration.md is the user's reference.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CMCONF_H
+#define CMCONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CMCONF_FILENAME			"conmgr.conf"
+#define CMCONF_MAX_INSTANCES	64	/* instance numbers 0..63 */
+#define CMCONF_HOST_MAX			255
+#define CMCONF_IDENT_MAX		63
+#define CMCONF_LINE_MAX			4096
+#define CMCONF_FILE_MAX			(1024 * 1024)
+#define CMCONF_MAX_DIAGS		64
+#define CMCONF_DIAG_LEN			400
+
+/* log_destination bits */
+#define CMCONF_LOG_STDERR		0x01
+#define CMCONF_LOG_SYSLOG		0x02
+
+/* One instance of the set, by its number. */
+struct cmconf_instance
+{
+	bool		configured;		/* has backend_host<N> or backend_hostaddr<N> */
+	char		host[CMCONF_HOST_MAX + 1];	/* "" when not set */
+	char		hostaddr[CMCONF_HOST_MAX + 1];	/* "" when not set; wins */
+	int			backend_port;
+	int			watchdog_port;
+};
+
+struct cmconf
+{
+	int			port;
+	int			heartbeat_interval; /* seconds */
+	int			heartbeat_timeout;	/* seconds */
+	int			heartbeat_connect_interval; /* seconds */
+	int			heartbeat_connect_timeout;	/* seconds */
+	int			log_destination;	/* CMCONF_LOG_* bits */
+	int			syslog_facility;	/* n of LOCALn, 0..7 */
+	char		syslog_ident[CMCONF_IDENT_MAX + 1];
+	int			log_min_messages;	/* enum cmlog_level */
+	int			max_connections;	/* 0 = no limit */
+	int			ninstances;		/* configured instances */
+	struct cmconf_instance inst[CMCONF_MAX_INSTANCES];
+};
+
+struct cmconf_diag
+{
+	int			level;			/* CMLOG_WARNING or CMLOG_ERROR */
+	int			line;			/* 0 when about the whole file */
+	char		msg[CMCONF_DIAG_LEN];	/* "file:line: ..." */
+};
+
+struct cmconf_diags
+{
+	int			count;			/* entries in d[] */
+	int			nerrors;
+	int			nwarnings;
+	int			dropped;		/* not stored: d[] was full */
+	struct cmconf_diag d[CMCONF_MAX_DIAGS];
+};
+
+/* cmconf.c */
+extern void cmconf_set_defaults(struct cmconf *conf);
+extern int	cmconf_parse_buffer(const char *filename, const char *text,
+								size_t len, struct cmconf *conf,
+								struct cmconf_diags *diags);
+extern int	cmconf_load_file(const char *path, struct cmconf *conf,
+							 struct cmconf_diags *diags);
+extern size_t cmconf_format(const struct cmconf *conf, char *buf, size_t cap);
+extern const char *cmconf_connect_host(const struct cmconf_instance *inst);
+extern int	cmconf_nofile_needed(const struct cmconf *conf);
+
+#endif							/* CMCONF_H */

@@ -1,0 +1,34 @@
+# Test that the shared protocol code needs nothing a PostgreSQL backend
+# forbids: no allocation, no stdio, no exit.  The same objects are compiled
+# into the watchdog extension, where exit() or printf() would be a bug.
+use strict;
+use warnings;
+use FindBin;
+use Test::More;
+
+my $top = "$FindBin::RealBin/../..";
+
+# What the codec may call: memory and string primitives, and the stack
+# protector's failure hook that the compiler inserts on its own.
+my %allowed = map { $_ => 1 } qw(
+  memchr memcmp memcpy memmove memset strcmp strlen strnlen
+  explicit_bzero __stack_chk_fail __explicit_bzero_chk __memcpy_chk
+  __memset_chk
+);
+
+my @objects = (
+	"$top/build/common/cmproto.o",  "$top/build/common/cmsha256.o",
+	"$top/pgext/cmproto.o",         "$top/pgext/cmsha256.o",
+);
+
+for my $obj (@objects)
+{
+	ok(-f $obj, "$obj was built") or next;
+	my @undef = map { (split ' ')[-1] } grep { /\bU\b/ } `nm -u "$obj"`;
+	is($?, 0, "nm ran on $obj");
+	my @bad = grep { !$allowed{$_} } @undef;
+	is_deeply(\@bad, [], "$obj calls only allowed library functions")
+	  or diag("unexpected: @bad");
+}
+
+done_testing();

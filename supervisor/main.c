@@ -1,0 +1,143 @@
+/*-------------------------------------------------------------------------
+ *
+ * main.c
+ *	  Entry point of the conmgr program.
+ *
+ * Today conmgr only checks a configuration: "conmgr -D DIR -n [-v]" loads
+ * DIR/conmgr.conf, reports every problem on stderr and, with -v, prints
+ * the normalised configuration.  Running the daemon itself (supervisor and
+ * roles) is not built yet; asked to, conmgr says so and fails.
+ *
+ * Exit codes: 0 configuration valid, 1 configuration invalid (or daemon
+ * requested), 2 bad usage.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmconf.h"
+#include "cmlog.h"
+#include "cmproto.h"
+
+static const char *progname = "conmgr";
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+			"%s is the connection manager daemon for replicated PostgreSQL.\n\n"
+			"Usage:\n"
+			"  %s -D DIR -n [-v]     check DIR/conmgr.conf\n\n"
+			"Options:\n"
+			"  -D, --cmdata=DIR      conmgr directory (default: $CMDATA)\n"
+			"  -n, --check           check the configuration and exit\n"
+			"  -v, --verbose         with -n, print the normalised configuration\n"
+			"  -V, --version         print the version and exit\n"
+			"  -?, --help            show this help and exit\n",
+			progname, progname);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option long_options[] = {
+		{"cmdata", required_argument, NULL, 'D'},
+		{"check", no_argument, NULL, 'n'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, '?'},
+		{NULL, 0, NULL, 0}
+	};
+	const char *cmdata = getenv("CMDATA");
+	bool		check = false;
+	bool		verbose = false;
+	int			c;
+	char		path[4096];
+	static struct cmconf conf;
+	static struct cmconf_diags diags;
+	int			rc;
+
+	while ((c = getopt_long(argc, argv, "D:nvV?", long_options, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'D':
+				cmdata = optarg;
+				break;
+			case 'n':
+				check = true;
+				break;
+			case 'v':
+				verbose = true;
+				break;
+			case 'V':
+				printf("conmgr (protocol version %d)\n", CMPROTO_VERSION);
+				return 0;
+			case '?':
+				if (optopt == 0 && strcmp(argv[optind - 1], "-?") != 0 &&
+					strcmp(argv[optind - 1], "--help") != 0)
+				{
+					fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
+					return 2;
+				}
+				if (optopt != 0 && optopt != '?')
+				{
+					fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
+					return 2;
+				}
+				usage(stdout);
+				return 0;
+			default:
+				fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
+				return 2;
+		}
+	}
+	if (optind < argc)
+	{
+		fprintf(stderr, "%s: too many command-line arguments (first is \"%s\")\n",
+				progname, argv[optind]);
+		return 2;
+	}
+	if (cmdata == NULL || cmdata[0] == '\0')
+	{
+		fprintf(stderr, "%s: no conmgr directory specified\n"
+				"Specify it with -D or set the environment variable CMDATA.\n",
+				progname);
+		return 2;
+	}
+	if (!check)
+	{
+		fprintf(stderr, "%s: running the daemon is not implemented yet; only -n (check the configuration) is\n",
+				progname);
+		return 1;
+	}
+	if ((size_t) snprintf(path, sizeof(path), "%s/%s", cmdata, CMCONF_FILENAME) >= sizeof(path))
+	{
+		fprintf(stderr, "%s: conmgr directory path is too long\n", progname);
+		return 2;
+	}
+
+	rc = cmconf_load_file(path, &conf, &diags);
+	for (int i = 0; i < diags.count; i++)
+		fprintf(stderr, "%s: %s: %s\n", progname,
+				diags.d[i].level == CMLOG_ERROR ? "error" : "warning",
+				diags.d[i].msg);
+	if (diags.dropped > 0)
+		fprintf(stderr, "%s: %d more problems not shown\n", progname, diags.dropped);
+	if (rc != 0)
+	{
+		fprintf(stderr, "%s: configuration file \"%s\" contains errors\n", progname, path);
+		return 1;
+	}
+	if (verbose)
+	{
+		static char out[64 * 1024];
+		size_t		n = cmconf_format(&conf, out, sizeof(out));
+
+		fwrite(out, 1, n < sizeof(out) ? n : sizeof(out) - 1, stdout);
+	}
+	return 0;
+}
