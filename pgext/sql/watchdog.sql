@@ -1,0 +1,50 @@
+-- The SQL surface of the watchdog extension, with the library preloaded
+-- (pgext/regress.conf).  Sessions themselves are tested by
+-- regress/t/020_watchdog.t; here no conmgr is connected.
+
+CREATE EXTENSION watchdog;
+
+-- The view's columns, names, types and order.
+SELECT attnum, attname, atttypid::regtype
+  FROM pg_attribute
+ WHERE attrelid = 'pgx_stat_watchdog'::regclass AND attnum > 0
+ ORDER BY attnum;
+
+SELECT count(*) AS sessions FROM pgx_stat_watchdog;
+
+-- The workers run, under their own names.
+SELECT backend_type, count(*)
+  FROM pg_stat_activity
+ WHERE backend_type LIKE 'watchdog%'
+ GROUP BY backend_type ORDER BY backend_type;
+
+-- GUCs: their values and their limits.
+SHOW watchdog.port;
+SHOW watchdog.check_attr_interval;
+SHOW watchdog.max_heartbeat_connections;
+SELECT name, setting, unit, context, min_val, max_val
+  FROM pg_settings WHERE name LIKE 'watchdog.%' ORDER BY name;
+ALTER SYSTEM SET watchdog.check_attr_interval = 0;
+ALTER SYSTEM SET watchdog.check_attr_interval = '-5';
+ALTER SYSTEM SET watchdog.check_attr_interval = 'often';
+ALTER SYSTEM SET watchdog.port = 0;
+ALTER SYSTEM SET watchdog.port = 65536;
+ALTER SYSTEM SET watchdog.max_heartbeat_connections = -2;
+ALTER SYSTEM SET watchdog.no_such_setting = 1;
+SET watchdog.check_attr_interval = 500;
+SET watchdog.port = 1234;
+ALTER SYSTEM RESET ALL;
+
+-- Only privileged roles may read the client host addresses.
+CREATE ROLE wd_nobody;
+SET ROLE wd_nobody;
+SELECT * FROM pgx_stat_watchdog;
+RESET ROLE;
+GRANT pg_read_all_stats TO wd_nobody;
+SET ROLE wd_nobody;
+SELECT count(*) FROM pgx_stat_watchdog;
+RESET ROLE;
+DROP ROLE wd_nobody;
+
+DROP EXTENSION watchdog;
+SELECT count(*) FROM pg_class WHERE relname = 'pgx_stat_watchdog';

@@ -1,0 +1,107 @@
+/*-------------------------------------------------------------------------
+ *
+ * watchdog.h
+ *	  Shared declarations of the watchdog extension.
+ *
+ * The extension has three parts in three files: watchdog.c (module load:
+ * GUCs, shared memory, worker registration, the SQL-callable view
+ * function), wd_worker.c (the "watchdog" background worker: heartbeat
+ * sessions with conmgr processes) and wd_terminator.c (the "watchdog
+ * terminator" background worker: ends the SQL sessions of a lost conmgr's
+ * host).  They meet in one shared-memory struct, WdShared, declared here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WATCHDOG_H
+#define WATCHDOG_H
+
+#include <sys/socket.h>
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#define WD_DEFAULT_PORT			27545
+#define WD_HANDSHAKE_TIMEOUT_MS 10000	/* accept -> registered */
+#define WD_MAX_PENDING			64	/* connections still in handshake */
+
+/* An IP address (IPv4-mapped IPv6 is stored as IPv4) and a port. */
+typedef struct WdAddr
+{
+	uint8		family;			/* AF_INET or AF_INET6 */
+	uint8		pad;
+	uint16		port;			/* host order */
+	uint8		addr[16];		/* 4 or 16 bytes used */
+} WdAddr;
+
+/* One registered heartbeat session, as pgx_stat_watchdog shows it. */
+typedef struct WdSessionStat
+{
+	bool		in_use;
+	bool		authenticated;
+	WdAddr		peer;
+	int32		interval;		/* seconds, the conmgr's heartbeat_interval */
+	int32		timeout;		/* seconds, the conmgr's heartbeat_timeout */
+	TimestampTz connected_since;
+	TimestampTz last_received;
+	TimestampTz last_sent;
+	uint64		frames_received;
+	uint64		beats_sent;
+} WdSessionStat;
+
+/* A lost conmgr, queued for the terminator. */
+typedef struct WdLoss
+{
+	WdAddr		addr;
+	TimestampTz detected_at;
+} WdLoss;
+
+/*
+ * The extension's shared memory.  The lock protects everything below it;
+ * the watchdog is the only writer of sessions[] and of the loss queue's
+ * tail, the terminator the only consumer of the queue.  Sized at start
+ * from watchdog.max_heartbeat_connections: sessions[] has that many slots,
+ * the loss queue as many entries again (each session is lost at most once,
+ * so the queue cannot overflow while the terminator keeps up).
+ */
+typedef struct WdShared
+{
+	LWLock	   *lock;
+	int			max_sessions;
+	int			loss_capacity;
+	uint64		loss_head;		/* next entry the terminator reads */
+	uint64		loss_tail;		/* next entry the watchdog writes */
+	uint64		losses_dropped; /* queue was full (should never happen) */
+	pid_t		watchdog_pid;
+	pid_t		terminator_pid;
+	Latch	   *terminator_latch;
+	uint32		attrs;			/* last attributes the watchdog published */
+	uint64		sessions_lost;
+	uint64		backends_terminated;
+	WdSessionStat sessions[FLEXIBLE_ARRAY_MEMBER];
+	/* followed by WdLoss losses[loss_capacity] */
+} WdShared;
+
+#define WdLosses(shared) \
+	((WdLoss *) ((char *) (shared) + offsetof(WdShared, sessions) + \
+				 sizeof(WdSessionStat) * (shared)->max_sessions))
+
+/* watchdog.c */
+extern PGDLLIMPORT WdShared *wd_shared;
+extern int	wd_port;
+extern char *wd_listen_addresses;
+extern int	wd_check_attr_interval;
+extern int	wd_max_heartbeat_connections;
+extern char *wd_auth_key_file;
+extern void wd_attach_shmem(void);
+extern const char *wd_addr_to_string(const WdAddr *addr, char *buf, size_t len);
+extern bool wd_addr_from_sockaddr(const struct sockaddr *sa, WdAddr *out);
+extern bool wd_addr_same_host(const WdAddr *a, const WdAddr *b);
+
+/* wd_worker.c */
+extern PGDLLEXPORT void watchdog_main(Datum arg);
+
+/* wd_terminator.c */
+extern PGDLLEXPORT void watchdog_terminator_main(Datum arg);
+
+#endif							/* WATCHDOG_H */

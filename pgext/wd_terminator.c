@@ -1,0 +1,162 @@
+/*-------------------------------------------------------------------------
+ *
+ * wd_terminator.c
+ *	  The "watchdog terminator" background worker.
+ *
+ * Started with the watchdog worker, restarted 1 s after an error exit,
+ * stopped with SIGTERM.  It sleeps on its latch.  When the watchdog loses
+ * the heartbeat of a registered conmgr, it queues that conmgr's IP address
+ * with the time of detection in shared memory and sets this worker's
+ * latch; the terminator then sends SIGTERM (what pg_terminate_backend()
+ * does) to every client backend and WAL sender whose client address is
+ * that IP and that started before the detection.  Sessions from other
+ * addresses, Unix-socket sessions and background workers (its own and the
+ * watchdog among them) are never touched.  Each termination is logged.
+ *
+ * Matching by address and not by application is the design the manual
+ * describes: the lost host's applications cannot be told apart from its
+ * other clients, and all of them have lost their path to this server.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "watchdog.h"
+
+#define WD_DRAIN_BATCH	64
+
+/* Terminate the lost host's sessions; returns how many were signalled. */
+static int
+wd_terminate_host(const WdLoss *loss)
+{
+	char		host[INET6_ADDRSTRLEN];
+	int			nbackends;
+	int			killed = 0;
+
+	wd_addr_to_string(&loss->addr, host, sizeof(host));
+	nbackends = pgstat_fetch_stat_numbackends();
+	for (int i = 1; i <= nbackends; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be;
+		WdAddr		client;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		if (be->st_backendType != B_BACKEND &&
+			be->st_backendType != B_WAL_SENDER)
+			continue;
+		if (be->st_procpid <= 0 || be->st_procpid == MyProcPid)
+			continue;
+		if (!wd_addr_from_sockaddr((struct sockaddr *) &be->st_clientaddr.addr,
+								   &client))
+			continue;			/* Unix socket, or no address */
+		if (!wd_addr_same_host(&client, &loss->addr))
+			continue;
+		if (be->st_proc_start_timestamp >= loss->detected_at)
+			continue;			/* connected after the loss: a new path */
+
+		if (kill(be->st_procpid, SIGTERM) == 0)
+		{
+			killed++;
+			ereport(LOG,
+					(errmsg("watchdog terminator: terminating %s process %d connected from %s:%u",
+							be->st_backendType == B_WAL_SENDER ? "WAL sender" : "backend",
+							be->st_procpid, host, client.port),
+					 errdetail("The heartbeat with the conmgr on that host was lost.")));
+		}
+		else if (errno != ESRCH)
+			ereport(LOG,
+					(errmsg("watchdog terminator: could not signal process %d: %m",
+							be->st_procpid)));
+	}
+	pgstat_clear_backend_activity_snapshot();
+	return killed;
+}
+
+static void
+wd_drain_losses(void)
+{
+	for (;;)
+	{
+		WdLoss		batch[WD_DRAIN_BATCH];
+		int			n = 0;
+		int			killed = 0;
+
+		LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+		while (n < WD_DRAIN_BATCH && wd_shared->loss_head < wd_shared->loss_tail)
+		{
+			batch[n++] = WdLosses(wd_shared)[wd_shared->loss_head %
+											 wd_shared->loss_capacity];
+			wd_shared->loss_head++;
+		}
+		LWLockRelease(wd_shared->lock);
+		if (n == 0)
+			return;
+
+		for (int i = 0; i < n; i++)
+			killed += wd_terminate_host(&batch[i]);
+
+		LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+		wd_shared->backends_terminated += killed;
+		LWLockRelease(wd_shared->lock);
+	}
+}
+
+/* The latch is about to stop being ours: nobody may set it any more. */
+static void
+wd_terminator_exit(int code, Datum arg)
+{
+	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	if (wd_shared->terminator_latch == MyLatch)
+		wd_shared->terminator_latch = NULL;
+	wd_shared->terminator_pid = 0;
+	LWLockRelease(wd_shared->lock);
+}
+
+void
+watchdog_terminator_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	wd_attach_shmem();
+	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	wd_shared->terminator_pid = MyProcPid;
+	wd_shared->terminator_latch = MyLatch;
+	LWLockRelease(wd_shared->lock);
+	before_shmem_exit(wd_terminator_exit, (Datum) 0);
+
+	for (;;)
+	{
+		/* Losses queued while we were not running are handled first. */
+		wd_drain_losses();
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}

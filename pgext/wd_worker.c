@@ -1,0 +1,1067 @@
+/*-------------------------------------------------------------------------
+ *
+ * wd_worker.c
+ *	  The "watchdog" background worker: heartbeat sessions with conmgr.
+ *
+ * Started by the postmaster once the instance is consistent (on a standby:
+ * once it accepts read-only connections), restarted 5 s after an error
+ * exit.  It owns the listen sockets on watchdog.port and one session per
+ * connected conmgr process, and it is the only writer of the session table
+ * in shared memory.  It is stopped with SIGTERM (die), like any worker.
+ *
+ * Everything runs in one loop.  The WaitEventSet holds the latch, the
+ * postmaster-death event and one epoll descriptor; the listen sockets and
+ * every session live in that epoll set.  PostgreSQL 15's WaitEventSet can
+ * add events but not remove them, and sessions come and go, so the
+ * sessions sit in an epoll set of our own, which is readable whenever one
+ * of them is (docs/design.md).  The loop's timeout is the earliest of the
+ * sessions' deadlines (next heartbeat to send, end of the peer's timeout,
+ * end of a handshake) and the next attribute check.
+ *
+ * Per session (docs/protocol.md section 3): HB_HELLO, then HB_CHALLENGE /
+ * HB_AUTH when watchdog.auth_key_file is set, then HB_WELCOME, which
+ * registers the session; then HB_BEAT every interval each way, and HB_ATTRS
+ * at once when the instance's attributes change.  A registered session
+ * that times out, closes, resets or breaks the protocol is lost: its
+ * address is queued for the terminator (wd_terminator.c).  A session that
+ * never registered causes no termination.  Nothing a peer sends can make
+ * this process exit: every problem closes that session and is logged.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "cmproto.h"
+#include "cmsha256.h"
+#include "watchdog.h"
+
+#define WD_MAX_LISTEN		16
+#define WD_OUTBUF			1024
+#define WD_EPOLL_BATCH		64
+#define WD_LISTEN_TAG		0x80000000u	/* epoll data of a listen socket */
+#define WD_KEY_MIN			16
+#define WD_KEY_MAX			1024
+#define WD_SEND_SLACK_US	5000	/* send a beat up to 5 ms early */
+#define WD_AUTHLOG_SLOTS	32
+#define WD_AUTHLOG_EVERY_US (60 * USECS_PER_SEC)
+
+/* Session states; the one setter is wd_set_state(). */
+typedef enum WdSessState
+{
+	WD_SESS_FREE,				/* entry unused */
+	WD_SESS_HELLO,				/* accepted, waiting for HB_HELLO */
+	WD_SESS_AUTH,				/* HB_CHALLENGE sent, waiting for HB_AUTH */
+	WD_SESS_UP					/* registered: heartbeats flow */
+} WdSessState;
+
+typedef struct WdSession
+{
+	WdSessState state;
+	int			fd;
+	int			slot;			/* index in wd_shared->sessions when UP */
+	WdAddr		peer;
+	uint16		version;
+	int32		interval;		/* seconds */
+	int32		timeout;		/* seconds */
+	TimestampTz accepted_at;
+	TimestampTz last_received;
+	TimestampTz next_send;
+	uint32		seq;
+	bool		want_write;		/* EPOLLOUT registered */
+	uint8		nonce_c[CMPROTO_NONCE_LEN];
+	uint8		nonce_w[CMPROTO_NONCE_LEN];
+	size_t		inlen;
+	size_t		outlen;
+	uint8		inbuf[CMPROTO_MAX_MSG];
+	uint8		outbuf[WD_OUTBUF];
+} WdSession;
+
+/* Rate limit of authentication-failure messages, per source address. */
+typedef struct WdAuthLog
+{
+	WdAddr		addr;
+	TimestampTz last_logged;
+	uint64		suppressed;
+} WdAuthLog;
+
+static WdSession *sessions;
+static int	nsessions;			/* entries in sessions[] */
+static int	npending;			/* sessions in HELLO or AUTH */
+static int	nregistered;		/* sessions UP */
+static int	listen_fds[WD_MAX_LISTEN];
+static int	nlisten;
+static int	epfd = -1;
+static int	reserve_fd = -1;	/* spare descriptor for EMFILE */
+static uint32 cur_attrs;
+static TimestampTz next_attr_check;
+static uint8 auth_key[WD_KEY_MAX];
+static size_t auth_key_len;
+static WdAuthLog authlog[WD_AUTHLOG_SLOTS];
+
+static void wd_lose(WdSession *s, const char *why);
+static void wd_close(WdSession *s);
+
+/* ---- small helpers ---- */
+
+static const char *
+peer_str(const WdSession *s)
+{
+	static char buf[INET6_ADDRSTRLEN + 8];
+	char		host[INET6_ADDRSTRLEN];
+
+	wd_addr_to_string(&s->peer, host, sizeof(host));
+	snprintf(buf, sizeof(buf), "%s:%u", host, s->peer.port);
+	return buf;
+}
+
+static void
+wd_epoll_ctl(int op, int fd, uint32 events, uint32 data)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.u32 = data;
+	if (epoll_ctl(epfd, op, fd, &ev) < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("watchdog: epoll_ctl failed: %m")));
+}
+
+static uint32
+wd_current_attrs(void)
+{
+	uint32		attrs = 0;
+
+	if (RecoveryInProgress())
+		attrs |= CMPROTO_ATTR_IN_RECOVERY;
+	if (DefaultXactReadOnly)
+		attrs |= CMPROTO_ATTR_READ_ONLY;
+	return attrs;
+}
+
+static void
+wd_set_state(WdSession *s, WdSessState state)
+{
+	if (s->state == WD_SESS_HELLO || s->state == WD_SESS_AUTH)
+		npending--;
+	else if (s->state == WD_SESS_UP)
+		nregistered--;
+	s->state = state;
+	if (state == WD_SESS_HELLO || state == WD_SESS_AUTH)
+		npending++;
+	else if (state == WD_SESS_UP)
+		nregistered++;
+}
+
+/* ---- the shared session table ---- */
+
+static int
+wd_register(WdSession *s, TimestampTz now, bool authenticated)
+{
+	int			slot = -1;
+
+	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < wd_shared->max_sessions; i++)
+	{
+		if (!wd_shared->sessions[i].in_use)
+		{
+			WdSessionStat *st = &wd_shared->sessions[i];
+
+			memset(st, 0, sizeof(*st));
+			st->in_use = true;
+			st->authenticated = authenticated;
+			st->peer = s->peer;
+			st->interval = s->interval;
+			st->timeout = s->timeout;
+			st->connected_since = now;
+			st->last_received = now;
+			slot = i;
+			break;
+		}
+	}
+	LWLockRelease(wd_shared->lock);
+	return slot;
+}
+
+static void
+wd_update_stats(WdSession *s, bool received, bool sent)
+{
+	WdSessionStat *st;
+
+	if (s->slot < 0)
+		return;
+	st = &wd_shared->sessions[s->slot];
+	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	if (received)
+	{
+		st->last_received = s->last_received;
+		st->frames_received++;
+	}
+	if (sent)
+	{
+		st->last_sent = GetCurrentTimestamp();
+		st->beats_sent++;
+	}
+	LWLockRelease(wd_shared->lock);
+}
+
+/* Free the slot and queue the address for the terminator. */
+static void
+wd_unregister_lost(WdSession *s, TimestampTz now)
+{
+	Latch	   *latch;
+
+	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	memset(&wd_shared->sessions[s->slot], 0, sizeof(WdSessionStat));
+	if (wd_shared->loss_tail - wd_shared->loss_head <
+		(uint64) wd_shared->loss_capacity)
+	{
+		WdLoss	   *loss = &WdLosses(wd_shared)[wd_shared->loss_tail %
+												wd_shared->loss_capacity];
+
+		loss->addr = s->peer;
+		loss->detected_at = now;
+		wd_shared->loss_tail++;
+	}
+	else
+		wd_shared->losses_dropped++;
+	wd_shared->sessions_lost++;
+	latch = wd_shared->terminator_latch;
+	LWLockRelease(wd_shared->lock);
+	s->slot = -1;
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/* ---- sending ---- */
+
+static void
+wd_want_write(WdSession *s, bool want)
+{
+	if (s->want_write == want)
+		return;
+	wd_epoll_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN | (want ? EPOLLOUT : 0),
+				 (uint32) (s - sessions));
+	s->want_write = want;
+}
+
+/* Write what is queued; false when the connection failed (s is lost). */
+static bool
+wd_flush(WdSession *s)
+{
+	while (s->outlen > 0)
+	{
+		ssize_t		n = send(s->fd, s->outbuf, s->outlen, MSG_NOSIGNAL);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			wd_lose(s, strerror(errno));
+			return false;
+		}
+		memmove(s->outbuf, s->outbuf + n, s->outlen - n);
+		s->outlen -= n;
+	}
+	wd_want_write(s, s->outlen > 0);
+	return true;
+}
+
+/*
+ * Queue one message and try to write it.  A message that does not fit the
+ * queue is dropped: the queue only fills when the peer has stopped reading
+ * for many intervals, and its timeout will end the session anyway.
+ */
+static bool
+wd_send(WdSession *s, const cmproto_msg *msg)
+{
+	uint8		buf[CMPROTO_MAX_MSG];
+	int			n = cmproto_encode(msg, buf, sizeof(buf));
+
+	if (n < 0)
+	{
+		elog(LOG, "watchdog: could not encode %s: %s",
+			 cmproto_type_name(msg->type), cmproto_strerror(n));
+		return true;
+	}
+	if (s->outlen + n > sizeof(s->outbuf))
+		return true;
+	memcpy(s->outbuf + s->outlen, buf, n);
+	s->outlen += n;
+	return wd_flush(s);
+}
+
+static void
+wd_send_error(WdSession *s, int code, const char *message)
+{
+	cmproto_msg msg;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.type = CMPROTO_ERROR;
+	msg.u.error.code = code;
+	strlcpy(msg.u.error.message, message, sizeof(msg.u.error.message));
+	/* Best effort: the session is closed right after. */
+	(void) wd_send(s, &msg);
+}
+
+static bool
+wd_send_beat(WdSession *s)
+{
+	cmproto_msg msg;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.type = CMPROTO_HB_BEAT;
+	msg.u.hb_beat.seq = ++s->seq;
+	msg.u.hb_beat.attrs = cur_attrs;
+	if (!wd_send(s, &msg))
+		return false;
+	wd_update_stats(s, false, true);
+	return true;
+}
+
+/* ---- session life ---- */
+
+static void
+wd_close(WdSession *s)
+{
+	if (s->state == WD_SESS_FREE)
+		return;
+	(void) epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	close(s->fd);
+	s->fd = -1;
+	wd_set_state(s, WD_SESS_FREE);
+}
+
+/* The session ends; if it was registered, its host is terminated. */
+static void
+wd_lose(WdSession *s, const char *why)
+{
+	if (s->state == WD_SESS_UP)
+	{
+		ereport(LOG,
+				(errmsg("watchdog: lost heartbeat session with conmgr at %s: %s",
+						peer_str(s), why),
+				 errdetail("SQL sessions from this host will be terminated.")));
+		wd_unregister_lost(s, GetCurrentTimestamp());
+	}
+	else
+		ereport(LOG,
+				(errmsg("watchdog: closing unregistered connection from %s: %s",
+						peer_str(s), why)));
+	wd_close(s);
+}
+
+static bool
+wd_auth_log_allowed(const WdAddr *addr, TimestampTz now, uint64 *suppressed)
+{
+	WdAuthLog  *oldest = &authlog[0];
+
+	for (int i = 0; i < WD_AUTHLOG_SLOTS; i++)
+	{
+		WdAuthLog  *e = &authlog[i];
+
+		if (e->last_logged != 0 && wd_addr_same_host(&e->addr, addr))
+		{
+			if (now - e->last_logged < WD_AUTHLOG_EVERY_US)
+			{
+				e->suppressed++;
+				return false;
+			}
+			*suppressed = e->suppressed;
+			e->suppressed = 0;
+			e->last_logged = now;
+			return true;
+		}
+		if (e->last_logged < oldest->last_logged)
+			oldest = e;
+	}
+	oldest->addr = *addr;
+	oldest->last_logged = now;
+	oldest->suppressed = 0;
+	*suppressed = 0;
+	return true;
+}
+
+static void
+wd_auth_failed(WdSession *s, const char *why)
+{
+	uint64		suppressed;
+
+	if (wd_auth_log_allowed(&s->peer, GetCurrentTimestamp(), &suppressed))
+		ereport(LOG,
+				(errmsg("watchdog: authentication of conmgr at %s failed: %s",
+						peer_str(s), why),
+				 suppressed > 0 ?
+				 errdetail("%llu similar failures from this address were not logged.",
+						   (unsigned long long) suppressed) : 0));
+	wd_send_error(s, CMPROTO_ERR_AUTH, "authentication failed");
+	wd_close(s);
+}
+
+static void
+wd_proof(uint8 *out, const char *label, const uint8 *nonce_c,
+		 const uint8 *nonce_w)
+{
+	struct cmhmac_ctx ctx;
+
+	cmhmac_init(&ctx, auth_key, auth_key_len);
+	cmhmac_update(&ctx, label, strlen(label));
+	cmhmac_update(&ctx, nonce_c, CMPROTO_NONCE_LEN);
+	cmhmac_update(&ctx, nonce_w, CMPROTO_NONCE_LEN);
+	cmhmac_final(&ctx, out);
+}
+
+/* Register the session and send HB_WELCOME. */
+static void
+wd_welcome(WdSession *s, bool authenticated)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	cmproto_msg msg;
+
+	s->slot = wd_register(s, now, authenticated);
+	if (s->slot < 0)
+	{
+		/* Cannot happen: nregistered was checked against the slots. */
+		wd_send_error(s, CMPROTO_ERR_TOO_MANY, "too many heartbeat sessions");
+		wd_close(s);
+		return;
+	}
+	wd_set_state(s, WD_SESS_UP);
+	s->last_received = now;
+	s->next_send = now + (TimestampTz) s->interval * USECS_PER_SEC;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.type = CMPROTO_HB_WELCOME;
+	msg.u.hb_welcome.version = s->version;
+	msg.u.hb_welcome.flags = authenticated ? CMPROTO_HB_AUTHENTICATED : 0;
+	msg.u.hb_welcome.attrs = cur_attrs;
+	msg.u.hb_welcome.server_version_num = PG_VERSION_NUM;
+	msg.u.hb_welcome.system_identifier = GetSystemIdentifier();
+	if (!wd_send(s, &msg))
+		return;
+	ereport(LOG,
+			(errmsg("watchdog: conmgr at %s registered (heartbeat_interval %d s, heartbeat_timeout %d s%s)",
+					peer_str(s), s->interval, s->timeout,
+					authenticated ? ", authenticated" : "")));
+}
+
+static void
+wd_handle_hello(WdSession *s, const cmproto_msg *msg)
+{
+	int			version;
+
+	version = cmproto_negotiate(msg->u.hb_hello.min_version,
+								msg->u.hb_hello.max_version,
+								CMPROTO_MIN_VERSION, CMPROTO_VERSION);
+	if (version == 0)
+	{
+		ereport(LOG,
+				(errmsg("watchdog: conmgr at %s speaks protocol versions %u to %u, this watchdog %d to %d",
+						peer_str(s), msg->u.hb_hello.min_version,
+						msg->u.hb_hello.max_version,
+						CMPROTO_MIN_VERSION, CMPROTO_VERSION)));
+		wd_send_error(s, CMPROTO_ERR_VERSION, "unsupported protocol version");
+		wd_close(s);
+		return;
+	}
+	if (nregistered >= wd_shared->max_sessions)
+	{
+		ereport(LOG,
+				(errmsg("watchdog: refusing conmgr at %s: too many heartbeat sessions",
+						peer_str(s)),
+				 errdetail("watchdog.max_heartbeat_connections is %d.",
+						   wd_shared->max_sessions)));
+		wd_send_error(s, CMPROTO_ERR_TOO_MANY, "too many heartbeat sessions");
+		wd_close(s);
+		return;
+	}
+
+	s->version = (uint16) version;
+	s->interval = (int32) msg->u.hb_hello.interval;
+	s->timeout = (int32) msg->u.hb_hello.timeout;
+	memcpy(s->nonce_c, msg->u.hb_hello.nonce, CMPROTO_NONCE_LEN);
+
+	if (auth_key_len > 0)
+	{
+		cmproto_msg reply;
+
+		if (!pg_strong_random(s->nonce_w, CMPROTO_NONCE_LEN))
+		{
+			ereport(LOG,
+					(errmsg("watchdog: could not generate a random nonce")));
+			wd_send_error(s, CMPROTO_ERR_INTERNAL, "internal error");
+			wd_close(s);
+			return;
+		}
+		memset(&reply, 0, sizeof(reply));
+		reply.type = CMPROTO_HB_CHALLENGE;
+		reply.u.hb_challenge.version = s->version;
+		memcpy(reply.u.hb_challenge.nonce, s->nonce_w, CMPROTO_NONCE_LEN);
+		wd_proof(reply.u.hb_challenge.proof, CMPROTO_AUTH_LABEL_WATCHDOG,
+				 s->nonce_c, s->nonce_w);
+		wd_set_state(s, WD_SESS_AUTH);
+		(void) wd_send(s, &reply);
+		return;
+	}
+	wd_welcome(s, false);
+}
+
+static void
+wd_handle_auth(WdSession *s, const cmproto_msg *msg)
+{
+	uint8		expected[CMPROTO_PROOF_LEN];
+
+	wd_proof(expected, CMPROTO_AUTH_LABEL_CONMGR, s->nonce_c, s->nonce_w);
+	if (!cmsha256_equal(expected, msg->u.hb_auth.proof, CMPROTO_PROOF_LEN))
+	{
+		wd_auth_failed(s, "wrong key");
+		return;
+	}
+	wd_welcome(s, true);
+}
+
+/* One decoded frame; returns false when the session was closed. */
+static bool
+wd_handle(WdSession *s, const cmproto_msg *msg)
+{
+	char		why[CMPROTO_ERRMSG_MAX + 64];
+
+	if (msg->type == CMPROTO_ERROR)
+	{
+		snprintf(why, sizeof(why), "conmgr reported: %s: %s",
+				 cmproto_error_code_name(msg->u.error.code),
+				 msg->u.error.message);
+		if (s->state == WD_SESS_AUTH && msg->u.error.code == CMPROTO_ERR_AUTH)
+		{
+			wd_auth_failed(s, "conmgr rejected the watchdog's proof or has no key");
+			return false;
+		}
+		wd_lose(s, why);
+		return false;
+	}
+
+	switch (s->state)
+	{
+		case WD_SESS_HELLO:
+			if (msg->type != CMPROTO_HB_HELLO)
+				break;
+			wd_handle_hello(s, msg);
+			return s->state != WD_SESS_FREE;
+		case WD_SESS_AUTH:
+			if (msg->type != CMPROTO_HB_AUTH)
+				break;
+			wd_handle_auth(s, msg);
+			return s->state != WD_SESS_FREE;
+		case WD_SESS_UP:
+			if (msg->type != CMPROTO_HB_BEAT)
+				break;
+			wd_update_stats(s, true, false);
+			return true;
+		case WD_SESS_FREE:
+			elog(ERROR, "watchdog: frame for a free session");
+	}
+	snprintf(why, sizeof(why), "protocol violation: unexpected %s",
+			 cmproto_type_name(msg->type));
+	wd_send_error(s, CMPROTO_ERR_PROTOCOL, why);
+	if (s->state != WD_SESS_FREE)
+		wd_lose(s, why);
+	return false;
+}
+
+/* Decode every complete frame in the input buffer. */
+static void
+wd_process_input(WdSession *s)
+{
+	while (s->state != WD_SESS_FREE)
+	{
+		size_t		msglen;
+		cmproto_msg msg;
+		int			rc;
+		char		why[128];
+
+		rc = cmproto_frame(s->inbuf, s->inlen, &msglen);
+		if (rc == CMPROTO_INCOMPLETE)
+			return;
+		if (rc == CMPROTO_OK)
+			rc = cmproto_decode(s->inbuf, msglen, CMPROTO_PEER_CONMGR, &msg);
+		if (rc < 0)
+		{
+			snprintf(why, sizeof(why), "protocol violation: %s",
+					 cmproto_strerror(rc));
+			wd_send_error(s, CMPROTO_ERR_PROTOCOL, why);
+			if (s->state != WD_SESS_FREE)
+				wd_lose(s, why);
+			return;
+		}
+		memmove(s->inbuf, s->inbuf + msglen, s->inlen - msglen);
+		s->inlen -= msglen;
+		if (!wd_handle(s, &msg))
+			return;
+	}
+}
+
+static void
+wd_read(WdSession *s)
+{
+	/* A few reads at most, so one busy peer cannot starve the others. */
+	for (int i = 0; i < 4 && s->state != WD_SESS_FREE; i++)
+	{
+		ssize_t		n = recv(s->fd, s->inbuf + s->inlen,
+							 sizeof(s->inbuf) - s->inlen, 0);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			wd_lose(s, strerror(errno));
+			return;
+		}
+		if (n == 0)
+		{
+			wd_lose(s, "connection closed by peer");
+			return;
+		}
+		s->inlen += n;
+		s->last_received = GetCurrentTimestamp();
+		wd_process_input(s);
+	}
+}
+
+/* ---- accepting ---- */
+
+static WdSession *
+wd_free_entry(void)
+{
+	for (int i = 0; i < nsessions; i++)
+	{
+		if (sessions[i].state == WD_SESS_FREE)
+			return &sessions[i];
+	}
+	return NULL;
+}
+
+static void
+wd_accept(int lfd)
+{
+	for (;;)
+	{
+		struct sockaddr_storage ss;
+		socklen_t	sslen = sizeof(ss);
+		WdSession  *s;
+		WdAddr		peer;
+		int			fd;
+		int			one = 1;
+
+		fd = accept4(lfd, (struct sockaddr *) &ss, &sslen,
+					 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if ((errno == EMFILE || errno == ENFILE) && reserve_fd >= 0)
+			{
+				/* Accept with the spare descriptor and refuse at once. */
+				close(reserve_fd);
+				fd = accept(lfd, NULL, NULL);
+				if (fd >= 0)
+					close(fd);
+				reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				ereport(LOG,
+						(errmsg("watchdog: out of file descriptors, refused a connection"),
+						 errhint("Raise the open-files limit above max_files_per_process + 2 * watchdog.max_heartbeat_connections.")));
+				return;
+			}
+			ereport(LOG,
+					(errcode_for_socket_access(),
+					 errmsg("watchdog: could not accept a connection: %m")));
+			return;
+		}
+
+		if (!wd_addr_from_sockaddr((struct sockaddr *) &ss, &peer))
+		{
+			close(fd);
+			continue;
+		}
+		s = npending < WD_MAX_PENDING ? wd_free_entry() : NULL;
+		if (s == NULL)
+		{
+			char		host[INET6_ADDRSTRLEN];
+
+			ereport(LOG,
+					(errmsg("watchdog: refusing connection from %s: too many connections",
+							wd_addr_to_string(&peer, host, sizeof(host))),
+					 errdetail("%d sessions registered, %d in handshake.",
+							   nregistered, npending)));
+			close(fd);
+			continue;
+		}
+		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+		memset(s, 0, offsetof(WdSession, inbuf));
+		s->fd = fd;
+		s->slot = -1;
+		s->peer = peer;
+		s->accepted_at = GetCurrentTimestamp();
+		s->last_received = s->accepted_at;
+		s->state = WD_SESS_FREE;
+		wd_set_state(s, WD_SESS_HELLO);
+		wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, (uint32) (s - sessions));
+	}
+}
+
+/* ---- timers ---- */
+
+static void
+wd_check_attrs(TimestampTz now)
+{
+	uint32		attrs;
+
+	if (now < next_attr_check)
+		return;
+	next_attr_check = now + (TimestampTz) wd_check_attr_interval * 1000;
+
+	attrs = wd_current_attrs();
+	if (attrs == cur_attrs)
+		return;
+	ereport(LOG,
+			(errmsg("watchdog: instance attributes changed: %s, %s",
+					(attrs & CMPROTO_ATTR_IN_RECOVERY) ? "in recovery" : "not in recovery",
+					(attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only by default" : "read-write by default")));
+	cur_attrs = attrs;
+	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	wd_shared->attrs = attrs;
+	LWLockRelease(wd_shared->lock);
+
+	for (int i = 0; i < nsessions; i++)
+	{
+		WdSession  *s = &sessions[i];
+		cmproto_msg msg;
+
+		if (s->state != WD_SESS_UP)
+			continue;
+		memset(&msg, 0, sizeof(msg));
+		msg.type = CMPROTO_HB_ATTRS;
+		msg.u.hb_attrs.attrs = attrs;
+		(void) wd_send(s, &msg);
+	}
+}
+
+/* Run every due timer; returns the time of the next one. */
+static TimestampTz
+wd_run_timers(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next;
+
+	wd_check_attrs(now);
+	next = next_attr_check;
+
+	for (int i = 0; i < nsessions; i++)
+	{
+		WdSession  *s = &sessions[i];
+		TimestampTz deadline;
+
+		switch (s->state)
+		{
+			case WD_SESS_FREE:
+				continue;
+			case WD_SESS_HELLO:
+			case WD_SESS_AUTH:
+				deadline = s->accepted_at +
+					(TimestampTz) WD_HANDSHAKE_TIMEOUT_MS * 1000;
+				if (now >= deadline)
+				{
+					wd_lose(s, "handshake not completed in time");
+					continue;
+				}
+				next = Min(next, deadline);
+				break;
+			case WD_SESS_UP:
+				deadline = s->last_received +
+					(TimestampTz) s->timeout * USECS_PER_SEC;
+				if (now >= deadline)
+				{
+					char		why[64];
+
+					snprintf(why, sizeof(why),
+							 "nothing received for %d s (heartbeat_timeout)",
+							 s->timeout);
+					wd_lose(s, why);
+					continue;
+				}
+				if (now >= s->next_send - WD_SEND_SLACK_US)
+				{
+					s->next_send += (TimestampTz) s->interval * USECS_PER_SEC;
+					if (s->next_send <= now)
+						s->next_send = now + (TimestampTz) s->interval * USECS_PER_SEC;
+					if (!wd_send_beat(s))
+						continue;
+				}
+				next = Min(next, Min(deadline, s->next_send));
+				break;
+		}
+	}
+	return next;
+}
+
+/* ---- start-up ---- */
+
+static void
+wd_load_key(void)
+{
+	int			fd;
+	struct stat st;
+	ssize_t		n;
+
+	auth_key_len = 0;
+	if (wd_auth_key_file == NULL || wd_auth_key_file[0] == '\0')
+		return;
+
+	fd = open(wd_auth_key_file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("watchdog: could not open key file \"%s\": %m",
+						wd_auth_key_file)));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+	{
+		close(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("watchdog: key file \"%s\" is not a regular file",
+						wd_auth_key_file)));
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		close(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("watchdog: key file \"%s\" is accessible to group or others",
+						wd_auth_key_file),
+				 errhint("chmod 0600 the file.")));
+	}
+	n = read(fd, auth_key, sizeof(auth_key));
+	close(fd);
+	if (n < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("watchdog: could not read key file \"%s\": %m",
+						wd_auth_key_file)));
+	while (n > 0 && (auth_key[n - 1] == '\n' || auth_key[n - 1] == '\r' ||
+					 auth_key[n - 1] == ' ' || auth_key[n - 1] == '\t'))
+		n--;
+	if (n < WD_KEY_MIN || (size_t) n >= sizeof(auth_key))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("watchdog: key in \"%s\" must be %d to %d bytes long",
+						wd_auth_key_file, WD_KEY_MIN, WD_KEY_MAX - 1)));
+	auth_key_len = n;
+}
+
+static void
+wd_listen_on(struct addrinfo *ai, const char *name)
+{
+	int			fd;
+	int			one = 1;
+
+	if (nlisten >= WD_MAX_LISTEN)
+	{
+		ereport(LOG,
+				(errmsg("watchdog: too many listen addresses, ignoring \"%s\"", name)));
+		return;
+	}
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				ai->ai_protocol);
+	if (fd < 0)
+	{
+		ereport(LOG,
+				(errcode_for_socket_access(),
+				 errmsg("watchdog: could not create socket for \"%s\": %m", name)));
+		return;
+	}
+	(void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		(void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0)
+	{
+		ereport(LOG,
+				(errcode_for_socket_access(),
+				 errmsg("watchdog: could not listen on \"%s\" port %d: %m",
+						name, wd_port)));
+		close(fd);
+		return;
+	}
+	listen_fds[nlisten] = fd;
+	wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, WD_LISTEN_TAG | (uint32) nlisten);
+	nlisten++;
+}
+
+static void
+wd_open_listeners(void)
+{
+	char	   *raw = pstrdup(wd_listen_addresses);
+	List	   *names;
+	ListCell   *lc;
+	char		port[16];
+
+	if (!SplitGUCList(raw, ',', &names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("watchdog: invalid list syntax in \"watchdog.listen_addresses\"")));
+	snprintf(port, sizeof(port), "%d", wd_port);
+
+	foreach(lc, names)
+	{
+		char	   *name = (char *) lfirst(lc);
+		struct addrinfo hints;
+		struct addrinfo *res;
+		int			rc;
+
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_PASSIVE;
+		rc = getaddrinfo(strcmp(name, "*") == 0 ? NULL : name, port,
+						 &hints, &res);
+		if (rc != 0)
+		{
+			ereport(LOG,
+					(errmsg("watchdog: could not resolve \"%s\": %s",
+							name, gai_strerror(rc))));
+			continue;
+		}
+		for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
+			wd_listen_on(ai, name);
+		freeaddrinfo(res);
+	}
+	if (nlisten == 0)
+		ereport(ERROR,
+				(errmsg("watchdog: could not listen on any address of \"%s\" port %d",
+						wd_listen_addresses, wd_port)));
+}
+
+void
+watchdog_main(Datum arg)
+{
+	WaitEventSet *wes;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	wd_attach_shmem();
+	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	/* Sessions of an earlier incarnation are gone with their sockets. */
+	memset(wd_shared->sessions, 0,
+		   sizeof(WdSessionStat) * wd_shared->max_sessions);
+	wd_shared->watchdog_pid = MyProcPid;
+	LWLockRelease(wd_shared->lock);
+
+	wd_load_key();
+
+	nsessions = wd_shared->max_sessions + WD_MAX_PENDING;
+	sessions = MemoryContextAllocZero(TopMemoryContext,
+									  sizeof(WdSession) * nsessions);
+	for (int i = 0; i < nsessions; i++)
+		sessions[i].fd = -1;
+
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("watchdog: could not create epoll descriptor: %m")));
+	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	wd_open_listeners();
+
+	cur_attrs = wd_current_attrs();
+	next_attr_check = 0;
+
+	wes = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epfd, NULL, NULL);
+
+	ereport(LOG,
+			(errmsg("watchdog: listening on port %d for conmgr heartbeats (%d sessions at most%s)",
+					wd_port, wd_shared->max_sessions,
+					auth_key_len > 0 ? ", key required" : ", no key: any host may register")));
+
+	for (;;)
+	{
+		WaitEvent	events[3];
+		struct epoll_event evs[WD_EPOLL_BATCH];
+		TimestampTz next;
+		long		timeout;
+		int			n;
+
+		next = wd_run_timers();
+		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next);
+
+		n = WaitEventSetWait(wes, timeout, events, lengthof(events),
+							 PG_WAIT_EXTENSION);
+		for (int i = 0; i < n; i++)
+		{
+			if (events[i].events & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			/* default_transaction_read_only may have changed: look now. */
+			next_attr_check = 0;
+		}
+
+		n = epoll_wait(epfd, evs, lengthof(evs), 0);
+		for (int i = 0; i < n; i++)
+		{
+			uint32		data = evs[i].data.u32;
+			WdSession  *s;
+
+			if (data & WD_LISTEN_TAG)
+			{
+				wd_accept(listen_fds[data & ~WD_LISTEN_TAG]);
+				continue;
+			}
+			s = &sessions[data];
+			if (s->state == WD_SESS_FREE)
+				continue;		/* closed earlier in this batch */
+			if ((evs[i].events & EPOLLOUT) && !wd_flush(s))
+				continue;
+			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+				wd_read(s);
+		}
+	}
+}

@@ -1,0 +1,159 @@
+
+=pod
+
+=head1 NAME
+
+CmTest - helpers shared by conmgr's TAP tests
+
+=head1 DESCRIPTION
+
+Finds the build tree, runs the heartbeat test client (build/regress/tools/
+hbclient) in the background and reads its event lines, and opens raw
+PostgreSQL sessions from a chosen loopback source address, which libpq
+cannot do, so that tests can tell apart the SQL sessions of two "hosts"
+(127.0.0.1 and 127.0.0.2) on one machine.
+
+=cut
+
+package CmTest;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use FindBin;
+use IO::Socket::INET;
+use IPC::Run;
+use Time::HiRes qw(time usleep);
+
+our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
+  wait_until);
+
+# The repository's top directory (regress/t/../..).
+sub cm_top
+{
+	return "$FindBin::RealBin/../..";
+}
+
+=pod
+
+=head2 hb_start(port => P, interval => I, timeout => T, ...)
+
+Start hbclient against 127.0.0.1:P. Options: bind (source address),
+sessions, key (key file), silent_after (seconds), duration (default 120),
+verbose (print every beat). Returns a handle for hb_wait/hb_events/hb_stop.
+
+=cut
+
+sub hb_start
+{
+	my (%o) = @_;
+	my $out = '';
+	my $err = '';
+	my @cmd = (
+		cm_top() . '/build/regress/tools/hbclient',
+		'-h', $o{host} // '127.0.0.1',
+		'-p', $o{port},
+		'-i', $o{interval} // 10,
+		'-t', $o{timeout} // 20,
+		'-n', $o{sessions} // 1,
+		'-d', $o{duration} // 120);
+	push @cmd, '-b', $o{bind} if defined $o{bind};
+	push @cmd, '-k', $o{key} if defined $o{key};
+	push @cmd, '-s', $o{silent_after} if defined $o{silent_after};
+	push @cmd, '-v' if $o{verbose};
+	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>', \$err);
+	return { h => $h, out => \$out, err => \$err, cmd => "@cmd" };
+}
+
+# Wait until the client's output matches $re; returns the match or undef.
+sub hb_wait
+{
+	my ($c, $re, $secs) = @_;
+	my $deadline = time() + ($secs // 30);
+	while (time() < $deadline)
+	{
+		$c->{h}->pump_nb if $c->{h}->pumpable;
+		return $1 // $& if ${ $c->{out} } =~ $re;
+		usleep(10_000);
+	}
+	return undef;
+}
+
+# Every event line as a hash: T, W, s, what, rest.
+sub hb_events
+{
+	my ($c) = @_;
+	$c->{h}->pump_nb if $c->{h}->pumpable;
+	my @ev;
+	for my $line (split /\n/, ${ $c->{out} })
+	{
+		next unless $line =~ /^T=(\S+) W=(\S+) s=(-?\d+) (\S+)\s*(.*)$/;
+		push @ev, { T => $1, W => $2, s => $3, what => $4, rest => $5 };
+	}
+	return @ev;
+}
+
+sub hb_stop
+{
+	my ($c) = @_;
+	$c->{h}->signal('TERM') if $c->{h}->pumpable;
+	eval { $c->{h}->finish; };
+	return;
+}
+
+=pod
+
+=head2 raw_pg_session($src, $port, $appname)
+
+A PostgreSQL session to 127.0.0.1:$port from source address $src, opened by
+hand (StartupMessage, trust authentication, until ReadyForQuery). Returns the
+socket; the session stays idle until closed.
+
+=cut
+
+sub raw_pg_session
+{
+	my ($src, $port, $appname) = @_;
+	my $s = IO::Socket::INET->new(
+		PeerAddr  => '127.0.0.1',
+		PeerPort  => $port,
+		LocalAddr => $src,
+		Proto     => 'tcp',
+		Timeout   => 10) or die "raw_pg_session from $src: $!";
+	my $user = getpwuid($<);
+	my $params =
+	  "user\0$user\0database\0postgres\0application_name\0$appname\0\0";
+	print $s pack('NN', 8 + length($params), 196608) . $params;
+	my $buf = '';
+	my $deadline = time() + 10;
+	while (time() < $deadline)
+	{
+		my $n = sysread($s, $buf, 8192, length $buf);
+		die "raw_pg_session: connection closed during startup" unless $n;
+		while (length($buf) >= 5)
+		{
+			my ($type, $len) = unpack('aN', $buf);
+			last if length($buf) < $len + 1;
+			die "raw_pg_session: server error: " . substr($buf, 5, $len - 4)
+			  if $type eq 'E';
+			return $s if $type eq 'Z';
+			substr($buf, 0, $len + 1) = '';
+		}
+	}
+	die "raw_pg_session: no ReadyForQuery";
+}
+
+# Poll $cond every 20 ms for up to $secs; returns the time it became true.
+sub wait_until
+{
+	my ($cond, $secs) = @_;
+	my $deadline = time() + ($secs // 30);
+	while (time() < $deadline)
+	{
+		return time() if $cond->();
+		usleep(20_000);
+	}
+	return undef;
+}
+
+1;
