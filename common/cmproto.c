@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "cmproto.h"
+#include "cmsha256.h"
 
 /* The body-length bounds of each message type, and who may send it. */
 typedef struct msgtype
@@ -638,6 +639,26 @@ cmproto_negotiate(uint16_t min_a, uint16_t max_a,
 	if (min_a > max_a || min_b > max_b || hi < lo || hi < 1)
 		return 0;
 	return hi;
+}
+
+/*
+ * HMAC-SHA256(key, label || nonce_c || nonce_w): the proof one side of a
+ * heartbeat session sends to show it holds the shared key.  The label is
+ * CMPROTO_AUTH_LABEL_WATCHDOG or CMPROTO_AUTH_LABEL_CONMGR.
+ */
+void
+cmproto_hb_proof(const uint8_t *key, size_t keylen, const char *label,
+				 const uint8_t nonce_c[CMPROTO_NONCE_LEN],
+				 const uint8_t nonce_w[CMPROTO_NONCE_LEN],
+				 uint8_t proof[CMPROTO_PROOF_LEN])
+{
+	struct cmhmac_ctx ctx;
+
+	cmhmac_init(&ctx, key, keylen);
+	cmhmac_update(&ctx, label, strlen(label));
+	cmhmac_update(&ctx, nonce_c, CMPROTO_NONCE_LEN);
+	cmhmac_update(&ctx, nonce_w, CMPROTO_NONCE_LEN);
+	cmhmac_final(&ctx, proof);
 }
 
 /* ---- names ---- */

@@ -265,6 +265,13 @@ extern int	cmproto_encode(const cmproto_msg *msg, uint8_t *buf, size_t cap);
 extern int	cmproto_negotiate(uint16_t min_a, uint16_t max_a,
 							  uint16_t min_b, uint16_t max_b);
 
+/* cmproto.c: the shared-key proofs of the heartbeat handshake (3.2) */
+extern void cmproto_hb_proof(const uint8_t *key, size_t keylen,
+							 const char *label,
+							 const uint8_t nonce_c[CMPROTO_NONCE_LEN],
+							 const uint8_t nonce_w[CMPROTO_NONCE_LEN],
+							 uint8_t proof[CMPROTO_PROOF_LEN]);
+
 /* cmproto.c: names */
 extern const char *cmproto_strerror(int status);
 extern const char *cmproto_type_name(int type);

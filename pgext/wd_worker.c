@@ -424,19 +424,6 @@ wd_auth_failed(WdSession *s, const char *why)
 	wd_close(s);
 }
 
-static void
-wd_proof(uint8 *out, const char *label, const uint8 *nonce_c,
-		 const uint8 *nonce_w)
-{
-	struct cmhmac_ctx ctx;
-
-	cmhmac_init(&ctx, auth_key, auth_key_len);
-	cmhmac_update(&ctx, label, strlen(label));
-	cmhmac_update(&ctx, nonce_c, CMPROTO_NONCE_LEN);
-	cmhmac_update(&ctx, nonce_w, CMPROTO_NONCE_LEN);
-	cmhmac_final(&ctx, out);
-}
-
 /* Register the session and send HB_WELCOME. */
 static void
 wd_welcome(WdSession *s, bool authenticated)
@@ -523,8 +510,8 @@ wd_handle_hello(WdSession *s, const cmproto_msg *msg)
 		reply.type = CMPROTO_HB_CHALLENGE;
 		reply.u.hb_challenge.version = s->version;
 		memcpy(reply.u.hb_challenge.nonce, s->nonce_w, CMPROTO_NONCE_LEN);
-		wd_proof(reply.u.hb_challenge.proof, CMPROTO_AUTH_LABEL_WATCHDOG,
-				 s->nonce_c, s->nonce_w);
+		cmproto_hb_proof(auth_key, auth_key_len, CMPROTO_AUTH_LABEL_WATCHDOG,
+						 s->nonce_c, s->nonce_w, reply.u.hb_challenge.proof);
 		wd_set_state(s, WD_SESS_AUTH);
 		(void) wd_send(s, &reply);
 		return;
@@ -537,7 +524,8 @@ wd_handle_auth(WdSession *s, const cmproto_msg *msg)
 {
 	uint8		expected[CMPROTO_PROOF_LEN];
 
-	wd_proof(expected, CMPROTO_AUTH_LABEL_CONMGR, s->nonce_c, s->nonce_w);
+	cmproto_hb_proof(auth_key, auth_key_len, CMPROTO_AUTH_LABEL_CONMGR,
+					 s->nonce_c, s->nonce_w, expected);
 	if (!cmsha256_equal(expected, msg->u.hb_auth.proof, CMPROTO_PROOF_LEN))
 	{
 		wd_auth_failed(s, "wrong key");

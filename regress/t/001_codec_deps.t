@@ -26,7 +26,8 @@ for my $obj (@objects)
 	ok(-f $obj, "$obj was built") or next;
 	my @undef = map { (split ' ')[-1] } grep { /\bU\b/ } `nm -u "$obj"`;
 	is($?, 0, "nm ran on $obj");
-	my @bad = grep { !$allowed{$_} } @undef;
+	# Calls between the checked objects themselves are fine.
+	my @bad = grep { !$allowed{$_} && !/^cm(hmac|sha256)_/ } @undef;
 	is_deeply(\@bad, [], "$obj calls only allowed library functions")
 	  or diag("unexpected: @bad");
 }

@@ -265,7 +265,23 @@ sub sleeper_end
 watchdog.port = $sbport
 watchdog.check_attr_interval = 1000
 });
+	# Stream over TCP, so that the WAL sender's client address is 127.0.0.1.
+	$standby->append_conf('postgresql.conf',
+		"primary_conninfo = 'host=127.0.0.1 port=$pgport application_name=standby'\n");
 	$standby->start;
+	ok(wait_until(sub { $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_replication WHERE client_addr = '127.0.0.1'") eq '1' }, 30),
+		'the standby streams over TCP from 127.0.0.1');
+	my $log_offset = -s $node->logfile;
+	my $lost = hb_start(port => $wdport, interval => 5, timeout => 20);
+	ok(hb_wait($lost, qr/welcome/), 'a client on 127.0.0.1 registered with the primary');
+	hb_stop($lost);
+	ok($node->wait_for_log(qr/terminating WAL sender process \d+ connected from 127\.0\.0\.1/, $log_offset),
+		'its loss terminated the WAL sender from 127.0.0.1');
+	ok(wait_until(sub { $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_replication") eq '1' }, 30),
+		'and the standby reconnected by itself');
+
 	my $c = hb_start(port => $sbport, interval => 1, timeout => 5);
 	ok(hb_wait($c, qr/welcome version=1 attrs=1/), 'standby reports in_recovery in the handshake');
 	my $t0 = time();

@@ -124,18 +124,6 @@ load_key(const char *path)
 }
 
 static void
-proof(uint8_t *out, const char *label, const uint8_t *nc, const uint8_t *nw)
-{
-	struct cmhmac_ctx ctx;
-
-	cmhmac_init(&ctx, key, keylen);
-	cmhmac_update(&ctx, label, strlen(label));
-	cmhmac_update(&ctx, nc, CMPROTO_NONCE_LEN);
-	cmhmac_update(&ctx, nw, CMPROTO_NONCE_LEN);
-	cmhmac_final(&ctx, out);
-}
-
-static void
 finish(session *s, int i, const char *why)
 {
 	if (s->done)
@@ -239,8 +227,8 @@ handle(session *s, int i, const cmproto_msg *m, int interval)
 					finish(s, i, "no key");
 					return;
 				}
-				proof(expected, CMPROTO_AUTH_LABEL_WATCHDOG, s->nonce_c,
-					  m->u.hb_challenge.nonce);
+				cmproto_hb_proof(key, keylen, CMPROTO_AUTH_LABEL_WATCHDOG,
+								 s->nonce_c, m->u.hb_challenge.nonce, expected);
 				if (!cmsha256_equal(expected, m->u.hb_challenge.proof,
 									CMPROTO_PROOF_LEN))
 				{
@@ -253,8 +241,9 @@ handle(session *s, int i, const cmproto_msg *m, int interval)
 					return;
 				}
 				reply.type = CMPROTO_HB_AUTH;
-				proof(reply.u.hb_auth.proof, CMPROTO_AUTH_LABEL_CONMGR,
-					  s->nonce_c, m->u.hb_challenge.nonce);
+				cmproto_hb_proof(key, keylen, CMPROTO_AUTH_LABEL_CONMGR,
+								 s->nonce_c, m->u.hb_challenge.nonce,
+								 reply.u.hb_auth.proof);
 				send_msg(s, i, &reply);
 				event(i, "challenge ok");
 				return;

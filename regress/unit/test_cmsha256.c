@@ -11,6 +11,7 @@
  */
 #include <stdlib.h>
 
+#include "cmproto.h"
 #include "cmsha256.h"
 #include "tap.h"
 
@@ -145,6 +146,22 @@ main(void)
 			cmhmac_final(&hctx, out2);
 			ok(memcmp(out, out2, 32) == 0, "incremental HMAC equals one-shot");
 		}
+	}
+
+	/* The heartbeat handshake's proofs (docs/protocol.md 3.2), by label. */
+	{
+		uint8_t		nc[CMPROTO_NONCE_LEN];
+		uint8_t		nw[CMPROTO_NONCE_LEN];
+		const char *k = "correct-horse-battery-staple";
+
+		memset(nc, 1, sizeof(nc));
+		memset(nw, 2, sizeof(nw));
+		cmproto_hb_proof((const uint8_t *) k, strlen(k), CMPROTO_AUTH_LABEL_WATCHDOG, nc, nw, out);
+		is_str(hex(out, 32), "36e0e9007ec9161a7ee5f77828ca74dba0c7886f73e63f89153b4aa973b47c91",
+			   "watchdog proof = HMAC(key, label || nonce_c || nonce_w)");
+		cmproto_hb_proof((const uint8_t *) k, strlen(k), CMPROTO_AUTH_LABEL_CONMGR, nc, nw, out);
+		is_str(hex(out, 32), "4595ae485c7318576a03931e9c7a8424fe13f0f0858af7d9a0e7c2ef82454998",
+			   "conmgr proof uses its own label");
 	}
 
 	/* Constant-time comparison */
