@@ -3,13 +3,11 @@
  * main.c
  *	  Entry point of the conmgr program.
  *
- * Today conmgr only checks a configuration: "conmgr -D DIR -n [-v]" loads
- * DIR/conmgr.conf, reports every problem on stderr and, with -v, prints
- * the normalised configuration.  Running the daemon itself (supervisor and
- * roles) is not built yet; asked to, conmgr says so and fails.
+ * "conmgr -D DIR" runs the daemon in the foreground (supervisor.c);
+ * "conmgr -D DIR -n [-v]" only loads DIR/conmgr.conf, reports every
+ * problem on stderr and, with -v, prints the normalised configuration.
  *
- * Exit codes: 0 configuration valid, 1 configuration invalid (or daemon
- * requested), 2 bad usage.
+ * Exit codes: 0 success, 1 configuration or start-up error, 2 bad usage.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +19,7 @@
 #include "cmconf.h"
 #include "cmlog.h"
 #include "cmproto.h"
+#include "conmgr.h"
 
 static const char *progname = "conmgr";
 
@@ -30,6 +29,7 @@ usage(FILE *f)
 	fprintf(f,
 			"%s is the connection manager daemon for replicated PostgreSQL.\n\n"
 			"Usage:\n"
+			"  %s -D DIR             run conmgr in the foreground\n"
 			"  %s -D DIR -n [-v]     check DIR/conmgr.conf\n\n"
 			"Options:\n"
 			"  -D, --cmdata=DIR      conmgr directory (default: $CMDATA)\n"
@@ -37,7 +37,7 @@ usage(FILE *f)
 			"  -v, --verbose         with -n, print the normalised configuration\n"
 			"  -V, --version         print the version and exit\n"
 			"  -?, --help            show this help and exit\n",
-			progname, progname);
+			progname, progname, progname);
 }
 
 int
@@ -109,11 +109,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (!check)
-	{
-		fprintf(stderr, "%s: running the daemon is not implemented yet; only -n (check the configuration) is\n",
-				progname);
-		return 1;
-	}
+		return supervisor_main(cmdata, argc, argv);
 	if ((size_t) snprintf(path, sizeof(path), "%s/%s", cmdata, CMCONF_FILENAME) >= sizeof(path))
 	{
 		fprintf(stderr, "%s: conmgr directory path is too long\n", progname);

@@ -68,9 +68,11 @@ like($err, qr{/nonexistent/dir/conmgr\.conf: could not open configuration file: 
 
 my $dir = tempdir(CLEANUP => 1);
 copy("$confdir/001-minimal.conf", "$dir/conmgr.conf") or die $!;
+chmod 0755, $dir;
 run([ $conmgr, '-D', $dir ], '>', \$out, '2>', \$err);
-is($? >> 8, 1, 'without -n: exit 1');
-like($err, qr/running the daemon is not implemented yet/, 'without -n: says the daemon is not there yet');
+is($? >> 8, 1, 'daemon on a directory others can read: exit 1');
+like($err, qr/has group or world access \(mode 0755\); chmod 0700 it/,
+	'daemon on a directory others can read: says why');
 
 {
 	local $ENV{CMDATA};

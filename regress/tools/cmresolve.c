@@ -1,0 +1,232 @@
+/*-------------------------------------------------------------------------
+ *
+ * cmresolve.c
+ *	  An application-protocol client for tests: probe, resolve, attach.
+ *
+ *	 cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS]
+ *
+ * Connects to conmgr, sends the GSSENCRequest probe, checks the answer
+ * (ErrorResponse then HELLO, docs/protocol.md 2.1), sends RESOLVE and
+ * prints each candidate.  With -a it reports ATTACHED to the first
+ * candidate and waits (default 30 s) for INSTANCE_DOWN or end of file,
+ * printing what came.  Lines:
+ *	 postmaster            (the peer answered G or N: not conmgr)
+ *	 candidate instance=N host=H port=P attrs=A
+ *	 end count=N
+ *	 down instance=N reason=R       / eof / error code=C message=M
+ * Exit 0 when the exchange went as the protocol says, 1 otherwise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cmproto.h"
+
+static int	fd;
+static uint8_t buf[4096];
+static size_t len;
+
+/* Read until at least "need" bytes are buffered; false on EOF/timeout. */
+static int
+fill(size_t need, int timeout_ms)
+{
+	while (len < need)
+	{
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t		n;
+
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return -1;
+		n = recv(fd, buf + len, sizeof(buf) - len, 0);
+		if (n <= 0)
+			return 0;
+		len += n;
+	}
+	return 1;
+}
+
+static void
+consume(size_t n)
+{
+	memmove(buf, buf + n, len - n);
+	len -= n;
+}
+
+/* Next frame into *m; 1 ok, 0 eof, -1 timeout or bad frame. */
+static int
+next_frame(cmproto_msg *m, int timeout_ms)
+{
+	for (;;)
+	{
+		size_t		flen;
+		int			rc = cmproto_frame(buf, len, &flen);
+
+		if (rc == CMPROTO_OK)
+		{
+			rc = cmproto_decode(buf, flen, CMPROTO_PEER_LISTENER, m);
+			consume(flen);
+			if (rc < 0)
+			{
+				printf("bad frame: %s\n", cmproto_strerror(rc));
+				return -1;
+			}
+			return 1;
+		}
+		if (rc < 0)
+		{
+			printf("bad frame: %s\n", cmproto_strerror(rc));
+			return -1;
+		}
+		rc = fill(len + 1, timeout_ms);
+		if (rc <= 0)
+			return rc;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *host = "127.0.0.1",
+			   *port = NULL,
+			   *target = "any";
+	int			attach = 0,
+				wait_s = 30,
+				c,
+				rc,
+				t,
+				first = -1;
+	struct addrinfo hints,
+			   *res;
+	cmproto_msg m;
+	size_t		elen;
+	cmproto_pg_error err;
+
+	while ((c = getopt(argc, argv, "h:p:t:aw:")) != -1)
+	{
+		switch (c)
+		{
+			case 'h': host = optarg; break;
+			case 'p': port = optarg; break;
+			case 't': target = optarg; break;
+			case 'a': attach = 1; break;
+			case 'w': wait_s = atoi(optarg); break;
+			default:
+				fprintf(stderr, "usage: cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS]\n");
+				return 2;
+		}
+	}
+	if (port == NULL || (t = cmproto_target_from_name(target)) < 0)
+	{
+		fprintf(stderr, "cmresolve: need -p PORT and a valid -t TARGET\n");
+		return 2;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, port, &hints, &res) != 0 ||
+		(fd = socket(res->ai_family, SOCK_STREAM, 0)) < 0 ||
+		connect(fd, res->ai_addr, res->ai_addrlen) < 0)
+	{
+		printf("connect failed: %s\n", strerror(errno));
+		return 1;
+	}
+	len = cmproto_pg_encode_probe(buf, sizeof(buf));
+	if (send(fd, buf, len, 0) != (ssize_t) len)
+		return 1;
+	len = 0;
+	if (fill(1, 5000) <= 0)
+	{
+		printf("no answer to the probe\n");
+		return 1;
+	}
+	if (buf[0] == 'G' || buf[0] == 'N')
+	{
+		printf("postmaster\n");
+		return 0;
+	}
+	while ((rc = cmproto_pg_decode_error(buf, len, &elen, &err)) == CMPROTO_INCOMPLETE)
+		if (fill(len + 1, 5000) <= 0)
+			return 1;
+	if (rc != CMPROTO_OK)
+	{
+		printf("bad answer to the probe: %s\n", cmproto_strerror(rc));
+		return 1;
+	}
+	printf("probe-error sqlstate=%s message=%s\n", err.sqlstate, err.message);
+	consume(elen);
+	if (next_frame(&m, 5000) != 1 || m.type != CMPROTO_HELLO)
+	{
+		printf("no HELLO\n");
+		return 1;
+	}
+	printf("hello versions=%u-%u\n", m.u.hello.min_version, m.u.hello.max_version);
+
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_RESOLVE;
+	m.u.resolve.version = CMPROTO_VERSION;
+	m.u.resolve.target = t;
+	m.u.resolve.client_pid = getpid();
+	strcpy(m.u.resolve.application_name, "cmresolve");
+	rc = cmproto_encode(&m, buf + len, sizeof(buf) - len);
+	if (rc < 0 || send(fd, buf + len, rc, 0) != rc)
+		return 1;
+	for (;;)
+	{
+		if (next_frame(&m, 5000) != 1)
+		{
+			printf("no answer to RESOLVE\n");
+			return 1;
+		}
+		if (m.type == CMPROTO_CANDIDATE)
+		{
+			printf("candidate instance=%u host=%s port=%u attrs=%u\n",
+				   m.u.candidate.instance, m.u.candidate.host,
+				   m.u.candidate.port, m.u.candidate.attrs);
+			if (first < 0)
+				first = m.u.candidate.instance;
+			continue;
+		}
+		if (m.type == CMPROTO_CANDIDATES_END)
+		{
+			printf("end count=%u\n", m.u.candidates_end.count);
+			break;
+		}
+		if (m.type == CMPROTO_ERROR)
+		{
+			printf("error code=%u message=%s\n", m.u.error.code, m.u.error.message);
+			return 1;
+		}
+		printf("unexpected %s\n", cmproto_type_name(m.type));
+		return 1;
+	}
+	fflush(stdout);
+	if (!attach || first < 0)
+		return 0;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_ATTACHED;
+	m.u.attached.instance = first;
+	m.u.attached.backend_pid = 0;
+	rc = cmproto_encode(&m, buf + len, sizeof(buf) - len);
+	if (rc < 0 || send(fd, buf + len, rc, 0) != rc)
+		return 1;
+	printf("attached instance=%d\n", first);
+	fflush(stdout);
+	rc = next_frame(&m, wait_s * 1000);
+	if (rc == 0)
+		printf("eof\n");
+	else if (rc < 0)
+		printf("timeout\n");
+	else if (m.type == CMPROTO_INSTANCE_DOWN)
+		printf("down instance=%u reason=%u\n", m.u.instance_down.instance,
+			   m.u.instance_down.reason);
+	else
+		printf("unexpected %s\n", cmproto_type_name(m.type));
+	return 0;
+}

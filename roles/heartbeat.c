@@ -1,0 +1,484 @@
+/*-------------------------------------------------------------------------
+ *
+ * heartbeat.c
+ *	  The heartbeat role: one process per configured instance.
+ *
+ * Forked by the supervisor with the instance number; shows in ps as
+ * "conmgr: heartbeat N host:port".  It keeps the heartbeat session with
+ * that instance's watchdog (docs/protocol.md, section 3) and is the only
+ * writer of the instance's slot in the shared table: state, attributes,
+ * times.  Every change that matters for routing (up, down, attributes)
+ * also writes the listener's eventfd, so routing never waits for a poll.
+ *
+ * States (hb_set_state() is the one setter):
+ *	 HB_CONNECTING	non-blocking connect in progress
+ *	 HB_HANDSHAKE	HB_HELLO sent, waiting for HB_WELCOME (or a challenge)
+ *	 HB_UP			heartbeats flow; the instance is routable
+ *	 HB_WAIT		lost or failed; next attempt after
+ *					heartbeat_connect_interval
+ * Connect plus handshake must finish within heartbeat_connect_timeout.
+ * While up, a heartbeat goes out every heartbeat_interval and the
+ * instance is declared down after heartbeat_timeout without any frame, on
+ * end of file or reset, or on any protocol error.
+ *
+ * It exits 0 on SIGTERM or when the supervisor dies (end of file on the
+ * death pipe), and never exits on anything a watchdog sends.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmproto.h"
+#include "conmgr.h"
+
+typedef enum hb_state
+{
+	HB_CONNECTING,
+	HB_HANDSHAKE,
+	HB_UP,
+	HB_WAIT
+} hb_state;
+
+static const char *const hb_state_names[] = {
+	"connecting", "handshake", "up", "waiting to reconnect"
+};
+
+typedef struct hb
+{
+	cm_ctx	   *ctx;
+	int			instno;
+	const struct cmconf_instance *inst;
+	shm_slot   *slot;
+	hb_state	state;
+	int			fd;
+	int64_t		deadline;		/* monotonic ms: end of attempt or timeout */
+	int64_t		next_send;		/* monotonic ms */
+	int64_t		retry_at;		/* monotonic ms */
+	uint32_t	seq;
+	uint32_t	attrs;
+	bool		was_up;
+	size_t		inlen;
+	uint8_t		inbuf[CMPROTO_MAX_MSG];
+	char		where[300];		/* host:port for messages */
+} hb;
+
+static volatile sig_atomic_t got_sigterm;
+
+static void
+handle_sigterm(int sig)
+{
+	(void) sig;
+	got_sigterm = 1;
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+wake_listener(hb *h)
+{
+	uint64_t	one = 1;
+
+	(void) !write(h->ctx->wake_fd, &one, sizeof(one));
+}
+
+/* Publish state and attributes; wake the listener when routing changes. */
+static void
+hb_publish(hb *h, int state, uint32_t reason)
+{
+	shm_slot   *s = h->slot;
+	bool		routing = (s->state == SHM_UP) != (state == SHM_UP) ||
+		(state == SHM_UP && s->attrs != h->attrs);
+
+	shm_write_begin(s);
+	if (s->state != state)
+		s->state_since = shm_now();
+	if (s->state == SHM_UP && state != SHM_UP)
+	{
+		s->downs++;
+		s->down_reason = reason;
+	}
+	s->state = state;
+	s->attrs = h->attrs;
+	s->writer_pid = getpid();
+	shm_write_end(s);
+	if (routing)
+		wake_listener(h);
+}
+
+static void
+hb_set_state(hb *h, hb_state state)
+{
+	if (h->state != state)
+		cm_log(CMLOG_DEBUG1, "instance %d at %s: %s -> %s", h->instno,
+			   h->where, hb_state_names[h->state], hb_state_names[state]);
+	h->state = state;
+}
+
+/* The session ended or an attempt failed: close, publish, wait. */
+static void
+hb_fail(hb *h, uint32_t reason, const char *fmt,...)
+	__attribute__((format(printf, 3, 4)));
+static void
+hb_fail(hb *h, uint32_t reason, const char *fmt,...)
+{
+	char		why[512];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+
+	if (h->state == HB_UP)
+		cm_log(CMLOG_LOG, "instance %d at %s is down: %s", h->instno, h->where, why);
+	else
+		cm_log(h->was_up ? CMLOG_DEBUG1 : CMLOG_LOG,
+			   "could not establish heartbeat with instance %d at %s: %s",
+			   h->instno, h->where, why);
+	if (h->fd >= 0)
+		close(h->fd);
+	h->fd = -1;
+	h->was_up = h->state == HB_UP;
+	h->attrs = 0;
+	hb_publish(h, SHM_DOWN, reason);
+	h->retry_at = mono_ms() + (int64_t) h->ctx->conf->heartbeat_connect_interval * 1000;
+	hb_set_state(h, HB_WAIT);
+}
+
+static bool
+hb_send(hb *h, const cmproto_msg *m)
+{
+	uint8_t		buf[CMPROTO_MAX_MSG];
+	int			n = cmproto_encode(m, buf, sizeof(buf));
+
+	if (n < 0)
+		cm_fatal(ROLE_EXIT_RESTART, "could not encode %s: %s",
+				 cmproto_type_name(m->type), cmproto_strerror(n));
+	/* A frame is tiny and the socket buffer empty but for unread beats. */
+	if (send(h->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) != n)
+	{
+		hb_fail(h, CMPROTO_DOWN_LOST, "could not send: %s",
+				errno ? strerror(errno) : "socket buffer full");
+		return false;
+	}
+	h->slot->last_sent = shm_now();
+	return true;
+}
+
+static void
+hb_send_error(hb *h, int code, const char *message)
+{
+	cmproto_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_ERROR;
+	m.u.error.code = code;
+	snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", message);
+	(void) hb_send(h, &m);
+}
+
+static void
+hb_connect(hb *h)
+{
+	const struct cmconf_instance *in = h->inst;
+	struct addrinfo hints,
+			   *res;
+	char		port[16];
+	int			rc,
+				one = 1;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = in->hostaddr[0] ? AI_NUMERICHOST : 0;
+	snprintf(port, sizeof(port), "%d", in->watchdog_port);
+	h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_connect_timeout * 1000;
+	h->inlen = 0;
+	hb_set_state(h, HB_CONNECTING);
+	hb_publish(h, h->was_up ? SHM_DOWN : SHM_CONNECTING, 0);
+
+	rc = getaddrinfo(cmconf_connect_host(in), port, &hints, &res);
+	if (rc != 0)
+	{
+		hb_fail(h, CMPROTO_DOWN_LOST, "could not resolve \"%s\": %s",
+				cmconf_connect_host(in), gai_strerror(rc));
+		return;
+	}
+	h->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (h->fd < 0)
+	{
+		freeaddrinfo(res);
+		hb_fail(h, CMPROTO_DOWN_LOST, "could not create socket: %s", strerror(errno));
+		return;
+	}
+	(void) setsockopt(h->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	rc = connect(h->fd, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	if (rc < 0 && errno != EINPROGRESS)
+		hb_fail(h, CMPROTO_DOWN_LOST, "could not connect: %s", strerror(errno));
+}
+
+static void
+hb_send_hello(hb *h)
+{
+	cmproto_msg m;
+	int			r;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_HB_HELLO;
+	m.u.hb_hello.min_version = CMPROTO_MIN_VERSION;
+	m.u.hb_hello.max_version = CMPROTO_VERSION;
+	m.u.hb_hello.interval = h->ctx->conf->heartbeat_interval;
+	m.u.hb_hello.timeout = h->ctx->conf->heartbeat_timeout;
+	m.u.hb_hello.flags = 0;		/* conmgr has no key setting yet */
+	r = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (r >= 0)
+	{
+		(void) !read(r, m.u.hb_hello.nonce, CMPROTO_NONCE_LEN);
+		close(r);
+	}
+	if (hb_send(h, &m))
+		hb_set_state(h, HB_HANDSHAKE);
+}
+
+static void
+hb_handle(hb *h, const cmproto_msg *m)
+{
+	switch (m->type)
+	{
+		case CMPROTO_ERROR:
+			hb_fail(h, CMPROTO_DOWN_PROTOCOL, "watchdog reported: %s: %s",
+					cmproto_error_code_name(m->u.error.code), m->u.error.message);
+			return;
+		case CMPROTO_HB_CHALLENGE:
+			if (h->state != HB_HANDSHAKE)
+				break;
+			hb_send_error(h, CMPROTO_ERR_AUTH, "conmgr has no key");
+			if (h->fd >= 0)
+				hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+						"the watchdog requires a shared key, and conmgr has none configured");
+			return;
+		case CMPROTO_HB_WELCOME:
+			if (h->state != HB_HANDSHAKE)
+				break;
+			h->attrs = m->u.hb_welcome.attrs;
+			shm_write_begin(h->slot);
+			h->slot->system_identifier = m->u.hb_welcome.system_identifier;
+			h->slot->server_version_num = m->u.hb_welcome.server_version_num;
+			shm_write_end(h->slot);
+			hb_set_state(h, HB_UP);
+			h->next_send = mono_ms() + (int64_t) h->ctx->conf->heartbeat_interval * 1000;
+			hb_publish(h, SHM_UP, 0);
+			cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s)", h->instno, h->where,
+				   (h->attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
+				   (h->attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write");
+			return;
+		case CMPROTO_HB_BEAT:
+		case CMPROTO_HB_ATTRS:
+			if (h->state != HB_UP)
+				break;
+			{
+				uint32_t	attrs = m->type == CMPROTO_HB_BEAT ?
+					m->u.hb_beat.attrs : m->u.hb_attrs.attrs;
+
+				if (attrs != h->attrs)
+				{
+					cm_log(CMLOG_LOG, "instance %d at %s attributes changed: %s, %s",
+						   h->instno, h->where,
+						   (attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
+						   (attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write");
+					h->attrs = attrs;
+					hb_publish(h, SHM_UP, 0);
+				}
+			}
+			return;
+	}
+	hb_send_error(h, CMPROTO_ERR_PROTOCOL, "unexpected message");
+	if (h->fd >= 0)
+		hb_fail(h, CMPROTO_DOWN_PROTOCOL, "protocol violation: unexpected %s in state %s",
+				cmproto_type_name(m->type), hb_state_names[h->state]);
+}
+
+static void
+hb_read(hb *h)
+{
+	ssize_t		n = recv(h->fd, h->inbuf + h->inlen, sizeof(h->inbuf) - h->inlen,
+						 MSG_DONTWAIT);
+
+	if (n == 0)
+	{
+		hb_fail(h, CMPROTO_DOWN_LOST, "connection closed by the watchdog");
+		return;
+	}
+	if (n < 0)
+	{
+		if (errno != EAGAIN && errno != EINTR)
+			hb_fail(h, CMPROTO_DOWN_LOST, "could not receive: %s", strerror(errno));
+		return;
+	}
+	h->inlen += n;
+	if (h->state == HB_UP)
+	{
+		h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
+		h->slot->last_received = shm_now();
+	}
+	while (h->fd >= 0)
+	{
+		size_t		len;
+		cmproto_msg m;
+		int			rc = cmproto_frame(h->inbuf, h->inlen, &len);
+
+		if (rc == CMPROTO_INCOMPLETE)
+			return;
+		if (rc == CMPROTO_OK)
+			rc = cmproto_decode(h->inbuf, len, CMPROTO_PEER_WATCHDOG, &m);
+		if (rc < 0)
+		{
+			hb_send_error(h, CMPROTO_ERR_PROTOCOL, cmproto_strerror(rc));
+			if (h->fd >= 0)
+				hb_fail(h, CMPROTO_DOWN_PROTOCOL, "protocol violation: %s",
+						cmproto_strerror(rc));
+			return;
+		}
+		memmove(h->inbuf, h->inbuf + len, h->inlen - len);
+		h->inlen -= len;
+		hb_handle(h, &m);
+	}
+}
+
+/* Timers; returns the poll timeout in ms. */
+static int
+hb_timers(hb *h)
+{
+	int64_t		now = mono_ms();
+	int64_t		next;
+
+	switch (h->state)
+	{
+		case HB_WAIT:
+			if (now >= h->retry_at)
+			{
+				hb_connect(h);
+				return 0;
+			}
+			next = h->retry_at;
+			break;
+		case HB_CONNECTING:
+		case HB_HANDSHAKE:
+			if (now >= h->deadline)
+			{
+				hb_fail(h, CMPROTO_DOWN_TIMEOUT,
+						"no answer within heartbeat_connect_timeout (%d s)",
+						h->ctx->conf->heartbeat_connect_timeout);
+				return 0;
+			}
+			next = h->deadline;
+			break;
+		case HB_UP:
+			if (now >= h->deadline)
+			{
+				hb_fail(h, CMPROTO_DOWN_TIMEOUT,
+						"nothing received for heartbeat_timeout (%d s)",
+						h->ctx->conf->heartbeat_timeout);
+				return 0;
+			}
+			if (now >= h->next_send)
+			{
+				cmproto_msg m;
+
+				memset(&m, 0, sizeof(m));
+				m.type = CMPROTO_HB_BEAT;
+				m.u.hb_beat.seq = ++h->seq;
+				h->next_send += (int64_t) h->ctx->conf->heartbeat_interval * 1000;
+				if (h->next_send <= now)
+					h->next_send = now + (int64_t) h->ctx->conf->heartbeat_interval * 1000;
+				if (!hb_send(h, &m))
+					return 0;
+			}
+			next = h->deadline < h->next_send ? h->deadline : h->next_send;
+			break;
+		default:
+			cm_fatal(ROLE_EXIT_RESTART, "bad heartbeat state %d", h->state);
+	}
+	return next - now > 60000 ? 60000 : (int) (next - now);
+}
+
+void
+heartbeat_main(cm_ctx *ctx, int instno)
+{
+	hb			h;
+	char		role[32];
+
+	memset(&h, 0, sizeof(h));
+	h.ctx = ctx;
+	h.instno = instno;
+	h.inst = &ctx->conf->inst[instno];
+	h.slot = &ctx->shm->slots[instno];
+	h.fd = -1;
+	h.state = HB_WAIT;
+	snprintf(h.where, sizeof(h.where), "%s%s%s:%d",
+			 strchr(cmconf_connect_host(h.inst), ':') ? "[" : "",
+			 cmconf_connect_host(h.inst),
+			 strchr(cmconf_connect_host(h.inst), ':') ? "]" : "",
+			 h.inst->watchdog_port);
+	snprintf(role, sizeof(role), "heartbeat %d", instno);
+	cm_log_init(ctx->conf, role);
+	signal(SIGTERM, handle_sigterm);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+
+	hb_connect(&h);
+	while (!got_sigterm)
+	{
+		struct pollfd pfd[2];
+		int			timeout = hb_timers(&h);
+		int			n;
+
+		pfd[0].fd = ctx->death_fd;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = h.fd;
+		pfd[1].events = h.state == HB_CONNECTING ? POLLOUT : POLLIN;
+		pfd[1].revents = 0;
+		n = poll(pfd, h.fd >= 0 ? 2 : 1, timeout);
+		if (n < 0 && errno != EINTR)
+			cm_fatal(ROLE_EXIT_RESTART, "poll failed: %s", strerror(errno));
+		if (n <= 0)
+			continue;
+		if (pfd[0].revents)
+			exit(ROLE_EXIT_DONE);	/* the supervisor is gone */
+		if (h.fd < 0 || pfd[1].revents == 0)
+			continue;
+		if (h.state == HB_CONNECTING)
+		{
+			int			err = 0;
+			socklen_t	len = sizeof(err);
+
+			getsockopt(h.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+			if (err != 0)
+				hb_fail(&h, CMPROTO_DOWN_LOST, "could not connect: %s", strerror(err));
+			else
+				hb_send_hello(&h);
+			continue;
+		}
+		hb_read(&h);
+	}
+	exit(ROLE_EXIT_DONE);
+}

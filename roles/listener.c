@@ -1,0 +1,617 @@
+/*-------------------------------------------------------------------------
+ *
+ * listener.c
+ *	  The listener role: applications' resolve requests and down-notices.
+ *
+ * Forked by the supervisor, one per conmgr; shows in ps as "conmgr:
+ * listener :PORT".  It owns the listen sockets on `port` (localhost) and
+ * every application session (docs/protocol.md, section 2), and only reads
+ * the shared instance table.  Heartbeat roles write its eventfd when an
+ * instance's routing changes; it then re-reads the table and sends
+ * INSTANCE_DOWN to every session attached to an instance that is no longer
+ * up, and closes them.
+ *
+ * Session states (app_set_state() is the one setter):
+ *	 APP_STARTUP	waiting for the first PostgreSQL-framed packet
+ *	 APP_HELLO		HELLO sent, waiting for RESOLVE
+ *	 APP_RESOLVED	candidates sent, waiting for ATTACHED
+ *	 APP_ATTACHED	the application reached instance N; down-notice pending
+ * A session that breaks the protocol gets ERROR and is closed; a plain
+ * PostgreSQL client gets an ErrorResponse saying what it reached.
+ *
+ * SIGTERM (fast stop): every attached session gets INSTANCE_DOWN with
+ * reason "conmgr shutting down", then the role exits 0.  It also exits
+ * when the supervisor dies.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cmproto.h"
+#include "conmgr.h"
+
+#define LSN_MAX_LISTEN	8
+#define LSN_INBUF		(CMPROTO_PG_MAX_STARTUP + 4)
+
+typedef enum app_state
+{
+	APP_FREE,
+	APP_STARTUP,
+	APP_HELLO,
+	APP_RESOLVED,
+	APP_ATTACHED
+} app_state;
+
+typedef struct app
+{
+	app_state	state;
+	int			fd;
+	int			instance;		/* when ATTACHED */
+	uint64_t	downs_seen;		/* the slot's downs counter at attach */
+	uint64_t	offered;		/* bit per instance offered as candidate */
+	uint32_t	client_pid;
+	char		peer[64];
+	size_t		inlen;
+	uint8_t    *inbuf;			/* LSN_INBUF bytes */
+} app;
+
+static cm_ctx *ctx;
+static app *apps;
+static int	napps_alloc;
+static int	napps;
+static int	listen_fds[LSN_MAX_LISTEN];
+static int	nlisten;
+static unsigned rotation[CMPROTO_TARGET_LAST + 1];
+static volatile sig_atomic_t got_sigterm;
+
+static void
+handle_sigterm(int sig)
+{
+	(void) sig;
+	got_sigterm = 1;
+}
+
+static void
+app_set_state(app *a, app_state state)
+{
+	if (a->state == APP_FREE && state != APP_FREE)
+		napps++;
+	else if (a->state != APP_FREE && state == APP_FREE)
+		napps--;
+	a->state = state;
+}
+
+static void
+app_close(app *a)
+{
+	close(a->fd);
+	a->fd = -1;
+	a->inlen = 0;
+	app_set_state(a, APP_FREE);
+}
+
+static bool
+app_write(app *a, const void *buf, size_t len)
+{
+	/* Frames are small; a client that does not read is not our problem. */
+	if (send(a->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t) len)
+	{
+		cm_log(CMLOG_DEBUG1, "app %s: could not send, closing", a->peer);
+		app_close(a);
+		return false;
+	}
+	return true;
+}
+
+static bool
+app_send(app *a, const cmproto_msg *m)
+{
+	uint8_t		buf[CMPROTO_MAX_MSG];
+	int			n = cmproto_encode(m, buf, sizeof(buf));
+
+	if (n < 0)
+		cm_fatal(ROLE_EXIT_RESTART, "could not encode %s: %s",
+				 cmproto_type_name(m->type), cmproto_strerror(n));
+	return app_write(a, buf, n);
+}
+
+/* ERROR to the client, then close. */
+static void
+app_reject(app *a, int code, const char *why)
+{
+	cmproto_msg m;
+
+	cm_log(CMLOG_LOG, "app %s: %s", a->peer, why);
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_ERROR;
+	m.u.error.code = code;
+	snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", why);
+	if (app_send(a, &m))
+		app_close(a);
+}
+
+static void
+pg_reject(app *a, const char *sqlstate, const char *message, const char *hint)
+{
+	uint8_t		buf[CMPROTO_PG_MAX_ERROR];
+	int			n = cmproto_pg_encode_error(buf, sizeof(buf), sqlstate, message, hint);
+
+	if (n > 0)
+		(void) app_write(a, buf, n);
+	if (a->state != APP_FREE)
+		app_close(a);
+}
+
+/* ---- routing ---- */
+
+typedef struct candidate
+{
+	int			instno;
+	uint32_t	attrs;
+} candidate;
+
+/* rank 0 = best; -1 = does not match */
+static int
+target_rank(int target, uint32_t attrs)
+{
+	bool		standby = (attrs & CMPROTO_ATTR_IN_RECOVERY) != 0;
+	bool		ro = (attrs & CMPROTO_ATTR_READ_ONLY) != 0;
+
+	switch (target)
+	{
+		case CMPROTO_TARGET_ANY:
+			return 0;
+		case CMPROTO_TARGET_READ_WRITE:
+			return !standby && !ro ? 0 : -1;
+		case CMPROTO_TARGET_READ_ONLY:
+			return standby || ro ? 0 : -1;
+		case CMPROTO_TARGET_PRIMARY:
+			return !standby ? 0 : -1;
+		case CMPROTO_TARGET_STANDBY:
+			return standby ? 0 : -1;
+		case CMPROTO_TARGET_PREFER_STANDBY:
+			return standby ? 0 : 1;
+		case CMPROTO_TARGET_PREFER_PRIMARY:
+			return !standby ? 0 : 1;
+	}
+	return -1;
+}
+
+/*
+ * The up instances that match, best rank first; within a rank, rotated by
+ * one position per request, so equal instances share the load.
+ */
+static int
+resolve(int target, candidate *out)
+{
+	candidate	rank[2][CMCONF_MAX_INSTANCES];
+	int			nrank[2] = {0, 0};
+	int			n = 0;
+	unsigned	rot = rotation[target]++;
+
+	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
+	{
+		shm_slot	s;
+		int			r;
+
+		if (!ctx->conf->inst[i].configured)
+			continue;
+		shm_read(&ctx->shm->slots[i], &s);
+		if (s.state != SHM_UP)
+			continue;
+		r = target_rank(target, s.attrs);
+		if (r < 0)
+			continue;
+		rank[r][nrank[r]].instno = (int) i;
+		rank[r][nrank[r]].attrs = s.attrs;
+		nrank[r]++;
+	}
+	for (int r = 0; r < 2; r++)
+		for (int k = 0; k < nrank[r]; k++)
+			out[n++] = rank[r][(k + rot) % nrank[r]];
+	return n;
+}
+
+static void
+app_resolve(app *a, const cmproto_msg *req)
+{
+	candidate	cands[CMCONF_MAX_INSTANCES];
+	int			n;
+	int			version;
+	cmproto_msg m;
+
+	version = req->u.resolve.version;
+	if (version < CMPROTO_MIN_VERSION || version > CMPROTO_VERSION)
+	{
+		app_reject(a, CMPROTO_ERR_VERSION, "unsupported protocol version");
+		return;
+	}
+	a->client_pid = req->u.resolve.client_pid;
+	n = resolve(req->u.resolve.target, cands);
+	for (int i = 0; i < n; i++)
+	{
+		const struct cmconf_instance *in = &ctx->conf->inst[cands[i].instno];
+
+		memset(&m, 0, sizeof(m));
+		m.type = CMPROTO_CANDIDATE;
+		m.u.candidate.instance = cands[i].instno;
+		m.u.candidate.port = in->backend_port;
+		m.u.candidate.attrs = cands[i].attrs;
+		m.u.candidate.addr_kind = in->hostaddr[0] ? CMPROTO_ADDR_NUMERIC : CMPROTO_ADDR_HOSTNAME;
+		snprintf(m.u.candidate.host, sizeof(m.u.candidate.host), "%s", cmconf_connect_host(in));
+		if (!app_send(a, &m))
+			return;
+		a->offered |= UINT64_C(1) << cands[i].instno;
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_CANDIDATES_END;
+	m.u.candidates_end.count = n;
+	if (!app_send(a, &m))
+		return;
+	cm_log(CMLOG_DEBUG1, "app %s pid %u: %s -> %d candidates", a->peer,
+		   a->client_pid, cmproto_target_name(req->u.resolve.target), n);
+	app_set_state(a, APP_RESOLVED);
+}
+
+static void
+app_send_down(app *a, int reason)
+{
+	cmproto_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_INSTANCE_DOWN;
+	m.u.instance_down.instance = a->instance;
+	m.u.instance_down.reason = reason;
+	if (app_send(a, &m))
+		app_close(a);
+}
+
+static void
+app_attach(app *a, const cmproto_msg *m)
+{
+	int			inst = m->u.attached.instance;
+	shm_slot	s;
+
+	if ((a->offered & (UINT64_C(1) << inst)) == 0)
+	{
+		app_reject(a, CMPROTO_ERR_PROTOCOL, "protocol violation: attached to an instance that was not offered");
+		return;
+	}
+	a->instance = inst;
+	app_set_state(a, APP_ATTACHED);
+	shm_read(&ctx->shm->slots[inst], &s);
+	a->downs_seen = s.downs;
+	if (s.state != SHM_UP)
+		app_send_down(a, s.down_reason ? (int) s.down_reason : CMPROTO_DOWN_LOST);
+}
+
+/* A wake-up: notify sessions whose instance went down. */
+static void
+check_instances(void)
+{
+	shm_slot	slots[CMCONF_MAX_INSTANCES];
+
+	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
+		shm_read(&ctx->shm->slots[i], &slots[i]);
+	for (int k = 0; k < napps_alloc; k++)
+	{
+		app		   *a = &apps[k];
+		shm_slot   *s;
+
+		if (a->state != APP_ATTACHED)
+			continue;
+		s = &slots[a->instance];
+		if (s->state != SHM_UP || s->downs != a->downs_seen)
+			app_send_down(a, s->down_reason ? (int) s->down_reason : CMPROTO_DOWN_LOST);
+	}
+}
+
+/* ---- input ---- */
+
+static void
+app_first_packet(app *a)
+{
+	size_t		pktlen;
+	cmproto_pg_kind kind;
+	int			rc = cmproto_pg_classify(a->inbuf, a->inlen, &pktlen, &kind);
+	uint8_t		buf[CMPROTO_PG_MAX_ERROR + CMPROTO_MAX_MSG];
+	int			n;
+	cmproto_msg m;
+
+	if (rc == CMPROTO_INCOMPLETE)
+		return;
+	if (rc < 0)
+	{
+		cm_log(CMLOG_LOG, "app %s: invalid startup packet: %s", a->peer, cmproto_strerror(rc));
+		pg_reject(a, "08P01", "invalid startup packet", NULL);
+		return;
+	}
+	memmove(a->inbuf, a->inbuf + pktlen, a->inlen - pktlen);
+	a->inlen -= pktlen;
+	switch (kind)
+	{
+		case CMPROTO_PG_GSSENC_REQUEST:
+			n = cmproto_pg_encode_error(buf, sizeof(buf), "08004",
+										"this is conmgr, a PostgreSQL connection manager, not a PostgreSQL server",
+										"Connect through libpq-cm, which asks conmgr for an instance and connects to it.");
+			memset(&m, 0, sizeof(m));
+			m.type = CMPROTO_HELLO;
+			m.u.hello.min_version = CMPROTO_MIN_VERSION;
+			m.u.hello.max_version = CMPROTO_VERSION;
+			n += cmproto_encode(&m, buf + n, sizeof(buf) - n);
+			if (app_write(a, buf, n))
+				app_set_state(a, APP_HELLO);
+			return;
+		case CMPROTO_PG_SSL_REQUEST:
+			(void) app_write(a, "N", 1);
+			return;				/* the startup packet follows */
+		case CMPROTO_PG_CANCEL_REQUEST:
+			app_close(a);
+			return;
+		case CMPROTO_PG_STARTUP:
+			cm_log(CMLOG_LOG, "app %s: a plain PostgreSQL client connected; told it this is conmgr", a->peer);
+			pg_reject(a, "08004",
+					  "this is conmgr, a PostgreSQL connection manager, not a PostgreSQL server",
+					  "Connect through libpq-cm (LD_PRELOAD or -lpq-cm), or directly to an instance.");
+			return;
+		case CMPROTO_PG_UNSUPPORTED:
+			pg_reject(a, "08P01", "unsupported frontend protocol", NULL);
+			return;
+	}
+}
+
+static void
+app_frames(app *a)
+{
+	while (a->state != APP_FREE && a->state != APP_STARTUP)
+	{
+		size_t		len;
+		cmproto_msg m;
+		int			rc = cmproto_frame(a->inbuf, a->inlen, &len);
+		char		why[128];
+
+		if (rc == CMPROTO_INCOMPLETE)
+			return;
+		if (rc == CMPROTO_OK)
+			rc = cmproto_decode(a->inbuf, len, CMPROTO_PEER_APP, &m);
+		if (rc < 0)
+		{
+			snprintf(why, sizeof(why), "protocol violation: %s", cmproto_strerror(rc));
+			app_reject(a, CMPROTO_ERR_PROTOCOL, why);
+			return;
+		}
+		memmove(a->inbuf, a->inbuf + len, a->inlen - len);
+		a->inlen -= len;
+		if (m.type == CMPROTO_RESOLVE && a->state == APP_HELLO)
+			app_resolve(a, &m);
+		else if (m.type == CMPROTO_ATTACHED && a->state == APP_RESOLVED)
+			app_attach(a, &m);
+		else if (m.type == CMPROTO_ERROR)
+		{
+			cm_log(CMLOG_DEBUG1, "app %s reported: %s", a->peer, m.u.error.message);
+			app_close(a);
+		}
+		else
+		{
+			snprintf(why, sizeof(why), "protocol violation: unexpected %s",
+					 cmproto_type_name(m.type));
+			app_reject(a, CMPROTO_ERR_PROTOCOL, why);
+		}
+	}
+}
+
+static void
+app_read(app *a)
+{
+	size_t		cap = a->state == APP_STARTUP ? LSN_INBUF : CMPROTO_MAX_MSG;
+	ssize_t		n = recv(a->fd, a->inbuf + a->inlen, cap - a->inlen, MSG_DONTWAIT);
+
+	if (n == 0)
+	{
+		cm_log(CMLOG_DEBUG1, "app %s closed its session", a->peer);
+		app_close(a);
+		return;
+	}
+	if (n < 0)
+	{
+		if (errno != EAGAIN && errno != EINTR)
+			app_close(a);
+		return;
+	}
+	a->inlen += n;
+	if (a->state == APP_STARTUP)
+		app_first_packet(a);
+	app_frames(a);
+}
+
+static void
+lsn_accept(int lfd)
+{
+	for (;;)
+	{
+		struct sockaddr_storage ss;
+		socklen_t	sl = sizeof(ss);
+		char		host[NI_MAXHOST],
+					serv[NI_MAXSERV];
+		int			fd = accept4(lfd, (struct sockaddr *) &ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int			one = 1;
+		app		   *a = NULL;
+
+		if (fd < 0)
+		{
+			if (errno != EAGAIN && errno != EINTR)
+				cm_log(CMLOG_LOG, "could not accept a connection: %s", strerror(errno));
+			return;
+		}
+		if (getnameinfo((struct sockaddr *) &ss, sl, host, sizeof(host), serv,
+						sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+			strcpy(host, "?"), strcpy(serv, "?");
+		if (ctx->conf->max_connections > 0 && napps >= ctx->conf->max_connections)
+		{
+			cm_log(CMLOG_LOG, "connection from %s:%s closed: max_connections (%d) reached",
+				   host, serv, ctx->conf->max_connections);
+			close(fd);
+			continue;
+		}
+		for (int k = 0; k < napps_alloc; k++)
+			if (apps[k].state == APP_FREE)
+			{
+				a = &apps[k];
+				break;
+			}
+		if (a == NULL)
+		{
+			int			grow = napps_alloc ? napps_alloc * 2 : 64;
+			app		   *na = realloc(apps, sizeof(app) * grow);
+
+			if (na == NULL)
+			{
+				cm_log(CMLOG_WARNING, "out of memory: connection from %s:%s closed", host, serv);
+				close(fd);
+				continue;
+			}
+			memset(na + napps_alloc, 0, sizeof(app) * (grow - napps_alloc));
+			apps = na;
+			a = &apps[napps_alloc];
+			napps_alloc = grow;
+		}
+		if (a->inbuf == NULL && (a->inbuf = malloc(LSN_INBUF)) == NULL)
+		{
+			close(fd);
+			continue;
+		}
+		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		a->fd = fd;
+		a->inlen = 0;
+		a->offered = 0;
+		a->instance = -1;
+		snprintf(a->peer, sizeof(a->peer), "%s:%s", host, serv);
+		app_set_state(a, APP_STARTUP);
+	}
+}
+
+static void
+lsn_open(void)
+{
+	struct addrinfo hints,
+			   *res;
+	char		port[16];
+	int			rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%d", ctx->conf->port);
+	rc = getaddrinfo("localhost", port, &hints, &res);
+	if (rc != 0)
+		cm_fatal(ROLE_EXIT_FATAL, "could not resolve \"localhost\": %s", gai_strerror(rc));
+	for (struct addrinfo *ai = res; ai && nlisten < LSN_MAX_LISTEN; ai = ai->ai_next)
+	{
+		int			fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int			one = 1;
+
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0)
+		{
+			cm_log(CMLOG_WARNING, "could not listen on localhost port %d (%s): %s",
+				   ctx->conf->port, ai->ai_family == AF_INET6 ? "IPv6" : "IPv4",
+				   strerror(errno));
+			close(fd);
+			continue;
+		}
+		listen_fds[nlisten++] = fd;
+	}
+	freeaddrinfo(res);
+	if (nlisten == 0)
+		cm_fatal(ROLE_EXIT_FATAL, "could not listen on localhost port %d", ctx->conf->port);
+}
+
+void
+listener_main(cm_ctx *c)
+{
+	struct pollfd *pfds = NULL;
+	int			pcap = 0;
+
+	ctx = c;
+	cm_log_init(ctx->conf, "listener");
+	signal(SIGTERM, handle_sigterm);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	lsn_open();
+	cm_log(CMLOG_LOG, "listening for applications on localhost port %d", ctx->conf->port);
+
+	while (!got_sigterm)
+	{
+		int			np = 0;
+		int			n;
+		int			first_app;
+
+		if (pcap < nlisten + 2 + napps_alloc)
+		{
+			pcap = nlisten + 2 + napps_alloc + 64;
+			pfds = realloc(pfds, sizeof(*pfds) * pcap);
+			if (pfds == NULL)
+				cm_fatal(ROLE_EXIT_RESTART, "out of memory");
+		}
+		pfds[np].fd = ctx->death_fd;
+		pfds[np++].events = POLLIN;
+		pfds[np].fd = ctx->wake_fd;
+		pfds[np++].events = POLLIN;
+		for (int i = 0; i < nlisten; i++)
+		{
+			pfds[np].fd = listen_fds[i];
+			pfds[np++].events = POLLIN;
+		}
+		first_app = np;
+		for (int k = 0; k < napps_alloc; k++)
+		{
+			pfds[np].fd = apps[k].state == APP_FREE ? -1 : apps[k].fd;
+			pfds[np++].events = POLLIN;
+		}
+		n = poll(pfds, np, -1);
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			cm_fatal(ROLE_EXIT_RESTART, "poll failed: %s", strerror(errno));
+		}
+		if (pfds[0].revents)
+			exit(ROLE_EXIT_DONE);
+		if (pfds[1].revents)
+		{
+			uint64_t	v;
+
+			(void) !read(ctx->wake_fd, &v, sizeof(v));
+			check_instances();
+		}
+		for (int i = 0; i < nlisten; i++)
+			if (pfds[2 + i].revents)
+				lsn_accept(listen_fds[i]);
+		for (int k = 0; k < np - first_app && k < napps_alloc; k++)
+			if (pfds[first_app + k].revents && apps[k].state != APP_FREE)
+				app_read(&apps[k]);
+	}
+
+	/* Fast stop: tell attached applications, then go. */
+	for (int k = 0; k < napps_alloc; k++)
+	{
+		if (apps[k].state == APP_ATTACHED)
+			app_send_down(&apps[k], CMPROTO_DOWN_SHUTDOWN);
+		else if (apps[k].state != APP_FREE)
+			app_close(&apps[k]);
+	}
+	exit(ROLE_EXIT_DONE);
+}

@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * shm.h
+ *	  The instance table shared by conmgr's processes.
+ *
+ * Made by the supervisor before it forks (an anonymous MAP_SHARED region,
+ * inherited by every role), one slot per configured instance.  Each slot
+ * has one writer, the heartbeat role of that instance, and any number of
+ * readers (the listener).  Consistency is a per-slot change counter, as
+ * PostgreSQL's st_changecount: the writer makes it odd, writes, makes it
+ * even; a reader copies the slot and retries while the counter was odd or
+ * moved.  No lock, no system call inside.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CM_SHM_H
+#define CM_SHM_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SHM_MAGIC			0x434d5348	/* "CMSH" */
+#define SHM_LAYOUT_VERSION	1
+
+/* Heartbeat state of an instance; changed only by hb_set_state(). */
+typedef enum shm_state
+{
+	SHM_UNKNOWN = 0,			/* no heartbeat role has reported yet */
+	SHM_CONNECTING,				/* connecting / handshaking */
+	SHM_UP,						/* heartbeats flowing: routable */
+	SHM_DOWN					/* lost; retrying after connect_interval */
+} shm_state;
+
+typedef struct shm_slot
+{
+	volatile uint32_t changecount;
+	int			instno;
+	int			state;			/* enum shm_state */
+	uint32_t	attrs;			/* CMPROTO_ATTR_* while UP */
+	uint32_t	down_reason;	/* CMPROTO_DOWN_* of the last loss */
+	uint64_t	downs;			/* times it went from UP to DOWN */
+	int64_t		state_since;	/* wall clock, microseconds */
+	int64_t		last_received;
+	int64_t		last_sent;
+	uint64_t	system_identifier;
+	uint32_t	server_version_num;
+	pid_t		writer_pid;
+} shm_slot;
+
+typedef struct shm_header
+{
+	uint32_t	magic;
+	uint32_t	layout_version;
+	uint32_t	header_size;
+	uint32_t	slot_size;
+	uint32_t	nslots;
+	pid_t		supervisor_pid;
+	int64_t		started_at;
+	shm_slot	slots[];
+} shm_header;
+
+/* shm.c */
+extern shm_header *shm_create(int nslots);
+extern void shm_write_begin(shm_slot *slot);
+extern void shm_write_end(shm_slot *slot);
+extern void shm_read(const shm_slot *slot, shm_slot *copy);
+extern void shm_repair(shm_slot *slot);
+extern int64_t shm_now(void);
+
+#endif							/* CM_SHM_H */

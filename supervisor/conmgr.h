@@ -1,0 +1,54 @@
+/*-------------------------------------------------------------------------
+ *
+ * conmgr.h
+ *	  What the supervisor hands its roles, and the daemon's logging.
+ *
+ * The supervisor builds one cm_ctx before it forks; every role gets the
+ * same (read-only) configuration, the shared instance table, the eventfd
+ * that heartbeat roles write to wake the listener, and the read end of the
+ * pipe whose write end only the supervisor holds (end of file there means
+ * the supervisor is gone and the role must exit).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CONMGR_H
+#define CONMGR_H
+
+#include <stdbool.h>
+#include <stdnoreturn.h>
+
+#include "cmconf.h"
+#include "cmlog.h"
+#include "shm.h"
+
+typedef struct cm_ctx
+{
+	const struct cmconf *conf;
+	shm_header *shm;
+	int			wake_fd;		/* eventfd: heartbeat roles -> listener */
+	int			death_fd;		/* supervisor-death pipe, read end */
+	const char *cmdata;
+} cm_ctx;
+
+/* Role exit codes (the supervisor's contract). */
+#define ROLE_EXIT_DONE		0	/* do not restart */
+#define ROLE_EXIT_RESTART	1	/* restart after the back-off */
+#define ROLE_EXIT_FATAL		2	/* configuration problem: stop conmgr */
+
+/* log.c */
+extern void cm_log_init(const struct cmconf *conf, const char *role);
+extern void cm_log(int level, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+extern noreturn void cm_fatal(int exitcode, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+
+/* roles/listener.c */
+extern noreturn void listener_main(cm_ctx *ctx);
+
+/* roles/heartbeat.c */
+extern noreturn void heartbeat_main(cm_ctx *ctx, int instno);
+
+/* supervisor.c */
+extern int	supervisor_main(const char *cmdata, int argc, char **argv);
+
+#endif							/* CONMGR_H */

@@ -1,0 +1,430 @@
+/*-------------------------------------------------------------------------
+ *
+ * supervisor.c
+ *	  The conmgr parent process: checks, shared table, roles, shutdown.
+ *
+ * Like the postmaster, it does none of the children's work: it refuses to
+ * run as root, checks CMDATA and conmgr.conf and the open-files limit,
+ * takes CMDATA/conmgr.pid under an exclusive lock, creates the shared
+ * instance table, the listener's eventfd and the death pipe *before* it
+ * forks, then forks the listener and one heartbeat role per instance and
+ * watches them.  A role that exits with 1 or dies from a signal is
+ * restarted after a back-off (1 s, doubling up to 30 s while it keeps
+ * dying within 10 s of its start); a dead heartbeat role's slot is
+ * repaired first, so the listener never routes on a stale "up".  Exit
+ * code 2 from a role is a fatal configuration problem: conmgr stops.
+ *
+ * Signals: SIGTERM and SIGINT stop conmgr (the listener tells attached
+ * applications "conmgr shutting down"; smart mode, which waits for the
+ * applications to leave, is not built yet), SIGQUIT kills the roles at
+ * once.  Roles still alive 5 s after SIGTERM get SIGKILL.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <bsd/unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conmgr.h"
+
+#define SUP_KILL_AFTER_MS	5000
+#define SUP_BACKOFF_MAX_MS	30000
+
+typedef struct role
+{
+	const char *kind;			/* "listener" or "heartbeat" */
+	int			instno;			/* heartbeat only */
+	pid_t		pid;
+	int64_t		started_at;		/* monotonic ms */
+	int64_t		restart_at;		/* monotonic ms, 0 = none pending */
+	int			backoff_ms;
+} role;
+
+static cm_ctx ctx;
+static role roles[1 + CMCONF_MAX_INSTANCES];
+static int	nroles;
+static int	selfpipe[2];
+static volatile sig_atomic_t pending_child,
+			pending_stop,
+			pending_quit;
+static int	pidfile_fd = -1;
+static char pidfile_path[4200];
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sup_signal(int sig)
+{
+	int			saved = errno;
+
+	if (sig == SIGCHLD)
+		pending_child = 1;
+	else if (sig == SIGQUIT)
+		pending_quit = 1;
+	else
+		pending_stop = 1;
+	(void) !write(selfpipe[1], "x", 1);
+	errno = saved;
+}
+
+static void
+role_title(const role *r, char *buf, size_t len)
+{
+	if (r->kind[0] == 'l')
+		snprintf(buf, len, "listener :%d", ctx.conf->port);
+	else
+		snprintf(buf, len, "heartbeat %d %s:%d", r->instno,
+				 cmconf_connect_host(&ctx.conf->inst[r->instno]),
+				 ctx.conf->inst[r->instno].watchdog_port);
+}
+
+static void
+launch(role *r)
+{
+	char		title[320];
+	pid_t		pid;
+
+	role_title(r, title, sizeof(title));
+	pid = fork();
+	if (pid < 0)
+	{
+		cm_log(CMLOG_WARNING, "could not fork %s: %s", title, strerror(errno));
+		r->restart_at = mono_ms() + 1000;
+		return;
+	}
+	if (pid == 0)
+	{
+		sigset_t	none;
+
+		close(selfpipe[0]);
+		close(selfpipe[1]);
+		if (pidfile_fd >= 0)
+			close(pidfile_fd);
+		signal(SIGCHLD, SIG_DFL);
+		signal(SIGQUIT, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		setproctitle("-conmgr: %s", title);
+		if (r->kind[0] == 'l')
+			listener_main(&ctx);
+		heartbeat_main(&ctx, r->instno);
+	}
+	r->pid = pid;
+	r->started_at = mono_ms();
+	r->restart_at = 0;
+	cm_log(CMLOG_DEBUG1, "started %s (pid %d)", title, (int) pid);
+}
+
+static void
+write_pidfile_status(const char *status)
+{
+	char		buf[256];
+	int			n;
+
+	n = snprintf(buf, sizeof(buf), "%d\n%s\n%lld\n%d\n%s\n", (int) getpid(),
+				 ctx.cmdata, (long long) (shm_now() / 1000000), ctx.conf->port, status);
+	if (ftruncate(pidfile_fd, 0) == 0 && pwrite(pidfile_fd, buf, n, 0) == n)
+		return;
+	cm_log(CMLOG_WARNING, "could not write \"%s\": %s", pidfile_path, strerror(errno));
+}
+
+/* Take CMDATA/conmgr.pid; a lock held by a live conmgr means "already running". */
+static void
+take_pidfile(void)
+{
+	snprintf(pidfile_path, sizeof(pidfile_path), "%s/conmgr.pid", ctx.cmdata);
+	pidfile_fd = open(pidfile_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (pidfile_fd < 0)
+		cm_fatal(1, "could not open lock file \"%s\": %s", pidfile_path, strerror(errno));
+	if (flock(pidfile_fd, LOCK_EX | LOCK_NB) < 0)
+	{
+		char		buf[32] = "";
+
+		(void) !pread(pidfile_fd, buf, sizeof(buf) - 1, 0);
+		cm_fatal(1, "another conmgr (pid %d) is running in \"%s\"", atoi(buf), ctx.cmdata);
+	}
+	/* The lock is free: any pid in the file is from a conmgr that crashed. */
+	write_pidfile_status("starting");
+}
+
+static void
+check_directory(void)
+{
+	struct stat st;
+
+	if (stat(ctx.cmdata, &st) < 0)
+		cm_fatal(1, "could not access directory \"%s\": %s", ctx.cmdata, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		cm_fatal(1, "\"%s\" is not a directory", ctx.cmdata);
+	if (st.st_uid != geteuid())
+		cm_fatal(1, "directory \"%s\" is not owned by the user running conmgr (uid %d)",
+				 ctx.cmdata, (int) geteuid());
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		cm_fatal(1, "directory \"%s\" has group or world access (mode %04o); chmod 0700 it",
+				 ctx.cmdata, (unsigned) (st.st_mode & 07777));
+}
+
+static void
+check_nofile(void)
+{
+	struct rlimit rl;
+	int			need = cmconf_nofile_needed(ctx.conf);
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+		rl.rlim_cur < (rlim_t) need)
+		cm_fatal(1, "open-files limit %llu is too low: conmgr needs %d "
+				 "(9 + %d instances x 2 + max_connections %d); raise \"ulimit -n\"",
+				 (unsigned long long) rl.rlim_cur, need, ctx.conf->ninstances,
+				 ctx.conf->max_connections);
+}
+
+static const char *
+signame(int sig)
+{
+	const char *s = sigabbrev_np(sig);
+
+	return s ? s : "?";
+}
+
+/* Record exits; launches happen at the loop's tail. */
+static bool
+process_child_exits(bool stopping)
+{
+	bool		fatal = false;
+	int			status;
+	pid_t		pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	{
+		for (int i = 0; i < nroles; i++)
+		{
+			role	   *r = &roles[i];
+			char		title[320];
+			int64_t		now = mono_ms();
+
+			if (r->pid != pid)
+				continue;
+			r->pid = 0;
+			role_title(r, title, sizeof(title));
+			if (r->kind[0] == 'h')
+			{
+				shm_repair(&ctx.shm->slots[r->instno]);
+				{
+					uint64_t	one = 1;
+
+					(void) !write(ctx.wake_fd, &one, sizeof(one));
+				}
+			}
+			if (stopping)
+				break;
+			if (WIFEXITED(status) && WEXITSTATUS(status) == ROLE_EXIT_FATAL)
+			{
+				cm_log(CMLOG_LOG, "%s (pid %d) exited with a fatal error; stopping", title, (int) pid);
+				fatal = true;
+				break;
+			}
+			if (WIFSIGNALED(status))
+				cm_log(CMLOG_LOG, "%s (pid %d) was terminated by signal %d (SIG%s)%s",
+					   title, (int) pid, WTERMSIG(status), signame(WTERMSIG(status)),
+					   WCOREDUMP(status) ? " (core dumped)" : "");
+			else
+				cm_log(CMLOG_LOG, "%s (pid %d) exited with code %d", title, (int) pid,
+					   WEXITSTATUS(status));
+			if (now - r->started_at < 10000)
+				r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 1000;
+			else
+				r->backoff_ms = 1000;
+			if (r->backoff_ms > SUP_BACKOFF_MAX_MS)
+				r->backoff_ms = SUP_BACKOFF_MAX_MS;
+			r->restart_at = now + r->backoff_ms;
+			cm_log(CMLOG_LOG, "restarting %s in %d ms", title, r->backoff_ms);
+			break;
+		}
+	}
+	return fatal;
+}
+
+static int
+live_roles(void)
+{
+	int			n = 0;
+
+	for (int i = 0; i < nroles; i++)
+		if (roles[i].pid > 0)
+			n++;
+	return n;
+}
+
+static void
+signal_roles(int sig)
+{
+	for (int i = 0; i < nroles; i++)
+		if (roles[i].pid > 0)
+			kill(roles[i].pid, sig);
+}
+
+int
+supervisor_main(const char *cmdata, int argc, char **argv)
+{
+	static struct cmconf conf;
+	static struct cmconf_diags diags;
+	char		path[4200];
+	int			deathpipe[2];
+	bool		stopping = false;
+	int64_t		kill_at = 0;
+	extern char **environ;
+
+	setproctitle_init(argc, argv, environ);
+	if (geteuid() == 0)
+	{
+		fprintf(stderr, "conmgr: cannot be run as root\n"
+				"Please log in (using, e.g., \"su\") as the (unprivileged) user that will own the conmgr directory.\n");
+		return 1;
+	}
+	ctx.cmdata = cmdata;
+	ctx.conf = &conf;
+	cm_log_init(NULL, "supervisor");
+	check_directory();
+	snprintf(path, sizeof(path), "%s/%s", cmdata, CMCONF_FILENAME);
+	if (cmconf_load_file(path, &conf, &diags) != 0)
+	{
+		for (int i = 0; i < diags.count; i++)
+			cm_log(diags.d[i].level, "%s", diags.d[i].msg);
+		cm_fatal(1, "configuration file \"%s\" contains errors", path);
+	}
+	cm_log_init(&conf, "supervisor");
+	for (int i = 0; i < diags.count; i++)
+		cm_log(diags.d[i].level, "%s", diags.d[i].msg);
+	check_nofile();
+	take_pidfile();
+
+	ctx.shm = shm_create(CMCONF_MAX_INSTANCES);
+	if (ctx.shm == NULL)
+		cm_fatal(1, "could not create shared memory: %s", strerror(errno));
+	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+		ctx.shm->slots[i].instno = i;
+	ctx.wake_fd = eventfd(0, EFD_NONBLOCK);
+	if (ctx.wake_fd < 0 || pipe2(deathpipe, 0) < 0 || pipe2(selfpipe, O_NONBLOCK | O_CLOEXEC) < 0)
+		cm_fatal(1, "could not create pipes: %s", strerror(errno));
+	ctx.death_fd = deathpipe[0];
+	fcntl(deathpipe[1], F_SETFD, FD_CLOEXEC);
+
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = sup_signal;
+		sa.sa_flags = SA_RESTART;
+		sigaction(SIGCHLD, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGQUIT, &sa, NULL);
+		signal(SIGPIPE, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+	}
+
+	roles[nroles++] = (role)
+	{
+		.kind = "listener", .instno = -1
+	};
+	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+		if (conf.inst[i].configured)
+			roles[nroles++] = (role)
+			{
+				.kind = "heartbeat", .instno = i
+			};
+	for (int i = 0; i < nroles; i++)
+		launch(&roles[i]);
+	/* The children hold the death pipe's read end; our write end stays. */
+	write_pidfile_status("ready");
+	setproctitle("-conmgr: supervisor -D %s", cmdata);
+	cm_log(CMLOG_LOG, "conmgr ready: %d instances, applications on localhost port %d",
+		   conf.ninstances, conf.port);
+
+	for (;;)
+	{
+		int64_t		now = mono_ms();
+		int			timeout = -1;
+		struct pollfd pfd = {selfpipe[0], POLLIN, 0};
+		char		drain[64];
+
+		if (pending_quit)
+		{
+			cm_log(CMLOG_LOG, "received immediate shutdown request");
+			signal_roles(SIGKILL);
+			unlink(pidfile_path);
+			_exit(0);
+		}
+		if (pending_stop && !stopping)
+		{
+			cm_log(CMLOG_LOG, "received shutdown request; stopping the roles");
+			write_pidfile_status("stopping");
+			stopping = true;
+			signal_roles(SIGTERM);
+			kill_at = now + SUP_KILL_AFTER_MS;
+		}
+		if (pending_child)
+		{
+			pending_child = 0;
+			if (process_child_exits(stopping) && !stopping)
+			{
+				stopping = true;
+				signal_roles(SIGTERM);
+				kill_at = now + SUP_KILL_AFTER_MS;
+			}
+		}
+		if (stopping)
+		{
+			if (live_roles() == 0)
+				break;
+			if (now >= kill_at)
+			{
+				cm_log(CMLOG_LOG, "roles still running after %d s; killing them", SUP_KILL_AFTER_MS / 1000);
+				signal_roles(SIGKILL);
+				kill_at = now + 60000;
+			}
+			timeout = (int) (kill_at - now);
+		}
+		else
+		{
+			/* Launch what is due; wait until the next due launch. */
+			for (int i = 0; i < nroles; i++)
+			{
+				role	   *r = &roles[i];
+
+				if (r->pid == 0 && r->restart_at != 0)
+				{
+					if (now >= r->restart_at)
+						launch(r);
+					else if (timeout < 0 || r->restart_at - now < timeout)
+						timeout = (int) (r->restart_at - now);
+				}
+			}
+		}
+		if (poll(&pfd, 1, timeout) > 0)
+			while (read(selfpipe[0], drain, sizeof(drain)) > 0)
+				;
+	}
+	cm_log(CMLOG_LOG, "conmgr stopped");
+	unlink(pidfile_path);
+	return 0;
+}
