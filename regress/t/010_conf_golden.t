@@ -15,7 +15,7 @@ use IPC::Run qw(run);
 use Test::More;
 
 my $top = "$FindBin::RealBin/../..";
-my $conmgr = "$top/build/conmgr";
+my $conmgr = "$top/build/bin/conmgr";
 my $confdir = "$top/regress/conf";
 
 sub check_dir

@@ -16,7 +16,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 my $top = cm_top();
-my $conmgr = "$top/build/conmgr";
+my $conmgr = "$top/build/bin/conmgr";
 my $resolve = "$top/build/regress/tools/cmresolve";
 
 my $wd_p = PostgreSQL::Test::Cluster::get_free_port();

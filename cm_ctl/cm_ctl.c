@@ -1,0 +1,596 @@
+/*-------------------------------------------------------------------------
+ *
+ * cm_ctl.c
+ *	  Start, stop and inspect a conmgr, in the manner of pg_ctl.
+ *
+ *	 cm_ctl start  [-D DIR] [-W] [--complete] [-t SECS] [-l LOGFILE]
+ *	 cm_ctl stop   [-D DIR] [-W] [-m smart|fast|immediate] [-t SECS]
+ *	 cm_ctl status [-D DIR] [-i all|instance|application] [--json]
+ *
+ * start launches "conmgr -D DIR" in the background (its own session,
+ * output appended to LOGFILE, default DIR/conmgr.log) and, unless -W,
+ * waits until conmgr can route to a primary (with --complete: to every
+ * configured instance), asking conmgr itself through the application
+ * protocol, as an application would.  stop signals the pid in
+ * DIR/conmgr.pid and waits for it to go.  status reads the pid file and
+ * asks conmgr which instances it can route to.
+ *
+ * Exit codes, as pg_ctl's: 0 success, 1 failure, 3 not running (status),
+ * 4 no such directory (status).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmconf.h"
+#include "cmproto.h"
+
+static const char *progname = "cm_ctl";
+static const char *cmdata;
+static char pidpath[PATH_MAX];
+static struct cmconf conf;
+
+typedef struct cand
+{
+	int			instance;
+	uint8_t		attrs;
+} cand;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+			"%s starts, stops and reports on a conmgr.\n\n"
+			"Usage:\n"
+			"  %s start  [-D DIR] [-W] [--complete] [-t SECS] [-l LOGFILE]\n"
+			"  %s stop   [-D DIR] [-W] [-m smart|fast|immediate] [-t SECS]\n"
+			"  %s status [-D DIR] [-i all|instance|application] [--json]\n\n"
+			"Options:\n"
+			"  -D, --cmdata=DIR   conmgr directory (default: $CMDATA)\n"
+			"  -W, --no-wait      do not wait for the operation to complete\n"
+			"      --complete     start: wait until every instance is connected\n"
+			"  -t, --timeout=SECS seconds to wait (default 60)\n"
+			"  -l, --log=FILE     start: append conmgr's output to FILE (default DIR/conmgr.log)\n"
+			"  -m, --mode=MODE    stop: smart, fast or immediate (default smart)\n"
+			"  -i, --info=WHAT    status: all, instance or application (default all)\n"
+			"      --json         status: print JSON\n",
+			progname, progname, progname, progname);
+}
+
+/* The pid of a running conmgr in cmdata, or 0 when none holds the lock. */
+static pid_t
+running_pid(void)
+{
+	int			fd = open(pidpath, O_RDONLY | O_CLOEXEC);
+	char		buf[32] = "";
+	pid_t		pid;
+
+	if (fd < 0)
+		return 0;
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+	{
+		close(fd);				/* nobody holds it: a leftover file */
+		return 0;
+	}
+	(void) !read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	pid = (pid_t) atol(buf);
+	return pid > 0 ? pid : 0;
+}
+
+/* Line 5 of the pid file: starting, ready, stopping. */
+static void
+pidfile_status(char *out, size_t len)
+{
+	FILE	   *f = fopen(pidpath, "r");
+	char		line[256];
+
+	snprintf(out, len, "unknown");
+	if (f == NULL)
+		return;
+	for (int i = 1; fgets(line, sizeof(line), f); i++)
+	{
+		if (i == 5)
+		{
+			line[strcspn(line, "\n")] = '\0';
+			line[len - 1 < sizeof(line) ? len - 1 : sizeof(line) - 1] = '\0';
+			memcpy(out, line, strlen(line) + 1);
+		}
+	}
+	fclose(f);
+}
+
+static bool
+load_conf(void)
+{
+	static struct cmconf_diags diags;
+	char		path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", cmdata, CMCONF_FILENAME);
+	if (cmconf_load_file(path, &conf, &diags) == 0)
+		return true;
+	for (int i = 0; i < diags.count; i++)
+		fprintf(stderr, "%s: %s\n", progname, diags.d[i].msg);
+	return false;
+}
+
+/* Read exactly n bytes (with a deadline); false on EOF or timeout. */
+static bool
+read_full(int fd, uint8_t *buf, size_t *have, size_t need, double deadline)
+{
+	while (*have < need)
+	{
+		struct pollfd p = {fd, POLLIN, 0};
+		int			ms = (int) ((deadline - now_s()) * 1000);
+		ssize_t		n;
+
+		if (ms <= 0 || poll(&p, 1, ms) <= 0)
+			return false;
+		n = recv(fd, buf + *have, need - *have, 0);
+		if (n <= 0)
+			return false;
+		*have += n;
+	}
+	return true;
+}
+
+/*
+ * Ask conmgr for the candidates of a target, as an application would.
+ * Returns their number, or -1 when conmgr does not answer properly.
+ */
+static int
+ask_conmgr(int target, cand *out, double timeout)
+{
+	double		deadline = now_s() + timeout;
+	struct addrinfo hints,
+			   *res;
+	char		port[16];
+	uint8_t		buf[CMPROTO_PG_MAX_ERROR + CMPROTO_MAX_MSG];
+	size_t		have = 0,
+				len;
+	int			fd,
+				n = 0,
+				rc;
+	cmproto_pg_error err;
+	cmproto_msg m;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%d", conf.port);
+	if (getaddrinfo("localhost", port, &hints, &res) != 0)
+		return -1;
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) < 0)
+	{
+		freeaddrinfo(res);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	freeaddrinfo(res);
+	len = cmproto_pg_encode_probe(buf, sizeof(buf));
+	if (send(fd, buf, len, MSG_NOSIGNAL) != (ssize_t) len ||
+		!read_full(fd, buf, &have, 1, deadline))
+		goto fail;
+	while ((rc = cmproto_pg_decode_error(buf, have, &len, &err)) == CMPROTO_INCOMPLETE)
+		if (!read_full(fd, buf, &have, len ? len : have + 1, deadline))
+			goto fail;
+	if (rc != CMPROTO_OK)
+		goto fail;
+	memmove(buf, buf + len, have - len);
+	have -= len;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_RESOLVE;
+	m.u.resolve.version = CMPROTO_VERSION;
+	m.u.resolve.target = target;
+	m.u.resolve.client_pid = getpid();
+	snprintf(m.u.resolve.application_name, sizeof(m.u.resolve.application_name), "cm_ctl");
+	{
+		uint8_t		req[CMPROTO_MAX_MSG];
+		int			rl = cmproto_encode(&m, req, sizeof(req));
+
+		if (rl < 0 || send(fd, req, rl, MSG_NOSIGNAL) != rl)
+			goto fail;
+	}
+	for (;;)
+	{
+		while ((rc = cmproto_frame(buf, have, &len)) == CMPROTO_INCOMPLETE)
+			if (!read_full(fd, buf, &have, len ? len : have + 1, deadline))
+				goto fail;
+		if (rc < 0 || cmproto_decode(buf, len, CMPROTO_PEER_LISTENER, &m) < 0)
+			goto fail;
+		memmove(buf, buf + len, have - len);
+		have -= len;
+		if (m.type == CMPROTO_HELLO)
+			continue;
+		if (m.type == CMPROTO_CANDIDATE && n < CMCONF_MAX_INSTANCES)
+		{
+			out[n].instance = m.u.candidate.instance;
+			out[n].attrs = m.u.candidate.attrs;
+			n++;
+			continue;
+		}
+		if (m.type == CMPROTO_CANDIDATES_END)
+			break;
+		goto fail;
+	}
+	close(fd);
+	return n;
+
+fail:
+	close(fd);
+	return -1;
+}
+
+static const char *
+conmgr_path(void)
+{
+	static char path[PATH_MAX];
+	ssize_t		n = readlink("/proc/self/exe", path, sizeof(path) - 8);
+	char	   *slash;
+
+	if (n > 0)
+	{
+		path[n] = '\0';
+		slash = strrchr(path, '/');
+		if (slash)
+		{
+			strcpy(slash + 1, "conmgr");
+			if (access(path, X_OK) == 0)
+				return path;
+		}
+	}
+	return "conmgr";			/* from PATH */
+}
+
+static int
+do_start(bool nowait, bool complete, int timeout, const char *logfile)
+{
+	char		defaultlog[PATH_MAX];
+	pid_t		pid;
+	double		deadline;
+	bool		ready = false;
+	cand		c[CMCONF_MAX_INSTANCES];
+
+	if (!load_conf())
+	{
+		fprintf(stderr, "%s: could not start conmgr: configuration file has errors\n", progname);
+		return 1;
+	}
+	if ((pid = running_pid()) > 0)
+	{
+		fprintf(stderr, "%s: another conmgr (PID %d) is running in \"%s\"\n",
+				progname, (int) pid, cmdata);
+		return 1;
+	}
+	if (logfile == NULL)
+	{
+		snprintf(defaultlog, sizeof(defaultlog), "%s/conmgr.log", cmdata);
+		logfile = defaultlog;
+	}
+
+	pid = fork();
+	if (pid < 0)
+	{
+		fprintf(stderr, "%s: could not fork: %s\n", progname, strerror(errno));
+		return 1;
+	}
+	if (pid == 0)
+	{
+		int			in = open("/dev/null", O_RDONLY);
+		int			lfd = open(logfile, O_WRONLY | O_APPEND | O_CREAT, 0600);
+
+		if (in < 0 || lfd < 0)
+		{
+			fprintf(stderr, "%s: could not open log file \"%s\": %s\n",
+					progname, logfile, strerror(errno));
+			_exit(1);
+		}
+		setsid();
+		dup2(in, 0);
+		dup2(lfd, 1);
+		dup2(lfd, 2);
+		execl(conmgr_path(), "conmgr", "-D", cmdata, (char *) NULL);
+		fprintf(stderr, "%s: could not run conmgr: %s\n", progname, strerror(errno));
+		_exit(1);
+	}
+
+	printf("waiting for conmgr to start....");
+	fflush(stdout);
+	deadline = now_s() + timeout;
+	while (now_s() < deadline)
+	{
+		int			status;
+		char		st[64];
+
+		if (waitpid(pid, &status, WNOHANG) == pid)
+		{
+			printf(" stopped waiting\n");
+			fprintf(stderr, "%s: conmgr did not start: see \"%s\"\n", progname, logfile);
+			return 1;
+		}
+		pidfile_status(st, sizeof(st));
+		if (running_pid() == pid && strcmp(st, "ready") == 0)
+		{
+			if (nowait)
+			{
+				ready = true;
+				break;
+			}
+			if (complete)
+				ready = ask_conmgr(CMPROTO_TARGET_ANY, c, 1.0) == conf.ninstances;
+			else
+				ready = ask_conmgr(CMPROTO_TARGET_PRIMARY, c, 1.0) > 0;
+			if (ready)
+				break;
+		}
+		usleep(100 * 1000);
+		printf(".");
+		fflush(stdout);
+	}
+	if (!ready)
+	{
+		printf(" stopped waiting\n");
+		fprintf(stderr, "%s: conmgr (PID %d) is running, but %s within %d s\n",
+				progname, (int) pid,
+				complete ? "not every instance was connected" : "no primary was connected",
+				timeout);
+		return 1;
+	}
+	printf(" done\nconmgr started (PID %d)%s\n", (int) pid,
+		   nowait ? "" : complete ? ": every instance connected" : ": primary connected");
+	return 0;
+}
+
+static int
+do_stop(bool nowait, const char *mode, int timeout)
+{
+	pid_t		pid = running_pid();
+	int			sig;
+	double		deadline;
+
+	if (strcmp(mode, "smart") == 0 || strcmp(mode, "s") == 0)
+		sig = SIGTERM;
+	else if (strcmp(mode, "fast") == 0 || strcmp(mode, "f") == 0)
+		sig = SIGINT;
+	else if (strcmp(mode, "immediate") == 0 || strcmp(mode, "i") == 0)
+		sig = SIGQUIT;
+	else
+	{
+		fprintf(stderr, "%s: unrecognized shutdown mode \"%s\" (smart, fast or immediate)\n",
+				progname, mode);
+		return 1;
+	}
+	if (pid == 0)
+	{
+		fprintf(stderr, "%s: no conmgr is running in \"%s\"\n", progname, cmdata);
+		return 1;
+	}
+	if (kill(pid, sig) < 0)
+	{
+		fprintf(stderr, "%s: could not send stop signal (PID %d): %s\n",
+				progname, (int) pid, strerror(errno));
+		return 1;
+	}
+	if (nowait)
+	{
+		printf("conmgr shutting down\n");
+		return 0;
+	}
+	printf("waiting for conmgr to shut down....");
+	fflush(stdout);
+	deadline = now_s() + timeout;
+	while (now_s() < deadline)
+	{
+		if (kill(pid, 0) < 0 && errno == ESRCH)
+		{
+			printf(" done\nconmgr stopped\n");
+			return 0;
+		}
+		usleep(100 * 1000);
+		printf(".");
+		fflush(stdout);
+	}
+	printf(" failed\n");
+	fprintf(stderr, "%s: conmgr (PID %d) does not shut down\n", progname, (int) pid);
+	return 1;
+}
+
+static int
+do_status(const char *info, bool json)
+{
+	struct stat st;
+	pid_t		pid;
+	cand		c[CMCONF_MAX_INSTANCES];
+	int			n;
+	bool		first = true;
+	bool		want_inst = strcmp(info, "all") == 0 || strcmp(info, "instance") == 0;
+	bool		want_app = strcmp(info, "all") == 0 || strcmp(info, "application") == 0;
+
+	if (!want_inst && !want_app)
+	{
+		fprintf(stderr, "%s: invalid -i value \"%s\" (all, instance or application)\n", progname, info);
+		return 1;
+	}
+	if (stat(cmdata, &st) < 0 || !S_ISDIR(st.st_mode))
+	{
+		fprintf(stderr, "%s: directory \"%s\" does not exist\n", progname, cmdata);
+		return 4;
+	}
+	pid = running_pid();
+	if (pid == 0)
+	{
+		if (json)
+			printf("{\"running\": false}\n");
+		else
+			printf("%s: no conmgr running\n", progname);
+		return 3;
+	}
+	if (!load_conf())
+		return 1;
+	n = ask_conmgr(CMPROTO_TARGET_ANY, c, 5.0);
+	if (json)
+		printf("{\"running\": true, \"pid\": %d, \"port\": %d, \"instances\": [", (int) pid, conf.port);
+	else
+		printf("%s: conmgr is running (PID: %d), applications on localhost port %d\n",
+			   progname, (int) pid, conf.port);
+	if (want_inst)
+	{
+		if (!json)
+			printf("\n%-8s %-40s %-12s %-13s %-10s %s\n", "instance", "address",
+				   "backend_port", "watchdog_port", "heartbeat", "role");
+		for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+		{
+			const struct cmconf_instance *in = &conf.inst[i];
+			int			k;
+			const char *role = "-";
+
+			if (!in->configured)
+				continue;
+			for (k = 0; k < n && c[k].instance != i; k++)
+				;
+			if (k < n)
+				role = (c[k].attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" :
+					(c[k].attrs & CMPROTO_ATTR_READ_ONLY) ? "primary (read-only)" : "primary";
+			if (json)
+				printf("%s{\"instance\": %d, \"address\": \"%s\", \"backend_port\": %d, "
+					   "\"watchdog_port\": %d, \"heartbeat\": \"%s\", \"role\": \"%s\"}",
+					   first ? "" : ", ", i, cmconf_connect_host(in), in->backend_port,
+					   in->watchdog_port, k < n ? "up" : "not up", role);
+			else
+				printf("%-8d %-40s %-12d %-13d %-10s %s\n", i, cmconf_connect_host(in),
+					   in->backend_port, in->watchdog_port, k < n ? "up" : "not up", role);
+			first = false;
+		}
+	}
+	if (json)
+		printf("], \"applications\": null}\n");
+	else if (want_app)
+		printf("\napplication sessions: not reported yet (needs conmgr's control socket)\n");
+	if (n < 0)
+		fprintf(stderr, "%s: conmgr did not answer on localhost port %d\n", progname, conf.port);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"cmdata", required_argument, NULL, 'D'},
+		{"no-wait", no_argument, NULL, 'W'},
+		{"complete", no_argument, NULL, 'c'},
+		{"timeout", required_argument, NULL, 't'},
+		{"log", required_argument, NULL, 'l'},
+		{"mode", required_argument, NULL, 'm'},
+		{"info", required_argument, NULL, 'i'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, '?'},
+		{NULL, 0, NULL, 0}
+	};
+	bool		nowait = false,
+				complete = false,
+				json = false;
+	int			timeout = 60,
+				c;
+	const char *mode = "smart",
+			   *info = "all",
+			   *logfile = NULL,
+			   *cmd;
+	char	   *end;
+
+	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-?") == 0))
+	{
+		usage(stdout);
+		return 0;
+	}
+	cmdata = getenv("CMDATA");
+	while ((c = getopt_long(argc, argv, "D:Wt:l:m:i:", opts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'D':
+				cmdata = optarg;
+				break;
+			case 'W':
+				nowait = true;
+				break;
+			case 'c':
+				complete = true;
+				break;
+			case 't':
+				errno = 0;
+				timeout = (int) strtol(optarg, &end, 10);
+				if (errno || *end || timeout < 0)
+				{
+					fprintf(stderr, "%s: invalid timeout \"%s\": a number of seconds\n", progname, optarg);
+					return 1;
+				}
+				break;
+			case 'l':
+				logfile = optarg;
+				break;
+			case 'm':
+				mode = optarg;
+				break;
+			case 'i':
+				info = optarg;
+				break;
+			case 'j':
+				json = true;
+				break;
+			default:
+				fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
+				return 1;
+		}
+	}
+	if (optind != argc - 1)
+	{
+		fprintf(stderr, "%s: %s\nTry \"%s --help\" for more information.\n", progname,
+				optind >= argc ? "no operation specified" : "too many command-line arguments",
+				progname);
+		return 1;
+	}
+	cmd = argv[optind];
+	if (cmdata == NULL || cmdata[0] == '\0')
+	{
+		fprintf(stderr, "%s: no conmgr directory specified\n"
+				"Specify it with -D or set the environment variable CMDATA.\n", progname);
+		return 1;
+	}
+	snprintf(pidpath, sizeof(pidpath), "%s/conmgr.pid", cmdata);
+
+	if (strcmp(cmd, "start") == 0)
+		return do_start(nowait, complete, timeout, logfile);
+	if (strcmp(cmd, "stop") == 0)
+		return do_stop(nowait, mode, timeout);
+	if (strcmp(cmd, "status") == 0)
+		return do_status(info, json);
+	fprintf(stderr, "%s: unrecognized operation \"%s\" (start, stop or status)\n", progname, cmd);
+	return 1;
+}

@@ -1,0 +1,136 @@
+# Test cm_ctl start/stop/status against real instances: start waits for the
+# primary (or every instance with --complete, or nothing with -W) and gives
+# up after -t while leaving conmgr running; stop in each mode; status as a
+# table and as JSON; the pg_ctl-style exit codes and error messages.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use CmTest;
+use IPC::Run qw(run);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $cm_ctl = cm_top() . '/build/bin/cm_ctl';
+
+my $wd_p = PostgreSQL::Test::Cluster::get_free_port();
+my $wd_s = PostgreSQL::Test::Cluster::get_free_port();
+my $primary = PostgreSQL::Test::Cluster->new('primary');
+$primary->init(allows_streaming => 1);
+$primary->append_conf('postgresql.conf',
+	"shared_preload_libraries = 'watchdog'\nwatchdog.port = $wd_p\nwatchdog.listen_addresses = '127.0.0.1'\n");
+$primary->start;
+$primary->backup('b');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'b', has_streaming => 1);
+$standby->append_conf('postgresql.conf', "watchdog.port = $wd_s\n");
+$standby->start;
+
+sub cmdir
+{
+	my (@instances) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	chmod 0700, $dir;
+	my $conf = "port = " . PostgreSQL::Test::Cluster::get_free_port() . "\n"
+	  . "heartbeat_interval = 1\nheartbeat_timeout = 3\nlog_min_messages = LOG\n";
+	my $i = 0;
+	for my $wd (@instances)
+	{
+		$conf .= "backend_hostaddr$i = '127.0.0.1'\nwatchdog_port$i = $wd\n";
+		$i++;
+	}
+	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
+	return $dir;
+}
+
+sub ctl
+{
+	my ($out, $err) = ('', '');
+	run([ $cm_ctl, @_ ], '<', \undef, '>', \$out, '2>', \$err);
+	return ($? >> 8, $out, $err);
+}
+
+my $dir = cmdir($wd_p, $wd_s);
+my ($rc, $out, $err) = ctl('status', '-D', $dir);
+is($rc, 3, 'status before start: exit 3');
+like($out, qr/no conmgr running/, 'status says not running');
+
+($rc, $out, $err) = ctl('start', '-D', $dir);
+is($rc, 0, 'start: exit 0') or diag($err);
+like($out, qr/conmgr started \(PID \d+\): primary connected/, 'start returns once the primary is connected');
+($rc, $out, $err) = ctl('start', '-D', $dir);
+is($rc, 1, 'a second start fails');
+like($err, qr/another conmgr \(PID \d+\) is running/, 'and says why');
+
+ok(wait_until(sub { (ctl('status', '-D', $dir))[1] =~ /up .*\n.*up/ }, 15), 'both instances up');
+($rc, $out) = ctl('status', '-D', $dir);
+is($rc, 0, 'status: exit 0');
+like($out, qr/conmgr is running \(PID: \d+\)/, 'status shows the pid');
+like($out, qr/^0\s+127\.0\.0\.1\s+27500\s+$wd_p\s+up\s+primary$/m, 'status shows instance 0 as the primary');
+like($out, qr/^1\s+127\.0\.0\.1\s+27500\s+$wd_s\s+up\s+standby$/m, 'status shows instance 1 as a standby');
+like($out, qr/application sessions: not reported yet/, 'application view: says it is not there yet');
+($rc, $out) = ctl('status', '-D', $dir, '-i', 'instance', '--json');
+like($out, qr/^\{"running": true, "pid": \d+, "port": \d+, "instances": \[\{"instance": 0, .*"heartbeat": "up", "role": "primary"\}, \{"instance": 1, .*"role": "standby"\}\]/,
+	'status --json');
+($rc, $out, $err) = ctl('status', '-D', $dir, '-i', 'everything');
+is($rc, 1, 'status -i with a bad value: exit 1');
+
+($rc, $out, $err) = ctl('stop', '-D', $dir, '-m', 'sideways');
+is($rc, 1, 'stop with a bad mode: exit 1');
+like($err, qr/unrecognized shutdown mode "sideways"/, 'and names it');
+($rc, $out) = ctl('stop', '-D', $dir, '-m', 'fast');
+is($rc, 0, 'stop -m fast: exit 0');
+like($out, qr/conmgr stopped/, 'stop waits until conmgr is gone');
+($rc, $out, $err) = ctl('stop', '-D', $dir);
+is($rc, 1, 'stop when nothing runs: exit 1');
+like($err, qr/no conmgr is running/, 'and says so');
+
+# --complete waits for every instance; immediate stop.
+($rc, $out) = ctl('start', '-D', $dir, '--complete');
+is($rc, 0, 'start --complete: exit 0');
+like($out, qr/every instance connected/, 'start --complete waits for all');
+($rc, $out) = ctl('stop', '-D', $dir, '-m', 'immediate');
+is($rc, 0, 'stop -m immediate');
+
+# No primary among the instances: start gives up after -t, conmgr keeps running.
+my $dir2 = cmdir($wd_s);
+($rc, $out, $err) = ctl('start', '-D', $dir2, '-t', '2');
+is($rc, 1, 'start without a primary: gives up after -t 2');
+like($err, qr/conmgr \(PID \d+\) is running, but no primary was connected within 2 s/, 'and says conmgr is running');
+($rc, $out) = ctl('status', '-D', $dir2);
+is($rc, 0, 'conmgr still runs after the timeout');
+($rc, $out) = ctl('stop', '-D', $dir2);
+is($rc, 0, 'stop (smart)');
+
+# -W: no wait.
+($rc, $out) = ctl('start', '-D', $dir2, '-W');
+is($rc, 0, 'start -W returns at once');
+($rc, $out) = ctl('stop', '-D', $dir2, '-W');
+is($rc, 0, 'stop -W');
+ok(wait_until(sub { (ctl('status', '-D', $dir2))[0] == 3 }, 10), 'and conmgr goes');
+
+# Errors of the command line and the directory.
+($rc, $out, $err) = ctl('status', '-D', '/nonexistent/cm');
+is($rc, 4, 'status on a missing directory: exit 4');
+($rc, $out, $err) = ctl('launch', '-D', $dir);
+is($rc, 1, 'unknown operation: exit 1');
+like($err, qr/unrecognized operation "launch"/, 'and named');
+($rc, $out, $err) = ctl('start', '-D', $dir, '-t', 'soon');
+like($err, qr/invalid timeout "soon"/, 'bad -t is named');
+{
+	local $ENV{CMDATA};
+	delete $ENV{CMDATA};
+	($rc, $out, $err) = ctl('status');
+	like($err, qr/no conmgr directory specified/, 'no directory: says so');
+}
+my $bad = PostgreSQL::Test::Utils::tempdir();
+chmod 0700, $bad;
+PostgreSQL::Test::Utils::append_to_file("$bad/conmgr.conf", "port = 0\n");
+($rc, $out, $err) = ctl('start', '-D', $bad);
+is($rc, 1, 'start with a broken conmgr.conf: exit 1');
+like($err, qr/conmgr\.conf:1: invalid value "0" for parameter "port"/, 'and the error names the line');
+
+$standby->stop;
+$primary->stop;
+done_testing();
