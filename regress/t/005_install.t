@@ -1,0 +1,28 @@
+# Test that make install honours PREFIX and DESTDIR: the programs go to
+# DESTDIR/PREFIX/bin, the extension under DESTDIR at pg_config's places.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use FindBin;
+use IPC::Run qw(run);
+use Test::More;
+
+my $top = "$FindBin::RealBin/../..";
+my $dest = tempdir(CLEANUP => 1);
+my ($out, $err) = ('', '');
+run([ 'make', '-C', $top, 'install', "DESTDIR=$dest", 'PREFIX=/opt/conmgr' ],
+	'<', \undef, '>', \$out, '2>', \$err);
+is($? >> 8, 0, 'make install DESTDIR=... PREFIX=/opt/conmgr') or diag($err);
+
+my $pkglibdir = `pg_config --pkglibdir`;
+chomp $pkglibdir;
+my $sharedir = `pg_config --sharedir`;
+chomp $sharedir;
+for my $f ('/opt/conmgr/bin/conmgr', '/opt/conmgr/bin/cm_ctl',
+	"$pkglibdir/watchdog.so", "$sharedir/extension/watchdog.control",
+	"$sharedir/extension/watchdog--1.0.sql")
+{
+	ok(-f "$dest$f", "installed $f");
+}
+ok(-x "$dest/opt/conmgr/bin/conmgr", 'conmgr is executable');
+done_testing();
