@@ -20,8 +20,10 @@
  * PostgreSQL client gets an ErrorResponse saying what it reached.
  *
  * SIGTERM (fast stop): every attached session gets INSTANCE_DOWN with
- * reason "conmgr shutting down", then the role exits 0.  It also exits
- * when the supervisor dies.
+ * reason "conmgr shutting down", then the role exits 0.  SIGUSR1 (smart
+ * stop): the listen sockets are closed and the role exits 0 once the last
+ * session has ended; until then, down-notices still go out.  It also
+ * exits when the supervisor dies.
  *
  *-------------------------------------------------------------------------
  */
@@ -73,12 +75,15 @@ static int	listen_fds[LSN_MAX_LISTEN];
 static int	nlisten;
 static unsigned rotation[CMPROTO_TARGET_LAST + 1];
 static volatile sig_atomic_t got_sigterm;
+static volatile sig_atomic_t got_smart;
 
 static void
 handle_sigterm(int sig)
 {
-	(void) sig;
-	got_sigterm = 1;
+	if (sig == SIGUSR1)
+		got_smart = 1;
+	else
+		got_sigterm = 1;
 }
 
 static void
@@ -544,12 +549,29 @@ listener_main(cm_ctx *c)
 {
 	struct pollfd *pfds = NULL;
 	int			pcap = 0;
+	sigset_t	waitmask;
 
 	ctx = c;
 	cm_log_init(ctx->conf, "listener");
-	signal(SIGTERM, handle_sigterm);
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = handle_sigterm;	/* no SA_RESTART: poll must wake */
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGUSR1, &sa, NULL);
+	}
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
+	/* Stop signals are taken only inside ppoll(), so none is missed. */
+	{
+		sigset_t	stops;
+
+		sigemptyset(&stops);
+		sigaddset(&stops, SIGTERM);
+		sigaddset(&stops, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &stops, &waitmask);
+	}
 	lsn_open();
 	cm_log(CMLOG_LOG, "listening for applications on localhost port %d", ctx->conf->port);
 
@@ -558,6 +580,16 @@ listener_main(cm_ctx *c)
 		int			np = 0;
 		int			n;
 		int			first_app;
+
+		if (got_smart && nlisten > 0)
+		{
+			for (int i = 0; i < nlisten; i++)
+				close(listen_fds[i]);
+			nlisten = 0;
+			cm_log(CMLOG_LOG, "smart shutdown: no new sessions; %d still open", napps);
+		}
+		if (got_smart && napps == 0)
+			exit(ROLE_EXIT_DONE);
 
 		if (pcap < nlisten + 2 + napps_alloc)
 		{
@@ -581,7 +613,7 @@ listener_main(cm_ctx *c)
 			pfds[np].fd = apps[k].state == APP_FREE ? -1 : apps[k].fd;
 			pfds[np++].events = POLLIN;
 		}
-		n = poll(pfds, np, -1);
+		n = ppoll(pfds, np, NULL, &waitmask);
 		if (n < 0)
 		{
 			if (errno == EINTR)

@@ -14,10 +14,15 @@
  * repaired first, so the listener never routes on a stale "up".  Exit
  * code 2 from a role is a fatal configuration problem: conmgr stops.
  *
- * Signals: SIGTERM and SIGINT stop conmgr (the listener tells attached
- * applications "conmgr shutting down"; smart mode, which waits for the
- * applications to leave, is not built yet), SIGQUIT kills the roles at
- * once.  Roles still alive 5 s after SIGTERM get SIGKILL.
+ * Shutdown modes, as the postmaster's:
+ *	 SIGTERM (smart)	 the listener stops accepting and exits once the last
+ *						 application session has closed; heartbeats go on
+ *						 meanwhile, so down-notices still reach them; then
+ *						 the heartbeat roles are stopped
+ *	 SIGINT (fast)		 every role is stopped now; the listener first tells
+ *						 attached applications "conmgr shutting down"
+ *	 SIGQUIT (immediate) every role is killed at once
+ * Roles still alive 5 s after their SIGTERM get SIGKILL.
  *
  *-------------------------------------------------------------------------
  */
@@ -57,7 +62,8 @@ static role roles[1 + CMCONF_MAX_INSTANCES];
 static int	nroles;
 static int	selfpipe[2];
 static volatile sig_atomic_t pending_child,
-			pending_stop,
+			pending_smart,
+			pending_fast,
 			pending_quit;
 static int	pidfile_fd = -1;
 static char pidfile_path[4200];
@@ -80,8 +86,10 @@ sup_signal(int sig)
 		pending_child = 1;
 	else if (sig == SIGQUIT)
 		pending_quit = 1;
+	else if (sig == SIGTERM)
+		pending_smart = 1;
 	else
-		pending_stop = 1;
+		pending_fast = 1;
 	(void) !write(selfpipe[1], "x", 1);
 	errno = saved;
 }
@@ -242,6 +250,11 @@ process_child_exits(bool stopping)
 				fatal = true;
 				break;
 			}
+			if (WIFEXITED(status) && WEXITSTATUS(status) == ROLE_EXIT_DONE)
+			{
+				cm_log(CMLOG_LOG, "%s (pid %d) exited", title, (int) pid);
+				break;			/* done: not restarted */
+			}
 			if (WIFSIGNALED(status))
 				cm_log(CMLOG_LOG, "%s (pid %d) was terminated by signal %d (SIG%s)%s",
 					   title, (int) pid, WTERMSIG(status), signame(WTERMSIG(status)),
@@ -274,6 +287,13 @@ live_roles(void)
 	return n;
 }
 
+/* roles[0] is the listener. */
+static bool
+listener_alive(void)
+{
+	return roles[0].pid > 0;
+}
+
 static void
 signal_roles(int sig)
 {
@@ -290,6 +310,7 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 	char		path[4200];
 	int			deathpipe[2];
 	bool		stopping = false;
+	bool		smart = false;
 	int64_t		kill_at = 0;
 	extern char **environ;
 
@@ -374,9 +395,17 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 			unlink(pidfile_path);
 			_exit(0);
 		}
-		if (pending_stop && !stopping)
+		if (pending_smart && !stopping && !smart)
 		{
-			cm_log(CMLOG_LOG, "received shutdown request; stopping the roles");
+			cm_log(CMLOG_LOG, "received smart shutdown request; waiting for application sessions to end");
+			write_pidfile_status("stopping");
+			smart = true;
+			if (roles[0].pid > 0)
+				kill(roles[0].pid, SIGUSR1);
+		}
+		if (pending_fast && !stopping)
+		{
+			cm_log(CMLOG_LOG, "received fast shutdown request; stopping the roles");
 			write_pidfile_status("stopping");
 			stopping = true;
 			signal_roles(SIGTERM);
@@ -391,6 +420,13 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 				signal_roles(SIGTERM);
 				kill_at = now + SUP_KILL_AFTER_MS;
 			}
+		}
+		if (smart && !stopping && !listener_alive())
+		{
+			cm_log(CMLOG_LOG, "no application session left; stopping the heartbeats");
+			stopping = true;
+			signal_roles(SIGTERM);
+			kill_at = now + SUP_KILL_AFTER_MS;
 		}
 		if (stopping)
 		{

@@ -3,7 +3,7 @@
 # before and after promotion, load balancing between equal instances,
 # down-notices to the sessions of a stopped instance only, a killed role
 # restarted, the lock file, the open-files check, plain clients told what
-# they reached, garbage on the port, and a fast stop.
+# they reached, garbage on the port, and a smart stop.
 use strict;
 use warnings;
 use FindBin;
@@ -188,18 +188,23 @@ like($e2, qr/another conmgr \(pid \d+\) is running in/, 'and says why');
 		'naming the numbers');
 }
 
-# Fast stop: attached sessions are told, the pid file goes.
+# Smart stop: no new sessions, the attached one is left alone; conmgr ends
+# when it closes.
 my $c_out = '';
 my $attached = IPC::Run::start([ $resolve, '-p', $cmport, '-t', 'any', '-a', '-w', 60 ], '>', \$c_out);
 ok(wait_until(sub { $attached->pump_nb; $c_out =~ /attached/ }, 10), 'a session attached');
 $cm->signal('TERM');
-ok(wait_until(sub { $attached->pump_nb; $c_out =~ /down instance=\d reason=4/ }, 10),
-	'on stop it is told "conmgr shutting down"');
-$attached->finish;
-ok(wait_until(sub { $cm->pump_nb if $cm->pumpable; !$cm->pumpable }, 10), 'conmgr exits');
+ok(wait_until(sub { resolve('any') =~ /connect failed/ }, 10), 'smart stop: new connections are refused');
+sleep 1;
+$attached->pump_nb;
+ok($cm->pumpable && $c_out !~ /down|eof/, 'smart stop: conmgr waits, the attached session is not disturbed');
+$attached->kill_kill;
+ok(wait_until(sub { $cm->pump_nb if $cm->pumpable; !$cm->pumpable }, 15),
+	'smart stop: conmgr exits once the session has ended');
 $cm->finish;
 is($? >> 8, 0, 'with code 0');
 ok(!-e "$cmdata/conmgr.pid", 'and removes its pid file');
+like($cm_err, qr/smart shutdown/, 'the smart shutdown is logged');
 
 $primary->stop;
 $standby->stop;

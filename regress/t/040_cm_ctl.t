@@ -79,9 +79,16 @@ is($rc, 1, 'status -i with a bad value: exit 1');
 ($rc, $out, $err) = ctl('stop', '-D', $dir, '-m', 'sideways');
 is($rc, 1, 'stop with a bad mode: exit 1');
 like($err, qr/unrecognized shutdown mode "sideways"/, 'and names it');
+my ($cmport) = `grep '^port' $dir/conmgr.conf` =~ /(\d+)/;
+my $c_out = '';
+my $attached = IPC::Run::start([ cm_top() . '/build/regress/tools/cmresolve',
+	'-p', $cmport, '-t', 'primary', '-a', '-w', 60 ], '>', \$c_out);
+ok(wait_until(sub { $attached->pump_nb; $c_out =~ /attached/ }, 10), 'an application session attached');
 ($rc, $out) = ctl('stop', '-D', $dir, '-m', 'fast');
 is($rc, 0, 'stop -m fast: exit 0');
 like($out, qr/conmgr stopped/, 'stop waits until conmgr is gone');
+$attached->finish;
+like($c_out, qr/down instance=0 reason=4/, 'fast stop told the session "conmgr shutting down"');
 ($rc, $out, $err) = ctl('stop', '-D', $dir);
 is($rc, 1, 'stop when nothing runs: exit 1');
 like($err, qr/no conmgr is running/, 'and says so');
