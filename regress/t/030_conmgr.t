@@ -152,9 +152,44 @@ is(instances_for('standby'), '', 'standby: no candidate while it is down');
 is(instances_for('prefer-standby'), '0', 'prefer-standby falls back to the primary');
 $on_standby->finish;
 
-# Promotion of the (restarted) standby is followed.
+# 100 sessions on the standby: all are told when it stops, and how fast.
 $standby->start;
 ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back');
+{
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my @h;
+	for my $i (1 .. 100)
+	{
+		push @h, IPC::Run::start([ $resolve, '-p', $cmport, '-t', 'standby', '-a', '-w', 60 ],
+			'>', "$dir/s$i");
+	}
+	my $count = sub
+	{
+		my ($re) = @_;
+		my $n = 0;
+		for my $i (1 .. 100)
+		{
+			open my $f, '<', "$dir/s$i" or next;
+			local $/;
+			my $c = <$f>;
+			$n++ if defined $c && $c =~ $re;
+			close $f;
+		}
+		return $n;
+	};
+	ok(wait_until(sub { $count->(qr/attached instance=1/) == 100 }, 30), '100 sessions attached to the standby');
+	my $t0 = time();
+	$standby->stop('immediate');
+	my $t1 = wait_until(sub { $count->(qr/down instance=1/) == 100 }, 15);
+	ok(defined $t1, 'all 100 sessions got INSTANCE_DOWN');
+	note(sprintf('100 down-notices delivered %.3f s after the standby was stopped (pg_ctl stop included)', $t1 - $t0))
+	  if defined $t1;
+	$_->finish for @h;
+}
+
+# Promotion of the (restarted) standby is followed.
+$standby->start;
+ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back again');
 $standby->promote;
 ok(wait_until(sub { instances_for('read-write') =~ /^(0,1|1,0)$/ }, 10),
 	'after promotion, read-write offers both primaries');
@@ -169,6 +204,14 @@ ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /heartbeat 0 .*was terminated by si
 ok(wait_until(sub { my ($p) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: heartbeat 0 /m;
 	$p && $p != $hb_pid }, 10), 'and restarts heartbeat 0');
 ok(wait_until(sub { instances_for('read-write') =~ /0/ }, 10), 'instance 0 is routable again');
+
+# A killed listener is restarted too, and serves again.
+my ($l_pid) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: listener /m;
+ok($l_pid, "the listener runs as pid $l_pid");
+kill 'KILL', $l_pid;
+ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /listener :$cmport \(pid $l_pid\) was terminated by signal 9/ }, 10),
+	'the supervisor logs the listener crash');
+ok(wait_until(sub { instances_for('read-write') =~ /0/ }, 10), 'the restarted listener answers');
 
 # One conmgr per directory.
 my ($o2, $e2) = ('', '');
