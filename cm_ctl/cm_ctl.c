@@ -170,6 +170,7 @@ ask_conmgr(int target, cand *out, double timeout)
 	struct addrinfo hints,
 			   *res;
 	char		port[16];
+	char		host[CMCONF_LISTEN_MAX + 1];
 	uint8_t		buf[CMPROTO_PG_MAX_ERROR + CMPROTO_MAX_MSG];
 	size_t		have = 0,
 				len;
@@ -182,17 +183,26 @@ ask_conmgr(int target, cand *out, double timeout)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(port, sizeof(port), "%d", conf.port);
-	if (getaddrinfo("localhost", port, &hints, &res) != 0)
+	/* The first listen address; "*" is reachable on localhost. */
+	snprintf(host, sizeof(host), "%s", conf.listen_addresses);
+	host[strcspn(host, ", \t")] = '\0';
+	if (strcmp(host, "*") == 0)
+		strcpy(host, "localhost");
+	if (getaddrinfo(host, port, &hints, &res) != 0)
 		return -1;
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) < 0)
+	fd = -1;
+	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
 	{
-		freeaddrinfo(res);
-		if (fd >= 0)
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+		{
 			close(fd);
-		return -1;
+			fd = -1;
+		}
 	}
 	freeaddrinfo(res);
+	if (fd < 0)
+		return -1;
 	len = cmproto_pg_encode_probe(buf, sizeof(buf));
 	if (send(fd, buf, len, MSG_NOSIGNAL) != (ssize_t) len ||
 		!read_full(fd, buf, &have, 1, deadline))
@@ -458,8 +468,8 @@ do_status(const char *info, bool json)
 	if (json)
 		printf("{\"running\": true, \"pid\": %d, \"port\": %d, \"instances\": [", (int) pid, conf.port);
 	else
-		printf("%s: conmgr is running (PID: %d), applications on localhost port %d\n",
-			   progname, (int) pid, conf.port);
+		printf("%s: conmgr is running (PID: %d), applications on \"%s\" port %d\n",
+			   progname, (int) pid, conf.listen_addresses, conf.port);
 	if (want_inst)
 	{
 		if (!json)
@@ -494,7 +504,8 @@ do_status(const char *info, bool json)
 	else if (want_app)
 		printf("\napplication sessions: not reported yet (needs conmgr's control socket)\n");
 	if (n < 0)
-		fprintf(stderr, "%s: conmgr did not answer on localhost port %d\n", progname, conf.port);
+		fprintf(stderr, "%s: conmgr did not answer on \"%s\" port %d\n", progname,
+				conf.listen_addresses, conf.port);
 	return 0;
 }
 

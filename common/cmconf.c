@@ -40,7 +40,8 @@ typedef enum param_type
 	PT_LEVEL,					/* a cmlog level name */
 	PT_LOGDEST,					/* 'stderr', 'syslog' or both */
 	PT_HOST,					/* host name or numeric address */
-	PT_HOSTADDR					/* numeric address only */
+	PT_HOSTADDR,				/* numeric address only */
+	PT_LISTEN					/* "*" or a list of host names/addresses */
 } param_type;
 
 typedef struct cmconf_param
@@ -66,6 +67,7 @@ static const cmconf_param cmconf_params[] = {
 	{"backend_port", PT_INT, true, I(backend_port), 1, 65535},
 	{"watchdog_port", PT_INT, true, I(watchdog_port), 1, 65535},
 	{"port", PT_INT, false, G(port), 1, 65535},
+	{"listen_addresses", PT_LISTEN, false, G(listen_addresses), 1, CMCONF_LISTEN_MAX},
 	{"heartbeat_interval", PT_INT, false, G(heartbeat_interval), 1, INT_MAX},
 	{"heartbeat_timeout", PT_INT, false, G(heartbeat_timeout), 1, INT_MAX},
 	{"heartbeat_connect_interval", PT_INT, false, G(heartbeat_connect_interval), 1, INT_MAX},
@@ -241,6 +243,42 @@ parse_logdest(const char *s, int *out)
 	return true;
 }
 
+/* "*", or comma-separated host names / numeric addresses. */
+static bool
+parse_listen(const char *s)
+{
+	char		item[CMCONF_HOST_MAX + 1];
+	const char *p = s;
+
+	if (strcmp(s, "*") == 0)
+		return true;
+	for (;;)
+	{
+		const char *start,
+				   *end;
+		size_t		n;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		n = end - start;
+		if (n == 0 || n > CMCONF_HOST_MAX)
+			return false;
+		memcpy(item, start, n);
+		item[n] = '\0';
+		if (!is_numeric_address(item) && !is_host_name(item))
+			return false;
+		if (*p == '\0')
+			return true;
+		p++;
+	}
+}
+
 /* Convert and store one value; false with an error recorded otherwise. */
 static void
 set_value(parse_state *st, const cmconf_param *par, int instno,
@@ -325,6 +363,22 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 				return;
 			}
 			*(int *) field = v;
+			return;
+		case PT_LISTEN:
+			if (!parse_listen(value))
+			{
+				err_at(st, st->line,
+					   "invalid value \"%s\" for parameter \"%s\": must be \"*\" or a list of host names and IP addresses",
+					   value, name);
+				return;
+			}
+			if (strlen(value) > CMCONF_LISTEN_MAX)
+			{
+				err_at(st, st->line, "value of parameter \"%s\" is too long: at most %d characters",
+					   name, CMCONF_LISTEN_MAX);
+				return;
+			}
+			strcpy((char *) field, value);
 			return;
 		case PT_LOGDEST:
 			if (!parse_logdest(value, &v))
@@ -550,6 +604,7 @@ cmconf_set_defaults(struct cmconf *conf)
 {
 	memset(conf, 0, sizeof(*conf));
 	conf->port = 27546;
+	strcpy(conf->listen_addresses, "localhost");
 	conf->heartbeat_interval = 10;
 	conf->heartbeat_timeout = 20;
 	conf->heartbeat_connect_interval = 1;
@@ -753,6 +808,7 @@ cmconf_format(const struct cmconf *conf, char *buf, size_t cap)
 	if (cap > 0)
 		buf[0] = '\0';
 	out(&o, "port = %d\n", conf->port);
+	out_quoted(&o, "listen_addresses", conf->listen_addresses);
 	out(&o, "heartbeat_interval = %d\n", conf->heartbeat_interval);
 	out(&o, "heartbeat_timeout = %d\n", conf->heartbeat_timeout);
 	out(&o, "heartbeat_connect_interval = %d\n", conf->heartbeat_connect_interval);

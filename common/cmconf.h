@@ -40,9 +40,12 @@ struct cmconf_instance
 	int			watchdog_port;
 };
 
+#define CMCONF_LISTEN_MAX		1023
+
 struct cmconf
 {
 	int			port;
+	char		listen_addresses[CMCONF_LISTEN_MAX + 1];	/* "*" = all */
 	int			heartbeat_interval; /* seconds */
 	int			heartbeat_timeout;	/* seconds */
 	int			heartbeat_connect_interval; /* seconds */

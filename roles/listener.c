@@ -4,7 +4,8 @@
  *	  The listener role: applications' resolve requests and down-notices.
  *
  * Forked by the supervisor, one per conmgr; shows in ps as "conmgr:
- * listener :PORT".  It owns the listen sockets on `port` (localhost) and
+ * listener :PORT".  It owns the listen sockets on `port` (listen_addresses,
+ * localhost by default) and
  * every application session (docs/protocol.md, section 2), and only reads
  * the shared instance table.  Heartbeat roles write its eventfd when an
  * instance's routing changes; it then re-reads the table and sends
@@ -506,7 +507,7 @@ lsn_accept(int lfd)
 }
 
 static void
-lsn_open(void)
+lsn_listen_on(const char *name)
 {
 	struct addrinfo hints,
 			   *res;
@@ -515,10 +516,14 @@ lsn_open(void)
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
 	snprintf(port, sizeof(port), "%d", ctx->conf->port);
-	rc = getaddrinfo("localhost", port, &hints, &res);
+	rc = getaddrinfo(strcmp(name, "*") == 0 ? NULL : name, port, &hints, &res);
 	if (rc != 0)
-		cm_fatal(ROLE_EXIT_FATAL, "could not resolve \"localhost\": %s", gai_strerror(rc));
+	{
+		cm_log(CMLOG_WARNING, "could not resolve listen address \"%s\": %s", name, gai_strerror(rc));
+		return;
+	}
 	for (struct addrinfo *ai = res; ai && nlisten < LSN_MAX_LISTEN; ai = ai->ai_next)
 	{
 		int			fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -531,8 +536,8 @@ lsn_open(void)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0)
 		{
-			cm_log(CMLOG_WARNING, "could not listen on localhost port %d (%s): %s",
-				   ctx->conf->port, ai->ai_family == AF_INET6 ? "IPv6" : "IPv4",
+			cm_log(CMLOG_WARNING, "could not listen on \"%s\" port %d (%s): %s",
+				   name, ctx->conf->port, ai->ai_family == AF_INET6 ? "IPv6" : "IPv4",
 				   strerror(errno));
 			close(fd);
 			continue;
@@ -540,8 +545,30 @@ lsn_open(void)
 		listen_fds[nlisten++] = fd;
 	}
 	freeaddrinfo(res);
+}
+
+/* Every entry of listen_addresses ("localhost" unless configured). */
+static void
+lsn_open(void)
+{
+	char		list[CMCONF_LISTEN_MAX + 1];
+	char	   *save = NULL;
+
+	snprintf(list, sizeof(list), "%s", ctx->conf->listen_addresses);
+	for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+	{
+		char	   *end;
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		lsn_listen_on(tok);
+	}
 	if (nlisten == 0)
-		cm_fatal(ROLE_EXIT_FATAL, "could not listen on localhost port %d", ctx->conf->port);
+		cm_fatal(ROLE_EXIT_FATAL, "could not listen on any address of \"%s\" port %d",
+				 ctx->conf->listen_addresses, ctx->conf->port);
 }
 
 void
@@ -573,7 +600,8 @@ listener_main(cm_ctx *c)
 		sigprocmask(SIG_BLOCK, &stops, &waitmask);
 	}
 	lsn_open();
-	cm_log(CMLOG_LOG, "listening for applications on localhost port %d", ctx->conf->port);
+	cm_log(CMLOG_LOG, "listening for applications on \"%s\" port %d",
+		   ctx->conf->listen_addresses, ctx->conf->port);
 
 	while (!got_sigterm)
 	{

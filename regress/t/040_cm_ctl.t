@@ -117,6 +117,22 @@ is($rc, 0, 'start -W returns at once');
 is($rc, 0, 'stop -W');
 ok(wait_until(sub { (ctl('status', '-D', $dir2))[0] == 3 }, 10), 'and conmgr goes');
 
+# listen_addresses: conmgr answers there only, and cm_ctl finds it there.
+{
+	my $dir3 = cmdir($wd_p);
+	PostgreSQL::Test::Utils::append_to_file("$dir3/conmgr.conf", "listen_addresses = '127.0.0.2'\n");
+	my ($port3) = `grep '^port' $dir3/conmgr.conf` =~ /(\d+)/;
+	($rc, $out, $err) = ctl('start', '-D', $dir3);
+	is($rc, 0, 'start with listen_addresses = 127.0.0.2') or diag($err);
+	my $res = cm_top() . '/build/regress/tools/cmresolve';
+	like(`$res -h 127.0.0.2 -p $port3 -t primary`, qr/candidate instance=0/, 'conmgr answers on 127.0.0.2');
+	like(`$res -h 127.0.0.1 -p $port3 -t primary`, qr/connect failed/, 'and not on 127.0.0.1');
+	($rc, $out) = ctl('status', '-D', $dir3);
+	like($out, qr/^0\s+127\.0\.0\.1\s+\d+\s+$wd_p\s+up\s+primary$/m, 'cm_ctl status reaches it');
+	($rc) = ctl('stop', '-D', $dir3);
+	is($rc, 0, 'and stops it');
+}
+
 # Errors of the command line and the directory.
 ($rc, $out, $err) = ctl('status', '-D', '/nonexistent/cm');
 is($rc, 4, 'status on a missing directory: exit 4');

@@ -166,6 +166,13 @@ main(void)
 	is_int(parse("backend_host0 = 'h0'\r\nport = 5\r\n"), 0, "CRLF line ends");
 	is_int(parse("backend_host0 = 'h0'"), 0, "no newline at the end of the file");
 
+	/* ---- listen_addresses ---- */
+	is_int(parse(HOST0), 0, "listen_addresses default");
+	is_str(conf.listen_addresses, "localhost", "listen_addresses defaults to localhost");
+	is_int(parse(HOST0 "listen_addresses = '*'\n"), 0, "listen_addresses = '*'");
+	is_int(parse(HOST0 "listen_addresses = '127.0.0.1, ::1,cm-host.example'\n"), 0, "listen_addresses list");
+	is_str(conf.listen_addresses, "127.0.0.1, ::1,cm-host.example", "list kept as written");
+
 	/* ---- the warning ---- */
 	is_int(parse(HOST0 "heartbeat_interval = 5\nheartbeat_timeout = 5\n"), 0,
 		   "timeout equal to interval still loads");
@@ -203,6 +210,8 @@ main(void)
 	ERR(HOST0 "heartbeat_interval = 99999999999999999999\n", 2, "invalid value \"99999999999999999999\"", "integer overflow");
 	ERR(HOST0 "max_connections = -1\n", 2, "must be an integer between 0 and 2147483647", "negative max_connections");
 	ERR(HOST0 "heartbeat_timeout = 0\n", 2, "for parameter \"heartbeat_timeout\": must be an integer between 1 and", "zero timeout");
+	ERR(HOST0 "listen_addresses = 'a,,b'\n", 2, "must be \"*\" or a list of host names and IP addresses", "empty item in listen_addresses");
+	ERR(HOST0 "listen_addresses = '*,localhost'\n", 2, "must be \"*\" or a list", "star inside a listen list");
 	ERR(HOST0 "log_destination = 'file'\n", 2, "must be a list of \"stderr\" and \"syslog\"", "unknown log destination");
 	ERR(HOST0 "log_destination = 'stderr,'\n", 2, "must be a list of \"stderr\" and \"syslog\"", "empty item in log_destination");
 	ERR(HOST0 "log_destination = ''\n", 2, "invalid value \"\" for parameter \"log_destination\"", "empty log_destination");
