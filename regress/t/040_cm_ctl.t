@@ -133,6 +133,28 @@ ok(wait_until(sub { (ctl('status', '-D', $dir2))[0] == 3 }, 10), 'and conmgr goe
 	is($rc, 0, 'and stops it');
 }
 
+# max_connections: a session over the limit is closed without an answer.
+{
+	my $dir4 = cmdir($wd_p);
+	PostgreSQL::Test::Utils::append_to_file("$dir4/conmgr.conf", "max_connections = 2\n");
+	my ($port4) = `grep '^port' $dir4/conmgr.conf` =~ /(\d+)/;
+	($rc, $out, $err) = ctl('start', '-D', $dir4, '-l', "$dir4/log");
+	is($rc, 0, 'start with max_connections = 2');
+	my $res = cm_top() . '/build/regress/tools/cmresolve';
+	my @outs = ('', '');
+	my @h = map { my $i = $_; IPC::Run::start([ $res, '-p', $port4, '-t', 'primary', '-a', '-w', 30 ], '>', \$outs[$i]) } 0 .. 1;
+	ok(wait_until(sub { $_->pump_nb for @h; $outs[0] =~ /attached/ && $outs[1] =~ /attached/ }, 10),
+		'two sessions attached');
+	like(`$res -p $port4 -t primary`, qr/no answer to the probe/, 'the third is closed without an answer');
+	ok(wait_until(sub { slurp_file("$dir4/log") =~ /closed: max_connections \(2\) reached/ }, 5),
+		'and conmgr logs it');
+	$_->kill_kill for @h;
+	ok(wait_until(sub { `$res -p $port4 -t primary` =~ /candidate instance=0/ }, 10),
+		'once they are gone, a new session is served');
+	($rc) = ctl('stop', '-D', $dir4, '-m', 'fast');
+	is($rc, 0, 'stop');
+}
+
 # Errors of the command line and the directory.
 ($rc, $out, $err) = ctl('status', '-D', '/nonexistent/cm');
 is($rc, 4, 'status on a missing directory: exit 4');
