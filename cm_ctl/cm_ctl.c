@@ -13,7 +13,8 @@
  * configured instance), asking conmgr itself through the application
  * protocol, as an application would.  stop signals the pid in
  * DIR/conmgr.pid and waits for it to go.  status reads the pid file and
- * asks conmgr which instances it can route to.
+ * asks the listener's control socket (DIR/conmgr.ctl) for the instances
+ * and the application sessions.
  *
  * Exit codes, as pg_ctl's: 0 success, 1 failure, 3 not running (status),
  * 4 no such directory (status).
@@ -34,6 +35,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -432,16 +434,109 @@ do_stop(bool nowait, const char *mode, int timeout)
 	return 1;
 }
 
+/* Ask the listener's control socket for "status"; the whole answer, or NULL. */
+static char *
+ask_control(void)
+{
+	struct sockaddr_un sun;
+	int			fd;
+	size_t		cap = 65536,
+				len = 0;
+	char	   *buf;
+	double		deadline = now_s() + 5;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if ((size_t) snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/conmgr.ctl", cmdata) >=
+		sizeof(sun.sun_path))
+		return NULL;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0 ||
+		send(fd, "status\n", 7, MSG_NOSIGNAL) != 7)
+	{
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	buf = malloc(cap);
+	while (buf != NULL)
+	{
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t		n;
+
+		if (len + 1 >= cap)
+		{
+			char	   *nb = realloc(buf, cap * 2);
+
+			if (nb == NULL)
+			{
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		if (poll(&p, 1, (int) ((deadline - now_s()) * 1000)) <= 0)
+		{
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		n = recv(fd, buf + len, cap - len - 1, 0);
+		if (n <= 0)
+			break;
+		len += n;
+	}
+	close(fd);
+	if (buf != NULL)
+	{
+		buf[len] = '\0';
+		if (strstr(buf, "\nend ") == NULL && strncmp(buf, "end ", 4) != 0)
+		{
+			free(buf);
+			return NULL;
+		}
+	}
+	return buf;
+}
+
+static void
+format_time(long long us, char *out, size_t len)
+{
+	time_t		t = (time_t) (us / 1000000);
+	struct tm	tm;
+
+	if (us <= 0)
+	{
+		snprintf(out, len, "-");
+		return;
+	}
+	localtime_r(&t, &tm);
+	strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static const char *
+role_name(unsigned attrs, const char *state)
+{
+	if (strcmp(state, "up") != 0)
+		return "-";
+	if (attrs & CMPROTO_ATTR_IN_RECOVERY)
+		return "standby";
+	return (attrs & CMPROTO_ATTR_READ_ONLY) ? "primary (read-only)" : "primary";
+}
+
 static int
 do_status(const char *info, bool json)
 {
 	struct stat st;
 	pid_t		pid;
-	cand		c[CMCONF_MAX_INSTANCES];
-	int			n;
-	bool		first = true;
+	char	   *answer,
+			   *save = NULL;
 	bool		want_inst = strcmp(info, "all") == 0 || strcmp(info, "instance") == 0;
 	bool		want_app = strcmp(info, "all") == 0 || strcmp(info, "application") == 0;
+	int			ninst = 0,
+				napp = 0;
 
 	if (!want_inst && !want_app)
 	{
@@ -464,48 +559,103 @@ do_status(const char *info, bool json)
 	}
 	if (!load_conf())
 		return 1;
-	n = ask_conmgr(CMPROTO_TARGET_ANY, c, 5.0);
+	answer = ask_control();
+	if (answer == NULL)
+	{
+		fprintf(stderr, "%s: conmgr (PID %d) is running but did not answer on its control socket \"%s/conmgr.ctl\"\n",
+				progname, (int) pid, cmdata);
+		return 1;
+	}
 	if (json)
-		printf("{\"running\": true, \"pid\": %d, \"port\": %d, \"instances\": [", (int) pid, conf.port);
+		printf("{\"running\": true, \"pid\": %d, \"port\": %d", (int) pid, conf.port);
 	else
 		printf("%s: conmgr is running (PID: %d), applications on \"%s\" port %d\n",
 			   progname, (int) pid, conf.listen_addresses, conf.port);
+
 	if (want_inst)
 	{
-		if (!json)
-			printf("\n%-8s %-40s %-12s %-13s %-10s %s\n", "instance", "address",
-				   "backend_port", "watchdog_port", "heartbeat", "role");
-		for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
-		{
-			const struct cmconf_instance *in = &conf.inst[i];
-			int			k;
-			const char *role = "-";
+		if (json)
+			printf(", \"instances\": [");
+		else
+			printf("\n%-8s %-30s %-12s %-13s %-10s %-20s %s\n", "instance", "address",
+				   "backend_port", "watchdog_port", "heartbeat", "role", "since");
+		char	   *copy = strdup(answer);
 
-			if (!in->configured)
+		for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		{
+			int			i;
+			char		state[32];
+			unsigned	attrs;
+			long long	since,
+						last;
+			char		when[32];
+			const struct cmconf_instance *in;
+
+			if (sscanf(line, "instance %d state=%31s attrs=%u since=%lld last_received=%lld",
+					   &i, state, &attrs, &since, &last) != 5 ||
+				i < 0 || i >= CMCONF_MAX_INSTANCES)
 				continue;
-			for (k = 0; k < n && c[k].instance != i; k++)
-				;
-			if (k < n)
-				role = (c[k].attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" :
-					(c[k].attrs & CMPROTO_ATTR_READ_ONLY) ? "primary (read-only)" : "primary";
+			in = &conf.inst[i];
+			format_time(since, when, sizeof(when));
 			if (json)
 				printf("%s{\"instance\": %d, \"address\": \"%s\", \"backend_port\": %d, "
-					   "\"watchdog_port\": %d, \"heartbeat\": \"%s\", \"role\": \"%s\"}",
-					   first ? "" : ", ", i, cmconf_connect_host(in), in->backend_port,
-					   in->watchdog_port, k < n ? "up" : "not up", role);
+					   "\"watchdog_port\": %d, \"heartbeat\": \"%s\", \"role\": \"%s\", "
+					   "\"since\": \"%s\"}", ninst ? ", " : "", i, cmconf_connect_host(in),
+					   in->backend_port, in->watchdog_port, state, role_name(attrs, state), when);
 			else
-				printf("%-8d %-40s %-12d %-13d %-10s %s\n", i, cmconf_connect_host(in),
-					   in->backend_port, in->watchdog_port, k < n ? "up" : "not up", role);
-			first = false;
+				printf("%-8d %-30s %-12d %-13d %-10s %-20s %s\n", i, cmconf_connect_host(in),
+					   in->backend_port, in->watchdog_port, state, role_name(attrs, state), when);
+			ninst++;
 		}
+		if (json)
+			printf("]");
+		free(copy);
+		save = NULL;
+	}
+	if (want_app)
+	{
+		if (json)
+			printf(", \"applications\": [");
+		else
+			printf("\n%-24s %-8s %-15s %-10s %-8s %s\n", "application", "pid", "target",
+				   "state", "instance", "since");
+		for (char *line = strtok_r(answer, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		{
+			char		peer[64],
+						target[32],
+						state[32],
+						when[32];
+			unsigned	apid;
+			int			inst;
+			long long	since;
+
+			if (sscanf(line, "app peer=%63s pid=%u target=%31s state=%31s instance=%d since=%lld",
+					   peer, &apid, target, state, &inst, &since) != 6)
+				continue;
+			format_time(since, when, sizeof(when));
+			if (json)
+				printf("%s{\"client\": \"%s\", \"pid\": %u, \"target\": \"%s\", \"state\": \"%s\", "
+					   "\"instance\": %d, \"since\": \"%s\"}", napp ? ", " : "", peer, apid,
+					   target, state, inst, when);
+			else
+			{
+				char		instno[16] = "-";
+
+				if (inst >= 0)
+					snprintf(instno, sizeof(instno), "%d", inst);
+				printf("%-24s %-8u %-15s %-10s %-8s %s\n", peer, apid, target, state,
+					   instno, when);
+			}
+			napp++;
+		}
+		if (json)
+			printf("]");
+		else if (napp == 0)
+			printf("(no application session)\n");
 	}
 	if (json)
-		printf("], \"applications\": null}\n");
-	else if (want_app)
-		printf("\napplication sessions: not reported yet (needs conmgr's control socket)\n");
-	if (n < 0)
-		fprintf(stderr, "%s: conmgr did not answer on \"%s\" port %d\n", progname,
-				conf.listen_addresses, conf.port);
+		printf("}\n");
+	free(answer);
 	return 0;
 }
 

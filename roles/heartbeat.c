@@ -426,6 +426,7 @@ heartbeat_main(cm_ctx *ctx, int instno)
 {
 	hb			h;
 	char		role[32];
+	sigset_t	waitmask;
 
 	memset(&h, 0, sizeof(h));
 	h.ctx = ctx;
@@ -444,6 +445,14 @@ heartbeat_main(cm_ctx *ctx, int instno)
 	signal(SIGTERM, handle_sigterm);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
+	/* SIGTERM is taken only inside ppoll(), so it is never missed. */
+	{
+		sigset_t	term;
+
+		sigemptyset(&term);
+		sigaddset(&term, SIGTERM);
+		sigprocmask(SIG_BLOCK, &term, &waitmask);
+	}
 
 	hb_connect(&h);
 	while (!got_sigterm)
@@ -457,7 +466,11 @@ heartbeat_main(cm_ctx *ctx, int instno)
 		pfd[1].fd = h.fd;
 		pfd[1].events = h.state == HB_CONNECTING ? POLLOUT : POLLIN;
 		pfd[1].revents = 0;
-		n = poll(pfd, h.fd >= 0 ? 2 : 1, timeout);
+		{
+			struct timespec ts = {timeout / 1000, (long) (timeout % 1000) * 1000000};
+
+			n = ppoll(pfd, h.fd >= 0 ? 2 : 1, &ts, &waitmask);
+		}
 		if (n < 0 && errno != EINTR)
 			cm_fatal(ROLE_EXIT_RESTART, "poll failed: %s", strerror(errno));
 		if (n <= 0)

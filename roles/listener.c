@@ -38,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cmproto.h"
@@ -52,8 +54,13 @@ typedef enum app_state
 	APP_STARTUP,
 	APP_HELLO,
 	APP_RESOLVED,
-	APP_ATTACHED
+	APP_ATTACHED,
+	APP_CONTROL					/* cm_ctl on the control socket */
 } app_state;
+
+static const char *const app_state_names[] = {
+	"free", "startup", "hello", "resolved", "attached", "control"
+};
 
 typedef struct app
 {
@@ -63,6 +70,8 @@ typedef struct app
 	uint64_t	downs_seen;		/* the slot's downs counter at attach */
 	uint64_t	offered;		/* bit per instance offered as candidate */
 	uint32_t	client_pid;
+	int			target;			/* enum cmproto_target, -1 before RESOLVE */
+	int64_t		since;			/* connected, then attached (wall clock us) */
 	char		peer[64];
 	size_t		inlen;
 	uint8_t    *inbuf;			/* LSN_INBUF bytes */
@@ -72,6 +81,8 @@ static cm_ctx *ctx;
 static app *apps;
 static int	napps_alloc;
 static int	napps;
+static int	ctl_fd = -1;		/* the control socket, CMDATA/conmgr.ctl */
+static char ctl_path[4200];
 static int	listen_fds[LSN_MAX_LISTEN];
 static int	nlisten;
 static unsigned rotation[CMPROTO_TARGET_LAST + 1];
@@ -243,6 +254,7 @@ app_resolve(app *a, const cmproto_msg *req)
 		return;
 	}
 	a->client_pid = req->u.resolve.client_pid;
+	a->target = req->u.resolve.target;
 	n = resolve(req->u.resolve.target, cands);
 	for (int i = 0; i < n; i++)
 	{
@@ -294,6 +306,7 @@ app_attach(app *a, const cmproto_msg *m)
 		return;
 	}
 	a->instance = inst;
+	a->since = shm_now();
 	app_set_state(a, APP_ATTACHED);
 	shm_read(&ctx->shm->slots[inst], &s);
 	a->downs_seen = s.downs;
@@ -416,6 +429,102 @@ app_frames(app *a)
 	}
 }
 
+/*
+ * The control socket (docs/conmgr.md): one request line, "status", then
+ * the answer and end of file.  Only the owner can connect (mode 0600).
+ * The answer is written within one second or dropped, so a stuck cm_ctl
+ * cannot hold up the applications.
+ */
+static void
+ctl_answer(app *a)
+{
+	static const char *const states[] = {"unknown", "connecting", "up", "down"};
+	size_t		cap = 4096 + 256 * (size_t) (napps_alloc + CMCONF_MAX_INSTANCES);
+	char	   *buf = malloc(cap);
+	size_t		len = 0;
+	int			ninst = 0,
+				napp = 0;
+	int64_t		deadline_ms;
+
+	if (buf == NULL)
+	{
+		app_close(a);
+		return;
+	}
+	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+	{
+		shm_slot	sl;
+
+		if (!ctx->conf->inst[i].configured)
+			continue;
+		shm_read(&ctx->shm->slots[i], &sl);
+		len += snprintf(buf + len, cap - len,
+						"instance %d state=%s attrs=%u since=%lld last_received=%lld downs=%llu\n",
+						i, sl.state >= 0 && sl.state <= SHM_DOWN ? states[sl.state] : "?",
+						sl.attrs, (long long) sl.state_since,
+						(long long) sl.last_received, (unsigned long long) sl.downs);
+		ninst++;
+	}
+	for (int k = 0; k < napps_alloc; k++)
+	{
+		app		   *o = &apps[k];
+
+		if (o->state == APP_FREE || o->state == APP_CONTROL)
+			continue;
+		len += snprintf(buf + len, cap - len,
+						"app peer=%s pid=%u target=%s state=%s instance=%d since=%lld\n",
+						o->peer, o->client_pid,
+						o->target >= 0 ? cmproto_target_name(o->target) : "-",
+						app_state_names[o->state], o->instance, (long long) o->since);
+		napp++;
+	}
+	len += snprintf(buf + len, cap - len, "end instances=%d apps=%d\n", ninst, napp);
+
+	deadline_ms = shm_now() / 1000 + 1000;
+	for (size_t off = 0; off < len;)
+	{
+		ssize_t		n = send(a->fd, buf + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		struct pollfd p = {a->fd, POLLOUT, 0};
+
+		if (n > 0)
+		{
+			off += n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			break;
+		if (shm_now() / 1000 >= deadline_ms ||
+			poll(&p, 1, (int) (deadline_ms - shm_now() / 1000)) <= 0)
+			break;
+	}
+	free(buf);
+	app_close(a);
+}
+
+static void
+ctl_read(app *a)
+{
+	char	   *nl;
+
+	a->inbuf[a->inlen < 64 ? a->inlen : 63] = '\0';
+	nl = strchr((char *) a->inbuf, '\n');
+	if (nl == NULL)
+	{
+		if (a->inlen >= 63)
+			app_close(a);		/* no command is that long */
+		return;
+	}
+	*nl = '\0';
+	if (strcmp((char *) a->inbuf, "status") == 0)
+	{
+		ctl_answer(a);
+		return;
+	}
+	(void) app_write(a, "error unknown command\n", 22);
+	if (a->state != APP_FREE)
+		app_close(a);
+}
+
 static void
 app_read(app *a)
 {
@@ -435,13 +544,18 @@ app_read(app *a)
 		return;
 	}
 	a->inlen += n;
+	if (a->state == APP_CONTROL)
+	{
+		ctl_read(a);
+		return;
+	}
 	if (a->state == APP_STARTUP)
 		app_first_packet(a);
 	app_frames(a);
 }
 
 static void
-lsn_accept(int lfd)
+lsn_accept(int lfd, bool control)
 {
 	for (;;)
 	{
@@ -459,10 +573,13 @@ lsn_accept(int lfd)
 				cm_log(CMLOG_LOG, "could not accept a connection: %s", strerror(errno));
 			return;
 		}
-		if (getnameinfo((struct sockaddr *) &ss, sl, host, sizeof(host), serv,
-						sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		if (control)
+			strcpy(host, "control"), strcpy(serv, "socket");
+		else if (getnameinfo((struct sockaddr *) &ss, sl, host, sizeof(host), serv,
+							 sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
 			strcpy(host, "?"), strcpy(serv, "?");
-		if (ctx->conf->max_connections > 0 && napps >= ctx->conf->max_connections)
+		if (!control && ctx->conf->max_connections > 0 &&
+			napps >= ctx->conf->max_connections)
 		{
 			cm_log(CMLOG_LOG, "connection from %s:%s closed: max_connections (%d) reached",
 				   host, serv, ctx->conf->max_connections);
@@ -501,8 +618,11 @@ lsn_accept(int lfd)
 		a->inlen = 0;
 		a->offered = 0;
 		a->instance = -1;
+		a->target = -1;
+		a->client_pid = 0;
+		a->since = shm_now();
 		snprintf(a->peer, sizeof(a->peer), "%s:%s", host, serv);
-		app_set_state(a, APP_STARTUP);
+		app_set_state(a, control ? APP_CONTROL : APP_STARTUP);
 	}
 }
 
@@ -545,6 +665,45 @@ lsn_listen_on(const char *name)
 		listen_fds[nlisten++] = fd;
 	}
 	freeaddrinfo(res);
+}
+
+static void
+ctl_cleanup(void)
+{
+	if (ctl_fd >= 0)
+		unlink(ctl_path);
+}
+
+/* CMDATA/conmgr.ctl, for cm_ctl status; owner-only. */
+static void
+ctl_open(void)
+{
+	struct sockaddr_un sun;
+	mode_t		old;
+
+	if ((size_t) snprintf(ctl_path, sizeof(ctl_path), "%s/conmgr.ctl", ctx->cmdata) >=
+		sizeof(sun.sun_path))
+	{
+		cm_log(CMLOG_WARNING, "control socket path \"%s\" is too long; cm_ctl status will not work",
+			   ctl_path);
+		return;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strcpy(sun.sun_path, ctl_path);
+	unlink(ctl_path);
+	ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	old = umask(0077);
+	if (ctl_fd < 0 || bind(ctl_fd, (struct sockaddr *) &sun, sizeof(sun)) < 0 ||
+		listen(ctl_fd, 16) < 0)
+	{
+		cm_log(CMLOG_WARNING, "could not create control socket \"%s\": %s", ctl_path, strerror(errno));
+		if (ctl_fd >= 0)
+			close(ctl_fd);
+		ctl_fd = -1;
+	}
+	umask(old);
+	atexit(ctl_cleanup);
 }
 
 /* Every entry of listen_addresses ("localhost" unless configured). */
@@ -600,6 +759,7 @@ listener_main(cm_ctx *c)
 		sigprocmask(SIG_BLOCK, &stops, &waitmask);
 	}
 	lsn_open();
+	ctl_open();
 	cm_log(CMLOG_LOG, "listening for applications on \"%s\" port %d",
 		   ctx->conf->listen_addresses, ctx->conf->port);
 
@@ -619,9 +779,9 @@ listener_main(cm_ctx *c)
 		if (got_smart && napps == 0)
 			exit(ROLE_EXIT_DONE);
 
-		if (pcap < nlisten + 2 + napps_alloc)
+		if (pcap < nlisten + 3 + napps_alloc)
 		{
-			pcap = nlisten + 2 + napps_alloc + 64;
+			pcap = nlisten + 3 + napps_alloc + 64;
 			pfds = realloc(pfds, sizeof(*pfds) * pcap);
 			if (pfds == NULL)
 				cm_fatal(ROLE_EXIT_RESTART, "out of memory");
@@ -635,6 +795,8 @@ listener_main(cm_ctx *c)
 			pfds[np].fd = listen_fds[i];
 			pfds[np++].events = POLLIN;
 		}
+		pfds[np].fd = ctl_fd;
+		pfds[np++].events = POLLIN;
 		first_app = np;
 		for (int k = 0; k < napps_alloc; k++)
 		{
@@ -659,7 +821,9 @@ listener_main(cm_ctx *c)
 		}
 		for (int i = 0; i < nlisten; i++)
 			if (pfds[2 + i].revents)
-				lsn_accept(listen_fds[i]);
+				lsn_accept(listen_fds[i], false);
+		if (pfds[first_app - 1].revents)
+			lsn_accept(ctl_fd, true);
 		for (int k = 0; k < np - first_app && k < napps_alloc; k++)
 			if (pfds[first_app + k].revents && apps[k].state != APP_FREE)
 				app_read(&apps[k]);

@@ -314,6 +314,13 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 	int64_t		kill_at = 0;
 	extern char **environ;
 
+	/* setproctitle() reuses argv's memory: keep our own copy of the path. */
+	cmdata = strdup(cmdata);
+	if (cmdata == NULL)
+	{
+		fprintf(stderr, "conmgr: out of memory\n");
+		return 1;
+	}
 	setproctitle_init(argc, argv, environ);
 	if (geteuid() == 0)
 	{

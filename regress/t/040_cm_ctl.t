@@ -63,27 +63,40 @@ like($out, qr/conmgr started \(PID \d+\): primary connected/, 'start returns onc
 is($rc, 1, 'a second start fails');
 like($err, qr/another conmgr \(PID \d+\) is running/, 'and says why');
 
-ok(wait_until(sub { (ctl('status', '-D', $dir))[1] =~ /up .*\n.*up/ }, 15), 'both instances up');
+ok(wait_until(sub { (ctl('status', '-D', $dir))[1] =~ /^1 .* up /m }, 15), 'both instances up');
+my ($cmport) = `grep '^port' $dir/conmgr.conf` =~ /(\d+)/;
+my $c_out = '';
+my $attached = IPC::Run::start([ cm_top() . '/build/regress/tools/cmresolve',
+	'-p', $cmport, '-t', 'primary', '-a', '-w', 60 ], '>', \$c_out);
+ok(wait_until(sub { $attached->pump_nb; $c_out =~ /attached/ }, 10), 'an application session attached');
 ($rc, $out) = ctl('status', '-D', $dir);
 is($rc, 0, 'status: exit 0');
 like($out, qr/conmgr is running \(PID: \d+\)/, 'status shows the pid');
-like($out, qr/^0\s+127\.0\.0\.1\s+27500\s+$wd_p\s+up\s+primary$/m, 'status shows instance 0 as the primary');
-like($out, qr/^1\s+127\.0\.0\.1\s+27500\s+$wd_s\s+up\s+standby$/m, 'status shows instance 1 as a standby');
-like($out, qr/application sessions: not reported yet/, 'application view: says it is not there yet');
+like($out, qr/^0\s+127\.0\.0\.1\s+27500\s+$wd_p\s+up\s+primary\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/m,
+	'status shows instance 0 as the primary, up since a time');
+like($out, qr/^1\s+127\.0\.0\.1\s+27500\s+$wd_s\s+up\s+standby\s+\S+ \S+$/m, 'status shows instance 1 as a standby');
+like($out, qr/^127\.0\.0\.1:\d+\s+\d+\s+primary\s+attached\s+0\s+\S+ \S+$/m,
+	'status shows the application session: client, pid, target, instance, since');
+($rc, $out) = ctl('status', '-D', $dir, '-i', 'application');
+unlike($out, qr/^instance/m, '-i application leaves the instances out');
+like($out, qr/primary\s+attached/, 'and shows the session');
 ($rc, $out) = ctl('status', '-D', $dir, '-i', 'instance', '--json');
-like($out, qr/^\{"running": true, "pid": \d+, "port": \d+, "instances": \[\{"instance": 0, .*"heartbeat": "up", "role": "primary"\}, \{"instance": 1, .*"role": "standby"\}\]/,
-	'status --json');
+like($out, qr/^\{"running": true, "pid": \d+, "port": \d+, "instances": \[\{"instance": 0, .*"heartbeat": "up", "role": "primary", "since": "[^"]+"\}, \{"instance": 1, .*"role": "standby".*\]\}$/,
+	'status -i instance --json');
+($rc, $out) = ctl('status', '-D', $dir, '--json');
+like($out, qr/"applications": \[\{"client": "127\.0\.0\.1:\d+", "pid": \d+, "target": "primary", "state": "attached", "instance": 0, "since": "[^"]+"\}\]\}$/,
+	'status --json includes the applications');
+$attached->kill_kill;
 ($rc, $out, $err) = ctl('status', '-D', $dir, '-i', 'everything');
 is($rc, 1, 'status -i with a bad value: exit 1');
 
 ($rc, $out, $err) = ctl('stop', '-D', $dir, '-m', 'sideways');
 is($rc, 1, 'stop with a bad mode: exit 1');
 like($err, qr/unrecognized shutdown mode "sideways"/, 'and names it');
-my ($cmport) = `grep '^port' $dir/conmgr.conf` =~ /(\d+)/;
-my $c_out = '';
-my $attached = IPC::Run::start([ cm_top() . '/build/regress/tools/cmresolve',
+$c_out = '';
+$attached = IPC::Run::start([ cm_top() . '/build/regress/tools/cmresolve',
 	'-p', $cmport, '-t', 'primary', '-a', '-w', 60 ], '>', \$c_out);
-ok(wait_until(sub { $attached->pump_nb; $c_out =~ /attached/ }, 10), 'an application session attached');
+ok(wait_until(sub { $attached->pump_nb; $c_out =~ /attached/ }, 10), 'an application session attached again');
 ($rc, $out) = ctl('stop', '-D', $dir, '-m', 'fast');
 is($rc, 0, 'stop -m fast: exit 0');
 like($out, qr/conmgr stopped/, 'stop waits until conmgr is gone');
@@ -128,7 +141,7 @@ ok(wait_until(sub { (ctl('status', '-D', $dir2))[0] == 3 }, 10), 'and conmgr goe
 	like(`$res -h 127.0.0.2 -p $port3 -t primary`, qr/candidate instance=0/, 'conmgr answers on 127.0.0.2');
 	like(`$res -h 127.0.0.1 -p $port3 -t primary`, qr/connect failed/, 'and not on 127.0.0.1');
 	($rc, $out) = ctl('status', '-D', $dir3);
-	like($out, qr/^0\s+127\.0\.0\.1\s+\d+\s+$wd_p\s+up\s+primary$/m, 'cm_ctl status reaches it');
+	like($out, qr/^0\s+127\.0\.0\.1\s+\d+\s+$wd_p\s+up\s+primary\s+\S+ \S+$/m, 'cm_ctl status reaches it');
 	($rc) = ctl('stop', '-D', $dir3);
 	is($rc, 0, 'and stops it');
 }
