@@ -6,9 +6,13 @@
  * Each process sets its role name once (cm_log_init); a line reads
  *	 2026-11-24 22:40:38.462 UTC [3196] heartbeat 1 LOG:  heartbeat up
  * Messages below log_min_messages (PostgreSQL's order: LOG ranks above
- * ERROR) are dropped.  Each line is one write(2) of at most PIPE_BUF bytes,
- * so lines of different processes never interleave on a shared stderr.
- * A logger role with its own pipe will replace direct writes.
+ * ERROR) are dropped at the source.  Once the logger role runs
+ * (cm_log_use_pipe), each line goes to it as one record in one
+ * non-blocking write of at most PIPE_BUF bytes: never interleaved, never
+ * waited for; when the pipe is full the line is dropped and counted, and
+ * the count is reported with the next line that gets through.  Before
+ * that (start-up checks, cm_fatal before the fork) lines go straight to
+ * stderr.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +30,14 @@
 
 static const struct cmconf *log_conf;
 static char log_role[64] = "conmgr";
+static int	log_pipe = -1;
+static unsigned long log_dropped;
+
+void
+cm_log_use_pipe(int writefd)
+{
+	log_pipe = writefd;
+}
 
 void
 cm_log_init(const struct cmconf *conf, const char *role)
@@ -35,7 +47,7 @@ cm_log_init(const struct cmconf *conf, const char *role)
 
 	log_conf = conf;
 	snprintf(log_role, sizeof(log_role), "%s", role);
-	if (conf && (conf->log_destination & CMCONF_LOG_SYSLOG))
+	if (conf && (conf->log_destination & CMCONF_LOG_SYSLOG) && log_pipe < 0)
 		openlog(conf->syslog_ident, LOG_PID | LOG_NDELAY,
 				facilities[conf->syslog_facility]);
 }
@@ -60,7 +72,7 @@ static void
 cm_vlog(int level, const char *fmt, va_list ap)
 {
 	char		msg[1024];
-	char		line[4096];
+	char		line[CM_LOG_RECORD_MAX];
 	struct timeval tv;
 	struct tm	tm;
 	char		ts[32];
@@ -70,20 +82,43 @@ cm_vlog(int level, const char *fmt, va_list ap)
 	if (log_conf && level < log_conf->log_min_messages)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (!log_conf || (log_conf->log_destination & CMCONF_LOG_STDERR))
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+	/* line[0] is the record's level byte for the logger */
+	n = snprintf(line, sizeof(line), "%c%s.%03d UTC [%d] %s %s:  %s\n",
+				 'A' + level, ts, (int) (tv.tv_usec / 1000), (int) getpid(),
+				 log_role, cmlog_level_name(level), msg);
+	if (n <= 0)
+		goto out;
+	if ((size_t) n >= sizeof(line))
 	{
-		gettimeofday(&tv, NULL);
-		gmtime_r(&tv.tv_sec, &tm);
-		strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
-		n = snprintf(line, sizeof(line), "%s.%03d UTC [%d] %s %s:  %s\n",
-					 ts, (int) (tv.tv_usec / 1000), (int) getpid(), log_role,
-					 cmlog_level_name(level), msg);
-		if (n > 0)
-			(void) !write(STDERR_FILENO, line,
-						  (size_t) n < sizeof(line) ? (size_t) n : sizeof(line) - 1);
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
 	}
+
+	if (log_pipe >= 0)
+	{
+		if (log_dropped > 0)
+		{
+			char		note[200];
+			int			k = snprintf(note, sizeof(note),
+									 "%c%s.%03d UTC [%d] %s LOG:  %lu log lines were dropped (logger pipe full)\n",
+									 'A' + CMLOG_LOG, ts, (int) (tv.tv_usec / 1000),
+									 (int) getpid(), log_role, log_dropped);
+
+			if (k > 0 && write(log_pipe, note, k) == k)
+				log_dropped = 0;
+		}
+		if (write(log_pipe, line, n) != n)
+			log_dropped++;
+		goto out;
+	}
+	if (!log_conf || (log_conf->log_destination & CMCONF_LOG_STDERR))
+		(void) !write(STDERR_FILENO, line + 1, n - 1);
 	if (log_conf && (log_conf->log_destination & CMCONF_LOG_SYSLOG))
 		syslog(syslog_priority(level), "%s: %s", log_role, msg);
+out:
 	errno = saved;
 }
 

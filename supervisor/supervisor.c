@@ -7,8 +7,8 @@
  * run as root, checks CMDATA and conmgr.conf and the open-files limit,
  * takes CMDATA/conmgr.pid under an exclusive lock, creates the shared
  * instance table, the listener's eventfd and the death pipe *before* it
- * forks, then forks the listener and one heartbeat role per instance and
- * watches them.  A role that exits with 1 or dies from a signal is
+ * forks, then forks the logger (first, so every line has a reader), the
+ * listener and one heartbeat role per instance, and watches them.  A role that exits with 1 or dies from a signal is
  * restarted after a back-off (1 s, doubling up to 30 s while it keeps
  * dying within 10 s of its start); a dead heartbeat role's slot is
  * repaired first, so the listener never routes on a stale "up".  Exit
@@ -47,9 +47,16 @@
 #define SUP_KILL_AFTER_MS	5000
 #define SUP_BACKOFF_MAX_MS	30000
 
+typedef enum role_kind
+{
+	ROLE_LOGGER,
+	ROLE_LISTENER,
+	ROLE_HEARTBEAT
+} role_kind;
+
 typedef struct role
 {
-	const char *kind;			/* "listener" or "heartbeat" */
+	role_kind	kind;
 	int			instno;			/* heartbeat only */
 	pid_t		pid;
 	int64_t		started_at;		/* monotonic ms */
@@ -61,6 +68,7 @@ static cm_ctx ctx;
 static role roles[1 + CMCONF_MAX_INSTANCES];
 static int	nroles;
 static int	selfpipe[2];
+static int	logpipe[2];			/* roles -> logger; we keep both ends */
 static volatile sig_atomic_t pending_child,
 			pending_smart,
 			pending_fast,
@@ -97,7 +105,9 @@ sup_signal(int sig)
 static void
 role_title(const role *r, char *buf, size_t len)
 {
-	if (r->kind[0] == 'l')
+	if (r->kind == ROLE_LOGGER)
+		snprintf(buf, len, "logger");
+	else if (r->kind == ROLE_LISTENER)
 		snprintf(buf, len, "listener :%d", ctx.conf->port);
 	else
 		snprintf(buf, len, "heartbeat %d %s:%d", r->instno,
@@ -132,7 +142,14 @@ launch(role *r)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		setproctitle("-conmgr: %s", title);
-		if (r->kind[0] == 'l')
+		if (r->kind == ROLE_LOGGER)
+		{
+			close(logpipe[1]);
+			logger_main(&ctx, logpipe[0]);
+		}
+		close(logpipe[0]);
+		cm_log_use_pipe(logpipe[1]);
+		if (r->kind == ROLE_LISTENER)
 			listener_main(&ctx);
 		heartbeat_main(&ctx, r->instno);
 	}
@@ -233,7 +250,7 @@ process_child_exits(bool stopping)
 				continue;
 			r->pid = 0;
 			role_title(r, title, sizeof(title));
-			if (r->kind[0] == 'h')
+			if (r->kind == ROLE_HEARTBEAT)
 			{
 				shm_repair(&ctx.shm->slots[r->instno]);
 				{
@@ -276,29 +293,31 @@ process_child_exits(bool stopping)
 	return fatal;
 }
 
+/* Roles still running, the logger not counted. */
 static int
 live_roles(void)
 {
 	int			n = 0;
 
 	for (int i = 0; i < nroles; i++)
-		if (roles[i].pid > 0)
+		if (roles[i].pid > 0 && roles[i].kind != ROLE_LOGGER)
 			n++;
 	return n;
 }
 
-/* roles[0] is the listener. */
+/* roles[0] is the logger, roles[1] the listener. */
 static bool
 listener_alive(void)
 {
-	return roles[0].pid > 0;
+	return roles[1].pid > 0;
 }
 
+/* The logger is not asked to stop: it ends when the log pipe is closed. */
 static void
 signal_roles(int sig)
 {
 	for (int i = 0; i < nroles; i++)
-		if (roles[i].pid > 0)
+		if (roles[i].pid > 0 && (roles[i].kind != ROLE_LOGGER || sig == SIGKILL))
 			kill(roles[i].pid, sig);
 }
 
@@ -351,8 +370,11 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 		ctx.shm->slots[i].instno = i;
 	ctx.wake_fd = eventfd(0, EFD_NONBLOCK);
-	if (ctx.wake_fd < 0 || pipe2(deathpipe, 0) < 0 || pipe2(selfpipe, O_NONBLOCK | O_CLOEXEC) < 0)
+	if (ctx.wake_fd < 0 || pipe2(deathpipe, 0) < 0 ||
+		pipe2(selfpipe, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(logpipe, O_CLOEXEC) < 0)
 		cm_fatal(1, "could not create pipes: %s", strerror(errno));
+	/* Writers never block on the log; the logger's reads do. */
+	fcntl(logpipe[1], F_SETFL, O_NONBLOCK);
 	ctx.death_fd = deathpipe[0];
 	fcntl(deathpipe[1], F_SETFD, FD_CLOEXEC);
 
@@ -372,15 +394,21 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 
 	roles[nroles++] = (role)
 	{
-		.kind = "listener", .instno = -1
+		.kind = ROLE_LOGGER, .instno = -1
+	};
+	roles[nroles++] = (role)
+	{
+		.kind = ROLE_LISTENER, .instno = -1
 	};
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 		if (conf.inst[i].configured)
 			roles[nroles++] = (role)
 			{
-				.kind = "heartbeat", .instno = i
+				.kind = ROLE_HEARTBEAT, .instno = i
 			};
-	for (int i = 0; i < nroles; i++)
+	launch(&roles[0]);
+	cm_log_use_pipe(logpipe[1]);
+	for (int i = 1; i < nroles; i++)
 		launch(&roles[i]);
 	/* The children hold the death pipe's read end; our write end stays. */
 	write_pidfile_status("ready");
@@ -407,8 +435,8 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 			cm_log(CMLOG_LOG, "received smart shutdown request; waiting for application sessions to end");
 			write_pidfile_status("stopping");
 			smart = true;
-			if (roles[0].pid > 0)
-				kill(roles[0].pid, SIGUSR1);
+			if (roles[1].pid > 0)
+				kill(roles[1].pid, SIGUSR1);
 		}
 		if (pending_fast && !stopping)
 		{
@@ -437,7 +465,15 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 		}
 		if (stopping)
 		{
-			if (live_roles() == 0)
+			if (live_roles() == 0 && logpipe[1] >= 0)
+			{
+				/* Last writer gone: the logger drains the pipe and exits. */
+				cm_log(CMLOG_LOG, "roles stopped; stopping the logger");
+				cm_log_use_pipe(-1);
+				close(logpipe[1]);
+				logpipe[1] = -1;
+			}
+			if (live_roles() == 0 && roles[0].pid == 0)
 				break;
 			if (now >= kill_at)
 			{

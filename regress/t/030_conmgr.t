@@ -111,6 +111,7 @@ note("first candidate for 10 'any' requests: instance 0 x $first{0}, instance 1 
 my $ps = `ps -u $< -o args=`;
 like($ps, qr/conmgr: supervisor -D /, 'ps shows the supervisor');
 like($ps, qr/conmgr: listener :$cmport/, 'ps shows the listener');
+like($ps, qr/conmgr: logger/, 'ps shows the logger');
 like($ps, qr/conmgr: heartbeat 0 127\.0\.0\.1:$wd_p/, 'ps shows heartbeat 0');
 like($ps, qr/conmgr: heartbeat 1 127\.0\.0\.1:$wd_s/, 'ps shows heartbeat 1');
 
@@ -212,6 +213,17 @@ kill 'KILL', $l_pid;
 ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /listener :$cmport \(pid $l_pid\) was terminated by signal 9/ }, 10),
 	'the supervisor logs the listener crash');
 ok(wait_until(sub { instances_for('read-write') =~ /0/ }, 10), 'the restarted listener answers');
+
+# A killed logger is restarted, and lines written after that still arrive.
+my ($g_pid) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: logger/m;
+ok($g_pid, "the logger runs as pid $g_pid");
+kill 'KILL', $g_pid;
+ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /logger \(pid $g_pid\) was terminated by signal 9/ }, 10),
+	'the logger crash is logged (by the restarted logger)');
+my ($hb1) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: heartbeat 1 /m;
+kill 'KILL', $hb1;
+ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /heartbeat 1 .*\(pid $hb1\) was terminated by signal 9/ }, 10),
+	'later lines still reach the log');
 
 # One conmgr per directory.
 my ($o2, $e2) = ('', '');
