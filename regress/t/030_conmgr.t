@@ -93,18 +93,12 @@ for (1 .. 10)
 is_deeply([ sort keys %first ], [ 0, 1 ], 'any: load balanced, both instances come first in turn');
 note("first candidate for 10 'any' requests: instance 0 x $first{0}, instance 1 x $first{1}");
 
-# Resolve latency, measured over 200 requests.
+# Resolve latency: 1000 whole sessions (connect, probe, resolve, close).
 {
-	my @t;
-	for (1 .. 200)
-	{
-		my $t0 = time();
-		resolve('read-write');
-		push @t, time() - $t0;
-	}
-	@t = sort { $a <=> $b } @t;
-	note(sprintf('resolve round trip incl. process start: median %.2f ms, p99 %.2f ms',
-		1000 * $t[100], 1000 * $t[197]));
+	my $lat = resolve('read-write', '-r', 1000);
+	like($lat, qr/^latency n=1000 median_us=\d+ p99_us=\d+/, '1000 resolves in a row succeed');
+	my ($med, $p99) = $lat =~ /median_us=(\d+) p99_us=(\d+)/;
+	note("resolve session latency over 1000: median $med us, p99 $p99 us");
 }
 
 # ps shows the roles.

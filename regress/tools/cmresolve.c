@@ -3,7 +3,7 @@
  * cmresolve.c
  *	  An application-protocol client for tests: probe, resolve, attach.
  *
- *	 cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS]
+ *	 cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS] [-r N]
  *
  * Connects to conmgr, sends the GSSENCRequest probe, checks the answer
  * (ErrorResponse then HELLO, docs/protocol.md 2.1), sends RESOLVE and
@@ -14,6 +14,8 @@
  *	 candidate instance=N host=H port=P attrs=A
  *	 end count=N
  *	 down instance=N reason=R       / eof / error code=C message=M
+ * With -r N it instead runs N whole sessions in a row (connect, probe,
+ * resolve, close) and prints "latency n=N median_us=.. p99_us=.. max_us=..".
  * Exit 0 when the exchange went as the protocol says, 1 otherwise.
  *
  *-------------------------------------------------------------------------
@@ -21,9 +23,11 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -90,50 +94,31 @@ next_frame(cmproto_msg *m, int timeout_ms)
 	}
 }
 
-int
-main(int argc, char **argv)
+static bool quiet;
+
+#define say(...) do { if (!quiet) printf(__VA_ARGS__); } while (0)
+
+/* Connect, probe, resolve; prints what it sees unless quiet. */
+static int
+session(const char *host, const char *port, int t, bool q, int *firstp)
 {
-	const char *host = "127.0.0.1",
-			   *port = NULL,
-			   *target = "any";
-	int			attach = 0,
-				wait_s = 30,
-				c,
-				rc,
-				t,
-				first = -1;
 	struct addrinfo hints,
 			   *res;
 	cmproto_msg m;
 	size_t		elen;
 	cmproto_pg_error err;
+	int			rc,
+				first = -1;
 
-	while ((c = getopt(argc, argv, "h:p:t:aw:")) != -1)
-	{
-		switch (c)
-		{
-			case 'h': host = optarg; break;
-			case 'p': port = optarg; break;
-			case 't': target = optarg; break;
-			case 'a': attach = 1; break;
-			case 'w': wait_s = atoi(optarg); break;
-			default:
-				fprintf(stderr, "usage: cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS]\n");
-				return 2;
-		}
-	}
-	if (port == NULL || (t = cmproto_target_from_name(target)) < 0)
-	{
-		fprintf(stderr, "cmresolve: need -p PORT and a valid -t TARGET\n");
-		return 2;
-	}
+	quiet = q;
+	len = 0;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	if (getaddrinfo(host, port, &hints, &res) != 0 ||
 		(fd = socket(res->ai_family, SOCK_STREAM, 0)) < 0 ||
 		connect(fd, res->ai_addr, res->ai_addrlen) < 0)
 	{
-		printf("connect failed: %s\n", strerror(errno));
+		say("connect failed: %s\n", strerror(errno));
 		return 1;
 	}
 	len = cmproto_pg_encode_probe(buf, sizeof(buf));
@@ -142,12 +127,12 @@ main(int argc, char **argv)
 	len = 0;
 	if (fill(1, 5000) <= 0)
 	{
-		printf("no answer to the probe\n");
+		say("no answer to the probe\n");
 		return 1;
 	}
 	if (buf[0] == 'G' || buf[0] == 'N')
 	{
-		printf("postmaster\n");
+		say("postmaster\n");
 		return 0;
 	}
 	while ((rc = cmproto_pg_decode_error(buf, len, &elen, &err)) == CMPROTO_INCOMPLETE)
@@ -155,17 +140,17 @@ main(int argc, char **argv)
 			return 1;
 	if (rc != CMPROTO_OK)
 	{
-		printf("bad answer to the probe: %s\n", cmproto_strerror(rc));
+		say("bad answer to the probe: %s\n", cmproto_strerror(rc));
 		return 1;
 	}
-	printf("probe-error sqlstate=%s message=%s\n", err.sqlstate, err.message);
+	say("probe-error sqlstate=%s message=%s\n", err.sqlstate, err.message);
 	consume(elen);
 	if (next_frame(&m, 5000) != 1 || m.type != CMPROTO_HELLO)
 	{
-		printf("no HELLO\n");
+		say("no HELLO\n");
 		return 1;
 	}
-	printf("hello versions=%u-%u\n", m.u.hello.min_version, m.u.hello.max_version);
+	say("hello versions=%u-%u\n", m.u.hello.min_version, m.u.hello.max_version);
 
 	memset(&m, 0, sizeof(m));
 	m.type = CMPROTO_RESOLVE;
@@ -180,12 +165,12 @@ main(int argc, char **argv)
 	{
 		if (next_frame(&m, 5000) != 1)
 		{
-			printf("no answer to RESOLVE\n");
+			say("no answer to RESOLVE\n");
 			return 1;
 		}
 		if (m.type == CMPROTO_CANDIDATE)
 		{
-			printf("candidate instance=%u host=%s port=%u attrs=%u\n",
+			say("candidate instance=%u host=%s port=%u attrs=%u\n",
 				   m.u.candidate.instance, m.u.candidate.host,
 				   m.u.candidate.port, m.u.candidate.attrs);
 			if (first < 0)
@@ -194,17 +179,99 @@ main(int argc, char **argv)
 		}
 		if (m.type == CMPROTO_CANDIDATES_END)
 		{
-			printf("end count=%u\n", m.u.candidates_end.count);
+			say("end count=%u\n", m.u.candidates_end.count);
 			break;
 		}
 		if (m.type == CMPROTO_ERROR)
 		{
-			printf("error code=%u message=%s\n", m.u.error.code, m.u.error.message);
+			say("error code=%u message=%s\n", m.u.error.code, m.u.error.message);
 			return 1;
 		}
-		printf("unexpected %s\n", cmproto_type_name(m.type));
+		say("unexpected %s\n", cmproto_type_name(m.type));
 		return 1;
 	}
+	freeaddrinfo(res);
+	*firstp = first;
+	return 0;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* -r N: N complete sessions in a row; print median and p99 in microseconds. */
+static int
+measure(const char *host, const char *port, int t, int n)
+{
+	double	   *us = calloc(n, sizeof(double));
+
+	for (int i = 0; i < n; i++)
+	{
+		struct timespec a,
+					b;
+		int			first;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		if (session(host, port, t, true, &first) != 0 || first < 0)
+		{
+			printf("resolve %d failed\n", i);
+			return 1;
+		}
+		close(fd);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		us[i] = (b.tv_sec - a.tv_sec) * 1e6 + (b.tv_nsec - a.tv_nsec) / 1e3;
+	}
+	qsort(us, n, sizeof(double), cmp_double);
+	printf("latency n=%d median_us=%.0f p99_us=%.0f max_us=%.0f\n", n, us[n / 2],
+		   us[(int) (n * 0.99) < n ? (int) (n * 0.99) : n - 1], us[n - 1]);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *host = "127.0.0.1",
+			   *port = NULL,
+			   *target = "any";
+	int			attach = 0,
+				repeat = 0,
+				wait_s = 30,
+				c,
+				rc,
+				t,
+				first = -1;
+	cmproto_msg m;
+
+	while ((c = getopt(argc, argv, "h:p:t:aw:r:")) != -1)
+	{
+		switch (c)
+		{
+			case 'h': host = optarg; break;
+			case 'p': port = optarg; break;
+			case 't': target = optarg; break;
+			case 'a': attach = 1; break;
+			case 'w': wait_s = atoi(optarg); break;
+			case 'r': repeat = atoi(optarg); break;
+			default:
+				fprintf(stderr, "usage: cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS]\n");
+				return 2;
+		}
+	}
+	if (port == NULL || (t = cmproto_target_from_name(target)) < 0)
+	{
+		fprintf(stderr, "cmresolve: need -p PORT and a valid -t TARGET\n");
+		return 2;
+	}
+	if (repeat > 0)
+		return measure(host, port, t, repeat);
+	rc = session(host, port, t, false, &first);
+	if (rc != 0)
+		return rc;
 	fflush(stdout);
 	if (!attach || first < 0)
 		return 0;
