@@ -19,8 +19,9 @@
  *						 application session has closed; heartbeats go on
  *						 meanwhile, so down-notices still reach them; then
  *						 the heartbeat roles are stopped
- *	 SIGINT (fast)		 every role is stopped now; the listener first tells
- *						 attached applications "conmgr shutting down"
+ *	 SIGINT (fast)		 the listener tells attached applications "conmgr
+ *						 shutting down" and exits; then the heartbeat roles
+ *						 are stopped
  *	 SIGQUIT (immediate) every role is killed at once
  * Roles still alive 5 s after their SIGTERM get SIGKILL.
  *
@@ -329,7 +330,8 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 	char		path[4200];
 	int			deathpipe[2];
 	bool		stopping = false;
-	bool		smart = false;
+	bool		draining = false;	/* the listener was asked to stop */
+	bool		fast = false;
 	int64_t		kill_at = 0;
 	extern char **environ;
 
@@ -430,20 +432,22 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 			unlink(pidfile_path);
 			_exit(0);
 		}
-		if (pending_smart && !stopping && !smart)
+		if (pending_smart && !stopping && !draining)
 		{
 			cm_log(CMLOG_LOG, "received smart shutdown request; waiting for application sessions to end");
 			write_pidfile_status("stopping");
-			smart = true;
-			if (roles[1].pid > 0)
+			draining = true;
+			if (listener_alive())
 				kill(roles[1].pid, SIGUSR1);
 		}
-		if (pending_fast && !stopping)
+		if (pending_fast && !stopping && !fast)
 		{
-			cm_log(CMLOG_LOG, "received fast shutdown request; stopping the roles");
+			/* The listener goes first, so applications hear "shutting down". */
+			cm_log(CMLOG_LOG, "received fast shutdown request; stopping the listener");
 			write_pidfile_status("stopping");
-			stopping = true;
-			signal_roles(SIGTERM);
+			draining = fast = true;
+			if (listener_alive())
+				kill(roles[1].pid, SIGTERM);
 			kill_at = now + SUP_KILL_AFTER_MS;
 		}
 		if (pending_child)
@@ -456,12 +460,18 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 				kill_at = now + SUP_KILL_AFTER_MS;
 			}
 		}
-		if (smart && !stopping && !listener_alive())
+		if (draining && !stopping && !listener_alive())
 		{
-			cm_log(CMLOG_LOG, "no application session left; stopping the heartbeats");
+			cm_log(CMLOG_LOG, "listener stopped; stopping the heartbeats");
 			stopping = true;
 			signal_roles(SIGTERM);
 			kill_at = now + SUP_KILL_AFTER_MS;
+		}
+		if (fast && !stopping && now >= kill_at && listener_alive())
+		{
+			cm_log(CMLOG_LOG, "listener still running after %d s; killing it", SUP_KILL_AFTER_MS / 1000);
+			kill(roles[1].pid, SIGKILL);
+			kill_at = now + 60000;
 		}
 		if (stopping)
 		{
@@ -485,11 +495,15 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 		}
 		else
 		{
+			if (fast)
+				timeout = (int) (kill_at > now ? kill_at - now : 0);
 			/* Launch what is due; wait until the next due launch. */
 			for (int i = 0; i < nroles; i++)
 			{
 				role	   *r = &roles[i];
 
+				if (draining && r->kind == ROLE_LISTENER)
+					continue;
 				if (r->pid == 0 && r->restart_at != 0)
 				{
 					if (now >= r->restart_at)
