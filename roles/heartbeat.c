@@ -286,6 +286,9 @@ hb_handle(hb *h, const cmproto_msg *m)
 			shm_write_end(h->slot);
 			hb_set_state(h, HB_UP);
 			h->next_send = mono_ms() + (int64_t) h->ctx->conf->heartbeat_interval * 1000;
+			/* From now on the deadline is the peer's silence, not the attempt. */
+			h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
+			h->slot->last_received = shm_now();
 			hb_publish(h, SHM_UP, 0);
 			cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s)", h->instno, h->where,
 				   (h->attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",

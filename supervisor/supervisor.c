@@ -70,6 +70,7 @@ static role roles[1 + CMCONF_MAX_INSTANCES];
 static int	nroles;
 static int	selfpipe[2];
 static int	logpipe[2];			/* roles -> logger; we keep both ends */
+static int	deathpipe[2];		/* only we keep the write end */
 static volatile sig_atomic_t pending_child,
 			pending_smart,
 			pending_fast,
@@ -136,6 +137,7 @@ launch(role *r)
 
 		close(selfpipe[0]);
 		close(selfpipe[1]);
+		close(deathpipe[1]);	/* else our own copy keeps the pipe open */
 		if (pidfile_fd >= 0)
 			close(pidfile_fd);
 		signal(SIGCHLD, SIG_DFL);
@@ -328,7 +330,6 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 	static struct cmconf conf;
 	static struct cmconf_diags diags;
 	char		path[4200];
-	int			deathpipe[2];
 	bool		stopping = false;
 	bool		draining = false;	/* the listener was asked to stop */
 	bool		fast = false;
