@@ -77,6 +77,7 @@ static const cmconf_param cmconf_params[] = {
 	{"syslog_ident", PT_STRING, false, G(syslog_ident), 1, CMCONF_IDENT_MAX},
 	{"log_min_messages", PT_LEVEL, false, G(log_min_messages), 0, CMLOG_LAST},
 	{"max_connections", PT_INT, false, G(max_connections), 0, INT_MAX},
+	{"heartbeat_key_file", PT_STRING, false, G(heartbeat_key_file), 0, CMCONF_HOST_MAX},
 };
 
 #define NPARAMS		((int) (sizeof(cmconf_params) / sizeof(cmconf_params[0])))
@@ -822,6 +823,7 @@ cmconf_format(const struct cmconf *conf, char *buf, size_t cap)
 	out_quoted(&o, "syslog_ident", conf->syslog_ident);
 	out(&o, "log_min_messages = %s\n", cmlog_level_name(conf->log_min_messages));
 	out(&o, "max_connections = %d\n", conf->max_connections);
+	out_quoted(&o, "heartbeat_key_file", conf->heartbeat_key_file);
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 	{
 		const struct cmconf_instance *in = &conf->inst[i];

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "cmproto.h"
+#include "cmsha256.h"
 #include "conmgr.h"
 
 typedef enum hb_state
@@ -70,6 +71,7 @@ typedef struct hb
 	uint32_t	seq;
 	uint32_t	attrs;
 	bool		was_up;
+	uint8_t		nonce_c[CMPROTO_NONCE_LEN];
 	size_t		inlen;
 	uint8_t		inbuf[CMPROTO_MAX_MSG];
 	char		where[300];		/* host:port for messages */
@@ -248,13 +250,12 @@ hb_send_hello(hb *h)
 	m.u.hb_hello.max_version = CMPROTO_VERSION;
 	m.u.hb_hello.interval = h->ctx->conf->heartbeat_interval;
 	m.u.hb_hello.timeout = h->ctx->conf->heartbeat_timeout;
-	m.u.hb_hello.flags = 0;		/* conmgr has no key setting yet */
+	m.u.hb_hello.flags = h->ctx->keylen > 0 ? CMPROTO_HB_HAS_KEY : 0;
 	r = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (r >= 0)
-	{
-		(void) !read(r, m.u.hb_hello.nonce, CMPROTO_NONCE_LEN);
-		close(r);
-	}
+	if (r < 0 || read(r, h->nonce_c, CMPROTO_NONCE_LEN) != CMPROTO_NONCE_LEN)
+		cm_fatal(ROLE_EXIT_RESTART, "could not read /dev/urandom: %s", strerror(errno));
+	close(r);
+	memcpy(m.u.hb_hello.nonce, h->nonce_c, CMPROTO_NONCE_LEN);
 	if (hb_send(h, &m))
 		hb_set_state(h, HB_HANDSHAKE);
 }
@@ -271,14 +272,47 @@ hb_handle(hb *h, const cmproto_msg *m)
 		case CMPROTO_HB_CHALLENGE:
 			if (h->state != HB_HANDSHAKE)
 				break;
-			hb_send_error(h, CMPROTO_ERR_AUTH, "conmgr has no key");
-			if (h->fd >= 0)
-				hb_fail(h, CMPROTO_DOWN_PROTOCOL,
-						"the watchdog requires a shared key, and conmgr has none configured");
+			if (h->ctx->keylen == 0)
+			{
+				hb_send_error(h, CMPROTO_ERR_AUTH, "conmgr has no key");
+				if (h->fd >= 0)
+					hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+							"the watchdog requires a shared key, and conmgr has no heartbeat_key_file");
+				return;
+			}
+			{
+				uint8_t		expected[CMPROTO_PROOF_LEN];
+				cmproto_msg reply;
+
+				cmproto_hb_proof(h->ctx->key, h->ctx->keylen, CMPROTO_AUTH_LABEL_WATCHDOG,
+								 h->nonce_c, m->u.hb_challenge.nonce, expected);
+				if (!cmsha256_equal(expected, m->u.hb_challenge.proof, CMPROTO_PROOF_LEN))
+				{
+					hb_send_error(h, CMPROTO_ERR_AUTH, "authentication failed");
+					if (h->fd >= 0)
+						hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+								"authentication failed: the watchdog does not hold conmgr's key");
+					return;
+				}
+				memset(&reply, 0, sizeof(reply));
+				reply.type = CMPROTO_HB_AUTH;
+				cmproto_hb_proof(h->ctx->key, h->ctx->keylen, CMPROTO_AUTH_LABEL_CONMGR,
+								 h->nonce_c, m->u.hb_challenge.nonce, reply.u.hb_auth.proof);
+				(void) hb_send(h, &reply);
+			}
 			return;
 		case CMPROTO_HB_WELCOME:
 			if (h->state != HB_HANDSHAKE)
 				break;
+			if (h->ctx->keylen > 0 &&
+				(m->u.hb_welcome.flags & CMPROTO_HB_AUTHENTICATED) == 0)
+			{
+				hb_send_error(h, CMPROTO_ERR_AUTH, "authentication required");
+				if (h->fd >= 0)
+					hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+							"authentication failed: the watchdog has no key, and conmgr requires one");
+				return;
+			}
 			h->attrs = m->u.hb_welcome.attrs;
 			shm_write_begin(h->slot);
 			h->slot->system_identifier = m->u.hb_welcome.system_identifier;

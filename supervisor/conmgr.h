@@ -15,6 +15,8 @@
 #define CONMGR_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdnoreturn.h>
 
 #include "cmconf.h"
@@ -28,6 +30,8 @@ typedef struct cm_ctx
 	int			wake_fd;		/* eventfd: heartbeat roles -> listener */
 	int			death_fd;		/* supervisor-death pipe, read end */
 	const char *cmdata;
+	uint8_t		key[1024];		/* heartbeat_key_file's bytes */
+	size_t		keylen;			/* 0 = no key */
 } cm_ctx;
 
 /* Role exit codes (the supervisor's contract). */

@@ -211,6 +211,44 @@ check_directory(void)
 				 ctx.cmdata, (unsigned) (st.st_mode & 07777));
 }
 
+/*
+ * heartbeat_key_file (relative to CMDATA): a regular file only its owner
+ * can read, 16 to 1023 bytes once trailing white space is cut.
+ */
+static void
+load_key(void)
+{
+	char		path[4200];
+	const char *f = ctx.conf->heartbeat_key_file;
+	struct stat st;
+	ssize_t		n;
+	int			fd;
+
+	if (f[0] == '\0')
+		return;
+	if (f[0] == '/')
+		snprintf(path, sizeof(path), "%s", f);
+	else
+		snprintf(path, sizeof(path), "%s/%s", ctx.cmdata, f);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		cm_fatal(1, "could not open heartbeat_key_file \"%s\": %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		cm_fatal(1, "heartbeat_key_file \"%s\" is not a regular file", path);
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		cm_fatal(1, "heartbeat_key_file \"%s\" is accessible to group or others (mode %04o); chmod 0600 it",
+				 path, (unsigned) (st.st_mode & 07777));
+	n = read(fd, ctx.key, sizeof(ctx.key));
+	close(fd);
+	while (n > 0 && (ctx.key[n - 1] == '\n' || ctx.key[n - 1] == '\r' ||
+					 ctx.key[n - 1] == ' ' || ctx.key[n - 1] == '\t'))
+		n--;
+	if (n < 16 || (size_t) n >= sizeof(ctx.key))
+		cm_fatal(1, "the key in heartbeat_key_file \"%s\" must be 16 to %zu bytes long",
+				 path, sizeof(ctx.key) - 1);
+	ctx.keylen = (size_t) n;
+}
+
 static void
 check_nofile(void)
 {
@@ -365,6 +403,7 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 	for (int i = 0; i < diags.count; i++)
 		cm_log(diags.d[i].level, "%s", diags.d[i].msg);
 	check_nofile();
+	load_key();
 	take_pidfile();
 
 	ctx.shm = shm_create(CMCONF_MAX_INSTANCES);
