@@ -281,6 +281,26 @@ conmgr_path(void)
 	return "conmgr";			/* from PATH */
 }
 
+/* After a failed start: show the log's FATAL lines, which name the cause. */
+static void
+show_fatal_lines(const char *logfile)
+{
+	FILE	   *f = fopen(logfile, "r");
+	char		line[4096];
+	long		size;
+
+	if (f == NULL)
+		return;
+	if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 8192)
+		fseek(f, size - 8192, SEEK_SET);
+	else
+		rewind(f);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, " FATAL:  ") != NULL)
+			fprintf(stderr, "%s", line);
+	fclose(f);
+}
+
 static int
 do_start(bool nowait, bool complete, int timeout, const char *logfile)
 {
@@ -344,7 +364,8 @@ do_start(bool nowait, bool complete, int timeout, const char *logfile)
 		if (waitpid(pid, &status, WNOHANG) == pid)
 		{
 			printf(" stopped waiting\n");
-			fprintf(stderr, "%s: conmgr did not start: see \"%s\"\n", progname, logfile);
+			fprintf(stderr, "%s: conmgr did not start; from \"%s\":\n", progname, logfile);
+			show_fatal_lines(logfile);
 			return 1;
 		}
 		pidfile_status(st, sizeof(st));

@@ -7,6 +7,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use IO::Socket::INET;
 use IPC::Run qw(run);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -166,6 +167,25 @@ ok(wait_until(sub { (ctl('status', '-D', $dir2))[0] == 3 }, 10), 'and conmgr goe
 		'once they are gone, a new session is served');
 	($rc) = ctl('stop', '-D', $dir4, '-m', 'fast');
 	is($rc, 0, 'stop');
+}
+
+# Start failures name their cause.
+{
+	my $busy = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1)
+	  or die $!;
+	my $bport = $busy->sockport;
+	my $dir5 = PostgreSQL::Test::Utils::tempdir();
+	chmod 0700, $dir5;
+	PostgreSQL::Test::Utils::append_to_file("$dir5/conmgr.conf",
+		"port = $bport\nlisten_addresses = '127.0.0.1'\nbackend_hostaddr0 = '127.0.0.1'\nwatchdog_port0 = $wd_p\n");
+	($rc, $out, $err) = ctl('start', '-D', $dir5, '-t', '10');
+	is($rc, 1, 'start on a port in use: exit 1');
+	like($err, qr/could not listen on any address of "127\.0\.0\.1" port $bport/, 'and says the port is the problem');
+	close $busy;
+	my $dir6 = PostgreSQL::Test::Utils::tempdir();
+	($rc, $out, $err) = ctl('start', '-D', $dir6);
+	is($rc, 1, 'start without conmgr.conf: exit 1');
+	like($err, qr{conmgr\.conf: could not open configuration file: No such file or directory}, 'and says so');
 }
 
 # Errors of the command line and the directory.

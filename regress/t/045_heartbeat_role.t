@@ -95,7 +95,28 @@ like($beats, qr/^b\0\0\x0c/, 'conmgr sent heartbeats meanwhile') or diag(length(
 $app->finish;
 close $c;
 
-# 3. kill -9: the next conmgr takes the stale pid file over.
+# 3. A watchdog that breaks the protocol is dropped at once.
+{
+	my $c3;
+	my $dl = time() + 10;
+	while (!$c3 && time() < $dl)
+	{
+		$c3 = $fake->accept if $sel->can_read(0.2);
+	}
+	ok($c3, 'conmgr reconnected');
+	my $h3 = '';
+	$c3->blocking(1);
+	sysread($c3, $h3, 54);
+	print $c3 pack('aCnnnNNNN', 'w', 0, 24, 1, 0, 0, 150000, 0, 42);
+	ok(wait_until(sub { `$top/build/regress/tools/cmresolve -p $cmport -t primary` =~ /candidate/ }, 5), 'up again');
+	print $c3 "Q\0\0\x04";	# no such message type
+	ok(wait_until(sub { $cm->pump_nb; $err =~ /instance 0 at 127\.0\.0\.1:$fport is down: protocol violation: unknown message type/ }, 5),
+		'garbage from the watchdog: instance down at once, cause logged');
+	ok(!(`$top/build/regress/tools/cmresolve -p $cmport -t primary` =~ /candidate/), 'and not routable');
+	close $c3;
+}
+
+# 4. kill -9: the next conmgr takes the stale pid file over.
 my ($sup) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: supervisor -D \Q$dir\E/m;
 ok($sup, "supervisor pid $sup");
 kill 'KILL', $sup;
