@@ -209,36 +209,49 @@ is_host_name(const char *s)
 	return s[0] != '\0';
 }
 
+/*
+ * Next item of a comma-separated list, blanks around it cut; false at the
+ * end of the list.  An empty item comes back as "" (callers refuse it).
+ */
+static bool
+next_item(const char **pp, char *item, size_t cap)
+{
+	const char *p = *pp;
+	const char *start,
+			   *end;
+	size_t		n;
+
+	if (p == NULL)
+		return false;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	start = p;
+	while (*p && *p != ',')
+		p++;
+	end = p;
+	while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	n = (size_t) (end - start) < cap ? (size_t) (end - start) : cap - 1;
+	memcpy(item, start, n);
+	item[n] = '\0';
+	*pp = *p ? p + 1 : NULL;
+	return true;
+}
+
 static bool
 parse_logdest(const char *s, int *out)
 {
+	char		item[16];
 	int			mask = 0;
-	const char *p = s;
 
-	for (;;)
+	for (const char *p = s; next_item(&p, item, sizeof(item));)
 	{
-		const char *start,
-				   *end;
-		size_t		n;
-
-		while (*p == ' ' || *p == '\t')
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		n = end - start;
-		if (n == 6 && strncasecmp(start, "stderr", 6) == 0)
+		if (strcasecmp(item, "stderr") == 0)
 			mask |= CMCONF_LOG_STDERR;
-		else if (n == 6 && strncasecmp(start, "syslog", 6) == 0)
+		else if (strcasecmp(item, "syslog") == 0)
 			mask |= CMCONF_LOG_SYSLOG;
 		else
 			return false;
-		if (*p == '\0')
-			break;
-		p++;
 	}
 	*out = mask;
 	return true;
@@ -248,36 +261,17 @@ parse_logdest(const char *s, int *out)
 static bool
 parse_listen(const char *s)
 {
-	char		item[CMCONF_HOST_MAX + 1];
-	const char *p = s;
+	char		item[CMCONF_HOST_MAX + 2];
 
 	if (strcmp(s, "*") == 0)
 		return true;
-	for (;;)
+	for (const char *p = s; next_item(&p, item, sizeof(item));)
 	{
-		const char *start,
-				   *end;
-		size_t		n;
-
-		while (*p == ' ' || *p == '\t')
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		n = end - start;
-		if (n == 0 || n > CMCONF_HOST_MAX)
+		if (item[0] == '\0' || strlen(item) > CMCONF_HOST_MAX ||
+			(!is_numeric_address(item) && !is_host_name(item)))
 			return false;
-		memcpy(item, start, n);
-		item[n] = '\0';
-		if (!is_numeric_address(item) && !is_host_name(item))
-			return false;
-		if (*p == '\0')
-			return true;
-		p++;
 	}
+	return true;
 }
 
 /* Convert and store one value; false with an error recorded otherwise. */

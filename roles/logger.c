@@ -29,22 +29,6 @@
 
 #include "conmgr.h"
 
-static int
-syslog_priority(int level)
-{
-	if (level >= CMLOG_FATAL)
-		return LOG_CRIT;
-	if (level == CMLOG_ERROR)
-		return LOG_ERR;
-	if (level == CMLOG_WARNING)
-		return LOG_WARNING;
-	if (level == CMLOG_NOTICE || level == CMLOG_LOG)
-		return LOG_NOTICE;
-	if (level == CMLOG_INFO)
-		return LOG_INFO;
-	return LOG_DEBUG;
-}
-
 /* One record: a level byte ('A' + level), then one line ending in '\n'. */
 static void
 write_record(const struct cmconf *conf, const char *rec, size_t len)
@@ -63,23 +47,20 @@ write_record(const struct cmconf *conf, const char *rec, size_t len)
 		const char *p = strstr(line, "] ");
 
 		p = p ? p + 2 : line;
-		syslog(syslog_priority(level), "%.*s", (int) (line + linelen - p - 1), p);
+		syslog(cm_syslog_priority(level), "%.*s", (int) (line + linelen - p - 1), p);
 	}
 }
 
 void
 logger_main(cm_ctx *ctx, int readfd)
 {
-	static const int facilities[] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2,
-	LOG_LOCAL3, LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 	char		buf[2 * CM_LOG_RECORD_MAX];
 	size_t		len = 0;
 
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	if (ctx->conf->log_destination & CMCONF_LOG_SYSLOG)
-		openlog(ctx->conf->syslog_ident, LOG_PID | LOG_NDELAY,
-				facilities[ctx->conf->syslog_facility]);
+		cm_syslog_open(ctx->conf);
 
 	for (;;)
 	{

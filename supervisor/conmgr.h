@@ -45,6 +45,8 @@ typedef struct cm_ctx
 /* log.c */
 extern void cm_log_init(const struct cmconf *conf, const char *role);
 extern void cm_log_use_pipe(int writefd);
+extern void cm_syslog_open(const struct cmconf *conf);
+extern int	cm_syslog_priority(int level);
 extern void cm_log(int level, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
 extern noreturn void cm_fatal(int exitcode, const char *fmt,...)

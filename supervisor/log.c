@@ -40,20 +40,26 @@ cm_log_use_pipe(int writefd)
 }
 
 void
-cm_log_init(const struct cmconf *conf, const char *role)
+cm_syslog_open(const struct cmconf *conf)
 {
 	static const int facilities[] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2,
 	LOG_LOCAL3, LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 
+	openlog(conf->syslog_ident, LOG_PID | LOG_NDELAY,
+			facilities[conf->syslog_facility]);
+}
+
+void
+cm_log_init(const struct cmconf *conf, const char *role)
+{
 	log_conf = conf;
 	snprintf(log_role, sizeof(log_role), "%s", role);
 	if (conf && (conf->log_destination & CMCONF_LOG_SYSLOG) && log_pipe < 0)
-		openlog(conf->syslog_ident, LOG_PID | LOG_NDELAY,
-				facilities[conf->syslog_facility]);
+		cm_syslog_open(conf);
 }
 
-static int
-syslog_priority(int level)
+int
+cm_syslog_priority(int level)
 {
 	if (level >= CMLOG_FATAL)
 		return LOG_CRIT;
@@ -117,7 +123,7 @@ cm_vlog(int level, const char *fmt, va_list ap)
 	if (!log_conf || (log_conf->log_destination & CMCONF_LOG_STDERR))
 		(void) !write(STDERR_FILENO, line + 1, n - 1);
 	if (log_conf && (log_conf->log_destination & CMCONF_LOG_SYSLOG))
-		syslog(syslog_priority(level), "%s: %s", log_role, msg);
+		syslog(cm_syslog_priority(level), "%s: %s", log_role, msg);
 out:
 	errno = saved;
 }
