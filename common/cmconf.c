@@ -148,6 +148,36 @@ warn_at(parse_state *st, int line, const char *fmt,...)
 	va_end(ap);
 }
 
+/*
+ * Bytes from the file as a diagnostic shows them: printable ASCII as is,
+ * anything else (control characters, bytes of a non-UTF-8 or multi-byte
+ * text) as \xNN, and at most SHOW_MAX bytes of it followed by "...", so
+ * that a terminal never receives raw control bytes and a long value never
+ * pushes the parameter's name and rule out of the message.
+ */
+#define SHOW_MAX	48
+#define SHOW_BUF	(SHOW_MAX * 4 + 4)
+
+static const char *
+show(const char *s, size_t len, char *buf)
+{
+	char	   *o = buf;
+
+	for (size_t i = 0; i < len && i < SHOW_MAX; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c >= 0x20 && c < 0x7f)
+			*o++ = (char) c;
+		else
+			o += snprintf(o, 5, "\\x%02X", c);
+	}
+	if (len > SHOW_MAX)
+		o += snprintf(o, 4, "...");
+	*o = '\0';
+	return buf;
+}
+
 /* ---- value conversion ---- */
 
 static bool
@@ -283,7 +313,9 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 		(char *) &st->conf->inst[instno] : (char *) st->conf;
 	void	   *field = base + par->offset;
 	int			v;
+	char		shown[SHOW_BUF];
 
+	show(value, strlen(value), shown);
 	switch (par->type)
 	{
 		case PT_INT:
@@ -291,7 +323,7 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": must be an integer between %ld and %ld",
-					   value, name, par->min, par->max);
+					   shown, name, par->min, par->max);
 				return;
 			}
 			*(int *) field = v;
@@ -301,7 +333,7 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": must be %ld to %ld characters long",
-					   value, name, par->min, par->max);
+					   shown, name, par->min, par->max);
 				return;
 			}
 			strcpy((char *) field, value);
@@ -324,7 +356,7 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": must be a numeric IPv4 or IPv6 address (host names go in backend_host%d)",
-					   value, name, instno);
+					   shown, name, instno);
 				return;
 			}
 			if (par->type == PT_HOST && !is_numeric_address(value) &&
@@ -332,7 +364,7 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": not a host name or an IP address",
-					   value, name);
+					   shown, name);
 				return;
 			}
 			strcpy((char *) field, value);
@@ -343,7 +375,7 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": must be one of LOCAL0 to LOCAL7",
-					   value, name);
+					   shown, name);
 				return;
 			}
 			*(int *) field = value[5] - '0';
@@ -354,7 +386,7 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": must be one of DEBUG5 to DEBUG1, DEBUG, INFO, NOTICE, WARNING, ERROR, LOG, FATAL, PANIC",
-					   value, name);
+					   shown, name);
 				return;
 			}
 			*(int *) field = v;
@@ -364,7 +396,7 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": must be \"*\" or a list of host names and IP addresses",
-					   value, name);
+					   shown, name);
 				return;
 			}
 			if (strlen(value) > CMCONF_LISTEN_MAX)
@@ -380,7 +412,7 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": must be a list of \"stderr\" and \"syslog\"",
-					   value, name);
+					   shown, name);
 				return;
 			}
 			*(int *) field = v;
@@ -397,6 +429,8 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 static const cmconf_param *
 lookup_param(parse_state *st, const char *name, int *instno)
 {
+	char		shown[SHOW_BUF];
+
 	*instno = -1;
 	for (int i = 0; i < NPARAMS; i++)
 	{
@@ -426,7 +460,8 @@ lookup_param(parse_state *st, const char *name, int *instno)
 		if (num[0] == '0' && num[1] != '\0')
 		{
 			err_at(st, st->line,
-				   "invalid instance number in \"%s\": no leading zeros", name);
+				   "invalid instance number in \"%s\": no leading zeros",
+				   show(name, strlen(name), shown));
 			return NULL;
 		}
 		for (const char *p = num; *p && n <= CMCONF_MAX_INSTANCES; p++)
@@ -435,13 +470,14 @@ lookup_param(parse_state *st, const char *name, int *instno)
 		{
 			err_at(st, st->line,
 				   "invalid instance number in \"%s\": must be between 0 and %d",
-				   name, CMCONF_MAX_INSTANCES - 1);
+				   show(name, strlen(name), shown), CMCONF_MAX_INSTANCES - 1);
 			return NULL;
 		}
 		*instno = (int) n;
 		return par;
 	}
-	err_at(st, st->line, "unrecognized configuration parameter \"%s\"", name);
+	err_at(st, st->line, "unrecognized configuration parameter \"%s\"",
+		   show(name, strlen(name), shown));
 	return NULL;
 }
 
@@ -482,6 +518,7 @@ parse_line(parse_state *st, const char *p)
 	const cmconf_param *par;
 	int			instno;
 	int		   *where;
+	char		shown[SHOW_BUF];
 
 	while (*p == ' ' || *p == '\t' || *p == '\r')
 		p++;
@@ -490,7 +527,8 @@ parse_line(parse_state *st, const char *p)
 
 	if (!is_name_char(*p, true))
 	{
-		err_at(st, st->line, "syntax error at \"%c\": expected a parameter name", *p);
+		err_at(st, st->line, "syntax error at \"%s\": expected a parameter name",
+			   show(p, 1, shown));
 		return;
 	}
 	while (is_name_char(*p, n == 0))
@@ -508,7 +546,8 @@ parse_line(parse_state *st, const char *p)
 		if (*p == '\0' || *p == '#' || *p == '\r')
 			err_at(st, st->line, "syntax error: \"=\" and a value expected after \"%s\"", name);
 		else
-			err_at(st, st->line, "syntax error at \"%c\": \"=\" expected after \"%s\"", *p, name);
+			err_at(st, st->line, "syntax error at \"%s\": \"=\" expected after \"%s\"",
+				   show(p, 1, shown), name);
 		return;
 	}
 	p++;
@@ -538,11 +577,17 @@ parse_line(parse_state *st, const char *p)
 			}
 			else if (*p == '\\')
 			{
+				if (p[1] == '\0')
+				{
+					/* "\" at the end of the line: the quote is still open */
+					err_at(st, st->line, "unterminated quoted string in the value of \"%s\"", name);
+					return;
+				}
 				if (p[1] != '\'' && p[1] != '\\')
 				{
 					err_at(st, st->line,
-						   "invalid escape \"\\%c\" in the value of \"%s\": only \\' and \\\\ are allowed",
-						   p[1] ? p[1] : ' ', name);
+						   "invalid escape \"\\%s\" in the value of \"%s\": only \\' and \\\\ are allowed",
+						   show(p + 1, 1, shown), name);
 					return;
 				}
 				value[n++] = p[1];
@@ -562,8 +607,8 @@ parse_line(parse_state *st, const char *p)
 				err_at(st, st->line, "missing value for parameter \"%s\"", name);
 			else
 				err_at(st, st->line,
-					   "syntax error at \"%c\" in the value of \"%s\": quote values that contain it",
-					   *p, name);
+					   "syntax error at \"%s\" in the value of \"%s\": quote values that contain it",
+					   show(p, 1, shown), name);
 			return;
 		}
 	}
@@ -574,8 +619,8 @@ parse_line(parse_state *st, const char *p)
 	if (*p != '\0' && *p != '#')
 	{
 		err_at(st, st->line,
-			   "syntax error at \"%c\" after the value of \"%s\": one parameter per line, quote values with spaces or commas",
-			   *p, name);
+			   "syntax error at \"%s\" after the value of \"%s\": one parameter per line, quote values with spaces or commas",
+			   show(p, 1, shown), name);
 		return;
 	}
 

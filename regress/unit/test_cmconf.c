@@ -8,7 +8,10 @@
  *-------------------------------------------------------------------------
  */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cmconf.h"
 #include "cmlog.h"
@@ -122,6 +125,9 @@ main(void)
 			like(all_diags(), "conmgr.conf:2: invalid value", "%s below range: message names line 2", ranges[i].name);
 			snprintf(text, sizeof(text), HOST0 "%s = %ld\n", ranges[i].name, ranges[i].hi + 1);
 			ok(parse(text) == -1 && diags.nerrors == 1, "%s = %ld (above) rejected", ranges[i].name, ranges[i].hi + 1);
+			snprintf(text, sizeof(text), "conmgr.conf:2: invalid value \"%ld\" for parameter \"%s\"",
+					 ranges[i].hi + 1, ranges[i].name);
+			like(all_diags(), text, "%s above range: message names line 2 and the parameter", ranges[i].name);
 		}
 	}
 	is_int(parse(HOST0 "backend_host63 = 'h63'\n"), 0, "instance number 63 accepted");
@@ -227,6 +233,35 @@ main(void)
 	ERR("backend_hostaddr0 = '300.1.1.1'\n", 1, "must be a numeric IPv4 or IPv6 address", "hostaddr out of range");
 	ERR("backend_hostaddr0 = '::1::2'\n", 1, "must be a numeric IPv4 or IPv6 address", "malformed IPv6");
 	ERR(HOST0 "watchdog_port5 = 27545\n", 2, "watchdog_port5 is set but instance 5 has neither", "watchdog_port without host");
+	ERR(HOST0 "port = 0x10\n", 2, "invalid value \"0x10\" for parameter \"port\"", "hexadecimal integer");
+	ERR(HOST0 "port = -5\n", 2, "invalid value \"-5\" for parameter \"port\": must be an integer between 1 and 65535", "negative port");
+	ERR(HOST0 "syslog_ident = 'abc'def\n", 2, "syntax error at \"d\" after the value of \"syslog_ident\"", "garbage after a quoted string");
+	ERR(HOST0 "syslog_ident = 'abc\\\n", 2, "unterminated quoted string in the value of \"syslog_ident\"", "backslash at the end of the line");
+	ERR(HOST0 "PORT = 1\nport = 2\n", 3, "parameter \"port\" is already set at line 2", "duplicate in another case");
+	ERR(HOST0 "\xEF\xBB\xBFport = 1\n", 2, "syntax error at \"\\xEF\": expected a parameter name", "byte order mark, shown as \\xEF");
+	ERR(HOST0 "port = '1\x1b[2J'\n", 2, "invalid value \"1\\x1B[2J\" for parameter \"port\"", "control byte in a value, shown as \\x1B");
+	ok(strchr(all_diags(), '\x1b') == NULL, "no raw control byte reaches the message");
+	{
+		char		text[700];
+		char		want[200];
+
+		snprintf(text, sizeof(text), HOST0 "syslog_ident = '%0500d'\n", 0);
+		snprintf(want, sizeof(want), "invalid value \"%048d...\" for parameter \"syslog_ident\": must be 1 to 63 characters long", 0);
+		ERR(text, 2, want, "long value: cut, the parameter and the rule kept");
+		snprintf(text, sizeof(text), "backend_host0 = '%0256d'\n", 0);
+		ERR(text, 1, "value of parameter \"backend_host0\" is too long: at most 255 characters", "host name too long");
+		snprintf(text, sizeof(text), HOST0 "heartbeat_key_file = '/%0255d'\n", 0);
+		ERR(text, 2, "for parameter \"heartbeat_key_file\": must be 0 to 255 characters long", "key file path too long");
+	}
+	{
+		char		text[1200];
+		size_t		n = snprintf(text, sizeof(text), HOST0 "listen_addresses = '");
+
+		for (int i = 0; i < 150; i++)
+			n += snprintf(text + n, sizeof(text) - n, "h%05d,", i);
+		snprintf(text + n - 1, sizeof(text) - n + 1, "'\n");
+		ERR(text, 2, "value of parameter \"listen_addresses\" is too long: at most 1023 characters", "listen_addresses too long");
+	}
 	ERR("port = 27546\n", 0, "no instance is configured", "no instance");
 	ERR("", 0, "no instance is configured", "empty file");
 	{
@@ -289,6 +324,45 @@ main(void)
 			ok(parse(text) == 0 && memcmp(&first, &conf, sizeof(conf)) == 0,
 			   "config %zu: formatted output re-parses to the same struct", i);
 		}
+	}
+
+	/* ---- reading the file: each failure names the file and the cause ---- */
+	{
+		char		dir[] = "/tmp/test_cmconf.XXXXXX";
+		char		path[64];
+		FILE	   *f;
+
+		ok(mkdtemp(dir) != NULL, "scratch directory");
+		snprintf(path, sizeof(path), "%s/conmgr.conf", dir);
+		ok(cmconf_load_file(path, &conf, &diags) == -1 && diags.nerrors == 1, "missing file: rejected");
+		like(all_diags(), ": could not open configuration file: No such file or directory", "missing file: says so");
+		like(all_diags(), path, "missing file: names the file");
+
+		ok(mkdir(path, 0700) == 0, "conmgr.conf as a directory");
+		ok(cmconf_load_file(path, &conf, &diags) == -1 && diags.nerrors == 1, "directory: rejected");
+		like(all_diags(), ": could not read configuration file: Is a directory", "directory: says so");
+		rmdir(path);
+
+		f = fopen(path, "w");
+		fputs(HOST0, f);
+		for (int i = 0; i < CMCONF_FILE_MAX / 64; i++)
+			fprintf(f, "%-63s\n", "# padding");
+		fclose(f);
+		ok(cmconf_load_file(path, &conf, &diags) == -1 && diags.nerrors == 1, "1 MiB + 1 line: rejected");
+		like(all_diags(), "configuration file is too large: at most 1048576 bytes", "too large: says so");
+
+		f = fopen(path, "w");
+		fputs(HOST0 "port = 1234\n", f);
+		fclose(f);
+		ok(cmconf_load_file(path, &conf, &diags) == 0 && conf.port == 1234, "a readable file loads");
+		if (geteuid() != 0)
+		{
+			chmod(path, 0);
+			ok(cmconf_load_file(path, &conf, &diags) == -1 && diags.nerrors == 1, "unreadable file: rejected");
+			like(all_diags(), ": could not open configuration file: Permission denied", "unreadable: says so");
+		}
+		unlink(path);
+		rmdir(dir);
 	}
 
 	/* ---- garbage never crashes (bounded, fixed seed) ---- */
