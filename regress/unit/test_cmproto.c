@@ -12,16 +12,20 @@
  * a bounded fuzz loop (fixed seed), the helpers (negotiation, names) and
  * the PostgreSQL-compatible first packets.
  *
- * Every input handed to the decoder sits in a malloc'd block of exactly its
- * length, so that valgrind reports any read past it:
+ * Every input handed to the decoder by dup_exact ends right before an
+ * inaccessible page, so that any read past it faults in every run; the few
+ * larger blocks are malloc'd at exactly their length, for valgrind:
  *		valgrind --error-exitcode=1 build/regress/test_cmproto
  *
  *-------------------------------------------------------------------------
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "cmproto.h"
 #include "tap.h"
@@ -180,17 +184,62 @@ b_hex(bb *b, const char *hex)
 	}
 }
 
-/* A malloc'd copy of exactly n bytes, for valgrind to watch. */
+/*
+ * A copy of exactly n bytes that ends where an inaccessible page begins, so
+ * that a decoder reading even one byte past its input faults, in every run
+ * and not only under valgrind.  One copy is live at a time (free_exact
+ * before the next dup_exact); a fault is reported as a failed test.
+ */
+#define GUARD_ARENA		(64 * 1024)
+
+static uint8_t *guard_arena;	/* GUARD_ARENA bytes, then the guard page */
+static bool guard_live;
+
+static void
+guard_fault(int sig)
+{
+	static const char msg[] =
+		"not ok - a decoder read past the end of its input (guard page hit)\n";
+
+	(void) sig;
+	if (write(STDOUT_FILENO, msg, sizeof(msg) - 1) < 0)
+		_exit(3);
+	_exit(2);
+}
+
 static uint8_t *
 dup_exact(const void *p, size_t n)
 {
-	uint8_t    *q = malloc(n);	/* even 0: valgrind flags any read of it */
+	if (guard_arena == NULL)
+	{
+		long		page = sysconf(_SC_PAGESIZE);
+		struct sigaction sa;
+		uint8_t    *m = mmap(NULL, GUARD_ARENA + page, PROT_READ | PROT_WRITE,
+							 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (q == NULL && n > 0)
+		if (m == MAP_FAILED || GUARD_ARENA % page != 0 ||
+			mprotect(m + GUARD_ARENA, page, PROT_NONE) != 0)
+			abort();
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = guard_fault;
+		sigaction(SIGSEGV, &sa, NULL);
+		sigaction(SIGBUS, &sa, NULL);
+		guard_arena = m;
+	}
+	if (guard_live || n > GUARD_ARENA)
 		abort();
+	guard_live = true;
 	if (n)
-		memcpy(q, p, n);
-	return q;
+		memcpy(guard_arena + GUARD_ARENA - n, p, n);
+	return guard_arena + GUARD_ARENA - n;
+}
+
+static void
+free_exact(uint8_t *p)
+{
+	if (!guard_live || p < guard_arena || p > guard_arena + GUARD_ARENA)
+		abort();
+	guard_live = false;
 }
 
 /* ---- the reference encoder: docs/protocol.md 2.2 and 3, table by table ---- */
@@ -687,7 +736,7 @@ test_roundtrips(void)
 		   out.u.resolve.application_name[63] == '\0' &&
 		   strlen(out.u.resolve.application_name) == 63,
 		   "decoded 63-byte application name is NUL-terminated");
-		free(buf);
+		free_exact(buf);
 	}
 }
 
@@ -713,7 +762,7 @@ golden(const cmproto_msg *m, cmproto_peer from, const bb *want, const char *name
 	in = dup_exact(want->d, want->n);
 	ok(cmproto_decode(in, want->n, from, &dec) == CMPROTO_OK && msg_equal(m, &dec),
 	   "golden bytes: decode %s", name);
-	free(in);
+	free_exact(in);
 }
 
 static void
@@ -877,7 +926,7 @@ test_golden(void)
 		ok(cmproto_frame(buf, two.n, &ml) == CMPROTO_OK && ml == 12 &&
 		   cmproto_frame(buf + 12, two.n - 12, &ml) == CMPROTO_OK && ml == 6,
 		   "frame delimits two frames in one buffer (12 then 6 bytes)");
-		free(buf);
+		free_exact(buf);
 	}
 }
 
@@ -978,7 +1027,7 @@ test_prefixes(void)
 								 c, k, e->n, rf, ml, rd);
 					bad++;
 				}
-				free(buf);
+				free_exact(buf);
 			}
 		}
 		if (!ok(bad == 0 && frames > 0,
@@ -1012,11 +1061,11 @@ test_header(void)
 			buf = dup_exact(b.d, 4);
 			if (cmproto_frame(buf, 4, &ml) != CMPROTO_ESHORTLEN)
 				bad++;
-			free(buf);
+			free_exact(buf);
 			buf = dup_exact(b.d, b.n);
 			if (cmproto_decode(buf, b.n, from, &out) != CMPROTO_ESHORTLEN)
 				bad++;
-			free(buf);
+			free_exact(buf);
 		}
 		ok(bad == 0, "%s: length field 0..3 is ESHORTLEN from the header alone and from decode",
 		   st->name);
@@ -1035,7 +1084,7 @@ test_header(void)
 				buf = dup_exact(b.d, 4);
 				if (cmproto_frame(buf, 4, &ml) != CMPROTO_ETOOLONG)
 					bad++;
-				free(buf);
+				free_exact(buf);
 				big = calloc(1, lens[i]);
 				memcpy(big, b.d, b.n);
 				if (cmproto_frame(big, lens[i], &ml) != CMPROTO_ETOOLONG ||
@@ -1060,7 +1109,7 @@ test_header(void)
 			put16_at(&b, 2, lo);
 			buf = dup_exact(b.d, 4);
 			rf_lo = cmproto_frame(buf, 4, &ml);
-			free(buf);
+			free_exact(buf);
 			full = calloc(1, lo);
 			memcpy(full, b.d, 4);
 			rd_lo = cmproto_decode(full, lo, from, &out);
@@ -1069,7 +1118,7 @@ test_header(void)
 			put16_at(&b, 2, hi);
 			buf = dup_exact(b.d, 4);
 			rf_hi = cmproto_frame(buf, 4, &ml);
-			free(buf);
+			free_exact(buf);
 			full = calloc(1, hi);
 			memcpy(full, b.d, 4);
 			rd_hi = cmproto_decode(full, hi, from, &out);
@@ -1099,7 +1148,7 @@ test_header(void)
 				cmproto_frame(buf, b.n, &ml) != CMPROTO_EBADFLAGS ||
 				cmproto_decode(buf, b.n, from, &out) != CMPROTO_EBADFLAGS)
 				bad++;
-			free(buf);
+			free_exact(buf);
 		}
 		ok(bad == 0, "%s: each of the 255 non-zero flags values is EBADFLAGS", st->name);
 
@@ -1116,7 +1165,7 @@ test_header(void)
 			   cmproto_decode(buf, n, from, &out) == CMPROTO_OK,
 			   "%s: one byte past the frame: frame OK (msglen %zu), decode ETRAILING",
 			   st->name, n);
-			free(buf);
+			free_exact(buf);
 		}
 	}
 }
@@ -1144,11 +1193,11 @@ test_type_bytes(void)
 			known++;
 			buf = dup_exact(hdr, 1);
 			pass &= cmproto_frame(buf, 1, &ml) == CMPROTO_INCOMPLETE;
-			free(buf);
+			free_exact(buf);
 			valid_frame(v, &b);
 			buf = dup_exact(b.d, b.n);
 			pass &= cmproto_frame(buf, b.n, &ml) == CMPROTO_OK;
-			free(buf);
+			free_exact(buf);
 			pass &= name != NULL && strcmp(name, st->name) == 0;
 			ok(pass, "type byte 0x%02x ('%c') is %s", v, v, st->name);
 		}
@@ -1161,13 +1210,13 @@ test_type_bytes(void)
 
 			buf = dup_exact(hdr, 1);
 			pass &= cmproto_frame(buf, 1, &ml) == CMPROTO_EUNKNOWNTYPE;
-			free(buf);
+			free_exact(buf);
 			buf = dup_exact(body, sizeof(body));
 			pass &= cmproto_frame(buf, 4, &ml) == CMPROTO_EUNKNOWNTYPE;
 			for (int p = 0; p < 4; p++)
 				pass &= cmproto_decode(buf, sizeof(body), all_peers[p], &out) ==
 					CMPROTO_EUNKNOWNTYPE;
-			free(buf);
+			free_exact(buf);
 			pass &= cmproto_encode(&m, enc, sizeof(enc)) == CMPROTO_EUNKNOWNTYPE;
 			pass &= name != NULL;
 			ok(pass, "type byte 0x%02x is EUNKNOWNTYPE (frame, decode from all peers, encode)", v);
@@ -1197,7 +1246,7 @@ test_peers(void)
 				   "%s from peer %s: %s", st->name, peer_names[p],
 				   want == CMPROTO_OK ? "accepted" : "EUNEXPECTED");
 		}
-		free(buf);
+		free_exact(buf);
 	}
 	{
 		bb			b;
@@ -1208,7 +1257,7 @@ test_peers(void)
 		buf = dup_exact(b.d, b.n);
 		is_int(cmproto_decode(buf, b.n, (cmproto_peer) 0, &out), CMPROTO_EUNEXPECTED,
 			   "ERROR from no peer at all (from = 0) is EUNEXPECTED");
-		free(buf);
+		free_exact(buf);
 	}
 }
 
@@ -1228,7 +1277,7 @@ check_bad(const bb *b, cmproto_peer from, int want, const cmproto_msg *m, int wa
 	rc = cmproto_decode(buf, b->n, from, &out);
 	if (!is_int(rc, want, "decode %s: %s", desc, cmproto_strerror(want)))
 		printf("#   got '%s'\n", cmproto_strerror(rc));
-	free(buf);
+	free_exact(buf);
 	if (m != NULL && want_enc != 0)
 	{
 		uint8_t		enc[CMPROTO_MAX_MSG + 16];
@@ -1806,7 +1855,7 @@ fuzz_one(const uint8_t *src, size_t n, fuzz_stats *st)
 		else if (!known_status(rc))
 			st->pg_bad++;
 	}
-	free(buf);
+	free_exact(buf);
 }
 
 static void
@@ -2115,7 +2164,7 @@ check_classify(const bb *b, int want, size_t want_len, int want_kind, const char
 	if (!ok(pass, "pg_classify %s: %s", desc, cmproto_strerror(want)))
 		printf("#   got %d (%s), pktlen %zu, kind %d\n", rc, cmproto_strerror(rc), pl,
 			   (int) kind);
-	free(buf);
+	free_exact(buf);
 }
 
 /* Every strict prefix of a packet: INCOMPLETE, pktlen known from 4 bytes. */
@@ -2133,7 +2182,7 @@ check_classify_prefixes(const bb *b, const char *desc)
 		if (cmproto_pg_classify(buf, k, &pl, &kind) != CMPROTO_INCOMPLETE ||
 			pl != (k < 4 ? 0 : b->n))
 			bad++;
-		free(buf);
+		free_exact(buf);
 	}
 	ok(bad == 0, "pg_classify: every strict prefix of %s (%zu) is INCOMPLETE", desc, b->n);
 }
@@ -2324,7 +2373,7 @@ test_pg_error(void)
 	   err.detail == NULL,
 	   "pg ErrorResponse round trip with a hint");
 	ok(n > 0 && n <= CMPROTO_PG_MAX_ERROR && in[0] == 'E', "it is an 'E' of at most 1024 bytes");
-	free(in);
+	free_exact(in);
 
 	n = cmproto_pg_encode_error(buf, sizeof(buf), "08P01", msg, NULL);
 	in = dup_exact(buf, (size_t) (n > 0 ? n : 0));
@@ -2333,14 +2382,14 @@ test_pg_error(void)
 	   strcmp(err.severity, "FATAL") == 0 && strcmp(err.sqlstate, "08P01") == 0 &&
 	   strcmp(err.message, msg) == 0 && err.hint == NULL && err.detail == NULL,
 	   "pg ErrorResponse round trip without a hint");
-	free(in);
+	free_exact(in);
 
 	n = cmproto_pg_encode_error(buf, sizeof(buf), "XX000", "", "");
 	in = dup_exact(buf, (size_t) (n > 0 ? n : 0));
 	ok(n > 0 && cmproto_pg_decode_error(in, (size_t) n, &ml, &err) == CMPROTO_OK &&
 	   strcmp(err.message, "") == 0 && err.hint && strcmp(err.hint, "") == 0,
 	   "pg ErrorResponse round trip with empty message and hint");
-	free(in);
+	free_exact(in);
 
 	/* the largest: 29 + 995 = 1024 bytes; one more is too long */
 	{
@@ -2351,7 +2400,7 @@ test_pg_error(void)
 		in = dup_exact(buf, (size_t) (n > 0 ? n : 0));
 		ok(n == 1024 && cmproto_pg_decode_error(in, 1024, &ml, &err) == CMPROTO_OK &&
 		   strlen(err.message) == 995, "pg ErrorResponse of exactly 1024 bytes round-trips");
-		free(in);
+		free_exact(in);
 		fill_chars(big, 996, 'M');
 		is_int(cmproto_pg_encode_error(buf, sizeof(buf), "08004", big, NULL), CMPROTO_ETOOLONG,
 			   "pg ErrorResponse of 1025 bytes: ETOOLONG");
@@ -2414,7 +2463,7 @@ test_pg_error(void)
 			if (cmproto_pg_decode_error(in, (size_t) k, &ml, &err) != CMPROTO_INCOMPLETE ||
 				ml != (k < 5 ? 0 : (size_t) n))
 				bad++;
-			free(in);
+			free_exact(in);
 		}
 		ok(bad == 0, "pg_decode_error: every strict prefix (%d) is INCOMPLETE", n);
 	}
@@ -2437,7 +2486,7 @@ test_pg_error(void)
 		   cmproto_frame(in + ml, (size_t) nh, &fl) == CMPROTO_OK && fl == (size_t) nh &&
 		   cmproto_decode(in + ml, fl, P_L, &out) == CMPROTO_OK,
 		   "ErrorResponse then HELLO in one buffer: both delimited and decoded");
-		free(in);
+		free_exact(in);
 	}
 
 	/* malformed ErrorResponses, built by hand */
@@ -2450,7 +2499,7 @@ test_pg_error(void)
 		r_ = cmproto_pg_decode_error(p_, (b)->n, &l_, &err); \
 		if (!is_int(r_, (want), "pg_decode_error %s: %s", (desc), cmproto_strerror(want))) \
 			printf("#   got %s\n", cmproto_strerror(r_)); \
-		free(p_); } while (0)
+		free_exact(p_); } while (0)
 
 	PG_ERR_START(&b);
 	b_bytes(&b, "SFATAL\0C08004\0Mhello\0", 21);
@@ -2469,7 +2518,7 @@ test_pg_error(void)
 		in = dup_exact(one, 1);
 		is_int(cmproto_pg_decode_error(in, 1, &ml, &err), CMPROTO_EUNKNOWNTYPE,
 			   "pg_decode_error: one byte 'S' is EUNKNOWNTYPE at once");
-		free(in);
+		free_exact(in);
 	}
 
 	for (uint32_t len = 0; len < 5; len++)
@@ -2546,7 +2595,7 @@ test_pg_error(void)
 		   strcmp(err.severity, "ERREUR") == 0 && strcmp(err.detail, "detail") == 0 &&
 		   strcmp(err.hint, "hint") == 0 && strcmp(err.message, "hello") == 0,
 		   "pg_decode_error: 'S' kept over 'V', detail and hint read, F and L skipped");
-		free(p);
+		free_exact(p);
 	}
 #undef PG_ERR_START
 #undef PG_ERR_FIN
