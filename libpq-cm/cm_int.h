@@ -1,0 +1,205 @@
+/*-------------------------------------------------------------------------
+ *
+ * cm_int.h
+ *	  libpq-cm internals: the connection handle and the functions the
+ *	  library's files share.
+ *
+ * The application never holds a real libpq PGconn: it holds a cm_conn,
+ * which owns the real connection to the instance ("inner") once there is
+ * one, and conmgr's socket when the connection went through conmgr.  Every
+ * exported function that takes a PGconn * turns a cm_conn into its inner
+ * connection (cm_inner()) and calls the real libpq function.  Pointers
+ * that are not ours are real PGconns -- libpq calls many of its own
+ * exported functions through the PLT, so our wrappers receive its internal
+ * calls too -- and are passed straight through.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CM_INT_H
+#define CM_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "libpq-cm.h"
+#include "cmproto.h"
+
+#define CM_CONN_MAGIC		UINT64_C(0x21216e6e6f634d43)	/* "CMconn!!" */
+#define CM_ERRBUF_SIZE		4096
+#define CM_MAX_DESTS		64		/* entries of one host list */
+
+/* One entry of the application's host list. */
+typedef struct cm_dest
+{
+	char	   *host;			/* host name, address or socket directory */
+	char	   *hostaddr;		/* numeric address, or NULL */
+	char	   *port;			/* port as given (text) */
+	bool		unix_socket;	/* a socket directory: never conmgr */
+} cm_dest;
+
+/* Where a connection is in its life; see connect.c. */
+typedef enum cm_phase
+{
+	CMP_NEXT_DEST,				/* about to look at the next destination */
+	CMP_PROBE_CONNECT,			/* non-blocking connect for the probe */
+	CMP_PROBE_WAIT,				/* probe sent, waiting for G/N or conmgr */
+	CMP_RESOLVE_WAIT,			/* RESOLVE sent, reading candidates */
+	CMP_BACKEND,				/* real libpq connecting ("inner") */
+	CMP_OK,						/* connected */
+	CMP_FAILED					/* every destination failed */
+} cm_phase;
+
+/* A real libpq connection attempt still to make for this destination. */
+typedef struct cm_attempt
+{
+	bool		whole;			/* the application's own options, untouched */
+	int			first_dest;		/* a run of postmasters: dests[first..last] */
+	int			last_dest;
+	int			instance;		/* a conmgr candidate: its number, else -1 */
+	char		host[CMPROTO_HOST_MAX + 1];
+	char		port[8];
+	const char *tsa;			/* target_session_attrs to give libpq */
+} cm_attempt;
+
+typedef struct cm_kv
+{
+	char	   *key;
+	char	   *val;
+} cm_kv;
+
+/* Settings an application made that a new inner connection must inherit. */
+typedef struct cm_settings
+{
+	bool		has_receiver;
+	PQnoticeReceiver receiver;
+	void	   *receiver_arg;
+	bool		has_processor;
+	PQnoticeProcessor processor;
+	void	   *processor_arg;
+	bool		has_verbosity;
+	PGVerbosity verbosity;
+	bool		has_context;
+	PGContextVisibility context;
+	FILE	   *trace;
+	bool		has_trace_flags;
+	int			trace_flags;
+	bool		has_nonblocking;
+	int			nonblocking;
+} cm_settings;
+
+typedef struct cm_conn
+{
+	uint64_t	magic;			/* CM_CONN_MAGIC while alive */
+	PGconn	   *inner;			/* real connection, or NULL */
+	PGconn	   *spent;			/* the last failed attempt, kept for its
+								 * error state (needs-password & co.) */
+	cm_phase	phase;
+	bool		sync;			/* PQconnectdb & co.: we wait ourselves */
+
+	/* the application's options, flattened (last value of each wins) */
+	cm_kv	   *opts;
+	int			nopts;
+	char	   *orig_conninfo;	/* PQconnectStart's string, or NULL */
+	char	  **orig_keys;		/* else the original arrays */
+	char	  **orig_vals;
+	int			orig_expand;
+	bool		passthrough;	/* a case we leave entirely to libpq */
+	const char *tsa;			/* target_session_attrs (static string) */
+	int			target;			/* enum cmproto_target */
+	int			connect_timeout;	/* seconds, 0 = none */
+
+	cm_dest		dests[CM_MAX_DESTS];
+	int			ndests;
+	int			di;				/* current destination */
+
+	/* probe and conmgr session */
+	int			fd;				/* probe socket, then conmgr's socket */
+	struct addrinfo *ai;		/* addresses of the current destination */
+	struct addrinfo *ai_cur;
+	char		cur_addr[64];	/* numeric address being tried */
+	uint8_t		rbuf[CMPROTO_PG_MAX_ERROR + 2 * CMPROTO_MAX_MSG];
+	size_t		rlen;
+	bool		got_error_response; /* conmgr's ErrorResponse read */
+	int			cm_instance;	/* instance reached through conmgr, or -1 */
+	double		deadline;		/* sync mode: end of this destination's time */
+
+	/* real connection attempts queued for the current destination */
+	cm_attempt	attempts[CMPROTO_MAX_INSTANCES + 2];
+	int			nattempts;
+	int			ai_next;		/* next attempt to start */
+
+	cm_settings settings;
+	char		errbuf[CM_ERRBUF_SIZE];
+	size_t		errlen;
+
+	/* watcher (watcher.c); guarded by its lock */
+	int			watch_slot;		/* index in the watch table, or -1 */
+	int			sql_fd;			/* inner's socket when watched */
+	volatile int lost;			/* conmgr said down, or went away */
+	volatile int cm_polled;		/* the application asked PQcmSocket() */
+} cm_conn;
+
+/* real.c */
+extern __thread int cm_in_real;
+extern void *cm_real_lookup(const char *name, void **slot);
+
+/*
+ * The real libpq's function "name": the next definition after ours in the
+ * symbol search order (dlsym(RTLD_NEXT)), looked up once per call site.
+ */
+#define REAL(name) \
+	({ \
+		static void *real_slot_; \
+		void	   *real_p_ = __atomic_load_n(&real_slot_, __ATOMIC_ACQUIRE); \
+		if (real_p_ == NULL) \
+			real_p_ = cm_real_lookup(#name, &real_slot_); \
+		(__typeof__(&name)) real_p_; \
+	})
+
+/* conn.c */
+extern cm_conn *cm_conn_of(const PGconn *conn);
+extern PGconn *cm_inner(const PGconn *conn);
+extern void cm_check_lost(cm_conn *c);
+extern void cm_errorf(cm_conn *c, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+
+/* connect.c */
+extern PostgresPollingStatusType cm_poll(cm_conn *c);
+extern void cm_apply_settings(cm_conn *c);
+
+/* options.c */
+extern cm_conn *cm_conn_new(const char *conninfo, const char *const *keys,
+							const char *const *vals, int expand);
+extern void cm_conn_free(cm_conn *c);
+extern const char *cm_opt(const cm_conn *c, const char *key);
+extern PGconn *cm_start_real(cm_conn *c, const cm_attempt *a, bool sync);
+extern PGconn *cm_start_passthrough(cm_conn *c, bool sync);
+
+/* probe.c: results of the probe and resolve steps */
+typedef enum cm_step
+{
+	CMS_MORE,					/* wait for the socket, then call again */
+	CMS_PROBE_SENT,				/* connected and probe sent: wait to read */
+	CMS_POSTMASTER,				/* the destination is a PostgreSQL server */
+	CMS_CONMGR,					/* conmgr: RESOLVE sent */
+	CMS_CANDIDATES,				/* the candidate list is complete */
+	CMS_FAILED					/* the destination failed; errbuf says why */
+} cm_step;
+
+extern bool cm_known_postmaster(const cm_dest *d);
+extern void cm_remember_postmaster(const cm_dest *d);
+extern cm_step cm_probe_start(cm_conn *c);
+extern cm_step cm_probe_connected(cm_conn *c);
+extern cm_step cm_probe_read(cm_conn *c);
+extern cm_step cm_resolve_read(cm_conn *c);
+extern void cm_close_fd(cm_conn *c);
+extern bool cm_send_attached(cm_conn *c, int instance, int backend_pid);
+extern const char *cm_dest_addr(const cm_conn *c);
+
+/* watcher.c */
+extern void cm_watch(cm_conn *c);
+extern void cm_unwatch(cm_conn *c);
+extern void cm_mark_lost(cm_conn *c);
+
+#endif							/* CM_INT_H */

@@ -1,0 +1,542 @@
+/*-------------------------------------------------------------------------
+ *
+ * connect.c
+ *	  Connecting: libpq's connect functions, with the conmgr detour.
+ *
+ * A connection walks the application's host list in order.  Each
+ * destination is a Unix socket or a known postmaster (connect to it with
+ * libpq), or is probed (probe.c).  A postmaster, and the known postmasters
+ * right after it, become one real libpq attempt over that part of the
+ * list, so libpq's own multi-host rules apply there.  conmgr is asked for
+ * the instances that fit target_session_attrs, and each candidate becomes a
+ * real attempt, in conmgr's order; the first that connects is reported to
+ * conmgr (ATTACHED) and conmgr's socket is kept, and watched (watcher.c),
+ * for the life of the connection.  When every destination failed, the
+ * messages of all of them are the connection's error, as with libpq.
+ *
+ * The same state machine serves both styles.  Asynchronous (PQconnectStart
+ * + PQconnectPoll): each step returns what to wait for, and PQsocket() is
+ * conmgr's socket while we talk to conmgr, then the server's.
+ * Synchronous (PQconnectdb & co.): we wait ourselves, with connect_timeout
+ * per destination for the conmgr part, and let the real
+ * PQconnectdbParams() make each real attempt, so that libpq's own timeout
+ * and host-list handling apply unchanged.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cm_int.h"
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void
+cm_errorf(cm_conn *c, const char *fmt,...)
+{
+	va_list		ap;
+	int			n;
+
+	if (c->errlen >= sizeof(c->errbuf) - 1)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(c->errbuf + c->errlen, sizeof(c->errbuf) - c->errlen, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		c->errlen += (size_t) n;
+	if (c->errlen >= sizeof(c->errbuf))
+		c->errlen = sizeof(c->errbuf) - 1;
+}
+
+/* Give a new inner connection the settings the application made. */
+void
+cm_apply_settings(cm_conn *c)
+{
+	cm_settings *s = &c->settings;
+	PGconn	   *pg = c->inner;
+
+	if (pg == NULL)
+		return;
+	if (s->has_processor)
+		REAL(PQsetNoticeProcessor) (pg, s->processor, s->processor_arg);
+	if (s->has_receiver)
+		REAL(PQsetNoticeReceiver) (pg, s->receiver, s->receiver_arg);
+	if (s->has_verbosity)
+		REAL(PQsetErrorVerbosity) (pg, s->verbosity);
+	if (s->has_context)
+		REAL(PQsetErrorContextVisibility) (pg, s->context);
+	if (s->trace)
+		REAL(PQtrace) (pg, s->trace);
+	if (s->has_trace_flags)
+		REAL(PQsetTraceFlags) (pg, s->trace_flags);
+	if (s->has_nonblocking)
+		REAL(PQsetnonblocking) (pg, s->nonblocking);
+}
+
+/* Queue the real attempts for the postmaster at c->di and known ones after. */
+static void
+queue_postmasters(cm_conn *c)
+{
+	int			last = c->di;
+	cm_attempt *a;
+
+	while (last + 1 < c->ndests &&
+		   (c->dests[last + 1].unix_socket ||
+			cm_known_postmaster(&c->dests[last + 1])))
+		last++;
+	c->nattempts = 0;
+	c->ai_next = 0;
+	a = &c->attempts[c->nattempts++];
+	memset(a, 0, sizeof(*a));
+	a->instance = -1;
+	a->first_dest = c->di;
+	a->last_dest = last;
+	a->tsa = c->tsa;
+	/* the whole list: hand libpq the application's options untouched */
+	a->whole = c->di == 0 && last == c->ndests - 1 &&
+		c->target != CMPROTO_TARGET_PREFER_PRIMARY;
+	if (c->target == CMPROTO_TARGET_PREFER_PRIMARY)
+	{
+		/* libpq 15 does not know prefer-primary: primary first, then any */
+		a->tsa = "primary";
+		c->attempts[c->nattempts] = *a;
+		c->attempts[c->nattempts++].tsa = "any";
+	}
+	c->di = last;				/* the run ends here */
+}
+
+static void
+drop_inner(cm_conn *c)
+{
+	if (c->spent)
+		REAL(PQfinish) (c->spent);
+	c->spent = c->inner;
+	c->inner = NULL;
+}
+
+/* The connection is complete: report it to conmgr and watch conmgr. */
+static bool
+connected(cm_conn *c, const cm_attempt *a)
+{
+	if (a->instance >= 0)
+	{
+		if (!cm_send_attached(c, a->instance, REAL(PQbackendPID) (c->inner)))
+		{
+			cm_errorf(c, "conmgr closed the connection before the instance was reached\n");
+			return false;
+		}
+		c->cm_instance = a->instance;
+		c->sql_fd = REAL(PQsocket) (c->inner);
+		cm_watch(c);
+	}
+	if (c->spent)
+		REAL(PQfinish) (c->spent);
+	c->spent = NULL;
+	c->errlen = 0;
+	c->errbuf[0] = '\0';
+	c->phase = CMP_OK;
+	return true;
+}
+
+/* The current real attempt failed: keep its message, go on. */
+static void
+attempt_failed(cm_conn *c)
+{
+	if (c->inner)
+		cm_errorf(c, "%s", REAL(PQerrorMessage) (c->inner));
+	else
+		cm_errorf(c, "out of memory\n");
+	drop_inner(c);
+}
+
+/*
+ * Start the next queued attempt.  Returns the polling status for the
+ * caller, or -1 when there is none left (or it failed at once), in which
+ * case the caller moves on.
+ */
+static int
+start_attempt(cm_conn *c)
+{
+	while (c->ai_next < c->nattempts)
+	{
+		const cm_attempt *a = &c->attempts[c->ai_next++];
+
+		c->inner = a->whole ? cm_start_passthrough(c, c->sync)
+			: cm_start_real(c, a, c->sync);
+		if (c->inner == NULL || REAL(PQstatus) (c->inner) == CONNECTION_BAD)
+		{
+			attempt_failed(c);
+			continue;
+		}
+		cm_apply_settings(c);
+		if (c->sync)
+		{
+			if (connected(c, a))
+				return PGRES_POLLING_OK;
+			drop_inner(c);
+			continue;
+		}
+		c->phase = CMP_BACKEND;
+		return PGRES_POLLING_WRITING;
+	}
+	c->nattempts = c->ai_next = 0;
+	return -1;
+}
+
+/* Done with destination c->di (all its attempts failed); next one. */
+static void
+next_dest(cm_conn *c)
+{
+	cm_close_fd(c);
+	c->di++;
+	c->phase = CMP_NEXT_DEST;
+}
+
+/* One step of the state machine; see the file header. */
+PostgresPollingStatusType
+cm_poll(cm_conn *c)
+{
+	for (;;)
+	{
+		cm_step		st;
+		int			rc;
+
+		switch (c->phase)
+		{
+			case CMP_NEXT_DEST:
+				if (c->passthrough && c->di == 0 && c->nattempts == 0)
+				{
+					c->nattempts = 1;
+					memset(&c->attempts[0], 0, sizeof(cm_attempt));
+					c->attempts[0].whole = true;
+					c->attempts[0].instance = -1;
+					c->ai_next = 0;
+					c->di = c->ndests > 0 ? c->ndests - 1 : 0;
+					if ((rc = start_attempt(c)) >= 0)
+						return rc;
+					c->di = c->ndests;
+				}
+				if (c->di >= c->ndests)
+				{
+					c->phase = CMP_FAILED;
+					if (c->inner == NULL)
+					{
+						c->inner = c->spent;
+						c->spent = NULL;
+					}
+					return PGRES_POLLING_FAILED;
+				}
+				if (c->dests[c->di].unix_socket ||
+					cm_known_postmaster(&c->dests[c->di]))
+				{
+					queue_postmasters(c);
+					if ((rc = start_attempt(c)) >= 0)
+						return rc;
+					next_dest(c);
+					continue;
+				}
+				c->deadline = c->connect_timeout > 0 ? now_s() + c->connect_timeout : 0;
+				st = cm_probe_start(c);
+				if (st == CMS_FAILED)
+				{
+					next_dest(c);
+					continue;
+				}
+				c->phase = st == CMS_PROBE_SENT ? CMP_PROBE_WAIT : CMP_PROBE_CONNECT;
+				return st == CMS_PROBE_SENT ? PGRES_POLLING_READING : PGRES_POLLING_WRITING;
+
+			case CMP_PROBE_CONNECT:
+				st = cm_probe_connected(c);
+				if (st == CMS_MORE)
+					return PGRES_POLLING_WRITING;
+				if (st == CMS_FAILED)
+				{
+					next_dest(c);
+					continue;
+				}
+				c->phase = CMP_PROBE_WAIT;
+				return PGRES_POLLING_READING;
+
+			case CMP_PROBE_WAIT:
+				st = cm_probe_read(c);
+				if (st == CMS_MORE)
+					return PGRES_POLLING_READING;
+				if (st == CMS_FAILED)
+				{
+					next_dest(c);
+					continue;
+				}
+				if (st == CMS_POSTMASTER)
+				{
+					queue_postmasters(c);
+					if ((rc = start_attempt(c)) >= 0)
+						return rc;
+					next_dest(c);
+					continue;
+				}
+				c->nattempts = c->ai_next = 0;
+				c->phase = CMP_RESOLVE_WAIT;
+				return PGRES_POLLING_READING;
+
+			case CMP_RESOLVE_WAIT:
+				st = cm_resolve_read(c);
+				if (st == CMS_MORE)
+					return PGRES_POLLING_READING;
+				if (st == CMS_FAILED)
+				{
+					next_dest(c);
+					continue;
+				}
+				if ((rc = start_attempt(c)) >= 0)
+					return rc;
+				next_dest(c);
+				continue;
+
+			case CMP_BACKEND:
+				{
+					PostgresPollingStatusType ps = REAL(PQconnectPoll) (c->inner);
+					const cm_attempt *a = &c->attempts[c->ai_next - 1];
+
+					if (ps == PGRES_POLLING_OK)
+					{
+						if (connected(c, a))
+							return PGRES_POLLING_OK;
+						drop_inner(c);
+					}
+					else if (ps == PGRES_POLLING_FAILED)
+						attempt_failed(c);
+					else
+						return ps;
+					if ((rc = start_attempt(c)) >= 0)
+						return rc;
+					next_dest(c);
+					continue;
+				}
+
+			case CMP_OK:
+				return PGRES_POLLING_OK;
+
+			case CMP_FAILED:
+				return PGRES_POLLING_FAILED;
+		}
+	}
+}
+
+/* PQconnectdb & co.: run the state machine to the end, waiting here. */
+static void
+connect_sync(cm_conn *c)
+{
+	c->sync = true;
+	for (;;)
+	{
+		PostgresPollingStatusType ps = cm_poll(c);
+		struct pollfd p;
+		int			timeout_ms = -1;
+		int			rc;
+
+		if (ps == PGRES_POLLING_OK || ps == PGRES_POLLING_FAILED)
+			break;
+		p.fd = c->fd;
+		p.events = ps == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+		p.revents = 0;
+		if (c->deadline > 0)
+		{
+			double		left = c->deadline - now_s();
+
+			timeout_ms = left > 0 ? (int) (left * 1000) + 1 : 0;
+		}
+		rc = poll(&p, 1, timeout_ms);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc == 0)
+		{
+			const cm_dest *d = &c->dests[c->di];
+
+			cm_errorf(c, "connection to server at \"%s\" (%s), port %s failed: timeout expired\n",
+					  d->host[0] ? d->host : d->hostaddr, cm_dest_addr(c), d->port);
+			next_dest(c);
+		}
+	}
+	c->sync = false;
+}
+
+/* A handle whose setup failed before anything could be tried. */
+static PGconn *
+new_conn(const char *conninfo, const char *const *keys,
+		 const char *const *vals, int expand, bool sync)
+{
+	cm_conn    *c = cm_conn_new(conninfo, keys, vals, expand);
+
+	if (c == NULL)
+		return NULL;
+	if (sync)
+		connect_sync(c);
+	else
+		(void) cm_poll(c);		/* get a socket for the first wait */
+	return (PGconn *) c;
+}
+
+PGconn *
+PQconnectStart(const char *conninfo)
+{
+	if (cm_in_real || conninfo == NULL)
+		return REAL(PQconnectStart) (conninfo);
+	return new_conn(conninfo, NULL, NULL, 0, false);
+}
+
+PGconn *
+PQconnectStartParams(const char *const *keywords, const char *const *values,
+					 int expand_dbname)
+{
+	if (cm_in_real || keywords == NULL || values == NULL)
+		return REAL(PQconnectStartParams) (keywords, values, expand_dbname);
+	return new_conn(NULL, keywords, values, expand_dbname, false);
+}
+
+PGconn *
+PQconnectdb(const char *conninfo)
+{
+	if (cm_in_real || conninfo == NULL)
+		return REAL(PQconnectdb) (conninfo);
+	return new_conn(conninfo, NULL, NULL, 0, true);
+}
+
+PGconn *
+PQconnectdbParams(const char *const *keywords, const char *const *values,
+				  int expand_dbname)
+{
+	if (cm_in_real || keywords == NULL || values == NULL)
+		return REAL(PQconnectdbParams) (keywords, values, expand_dbname);
+	return new_conn(NULL, keywords, values, expand_dbname, true);
+}
+
+PGconn *
+PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
+			 const char *pgtty, const char *dbName, const char *login,
+			 const char *pwd)
+{
+	/* the same precedence as libpq: dbName may be a connection string */
+	const char *keys[] = {"dbname", "host", "port", "options", "user", "password", NULL};
+	const char *vals[] = {dbName, pghost, pgport, pgoptions, login, pwd, NULL};
+
+	if (cm_in_real)
+		return REAL(PQsetdbLogin) (pghost, pgport, pgoptions, pgtty, dbName,
+								   login, pwd);
+	return new_conn(NULL, keys, vals, 1, true);
+}
+
+PostgresPollingStatusType
+PQconnectPoll(PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+
+	if (c == NULL)
+		return REAL(PQconnectPoll) (conn);
+	return cm_poll(c);
+}
+
+/* Close everything but the handle and its options; ready to connect again. */
+static void
+teardown(cm_conn *c)
+{
+	cm_unwatch(c);
+	cm_close_fd(c);
+	if (c->inner)
+		REAL(PQfinish) (c->inner);
+	if (c->spent)
+		REAL(PQfinish) (c->spent);
+	c->inner = c->spent = NULL;
+	if (c->ai)
+		freeaddrinfo(c->ai);
+	c->ai = c->ai_cur = NULL;
+}
+
+static void
+restart(cm_conn *c)
+{
+	teardown(c);
+	c->phase = CMP_NEXT_DEST;
+	c->di = 0;
+	c->nattempts = c->ai_next = 0;
+	c->cm_instance = -1;
+	c->lost = 0;
+	c->sql_fd = -1;
+	c->errlen = 0;
+	c->errbuf[0] = '\0';
+}
+
+void
+PQfinish(PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+
+	if (c == NULL)
+	{
+		REAL(PQfinish) (conn);
+		return;
+	}
+	teardown(c);
+	cm_conn_free(c);
+}
+
+/*
+ * PQreset through conmgr connects again from the start, so that it may
+ * land on another instance (the new primary); a connection that did not go
+ * through conmgr is reset by libpq itself, as ever.
+ */
+void
+PQreset(PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+
+	if (c == NULL)
+	{
+		REAL(PQreset) (conn);
+		return;
+	}
+	if (c->cm_instance < 0 && c->inner && c->phase == CMP_OK)
+	{
+		REAL(PQreset) (c->inner);
+		return;
+	}
+	restart(c);
+	connect_sync(c);
+}
+
+int
+PQresetStart(PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+
+	if (c == NULL)
+		return REAL(PQresetStart) (conn);
+	if (c->cm_instance < 0 && c->inner && c->phase == CMP_OK)
+		return REAL(PQresetStart) (c->inner);
+	restart(c);
+	return cm_poll(c) != PGRES_POLLING_FAILED;
+}
+
+PostgresPollingStatusType
+PQresetPoll(PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+
+	if (c == NULL)
+		return REAL(PQresetPoll) (conn);
+	if (c->cm_instance < 0 && c->inner && c->phase == CMP_OK)
+		return REAL(PQresetPoll) (c->inner);
+	return cm_poll(c);
+}

@@ -1,0 +1,499 @@
+/*-------------------------------------------------------------------------
+ *
+ * probe.c
+ *	  Is this destination conmgr or a postmaster?  And, if conmgr, which
+ *	  instances does it offer?
+ *
+ * The probe is PostgreSQL's GSSENCRequest (docs/protocol.md, 2.1): a
+ * postmaster answers one byte, G or N, and logs nothing when we hang up;
+ * conmgr answers an ErrorResponse followed by its HELLO frame.  A server
+ * too old to know the request answers an ErrorResponse and closes, which
+ * we also take for a postmaster.  Postmasters are remembered for the life
+ * of the process, so each is probed once.
+ *
+ * Every function here is non-blocking: it does what the socket allows and
+ * says what it needs next (enum cm_step).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "cm_int.h"
+
+/* ---- the per-process list of known postmasters ---- */
+
+#define CM_PM_CACHE	64
+
+static pthread_mutex_t pm_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *pm_cache[CM_PM_CACHE];
+static int	pm_next;			/* next slot to (re)use, round robin */
+
+static void
+pm_key(const cm_dest *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s|%s|%s", d->host, d->hostaddr ? d->hostaddr : "",
+			 d->port);
+}
+
+bool
+cm_known_postmaster(const cm_dest *d)
+{
+	char		key[600];
+	bool		found = false;
+
+	pm_key(d, key, sizeof(key));
+	pthread_mutex_lock(&pm_lock);
+	for (int i = 0; i < CM_PM_CACHE && !found; i++)
+		found = pm_cache[i] && strcmp(pm_cache[i], key) == 0;
+	pthread_mutex_unlock(&pm_lock);
+	return found;
+}
+
+void
+cm_remember_postmaster(const cm_dest *d)
+{
+	char		key[600];
+	char	   *k;
+
+	if (cm_known_postmaster(d))
+		return;
+	pm_key(d, key, sizeof(key));
+	if ((k = strdup(key)) == NULL)
+		return;					/* we will just probe again */
+	pthread_mutex_lock(&pm_lock);
+	free(pm_cache[pm_next]);
+	pm_cache[pm_next] = k;
+	pm_next = (pm_next + 1) % CM_PM_CACHE;
+	pthread_mutex_unlock(&pm_lock);
+}
+
+/* ---- sockets ---- */
+
+void
+cm_close_fd(cm_conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->rlen = 0;
+	c->got_error_response = false;
+}
+
+const char *
+cm_dest_addr(const cm_conn *c)
+{
+	return c->cur_addr;
+}
+
+static void
+note_addr(cm_conn *c, const struct addrinfo *ai)
+{
+	c->cur_addr[0] = '\0';
+	getnameinfo(ai->ai_addr, ai->ai_addrlen, c->cur_addr, sizeof(c->cur_addr),
+				NULL, 0, NI_NUMERICHOST);
+}
+
+/* "connection to conmgr ... failed: <why>", in libpq's shape */
+static cm_step
+dest_failed(cm_conn *c, const char *why)
+{
+	const cm_dest *d = &c->dests[c->di];
+
+	if (c->cur_addr[0])
+		cm_errorf(c, "connection to server at \"%s\" (%s), port %s failed: %s\n",
+				  d->host[0] ? d->host : d->hostaddr, c->cur_addr, d->port, why);
+	else
+		cm_errorf(c, "connection to server at \"%s\", port %s failed: %s\n",
+				  d->host[0] ? d->host : d->hostaddr, d->port, why);
+	cm_close_fd(c);
+	return CMS_FAILED;
+}
+
+static bool
+send_all(int fd, const uint8_t *buf, size_t len)
+{
+	while (len > 0)
+	{
+		ssize_t		n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;		/* a fresh socket has room for a frame */
+		buf += n;
+		len -= (size_t) n;
+	}
+	return true;
+}
+
+static cm_step
+send_probe(cm_conn *c)
+{
+	uint8_t		probe[CMPROTO_PG_PROBE_LEN];
+	size_t		n = cmproto_pg_encode_probe(probe, sizeof(probe));
+
+	if (!send_all(c->fd, probe, n))
+		return dest_failed(c, strerror(errno));
+	return CMS_MORE;
+}
+
+/* Connect to c->ai_cur or the addresses after it; CMS_MORE or FAILED. */
+static cm_step
+connect_next(cm_conn *c)
+{
+	char		why[256] = "no address";
+
+	for (; c->ai_cur; c->ai_cur = c->ai_cur->ai_next)
+	{
+		struct addrinfo *ai = c->ai_cur;
+		int			one = 1;
+
+		note_addr(c, ai);
+		c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (c->fd < 0)
+		{
+			snprintf(why, sizeof(why), "could not create socket: %s", strerror(errno));
+			continue;
+		}
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			return send_probe(c) == CMS_MORE ? CMS_PROBE_SENT : CMS_FAILED;
+		if (errno == EINPROGRESS)
+			return CMS_MORE;
+		snprintf(why, sizeof(why), "%s\n\tIs the server running on that host and accepting TCP/IP connections?",
+				 strerror(errno));
+		close(c->fd);
+		c->fd = -1;
+		if (c->ai_cur->ai_next)
+		{
+			/* libpq reports each address it could not reach */
+			const cm_dest *d = &c->dests[c->di];
+
+			cm_errorf(c, "connection to server at \"%s\" (%s), port %s failed: %s\n",
+					  d->host[0] ? d->host : d->hostaddr, c->cur_addr, d->port, why);
+		}
+	}
+	return dest_failed(c, why);
+}
+
+/*
+ * Start probing c->dests[c->di]: resolve it (blocking, as libpq does) and
+ * start a non-blocking connect.  CMS_MORE: wait until the socket is
+ * writable, then cm_probe_connected(); CMS_PROBE_SENT (internal): already
+ * connected and the probe is sent, wait for reading.
+ */
+cm_step
+cm_probe_start(cm_conn *c)
+{
+	const cm_dest *d = &c->dests[c->di];
+	struct addrinfo hints;
+	int			rc;
+
+	if (c->ai)
+		freeaddrinfo(c->ai);
+	c->ai = c->ai_cur = NULL;
+	c->cur_addr[0] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_family = AF_UNSPEC;
+	if (d->hostaddr)
+		hints.ai_flags = AI_NUMERICHOST;
+	rc = getaddrinfo(d->hostaddr ? d->hostaddr : d->host, d->port, &hints, &c->ai);
+	if (rc != 0)
+	{
+		char		why[300];
+
+		c->ai = NULL;
+		if (d->hostaddr)
+			snprintf(why, sizeof(why), "could not parse network address \"%s\": %s",
+					 d->hostaddr, gai_strerror(rc));
+		else
+			snprintf(why, sizeof(why), "could not translate host name \"%s\" to address: %s",
+					 d->host, gai_strerror(rc));
+		cm_errorf(c, "%s\n", why);
+		return CMS_FAILED;
+	}
+	c->ai_cur = c->ai;
+	return connect_next(c);
+}
+
+/* The non-blocking connect finished (the socket became writable). */
+cm_step
+cm_probe_connected(cm_conn *c)
+{
+	int			err = 0;
+	socklen_t	len = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err == EINPROGRESS || err == EALREADY)
+		return CMS_MORE;
+	if (err != 0)
+	{
+		close(c->fd);
+		c->fd = -1;
+		if (c->ai_cur->ai_next)
+		{
+			const cm_dest *d = &c->dests[c->di];
+
+			cm_errorf(c, "connection to server at \"%s\" (%s), port %s failed: %s\n",
+					  d->host[0] ? d->host : d->hostaddr, c->cur_addr, d->port,
+					  strerror(err));
+			c->ai_cur = c->ai_cur->ai_next;
+			return connect_next(c);
+		}
+		errno = err;
+		{
+			char		why[256];
+
+			snprintf(why, sizeof(why), "%s\n\tIs the server running on that host and accepting TCP/IP connections?",
+					 strerror(err));
+			return dest_failed(c, why);
+		}
+	}
+	return send_probe(c) == CMS_MORE ? CMS_PROBE_SENT : CMS_FAILED;
+}
+
+/* Read what the socket has; false on end of file or error (errno). */
+static int
+fill(cm_conn *c)
+{
+	for (;;)
+	{
+		ssize_t		n;
+
+		if (c->rlen == sizeof(c->rbuf))
+			return 1;
+		n = recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
+		if (n > 0)
+		{
+			c->rlen += (size_t) n;
+			continue;
+		}
+		if (n == 0)
+			return 0;			/* end of file */
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 1;
+		return -1;
+	}
+}
+
+static void
+consume(cm_conn *c, size_t n)
+{
+	memmove(c->rbuf, c->rbuf + n, c->rlen - n);
+	c->rlen -= n;
+}
+
+static cm_step
+send_resolve(cm_conn *c, int version)
+{
+	cmproto_msg m;
+	uint8_t		buf[CMPROTO_MAX_MSG];
+	const char *app = cm_opt(c, "application_name");
+	int			n;
+
+	if (app == NULL)
+		app = cm_opt(c, "fallback_application_name");
+	if (app == NULL)
+		app = getenv("PGAPPNAME");
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_RESOLVE;
+	m.u.resolve.version = (uint16_t) version;
+	m.u.resolve.target = (uint8_t) c->target;
+	m.u.resolve.client_pid = (uint32_t) getpid();
+	if (app)
+	{
+		/* keep the name valid for the codec: no NUL inside, at most 63 bytes */
+		strncpy(m.u.resolve.application_name, app, CMPROTO_APPNAME_MAX);
+	}
+	n = cmproto_encode(&m, buf, sizeof(buf));
+	if (n < 0 || !send_all(c->fd, buf, (size_t) n))
+		return dest_failed(c, "could not send the request to conmgr");
+	return CMS_CONMGR;
+}
+
+/*
+ * Read the answer to the probe.  CMS_POSTMASTER: the socket is closed and
+ * the destination remembered.  CMS_CONMGR: conmgr answered, RESOLVE is
+ * sent.
+ */
+cm_step
+cm_probe_read(cm_conn *c)
+{
+	int			rc = fill(c);
+
+	if (rc < 0)
+		return dest_failed(c, strerror(errno));
+	if (c->rlen == 0)
+		return rc == 0 ? dest_failed(c, "server closed the connection unexpectedly") : CMS_MORE;
+	if (!c->got_error_response)
+	{
+		cmproto_pg_error err;
+		size_t		elen;
+		int			st;
+
+		if (c->rbuf[0] == 'G' || c->rbuf[0] == 'N')
+		{
+			cm_close_fd(c);
+			cm_remember_postmaster(&c->dests[c->di]);
+			return CMS_POSTMASTER;
+		}
+		if (c->rbuf[0] != 'E')
+			return dest_failed(c, "the server is neither PostgreSQL nor conmgr");
+		st = cmproto_pg_decode_error(c->rbuf, c->rlen, &elen, &err);
+		if (st == CMPROTO_INCOMPLETE && rc > 0)
+			return CMS_MORE;
+		if (st != CMPROTO_OK)
+		{
+			/* a server too old for the request: a postmaster after all */
+			cm_close_fd(c);
+			cm_remember_postmaster(&c->dests[c->di]);
+			return CMS_POSTMASTER;
+		}
+		consume(c, elen);
+		c->got_error_response = true;
+	}
+	{
+		size_t		flen;
+		cmproto_msg m;
+		int			st = cmproto_frame(c->rbuf, c->rlen, &flen);
+		int			version;
+
+		if (st == CMPROTO_INCOMPLETE)
+		{
+			if (rc > 0)
+				return CMS_MORE;
+			/* an ErrorResponse and nothing more: an old postmaster */
+			cm_close_fd(c);
+			cm_remember_postmaster(&c->dests[c->di]);
+			return CMS_POSTMASTER;
+		}
+		if (st == CMPROTO_OK)
+			st = cmproto_decode(c->rbuf, flen, CMPROTO_PEER_LISTENER, &m);
+		if (st != CMPROTO_OK || m.type != CMPROTO_HELLO)
+			return dest_failed(c, "conmgr sent an invalid greeting");
+		consume(c, flen);
+		version = cmproto_negotiate(CMPROTO_MIN_VERSION, CMPROTO_VERSION,
+									m.u.hello.min_version, m.u.hello.max_version);
+		if (version < 0)
+			return dest_failed(c, "conmgr speaks no protocol version this library knows");
+		return send_resolve(c, version);
+	}
+}
+
+/* Queue one candidate as a real connection attempt. */
+static void
+queue_candidate(cm_conn *c, const cmproto_msg *m)
+{
+	cm_attempt *a;
+
+	if (c->nattempts >= (int) (sizeof(c->attempts) / sizeof(c->attempts[0])))
+		return;
+	a = &c->attempts[c->nattempts++];
+	memset(a, 0, sizeof(*a));
+	a->first_dest = a->last_dest = c->di;
+	a->instance = m->u.candidate.instance;
+	snprintf(a->host, sizeof(a->host), "%s", m->u.candidate.host);
+	snprintf(a->port, sizeof(a->port), "%u", m->u.candidate.port);
+
+	/*
+	 * libpq checks the attributes it can check from the server's startup
+	 * reports (in_hot_standby, default_transaction_read_only) at no cost,
+	 * which catches a role that changed since conmgr last heard; the
+	 * "prefer" orders are conmgr's to decide.
+	 */
+	switch (c->target)
+	{
+		case CMPROTO_TARGET_PREFER_STANDBY:
+		case CMPROTO_TARGET_PREFER_PRIMARY:
+			a->tsa = "any";
+			break;
+		default:
+			a->tsa = c->tsa;
+	}
+}
+
+/* Read CANDIDATE frames up to CANDIDATES_END. */
+cm_step
+cm_resolve_read(cm_conn *c)
+{
+	int			rc = fill(c);
+
+	if (rc < 0)
+		return dest_failed(c, strerror(errno));
+	for (;;)
+	{
+		size_t		flen;
+		cmproto_msg m;
+		int			st = cmproto_frame(c->rbuf, c->rlen, &flen);
+
+		if (st == CMPROTO_INCOMPLETE)
+			return rc > 0 ? CMS_MORE : dest_failed(c, "conmgr closed the connection unexpectedly");
+		if (st == CMPROTO_OK)
+			st = cmproto_decode(c->rbuf, flen, CMPROTO_PEER_LISTENER, &m);
+		if (st != CMPROTO_OK)
+		{
+			char		why[200];
+
+			snprintf(why, sizeof(why), "invalid message from conmgr: %s", cmproto_strerror(st));
+			return dest_failed(c, why);
+		}
+		consume(c, flen);
+		switch (m.type)
+		{
+			case CMPROTO_CANDIDATE:
+				queue_candidate(c, &m);
+				break;
+			case CMPROTO_CANDIDATES_END:
+				if (m.u.candidates_end.count != c->nattempts)
+					return dest_failed(c, "conmgr sent an inconsistent candidate list");
+				if (c->nattempts == 0)
+				{
+					char		why[200];
+
+					snprintf(why, sizeof(why), "conmgr knows no instance that is up with target_session_attrs=%s",
+							 c->tsa);
+					return dest_failed(c, why);
+				}
+				return CMS_CANDIDATES;
+			case CMPROTO_ERROR:
+				{
+					char		why[CMPROTO_ERRMSG_MAX + 32];
+
+					snprintf(why, sizeof(why), "conmgr: %s", m.u.error.message);
+					return dest_failed(c, why);
+				}
+			default:
+				return dest_failed(c, "unexpected message from conmgr");
+		}
+	}
+}
+
+/* Tell conmgr which instance the application reached. */
+bool
+cm_send_attached(cm_conn *c, int instance, int backend_pid)
+{
+	cmproto_msg m;
+	uint8_t		buf[CMPROTO_MAX_MSG];
+	int			n;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_ATTACHED;
+	m.u.attached.instance = (uint16_t) instance;
+	m.u.attached.backend_pid = (uint32_t) backend_pid;
+	n = cmproto_encode(&m, buf, sizeof(buf));
+	return n > 0 && send_all(c->fd, buf, (size_t) n);
+}
