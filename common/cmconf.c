@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmconf.h"
@@ -762,11 +763,22 @@ cmconf_load_file(const char *path, struct cmconf *conf,
 	st.diags = diags;
 	cmconf_set_defaults(conf);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in its place must not hang us on open */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 	{
 		err_at(&st, 0, "could not open configuration file: %s", strerror(errno));
 		return -1;
+	}
+	{
+		struct stat sb;
+
+		if (fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode))
+		{
+			err_at(&st, 0, "configuration file is not a regular file");
+			close(fd);
+			return -1;
+		}
 	}
 	for (;;)
 	{

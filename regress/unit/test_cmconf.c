@@ -343,6 +343,12 @@ main(void)
 		like(all_diags(), ": could not read configuration file: Is a directory", "directory: says so");
 		rmdir(path);
 
+		/* a FIFO would block open() and read() forever */
+		ok(mkfifo(path, 0600) == 0, "conmgr.conf as a FIFO");
+		ok(cmconf_load_file(path, &conf, &diags) == -1 && diags.nerrors == 1, "FIFO: rejected, no hang");
+		like(all_diags(), ": configuration file is not a regular file", "FIFO: says so");
+		unlink(path);
+
 		f = fopen(path, "w");
 		fputs(HOST0, f);
 		for (int i = 0; i < CMCONF_FILE_MAX / 64; i++)
