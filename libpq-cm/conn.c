@@ -80,6 +80,8 @@ PQstatus(const PGconn *conn)
 		case CMP_PROBE_CONNECT:
 			return CONNECTION_STARTED;
 		case CMP_PROBE_WAIT:
+			/* conmgr or a server: we do not know yet */
+			return CONNECTION_AWAITING_RESPONSE;
 		case CMP_RESOLVE_WAIT:
 			return CONNECTION_AWAITING_CMRESPONSE;
 		case CMP_BACKEND:

@@ -9,7 +9,7 @@
  * In the arguments, INNER is the inner connection of the parameter conn.  Functions
  * with their own behaviour live in connect.c (the connect family, reset,
  * finish) and conn.c (status, socket, error message, host/port, settings
- * kept across attempts).  regress/t/060_libpq_cm_api.t checks that
+ * kept across attempts).  regress/t/061_libpq_cm_api.t checks that
  * together they cover every such function of the installed libpq-fe.h and
  * libpq-events.h.
  *

@@ -1,0 +1,375 @@
+# Test libpq-cm, the client library, against real instances: a primary
+# and two standbys with the watchdog, conmgr in front (and a second conmgr
+# that only knows the primary, for host lists).  Linked (cmapp), injected
+# into psql and pgbench (LD_PRELOAD) and as the drop-in libpq.so.5 under
+# psycopg: every target lands where asked, sync and async; PQhost/PQport
+# name the instance; PQcmSocket; host lists mixing conmgr and postmasters;
+# connect_timeout over the conmgr phase; a postmaster is probed once per
+# process and logs nothing; a stopped instance makes a blocked query fail
+# within heartbeat_timeout + 0.5 s, a killed conmgr at once; PQreset after
+# a failover lands on the new primary.  Prints the connect overhead.
+use strict;
+use warnings;
+use Cwd ();
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use CmTest;
+use IO::Socket::INET;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $top = cm_top();
+my $conmgr = "$top/build/bin/conmgr";
+my $cmapp = "$top/build/regress/tools/cmapp";
+my $resolve = "$top/build/regress/tools/cmresolve";
+my $preload = "$top/build/lib/libpq-cm.so.1";
+my $dropin = Cwd::realpath("$top/build/lib/dropin");
+my ($hb_interval, $hb_timeout) = (1, 2);
+
+# --- the instance set ---
+my %wd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(p s1 s2);
+my $primary = PostgreSQL::Test::Cluster->new('primary');
+$primary->init(allows_streaming => 1);
+$primary->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'watchdog'
+listen_addresses = '127.0.0.1'
+watchdog.port = $wd{p}
+watchdog.listen_addresses = '127.0.0.1'
+watchdog.check_attr_interval = 200
+});
+$primary->start;
+$primary->backup('b');
+my %node = (p => $primary);
+for my $s (qw(s1 s2))
+{
+	$node{$s} = PostgreSQL::Test::Cluster->new($s);
+	$node{$s}->init_from_backup($primary, 'b', has_streaming => 1);
+	$node{$s}->append_conf('postgresql.conf', "watchdog.port = $wd{$s}\n");
+	$node{$s}->start;
+}
+my %port = map { $_ => $node{$_}->port } keys %node;
+my %name_of = reverse %port;
+
+# --- two conmgrs: cm1 knows all three, cm2 only the primary ---
+sub start_conmgr
+{
+	my (@which) = @_;
+	my $cmport = PostgreSQL::Test::Cluster::get_free_port();
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	chmod 0700, $dir;
+	my $conf = "port = $cmport\nheartbeat_interval = $hb_interval\n"
+	  . "heartbeat_timeout = $hb_timeout\nlog_min_messages = LOG\n";
+	for my $i (0 .. $#which)
+	{
+		$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $port{$which[$i]}\n"
+		  . "watchdog_port$i = $wd{$which[$i]}\n";
+	}
+	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start([ $conmgr, '-D', $dir ], '<', \undef, '>', \$out, '2>', \$err);
+	return { port => $cmport, h => $h, err => \$err, n => scalar @which };
+}
+my $cm1 = start_conmgr(qw(p s1 s2));
+my $cm2 = start_conmgr(qw(p));
+
+sub routable
+{
+	my ($cm, $target) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $resolve, '-p', $cm->{port}, '-t', $target ], '>', \$out, '2>', \$err);
+	return scalar(() = $out =~ /^candidate /mg);
+}
+ok(wait_until(sub { routable($cm1, 'any') == 3 }, 30), 'cm1 routes to all three instances')
+  or diag(${ $cm1->{err} });
+ok(wait_until(sub { routable($cm2, 'any') == 1 }, 30), 'cm2 routes to the primary')
+  or diag(${ $cm2->{err} });
+
+sub cm_conninfo
+{
+	my ($cm, $target, $extra) = @_;
+	return "host=localhost port=$cm->{port} dbname=postgres target_session_attrs=$target"
+	  . ($extra ? " $extra" : '');
+}
+
+sub run_cmd
+{
+	my (@cmd) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	return ($out, $err);
+}
+
+# The instance a "connected" line names ('p', 's1', 's2'), its recovery
+# flag and whether conmgr's socket is open.
+sub landed
+{
+	my ($out) = @_;
+	return ('none', '', '') unless $out =~ /^connected host=(\S+) hostaddr=\S+ port=(\d+) cmsocket=(\w+) recovery=(\w)/m;
+	return ($name_of{$2} // "port $2", $4, $3, $1);
+}
+
+# --- every target, sync and async, linked ---
+my %expect = (
+	'read-write' => qr/^p$/,
+	'primary' => qr/^p$/,
+	'read-only' => qr/^s[12]$/,
+	'standby' => qr/^s[12]$/,
+	'prefer-standby' => qr/^s[12]$/,
+	'prefer-primary' => qr/^p$/,
+	'any' => qr/^(p|s1|s2)$/);
+for my $target (sort keys %expect)
+{
+	for my $mode (qw(connect async))
+	{
+		my ($out, $err) = run_cmd($cmapp, $mode, cm_conninfo($cm1, $target));
+		my ($where, $rec, $cmsock, $host) = landed($out);
+		like($where, $expect{$target}, "$mode $target: lands on $where")
+		  or diag("$out$err");
+		is($rec, ($where eq 'p' ? 'f' : 't'), "$mode $target: pg_is_in_recovery() agrees");
+		is($cmsock, 'yes', "$mode $target: PQcmSocket() >= 0");
+		is($host, '127.0.0.1', "$mode $target: PQhost() is the instance, not conmgr's localhost");
+		if ($mode eq 'async')
+		{
+			like($out, qr/awaiting=yes/, "async $target: PQstatus() showed CONNECTION_AWAITING_CMRESPONSE");
+			like($out, qr/sockets=([2-9])/, "async $target: PQsocket() changed from conmgr's to the server's");
+		}
+	}
+}
+
+# Load balancing reaches the application: read-only spreads over both standbys.
+{
+	my %seen;
+	for (1 .. 6)
+	{
+		my ($out) = run_cmd($cmapp, 'connect', cm_conninfo($cm1, 'read-only'));
+		my ($where) = landed($out);
+		$seen{$where}++;
+	}
+	is_deeply([ sort keys %seen ], [qw(s1 s2)], 'read-only connections go to both standbys');
+}
+
+# --- a postmaster straight: no conmgr socket, probed once, nothing logged ---
+{
+	my ($out) = run_cmd($cmapp, 'connect', "host=127.0.0.1 port=$port{p} dbname=postgres");
+	my ($where, $rec, $cmsock) = landed($out);
+	is("$where $cmsock", 'p no', 'a postmaster named directly: connected, PQcmSocket() = -1');
+
+	my $log = $node{s1}->logfile;
+	$node{s1}->append_conf('postgresql.conf', "log_connections = on\n");
+	$node{s1}->reload;
+	usleep(300_000);
+	my $before = -s $log;
+	($out) = run_cmd($cmapp, 'timing', 5, "host=127.0.0.1 port=$port{s1} dbname=postgres");
+	like($out, qr/^timing n=5 /m, 'five connections in one process to a postmaster');
+	usleep(300_000);
+	my $new = substr(slurp_file($log), $before);
+	my $received = () = $new =~ /connection received: host=127\.0\.0\.1/g;
+	is($received, 6, 'the postmaster saw one probe and five real connections')
+	  or diag($new);
+	unlike($new, qr/incomplete startup packet|could not accept|FATAL|ERROR/,
+		'the probe made the postmaster log no error');
+	$node{s1}->append_conf('postgresql.conf', "log_connections = off\n");
+	$node{s1}->reload;
+}
+
+# --- host lists mixing conmgrs and postmasters, tried in order ---
+{
+	my ($out, $err) = run_cmd($cmapp, 'connect',
+		"host=localhost,localhost port=$cm2->{port},$cm1->{port} dbname=postgres target_session_attrs=standby");
+	my ($where) = landed($out);
+	like($where, qr/^s[12]$/, 'cm2 has no standby, cm1 is asked next') or diag("$out$err");
+
+	($out, $err) = run_cmd($cmapp, 'connect',
+		"host=127.0.0.1,localhost port=$port{s1},$cm1->{port} dbname=postgres target_session_attrs=read-write");
+	($where, undef, my $cmsock) = landed($out);
+	is("$where $cmsock", 'p yes', 'a standby postmaster first, not read-write; then conmgr gives the primary')
+	  or diag("$out$err");
+
+	($out, $err) = run_cmd($cmapp, 'connect',
+		"host=127.0.0.1,localhost port=$port{p},$cm1->{port} dbname=postgres target_session_attrs=read-write");
+	($where, undef, $cmsock) = landed($out);
+	is("$where $cmsock", 'p no', 'the primary postmaster first: connected directly');
+
+	($out, $err) = run_cmd($cmapp, 'connect', cm_conninfo($cm2, 'standby'));
+	like($out, qr/^failed message=.*conmgr knows no instance that is up with target_session_attrs=standby/m,
+		'no match anywhere: the error says so') or diag("$out$err");
+}
+
+# --- connect_timeout covers the conmgr phase: a port that accepts but never answers ---
+{
+	my $mute = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+		Listen => 5, Proto => 'tcp') or die "listen: $!";
+	my $t0 = time();
+	my ($out) = run_cmd($cmapp, 'connect',
+		"host=127.0.0.1 port=@{[ $mute->sockport ]} dbname=postgres connect_timeout=2");
+	my $took = time() - $t0;
+	like($out, qr/^failed message=.*timeout expired/m, 'a silent destination: "timeout expired"');
+	ok($took >= 1.9 && $took < 4, sprintf('after connect_timeout (%.2f s)', $took));
+	close $mute;
+}
+
+# --- unmodified programs: psql and pgbench with LD_PRELOAD, psycopg with the drop-in ---
+for my $target (qw(read-write read-only))
+{
+	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", 'psql', '-X', '-At',
+		'-d', cm_conninfo($cm1, $target), '-c', '\conninfo', '-c', 'SELECT pg_is_in_recovery()');
+	my ($p) = $out =~ /at port "(\d+)"/;
+	my $where = $name_of{ $p // 0 } // 'none';
+	like($where, $expect{$target}, "psql (LD_PRELOAD) $target: \\conninfo names $where") or diag("$out$err");
+	like($out, ($target eq 'read-write' ? qr/^f$/m : qr/^t$/m), "psql $target: pg_is_in_recovery() agrees");
+}
+{
+	$primary->command_ok([ 'pgbench', '-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', $port{p}, 'postgres' ],
+		'pgbench -i on the primary');
+	$primary->wait_for_catchup($node{s1});
+	$primary->wait_for_catchup($node{s2});
+	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", 'pgbench', '-n', '-C', '-S', '-T', '2',
+		cm_conninfo($cm1, 'read-only'));
+	my ($n) = $out =~ /number of transactions actually processed: (\d+)/;
+	ok(($n // 0) > 0, "pgbench -C -S through conmgr (LD_PRELOAD): $n transactions, each a new connection")
+	  or diag("$out$err");
+	unlike($out, qr/number of failed transactions: [1-9]/, 'pgbench: no failed transaction');
+}
+for my $target (qw(read-write standby))
+{
+	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", "$top/build/regress/tools/ecpgapp",
+		"tcp:postgresql://localhost:$cm1->{port}/postgres?target_session_attrs=$target");
+	my ($p, $r) = $out =~ /^ecpg port=(\d+) recovery=(\w)/m;
+	my $where = $name_of{ $p // 0 } // 'none';
+	like($where, $expect{$target}, "ECPG program (LD_PRELOAD) $target: lands on $where") or diag("$out$err");
+}
+{
+	# tools/install-deps installs python3-psycopg for make check
+	my $py = q{
+import sys, psycopg
+c = psycopg.connect(sys.argv[1])
+r = c.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+print("psycopg host=%s port=%s recovery=%s" % (c.info.host, c.info.port, r))
+};
+	my ($out, $err) = run_cmd('env', "LD_LIBRARY_PATH=$dropin", 'python3', '-c', $py,
+		cm_conninfo($cm1, 'read-write'));
+	like($out, qr/^psycopg host=127\.0\.0\.1 port=$port{p} recovery=False$/m,
+		'psycopg (drop-in libpq.so.5): read-write reaches the primary, conn.info names it')
+	  or diag("$out$err");
+	($out, $err) = run_cmd('env', "LD_LIBRARY_PATH=$dropin", 'python3', '-c', $py,
+		cm_conninfo($cm1, 'standby'));
+	like($out, qr/^psycopg host=127\.0\.0\.1 port=($port{s1}|$port{s2}) recovery=True$/m,
+		'psycopg: standby reaches a standby') or diag("$out$err");
+	my $ldd = `env LD_LIBRARY_PATH=$dropin python3 -c 'import psycopg, ctypes; psycopg.pq.version(); print(open("/proc/self/maps").read())'`;
+	like($ldd, qr{\Q$dropin\E/libpq\.so\.5}, 'psycopg loaded the drop-in libpq.so.5');
+}
+
+# --- the price of the detour: connect + SELECT 1 + disconnect, conmgr vs direct ---
+{
+	my ($out) = run_cmd($cmapp, 'timing', 200, cm_conninfo($cm1, 'read-write'),
+		"host=127.0.0.1 port=$port{p} dbname=postgres");
+	my ($cm, $cm99) = $out =~ /^timing n=200 median_us=(\d+) p99_us=(\d+)/m;
+	my ($dir, $dir99) = $out =~ /^timing2 n=200 median_us=(\d+) p99_us=(\d+)/m;
+	ok($cm && $dir, '2 x 200 timed connections, alternating conmgr and direct') or diag($out);
+	note(sprintf('connect + SELECT 1 + disconnect over 200 each: through conmgr median %d us (p99 %d), '
+		  . 'direct %d us (p99 %d), ratio %.3f', $cm, $cm99, $dir, $dir99, $dir ? $cm / $dir : 0));
+}
+
+# --- a lost instance: blocked applications get libpq's connection-lost error ---
+# An instance is "lost" by stopping all its processes (SIGSTOP): its
+# heartbeat falls silent, exactly as behind a dead link, while its sockets
+# stay open, so nothing but conmgr's down-notice can end the query.
+sub start_app
+{
+	my (@args) = @_;
+	my $out = '';
+	my $h = IPC::Run::start([ $cmapp, @args ], '<', \undef, '>', \$out, '2>&1');
+	return { h => $h, out => \$out };
+}
+
+sub app_wait
+{
+	my ($app, $re, $secs) = @_;
+	my $deadline = time() + ($secs // 30);
+	while (time() < $deadline)
+	{
+		$app->{h}->pump_nb if $app->{h}->pumpable;
+		return 1 if ${ $app->{out} } =~ $re;
+		usleep(10_000);
+	}
+	return 0;
+}
+
+sub instance_pids
+{
+	my ($n) = @_;
+	my $pm = $n->{_pid};
+	return ($pm, split /\s+/, `pgrep -P $pm`);
+}
+
+{
+	my $blocked = start_app('block', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
+	my $async = start_app('pollcm', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
+	ok(app_wait($blocked, qr/^running/m), 'a blocking PQexec is running on a standby');
+	ok(app_wait($async, qr/^running/m), 'an async query watching PQcmSocket() is running');
+	# Stop the instance each landed on (both, if they differ).
+	my %victims;
+	for my $a ($blocked, $async)
+	{
+		my ($where) = landed(${ $a->{out} });
+		$victims{$where} = 1;
+	}
+	my @pids = map { instance_pids($node{$_}) } keys %victims;
+	my $t0 = time();
+	kill 'STOP', @pids;
+	my $ok1 = app_wait($blocked, qr/^result /m, $hb_timeout + 5);
+	my $t1 = time() - $t0;
+	my $ok2 = app_wait($async, qr/^result .*connstatus=BAD/m, 5);
+	my $t2 = time() - $t0;
+	kill 'CONT', @pids;
+	ok($ok1, 'the blocked PQexec returned') or diag(${ $blocked->{out} });
+	like(${ $blocked->{out} }, qr/^result status=PGRES_FATAL_ERROR sqlstate=none connstatus=BAD .*server closed the connection unexpectedly/m,
+		"with libpq's ordinary connection-lost error");
+	ok($t1 <= $hb_timeout + 0.5,
+		sprintf('within heartbeat_timeout + 0.5 s: %.3f s after the instance stopped (timeout %d s)', $t1, $hb_timeout));
+	note(sprintf('blocked PQexec failed %.3f s after the instance stopped (heartbeat_timeout %d s)', $t1, $hb_timeout));
+	ok($ok2, 'the async application saw conmgr\'s socket readable and then CONNECTION_BAD')
+	  or diag(${ $async->{out} });
+	like(${ $async->{out} }, qr/^cmsocket readable after/m, 'PQcmSocket() turned readable');
+	note(sprintf('async application saw the loss %.3f s after the instance stopped', $t2));
+	$_->{h}->finish for ($blocked, $async);
+	ok(wait_until(sub { routable($cm1, 'standby') == 2 }, 30), 'the standbys are routable again');
+}
+
+# --- PQreset after a failover lands on the new primary ---
+{
+	my $app = IPC::Run::start([ $cmapp, 'reset', cm_conninfo($cm1, 'read-write') ],
+		'<', \my $in, '>', \my $out, '2>&1');
+	$in = '';
+	my $w = { h => $app, out => \$out };
+	ok(app_wait($w, qr/^connected .*port=$port{p} /m), 'a read-write connection on the primary');
+	$primary->stop('immediate');
+	$node{s1}->promote;
+	ok(wait_until(sub { routable($cm1, 'read-write') == 1 }, 30), 'conmgr sees the promoted standby');
+	$in .= "go\n";
+	ok(app_wait($w, qr/^reset\nconnected .*port=$port{s1} .*recovery=f/m, 30),
+		'PQreset() went through conmgr again and reached the new primary') or diag($out);
+	$app->finish;
+}
+
+# --- a killed conmgr: a blocked query fails at once ---
+{
+	my $blocked = start_app('block', cm_conninfo($cm1, 'read-write'), 'SELECT pg_sleep(60)');
+	ok(app_wait($blocked, qr/^running/m), 'a blocking PQexec runs on the new primary');
+	usleep(200_000);
+	my $t0 = time();
+	$cm1->{h}->signal('KILL');
+	my $ok = app_wait($blocked, qr/^result /m, 10);
+	my $t = time() - $t0;
+	ok($ok && ${ $blocked->{out} } =~ /connstatus=BAD/, 'conmgr killed: the query failed, connection bad')
+	  or diag(${ $blocked->{out} });
+	ok($t < 0.5, sprintf('at once: %.3f s after kill -9 of conmgr', $t));
+	$blocked->{h}->finish;
+}
+
+$cm2->{h}->signal('TERM');
+$cm2->{h}->finish;
+done_testing();

@@ -1,0 +1,300 @@
+/*-------------------------------------------------------------------------
+ *
+ * cmapp.c
+ *	  A libpq application linked with libpq-cm ("-lpq-cm -lpq"), for tests.
+ *
+ *	 cmapp connect CONNINFO       PQconnectdb, then report
+ *	 cmapp async CONNINFO         PQconnectStart + PQconnectPoll, then report
+ *	 cmapp block CONNINFO SQL     connect, run SQL with PQexec (blocking)
+ *	 cmapp pollcm CONNINFO SQL    PQsendQuery, poll PQsocket and PQcmSocket;
+ *	                              on POLLIN of the latter, PQconsumeInput
+ *	 cmapp reset CONNINFO         connect, report, wait for a line on stdin,
+ *	                              PQreset, report
+ *	 cmapp timing N CI [CI2]      N x (connect, SELECT 1, finish) to CI and
+ *	                              (alternating) CI2: latencies
+ *
+ * Report lines (one "key=value" set per line):
+ *	 connected host=H hostaddr=A port=P cmsocket=yes|no recovery=t|f
+ *	 async statuses=S1,S2,... sockets=N awaiting=yes|no
+ *	 failed message=...
+ *	 result status=... sqlstate=... connstatus=OK|BAD elapsed=SECONDS message=...
+ *	 timing n=N median_us=.. p99_us=..    (and "timing2 ..." for CI2)
+ * Exit 0 when it ran as asked (a query error is a result, not a failure).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "libpq-cm.h"
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* One line, newlines flattened, for the test to match. */
+static void
+print_flat(const char *prefix, const char *msg)
+{
+	printf("%s", prefix);
+	for (const char *p = msg ? msg : ""; *p; p++)
+		putchar(*p == '\n' || *p == '\t' ? ' ' : *p);
+	putchar('\n');
+}
+
+static int
+report(PGconn *conn)
+{
+	PGresult   *res;
+
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		print_flat("failed message=", PQerrorMessage(conn));
+		return 1;
+	}
+	res = PQexec(conn, "SELECT pg_is_in_recovery()");
+	printf("connected host=%s hostaddr=%s port=%s cmsocket=%s recovery=%s\n",
+		   PQhost(conn), PQhostaddr(conn), PQport(conn),
+		   PQcmSocket(conn) >= 0 ? "yes" : "no",
+		   PQresultStatus(res) == PGRES_TUPLES_OK ? PQgetvalue(res, 0, 0) : "?");
+	PQclear(res);
+	fflush(stdout);
+	return 0;
+}
+
+static const char *
+status_name(ConnStatusType s)
+{
+	switch ((int) s)
+	{
+		case CONNECTION_OK: return "OK";
+		case CONNECTION_BAD: return "BAD";
+		case CONNECTION_STARTED: return "STARTED";
+		case CONNECTION_MADE: return "MADE";
+		case CONNECTION_AWAITING_RESPONSE: return "AWAITING_RESPONSE";
+		case CONNECTION_AUTH_OK: return "AUTH_OK";
+		case CONNECTION_CHECK_TARGET: return "CHECK_TARGET";
+		case CONNECTION_AWAITING_CMRESPONSE: return "AWAITING_CMRESPONSE";
+		default: return "OTHER";
+	}
+}
+
+static int
+do_async(const char *conninfo)
+{
+	PGconn	   *conn = PQconnectStart(conninfo);
+	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+	char		statuses[4096] = "";
+	const char *last = "";
+	int			sockets = 0,
+				last_sock = -2;
+	int			awaiting = 0;
+
+	if (conn == NULL)
+		return 1;
+	while (ps != PGRES_POLLING_OK && ps != PGRES_POLLING_FAILED)
+	{
+		struct pollfd p = {PQsocket(conn), ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
+		const char *st = status_name(PQstatus(conn));
+
+		if (PQstatus(conn) == CONNECTION_BAD)
+			break;
+		if (p.fd != last_sock)
+		{
+			sockets++;
+			last_sock = p.fd;
+		}
+		if (strcmp(st, last) != 0 && strlen(statuses) < sizeof(statuses) - 32)
+		{
+			strcat(statuses, statuses[0] ? "," : "");
+			strcat(statuses, st);
+			last = st;
+		}
+		awaiting |= PQstatus(conn) == CONNECTION_AWAITING_CMRESPONSE;
+		if (poll(&p, 1, 10000) <= 0)
+		{
+			printf("failed message=timeout in the async loop\n");
+			return 1;
+		}
+		ps = PQconnectPoll(conn);
+	}
+	printf("async statuses=%s sockets=%d awaiting=%s\n", statuses, sockets,
+		   awaiting ? "yes" : "no");
+	return report(conn);
+}
+
+static void
+print_result(PGconn *conn, PGresult *res, double t0)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	printf("result status=%s sqlstate=%s connstatus=%s elapsed=%.3f ",
+		   res ? PQresStatus(PQresultStatus(res)) : "NULL",
+		   state ? state : "none",
+		   PQstatus(conn) == CONNECTION_OK ? "OK" : "BAD", now_s() - t0);
+	print_flat("message=", PQerrorMessage(conn));
+	fflush(stdout);
+}
+
+static int
+do_block(const char *conninfo, const char *sql)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+	PGresult   *res;
+	double		t0;
+
+	if (report(conn) != 0)
+		return 1;
+	printf("running\n");
+	fflush(stdout);
+	t0 = now_s();
+	res = PQexec(conn, sql);
+	print_result(conn, res, t0);
+	PQclear(res);
+	PQfinish(conn);
+	return 0;
+}
+
+static int
+do_pollcm(const char *conninfo, const char *sql)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+	PGresult   *res = NULL;
+	double		t0;
+	int			cmfd;
+
+	if (report(conn) != 0)
+		return 1;
+	cmfd = PQcmSocket(conn);
+	if (cmfd < 0 || !PQsendQuery(conn, sql))
+	{
+		print_flat("failed message=", cmfd < 0 ? "no conmgr socket" : PQerrorMessage(conn));
+		return 1;
+	}
+	printf("running\n");
+	fflush(stdout);
+	t0 = now_s();
+	for (;;)
+	{
+		struct pollfd p[2] = {{PQsocket(conn), POLLIN, 0}, {cmfd, POLLIN, 0}};
+
+		if (poll(p, 2, 120000) <= 0)
+			break;
+		if (p[1].revents)
+			printf("cmsocket readable after %.3f\n", now_s() - t0);
+		/* what the manual asks: consume input and look at the results */
+		if (!PQconsumeInput(conn) || !PQisBusy(conn))
+			break;
+	}
+	while ((res = PQgetResult(conn)) != NULL)
+	{
+		print_result(conn, res, t0);
+		PQclear(res);
+		if (PQstatus(conn) != CONNECTION_OK)
+			break;
+	}
+	print_result(conn, NULL, t0);
+	PQfinish(conn);
+	return 0;
+}
+
+static int
+do_reset(const char *conninfo)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+	char		line[64];
+
+	if (report(conn) != 0)
+		return 1;
+	if (fgets(line, sizeof(line), stdin) == NULL)
+		return 1;
+	PQreset(conn);
+	printf("reset\n");
+	return report(conn);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* One connect + SELECT 1 + finish; its duration, or -1. */
+static double
+time_one(const char *conninfo)
+{
+	double		t0 = now_s();
+	PGconn	   *conn = PQconnectdb(conninfo);
+	PGresult   *res = PQexec(conn, "SELECT 1");
+	int			ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		print_flat("failed message=", PQerrorMessage(conn));
+	PQclear(res);
+	PQfinish(conn);
+	return ok ? now_s() - t0 : -1;
+}
+
+/*
+ * N timed connections to each conninfo given (one or two), alternating
+ * between them so that both see the same machine.
+ */
+static int
+do_timing(int n, int nci, char **ci)
+{
+	double	   *t[2];
+
+	if (n < 1)
+		return 2;
+	for (int k = 0; k < nci; k++)
+		t[k] = calloc(n, sizeof(double));
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < nci; k++)
+			if ((t[k][i] = time_one(ci[k])) < 0)
+				return 1;
+	for (int k = 0; k < nci; k++)
+	{
+		qsort(t[k], n, sizeof(double), cmp_double);
+		printf("timing%s n=%d median_us=%.0f p99_us=%.0f\n", k ? "2" : "", n,
+			   t[k][n / 2] * 1e6, t[k][(int) (n * 0.99)] * 1e6);
+		free(t[k]);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 3 && strcmp(argv[1], "connect") == 0)
+	{
+		PGconn	   *conn = PQconnectdb(argv[2]);
+		int			rc = report(conn);
+
+		PQfinish(conn);
+		return rc;
+	}
+	if (argc == 3 && strcmp(argv[1], "async") == 0)
+		return do_async(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "block") == 0)
+		return do_block(argv[2], argv[3]);
+	if (argc == 4 && strcmp(argv[1], "pollcm") == 0)
+		return do_pollcm(argv[2], argv[3]);
+	if (argc == 3 && strcmp(argv[1], "reset") == 0)
+		return do_reset(argv[2]);
+	if ((argc == 4 || argc == 5) && strcmp(argv[1], "timing") == 0)
+		return do_timing(atoi(argv[2]), argc - 3, argv + 3);
+	fprintf(stderr, "usage: cmapp connect|async|reset CONNINFO | block|pollcm CONNINFO SQL | timing N CONNINFO [CONNINFO2]\n");
+	return 2;
+}
