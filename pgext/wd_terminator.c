@@ -30,6 +30,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/guc.h"
@@ -71,6 +72,13 @@ wd_terminate_host(const WdLoss *loss)
 		if (be->st_proc_start_timestamp >= loss->detected_at)
 			continue;			/* connected after the loss: a new path */
 
+		/*
+		 * The snapshot may be a little old: a process that has exited since
+		 * is gone from the proc array, and its pid, which the system may
+		 * already have given to an unrelated process, is not signalled.
+		 */
+		if (BackendPidGetProc(be->st_procpid) == NULL)
+			continue;
 		if (kill(be->st_procpid, SIGTERM) == 0)
 		{
 			killed++;

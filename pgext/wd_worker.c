@@ -80,6 +80,7 @@ typedef enum WdSessState
 typedef struct WdSession
 {
 	WdSessState state;
+	int			idx;			/* index in sessions[], the epoll tag */
 	int			fd;
 	int			slot;			/* index in wd_shared->sessions when UP */
 	WdAddr		peer;
@@ -107,7 +108,13 @@ typedef struct WdAuthLog
 	uint64		suppressed;
 } WdAuthLog;
 
-static WdSession *sessions;
+/*
+ * One pointer per possible session: max_heartbeat_connections registered
+ * ones and WD_MAX_PENDING in handshake.  A session's memory (its buffers
+ * are most of it) is allocated when a connection is accepted and freed by
+ * wd_release() once it is closed, so an idle slot costs a pointer here.
+ */
+static WdSession **sessions;
 static int	nsessions;			/* entries in sessions[] */
 static int	npending;			/* sessions in HELLO or AUTH */
 static int	nregistered;		/* sessions UP */
@@ -137,7 +144,8 @@ peer_str(const WdSession *s)
 	return buf;
 }
 
-static void
+/* Add or change a descriptor in the epoll set; false (errno set) on failure. */
+static bool
 wd_epoll_ctl(int op, int fd, uint32 events, uint32 data)
 {
 	struct epoll_event ev;
@@ -145,10 +153,7 @@ wd_epoll_ctl(int op, int fd, uint32 events, uint32 data)
 	memset(&ev, 0, sizeof(ev));
 	ev.events = events;
 	ev.data.u32 = data;
-	if (epoll_ctl(epfd, op, fd, &ev) < 0)
-		ereport(ERROR,
-				(errcode_for_socket_access(),
-				 errmsg("watchdog: epoll_ctl failed: %m")));
+	return epoll_ctl(epfd, op, fd, &ev) == 0;
 }
 
 static uint32
@@ -259,14 +264,16 @@ wd_unregister_lost(WdSession *s, TimestampTz now)
 
 /* ---- sending ---- */
 
-static void
+static bool
 wd_want_write(WdSession *s, bool want)
 {
 	if (s->want_write == want)
-		return;
-	wd_epoll_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN | (want ? EPOLLOUT : 0),
-				 (uint32) (s - sessions));
+		return true;
+	if (!wd_epoll_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN | (want ? EPOLLOUT : 0),
+					  (uint32) s->idx))
+		return false;
 	s->want_write = want;
+	return true;
 }
 
 /* Write what is queued; false when the connection failed (s is lost). */
@@ -289,7 +296,14 @@ wd_flush(WdSession *s)
 		memmove(s->outbuf, s->outbuf + n, s->outlen - n);
 		s->outlen -= n;
 	}
-	wd_want_write(s, s->outlen > 0);
+	if (!wd_want_write(s, s->outlen > 0))
+	{
+		char		why[128];
+
+		snprintf(why, sizeof(why), "could not change its wait events: %m");
+		wd_lose(s, why);
+		return false;
+	}
 	return true;
 }
 
@@ -645,15 +659,48 @@ wd_read(WdSession *s)
 
 /* ---- accepting ---- */
 
+/*
+ * A new session entry, or NULL when every entry is taken or memory is
+ * short.  It is FREE until the caller sets its state.
+ */
 static WdSession *
-wd_free_entry(void)
+wd_new_session(void)
 {
 	for (int i = 0; i < nsessions; i++)
 	{
-		if (sessions[i].state == WD_SESS_FREE)
-			return &sessions[i];
+		WdSession  *s;
+
+		if (sessions[i] != NULL)
+			continue;
+		s = MemoryContextAllocExtended(TopMemoryContext, sizeof(WdSession),
+									   MCXT_ALLOC_NO_OOM);
+		if (s == NULL)
+			return NULL;
+		memset(s, 0, offsetof(WdSession, inbuf));
+		s->state = WD_SESS_FREE;
+		s->idx = i;
+		s->fd = -1;
+		s->slot = -1;
+		sessions[i] = s;
+		return s;
 	}
 	return NULL;
+}
+
+/*
+ * Free the entry of a closed session.  Called only where no pointer to it
+ * is held any more: after its event, its timer or its attribute push.
+ */
+static void
+wd_release(int i)
+{
+	WdSession  *s = sessions[i];
+
+	if (s != NULL && s->state == WD_SESS_FREE)
+	{
+		pfree(s);
+		sessions[i] = NULL;
+	}
 }
 
 static void
@@ -700,7 +747,7 @@ wd_accept(int lfd)
 			close(fd);
 			continue;
 		}
-		s = npending < WD_MAX_PENDING ? wd_free_entry() : NULL;
+		s = npending < WD_MAX_PENDING ? wd_new_session() : NULL;
 		if (s == NULL)
 		{
 			char		host[INET6_ADDRSTRLEN];
@@ -713,17 +760,25 @@ wd_accept(int lfd)
 			close(fd);
 			continue;
 		}
+		if (!wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, (uint32) s->idx))
+		{
+			char		host[INET6_ADDRSTRLEN];
+
+			ereport(LOG,
+					(errcode_for_socket_access(),
+					 errmsg("watchdog: refusing connection from %s: could not wait on its socket: %m",
+							wd_addr_to_string(&peer, host, sizeof(host)))));
+			close(fd);
+			wd_release(s->idx);
+			continue;
+		}
 		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-		memset(s, 0, offsetof(WdSession, inbuf));
 		s->fd = fd;
-		s->slot = -1;
 		s->peer = peer;
 		s->accepted_at = GetCurrentTimestamp();
 		s->last_received = s->accepted_at;
-		s->state = WD_SESS_FREE;
 		wd_set_state(s, WD_SESS_HELLO);
-		wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, (uint32) (s - sessions));
 	}
 }
 
@@ -752,15 +807,16 @@ wd_check_attrs(TimestampTz now)
 
 	for (int i = 0; i < nsessions; i++)
 	{
-		WdSession  *s = &sessions[i];
+		WdSession  *s = sessions[i];
 		cmproto_msg msg;
 
-		if (s->state != WD_SESS_UP)
+		if (s == NULL || s->state != WD_SESS_UP)
 			continue;
 		memset(&msg, 0, sizeof(msg));
 		msg.type = CMPROTO_HB_ATTRS;
 		msg.u.hb_attrs.attrs = attrs;
 		(void) wd_send(s, &msg);
+		wd_release(i);
 	}
 }
 
@@ -776,9 +832,11 @@ wd_run_timers(void)
 
 	for (int i = 0; i < nsessions; i++)
 	{
-		WdSession  *s = &sessions[i];
+		WdSession  *s = sessions[i];
 		TimestampTz deadline;
 
+		if (s == NULL)
+			continue;
 		switch (s->state)
 		{
 			case WD_SESS_FREE:
@@ -790,6 +848,7 @@ wd_run_timers(void)
 				if (now >= deadline)
 				{
 					wd_lose(s, "handshake not completed in time");
+					wd_release(i);
 					continue;
 				}
 				next = Min(next, deadline);
@@ -805,6 +864,7 @@ wd_run_timers(void)
 							 "nothing received for %d s (heartbeat_timeout)",
 							 s->timeout);
 					wd_lose(s, why);
+					wd_release(i);
 					continue;
 				}
 				if (now >= s->next_send - WD_SEND_SLACK_US)
@@ -813,7 +873,10 @@ wd_run_timers(void)
 					if (s->next_send <= now)
 						s->next_send = now + (TimestampTz) s->interval * USECS_PER_SEC;
 					if (!wd_send_beat(s))
+					{
+						wd_release(i);
 						continue;
+					}
 				}
 				next = Min(next, Min(deadline, s->next_send));
 				break;
@@ -909,8 +972,12 @@ wd_listen_on(struct addrinfo *ai, const char *name)
 		close(fd);
 		return;
 	}
+	if (!wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, WD_LISTEN_TAG | (uint32) nlisten))
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("watchdog: could not wait on the listen socket for \"%s\": %m",
+						name)));
 	listen_fds[nlisten] = fd;
-	wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, WD_LISTEN_TAG | (uint32) nlisten);
 	nlisten++;
 }
 
@@ -978,11 +1045,11 @@ watchdog_main(Datum arg)
 
 	wd_load_key();
 
+	/* Huge: a pointer per slot may pass 1 GB near the GUC's maximum. */
 	nsessions = wd_shared->max_sessions + WD_MAX_PENDING;
-	sessions = MemoryContextAllocZero(TopMemoryContext,
-									  sizeof(WdSession) * nsessions);
-	for (int i = 0; i < nsessions; i++)
-		sessions[i].fd = -1;
+	sessions = MemoryContextAllocExtended(TopMemoryContext,
+										  sizeof(WdSession *) * nsessions,
+										  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
@@ -1043,13 +1110,15 @@ watchdog_main(Datum arg)
 				wd_accept(listen_fds[data & ~WD_LISTEN_TAG]);
 				continue;
 			}
-			s = &sessions[data];
-			if (s->state == WD_SESS_FREE)
+			s = sessions[data];
+			if (s == NULL || s->state == WD_SESS_FREE)
 				continue;		/* closed earlier in this batch */
-			if ((evs[i].events & EPOLLOUT) && !wd_flush(s))
-				continue;
-			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-				wd_read(s);
+			if (!(evs[i].events & EPOLLOUT) || wd_flush(s))
+			{
+				if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+					wd_read(s);
+			}
+			wd_release(data);
 		}
 	}
 }
