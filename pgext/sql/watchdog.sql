@@ -30,6 +30,7 @@ ALTER SYSTEM SET watchdog.check_attr_interval = 'often';
 ALTER SYSTEM SET watchdog.port = 0;
 ALTER SYSTEM SET watchdog.port = 65536;
 ALTER SYSTEM SET watchdog.max_heartbeat_connections = -2;
+ALTER SYSTEM SET watchdog.max_heartbeat_connections = 1073741824;
 ALTER SYSTEM SET watchdog.no_such_setting = 1;
 SET watchdog.check_attr_interval = 500;
 SET watchdog.port = 1234;
