@@ -151,6 +151,23 @@ for my $target (sort keys %expect)
 	is_deeply([ sort keys %seen ], [qw(s1 s2)], 'read-only connections go to both standbys');
 }
 
+# --- descriptors, threads, fork ---
+{
+	my ($out) = run_cmd($cmapp, 'fds', cm_conninfo($cm1, 'read-write'));
+	my ($b, $c, $f, $g) = $out =~ /^fds before=(\d+) connected=(\d+) finished=(\d+) again=(\d+)/m;
+	is($c - $b, 3, 'connected through conmgr: the SQL socket, conmgr\'s socket and the watcher\'s epoll')
+	  or diag($out);
+	is($f - $b, 1, 'PQfinish() closes both sockets (the watcher\'s descriptor stays for the process)');
+	is($g, $f, 'a second connection leaves nothing behind');
+
+	($out) = run_cmd($cmapp, 'threads', 8, cm_conninfo($cm1, 'any'));
+	like($out, qr/^threads ok=80 failed=0$/m, '8 threads x 10 connections through conmgr at once');
+
+	($out) = run_cmd($cmapp, 'fork', cm_conninfo($cm1, 'read-write'));
+	like($out, qr/^fork child=ok parent=ok$/m,
+		'a forked child connects on its own; the parent\'s connection is unharmed') or diag($out);
+}
+
 # --- a postmaster straight: no conmgr socket, probed once, nothing logged ---
 {
 	my ($out) = run_cmd($cmapp, 'connect', "host=127.0.0.1 port=$port{p} dbname=postgres");
@@ -305,36 +322,72 @@ sub instance_pids
 	return ($pm, split /\s+/, `pgrep -P $pm`);
 }
 
+sub queries_running
+{
+	my ($like) = @_;
+	my $n = 0;
+	for my $s (qw(s1 s2))
+	{
+		$n += $node{$s}->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '$like' AND pid <> pg_backend_pid()");
+	}
+	return $n;
+}
+
 {
 	my $blocked = start_app('block', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
 	my $async = start_app('pollcm', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
+	my ($psql_out, $bench_out) = ('', '');
+	my $psql = IPC::Run::start([ 'env', "LD_PRELOAD=$preload", 'psql', '-X', '-d',
+		cm_conninfo($cm1, 'standby'), '-c', 'SELECT pg_sleep(60)' ],
+		'<', \undef, '>&', \$psql_out);
+	my $script = PostgreSQL::Test::Utils::tempdir() . '/sleep.sql';
+	PostgreSQL::Test::Utils::append_to_file($script, "SELECT pg_sleep(0.2);\n");
+	my $bench = IPC::Run::start([ 'env', "LD_PRELOAD=$preload", 'pgbench', '-n', '-c', '2',
+		'-T', '60', '-f', $script, cm_conninfo($cm1, 'standby') ], '<', \undef, '>&', \$bench_out);
 	ok(app_wait($blocked, qr/^running/m), 'a blocking PQexec is running on a standby');
 	ok(app_wait($async, qr/^running/m), 'an async query watching PQcmSocket() is running');
-	# Stop the instance each landed on (both, if they differ).
-	my %victims;
-	for my $a ($blocked, $async)
-	{
-		my ($where) = landed(${ $a->{out} });
-		$victims{$where} = 1;
-	}
-	my @pids = map { instance_pids($node{$_}) } keys %victims;
+	ok(wait_until(sub { queries_running('SELECT pg_sleep(60)') == 3
+		  && queries_running('SELECT pg_sleep(0.2)%') == 2 }, 30),
+		'psql and pgbench (LD_PRELOAD) are waiting on standbys too');
+	# Stop both standbys: every application above is on one of them.
+	my @pids = map { instance_pids($node{$_}) } qw(s1 s2);
 	my $t0 = time();
 	kill 'STOP', @pids;
+	my ($t_psql, $t_bench);
 	my $ok1 = app_wait($blocked, qr/^result /m, $hb_timeout + 5);
 	my $t1 = time() - $t0;
 	my $ok2 = app_wait($async, qr/^result .*connstatus=BAD/m, 5);
 	my $t2 = time() - $t0;
+	my $deadline = time() + 5;
+	while ((!defined $t_psql || !defined $t_bench) && time() < $deadline)
+	{
+		$t_psql //= time() - $t0 unless $psql->pumpable;
+		$t_bench //= time() - $t0 unless $bench->pumpable;
+		$_->pump_nb for grep { $_->pumpable } ($psql, $bench);
+		usleep(10_000);
+	}
 	kill 'CONT', @pids;
 	ok($ok1, 'the blocked PQexec returned') or diag(${ $blocked->{out} });
 	like(${ $blocked->{out} }, qr/^result status=PGRES_FATAL_ERROR sqlstate=none connstatus=BAD .*server closed the connection unexpectedly/m,
 		"with libpq's ordinary connection-lost error");
 	ok($t1 <= $hb_timeout + 0.5,
 		sprintf('within heartbeat_timeout + 0.5 s: %.3f s after the instance stopped (timeout %d s)', $t1, $hb_timeout));
-	note(sprintf('blocked PQexec failed %.3f s after the instance stopped (heartbeat_timeout %d s)', $t1, $hb_timeout));
+	note(sprintf('blocked PQexec failed %.3f s after the instances stopped (heartbeat_timeout %d s)', $t1, $hb_timeout));
 	ok($ok2, 'the async application saw conmgr\'s socket readable and then CONNECTION_BAD')
 	  or diag(${ $async->{out} });
 	like(${ $async->{out} }, qr/^cmsocket readable after/m, 'PQcmSocket() turned readable');
-	note(sprintf('async application saw the loss %.3f s after the instance stopped', $t2));
+	note(sprintf('async application saw the loss %.3f s after the instances stopped', $t2));
+	ok(defined $t_psql && $t_psql <= $hb_timeout + 0.5,
+		sprintf('psql ended within heartbeat_timeout + 0.5 s (%.3f s)', $t_psql // -1));
+	$psql->finish;
+	like($psql_out, qr/server closed the connection unexpectedly/, 'psql: the connection-lost error')
+	  or diag($psql_out);
+	ok(defined $t_bench && $t_bench <= $hb_timeout + 0.5,
+		sprintf('pgbench (waiting in select) ended within heartbeat_timeout + 0.5 s (%.3f s)', $t_bench // -1));
+	$bench->finish;
+	like($bench_out, qr/aborted|server closed the connection/, 'pgbench: its clients aborted on the lost connection')
+	  or diag($bench_out);
 	$_->{h}->finish for ($blocked, $async);
 	ok(wait_until(sub { routable($cm1, 'standby') == 2 }, 30), 'the standbys are routable again');
 }

@@ -10,6 +10,11 @@
  *	                              on POLLIN of the latter, PQconsumeInput
  *	 cmapp reset CONNINFO         connect, report, wait for a line on stdin,
  *	                              PQreset, report
+ *	 cmapp fds CONNINFO           open descriptors before, connected, after
+ *	                              PQfinish
+ *	 cmapp threads N CONNINFO     N threads, 10 connections each
+ *	 cmapp fork CONNINFO          a connection survives a child that
+ *	                              connects (and exits) on its own
  *	 cmapp timing N CI [CI2]      N x (connect, SELECT 1, finish) to CI and
  *	                              (alternating) CI2: latencies
  *
@@ -19,15 +24,22 @@
  *	 failed message=...
  *	 result status=... sqlstate=... connstatus=OK|BAD elapsed=SECONDS message=...
  *	 timing n=N median_us=.. p99_us=..    (and "timing2 ..." for CI2)
+ *	 fds before=N connected=N finished=N again=N
+ *	 threads ok=N failed=N
+ *	 fork child=ok|failed parent=ok|failed
  * Exit 0 when it ran as asked (a query error is a result, not a failure).
  *
  *-------------------------------------------------------------------------
  */
+#include <dirent.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "libpq-cm.h"
 
@@ -273,6 +285,120 @@ do_timing(int n, int nci, char **ci)
 	return 0;
 }
 
+static int
+count_fds(void)
+{
+	DIR		   *d = opendir("/proc/self/fd");
+	int			n = 0;
+
+	if (d == NULL)
+		return -1;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n - 3;				/* ".", ".." and the directory's own */
+}
+
+static int
+do_fds(const char *conninfo)
+{
+	int			before = count_fds(),
+				connected,
+				finished;
+	PGconn	   *conn = PQconnectdb(conninfo);
+
+	if (report(conn) != 0)
+		return 1;
+	connected = count_fds();
+	PQfinish(conn);
+	finished = count_fds();
+	/* a second round: nothing may accumulate */
+	conn = PQconnectdb(conninfo);
+	PQfinish(conn);
+	printf("fds before=%d connected=%d finished=%d again=%d\n", before, connected,
+		   finished, count_fds());
+	return 0;
+}
+
+static int
+query_ok(PGconn *conn)
+{
+	PGresult   *res = PQexec(conn, "SELECT pg_backend_pid()");
+	int			ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	PQclear(res);
+	return ok;
+}
+
+static const char *thread_conninfo;
+
+static void *
+thread_main(void *arg)
+{
+	int		   *failed = arg;
+
+	for (int i = 0; i < 10; i++)
+	{
+		PGconn	   *conn = PQconnectdb(thread_conninfo);
+
+		if (PQstatus(conn) != CONNECTION_OK || PQcmSocket(conn) < 0 || !query_ok(conn))
+			(*failed)++;
+		PQfinish(conn);
+	}
+	return NULL;
+}
+
+static int
+do_threads(int n, const char *conninfo)
+{
+	pthread_t	tid[64];
+	int			failed[64] = {0};
+	int			total = 0;
+
+	if (n < 1 || n > 64)
+		return 2;
+	thread_conninfo = conninfo;
+	for (int i = 0; i < n; i++)
+		pthread_create(&tid[i], NULL, thread_main, &failed[i]);
+	for (int i = 0; i < n; i++)
+	{
+		pthread_join(tid[i], NULL);
+		total += failed[i];
+	}
+	printf("threads ok=%d failed=%d\n", n * 10 - total, total);
+	return 0;
+}
+
+static int
+do_fork(const char *conninfo)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+	pid_t		pid;
+	int			status;
+
+	if (report(conn) != 0 || !query_ok(conn))
+		return 1;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+	{
+		/* the child leaves the parent's connection alone, as libpq asks */
+		PGconn	   *mine = PQconnectdb(conninfo);
+		int			ok = PQstatus(mine) == CONNECTION_OK && PQcmSocket(mine) >= 0 &&
+			query_ok(mine);
+
+		PQfinish(mine);
+		_exit(ok ? 0 : 1);
+	}
+	waitpid(pid, &status, 0);
+	usleep(200000);				/* time for a wrong shutdown to show */
+	printf("fork child=%s parent=%s\n",
+		   WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "ok" : "failed",
+		   PQstatus(conn) == CONNECTION_OK && query_ok(conn) ? "ok" : "failed");
+	PQfinish(conn);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -293,8 +419,14 @@ main(int argc, char **argv)
 		return do_pollcm(argv[2], argv[3]);
 	if (argc == 3 && strcmp(argv[1], "reset") == 0)
 		return do_reset(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "fds") == 0)
+		return do_fds(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "threads") == 0)
+		return do_threads(atoi(argv[2]), argv[3]);
+	if (argc == 3 && strcmp(argv[1], "fork") == 0)
+		return do_fork(argv[2]);
 	if ((argc == 4 || argc == 5) && strcmp(argv[1], "timing") == 0)
 		return do_timing(atoi(argv[2]), argc - 3, argv + 3);
-	fprintf(stderr, "usage: cmapp connect|async|reset CONNINFO | block|pollcm CONNINFO SQL | timing N CONNINFO [CONNINFO2]\n");
+	fprintf(stderr, "usage: cmapp connect|async|reset|fds|fork CONNINFO | block|pollcm CONNINFO SQL | threads N CONNINFO | timing N CONNINFO [CONNINFO2]\n");
 	return 2;
 }
