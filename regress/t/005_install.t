@@ -1,5 +1,6 @@
 # Test that make install honours PREFIX and DESTDIR: the programs go to
-# DESTDIR/PREFIX/bin, the extension under DESTDIR at pg_config's places.
+# DESTDIR/PREFIX/bin, libpq-cm to DESTDIR/PREFIX/lib and include, the
+# extension under DESTDIR at pg_config's places.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
@@ -25,4 +26,13 @@ for my $f ('/opt/conmgr/bin/conmgr', '/opt/conmgr/bin/cm_ctl',
 	ok(-f "$dest$f", "installed $f");
 }
 ok(-x "$dest/opt/conmgr/bin/conmgr", 'conmgr is executable');
+for my $f ('/opt/conmgr/lib/libpq-cm.so.1', '/opt/conmgr/include/libpq-cm.h',
+	'/opt/conmgr/lib/libpq-cm/libpq.so.5')
+{
+	ok(-f "$dest$f", "installed $f");
+}
+is(readlink("$dest/opt/conmgr/lib/libpq-cm.so"), 'libpq-cm.so.1', 'libpq-cm.so links to libpq-cm.so.1');
+my $real = readlink("$dest/opt/conmgr/lib/libpq-cm/libpq-real.so.5") // '';
+ok(-f $real && $real =~ m{^/.*/libpq\.so\.5$},
+	"the drop-in's libpq-real.so.5 points at the real libpq ($real)");
 done_testing();
