@@ -38,6 +38,12 @@ typedef struct cm_dest
 	bool		unix_socket;	/* a socket directory: never conmgr */
 } cm_dest;
 
+/* What a destination turned out to be (classifying prefer-* lists). */
+#define CMK_UNKNOWN		0
+#define CMK_POSTMASTER	1
+#define CMK_CONMGR		2
+#define CMK_FAILED		3
+
 /* Where a connection is in its life; see connect.c. */
 typedef enum cm_phase
 {
@@ -112,6 +118,10 @@ typedef struct cm_conn
 	cm_dest		dests[CM_MAX_DESTS];
 	int			ndests;
 	int			di;				/* current destination */
+	bool		classifying;	/* classifying a prefer-* list, see
+								 * connect.c */
+	int			pass;			/* 0 one pass; 1 strict, 2 fallback */
+	int8_t		kind[CM_MAX_DESTS]; /* what that pass found (CMK_*) */
 
 	/* probe and conmgr session */
 	int			fd;				/* probe socket, then conmgr's socket */
@@ -166,6 +176,7 @@ extern void cm_errorf(cm_conn *c, const char *fmt,...)
 
 /* connect.c */
 extern PostgresPollingStatusType cm_poll(cm_conn *c);
+extern int	cm_pass_target(const cm_conn *c);
 extern void cm_apply_settings(cm_conn *c);
 
 /* options.c */

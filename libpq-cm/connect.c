@@ -14,6 +14,14 @@
  * for the life of the connection.  When every destination failed, the
  * messages of all of them are the connection's error, as with libpq.
  *
+ * prefer-standby and prefer-primary over several destinations follow
+ * libpq's rule for its host list, generalised to conmgrs: a first pass
+ * over the whole list asks for standbys only (primaries only), a second
+ * pass takes what there is.  That needs every run of servers whole, so the
+ * list is first classified: unknown destinations are probed (conmgrs are
+ * hung up on and asked again when their turn comes); one that fails then
+ * is not tried again.
+ *
  * The same state machine serves both styles.  Asynchronous (PQconnectStart
  * + PQconnectPoll): each step returns what to wait for, and PQsocket() is
  * conmgr's socket while we talk to conmgr, then the server's.
@@ -86,6 +94,20 @@ cm_apply_settings(cm_conn *c)
 		REAL(PQsetnonblocking) (pg, s->nonblocking);
 }
 
+/*
+ * The target of this pass: the strict half of a prefer-* target in the
+ * first of two passes, else the application's.
+ */
+int
+cm_pass_target(const cm_conn *c)
+{
+	if (c->pass == 1 && c->target == CMPROTO_TARGET_PREFER_STANDBY)
+		return CMPROTO_TARGET_STANDBY;
+	if (c->pass == 1 && c->target == CMPROTO_TARGET_PREFER_PRIMARY)
+		return CMPROTO_TARGET_PRIMARY;
+	return c->target;
+}
+
 /* Queue the real attempts for the postmaster at c->di and known ones after. */
 static void
 queue_postmasters(cm_conn *c)
@@ -104,11 +126,11 @@ queue_postmasters(cm_conn *c)
 	a->instance = -1;
 	a->first_dest = c->di;
 	a->last_dest = last;
-	a->tsa = c->tsa;
+	a->tsa = c->pass == 2 ? "any" : cmproto_target_name(cm_pass_target(c));
 	/* the whole list: hand libpq the application's options untouched */
-	a->whole = c->di == 0 && last == c->ndests - 1 &&
+	a->whole = c->pass == 0 && c->di == 0 && last == c->ndests - 1 &&
 		c->target != CMPROTO_TARGET_PREFER_PRIMARY;
-	if (c->target == CMPROTO_TARGET_PREFER_PRIMARY)
+	if (c->pass == 0 && c->target == CMPROTO_TARGET_PREFER_PRIMARY)
 	{
 		/* libpq 15 does not know prefer-primary: primary first, then any */
 		a->tsa = "primary";
@@ -200,9 +222,32 @@ start_attempt(cm_conn *c)
 static void
 next_dest(cm_conn *c)
 {
+	if (c->classifying && c->di < c->ndests)
+		c->kind[c->di] = CMK_FAILED;
 	cm_close_fd(c);
 	c->di++;
 	c->phase = CMP_NEXT_DEST;
+}
+
+/* First pass: destination c->di is of kind k; on to the next. */
+static void
+classified(cm_conn *c, int k)
+{
+	c->kind[c->di] = (int8_t) k;
+	cm_close_fd(c);
+	c->di++;
+	c->phase = CMP_NEXT_DEST;
+}
+
+/* Set up the first pass where the target needs it. */
+static void
+begin(cm_conn *c)
+{
+	memset(c->kind, 0, sizeof(c->kind));
+	c->classifying = !c->passthrough && c->ndests > 1 &&
+		(c->target == CMPROTO_TARGET_PREFER_STANDBY ||
+		 c->target == CMPROTO_TARGET_PREFER_PRIMARY);
+	c->pass = c->classifying ? 1 : 0;
 }
 
 /* One step of the state machine; see the file header. */
@@ -229,6 +274,24 @@ cm_poll(cm_conn *c)
 						return rc;
 					c->di = c->ndests;
 				}
+				if (c->classifying && c->di >= c->ndests)
+				{
+					c->classifying = false;
+					c->di = 0;
+					continue;
+				}
+				if (c->classifying && (c->dests[c->di].unix_socket ||
+									   cm_known_postmaster(&c->dests[c->di])))
+				{
+					classified(c, CMK_POSTMASTER);
+					continue;
+				}
+				if (c->pass == 1 && c->di >= c->ndests)
+				{
+					c->pass = 2;	/* nothing strict anywhere: take what there is */
+					c->di = 0;
+					continue;
+				}
 				if (c->di >= c->ndests)
 				{
 					c->phase = CMP_FAILED;
@@ -238,6 +301,11 @@ cm_poll(cm_conn *c)
 						c->spent = NULL;
 					}
 					return PGRES_POLLING_FAILED;
+				}
+				if (c->kind[c->di] == CMK_FAILED)
+				{
+					c->di++;
+					continue;
 				}
 				if (c->dests[c->di].unix_socket ||
 					cm_known_postmaster(&c->dests[c->di]))
@@ -277,6 +345,11 @@ cm_poll(cm_conn *c)
 				if (st == CMS_FAILED)
 				{
 					next_dest(c);
+					continue;
+				}
+				if (c->classifying)
+				{
+					classified(c, st == CMS_POSTMASTER ? CMK_POSTMASTER : CMK_CONMGR);
 					continue;
 				}
 				if (st == CMS_POSTMASTER)
@@ -382,6 +455,7 @@ new_conn(const char *conninfo, const char *const *keys,
 
 	if (c == NULL)
 		return NULL;
+	begin(c);
 	if (sync)
 		connect_sync(c);
 	else
@@ -476,6 +550,7 @@ restart(cm_conn *c)
 	c->sql_fd = -1;
 	c->errlen = 0;
 	c->errbuf[0] = '\0';
+	begin(c);
 }
 
 void

@@ -312,7 +312,7 @@ send_resolve(cm_conn *c, int version)
 	memset(&m, 0, sizeof(m));
 	m.type = CMPROTO_RESOLVE;
 	m.u.resolve.version = (uint16_t) version;
-	m.u.resolve.target = (uint8_t) c->target;
+	m.u.resolve.target = (uint8_t) cm_pass_target(c);
 	m.u.resolve.client_pid = (uint32_t) getpid();
 	if (app)
 	{
@@ -415,14 +415,14 @@ queue_candidate(cm_conn *c, const cmproto_msg *m)
 	 * which catches a role that changed since conmgr last heard; the
 	 * "prefer" orders are conmgr's to decide.
 	 */
-	switch (c->target)
+	switch (cm_pass_target(c))
 	{
 		case CMPROTO_TARGET_PREFER_STANDBY:
 		case CMPROTO_TARGET_PREFER_PRIMARY:
 			a->tsa = "any";
 			break;
 		default:
-			a->tsa = c->tsa;
+			a->tsa = cmproto_target_name(cm_pass_target(c));
 	}
 }
 
@@ -465,7 +465,7 @@ cm_resolve_read(cm_conn *c)
 					char		why[200];
 
 					snprintf(why, sizeof(why), "conmgr knows no instance that is up with target_session_attrs=%s",
-							 c->tsa);
+							 cmproto_target_name(cm_pass_target(c)));
 					return dest_failed(c, why);
 				}
 				return CMS_CANDIDATES;

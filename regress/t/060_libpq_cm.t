@@ -210,6 +210,23 @@ for my $target (sort keys %expect)
 	($where, undef, $cmsock) = landed($out);
 	is("$where $cmsock", 'p no', 'the primary postmaster first: connected directly');
 
+	# prefer-*: a strict pass over the whole list, then a lenient one
+	($out, $err) = run_cmd($cmapp, 'async',
+		"host=127.0.0.1,127.0.0.1 port=$port{s1},$port{p} dbname=postgres target_session_attrs=prefer-primary");
+	($where) = landed($out);
+	is($where, 'p', 'prefer-primary over standby,primary servers: the primary') or diag("$out$err");
+
+	($out, $err) = run_cmd($cmapp, 'connect',
+		"host=127.0.0.1,localhost port=$port{p},$cm1->{port} dbname=postgres target_session_attrs=prefer-standby");
+	($where, undef, $cmsock) = landed($out);
+	like("$where $cmsock", qr/^s[12] yes$/, 'prefer-standby over primary server, conmgr: a standby through conmgr')
+	  or diag("$out$err");
+
+	($out, $err) = run_cmd($cmapp, 'connect',
+		"host=localhost,127.0.0.1 port=$cm2->{port},$port{p} dbname=postgres target_session_attrs=prefer-standby");
+	($where) = landed($out);
+	is($where, 'p', 'prefer-standby with no standby anywhere: the primary, in the second pass') or diag("$out$err");
+
 	($out, $err) = run_cmd($cmapp, 'connect', cm_conninfo($cm2, 'standby'));
 	like($out, qr/^failed message=.*conmgr knows no instance that is up with target_session_attrs=standby/m,
 		'no match anywhere: the error says so') or diag("$out$err");
