@@ -16,6 +16,7 @@ use lib "$FindBin::RealBin/../lib";
 use CmTest;
 use IO::Socket::INET;
 use IPC::Run;
+use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -230,6 +231,60 @@ for my $target (sort keys %expect)
 	($out, $err) = run_cmd($cmapp, 'connect', cm_conninfo($cm2, 'standby'));
 	like($out, qr/^failed message=.*conmgr knows no instance that is up with target_session_attrs=standby/m,
 		'no match anywhere: the error says so') or diag("$out$err");
+}
+
+# --- a broken or hostile "conmgr": clean errors, no crash, no hang ---
+# A fake server answers the probe with canned bytes; the library must fail
+# that destination with a message and go on.
+sub fake_conmgr
+{
+	my ($reply) = @_;
+	my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+		Listen => 5, Proto => 'tcp', ReuseAddr => 1) or die "listen: $!";
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		# _exit: the child must not run the clusters' END blocks
+		my $c = $srv->accept or POSIX::_exit(0);
+		sysread($c, my $probe, 8);
+		syswrite($c, $reply);
+		sysread($c, my $rest, 1024);	# RESOLVE, if it comes
+		POSIX::_exit(0);
+	}
+	my $port = $srv->sockport;
+	close $srv;
+	return ($port, $pid);
+}
+
+{
+	# An ErrorResponse as conmgr sends it, then frames.
+	my $msg = "SFATAL\0C08004\0Mthis is conmgr\0\0";
+	my $err = 'E' . pack('N', 4 + length $msg) . $msg;
+	my $hello = pack('aCnNnn', 'H', 0, 12, 0x434D4752, 1, 1);
+	my %cases = (
+		'garbage instead of an answer' => [ 'XYZ', qr/neither PostgreSQL nor conmgr/ ],
+		'a frame with a wrong length' => [ $err . $hello . pack('aCn', 'C', 0, 3), qr/invalid message from conmgr/ ],
+		'an unknown frame type' => [ $err . $hello . pack('aCn', '?', 0, 4), qr/invalid message from conmgr/ ],
+		'a bad greeting' => [ $err . pack('aCnNnn', 'H', 0, 12, 0x12345678, 1, 1), qr/conmgr sent an invalid greeting/ ],
+		'an error from conmgr' => [ $err . $hello . pack('aCnnn', 'X', 0, 4 + 2 + 2 + 4, 6, 4) . 'oops', qr/conmgr: oops/ ],
+		'a hang-up after RESOLVE' => [ $err . $hello, qr/conmgr closed the connection unexpectedly/ ]);
+	for my $name (sort keys %cases)
+	{
+		my ($reply, $re) = @{ $cases{$name} };
+		my ($fport, $pid) = fake_conmgr($reply);
+		my $t0 = time();
+		my ($out, $err2) = run_cmd($cmapp, 'connect',
+			"host=127.0.0.1,localhost port=$fport,$cm1->{port} dbname=postgres target_session_attrs=read-write connect_timeout=5");
+		waitpid($pid, 0);
+		my ($where) = landed($out);
+		is($where, 'p', "$name: that destination fails, the next one (cm1) is used") or diag("$out$err2");
+		ok(time() - $t0 < 4, "$name: no hang");
+		($fport, $pid) = fake_conmgr($reply);
+		($out, $err2) = run_cmd($cmapp, 'connect', "host=127.0.0.1 port=$fport dbname=postgres connect_timeout=5");
+		waitpid($pid, 0);
+		like($out, $re, "$name: the error says what went wrong") or diag("$out$err2");
+	}
 }
 
 # --- connect_timeout covers the conmgr phase: a port that accepts but never answers ---
