@@ -512,6 +512,36 @@ PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
 	return new_conn(NULL, keys, vals, 1, true);
 }
 
+/*
+ * libpq's ping functions open a connection with PQconnectStart[Params]()
+ * through the PLT and then read its fields directly, so they must get a
+ * real PGconn: they run entirely in libpq.  A ping of conmgr's port thus
+ * says whether conmgr answers (it refuses the login, which counts as
+ * PQPING_OK, as for a server).
+ */
+PGPing
+PQping(const char *conninfo)
+{
+	PGPing		r;
+
+	cm_in_real++;
+	r = REAL(PQping) (conninfo);
+	cm_in_real--;
+	return r;
+}
+
+PGPing
+PQpingParams(const char *const *keywords, const char *const *values,
+			 int expand_dbname)
+{
+	PGPing		r;
+
+	cm_in_real++;
+	r = REAL(PQpingParams) (keywords, values, expand_dbname);
+	cm_in_real--;
+	return r;
+}
+
 PostgresPollingStatusType
 PQconnectPoll(PGconn *conn)
 {

@@ -301,6 +301,15 @@ sub fake_conmgr
 }
 
 # --- unmodified programs: psql and pgbench with LD_PRELOAD, psycopg with the drop-in ---
+# pg_isready: libpq's PQpingParams() opens its connection through the PLT
+# (our PQconnectStartParams) and reads it as a real PGconn.
+for my $dest ("-p $port{p}", "-p $cm1->{port}")
+{
+	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", 'pg_isready', '-h', '127.0.0.1',
+		split(/ /, $dest));
+	like($out, qr/accepting connections/, "pg_isready (LD_PRELOAD) $dest: accepting connections")
+	  or diag("$out$err");
+}
 for my $target (qw(read-write read-only))
 {
 	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", 'psql', '-X', '-At',
