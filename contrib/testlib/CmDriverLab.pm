@@ -1,0 +1,228 @@
+=pod
+
+=head1 NAME
+
+CmDriverLab - the lab the driver tests (regress/t/08x_*.t) share
+
+=head1 DESCRIPTION
+
+A primary and one streaming standby, each with the watchdog, and conmgr in
+front of both (heartbeat_interval 1 s, heartbeat_timeout 2 s). Also: build
+a contrib/ directory's test program into a temporary directory, run
+commands, follow a background program's output, and "lose" an instance by
+stopping all its processes (SIGSTOP): its heartbeat falls silent as behind
+a dead link while its sockets stay open, so only conmgr's down-notice can
+end a query that waits on it.
+
+=cut
+
+package CmDriverLab;
+
+use strict;
+use warnings;
+use Cwd ();
+use Exporter 'import';
+use CmTest;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Time::HiRes qw(time usleep);
+
+our @EXPORT = qw(lab_start build_contrib run_cmd bg_start bg_wait bg_out);
+
+=pod
+
+=head2 lab_start()
+
+Start the instances and conmgr; wait until conmgr routes to both. Returns
+the lab: C<< $lab->{port}{p|s} >>, C<< $lab->{cmport} >>,
+C<< $lab->{hb_timeout} >>, C<< $lab->{node}{p|s} >>, C<< $lab->{top} >>
+(the tree), C<< $lab->{lib} >> (build/lib) and C<< $lab->{dropin} >>.
+
+=cut
+
+sub lab_start
+{
+	my $top = Cwd::realpath(cm_top());
+	my %lab = (top => $top, hb_interval => 1, hb_timeout => 2,
+		lib => "$top/build/lib", dropin => "$top/build/lib/dropin");
+	my %wd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(p s);
+	my $p = PostgreSQL::Test::Cluster->new('primary');
+	$p->init(allows_streaming => 1);
+	$p->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'watchdog'
+listen_addresses = '127.0.0.1'
+watchdog.port = $wd{p}
+watchdog.listen_addresses = '127.0.0.1'
+watchdog.check_attr_interval = 200
+});
+	$p->start;
+	$p->backup('b');
+	my $s = PostgreSQL::Test::Cluster->new('standby');
+	$s->init_from_backup($p, 'b', has_streaming => 1);
+	$s->append_conf('postgresql.conf', "watchdog.port = $wd{s}\n");
+	$s->start;
+	$lab{node} = { p => $p, s => $s };
+	$lab{port} = { p => $p->port, s => $s->port };
+	$lab{name_of} = { reverse %{ $lab{port} } };
+
+	$lab{cmport} = PostgreSQL::Test::Cluster::get_free_port();
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	chmod 0700, $dir;
+	my $conf = "port = $lab{cmport}\nheartbeat_interval = $lab{hb_interval}\n"
+	  . "heartbeat_timeout = $lab{hb_timeout}\n";
+	my $i = 0;
+	for my $n (qw(p s))
+	{
+		$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $lab{port}{$n}\n"
+		  . "watchdog_port$i = $wd{$n}\n";
+		$i++;
+	}
+	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
+	my $err = '';
+	$lab{cm} = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ],
+		'<', \undef, '>', \my $out, '2>', \$err);
+	$lab{cmerr} = \$err;
+	my $self = bless \%lab, __PACKAGE__;
+	die "conmgr does not route to both instances:\n$err"
+	  unless wait_until(sub { $self->routable('any') == 2 }, 30);
+	return $self;
+}
+
+# How many candidates conmgr offers for a libpq target_session_attrs.
+sub routable
+{
+	my ($self, $target) = @_;
+	my ($out) = run_cmd("$self->{top}/build/regress/tools/cmresolve",
+		'-p', $self->{cmport}, '-t', $target);
+	return scalar(() = $out =~ /^candidate /mg);
+}
+
+# 'p', 's' or "port N" for an instance's port.
+sub name_of
+{
+	my ($self, $port) = @_;
+	return $self->{name_of}{ $port // 0 } // ('port ' . ($port // 'none'));
+}
+
+# Every process of an instance (postmaster and children).
+sub instance_pids
+{
+	my ($self, $n) = @_;
+	my $pm = $self->{node}{$n}{_pid};
+	return ($pm, split /\s+/, `pgrep -P $pm`);
+}
+
+# Wait until a query that starts with $like runs on instance $n.
+sub wait_query
+{
+	my ($self, $n, $like, $count) = @_;
+	$count //= 1;
+	return wait_until(sub {
+		$self->{node}{$n}->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '$like%' AND pid <> pg_backend_pid()")
+		  >= $count;
+	}, 30);
+}
+
+=pod
+
+=head2 $lab->lose($n, $secs, @waits)
+
+Stop every process of instance $n, then wait (up to $secs) until each
+C<[$bg, $re]> of @waits matches. Returns the seconds from the stop to each
+match (undef for none), after resuming the instance and waiting until
+conmgr routes to it again.
+
+=cut
+
+sub lose
+{
+	my ($self, $n, $secs, @waits) = @_;
+	my @pids = $self->instance_pids($n);
+	my @took = (undef) x @waits;
+	my $t0 = time();
+	kill 'STOP', @pids;
+	my $deadline = $t0 + $secs;
+	while (time() < $deadline && grep { !defined } @took)
+	{
+		for my $i (0 .. $#waits)
+		{
+			next if defined $took[$i];
+			my ($bg, $re) = @{ $waits[$i] };
+			$took[$i] = time() - $t0 if bg_wait($bg, $re, 0);
+		}
+		usleep(5_000);
+	}
+	kill 'CONT', @pids;
+	wait_until(sub { $self->routable('any') == 2 }, 30);
+	return @took;
+}
+
+sub stop
+{
+	my ($self) = @_;
+	$self->{cm}->signal('TERM');
+	$self->{cm}->finish;
+	return;
+}
+
+=pod
+
+=head2 build_contrib($name)
+
+Build contrib/$name's test programs (its Makefile) into a temporary
+directory; returns that directory (dies with make's output on failure).
+
+=cut
+
+sub build_contrib
+{
+	my ($name, @vars) = @_;
+	my $top = Cwd::realpath(cm_top());
+	my $out = PostgreSQL::Test::Utils::tempdir();
+	my ($so, $se, $rc) = run_cmd('make', '-s', '-C', "$top/contrib/$name", "O=$out", @vars);
+	die "make -C contrib/$name failed:\n$so$se" if $rc;
+	return $out;
+}
+
+# Run a command (60 s at most); returns (stdout, stderr, exit status).
+sub run_cmd
+{
+	my (@cmd) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	return ($out, $err, $? >> 8);
+}
+
+# A command in the background, stdout and stderr together.
+sub bg_start
+{
+	my (@cmd) = @_;
+	my $out = '';
+	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>&1');
+	return { h => $h, out => \$out };
+}
+
+# Wait up to $secs for the output to match $re (0: look once).
+sub bg_wait
+{
+	my ($bg, $re, $secs) = @_;
+	my $deadline = time() + ($secs // 30);
+	while (1)
+	{
+		$bg->{h}->pump_nb if $bg->{h}->pumpable;
+		return 1 if ${ $bg->{out} } =~ $re;
+		return 0 if time() >= $deadline;
+		usleep(10_000);
+	}
+}
+
+sub bg_out
+{
+	my ($bg) = @_;
+	eval { $bg->{h}->finish; };
+	return ${ $bg->{out} };
+}
+
+1;
