@@ -1,0 +1,1217 @@
+=pod
+
+=head1 NAME
+
+CmLab - the fault lab: PostgreSQL servers in network namespaces, links that
+can be cut, conmgr in front
+
+=head1 SYNOPSIS
+
+    use CmLab;
+    my $why = CmLab::skip_reason();      # 'needs root', or undef
+    my $lab = CmLab->new(hb_interval => 1, hb_timeout => 3);
+    $lab->start;                         # n1 primary, n2 n3 standbys, conmgr on c1 and c2
+    my $p = $lab->primary;
+    $lab->cut("c1-$p");  ...  $lab->restore("c1-$p");
+    $lab->crash($p); $lab->promote('n2'); $lab->rebuild;
+    $lab->cleanup;                       # also done by END and on SIGINT/TERM/HUP
+
+=head1 DESCRIPTION
+
+Hosts. C<c1> is the root network namespace: the client host, where the
+test, conmgr and the applications run. C<c2> is a second client host (a
+namespace with its own conmgr). C<n1>, C<n2>, C<n3> are server hosts
+(namespaces), each running one PostgreSQL 15 instance with the watchdog, as
+user postgres. Namespaces are named C<cmlab<PID>-HOST>, after the test's
+process id, so parallel runs do not collide; leftovers of dead runs (same
+pattern, dead pid) are removed first.
+
+Links. Every client host has a point-to-point link (a veth pair) to every
+server host, and every two server hosts have one (replication). A link is
+named after its two ends, C<c1-n1>, C<c2-n3>, C<n1-n2>; link number L gets
+the network 127.X.L.0/24 (X chosen per run), the first end .1, the second
+.2; C<route_localnet> is set on both ends and a route for the /24 is put in
+the C<local> table so that it wins over the loopback's 127.0.0.0/8. No
+traffic leaves these links and the loopback devices: there is no forwarding
+and no other address.
+
+Cutting. Each end of each link has an nftables C<netdev> ingress chain
+(table C<netdev cmlab<PID>> in each namespace). C<cut> adds a C<drop> rule
+to both ends' chains: packets vanish in both directions after having been
+sent, so the sender sees nothing (TCP retransmits, as behind a dead cable)
+and the interfaces stay up. C<restore> flushes the chains.
+
+Servers listen on port 5432 on all their addresses, the watchdog on 27545,
+the Unix socket in the server's own directory (which the test uses to watch
+C<pg_stat_activity> without going through any link). A crash is a cut of
+every link of the host followed by kill -9 of every process in its
+namespace.
+
+=cut
+
+package CmLab;
+
+use strict;
+use warnings;
+use Carp;
+use Fcntl ();
+use File::Temp ();
+use IO::Socket::INET;
+use IO::Socket::UNIX;
+use IPC::Run ();
+use POSIX ();
+use Time::HiRes qw(time usleep);
+
+our $VERBOSE = $ENV{CM_LAB_VERBOSE} // 0;
+my %LIVE;    # labs to clean up, by address
+my $USER = 'postgres';
+
+# --- process-wide cleanup: END and signals -----------------------------
+
+sub cleanup_all
+{
+	for my $lab (values %LIVE)
+	{
+		eval { $lab->cleanup; 1 } or warn "CmLab cleanup: $@";
+	}
+	return;
+}
+
+END
+{
+	my $status = $?;
+	cleanup_all();
+	$? = $status;
+}
+
+for my $sig (qw(INT TERM HUP))
+{
+	$SIG{$sig} = sub {
+		# cleanup() does nothing in a process that did not build the lab
+		cleanup_all();
+		exit(128 + ($sig eq 'INT' ? 2 : $sig eq 'TERM' ? 15 : 1));
+	};
+}
+
+# --- small helpers --------------------------------------------------------
+
+sub pgbin
+{
+	my $dir = $ENV{CM_PGBIN};
+	return $dir if $dir;
+	my $pgc = $ENV{PG_CONFIG} // 'pg_config';
+	$dir = `$pgc --bindir 2>/dev/null`;
+	chomp $dir if defined $dir;
+	return $dir if $dir && -x "$dir/initdb";
+	return '/usr/lib/postgresql/15/bin';
+}
+
+# Why the lab cannot run here (undef: it can).
+sub skip_reason
+{
+	return 'needs root' if $> != 0;
+	return undef;
+}
+
+sub pid_alive
+{
+	my ($pid) = @_;
+	return 1 if kill(0, $pid);
+	return $!{EPERM} ? 1 : 0;
+}
+
+sub logv
+{
+	print STDERR "# [lab] @_\n" if $VERBOSE;
+	return;
+}
+
+# Run a command, wait (bounded), return (exit status, stdout, stderr).
+sub run_cmd
+{
+	my ($cmd, %o) = @_;
+	my ($out, $err) = ('', '');
+	my $in = $o{stdin};
+	logv("run: @$cmd");
+	my $ok = eval {
+		IPC::Run::run($cmd, '<', (defined $in ? \$in : \undef), '>', \$out, '2>', \$err,
+			IPC::Run::timeout($o{timeout} // 60));
+		1;
+	};
+	return (-1, $out, "$err$@") unless $ok;
+	return ($? >> 8 || ($? & 127 ? 128 + ($? & 127) : 0), $out, $err);
+}
+
+# The same, dying with the command's output when it fails.
+sub must
+{
+	my ($cmd, %o) = @_;
+	my ($rc, $out, $err) = run_cmd($cmd, %o);
+	croak("failed ($rc): @$cmd\n$out$err") if $rc != 0;
+	return $out;
+}
+
+# --- construction ------------------------------------------------------
+
+=pod
+
+=head2 CmLab->new(%options)
+
+servers (3), hb_interval (1), hb_timeout (3), hb_connect_interval (1),
+hb_connect_timeout (2), top (the repository). Builds nothing yet.
+
+=cut
+
+sub new
+{
+	my ($class, %o) = @_;
+	my $self = bless {
+		owner => $$,
+		tag => "cmlab$$",
+		nservers => $o{servers} // 3,
+		hb_interval => $o{hb_interval} // 1,
+		hb_timeout => $o{hb_timeout} // 3,
+		hb_connect_interval => $o{hb_connect_interval} // 1,
+		hb_connect_timeout => $o{hb_connect_timeout} // 2,
+		top => $o{top} // die('top => the repository directory'),
+		pgbin => pgbin(),
+		procs => [],
+		pids => {},
+		links => {},
+		cut => {},
+		conmgr => {},
+		mon => {},
+		log => [],
+	}, $class;
+	$self->{servers} = [ map { "n$_" } 1 .. $self->{nservers} ];
+	$self->{clients} = [qw(c1 c2)];
+	$LIVE{"$self"} = $self;
+	return $self;
+}
+
+sub servers { return @{ $_[0]{servers} } }
+sub primary { return $_[0]{primary} }
+sub standbys { my $s = shift; return grep { $_ ne $s->{primary} } @{ $s->{servers} } }
+sub dir { return $_[0]{dir} }
+sub hb_timeout { return $_[0]{hb_timeout} }
+sub hb_interval { return $_[0]{hb_interval} }
+
+# The namespace of a host (undef for c1, the root namespace).
+sub ns
+{
+	my ($self, $host) = @_;
+	return undef if $host eq 'c1';
+	return "$self->{tag}-$host";
+}
+
+# A command wrapped to run on $host, optionally as the unprivileged user.
+sub wrap
+{
+	my ($self, $host, $as_user, @cmd) = @_;
+	unshift @cmd, 'runuser', '-u', $USER, '--' if $as_user;
+	unshift @cmd, 'ip', 'netns', 'exec', $self->ns($host) if $host ne 'c1';
+	return @cmd;
+}
+
+sub link_of
+{
+	my ($self, $a, $b) = @_;
+	return $self->{links}{"$a-$b"} // $self->{links}{"$b-$a"}
+	  // croak("no link between $a and $b");
+}
+
+=pod
+
+=head2 addr($host, $peer)
+
+The address of $host on its link to $peer.
+
+=cut
+
+sub addr
+{
+	my ($self, $host, $peer) = @_;
+	return $self->link_of($host, $peer)->{addr}{$host};
+}
+
+sub links_of
+{
+	my ($self, $host) = @_;
+	return grep { $_->{a} eq $host || $_->{b} eq $host } values %{ $self->{links} };
+}
+
+# --- leftovers of dead runs --------------------------------------------------
+
+=pod
+
+=head2 CmLab::sweep_leftovers()
+
+Removes what runs that died (their pid is gone) left: processes in their
+namespaces and under their directory, the namespaces, root-side devices,
+nftables tables, SysV segments of their servers, directories.
+
+=cut
+
+sub sweep_leftovers
+{
+	my %dead;
+	my $alive = sub { my ($pid) = @_; return $pid == $$ || pid_alive($pid) };
+	for my $line (split /\n/, `ip netns list 2>/dev/null`)
+	{
+		next unless $line =~ /^(cmlab(\d+)-\w+)/;
+		my ($ns, $pid) = ($1, $2);
+		next if $alive->($pid);
+		$dead{$pid} = 1;
+		kill_ns($ns);
+		system('ip', 'netns', 'del', $ns);
+	}
+	for my $line (split /\n/, `nft list tables netdev 2>/dev/null`)
+	{
+		next unless $line =~ /^table netdev (cmlab(\d+))$/;
+		next if $alive->($2);
+		system('nft', 'delete', 'table', 'netdev', $1);
+	}
+	for my $line (split /\n/, `ip -o link show 2>/dev/null`)
+	{
+		next unless $line =~ /^\d+: (cl(\d+)[ab]\d+)[\@:]/;
+		next if $alive->($2);
+		system('ip', 'link', 'del', $1);
+	}
+	for my $d (glob('/tmp/cmlab.*'))
+	{
+		next unless $d =~ m{^/tmp/cmlab\.(\d+)\.\w+$} && -d $d;
+		next if $alive->($1);
+		# conmgr runs in the root namespace, from a copy under this directory
+		for my $p (glob('/proc/[0-9]*'))
+		{
+			my $exe = readlink("$p/exe") // next;
+			kill('KILL', ($p =~ m{(\d+)$})[0]) if index($exe, "$d/") == 0;
+		}
+		for my $pidfile (glob("$d/n*/data/postmaster.pid"))
+		{
+			remove_shm($pidfile);
+		}
+		system('rm', '-rf', '--one-file-system', $d);
+	}
+	return;
+}
+
+# kill -9 every process in a namespace; wait (bounded) until none is left.
+sub kill_ns
+{
+	my ($ns) = @_;
+	for (1 .. 50)
+	{
+		my @pids = grep { /^\d+$/ } split /\s+/, `ip netns pids $ns 2>/dev/null`;
+		return 1 unless @pids;
+		kill 'KILL', @pids;
+		usleep(50_000);
+	}
+	return 0;
+}
+
+# The SysV segment of a PostgreSQL instance killed with -9 (line 7 of
+# postmaster.pid: key and id): removed if ipcs shows that very key and id,
+# owned by the test user, with nobody attached.
+sub remove_shm
+{
+	my ($pidfile) = @_;
+	open my $f, '<', $pidfile or return;
+	my @l = <$f>;
+	close $f;
+	return unless defined $l[6] && $l[6] =~ /^\s*(\d+)\s+(\d+)/;
+	my ($key, $id) = ($1, $2);
+	for my $line (split /\n/, `ipcs -m 2>/dev/null`)
+	{
+		my @f = split ' ', $line;
+		next unless @f >= 6 && $f[0] =~ /^0x[0-9a-f]+$/i && $f[1] eq $id;
+		system('ipcrm', '-m', $id) if hex($f[0]) == $key && $f[2] eq $USER && $f[5] eq '0';
+	}
+	return;
+}
+
+# --- building the lab --------------------------------------------------------
+
+=pod
+
+=head2 start()
+
+Sweeps leftovers, makes the directory, copies the built programs, creates
+the namespaces and links, the primary (n1) and standbys, and starts conmgr
+on c1 and c2. Dies with the reason when something fails.
+
+=cut
+
+sub start
+{
+	my ($self) = @_;
+	sweep_leftovers();
+	my $top = $self->{top};
+	for my $f ("$top/build/bin/conmgr", "$top/build/bin/cm_ctl", "$top/build/regress/tools/cmapp",
+		"$top/build/regress/tools/cmresolve", "$top/build/lib/libpq-cm.so.1")
+	{
+		croak("$f is missing: run make first") unless -e $f;
+	}
+	for my $tool (qw(ip nft runuser))
+	{
+		croak("$tool is missing (tools/install-deps test installs it)")
+		  unless grep { -x "$_/$tool" } split /:/, "$ENV{PATH}:/usr/sbin:/sbin";
+	}
+	croak("no user $USER") unless defined getpwnam($USER);
+	my ($uid, $gid) = (getpwnam($USER))[ 2, 3 ];
+
+	$self->{dir} = File::Temp::tempdir("cmlab.$$.XXXX", DIR => '/tmp');
+	chmod 0755, $self->{dir};
+	must([ 'mkdir', '-p', "$self->{dir}/build/regress" ]);
+	must([ 'cp', '-a', "$top/build/bin", "$top/build/lib", "$self->{dir}/build/" ]);
+	must([ 'cp', '-a', "$top/build/regress/tools", "$self->{dir}/build/regress/" ]);
+	must([ 'chown', '-R', "$uid:$gid", $self->{dir} ]);
+	$self->{bin} = "$self->{dir}/build/bin";
+	$self->{tools} = "$self->{dir}/build/regress/tools";
+	$self->{preload} = "$self->{dir}/build/lib/libpq-cm.so.1";
+
+	$self->setup_network;
+	$self->setup_servers;
+	$self->{conmgr_port} = free_port();
+	$self->start_conmgr('c1', complete => 1);
+	$self->start_conmgr('c2', complete => 1);
+	return $self;
+}
+
+sub free_port
+{
+	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', Listen => 1)
+	  or die "free_port: $!";
+	my $port = $s->sockport;
+	close $s;
+	return $port;
+}
+
+# 127.X: the first X from 100 up (starting from the pid) that no address of
+# the root namespace uses.
+sub pick_net
+{
+	my ($self) = @_;
+	my $used = `ip -o -4 addr show 2>/dev/null`;
+	for my $i (0 .. 127)
+	{
+		my $x = 100 + ($$ + $i) % 128;
+		return $x unless $used =~ /inet 127\.$x\./;
+	}
+	croak('no free 127.X.0.0/16 network');
+}
+
+sub setup_network
+{
+	my ($self) = @_;
+	my $tag = $self->{tag};
+	my $x = $self->pick_net;
+	$self->{net} = $x;
+	my @hosts = (@{ $self->{clients} }, @{ $self->{servers} });
+	for my $h (@hosts)
+	{
+		next if $h eq 'c1';
+		my ($rc, $out, $err) = run_cmd([ 'ip', 'netns', 'add', $self->ns($h) ]);
+		if ($rc != 0)
+		{
+			$self->{no_netns} = 1 if $err =~ /Operation not permitted|Permission denied/;
+			croak("ip netns add: $err");
+		}
+		push @{ $self->{made_ns} }, $self->ns($h);
+	}
+	my @pairs;
+	push @pairs, map { my $c = $_; map { [ $c, $_ ] } @{ $self->{servers} } } @{ $self->{clients} };
+	my @s = @{ $self->{servers} };
+	for my $i (0 .. $#s)
+	{
+		push @pairs, map { [ $s[$i], $s[$_] ] } $i + 1 .. $#s;
+	}
+	my $idx = 0;
+	my %script = map { $_ => "set -e\n" . ($_ eq 'c1' ? '' : "ip link set lo up\n") } @hosts;
+	my %chains;
+	for my $pair (@pairs)
+	{
+		my ($a, $b) = @$pair;
+		$idx++;
+		my $l = {
+			name => "$a-$b", idx => $idx, a => $a, b => $b,
+			dev => { $a => "cl$$" . "a$idx", $b => "cl$$" . "b$idx" },
+			addr => { $a => "127.$x.$idx.1", $b => "127.$x.$idx.2" },
+		};
+		$self->{links}{ $l->{name} } = $l;
+		my @cmd = ('ip', 'link', 'add', 'name', $l->{dev}{$a});
+		push @cmd, 'netns', $self->ns($a) if $a ne 'c1';
+		push @cmd, 'type', 'veth', 'peer', 'name', $l->{dev}{$b}, 'netns', $self->ns($b);
+		must(\@cmd);
+		push @{ $self->{root_devs} }, $l->{dev}{$a} if $a eq 'c1';
+		for my $h ($a, $b)
+		{
+			my ($dev, $ip) = ($l->{dev}{$h}, $l->{addr}{$h});
+			$script{$h} .= "ip addr add $ip/24 dev $dev\n"
+			  . "sysctl -qw net.ipv4.conf.$dev.route_localnet=1\n"
+			  . "ip link set $dev up\n"
+			  . "ip route add table local 127.$x.$idx.0/24 dev $dev src $ip scope link\n";
+			push @{ $chains{$h} }, $dev;
+		}
+	}
+	for my $h (@hosts)
+	{
+		my $nft = "table netdev $tag {\n";
+		$nft .= "  chain in_$_ { type filter hook ingress device \"$_\" priority -500; policy accept; }\n"
+		  for @{ $chains{$h} };
+		$nft .= "}\n";
+		$self->{nft_made}{$h} = 1;
+		must([ $self->wrap($h, 0, 'sh', '-c', $script{$h}) ]);
+		must([ $self->wrap($h, 0, 'nft', '-f', '-') ], stdin => $nft);
+	}
+	logv("network 127.$x.0.0/16 up");
+	return;
+}
+
+# --- cutting and restoring links -------------------------------------------
+
+sub nft_links
+{
+	my ($self, $verb, @names) = @_;
+	my %batch;
+	for my $name (@names)
+	{
+		my $l = $self->{links}{$name} // croak("no link $name");
+		for my $h ($l->{a}, $l->{b})
+		{
+			$batch{$h} .= $verb eq 'drop'
+			  ? "add rule netdev $self->{tag} in_$l->{dev}{$h} drop\n"
+			  : "flush chain netdev $self->{tag} in_$l->{dev}{$h}\n";
+		}
+	}
+	# both ends at once
+	my @h;
+	for my $host (sort keys %batch)
+	{
+		my $in = $batch{$host};
+		my ($out, $err) = ('', '');
+		push @h, [ IPC::Run::start([ $self->wrap($host, 0, 'nft', '-f', '-') ], '<', \$in, '>', \$out,
+			'2>', \$err, IPC::Run::timeout(20)), \$err, $host ];
+	}
+	for my $x (@h)
+	{
+		$x->[0]->finish or croak("nft on $x->[2]: ${ $x->[1] }");
+	}
+	return;
+}
+
+=pod
+
+=head2 cut(@links), restore(@links)
+
+Drop every packet on the links, both ways / let them through again.
+Returns the time just before the rules were added (the fault's start).
+
+=cut
+
+sub cut
+{
+	my ($self, @names) = @_;
+	@names = grep { !$self->{cut}{$_} } @names;
+	my $t = time();
+	return $t unless @names;
+	$self->nft_links('drop', @names);
+	$self->{cut}{$_} = 1 for @names;
+	logv("cut @names");
+	return $t;
+}
+
+sub restore
+{
+	my ($self, @names) = @_;
+	@names = grep { $self->{cut}{$_} } @names;
+	my $t = time();
+	return $t unless @names;
+	$self->nft_links('flush', @names);
+	delete $self->{cut}{$_} for @names;
+	logv("restored @names");
+	return $t;
+}
+
+sub host_links
+{
+	my ($self, $host) = @_;
+	return map { $_->{name} } $self->links_of($host);
+}
+
+# --- servers ---------------------------------------------------------------
+
+sub sdir { my ($self, $s) = @_; return "$self->{dir}/$s" }
+sub data { my ($self, $s) = @_; return "$self->{dir}/$s/data" }
+
+sub pg
+{
+	my ($self, $prog) = @_;
+	return "$self->{pgbin}/$prog";
+}
+
+sub setup_servers
+{
+	my ($self) = @_;
+	my ($p, @s) = @{ $self->{servers} };
+	for my $s ($p, @s)
+	{
+		my $d = $self->sdir($s);
+		mkdir $d or die "$d: $!";
+		# per-server settings, outside the data directory that base backups copy
+		open my $f, '>', "$d/local.conf" or die $!;
+		print $f "unix_socket_directories = '$d'\n";
+		close $f;
+		must([ 'chown', '-R', $USER, $d ]);
+	}
+	must([ 'runuser', '-u', $USER, '--', $self->pg('initdb'), '-D', $self->data($p), '-A', 'trust',
+			'-U', $USER, '--no-sync' ]);
+	my $conf = $self->data($p) . '/postgresql.conf';
+	open my $f, '>>', $conf or die $!;
+	print $f <<"EOF";
+# --- fault lab ---
+listen_addresses = '*'
+port = 5432
+include_if_exists = '../local.conf'
+shared_preload_libraries = 'watchdog'
+watchdog.port = 27545
+watchdog.check_attr_interval = 200
+max_connections = 300
+max_wal_senders = 10
+wal_level = replica
+hot_standby = on
+fsync = off
+synchronous_commit = off
+shared_buffers = 32MB
+dynamic_shared_memory_type = mmap
+log_line_prefix = '%m [%p] %h '
+EOF
+	close $f;
+	open $f, '>', $self->data($p) . '/pg_hba.conf' or die $!;
+	print $f "local all all trust\nhost all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n";
+	close $f;
+	$self->pg_start($p);
+	$self->{primary} = $p;
+	$self->sql($p, q{
+CREATE EXTENSION watchdog;
+CREATE TABLE sink (t text);
+CREATE FUNCTION sink_discard() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+CREATE TRIGGER sink_discard BEFORE INSERT ON sink FOR EACH ROW EXECUTE FUNCTION sink_discard()});
+	$self->make_standby($_) for @s;
+	$self->wait_streaming;
+	return;
+}
+
+sub pg_start
+{
+	my ($self, $s) = @_;
+	must([ $self->wrap($s, 1, $self->pg('pg_ctl'), '-D', $self->data($s), '-l', $self->sdir($s) . '/log',
+			'-w', '-t', '60', 'start') ], timeout => 90);
+	return;
+}
+
+sub pg_stop
+{
+	my ($self, $s, $mode) = @_;
+	run_cmd([ $self->wrap($s, 1, $self->pg('pg_ctl'), '-D', $self->data($s), '-m', $mode // 'fast',
+			'-w', '-t', '30', 'stop') ], timeout => 40);
+	return;
+}
+
+# A fresh standby of the current primary, over their link.
+sub make_standby
+{
+	my ($self, $s) = @_;
+	my $p = $self->{primary};
+	must([ 'rm', '-rf', $self->data($s) ]);
+	must([ $self->wrap($s, 1, $self->pg('pg_basebackup'), '-h', $self->addr($p, $s), '-p', '5432',
+			'-U', $USER, '-D', $self->data($s), '-R', '-c', 'fast', '-X', 'stream') ], timeout => 120);
+	$self->pg_start($s);
+	return;
+}
+
+sub wait_streaming
+{
+	my ($self, $secs) = @_;
+	my $want = scalar($self->standbys);
+	my $ok = $self->wait_until(sub {
+		($self->sql($self->{primary},
+			"SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") // -1) == $want;
+	}, $secs // 60);
+	croak("standbys not streaming from $self->{primary}") unless $ok;
+	return;
+}
+
+=pod
+
+=head2 sql($server, $sql)
+
+Runs $sql on the server over its Unix socket, in a psql session kept open
+per server (reopened when it died). Returns the output (rows as lines,
+fields separated by "|"), or undef on error ($self->{sql_err} says why).
+
+=cut
+
+sub sql
+{
+	my ($self, $s, $sql, %o) = @_;
+	for my $try (1, 2)
+	{
+		my $m = $self->{mon}{$s};
+		if (!$m || !$m->{h}->pumpable)
+		{
+			eval { $m->{h}->kill_kill(grace => 1); 1 } if $m;
+			my ($in, $out, $err) = ('', '', '');
+			my $h = IPC::Run::start([ $self->pg('psql'), '-X', '-At', '-q', '-h', $self->sdir($s),
+					'-p', '5432', '-U', $USER, '-d', 'postgres' ],
+				'<', \$in, '>', \$out, '2>', \$err);
+			$m = $self->{mon}{$s} = { h => $h, in => \$in, out => \$out, err => \$err };
+		}
+		${ $m->{out} } = '';
+		${ $m->{err} } = '';
+		${ $m->{in} } .= "$sql;\n\\echo __CMLAB__\n";
+		my $deadline = time() + ($o{timeout} // 20);
+		while (time() < $deadline && ${ $m->{out} } !~ /__CMLAB__\n/)
+		{
+			last unless $m->{h}->pumpable && eval { $m->{h}->pump_nb; 1 };
+			usleep(1_000) if ${ $m->{out} } !~ /__CMLAB__\n/;
+		}
+		if (${ $m->{out} } =~ s/__CMLAB__\n$//)
+		{
+			if (${ $m->{err} } =~ /ERROR|FATAL/)
+			{
+				$self->{sql_err} = ${ $m->{err} };
+				return undef;
+			}
+			my $r = ${ $m->{out} };
+			chomp $r;
+			return $r;
+		}
+		# the session died (server restarted, killed) or hung: a new one, once
+		$self->{sql_err} = "no answer from $s: " . ${ $m->{err} };
+		eval { $m->{h}->kill_kill(grace => 1); 1 };
+		delete $self->{mon}{$s};
+		last if time() >= $deadline;
+	}
+	return undef;
+}
+
+# Client backends connected from $addr (TCP), seen on server $s.
+sub sessions_from
+{
+	my ($self, $s, $addr) = @_;
+	return $self->sql($s, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+		  . " AND client_addr = '$addr'");
+}
+
+sub wait_until
+{
+	my ($self, $cond, $secs) = @_;
+	my $deadline = time() + ($secs // 30);
+	while (time() < $deadline)
+	{
+		return time() if $cond->();
+		usleep(20_000);
+	}
+	return undef;
+}
+
+=pod
+
+=head2 crash($server)
+
+The host dies: every link of it is cut, then every process in its
+namespace gets SIGKILL. Returns the time of the cut.
+
+=cut
+
+sub crash
+{
+	my ($self, $s) = @_;
+	my $t = $self->cut($self->host_links($s));
+	kill_ns($self->ns($s)) or croak("processes of $s survive kill -9");
+	delete $self->{mon}{$s};
+	remove_shm($self->data($s) . '/postmaster.pid');
+	$self->{crashed}{$s} = 1;
+	return $t;
+}
+
+=pod
+
+=head2 promote($server)
+
+pg_ctl promote, not waiting. Returns the time just before it; the server
+is the primary from then on (for addr(), rebuild()).
+
+=cut
+
+sub promote
+{
+	my ($self, $s) = @_;
+	my $t = time();
+	must([ $self->wrap($s, 1, $self->pg('pg_ctl'), '-D', $self->data($s), '-W', 'promote') ]);
+	$self->{primary} = $s;
+	return $t;
+}
+
+=pod
+
+=head2 rebuild()
+
+After a crash and a promotion: the crashed servers get their links back,
+every server but the primary becomes a fresh standby of it, and the lab
+waits until both conmgrs route to all of them again.
+
+=cut
+
+sub rebuild
+{
+	my ($self) = @_;
+	for my $s ($self->standbys)
+	{
+		if ($self->{crashed}{$s})
+		{
+			$self->restore($self->host_links($s));
+			delete $self->{crashed}{$s};
+		}
+		else
+		{
+			$self->pg_stop($s, 'immediate');
+		}
+		delete $self->{mon}{$s};
+		$self->make_standby($s);
+	}
+	$self->wait_streaming;
+	$self->wait_routable($_) for @{ $self->{clients} };
+	return;
+}
+
+# --- conmgr ----------------------------------------------------------------
+
+sub cmdir { my ($self, $c) = @_; return "$self->{dir}/cm_$c" }
+
+sub start_conmgr
+{
+	my ($self, $c, %o) = @_;
+	my $d = $self->cmdir($c);
+	my $port = $c eq 'c1' ? $self->{conmgr_port} : 27546;
+	if (!-d $d)
+	{
+		mkdir $d or die $!;
+		my $conf = "port = $port\nlisten_addresses = 'localhost'\n"
+		  . "heartbeat_interval = $self->{hb_interval}\nheartbeat_timeout = $self->{hb_timeout}\n"
+		  . "heartbeat_connect_interval = $self->{hb_connect_interval}\n"
+		  . "heartbeat_connect_timeout = $self->{hb_connect_timeout}\nlog_min_messages = LOG\n";
+		my $i = 0;
+		for my $s (@{ $self->{servers} })
+		{
+			$conf .= "backend_hostaddr$i = '" . $self->addr($s, $c) . "'\n"
+			  . "backend_port$i = 5432\nwatchdog_port$i = 27545\n";
+			$i++;
+		}
+		open my $f, '>', "$d/conmgr.conf" or die $!;
+		print $f $conf;
+		close $f;
+		must([ 'chown', '-R', $USER, $d ]);
+		chmod 0700, $d;
+	}
+	my @w = $o{complete} ? ('--complete') : ();
+	my ($rc, $out, $err) = run_cmd([ $self->wrap($c, 1, "$self->{bin}/cm_ctl", 'start', '-D', $d, @w,
+			'-t', '60') ], timeout => 70);
+	croak("cm_ctl start on $c: $out$err\n" . $self->conmgr_log($c)) if $rc != 0;
+	$self->{conmgr}{$c} = { port => $port, pid => $self->conmgr_pid($c) };
+	return $self->{conmgr}{$c}{pid};
+}
+
+sub conmgr_pid
+{
+	my ($self, $c) = @_;
+	open my $f, '<', $self->cmdir($c) . '/conmgr.pid' or return undef;
+	my $pid = <$f>;
+	close $f;
+	return undef unless defined $pid && $pid =~ /^(\d+)/;
+	return $1;
+}
+
+sub conmgr_log
+{
+	my ($self, $c, $from) = @_;
+	open my $f, '<', $self->cmdir($c) . '/conmgr.log' or return '';
+	local $/;
+	my $s = <$f>;
+	close $f;
+	return substr($s, $from // 0);
+}
+
+=pod
+
+=head2 kill_conmgr($client)
+
+kill -9 of conmgr's whole process group (supervisor and roles; cm_ctl
+starts it in its own session). Returns the time just before the signal.
+
+=cut
+
+sub kill_conmgr
+{
+	my ($self, $c) = @_;
+	my $pid = $self->{conmgr}{$c}{pid} // $self->conmgr_pid($c) // return undef;
+	my $t = time();
+	kill 'KILL', -$pid;
+	$self->wait_until(sub { !kill(0, -$pid) }, 10);
+	delete $self->{conmgr}{$c};
+	return $t;
+}
+
+# Instance number of a server in conmgr.conf
+sub instno
+{
+	my ($self, $s) = @_;
+	my ($i) = grep { $self->{servers}[$_] eq $s } 0 .. $#{ $self->{servers} };
+	return $i;
+}
+
+=pod
+
+=head2 resolve($client, $target)
+
+The servers conmgr on $client offers for $target, in its order (cmresolve).
+
+=cut
+
+sub resolve
+{
+	my ($self, $c, $target) = @_;
+	my $port = $self->{conmgr}{$c}{port} // return ();
+	my ($rc, $out) = run_cmd([ $self->wrap($c, 0, "$self->{tools}/cmresolve", '-h', 'localhost',
+			'-p', $port, '-t', $target) ], timeout => 10);
+	return map { $self->{servers}[$_] } $out =~ /^candidate instance=(\d+) /mg;
+}
+
+# Wait until conmgr on $client routes to every server in its role.
+sub wait_routable
+{
+	my ($self, $c, $secs) = @_;
+	my $p = $self->{primary};
+	my $ok = $self->wait_until(sub {
+		my @rw = $self->resolve($c, 'read-write');
+		my @ro = $self->resolve($c, 'read-only');
+		return "@rw" eq $p && scalar(@ro) == scalar($self->standbys);
+	}, $secs // 60);
+	croak("conmgr on $c does not route to all servers:\n" . $self->ctl_status_text($c)) unless $ok;
+	return $ok;
+}
+
+=pod
+
+=head2 ctl_status($client)
+
+conmgr's control socket answer: { instances => { n1 => {state, attrs,
+downs, ...} }, apps => [ {peer, pid, target, state, instance} ] }.
+
+=cut
+
+sub ctl_status_text
+{
+	my ($self, $c) = @_;
+	my $s = IO::Socket::UNIX->new(Peer => $self->cmdir($c) . '/conmgr.ctl', Type => SOCK_STREAM())
+	  or return '';
+	print $s "status\n";
+	my $ans = '';
+	my $deadline = time() + 5;
+	$s->blocking(0);
+	while (time() < $deadline)
+	{
+		my $n = sysread($s, $ans, 65536, length $ans);
+		last if defined $n && $n == 0;
+		usleep(5_000) unless $n;
+	}
+	close $s;
+	return $ans;
+}
+
+sub ctl_status
+{
+	my ($self, $c) = @_;
+	my $t = $self->ctl_status_text($c);
+	my %r = (instances => {}, apps => [], raw => $t);
+	while ($t =~ /^instance (\d+) (.*)$/mg)
+	{
+		my ($i, $rest) = ($1, $2);
+		$r{instances}{ $self->{servers}[$i] } = { map { split /=/, $_, 2 } split / /, $rest };
+	}
+	while ($t =~ /^app (.*)$/mg)
+	{
+		push @{ $r{apps} }, { map { split /=/, $_, 2 } split / /, $1 };
+	}
+	$r{ok} = $t =~ /^end /m ? 1 : 0;
+	return \%r;
+}
+
+# --- applications ---------------------------------------------------------
+
+=pod
+
+=head2 conninfo($client, $target, %extra) / direct($client, $server, %extra)
+
+A connection string through the conmgr of $client, or straight to a
+server's address on the link from $client.
+
+=cut
+
+sub conninfo
+{
+	my ($self, $c, $target, %x) = @_;
+	my $ci = "host=localhost port=$self->{conmgr}{$c}{port} dbname=postgres user=$USER"
+	  . " target_session_attrs=$target";
+	$ci .= " $_=$x{$_}" for sort keys %x;
+	return $ci;
+}
+
+sub direct
+{
+	my ($self, $c, $s, %x) = @_;
+	my $ci = 'host=' . $self->addr($s, $c) . " port=5432 dbname=postgres user=$USER";
+	$ci .= " $_=$x{$_}" for sort keys %x;
+	return $ci;
+}
+
+sub cmapp { return "$_[0]{tools}/cmapp" }
+
+=pod
+
+=head2 spawn($host, \@cmd, preload => 0|1, feeder => \@cmd, stdin => \$scalar)
+
+Starts a program on $host (as root: a client), output captured. preload
+injects libpq-cm. feeder pipes another program into its standard input.
+Returns a CmLab::Proc; the lab kills what is left in cleanup.
+
+=cut
+
+sub spawn
+{
+	my ($self, $host, $cmd, %o) = @_;
+	my @cmd = @$cmd;
+	unshift @cmd, 'env', "LD_PRELOAD=$self->{preload}" if $o{preload};
+	@cmd = $self->wrap($host, 0, @cmd);
+	my ($out, $err) = ('', '');
+	my $h;
+	if ($o{feeder})
+	{
+		$h = IPC::Run::start([ $self->wrap($host, 0, @{ $o{feeder} }) ], '<', \undef, '2>', '/dev/null',
+			'|', \@cmd, '>', \$out, '2>', \$err);
+	}
+	else
+	{
+		$h = IPC::Run::start(\@cmd, '<', $o{stdin} // \undef, '>', \$out, '2>', \$err);
+	}
+	my $p = bless { h => $h, out => \$out, err => \$err, t0 => time(), cmd => "@cmd",
+		name => $o{name} // $cmd[0] }, 'CmLab::Proc';
+	push @{ $self->{procs} }, $p;
+	return $p;
+}
+
+=pod
+
+=head2 spawn_file($host, \@cmd, $file)
+
+A lighter child for many applications at once: fork and exec, output to
+$file. Returns the pid; reap(), kill_pids() and cleanup handle it.
+
+=cut
+
+sub spawn_file
+{
+	my ($self, $host, $cmd, $file) = @_;
+	my @cmd = $self->wrap($host, 0, @$cmd);
+	my $pid = fork();
+	croak("fork: $!") unless defined $pid;
+	if ($pid == 0)
+	{
+		$SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>', $file) or POSIX::_exit(127);
+		open(STDERR, '>&', \*STDOUT);
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	$self->{pids}{$pid} = 1;
+	return $pid;
+}
+
+=pod
+
+=head2 fork_loop($sub)
+
+Runs $sub in a forked child (which never cleans the lab up and exits with
+_exit). Returns the pid.
+
+=cut
+
+sub fork_loop
+{
+	my ($self, $sub) = @_;
+	my $pid = fork();
+	croak("fork: $!") unless defined $pid;
+	if ($pid == 0)
+	{
+		$SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+		%LIVE = ();
+		eval { $sub->(); 1 } or print STDERR "fork_loop: $@";
+		POSIX::_exit(0);
+	}
+	$self->{pids}{$pid} = 1;
+	return $pid;
+}
+
+sub reap
+{
+	my ($self) = @_;
+	for my $pid (keys %{ $self->{pids} })
+	{
+		delete $self->{pids}{$pid} if waitpid($pid, POSIX::WNOHANG()) == $pid;
+	}
+	return scalar keys %{ $self->{pids} };
+}
+
+sub kill_pids
+{
+	my ($self, @pids) = @_;
+	@pids = keys %{ $self->{pids} } unless @pids;
+	kill 'KILL', @pids;
+	for my $pid (@pids)
+	{
+		waitpid($pid, 0);
+		delete $self->{pids}{$pid};
+	}
+	return;
+}
+
+sub stop_procs
+{
+	my ($self) = @_;
+	for my $p (@{ $self->{procs} })
+	{
+		$p->kill;
+	}
+	$self->{procs} = [];
+	return;
+}
+
+# --- cleanup ---------------------------------------------------------------
+
+=pod
+
+=head2 cleanup()
+
+Kills the applications and helpers, conmgr, the servers (every process of
+each namespace), deletes the namespaces (their devices go with them), the
+root namespace's nftables table and devices, and the directory (kept when
+CM_KEEP_TMP=1). Safe to call twice; called by END and on signals.
+
+=cut
+
+sub cleanup
+{
+	my ($self) = @_;
+	return if $self->{cleaned} || $self->{owner} != $$;
+	$self->{cleaned} = 1;
+	delete $LIVE{"$self"};
+	local $?;
+	local $@;
+	eval { $self->stop_procs };
+	eval { $self->kill_pids };
+	for my $m (values %{ $self->{mon} })
+	{
+		eval { $m->{h}->kill_kill(grace => 1) };
+	}
+	$self->{mon} = {};
+	my $c1pid = $self->{dir} ? $self->conmgr_pid('c1') : undef;
+	kill('KILL', -$c1pid) if $c1pid;
+	if ($self->{dir})
+	{
+		for my $s (@{ $self->{servers} })
+		{
+			next if $self->{crashed}{$s} || !-e $self->data($s) . '/postmaster.pid';
+			$self->pg_stop($s, 'immediate');
+		}
+	}
+	for my $ns (@{ $self->{made_ns} // [] })
+	{
+		kill_ns($ns);
+	}
+	if ($self->{dir})
+	{
+		remove_shm($_) for glob("$self->{dir}/n*/data/postmaster.pid");
+	}
+	for my $ns (@{ $self->{made_ns} // [] })
+	{
+		system('ip', 'netns', 'del', $ns);
+	}
+	system("nft delete table netdev $self->{tag} 2>/dev/null") if $self->{nft_made}{c1};
+	for my $dev (@{ $self->{root_devs} // [] })
+	{
+		system("ip link del $dev 2>/dev/null") if -e "/sys/class/net/$dev";
+	}
+	if ($self->{dir})
+	{
+		if ($ENV{CM_KEEP_TMP})
+		{
+			print STDERR "# CmLab: kept $self->{dir}\n";
+		}
+		else
+		{
+			system('rm', '-rf', '--one-file-system', $self->{dir});
+		}
+	}
+	return;
+}
+
+# --- a running application --------------------------------------------------
+
+package CmLab::Proc;
+
+use Time::HiRes qw(time usleep);
+
+sub out { return ${ $_[0]{out} } }
+sub err { return ${ $_[0]{err} } }
+sub all { return ${ $_[0]{out} } . ${ $_[0]{err} } }
+
+sub pump
+{
+	my ($self) = @_;
+	eval { $self->{h}->pump_nb if $self->{h}->pumpable; 1 };
+	return $self;
+}
+
+# Finished: every output closed (the program exited).
+sub done
+{
+	my ($self) = @_;
+	$self->pump;
+	return !$self->{h}->pumpable;
+}
+
+sub wait_for
+{
+	my ($self, $re, $secs) = @_;
+	my $deadline = time() + ($secs // 30);
+	while (time() < $deadline)
+	{
+		$self->pump;
+		return 1 if $self->all =~ $re;
+		return 0 if !$self->{h}->pumpable && $self->all !~ $re;
+		usleep(5_000);
+	}
+	return 0;
+}
+
+sub kill
+{
+	my ($self) = @_;
+	return if $self->{killed}++;
+	eval { $self->{h}->signal('KILL') if $self->{h}->pumpable; 1 };
+	eval { $self->{h}->finish; 1 };
+	return;
+}
+
+1;
