@@ -1,0 +1,999 @@
+#!/usr/bin/perl
+# bench.pl — the benchmark figures of conmgr (issue 7), side by side with
+# plain libpq, measured on this machine.  Run by regress/bench/run (`make
+# bench`), as an unprivileged user; it builds its own instances with
+# PostgreSQL::Test::Cluster, prints the table and writes
+# $BENCH_OUT/benchmarks.md plus PNG plots in $BENCH_OUT/benchmarks/.
+#
+# Every figure is the median over repeated rounds, with min and max; the
+# two sides of a comparison alternate round by round (A B, B A, A B, ...)
+# so that the noise of a shared machine falls on both; a ratio is taken
+# within each round, then its median.
+#
+# Environment: BENCH_OUT (default docs/), BENCH_QUICK=1 (fewer and shorter
+# rounds, for trying the harness), BENCH_FIGURES=1,2,... (a subset),
+# BENCH_NETNS=1 (set by run: we are alone in a network namespace, so the
+# kernel's TCP counters count our packets only).
+use strict;
+use warnings;
+
+our $OUT;
+BEGIN
+{
+	# PostgreSQL::Test::Utils sends STDOUT to its log file; keep the terminal.
+	open($OUT, '>&', \*STDOUT) or die "dup stdout: $!";
+	$OUT->autoflush(1);
+}
+use Cwd ();
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use CmTest qw(wait_until);
+use File::Basename qw(dirname);
+use File::Path qw(make_path);
+use IO::Socket::UNIX;
+use IPC::Run;
+use List::Util qw(sum);
+use POSIX ();
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Time::HiRes qw(time usleep);
+
+my $top = Cwd::realpath(dirname(Cwd::realpath($0)) . '/../..');
+my $B = "$top/build";
+my $pqtiming = "$B/bench/pqtiming";
+my $cmload = "$B/bench/cmload";
+my $kaload = "$B/bench/kaload";
+my $hbclient = "$B/regress/tools/hbclient";
+my $conmgr = "$B/bin/conmgr";
+my $preload = "$B/lib/libpq-cm.so.1";
+my $outdir = $ENV{BENCH_OUT} // "$top/docs";
+my $quick = $ENV{BENCH_QUICK} // 0;
+my %only = map { $_ => 1 } split /,/, ($ENV{BENCH_FIGURES} // '1,2,3,4,5,6,7,8,9');
+my $netns = $ENV{BENCH_NETNS} // 0;
+my $t_start = time();
+my $work = PostgreSQL::Test::Utils::tempdir('bench');
+
+for ($pqtiming, $cmload, $kaload, $hbclient, $conmgr, $preload)
+{
+	die "bench: $_ is missing; run `make` and `make -C regress/bench` first\n" unless -e $_;
+}
+
+# Rounds and their sizes.
+my ($hb_interval, $hb_timeout) = (1, 2);
+my $check_attr_ms = 200;
+my %R = (
+	conn_rounds => $quick ? 2 : 7, conn_n => 200,
+	rw_rounds => $quick ? 2 : 7, rw_n => 100,
+	pgb_rounds => $quick ? 2 : 6, pgb_secs => 5,
+	pgbc_rounds => $quick ? 2 : 5, pgbc_secs => 4,
+	promote_rounds => $quick ? 2 : 5,
+	wd_sessions => 1000, wd_secs => $quick ? 20 : 60, wd_window => 10,
+	notice_rounds => $quick ? 2 : 5, app_sessions => 1000, resolve_clients => 4, resolve_secs => 3,
+	pkt_rounds => $quick ? 1 : 3, pkt_window => $quick ? 8 : 12);
+
+sub out { print $OUT @_, "\n"; return; }
+sub progress { out(sprintf('[%4.0fs] ', time() - $t_start), @_); return; }
+
+# ---------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------
+
+sub stats
+{
+	my @v = sort { $a <=> $b } grep { defined } @_;
+	return undef unless @v;
+	my $n = @v;
+	my $med = $n % 2 ? $v[ $n / 2 ] : ($v[ $n / 2 - 1 ] + $v[ $n / 2 ]) / 2;
+	return { med => $med, min => $v[0], max => $v[-1], n => $n };
+}
+
+# "12.3 ms (11.9–13.0)" from a stats hash; $prec decimals.
+sub fmt
+{
+	my ($s, $unit, $prec) = @_;
+	return 'n/a' unless $s;
+	$prec //= 2;
+	return sprintf("%.*f%s (%.*f–%.*f)", $prec, $s->{med}, ($unit eq '' ? '' : " $unit"),
+		$prec, $s->{min}, $prec, $s->{max});
+}
+
+# Run a command to completion; dies with its output when it fails.
+sub run_ok
+{
+	my (@cmd) = @_;
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(600));
+	die "bench: failed: @cmd\n$out$err" unless $ok;
+	return $out;
+}
+
+sub bg
+{
+	my (@cmd) = @_;
+	my $out = '';
+	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>&1');
+	return { h => $h, out => \$out, cmd => "@cmd" };
+}
+
+sub bg_wait
+{
+	my ($b, $re, $secs) = @_;
+	my $deadline = time() + ($secs // 30);
+	while (time() < $deadline)
+	{
+		$b->{h}->pump_nb if $b->{h}->pumpable;
+		return $1 // $& if ${ $b->{out} } =~ $re;
+		usleep(5_000);
+	}
+	return undef;
+}
+
+sub bg_finish
+{
+	my ($b, $secs) = @_;
+	my $deadline = time() + ($secs // 30);
+	while ($b->{h}->pumpable && time() < $deadline)
+	{
+		$b->{h}->pump_nb;
+		usleep(5_000);
+	}
+	if ($b->{h}->pumpable)
+	{
+		$b->{h}->signal('KILL');
+	}
+	eval { $b->{h}->finish; };
+	return ${ $b->{out} };
+}
+
+# The postmaster and its children (to stop or kill an instance whole).
+sub instance_pids
+{
+	my ($node) = @_;
+	my $pm = $node->{_pid};
+	return ($pm, grep { /^\d+$/ } split /\s+/, `pgrep -P $pm`);
+}
+
+sub watchdog_conf
+{
+	my ($wdport, $extra) = @_;
+	return "shared_preload_libraries = 'watchdog'\n"
+	  . "listen_addresses = '127.0.0.1'\n"
+	  . "max_connections = 200\n"
+	  . "watchdog.port = $wdport\n"
+	  . "watchdog.listen_addresses = '127.0.0.1'\n"
+	  . "watchdog.check_attr_interval = $check_attr_ms\n"
+	  . ($extra // '');
+}
+
+# ---------------------------------------------------------------------
+# conmgr daemons
+# ---------------------------------------------------------------------
+
+my @conmgrs;
+
+sub start_conmgr
+{
+	my ($name, @inst) = @_;    # each [ port, watchdog port ]
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	my $dir = "$work/$name";
+	mkdir $dir;
+	chmod 0700, $dir;
+	my $conf = "port = $port\nheartbeat_interval = $hb_interval\n"
+	  . "heartbeat_timeout = $hb_timeout\nlog_min_messages = WARNING\n";
+	for my $i (0 .. $#inst)
+	{
+		$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $inst[$i][0]\n"
+		  . "watchdog_port$i = $inst[$i][1]\n";
+	}
+	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
+	my $h = IPC::Run::start([ $conmgr, '-D', $dir ], '<', \undef, '>', "$dir/conmgr.log", '2>&1');
+	my $cm = { name => $name, port => $port, dir => $dir, h => $h, n => scalar @inst };
+	push @conmgrs, $cm;
+	return $cm;
+}
+
+sub stop_conmgr
+{
+	my ($cm) = @_;
+	return unless $cm->{h}->pumpable;
+	$cm->{h}->signal('INT');
+	eval { $cm->{h}->finish; };
+	return;
+}
+
+END
+{
+	for my $cm (@conmgrs)
+	{
+		eval { $cm->{h}->signal('KILL') if $cm->{h}->pumpable; $cm->{h}->finish; };
+	}
+}
+
+# The listener's control socket: { N => { state, attrs, since } }.
+sub cm_status
+{
+	my ($cm) = @_;
+	my $s = IO::Socket::UNIX->new(Peer => "$cm->{dir}/conmgr.ctl", Type => SOCK_STREAM)
+	  or return {};
+	print $s "status\n";
+	my %st;
+	while (my $line = <$s>)
+	{
+		next unless $line =~ /^instance (\d+) state=(\S+) attrs=(\d+) since=(\d+)/;
+		$st{$1} = { state => $2, attrs => $3, since => $4 };
+	}
+	close $s;
+	return \%st;
+}
+
+# Wait until instance $i of $cm is up with the given in-recovery flag.
+sub cm_wait_up
+{
+	my ($cm, $i, $recovery, $secs) = @_;
+	return wait_until(
+		sub {
+			my $st = cm_status($cm)->{$i};
+			return $st && $st->{state} eq 'up'
+			  && (!defined $recovery || (($st->{attrs} & 1) ? 1 : 0) == $recovery);
+		},
+		$secs // 30);
+}
+
+# ---------------------------------------------------------------------
+# The machine
+# ---------------------------------------------------------------------
+
+sub machine
+{
+	my ($cpu) = `grep -m1 '^model name' /proc/cpuinfo` =~ /:\s*(.*)/;
+	my $cores = `nproc`;
+	chomp $cores;
+	my $kernel = `uname -r`;
+	chomp $kernel;
+	my ($mem) = `grep MemTotal /proc/meminfo` =~ /(\d+)/;
+	my $pgver = `pg_config --version`;
+	chomp $pgver;
+	my ($load) = `cat /proc/loadavg` =~ /^(\S+ \S+ \S+)/;
+	my $os = `. /etc/os-release 2>/dev/null && echo "\$PRETTY_NAME"`;
+	chomp $os;
+	return {
+		cpu => $cpu // 'unknown', cores => $cores, kernel => $kernel,
+		mem => sprintf('%.0f GiB', ($mem // 0) / 1048576), pg => $pgver,
+		load => $load // '?', os => $os || 'unknown' };
+}
+
+my $mach = machine();
+progress("machine: $mach->{cpu}, $mach->{cores} cores, Linux $mach->{kernel}, $mach->{pg}, "
+	  . "load average $mach->{load}" . ($netns ? ', private network namespace' : ''));
+
+# ---------------------------------------------------------------------
+# The results
+# ---------------------------------------------------------------------
+
+my @rows;     # the table
+my %detail;   # per-figure text for the markdown
+my %data;     # raw values for the plots
+
+sub row
+{
+	my (%r) = @_;
+	push @rows, \%r;
+	out(sprintf('  => %s: %s | comparator %s | ratio %s | target %s: %s',
+		$r{name}, $r{value}, $r{comp}, $r{ratio}, $r{target}, $r{met}));
+	return;
+}
+
+sub met { return $_[0] ? 'met' : 'MISSED'; }
+
+# ---------------------------------------------------------------------
+# The instance set: a primary and two standbys with the watchdog, and a
+# conmgr that lists the two standbys before the primary.
+# ---------------------------------------------------------------------
+
+my (%node, %port, %wd, $cm1);
+sub need_set { return grep { $only{$_} } 1, 2, 3, 4, 8; }
+if (need_set())
+{
+	progress('setting up a primary and two standbys, conmgr in front');
+	%wd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(p s1 s2);
+	my $primary = PostgreSQL::Test::Cluster->new('p');
+	$primary->init(allows_streaming => 1);
+	$primary->append_conf('postgresql.conf', watchdog_conf($wd{p}, "shared_buffers = 128MB\n"));
+	$primary->start;
+	$primary->backup('b');
+	$node{p} = $primary;
+	for my $s (qw(s1 s2))
+	{
+		$node{$s} = PostgreSQL::Test::Cluster->new($s);
+		$node{$s}->init_from_backup($primary, 'b', has_streaming => 1);
+		$node{$s}->append_conf('postgresql.conf', "watchdog.port = $wd{$s}\n");
+		$node{$s}->start;
+	}
+	%port = map { $_ => $node{$_}->port } keys %node;
+	run_ok('pgbench', '-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', $port{p}, 'postgres');
+	$primary->wait_for_catchup($node{$_}) for qw(s1 s2);
+	$cm1 = start_conmgr('cm1', map { [ $port{$_}, $wd{$_} ] } qw(s1 s2 p));
+	for my $i (0 .. 2)
+	{
+		cm_wait_up($cm1, $i, undef, 30) or die "bench: conmgr does not see instance $i up\n"
+		  . PostgreSQL::Test::Utils::slurp_file("$cm1->{dir}/conmgr.log");
+	}
+}
+
+my $ci_cm = sub { "host=127.0.0.1 port=$cm1->{port} dbname=postgres target_session_attrs=read-write" };
+my $ci_p = sub { "host=127.0.0.1 port=$port{p} dbname=postgres" };
+
+# Alternate the two sides: round r runs them in order (a, b) or (b, a).
+sub sides { my ($r) = @_; return $r % 2 ? qw(cm direct) : qw(direct cm); }
+
+# Figures 1 and 2: pqtiming MODE with N connections a side per round,
+# through conmgr (LD_PRELOAD) and to $ci_direct (plain), alternating.
+# Returns the stats of the per-round medians (ms) and of the ratios.
+sub compare_connections
+{
+	my ($tag, $mode, $rounds, $n, $ci_direct) = @_;
+	my (%med, @ratio);
+	for my $r (1 .. $rounds)
+	{
+		for my $side (sides($r))
+		{
+			my $file = "$work/${tag}_${side}_$r.txt";
+			my @cmd = $side eq 'cm'
+			  ? ('env', "LD_PRELOAD=$preload", $pqtiming, $mode, $n, $ci_cm->(), $file)
+			  : ($pqtiming, $mode, $n, $ci_direct, $file);
+			my ($m) = run_ok(@cmd) =~ /median_us=([\d.]+)/;
+			push @{ $med{$side} }, $m / 1000;
+			push @{ $data{$tag}{$side} }, map { $_ / 1000 } split /\n/, PostgreSQL::Test::Utils::slurp_file($file);
+		}
+		push @ratio, $med{cm}[-1] / $med{direct}[-1];
+	}
+	return (stats(@{ $med{cm} }), stats(@{ $med{direct} }), stats(@ratio));
+}
+
+# ---------------------------------------------------------------------
+# 1. connect + SELECT 1 + disconnect, through conmgr vs direct
+# ---------------------------------------------------------------------
+if ($only{1})
+{
+	progress("figure 1: connect + SELECT 1 + disconnect, $R{conn_rounds} rounds x $R{conn_n} connections a side");
+	my ($c, $d, $q) = compare_connections('f1', 'conn', $R{conn_rounds}, $R{conn_n}, $ci_p->());
+	row(id => 1, name => 'connect + SELECT 1 + disconnect (median latency)',
+		value => fmt($c, 'ms', 3), comp => 'direct libpq: ' . fmt($d, 'ms', 3),
+		ratio => fmt($q, '', 3), target => 'ratio ≤ 1.10', met => met($q->{med} <= 1.10));
+	$detail{1} = sprintf("%d rounds, each %d connections through conmgr (`pqtiming`, linked with -lpq only, "
+		  . "with `LD_PRELOAD=libpq-cm.so.1`, `target_session_attrs=read-write`) and %d straight to the "
+		  . "primary (the same binary without the preload), in alternating order; %d connections a side "
+		  . "in all. Value: the median of the per-round medians. Over all connections, p99: conmgr %.3f ms, "
+		  . "direct %.3f ms.",
+		$R{conn_rounds}, $R{conn_n}, $R{conn_n}, $R{conn_rounds} * $R{conn_n},
+		pct($data{f1}{cm}, 0.99), pct($data{f1}{direct}, 0.99));
+}
+
+sub pct
+{
+	my ($v, $p) = @_;
+	my @s = sort { $a <=> $b } @$v;
+	return $s[ int(@s * $p) < @s ? int(@s * $p) : $#s ];
+}
+
+# ---------------------------------------------------------------------
+# 2. read-write connect, two standbys before the primary
+# ---------------------------------------------------------------------
+if ($only{2})
+{
+	progress("figure 2: read-write connect, standbys first, $R{rw_rounds} rounds x $R{rw_n} a side");
+	my $ci_multi = "host=127.0.0.1,127.0.0.1,127.0.0.1 port=$port{s1},$port{s2},$port{p} "
+	  . "dbname=postgres target_session_attrs=read-write";
+	my ($c, $d, $q) = compare_connections('f2', 'connect', $R{rw_rounds}, $R{rw_n}, $ci_multi);
+	row(id => 2, name => 'read-write connect, 2 standbys listed before the primary',
+		value => fmt($c, 'ms', 3), comp => 'libpq host=s1,s2,p read-write: ' . fmt($d, 'ms', 3),
+		ratio => fmt($q, '', 3), target => 'ratio ≤ 0.5', met => met($q->{med} <= 0.5));
+	$detail{2} = sprintf("%d rounds of %d connects (connect + PQfinish) a side, alternating. conmgr lists "
+		  . "the instances s1, s2, p in that order; through it, `target_session_attrs=read-write` "
+		  . "(`LD_PRELOAD`). Comparator: plain libpq with `host=127.0.0.1,127.0.0.1,127.0.0.1 "
+		  . "port=s1,s2,p target_session_attrs=read-write`, which completes a connection to each standby "
+		  . "before it reaches the primary.", $R{rw_rounds}, $R{rw_n});
+}
+
+# ---------------------------------------------------------------------
+# 3, 4. pgbench -S and pgbench -C -S
+# ---------------------------------------------------------------------
+sub pgbench_figure
+{
+	my ($id, $rounds, $secs, @extra) = @_;
+	my (%tps, @ratio);
+	for my $r (1 .. $rounds)
+	{
+		for my $side (sides($r))
+		{
+			my @pgb = ('pgbench', '-n', '-S', @extra, '-c', '8', '-j', '2', '-T', $secs);
+			my @cmd = $side eq 'cm'
+			  ? ('env', "LD_PRELOAD=$preload", @pgb, $ci_cm->())
+			  : (@pgb, $ci_p->());
+			my $out = run_ok(@cmd);
+			my ($t) = $out =~ /^tps = ([\d.]+)/m or die "bench: no tps in pgbench output:\n$out";
+			die "bench: pgbench had failures:\n$out" if $out =~ /number of failed transactions: [1-9]/;
+			push @{ $tps{$side} }, $t;
+		}
+		push @ratio, $tps{cm}[-1] / $tps{direct}[-1];
+	}
+	$data{"f$id"} = { %tps, ratio => \@ratio };
+	return (stats(@{ $tps{cm} }), stats(@{ $tps{direct} }), stats(@ratio));
+}
+
+if ($only{3})
+{
+	progress("figure 3: pgbench -S, 8 clients, $R{pgb_rounds} rounds x $R{pgb_secs} s a side");
+	my ($c, $d, $q) = pgbench_figure(3, $R{pgb_rounds}, $R{pgb_secs});
+	row(id => 3, name => 'pgbench -S TPS, 8 clients, through libpq-cm',
+		value => fmt($c, 'tps', 0), comp => 'plain libpq: ' . fmt($d, 'tps', 0),
+		ratio => fmt($q, '', 3), target => 'ratio ≥ 0.99', met => met($q->{med} >= 0.99));
+	$detail{3} = sprintf("`pgbench -n -S -c 8 -j 2`, %d rounds of %d s a side (%d s a side in all), "
+		  . "alternating; through conmgr with `LD_PRELOAD=libpq-cm.so.1` and "
+		  . "`target_session_attrs=read-write`, against the same primary directly without it. Scale 1.",
+		$R{pgb_rounds}, $R{pgb_secs}, $R{pgb_rounds} * $R{pgb_secs});
+}
+
+if ($only{4})
+{
+	progress("figure 4: pgbench -C -S, 8 clients, $R{pgbc_rounds} rounds x $R{pgbc_secs} s a side");
+	my ($c, $d, $q) = pgbench_figure(4, $R{pgbc_rounds}, $R{pgbc_secs}, '-C');
+	row(id => 4, name => 'pgbench -C -S TPS (a connection per transaction)',
+		value => fmt($c, 'tps', 0), comp => 'plain libpq: ' . fmt($d, 'tps', 0),
+		ratio => fmt($q, '', 3), target => 'ratio ≥ 0.90', met => met($q->{med} >= 0.90));
+	$detail{4} = sprintf("`pgbench -n -S -C -c 8 -j 2`, %d rounds of %d s a side, alternating, as figure 3.",
+		$R{pgbc_rounds}, $R{pgbc_secs});
+}
+
+# ---------------------------------------------------------------------
+# 8. conmgr with 1,000 application sessions
+# ---------------------------------------------------------------------
+if ($only{8})
+{
+	progress("figure 8: conmgr with $R{app_sessions} application sessions, $R{notice_rounds} rounds");
+	my (@rate, @last, @first, $missed, $total);
+	$missed = 0;
+	$total = 0;
+	for my $r (1 .. $R{notice_rounds})
+	{
+		cm_wait_up($cm1, 1, 1, 30) or die "bench: s2 is not up in conmgr";
+		my $att = bg($cmload, 'attach', '-p', $cm1->{port}, '-n', $R{app_sessions}, '-i', 1, '-w', 20);
+		bg_wait($att, qr/^attached n=/m, 60) or die "bench: cmload attach: ${ $att->{out} }";
+		my $out = run_ok($cmload, 'resolve', '-p', $cm1->{port}, '-c', $R{resolve_clients},
+			'-d', $R{resolve_secs});
+		my ($rate) = $out =~ /per_s=([\d.]+)/;
+		push @rate, $rate;
+		# The instance the 1,000 sessions are attached to stops dead.
+		my @pids = instance_pids($node{s2});
+		kill 'STOP', @pids;
+		my $res = bg_finish($att, 30);
+		my $st = cm_status($cm1)->{1};
+		kill 'CONT', @pids;
+		my ($n, $got, $first_us, $last_us) =
+		  $res =~ /^down n=(\d+) got=(\d+) eof=\d+ missed=\d+ first_us=(\d+) last_us=(\d+)/m
+		  or die "bench: cmload attach did not report:\n$res";
+		die "bench: conmgr does not show s2 down\n" unless $st && $st->{state} ne 'up';
+		$total += $n;
+		$missed += $n - $got;
+		push @first, ($first_us - $st->{since}) / 1000;
+		push @last, ($last_us - $st->{since}) / 1000;
+		progress(sprintf('  round %d: %.0f resolves/s; notices %.1f–%.1f ms after detection, %d of %d',
+			$r, $rate, $first[-1], $last[-1], $got, $n));
+	}
+	cm_wait_up($cm1, 1, 1, 30);
+	my ($rs, $ls, $fs) = (stats(@rate), stats(@last), stats(@first));
+	row(id => '8a', name => "conmgr, $R{app_sessions} sessions attached: resolve throughput",
+		value => fmt($rs, 'resolves/s', 0), comp => '—', ratio => '—',
+		target => '≥ 20,000 resolves/s', met => met($rs->{med} >= 20000));
+	row(id => '8b', name => "conmgr: detection → INSTANCE_DOWN at all $R{app_sessions} sessions",
+		value => fmt($ls, 'ms', 1) . ", missed $missed of $total", comp => '—', ratio => '—',
+		target => '≤ 100 ms, 0 missed', met => met($ls->{med} <= 100 && $missed == 0));
+	$detail{8} = sprintf("Each round: `cmload attach` opens %d application sessions to conmgr (probe, "
+		  . "RESOLVE, ATTACHED to standby s2) and keeps them; meanwhile `cmload resolve` runs %d "
+		  . "client threads doing whole sessions (connect, probe, RESOLVE, close) back to back for "
+		  . "%d s; then every process of s2 is stopped (SIGSTOP), conmgr declares it down after "
+		  . "heartbeat_timeout = %d s, and the time from that detection (the instance's `since` on "
+		  . "conmgr's control socket) to the arrival of INSTANCE_DOWN at each session is taken. First "
+		  . "notice: %s after detection. %d rounds.",
+		$R{app_sessions}, $R{resolve_clients}, $R{resolve_secs}, $hb_timeout, fmt($fs, 'ms', 1),
+		$R{notice_rounds});
+}
+
+# ---------------------------------------------------------------------
+# 6. promote -> first read-write connect
+# ---------------------------------------------------------------------
+if ($only{6})
+{
+	progress("figure 6: promote → first read-write connect, $R{promote_rounds} failovers");
+	my %fp = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(a b);
+	my %fw = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(a b);
+	my %fnode;
+	$fnode{a} = PostgreSQL::Test::Cluster->new('fa0', port => $fp{a});
+	$fnode{a}->init(allows_streaming => 1);
+	$fnode{a}->append_conf('postgresql.conf', watchdog_conf($fw{a}));
+	$fnode{a}->start;
+	$fnode{a}->backup('fb0');
+	$fnode{b} = PostgreSQL::Test::Cluster->new('fb0', port => $fp{b});
+	$fnode{b}->init_from_backup($fnode{a}, 'fb0', has_streaming => 1);
+	$fnode{b}->append_conf('postgresql.conf', "watchdog.port = $fw{b}\n");
+	$fnode{b}->start;
+	my %idx = (a => 0, b => 1);
+	my $cm6 = start_conmgr('cm6', [ $fp{a}, $fw{a} ], [ $fp{b}, $fw{b} ]);
+	my ($prim, $stby) = qw(a b);
+	my (%lat, @ratio);
+	for my $r (1 .. $R{promote_rounds})
+	{
+		cm_wait_up($cm6, $idx{$prim}, 0, 30) && cm_wait_up($cm6, $idx{$stby}, 1, 30)
+		  or die "bench: figure 6: conmgr does not see the pair up\n";
+		# The primary's host dies: every process stops (its TCP port still
+		# accepts connections that nobody answers, like a hung host).
+		my @pids = instance_pids($fnode{$prim});
+		kill 'STOP', @pids;
+		wait_until(sub { (cm_status($cm6)->{ $idx{$prim} }{state} // '') ne 'up' }, 10)
+		  or die "bench: figure 6: conmgr did not see the primary go\n";
+		my $watch = bg($pqtiming, 'waitpromote', "host=127.0.0.1 port=$fp{$stby} dbname=postgres", 30);
+		bg_wait($watch, qr/^watching/m, 10) or die "bench: waitpromote: ${ $watch->{out} }";
+		my %loop;
+		$loop{cm} = bg('env', "LD_PRELOAD=$preload", $pqtiming, 'firstok',
+			"host=127.0.0.1 port=$cm6->{port} dbname=postgres target_session_attrs=read-write connect_timeout=2",
+			5, 30);
+		$loop{direct} = bg($pqtiming, 'firstok',
+			"host=127.0.0.1,127.0.0.1 port=$fp{$prim},$fp{$stby} dbname=postgres "
+			  . "target_session_attrs=read-write connect_timeout=2", 5, 30);
+		bg_wait($loop{$_}, qr/^looping/m, 10) for qw(cm direct);
+		usleep(300_000 + int(rand(700_000)));
+		$fnode{$stby}->promote;
+		my ($promoted) = bg_finish($watch, 15) =~ /^promoted at_us=(\d+)/m
+		  or die "bench: figure 6: the promotion was not seen\n";
+		for my $side (qw(cm direct))
+		{
+			my $o = bg_finish($loop{$side}, 30);
+			my ($at) = $o =~ /^firstok at_us=(\d+)/m or die "bench: figure 6, $side: no connection\n$o";
+			push @{ $lat{$side} }, ($at - $promoted) / 1000;
+		}
+		push @ratio, $lat{cm}[-1] / ($lat{direct}[-1] || 1e-9);
+		progress(sprintf('  failover %d: conmgr %.0f ms, libpq multi-host %.0f ms', $r, $lat{cm}[-1],
+			$lat{direct}[-1]));
+		# The old primary is gone for good; a new standby of the new primary
+		# takes its port and watchdog port.
+		kill 'KILL', @pids;
+		$fnode{$prim}->{_pid} = undef;
+		last if $r == $R{promote_rounds};
+		$fnode{$stby}->backup("fb$r");
+		my $new = PostgreSQL::Test::Cluster->new("f$prim$r", port => $fp{$prim});
+		$new->init_from_backup($fnode{$stby}, "fb$r", has_streaming => 1);
+		$new->append_conf('postgresql.conf', "watchdog.port = $fw{$prim}\n");
+		$new->start;
+		$fnode{$prim} = $new;
+		($prim, $stby) = ($stby, $prim);
+	}
+	stop_conmgr($cm6);
+	$_->stop('immediate') for grep { defined $_->{_pid} } values %fnode;
+	$data{f6} = \%lat;
+	my ($c, $d, $q) = (stats(@{ $lat{cm} }), stats(@{ $lat{direct} }), stats(@ratio));
+	my $target = $check_attr_ms + 50;
+	row(id => 6, name => 'promote → first read-write connect',
+		value => fmt($c, 'ms', 0), comp => 'libpq host=old,new connect_timeout=2: ' . fmt($d, 'ms', 0),
+		ratio => fmt($q, '', 3), target => "≤ check_attr_interval + 50 ms = $target ms",
+		met => met($c->{med} <= $target));
+	$detail{6} = sprintf("%d failovers of a primary/standby pair with the watchdog (check_attr_interval "
+		  . "= %d ms) and a conmgr (heartbeat %d s / %d s). Each: every process of the primary is "
+		  . "stopped (SIGSTOP: its port still accepts TCP connections nobody answers, as a hung host "
+		  . "would); once conmgr has declared it down, two clients loop on read-write connects (5 ms "
+		  . "between failures): through conmgr (`LD_PRELOAD`) and plain libpq with "
+		  . "`host=old,new target_session_attrs=read-write connect_timeout=2`; then the standby is "
+		  . "promoted. Time from the end of recovery (a third client polling `pg_is_in_recovery()` "
+		  . "every 1 ms) to each client's first read-write connection. The old primary is then "
+		  . "killed and rebuilt as the new primary's standby for the next round.",
+		$R{promote_rounds}, $check_attr_ms, $hb_interval, $hb_timeout);
+}
+
+# ---------------------------------------------------------------------
+# 7. the watchdog with 1,000 heartbeat sessions; 9. packets at the server
+# ---------------------------------------------------------------------
+my $wnode;
+my $wport;
+if ($only{7} || $only{9})
+{
+	progress('setting up an instance for the watchdog figures');
+	$wport = PostgreSQL::Test::Cluster::get_free_port();
+	$wnode = PostgreSQL::Test::Cluster->new('wd');
+	$wnode->init;
+	$wnode->append_conf('postgresql.conf', watchdog_conf($wport,
+		"watchdog.max_heartbeat_connections = $R{wd_sessions}\n"));
+	$wnode->start;
+	$wnode->safe_psql('postgres', 'CREATE EXTENSION watchdog');
+}
+
+sub registered { return $wnode->safe_psql('postgres', 'SELECT count(*) FROM pgx_stat_watchdog'); }
+
+sub proc_ticks
+{
+	my ($pid) = @_;
+	my $s = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/stat");
+	$s =~ s/^.*\)\s+//s;    # past the command name
+	my @f = split /\s+/, $s;
+	return $f[11] + $f[12];    # utime + stime (fields 14 and 15)
+}
+
+if ($only{7})
+{
+	my $n = $R{wd_sessions};
+	my $procs = 20;
+	my $per = $n / $procs;
+	progress("figure 7: the watchdog with $n heartbeat sessions at 1 s for $R{wd_secs} s");
+	my $log_before = -s $wnode->logfile;
+	my @hb;
+	for my $k (1 .. $procs)
+	{
+		push @hb, bg($hbclient, '-h', '127.0.0.1', '-p', $wport, '-b', "127.0.2.$k", '-i', 1, '-t', 3,
+			'-n', $per, '-d', $R{wd_secs} + 60);
+		usleep(50_000);
+	}
+	wait_until(sub { registered() == $n }, 60)
+	  or die "bench: figure 7: only " . registered() . " of $n sessions registered\n"
+	  . join('', map { ${ $_->{out} } } @hb[0..1]);
+	sleep 3;
+	my $pid = $wnode->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'watchdog'");
+	my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK());
+	my $log_start = -s $wnode->logfile;
+	my @cpu;
+	my $t0 = time();
+	my $tk0 = proc_ticks($pid);
+	my ($t, $tk) = ($t0, $tk0);
+	for my $w (1 .. int($R{wd_secs} / $R{wd_window}))
+	{
+		my $until = $t0 + $w * $R{wd_window};
+		usleep(int(($until - time()) * 1e6)) if $until > time();
+		my ($t1, $tk1) = (time(), proc_ticks($pid));
+		push @cpu, 100 * ($tk1 - $tk) / $hz / ($t1 - $t);
+		($t, $tk) = ($t1, $tk1);
+	}
+	my $total_cpu = 100 * ($tk - $tk0) / $hz / ($t - $t0);
+	my $still = registered();
+	my $log = substr(PostgreSQL::Test::Utils::slurp_file($wnode->logfile), $log_start);
+	my $lost_server = () = $log =~ /lost heartbeat session/g;
+	my $lost_client = 0;
+	$_->{h}->pump_nb for grep { $_->{h}->pumpable } @hb;
+	for my $h (@hb)
+	{
+		$lost_client += () = ${ $h->{out} } =~ /^T=\S+ W=\S+ s=\d+ closed (?!client exiting)/mg;
+	}
+	for my $h (@hb)
+	{
+		$h->{h}->signal('TERM') if $h->{h}->pumpable;
+		bg_finish($h, 10);
+	}
+	my $shm = $wnode->safe_psql('postgres',
+		"SELECT coalesce(sum(size), 0) FROM pg_shmem_allocations WHERE name ILIKE '%watchdog%'");
+	my $shm_names = $wnode->safe_psql('postgres',
+		"SELECT string_agg(name || ' ' || size, ', ') FROM pg_shmem_allocations WHERE name ILIKE '%watchdog%'");
+	my $per_session = $shm / $n;
+	my $false = $lost_server + $lost_client + ($n - $still);
+	my $c = stats(@cpu);
+	$data{f7} = \@cpu;
+	row(id => 7, name => "watchdog, $n heartbeat sessions at 1 s, $R{wd_secs} s: CPU of its worker",
+		value => fmt($c, '% of a core', 2), comp => '—', ratio => '—', target => '≤ 2 % of a core',
+		met => met($c->{med} <= 2));
+	row(id => '7b', name => 'watchdog: shared memory per session',
+		value => sprintf('%.1f B', $per_session), comp => '—', ratio => '—', target => '≤ 200 B',
+		met => met($per_session <= 200));
+	row(id => '7c', name => 'watchdog: false timeouts',
+		value => "$false", comp => '—', ratio => '—', target => '0', met => met($false == 0));
+	$detail{7} = sprintf("%d sessions from 20 `hbclient` processes (50 sessions each, source addresses "
+		  . "127.0.2.1–20, started 50 ms apart), heartbeat_interval 1 s, heartbeat_timeout 3 s. CPU: "
+		  . "utime + stime of the watchdog worker (`/proc/PID/stat`) over %d windows of %d s (the "
+		  . "median of the windows, min–max); over the whole %.0f s: %.2f %% of a core. Shared memory: "
+		  . "the `pg_shmem_allocations` rows of the extension (%s) divided by "
+		  . "`watchdog.max_heartbeat_connections` = %d. False timeouts: sessions the worker logged as "
+		  . "lost (%d), sessions an hbclient saw closed (%d), registered sessions missing at the end "
+		  . "(%d).",
+		$n, scalar(@cpu), $R{wd_window}, $t - $t0, $total_cpu, $shm_names, $n,
+		$lost_server, $lost_client, $n - $still);
+}
+
+# ---------------------------------------------------------------------
+# 9. heartbeat packets vs per-socket keepalive, 20 hosts x 50 connections
+# ---------------------------------------------------------------------
+sub tcp_segments
+{
+	my @l = grep { /^Tcp:/ } split /\n/, PostgreSQL::Test::Utils::slurp_file('/proc/net/snmp');
+	my @names = split /\s+/, $l[0];
+	my @vals = split /\s+/, $l[1];
+	my %h;
+	@h{@names} = @vals;
+	return $h{InSegs};
+}
+
+if ($only{9})
+{
+	# Detection within D = 4 s on both sides: heartbeat interval 2 s,
+	# timeout 4 s; keepalive idle 3 s + 1 probe 1 s apart.
+	my ($hi, $ht, $kidle, $kintvl, $kcnt) = (2, 4, 3, 1, 1);
+	my ($hosts, $conns) = (20, 50);
+	if (!$netns)
+	{
+		my $hb = $hosts * 4 / $hi;
+		my $ka = $hosts * $conns * 2 * 2 / $kidle;
+		row(id => 9, name => "packets/s at a server, $hosts hosts x $conns connections (COMPUTED, not measured)",
+			value => sprintf('%.1f pkt/s', $hb), comp => sprintf('keepalive: %.1f pkt/s', $ka),
+			ratio => sprintf('%.4f (1/%.0f)', $hb / $ka, $ka / $hb), target => 'ratio ≤ 1/50',
+			met => met($hb / $ka <= 1 / 50));
+		$detail{9} = 'Computed, not measured: the harness did not run in a network namespace of its own '
+		  . '(run `make bench` as root), so the TCP counters would count other programs\' packets too.';
+	}
+	else
+	{
+		progress("figure 9: packets at the server, $hosts hosts x $conns connections, $R{pkt_rounds} rounds"
+			  . " of $R{pkt_window} s a side");
+		# Nothing else may talk TCP now: the conmgrs go (the instances'
+		# replication runs over Unix sockets).
+		stop_conmgr($_) for @conmgrs;
+		sleep 1;
+		my $b0 = tcp_segments();
+		sleep 3;
+		my $baseline = (tcp_segments() - $b0) / 3;
+		my (%rate, @ratio);
+		for my $r (1 .. $R{pkt_rounds})
+		{
+			for my $side ($r % 2 ? qw(hb ka) : qw(ka hb))
+			{
+				my @procs;
+				if ($side eq 'hb')
+				{
+					for my $k (1 .. $hosts)
+					{
+						push @procs, bg($hbclient, '-h', '127.0.0.1', '-p', $wport, '-b', "127.0.3.$k",
+							'-i', $hi, '-t', $ht, '-n', 1, '-d', 300);
+						usleep(int($hi * 1e6 / $hosts));
+					}
+					wait_until(sub { registered() == $hosts }, 30) or die "bench: figure 9: hbclients\n";
+				}
+				else
+				{
+					push @procs, bg($kaload, '-n', $hosts * $conns, '-a', $hosts, '-i', $kidle,
+						'-v', $kintvl, '-c', $kcnt, '-e', 'both', '-d', 300);
+					bg_wait($procs[0], qr/^ready/m, 30) or die "bench: kaload: ${ $procs[0]{out} }";
+				}
+				sleep 1;
+				my ($t0, $s0) = (time(), tcp_segments());
+				sleep $R{pkt_window};
+				my ($t1, $s1) = (time(), tcp_segments());
+				push @{ $rate{$side} }, ($s1 - $s0) / ($t1 - $t0);
+				for my $p (@procs)
+				{
+					$p->{h}->signal('TERM') if $p->{h}->pumpable;
+					bg_finish($p, 10);
+				}
+				wait_until(sub { registered() == 0 }, 30) if $side eq 'hb';
+				sleep 1;
+			}
+			push @ratio, $rate{hb}[-1] / $rate{ka}[-1];
+			progress(sprintf('  round %d: heartbeat %.1f pkt/s, keepalive %.1f pkt/s', $r, $rate{hb}[-1],
+				$rate{ka}[-1]));
+		}
+		my ($h, $k, $q) = (stats(@{ $rate{hb} }), stats(@{ $rate{ka} }), stats(@ratio));
+		row(id => 9, name => "packets/s at a server, $hosts hosts x $conns connections",
+			value => fmt($h, 'pkt/s', 1),
+			comp => "keepalive on each socket: " . fmt($k, 'pkt/s', 1),
+			ratio => fmt($q, '', 4) . sprintf(' = 1/%.0f', 1 / $q->{med}), target => 'ratio ≤ 1/50',
+			met => met($q->{med} <= 1 / 50));
+		$detail{9} = sprintf("Measured: the harness runs alone in a network namespace, so the kernel's "
+			  . "`Tcp: InSegs` counter (`/proc/net/snmp`) counts only our segments; on loopback every "
+			  . "segment is received once, and each has the server at one end, so its growth is the "
+			  . "packets sent plus received at the server (idle baseline %.2f/s). Same detection time, "
+			  . "%d s: heartbeat: %d `hbclient`s (source 127.0.3.1–%d, one session each, as one conmgr per "
+			  . "host), heartbeat_interval %d s, heartbeat_timeout %d s, against the watchdog; keepalive: "
+			  . "`kaload`, %d idle TCP connections (%d per source address 127.0.1.1–%d), SO_KEEPALIVE "
+			  . "on both ends (libpq's keepalives_* and the server's tcp_keepalives_*, since the heartbeat "
+			  . "detects in both directions) with idle %d s, interval %d s, count %d. %d rounds of %d s a "
+			  . "side, alternating; the ratio per round, then its median.",
+			$baseline, $ht, $hosts, $hosts, $hi, $ht, $hosts * $conns, $conns, $hosts, $kidle,
+			$kintvl, $kcnt, $R{pkt_rounds}, $R{pkt_window});
+		$data{f9} = \%rate;
+	}
+}
+
+# ---------------------------------------------------------------------
+# 5. error delay after a black-holed link (needs the fault lab)
+# ---------------------------------------------------------------------
+if ($only{5})
+{
+	row(id => 5, name => 'error delay after a black-holed link, mid-query, minus heartbeat_timeout',
+		value => 'not measured: needs the fault lab', comp => 'tuned keepalive, tcp_user_timeout',
+		ratio => '—', target => '≤ 0.1 s', met => 'not measured');
+	$detail{5} = 'Not measured: it needs a link that can be cut (network namespaces and veth pairs, '
+	  . 'regress/lib/CmLab.pm), which does not exist yet in this tree.';
+}
+
+# ---------------------------------------------------------------------
+# The table, the plots, docs/benchmarks.md
+# ---------------------------------------------------------------------
+my $elapsed = time() - $t_start;
+@rows = sort { ($a->{id} =~ /^(\d+)/)[0] <=> ($b->{id} =~ /^(\d+)/)[0] || $a->{id} cmp $b->{id} } @rows;
+
+out('');
+out(sprintf('%-4s %-70s %-40s %-50s %-30s %-40s %s', '#', 'figure', 'value: median (min–max)',
+	'comparator', 'ratio', 'target', ''));
+for my $r (@rows)
+{
+	out(sprintf('%-4s %-70s %-40s %-50s %-30s %-40s %s', $r->{id}, $r->{name}, $r->{value}, $r->{comp},
+		$r->{ratio}, $r->{target}, $r->{met}));
+}
+out(sprintf("\nbench.pl ran for %.0f s (%.1f min)", $elapsed, $elapsed / 60));
+
+make_path("$outdir/benchmarks");
+my @plots = plots();
+
+my $date = POSIX::strftime('%Y-%m-%d %H:%M UTC', gmtime());
+my $md = <<"EOF";
+# Benchmarks
+
+Written by `make bench` (regress/bench/run, regress/bench/bench.pl) on $date.
+Every number below was measured by that run on the machine described here;
+rerun `make bench` to measure again (it rewrites this file and the plots).
+Each figure is the median over repeated rounds, with the minimum and maximum
+in parentheses; where there is a comparator, the two sides ran in the same
+run, alternating round by round (the machine is shared and noisy), and the
+ratio is taken within each round, then its median.
+
+## The machine
+
+| | |
+|---|---|
+| CPU | $mach->{cpu} |
+| cores | $mach->{cores} |
+| memory | $mach->{mem} |
+| OS, kernel | $mach->{os}, Linux $mach->{kernel} |
+| PostgreSQL | $mach->{pg} |
+| load average at the start | $mach->{load} (others were using the machine) |
+| network | @{[ $netns ? 'loopback, in a network namespace of the benchmark\'s own' : 'loopback (shared)' ]} |
+| run time of bench.pl | @{[ sprintf('%.1f min', $elapsed / 60) ]} |
+
+Unless said otherwise: conmgr with heartbeat_interval = $hb_interval s,
+heartbeat_timeout = $hb_timeout s; the instances with the watchdog,
+watchdog.check_attr_interval = $check_attr_ms ms, `fsync = off` (the test
+cluster's default), everything on 127.0.0.1.
+
+## The figures
+
+| # | figure | value: median (min–max) | comparator | ratio | target | |
+|---|---|---|---|---|---|---|
+EOF
+for my $r (@rows)
+{
+	$md .= "| $r->{id} | $r->{name} | $r->{value} | $r->{comp} | $r->{ratio} | $r->{target} | $r->{met} |\n";
+}
+$md .= "\n## How each figure was measured\n\n";
+for my $id (sort keys %detail)
+{
+	$md .= "**$id.** $detail{$id}\n\n";
+}
+if (@plots)
+{
+	$md .= "## Plots\n\n";
+	$md .= "![$_->[1]](benchmarks/$_->[0])\n\n" for @plots;
+}
+$md .= <<'EOF';
+## The tools
+
+* `build/bench/pqtiming` (regress/bench/pqtiming.c) — a plain libpq program,
+  linked with `-lpq` only: N × (connect, `SELECT 1`, finish), a connect
+  loop until one succeeds, a promotion watcher. The conmgr side runs it
+  with `LD_PRELOAD=build/lib/libpq-cm.so.1`.
+* `build/bench/cmload` (regress/bench/cmload.c) — the application protocol
+  with the shared codec: many attached sessions and the arrival of their
+  INSTANCE_DOWN; resolve throughput with parallel clients.
+* `build/bench/kaload` (regress/bench/kaload.c) — idle TCP connections kept
+  alive by the kernel, the comparator of figure 9.
+* `build/regress/tools/hbclient` — heartbeat sessions, as conmgr's
+  heartbeat role would hold them.
+EOF
+open(my $f, '>', "$outdir/benchmarks.md") or die "bench: $outdir/benchmarks.md: $!";
+print $f $md;
+close $f;
+out("wrote $outdir/benchmarks.md" . (@plots ? ' and ' . join(', ', map { "benchmarks/$_->[0]" } @plots) : ''));
+
+sub gnuplot
+{
+	my ($script) = @_;
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run([ 'gnuplot' ], '<', \$script, '>', \$out, '2>', \$err);
+	out("gnuplot failed: $err") unless $ok;
+	return $ok;
+}
+
+sub write_lines
+{
+	my ($file, @lines) = @_;
+	open(my $fh, '>', $file) or die "$file: $!";
+	print $fh map { "$_\n" } @lines;
+	close $fh;
+	return;
+}
+
+# CDF file of a list of values.
+sub cdf_file
+{
+	my ($file, $v) = @_;
+	my @s = sort { $a <=> $b } @$v;
+	write_lines($file, map { sprintf('%.4f %.5f', $s[$_], ($_ + 1) / @s) } 0 .. $#s);
+	return $file;
+}
+
+sub plots
+{
+	return () unless `sh -c 'command -v gnuplot'`;
+	my @made;
+	my $term = "set terminal pngcairo size 900,420 font 'DejaVu Sans,10'";
+	if ($data{f1} && $data{f2})
+	{
+		my $png = "$outdir/benchmarks/connect.png";
+		gnuplot(<<"EOF") and push @made, [ 'connect.png', 'connection latency CDFs' ];
+$term
+set output '$png'
+set multiplot layout 1,2
+set grid
+set key bottom right
+set ylabel 'fraction of connections'
+set xlabel 'ms'
+set title 'connect + SELECT 1 + disconnect (figure 1)'
+set xrange [0:@{[ pct([ @{ $data{f1}{cm} }, @{ $data{f1}{direct} } ], 0.995) ]}]
+plot '@{[ cdf_file("$work/f1cm.cdf", $data{f1}{cm}) ]}' u 1:2 w l lw 2 t 'through conmgr (LD\\_PRELOAD libpq-cm)', \\
+     '@{[ cdf_file("$work/f1d.cdf", $data{f1}{direct}) ]}' u 1:2 w l lw 2 t 'direct (plain libpq)'
+set title 'read-write connect, standbys listed first (figure 2)'
+set xrange [0:@{[ pct([ @{ $data{f2}{cm} }, @{ $data{f2}{direct} } ], 0.995) ]}]
+plot '@{[ cdf_file("$work/f2cm.cdf", $data{f2}{cm}) ]}' u 1:2 w l lw 2 t 'through conmgr', \\
+     '@{[ cdf_file("$work/f2d.cdf", $data{f2}{direct}) ]}' u 1:2 w l lw 2 t 'libpq host=s1,s2,p'
+unset multiplot
+EOF
+	}
+	if ($data{f3} && $data{f4})
+	{
+		my $png = "$outdir/benchmarks/pgbench.png";
+		my @l;
+		for my $id (3, 4)
+		{
+			my $d = $data{"f$id"};
+			write_lines("$work/f$id.dat", map { "$_ $d->{cm}[$_-1] $d->{direct}[$_-1]" } 1 .. @{ $d->{cm} });
+		}
+		gnuplot(<<"EOF") and push @made, [ 'pgbench.png', 'pgbench TPS per round' ];
+$term
+set output '$png'
+set multiplot layout 1,2
+set grid
+set key bottom right
+set xlabel 'round'
+set ylabel 'TPS'
+set yrange [0:*]
+set style data linespoints
+set title 'pgbench -S, 8 clients (figure 3)'
+plot '$work/f3.dat' u 1:2 lw 2 t 'through libpq-cm (LD\\_PRELOAD)', '' u 1:3 lw 2 t 'plain libpq'
+set title 'pgbench -C -S, 8 clients (figure 4)'
+plot '$work/f4.dat' u 1:2 lw 2 t 'through libpq-cm (LD\\_PRELOAD)', '' u 1:3 lw 2 t 'plain libpq'
+unset multiplot
+EOF
+	}
+	if ($data{f6})
+	{
+		my $png = "$outdir/benchmarks/failover.png";
+		my $d = $data{f6};
+		write_lines("$work/f6.dat", map { "$_ $d->{cm}[$_-1] $d->{direct}[$_-1]" } 1 .. @{ $d->{cm} });
+		gnuplot(<<"EOF") and push @made, [ 'failover.png', 'promote to first read-write connect, per failover' ];
+$term
+set output '$png'
+set grid
+set key top left
+set xlabel 'failover'
+set ylabel 'ms after the end of recovery'
+set yrange [0:*]
+set xtics 1
+set style data linespoints
+set title 'promote → first read-write connect (figure 6)'
+plot '$work/f6.dat' u 1:2 lw 2 t 'through conmgr', '' u 1:3 lw 2 t 'libpq host=old,new connect\\_timeout=2', \\
+     $check_attr_ms + 50 w l dt 2 t 'target: check\\_attr\\_interval + 50 ms'
+EOF
+	}
+	return @made;
+}

@@ -1,0 +1,405 @@
+/*-------------------------------------------------------------------------
+ *
+ * cmload.c
+ *	  Application-protocol load on a conmgr listener, for the benchmarks
+ *	  (docs/protocol.md, section 2).
+ *
+ *	 cmload attach -p PORT -n N -i INSTANCE [-h HOST] [-w SECONDS]
+ *	     opens N sessions (probe, RESOLVE any, ATTACHED to INSTANCE), says
+ *	     "attached", then waits (at most SECONDS, default 60) until every
+ *	     session got INSTANCE_DOWN, and reports when each notice arrived;
+ *	 cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET]
+ *	     CLIENTS threads run whole sessions (connect, probe, RESOLVE,
+ *	     close) back to back for SECONDS and report the throughput.
+ *
+ * Lines:
+ *	 attached n=N at_us=T
+ *	 down n=N got=G eof=E missed=M first_us=T last_us=T
+ *	 resolve clients=C seconds=S n=N per_s=R failed=F
+ *	 latency n=.. median_us=.. p99_us=.. min_us=.. max_us=.. mean_us=..
+ * T: wall clock in microseconds.  The open-files limit is raised to the
+ * hard limit first.  Exit 0 when everything went as the protocol says.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cmproto.h"
+#include "benchutil.h"
+
+typedef struct conn
+{
+	int			fd;
+	size_t		len;
+	uint8_t		buf[2048];
+} conn;
+
+static struct addrinfo *dest;
+
+/* Read until "need" bytes are buffered: 1, 0 on EOF, -1 on timeout/error. */
+static int
+fill(conn *c, size_t need, int timeout_ms)
+{
+	while (c->len < need)
+	{
+		struct pollfd p = {c->fd, POLLIN, 0};
+		ssize_t		n;
+
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return -1;
+		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+		if (n == 0)
+			return 0;
+		if (n < 0)
+			return -1;
+		c->len += n;
+	}
+	return 1;
+}
+
+static void
+consume(conn *c, size_t n)
+{
+	memmove(c->buf, c->buf + n, c->len - n);
+	c->len -= n;
+}
+
+/* The next frame from the listener; 1 ok, 0 eof, -1 error. */
+static int
+next_frame(conn *c, cmproto_msg *m, int timeout_ms)
+{
+	for (;;)
+	{
+		size_t		flen;
+		int			rc = cmproto_frame(c->buf, c->len, &flen);
+
+		if (rc == CMPROTO_OK)
+		{
+			rc = cmproto_decode(c->buf, flen, CMPROTO_PEER_LISTENER, m);
+			consume(c, flen);
+			return rc < 0 ? -1 : 1;
+		}
+		if (rc < 0)
+			return -1;
+		rc = fill(c, c->len + 1, timeout_ms);
+		if (rc <= 0)
+			return rc;
+	}
+}
+
+static int
+send_msg(conn *c, const cmproto_msg *m)
+{
+	uint8_t		out[CMPROTO_MAX_MSG];
+	int			n = cmproto_encode(m, out, sizeof(out));
+
+	return n > 0 && send(c->fd, out, n, MSG_NOSIGNAL) == n ? 0 : -1;
+}
+
+/*
+ * Connect, probe, RESOLVE; on success the socket stays open in c->fd and
+ * *found tells whether "want" (an instance number, or -1) was a candidate.
+ */
+static int
+session(conn *c, int target, int want, bool *found)
+{
+	cmproto_msg m;
+	cmproto_pg_error err;
+	size_t		elen;
+	int			rc;
+
+	c->len = 0;
+	*found = false;
+	c->fd = socket(dest->ai_family, SOCK_STREAM, 0);
+	if (c->fd < 0)
+		return -1;
+	if (connect(c->fd, dest->ai_addr, dest->ai_addrlen) < 0)
+		goto fail;
+	c->len = cmproto_pg_encode_probe(c->buf, sizeof(c->buf));
+	if (send(c->fd, c->buf, c->len, MSG_NOSIGNAL) != (ssize_t) c->len)
+		goto fail;
+	c->len = 0;
+	if (fill(c, 1, 5000) <= 0)
+		goto fail;
+	while ((rc = cmproto_pg_decode_error(c->buf, c->len, &elen, &err)) == CMPROTO_INCOMPLETE)
+		if (fill(c, c->len + 1, 5000) <= 0)
+			goto fail;
+	if (rc != CMPROTO_OK)
+		goto fail;
+	consume(c, elen);
+	if (next_frame(c, &m, 5000) != 1 || m.type != CMPROTO_HELLO)
+		goto fail;
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_RESOLVE;
+	m.u.resolve.version = CMPROTO_VERSION;
+	m.u.resolve.target = target;
+	m.u.resolve.client_pid = getpid();
+	strcpy(m.u.resolve.application_name, "cmload");
+	if (send_msg(c, &m) < 0)
+		goto fail;
+	for (;;)
+	{
+		if (next_frame(c, &m, 5000) != 1)
+			goto fail;
+		if (m.type == CMPROTO_CANDIDATE)
+		{
+			if (m.u.candidate.instance == want)
+				*found = true;
+			continue;
+		}
+		if (m.type == CMPROTO_CANDIDATES_END)
+			return 0;
+		goto fail;
+	}
+fail:
+	close(c->fd);
+	c->fd = -1;
+	return -1;
+}
+
+/* ---- attach ---- */
+
+static int
+do_attach(int n, int instance, int wait_s)
+{
+	conn	   *cs = calloc(n, sizeof(conn));
+	long long  *arrived = calloc(n, sizeof(long long));
+	int			ep = epoll_create1(0),
+				got = 0,
+				eof = 0,
+				done = 0;
+	long long	first = 0,
+				last = 0;
+	double		deadline;
+
+	for (int i = 0; i < n; i++)
+	{
+		bool		found;
+		cmproto_msg m;
+
+		if (session(&cs[i], CMPROTO_TARGET_ANY, instance, &found) != 0)
+		{
+			printf("failed session=%d: %s\n", i, strerror(errno));
+			return 1;
+		}
+		if (!found)
+		{
+			printf("failed session=%d: instance %d is not a candidate\n", i, instance);
+			return 1;
+		}
+		memset(&m, 0, sizeof(m));
+		m.type = CMPROTO_ATTACHED;
+		m.u.attached.instance = instance;
+		m.u.attached.backend_pid = 0;
+		if (send_msg(&cs[i], &m) < 0)
+		{
+			printf("failed session=%d: ATTACHED: %s\n", i, strerror(errno));
+			return 1;
+		}
+		{
+			struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+
+			epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
+		}
+	}
+	printf("attached n=%d at_us=%lld\n", n, real_us());
+	fflush(stdout);
+
+	deadline = mono_s() + wait_s;
+	while (done < n && mono_s() < deadline)
+	{
+		struct epoll_event evs[256];
+		int			k = epoll_wait(ep, evs, 256, 100);
+
+		for (int e = 0; e < k; e++)
+		{
+			int			i = evs[e].data.u32;
+			conn	   *c = &cs[i];
+			ssize_t		r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+			long long	now = real_us();
+			size_t		flen;
+			cmproto_msg m;
+
+			if (r > 0)
+				c->len += r;
+			if (arrived[i] == 0 &&
+				cmproto_frame(c->buf, c->len, &flen) == CMPROTO_OK &&
+				cmproto_decode(c->buf, flen, CMPROTO_PEER_LISTENER, &m) == CMPROTO_OK &&
+				m.type == CMPROTO_INSTANCE_DOWN)
+			{
+				arrived[i] = now;
+				got++;
+				if (first == 0 || now < first)
+					first = now;
+				if (now > last)
+					last = now;
+			}
+			if (r <= 0 || arrived[i] != 0)
+			{
+				if (arrived[i] == 0)
+				{
+					arrived[i] = -1;
+					eof++;
+				}
+				epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+				close(c->fd);
+				done++;
+			}
+		}
+	}
+	printf("down n=%d got=%d eof=%d missed=%d first_us=%lld last_us=%lld\n",
+		   n, got, eof, n - got, first, last);
+	return got == n ? 0 : 1;
+}
+
+/* ---- resolve throughput ---- */
+
+typedef struct worker
+{
+	pthread_t	th;
+	int			target;
+	double		deadline;
+	long		n;
+	long		failed;
+	int			cap;
+	double	   *lat;
+} worker;
+
+static void *
+resolve_loop(void *arg)
+{
+	worker	   *w = arg;
+	conn	   *c = calloc(1, sizeof(conn));
+
+	while (mono_s() < w->deadline)
+	{
+		double		t0 = mono_s();
+		bool		found;
+
+		if (session(c, w->target, -1, &found) != 0)
+		{
+			w->failed++;
+			continue;
+		}
+		close(c->fd);
+		if (w->n < w->cap)
+			w->lat[w->n] = mono_s() - t0;
+		w->n++;
+	}
+	free(c);
+	return NULL;
+}
+
+static int
+do_resolve(int clients, double seconds, int target)
+{
+	worker	   *ws = calloc(clients, sizeof(worker));
+	double		t0 = mono_s(),
+				elapsed;
+	long		n = 0,
+				failed = 0;
+	int			nl = 0;
+	double	   *all;
+
+	for (int i = 0; i < clients; i++)
+	{
+		ws[i].target = target;
+		ws[i].deadline = t0 + seconds;
+		ws[i].cap = 1000000;
+		ws[i].lat = calloc(ws[i].cap, sizeof(double));
+		pthread_create(&ws[i].th, NULL, resolve_loop, &ws[i]);
+	}
+	for (int i = 0; i < clients; i++)
+	{
+		pthread_join(ws[i].th, NULL);
+		n += ws[i].n;
+		failed += ws[i].failed;
+	}
+	elapsed = mono_s() - t0;
+	all = calloc(n > 0 ? n : 1, sizeof(double));
+	for (int i = 0; i < clients; i++)
+		for (long j = 0; j < ws[i].n && j < ws[i].cap; j++)
+			all[nl++] = ws[i].lat[j];
+	printf("resolve clients=%d seconds=%.3f n=%ld per_s=%.1f failed=%ld\n",
+		   clients, elapsed, n, n / elapsed, failed);
+	print_summary("latency", all, nl, NULL);
+	return failed == 0 && n > 0 ? 0 : 1;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+			"usage: cmload attach -p PORT -n N -i INSTANCE [-h HOST] [-w SECONDS]\n"
+			"       cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET]\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *host = "127.0.0.1",
+			   *port = NULL,
+			   *mode;
+	int			n = 1000,
+				instance = 0,
+				wait_s = 60,
+				clients = 4,
+				target = CMPROTO_TARGET_ANY,
+				c;
+	double		seconds = 5;
+	struct addrinfo hints;
+
+	if (argc < 2)
+		usage();
+	mode = argv[1];
+	optind = 2;
+	while ((c = getopt(argc, argv, "h:p:n:i:w:c:d:t:")) != -1)
+	{
+		switch (c)
+		{
+			case 'h': host = optarg; break;
+			case 'p': port = optarg; break;
+			case 'n': n = atoi(optarg); break;
+			case 'i': instance = atoi(optarg); break;
+			case 'w': wait_s = atoi(optarg); break;
+			case 'c': clients = atoi(optarg); break;
+			case 'd': seconds = atof(optarg); break;
+			case 't':
+				if ((target = cmproto_target_from_name(optarg)) < 0)
+					usage();
+				break;
+			default: usage();
+		}
+	}
+	if (port == NULL || n < 1 || clients < 1)
+		usage();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	raise_nofile();
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, port, &hints, &dest) != 0)
+	{
+		fprintf(stderr, "cmload: cannot resolve %s:%s\n", host, port);
+		return 2;
+	}
+	if (strcmp(mode, "attach") == 0)
+		return do_attach(n, instance, wait_s);
+	if (strcmp(mode, "resolve") == 0)
+		return do_resolve(clients, seconds, target);
+	usage();
+	return 2;
+}
