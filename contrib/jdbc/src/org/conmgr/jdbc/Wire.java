@@ -1,0 +1,310 @@
+/*
+ * Wire.java
+ *	  The application side of conmgr's protocol (docs/protocol.md, section 2)
+ *	  over one socket: the probe, HELLO, RESOLVE, the candidates, ATTACHED.
+ *	  All integers are big-endian (ByteBuffer's default).
+ */
+package org.conmgr.jdbc;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.SocketTimeoutException;
+import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+
+final class Wire implements AutoCloseable
+{
+	/* PostgreSQL's GSSENCRequest: length 8, code 80877104. */
+	private static final byte[] PROBE = { 0, 0, 0, 8, 0x04, (byte) 0xd2, 0x16, 0x30 };
+	private static final int HELLO_MAGIC = 0x434D4752;	/* "CMGR" */
+	static final int VERSION = 1;
+	private static final int MAX_MSG = 512;
+	private static final int MAX_ERROR_RESPONSE = 10000;
+	private static final int MAX_APPNAME = 63;
+
+	/* What answered the probe. */
+	enum Kind
+	{
+		POSTMASTER, CONMGR
+	}
+
+	/* One CANDIDATE frame. */
+	static final class Candidate
+	{
+		final int instance;
+		final int port;
+		final int attrs;
+		final String host;
+
+		Candidate(int instance, int port, int attrs, String host)
+		{
+			this.instance = instance;
+			this.port = port;
+			this.attrs = attrs;
+			this.host = host;
+		}
+
+		@Override
+		public String toString()
+		{
+			return "instance " + instance + " at " + host + ":" + port;
+		}
+	}
+
+	/* ERROR from conmgr: code and message. */
+	static final class ConmgrError extends IOException
+	{
+		private static final long serialVersionUID = 1L;
+
+		ConmgrError(int code, String message)
+		{
+			super("conmgr error " + code + ": " + message);
+		}
+	}
+
+	private final SocketChannel ch;
+	private final long deadline;		/* System.nanoTime() */
+
+	private Wire(SocketChannel ch, long deadline)
+	{
+		this.ch = ch;
+		this.deadline = deadline;
+	}
+
+	/* Connect to host:port, non-blocking, before the deadline. */
+	static Wire open(String host, int port, long deadline) throws IOException
+	{
+		SocketChannel ch = SocketChannel.open();
+		Wire w = new Wire(ch, deadline);
+
+		try
+		{
+			ch.configureBlocking(false);
+			ch.socket().setTcpNoDelay(true);
+			if (!ch.connect(new InetSocketAddress(host, port)))
+			{
+				w.await(SelectionKey.OP_CONNECT);
+				while (!ch.finishConnect())
+					w.await(SelectionKey.OP_CONNECT);
+			}
+		}
+		catch (IOException | RuntimeException e)
+		{
+			ch.close();
+			throw e;
+		}
+		return w;
+	}
+
+	SocketChannel channel()
+	{
+		return ch;
+	}
+
+	@Override
+	public void close()
+	{
+		try
+		{
+			ch.close();
+		}
+		catch (IOException e)
+		{
+			/* nothing more to do */
+		}
+	}
+
+	/* Wait for one readiness event, or fail at the deadline. */
+	private void await(int op) throws IOException
+	{
+		long left = (deadline - System.nanoTime()) / 1_000_000;
+
+		if (left <= 0)
+			throw new SocketTimeoutException("timeout expired");
+		try (Selector sel = Selector.open())
+		{
+			ch.register(sel, op);
+			if (sel.select(left) == 0 && deadline - System.nanoTime() <= 0)
+				throw new SocketTimeoutException("timeout expired");
+		}
+	}
+
+	private void writeAll(ByteBuffer b) throws IOException
+	{
+		b.flip();
+		while (b.hasRemaining())
+			if (ch.write(b) == 0)
+				await(SelectionKey.OP_WRITE);
+	}
+
+	/* Exactly n bytes; null on end of file before the first when eofOk. */
+	private ByteBuffer read(int n, boolean eofOk) throws IOException
+	{
+		ByteBuffer b = ByteBuffer.allocate(n);
+
+		while (b.hasRemaining())
+		{
+			int r = ch.read(b);
+
+			if (r < 0)
+			{
+				if (eofOk && b.position() == 0)
+					return null;
+				throw new IOException("connection closed by the other side");
+			}
+			if (r == 0)
+				await(SelectionKey.OP_READ);
+		}
+		b.flip();
+		return b;
+	}
+
+	/*
+	 * Send the probe: a postmaster answers G or N; conmgr an ErrorResponse,
+	 * then HELLO.  A server that only answers an ErrorResponse and hangs up
+	 * (older than PostgreSQL 12, which knows no GSSENCRequest) is a
+	 * postmaster too.
+	 */
+	Kind probe() throws IOException
+	{
+		ByteBuffer b = ByteBuffer.allocate(PROBE.length);
+
+		b.put(PROBE);
+		writeAll(b);
+		byte first = read(1, false).get();
+
+		if (first == 'G' || first == 'N')
+			return Kind.POSTMASTER;
+		if (first != 'E')
+			throw new IOException("neither PostgreSQL nor conmgr answered (first byte " + (first & 0xff) + ")");
+		int len = read(4, false).getInt();
+
+		if (len < 4 || len > MAX_ERROR_RESPONSE)
+			throw new IOException("neither PostgreSQL nor conmgr answered (error length " + len + ")");
+		read(len - 4, false);
+		ByteBuffer hello = readFrame(true);
+
+		if (hello == null)
+			return Kind.POSTMASTER;
+		if (hello.get() != 'H' || hello.remaining() != 8 || hello.getInt() != HELLO_MAGIC)
+			throw new IOException("conmgr protocol violation: bad HELLO");
+		int min = hello.getShort() & 0xffff;
+		int max = hello.getShort() & 0xffff;
+
+		if (min > VERSION || max < VERSION)
+			throw new IOException("conmgr speaks protocol versions " + min + " to " + max + ", this driver " + VERSION);
+		return Kind.CONMGR;
+	}
+
+	/*
+	 * One frame: its type byte, then its body (the 4-byte header checked
+	 * and skipped).  null on end of file before it when eofOk.
+	 */
+	private ByteBuffer readFrame(boolean eofOk) throws IOException
+	{
+		ByteBuffer h = read(4, eofOk);
+
+		if (h == null)
+			return null;
+		byte type = h.get();
+		byte flags = h.get();
+		int len = h.getShort() & 0xffff;
+
+		if (flags != 0 || len < 4 || len > MAX_MSG)
+			throw new IOException("conmgr protocol violation: bad frame header");
+		ByteBuffer body = read(len - 4, false);
+		ByteBuffer f = ByteBuffer.allocate(len - 3);
+
+		f.put(type).put(body).flip();
+		return f;
+	}
+
+	private static String string(ByteBuffer b) throws IOException
+	{
+		int n = b.getShort() & 0xffff;
+
+		if (n > b.remaining())
+			throw new IOException("conmgr protocol violation: truncated string");
+		byte[] s = new byte[n];
+
+		b.get(s);
+		return new String(s, StandardCharsets.UTF_8);
+	}
+
+	/* RESOLVE, then the candidates in conmgr's order (maybe none). */
+	List<Candidate> resolve(int target, long pid, String appName) throws IOException
+	{
+		byte[] name = appNameBytes(appName);
+		int len = 4 + 2 + 1 + 1 + 4 + 2 + name.length;
+		ByteBuffer b = ByteBuffer.allocate(len);
+
+		b.put((byte) 'R').put((byte) 0).putShort((short) len);
+		b.putShort((short) VERSION).put((byte) target).put((byte) 0).putInt((int) pid);
+		b.putShort((short) name.length).put(name);
+		writeAll(b);
+
+		List<Candidate> list = new ArrayList<>();
+
+		for (;;)
+		{
+			ByteBuffer f = readFrame(false);
+			byte type = f.get();
+
+			if (type == 'C')
+			{
+				int instance = f.getShort() & 0xffff;
+				int port = f.getShort() & 0xffff;
+				int attrs = f.get() & 0xff;
+
+				f.get();		/* addr_kind: a name or a number, both fit a URL */
+				list.add(new Candidate(instance, port, attrs, string(f)));
+			}
+			else if (type == 'Z')
+			{
+				int count = f.getShort() & 0xffff;
+
+				if (count != list.size())
+					throw new IOException("conmgr protocol violation: " + list.size() + " candidates, count " + count);
+				return list;
+			}
+			else if (type == 'X')
+			{
+				int code = f.getShort() & 0xffff;
+
+				throw new ConmgrError(code, string(f));
+			}
+			else
+				throw new IOException("conmgr protocol violation: unexpected message '" + (char) type + "'");
+		}
+	}
+
+	/* ATTACHED: the application is connected to that instance. */
+	void attached(int instance, int backendPid) throws IOException
+	{
+		ByteBuffer b = ByteBuffer.allocate(10);
+
+		b.put((byte) 'A').put((byte) 0).putShort((short) 10);
+		b.putShort((short) instance).putInt(backendPid);
+		writeAll(b);
+	}
+
+	/* application_name: at most 63 bytes of UTF-8, cut between characters, no NUL. */
+	private static byte[] appNameBytes(String s)
+	{
+		String clean = s == null ? "" : s.replace("\0", "");
+		byte[] all = clean.getBytes(StandardCharsets.UTF_8);
+		int n = Math.min(all.length, MAX_APPNAME);
+
+		while (n > 0 && n < all.length && (all[n] & 0xc0) == 0x80)
+			n--;
+		byte[] out = new byte[n];
+
+		System.arraycopy(all, 0, out, 0, n);
+		return out;
+	}
+}

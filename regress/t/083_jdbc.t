@@ -1,0 +1,124 @@
+# JDBC through conmgr: contrib/jdbc's org.conmgr.jdbc.Driver (built with
+# javac against Debian's pgJDBC) speaks conmgr's protocol itself, then
+# connects with pgJDBC.  Every targetServerType spelling lands where asked;
+# preferPrimary is refused with a clear SQLException; conmgr balances
+# whatever loadBalanceHosts says; jdbc:postgresql:// URLs that name conmgr
+# work through DriverManager whichever driver it asks first; host lists mix
+# postmasters and conmgr; a statement blocked on a lost instance fails
+# within heartbeat_timeout + 0.5 s (the connection is aborted).  Skipped
+# with a clear line when no JDK is installed.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
+use CmDriverLab;
+use PostgreSQL::Test::Cluster;
+use Test::More;
+
+my $pgjdbc = $ENV{PGJDBC} // '/usr/share/java/postgresql.jar';
+my (undef, undef, $nojdk) = eval { run_cmd('javac', '-version') };
+plan skip_all => 'skipped: no JDK (javac not found; Debian package openjdk-17-jdk-headless)'
+  if !defined $nojdk || $nojdk;
+plan skip_all => "skipped: no pgJDBC ($pgjdbc; Debian package libpostgresql-jdbc-java)" unless -r $pgjdbc;
+
+my $lab = lab_start();
+my $o = build_contrib('jdbc', "PGJDBC=$pgjdbc");
+my $cp = "$o/conmgr-jdbc.jar:$pgjdbc:$o/test";
+my $hb = $lab->{hb_timeout};
+my $cm = "localhost:$lab->{cmport}";
+
+sub url
+{
+	my ($hosts, $params) = @_;
+	return "jdbc:conmgr://$hosts/postgres" . ($params ? "?$params" : '');
+}
+
+# Run CmJdbcCheck connect over @urls in one JVM; returns url => line.
+sub connect_all
+{
+	my ($classpath, @urls) = @_;
+	my ($out, $err) = run_cmd('java', '-cp', $classpath, 'CmJdbcCheck', 'connect', @urls);
+	my %line = map { /^url=(\S+) (.*)$/ ? ($1 => $2) : () } split /\n/, $out;
+	diag($err) if $err;
+	return %line;
+}
+
+my %expect = (
+	any => qr/^[ps]$/, primary => 'p', master => 'p',
+	secondary => 's', slave => 's', standby => 's', preferSecondary => 's', preferSlave => 's');
+my @tst = sort keys %expect;
+my $dead = PostgreSQL::Test::Cluster::get_free_port();
+my %u = (
+	(map { ("tst $_" => url($cm, "targetServerType=$_")) } @tst),
+	preferPrimary => url($cm, 'targetServerType=preferPrimary'),
+	bogus => url($cm, 'targetServerType=readWrite'),
+	pgurl => "jdbc:postgresql://$cm/postgres?targetServerType=primary",
+	direct => url("127.0.0.1:$lab->{port}{p}"),
+	mixed => url("127.0.0.1:$lab->{port}{s},$cm", 'targetServerType=primary'),
+	deadfirst => url("localhost:$dead,$cm", 'targetServerType=standby'),
+	lb => url($cm, 'targetServerType=any&loadBalanceHosts=false'));
+my %line = connect_all($cp, values %u, ($u{lb}) x 3);
+
+sub landed
+{
+	my ($key) = @_;
+	my $l = $line{ $u{$key} } // 'no output';
+	my ($port) = $l =~ /^port=(\d+)/;
+	my ($rec) = $l =~ / recovery=(\w)/;
+	my ($via) = $l =~ / cm=(\w+)/;
+	return ($lab->name_of($port), $rec // '', $via // '', $l);
+}
+
+for my $t (@tst)
+{
+	my ($where, $rec, $via, $l) = landed("tst $t");
+	my $want = $expect{$t};
+	(ref $want ? like($where, $want, "targetServerType=$t: lands on $where")
+	  : is($where, $want, "targetServerType=$t: lands on $where")) or diag($l);
+	is("$rec $via", ($where eq 'p' ? 'f' : 't') . ' yes', "$t: pg_is_in_recovery() agrees, a ConmgrConnection");
+	unlike($l, qr/MISMATCH/, "$t: ConmgrConnection names the instance reached");
+}
+like((landed('preferPrimary'))[3], qr/^error sqlstate=0A000 message=conmgr: targetServerType=preferPrimary cannot be used through conmgr/,
+	'preferPrimary: refused with a clear SQLException (SQLState 0A000)');
+like((landed('bogus'))[3], qr/^error sqlstate=08001 message=.*invalid targetServerType "readWrite"/,
+	'an unknown targetServerType: refused');
+is(join(' ', (landed('pgurl'))[0, 2]), 'p yes',
+	'jdbc:postgresql:// naming conmgr, through DriverManager: conmgr is asked');
+is(join(' ', (landed('direct'))[0, 2]), 'p no', 'a postmaster in the URL: pgJDBC connects to it directly');
+is(join(' ', (landed('mixed'))[0, 2]), 'p yes',
+	'a standby postmaster (not primary for pgJDBC), then conmgr: conmgr gives the primary');
+is(join(' ', (landed('deadfirst'))[0, 2]), 's yes', 'a dead host first, then conmgr');
+
+# conmgr's load balancing whatever loadBalanceHosts says: 4 connections, one JVM.
+{
+	my ($out) = run_cmd('java', '-cp', $cp, 'CmJdbcCheck', 'connect', ($u{lb}) x 4);
+	my %seen = map { $lab->name_of($_) => 1 } $out =~ /^url=\S+ port=(\d+)/mg;
+	is_deeply([ sort keys %seen ], [qw(p s)], 'loadBalanceHosts=false: conmgr still spreads any over both instances')
+	  or diag($out);
+}
+
+# pgJDBC registered (and so asked) first: it fails on conmgr, DriverManager asks us next.
+{
+	my $pgu = "jdbc:postgresql://$cm/postgres?targetServerType=standby";
+	my %l = connect_all("$pgjdbc:$o/conmgr-jdbc.jar:$o/test", $pgu);
+	like($l{$pgu} // '', qr/^port=$lab->{port}{s} recovery=t cm=yes/,
+		'pgJDBC first on the class path: jdbc:postgresql:// still reaches the standby through conmgr');
+}
+
+# A lost standby under a blocked statement.
+{
+	my $bg = bg_start('java', '-cp', $cp, 'CmJdbcCheck', 'block',
+		url($cm, 'targetServerType=standby'), 'SELECT pg_sleep(60)');
+	ok(bg_wait($bg, qr/^running/m), 'a statement blocks on the standby') or diag(bg_out($bg));
+	ok($lab->wait_query('s', 'SELECT pg_sleep(60)'), 'the standby runs it');
+	my ($took) = $lab->lose('s', $hb + 5, [ $bg, qr/^result /m ]);
+	my $out = bg_out($bg);
+	like($out, qr/^result sqlstate=08006 elapsed=\S+ closed=true lost=instance_1_lost:_heartbeat_(timeout|connection_lost) /m,
+		"pgJDBC's connection failure (08006), the connection closed, after conmgr's INSTANCE_DOWN") or diag($out);
+	ok(defined $took && $took <= $hb + 0.5,
+		sprintf('within heartbeat_timeout + 0.5 s: %.3f s after the standby stopped (timeout %d s)', $took // -1, $hb));
+	note(sprintf('JDBC: blocked statement failed %.3f s after the instance stopped', $took // -1));
+}
+
+$lab->stop;
+done_testing();
