@@ -14,6 +14,7 @@ use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
 use CmDriverLab;
 use PostgreSQL::Test::Cluster;
 use Test::More;
+use Time::HiRes ();
 
 my $pgjdbc = $ENV{PGJDBC} // '/usr/share/java/postgresql.jar';
 my (undef, undef, $nojdk) = eval { run_cmd('javac', '-version') };
@@ -120,5 +121,22 @@ is(join(' ', (landed('deadfirst'))[0, 2]), 's yes', 'a dead host first, then con
 	note(sprintf('JDBC: blocked statement failed %.3f s after the instance stopped', $took // -1));
 }
 
-$lab->stop;
+# conmgr itself killed: its socket closes, the statement fails at once.
+{
+	my $bg = bg_start('java', '-cp', $cp, 'CmJdbcCheck', 'block',
+		url($cm, 'targetServerType=primary'), 'SELECT pg_sleep(60)');
+	ok(bg_wait($bg, qr/^running/m), 'a statement blocks on the primary') or diag(bg_out($bg));
+	ok($lab->wait_query('p', 'SELECT pg_sleep(60)'), 'the primary runs it');
+	my $t0 = Time::HiRes::time();
+	$lab->{cm}->signal('KILL');
+	my $ok = bg_wait($bg, qr/^result /m, 10);
+	my $took = Time::HiRes::time() - $t0;
+	# Whichever comes first: our abort (08006), or the watchdog's terminator
+	# ending the session of a host whose conmgr vanished (57P01).
+	like(bg_out($bg), qr/^result sqlstate=(08006|57P01) .*lost=conmgr_closed_the_connection /m,
+		'conmgr killed: the statement failed (08006 or 57P01), end of file seen on conmgr\'s socket');
+	ok($ok && $took < 0.5, sprintf('at once: %.3f s after kill -9 of conmgr', $took));
+	$lab->{cm}->finish;
+}
+
 done_testing();
