@@ -79,6 +79,7 @@ for my $case ((map { [ 'aconnect', $_ ] } sort keys %expect), (map { [ 'connect'
 			sprintf('%s: within heartbeat_timeout + 0.5 s: %.3f s after the standby stopped (timeout %d s)',
 				$what, $took[$i] // -1, $hb));
 		note(sprintf('psycopg %s: blocked query failed %.3f s after the instance stopped', $what, $took[$i] // -1));
+		note($1) if $out =~ /^(result .*)$/m;
 	}
 }
 
