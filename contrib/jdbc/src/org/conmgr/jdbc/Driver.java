@@ -130,7 +130,17 @@ public final class Driver implements java.sql.Driver
 
 		if (props == null)
 			throw new SQLException("conmgr: invalid URL: " + url, "08001");
-		return new Attempt(props).run();
+		Attempt a;
+
+		try
+		{
+			a = new Attempt(props);
+		}
+		catch (NumberFormatException e)
+		{
+			throw new SQLException("conmgr: invalid number in URL or properties: " + e.getMessage(), "08001");
+		}
+		return a.run();
 	}
 
 	/* One connect call: the URL's hosts in order, and what failed. */

@@ -13,6 +13,7 @@ import java.nio.ByteBuffer;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
+import java.nio.channels.UnresolvedAddressException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
@@ -92,6 +93,11 @@ final class Wire implements AutoCloseable
 				while (!ch.finishConnect())
 					w.await(SelectionKey.OP_CONNECT);
 			}
+		}
+		catch (UnresolvedAddressException e)
+		{
+			ch.close();
+			throw new IOException("could not translate host name \"" + host + "\" to an address");
 		}
 		catch (IOException | RuntimeException e)
 		{
