@@ -20,7 +20,8 @@ can be cut, conmgr in front
 
 Hosts. C<c1> is the root network namespace: the client host, where the
 test, conmgr and the applications run. C<c2> is a second client host (a
-namespace with its own conmgr). C<n1>, C<n2>, C<n3> are server hosts
+namespace with its own conmgr), C<c3> a third one without conmgr, for
+plain-libpq applications whose server sessions no watchdog terminates. C<n1>, C<n2>, C<n3> are server hosts
 (namespaces), each running one PostgreSQL 15 instance with the watchdog, as
 user postgres. Namespaces are named C<cmlab<PID>-HOST>, after the test's
 process id, so parallel runs do not collide; leftovers of dead runs (same
@@ -184,7 +185,9 @@ sub new
 		log => [],
 	}, $class;
 	$self->{servers} = [ map { "n$_" } 1 .. $self->{nservers} ];
-	$self->{clients} = [qw(c1 c2)];
+	# c3 has no conmgr: the host of plain-libpq applications
+	$self->{clients} = [qw(c1 c2 c3)];
+	$self->{cm_clients} = [qw(c1 c2)];
 	$LIVE{"$self"} = $self;
 	return $self;
 }
@@ -373,8 +376,7 @@ sub start
 	$self->setup_network;
 	$self->setup_servers;
 	$self->{conmgr_port} = free_port();
-	$self->start_conmgr('c1', complete => 1);
-	$self->start_conmgr('c2', complete => 1);
+	$self->start_conmgr($_, complete => 1) for @{ $self->{cm_clients} };
 	return $self;
 }
 
@@ -782,7 +784,7 @@ sub rebuild
 		$self->make_standby($s);
 	}
 	$self->wait_streaming;
-	$self->wait_routable($_) for @{ $self->{clients} };
+	$self->wait_routable($_) for @{ $self->{cm_clients} };
 	return;
 }
 
@@ -814,6 +816,11 @@ sub start_conmgr
 		close $f;
 		must([ 'chown', '-R', $USER, $d ]);
 		chmod 0700, $d;
+	}
+	# a killed conmgr's processes must be gone (reaped) first
+	if (my $old = $self->{conmgr}{$c}{killed})
+	{
+		$self->wait_until(sub { !kill(0, -$old) }, 10);
 	}
 	my @w = $o{complete} ? ('--complete') : ();
 	my ($rc, $out, $err) = run_cmd([ $self->wrap($c, 1, "$self->{bin}/cm_ctl", 'start', '-D', $d, @w,
@@ -855,11 +862,10 @@ starts it in its own session). Returns the time just before the signal.
 sub kill_conmgr
 {
 	my ($self, $c) = @_;
-	my $pid = $self->{conmgr}{$c}{pid} // $self->conmgr_pid($c) // return undef;
+	my $pid = $self->{conmgr}{$c}{pid} // return undef;
 	my $t = time();
 	kill 'KILL', -$pid;
-	$self->wait_until(sub { !kill(0, -$pid) }, 10);
-	delete $self->{conmgr}{$c};
+	$self->{conmgr}{$c} = { killed => $pid };
 	return $t;
 }
 
@@ -972,7 +978,7 @@ sub direct
 {
 	my ($self, $c, $s, %x) = @_;
 	my $ci = 'host=' . $self->addr($s, $c) . " port=5432 dbname=postgres user=$USER";
-	$ci .= " $_=$x{$_}" for sort keys %x;
+	$ci .= " $_=" . ($x{$_} =~ /[\s']/ ? "'" . ($x{$_} =~ s/'/\\'/gr) . "'" : $x{$_}) for sort keys %x;
 	return $ci;
 }
 

@@ -56,7 +56,7 @@ sub fig
 	my ($name, $v) = @_;
 	push @fig_order, $name unless $fig{$name};
 	push @{ $fig{$name} }, $v;
-	note(defined $v ? sprintf('%s: %.3f', $name, $v) : "$name: not seen");
+	note(defined $v ? sprintf('%s: %s', $name, num($v)) : "$name: not seen");
 	return $v;
 }
 
@@ -67,7 +67,13 @@ sub stats
 	my $miss = @v - @d;
 	return 'not seen' unless @d;
 	my $med = @d % 2 ? $d[ $#d / 2 ] : ($d[ @d / 2 - 1 ] + $d[ @d / 2 ]) / 2;
-	return sprintf('%.3f / %.3f / %.3f%s', $d[0], $med, $d[-1], $miss ? " ($miss not seen)" : '');
+	return sprintf('%s / %s / %s%s', num($d[0]), num($med), num($d[-1]), $miss ? " ($miss not seen)" : '');
+}
+
+sub num
+{
+	my ($v) = @_;
+	return $v == int($v) ? sprintf('%d', $v) : sprintf('%.3f', $v);
 }
 
 # The first time a process matched (or ended), from $t0.
@@ -103,6 +109,11 @@ my $lost_re = qr/server closed the connection unexpectedly|connection to server 
 # for that long).
 my %best_tcp = (keepalives => 1, keepalives_idle => 1, keepalives_interval => 1,
 	keepalives_count => $T - 1, tcp_user_timeout => $T * 1000);
+# The same on the server's end of these sessions, and the check that lets
+# a backend busy in a query notice that its client's socket died.
+my $best_server = join(' ', '-c tcp_keepalives_idle=1', '-c tcp_keepalives_interval=1',
+	'-c tcp_keepalives_count=' . ($T - 1), '-c tcp_user_timeout=' . ($T * 1000),
+	'-c client_connection_check_interval=1000');
 
 # A COPY data source: 100-byte rows at 20 MB/s for at most 60 s.
 my @feeder = ('perl', '-MTime::HiRes=time', '-e', q{
@@ -118,6 +129,23 @@ sub pg_app
 {
 	my ($host, $conninfo, $sql, %o) = @_;
 	return $lab->spawn($host, [ $psql, '-X', '-At', '-d', $conninfo, '-c', $sql ], %o);
+}
+
+# How many established TCP connections from $host to $addr, port 5432,
+# have unacknowledged data that the kernel is retransmitting.
+sub retransmitting
+{
+	my (%to) = @_;
+	my $n = 0;
+	for my $host (sort keys %to)
+	{
+		my ($rc, $out) = CmLab::run_cmd([ $lab->wrap($host, 0, 'ss', '-tinH', 'state', 'established', 'dst', $to{$host}) ]);
+		for my $conn (split /\n(?=\S)/, $out)
+		{
+			$n++ if $conn =~ /:5432\b/ && $conn =~ /\bunacked:\d+/ && $conn =~ /\bretrans:\d+\/[1-9]/;
+		}
+	}
+	return $n;
 }
 
 sub recover
@@ -154,48 +182,56 @@ sub scenario_cut
 {
 	my ($i) = @_;
 	my $p = $lab->primary;
-	my ($a1, $a2) = ($lab->addr('c1', $p), $lab->addr('c2', $p));
-	my $rw = sub { $lab->conninfo('c1', 'read-write', application_name => $_[0]) };
+	my ($a1, $a2, $a3) = map { $lab->addr($_, $p) } qw(c1 c2 c3);
+	my $rw = sub { $lab->conninfo('c1', 'read-write', application_name => "$_[0]_$i") };
+	my $plain = sub { $lab->direct('c3', $p, %best_tcp, options => $best_server, application_name => "$_[0]_$i") };
+	# c1 through conmgr (libpq-cm linked, and injected into psql); c3 plain libpq
 	my %app = (
 		cm_block => [ $lab->spawn('c1', [ $lab->cmapp, 'block', $rw->('lab_cm_block'), 'SELECT pg_sleep(60)' ]),
 			qr/^result /m ],
 		cm_psql => [ pg_app('c1', $rw->('lab_cm_psql'), 'SELECT pg_sleep(60)', preload => 1), $lost_re ],
 		cm_copy => [ pg_app('c1', $rw->('lab_cm_copy'), 'COPY sink FROM STDIN', preload => 1, feeder => \@feeder),
 			$lost_re ],
-		tcp_psql => [ pg_app('c1', $lab->direct('c1', $p, %best_tcp, application_name => 'lab_tcp_psql'),
-				'SELECT pg_sleep(60)'), $lost_re ],
-		tcp_copy => [ pg_app('c1', $lab->direct('c1', $p, %best_tcp, application_name => 'lab_tcp_copy'),
-				'COPY sink FROM STDIN', feeder => \@feeder), $lost_re ],
+		tcp_psql => [ pg_app('c3', $plain->('lab_tcp_psql'), 'SELECT pg_sleep(60)'), $lost_re ],
+		tcp_copy => [ pg_app('c3', $plain->('lab_tcp_copy'), 'COPY sink FROM STDIN', feeder => \@feeder), $lost_re ],
 	);
 	# the other client host: a plain interactive session, and one through its conmgr
 	my $c2in = '';
 	my $c2psql = $lab->spawn('c2', [ $psql, '-X', '-At', '-q', '-d',
-			$lab->direct('c2', $p, application_name => 'lab_c2_psql') ], stdin => \$c2in);
+			$lab->direct('c2', $p, application_name => "lab_c2_psql_$i") ], stdin => \$c2in);
 	my $c2block = $lab->spawn('c2', [ $lab->cmapp, 'block',
-			$lab->conninfo('c2', 'read-write', application_name => 'lab_c2_block'), 'SELECT pg_sleep(60)' ]);
+			$lab->conninfo('c2', 'read-write', application_name => "lab_c2_block_$i"), 'SELECT pg_sleep(60)' ]);
 	$c2in .= "SELECT 'before', pg_backend_pid();\n";
 	ok($c2psql->wait_for(qr/^before\|\d+$/m, 20), 'c2: a plain session on the primary')
 	  or diag($c2psql->all);
 	my ($c2pid) = $c2psql->out =~ /^before\|(\d+)$/m;
 
+	my $want = join(',', sort map { "lab_${_}_$i" } qw(c2_block cm_block cm_copy cm_psql tcp_copy tcp_psql));
 	my $ready = $lab->wait_until(sub {
-		my $r = $lab->sql($p, q{SELECT string_agg(application_name, ',' ORDER BY application_name)
-			FROM pg_stat_activity WHERE application_name LIKE 'lab\_%' AND state = 'active'});
-		my $copying = $lab->sql($p, q{SELECT count(*) FROM pg_stat_progress_copy c
-			JOIN pg_stat_activity a USING (pid) WHERE a.application_name LIKE 'lab\_%' AND c.bytes_processed > 1000000});
-		return ($r // '') eq 'lab_c2_block,lab_cm_block,lab_cm_copy,lab_cm_psql,lab_tcp_copy,lab_tcp_psql'
-		  && ($copying // 0) == 2;
+		my $r = $lab->sql($p, qq{SELECT string_agg(application_name, ',' ORDER BY application_name)
+			FROM pg_stat_activity WHERE application_name LIKE 'lab\\_%\\_$i' AND state = 'active'});
+		my $copying = $lab->sql($p, qq{SELECT count(*) FROM pg_stat_progress_copy c
+			JOIN pg_stat_activity a USING (pid) WHERE a.application_name LIKE 'lab\\_%\\_$i' AND c.bytes_processed > 4000000});
+		return ($r // '') eq $want && ($copying // 0) == 2;
 	}, 30);
-	ok($ready, 'c1: 5 applications busy on the primary (2 of them copying), c2: 1 more')
+	ok($ready, 'busy on the primary: c1 3 applications through conmgr (1 copying), c3 2 plain (1 copying), c2 1')
 	  or diag(join("\n", map { "$_: " . $app{$_}[0]->all } sort keys %app));
-	my $copy_bytes = $lab->sql($p, 'SELECT sum(bytes_processed) FROM pg_stat_progress_copy');
 
-	my $t0 = $lab->cut("c1-$p");
-	my $t_term;
+	# c1 and c3 lose the primary at the same instant
+	my $t0 = $lab->cut("c1-$p", "c3-$p");
+	my ($t_term, $retrans, %gone);
 	my $when = watch(\%app, $t0, $T + 12, also => sub {
 		my ($now) = @_;
 		$t_term //= $now - $t0 if ($lab->sessions_from($p, $a1) // -1) == 0;
-		return defined $t_term;
+		# the plain sessions' backends, one by one: the server's own detection
+		my $left = $lab->sql($p, "SELECT string_agg(application_name, ',') FROM pg_stat_activity WHERE client_addr = '$a3'") // '?';
+		for my $k (qw(tcp_psql tcp_copy))
+		{
+			$gone{$k} //= $now - $t0 if $left ne '?' && $left !~ /lab_${k}_$i/;
+		}
+		# 1 s into the cut: which connections to the primary retransmit
+		$retrans //= retransmitting(c1 => $lab->addr($p, 'c1'), c3 => $lab->addr($p, 'c3')) if $now - $t0 >= 1;
+		return defined $t_term && keys(%gone) == 2;
 	});
 	# the other host, after the terminator has run
 	usleep(300_000);
@@ -205,7 +241,7 @@ sub scenario_cut
 	$c2block->pump;
 	unlike($c2block->out, qr/^result/m, 'c2: its query through its own conmgr is still running')
 	  or diag($c2block->all);
-	is($lab->sql($p, "SELECT count(*) FROM pg_stat_activity WHERE client_addr = '$a2' AND application_name LIKE 'lab\\_c2%'"),
+	is($lab->sql($p, "SELECT count(*) FROM pg_stat_activity WHERE client_addr = '$a2' AND application_name LIKE 'lab\\_c2%\\_$i'"),
 		2, 'c2: both sessions are on the primary');
 	is($lab->sql($p, "SELECT count(*) FROM pgx_stat_watchdog WHERE conmgr_addr = '$a2'"), 1,
 		"c2: its conmgr's heartbeat session is untouched");
@@ -229,24 +265,452 @@ sub scenario_cut
 		ok(defined $when->{$k}, "$k (plain libpq, keepalives + tcp_user_timeout) ended too")
 		  or diag($app{$k}[0]->all);
 		like($app{$k}[0]->all, $lost_re, "$k: with a connection-lost error") if defined $when->{$k};
+		ok(defined $gone{$k}, "$k: its backend ended (server keepalives, tcp_user_timeout, client_connection_check_interval)");
 	}
+	ok(($retrans // 0) >= 2, 'during the cut, TCP retransmits unacknowledged data on '
+		  . ($retrans // 0) . ' connections (the COPYs, at least)');
 	fig('1 conmgr: cmapp in pg_sleep fails (s)', $when->{cm_block});
 	fig('1 conmgr: psql in pg_sleep fails (s)', $when->{cm_psql});
 	fig('1 conmgr: psql COPY fails (s)', $when->{cm_copy});
 	fig('1 conmgr: terminator ends the host\'s sessions (s)', $t_term);
 	fig('2 plain libpq: psql in pg_sleep fails (s)', $when->{tcp_psql});
 	fig('2 plain libpq: psql COPY fails (s)', $when->{tcp_copy});
-	note("COPY bytes processed before the cut: $copy_bytes");
+	fig('2 plain libpq: server ends the pg_sleep session (s)', $gone{tcp_psql});
+	fig('2 plain libpq: server ends the COPY session (s)', $gone{tcp_copy});
 
-	$lab->restore("c1-$p");
+	$lab->restore("c1-$p", "c3-$p");
 	$_->[0]->kill for values %app;
 	$_->kill for $c2psql, $c2block;
 	$lab->stop_procs;
+	# c2's pg_sleep backend would outlive its killed client by a minute
+	$lab->sql($p, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'lab\\_%\\_$i'");
 	ok($lab->wait_until(sub { join(',', $lab->resolve('c1', 'read-write')) eq $p }, 30),
 		'link restored: conmgr routes to the primary again');
 	return;
 }
 scenario('1+2 primary link black-holed', \&scenario_cut) if $only{1} || $only{2};
+
+# --- 4: conmgr kill -9 -----------------------------------------------------
+sub scenario_kill_conmgr
+{
+	my ($i) = @_;
+	my %app;
+	for my $k (qw(rw1 rw2 ro1 ro2))
+	{
+		my $target = $k =~ /^rw/ ? 'read-write' : 'read-only';
+		$app{"cmapp_$k"} = [ $lab->spawn('c1', [ $lab->cmapp, 'block',
+					$lab->conninfo('c1', $target, application_name => "lab_k_$k"), 'SELECT pg_sleep(60)' ]),
+			qr/^result /m ];
+	}
+	$app{psql_rw} = [ pg_app('c1', $lab->conninfo('c1', 'read-write', application_name => 'lab_k_psql'),
+			'SELECT pg_sleep(60)', preload => 1), $lost_re ];
+	my $active = sub {
+		my $n = 0;
+		$n += $lab->sql($_, q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lab\_k\_%'
+			AND state = 'active'}) // 0 for $lab->servers;
+		return $n;
+	};
+	ok($lab->wait_until(sub { $active->() == 5 }, 30), '5 applications through conmgr: 3 on the primary, 2 on standbys')
+	  or diag(join("\n", map { "$_: " . $app{$_}[0]->all } sort keys %app));
+	my %term;
+	my $t0 = $lab->kill_conmgr('c1');
+	my $when = watch(\%app, $t0, 10, also => sub {
+		my ($now) = @_;
+		for my $s ($lab->servers)
+		{
+			$term{$s} //= $now - $t0 if ($lab->sessions_from($s, $lab->addr('c1', $s)) // -1) == 0;
+		}
+		return keys(%term) == scalar($lab->servers);
+	});
+	my $apps_max = 0;
+	for my $k (sort keys %app)
+	{
+		my $t = $when->{$k};
+		ok(defined $t && $t < 0.5, sprintf('%s failed at once: %s', $k, defined $t ? sprintf('%.3f s', $t) : 'no'))
+		  or diag($app{$k}[0]->all);
+		$apps_max = $t if defined $t && $t > $apps_max;
+	}
+	like($app{$_}[0]->out, qr/^result status=PGRES_FATAL_ERROR .*connstatus=BAD/m, "$_: connection lost")
+	  for grep { /^cmapp/ } sort keys %app;
+	my $term_max = 0;
+	for my $s ($lab->servers)
+	{
+		ok(defined $term{$s} && $term{$s} < 0.5, sprintf('%s %s: the terminator ended c1\'s sessions at once: %s',
+			$s eq $lab->primary ? 'primary' : 'standby', $s, defined $term{$s} ? sprintf('%.3f s', $term{$s}) : 'no'));
+		$term_max = $term{$s} if defined $term{$s} && $term{$s} > $term_max;
+	}
+	fig('4 conmgr kill -9: slowest of 5 applications fails (s)', $apps_max);
+	fig('4 conmgr kill -9: slowest terminator of 3 instances (s)', $term_max);
+	$lab->stop_procs;
+	$lab->start_conmgr('c1', complete => 1);
+	ok($lab->wait_routable('c1'), 'conmgr restarted and routes to every instance');
+	return;
+}
+scenario('4 conmgr kill -9', \&scenario_kill_conmgr) if $only{4};
+
+# --- 5: a flapping link ----------------------------------------------------
+sub role_pids
+{
+	my $cm = $lab->conmgr_pid('c1');
+	my @kids = split /\s+/, `ps -o pid= --ppid $cm`;
+	my @wd = map { $lab->sql($_, q{SELECT string_agg(pid::text, ',' ORDER BY backend_type)
+		FROM pg_stat_activity WHERE backend_type LIKE 'watchdog%'}) // '?' } $lab->servers;
+	my @pm;
+	for my $s ($lab->servers)
+	{
+		my $first = '?';
+		if (open(my $h, '<', $lab->data($s) . '/postmaster.pid'))
+		{
+			$first = <$h>;
+			chomp $first;
+		}
+		push @pm, $first;
+	}
+	return join(' ', "conmgr=$cm", 'roles=' . join(',', sort grep { /\d/ } @kids), "watchdogs=@wd", "postmasters=@pm");
+}
+
+# The flapping schedule: DOWN/UPxCOUNT, comma-separated (seconds). By
+# default the issue's 2 s down / 2 s up, then cuts longer than
+# heartbeat_timeout, so that the primary is also really lost and found
+# again several times: 4 x (2/2) + 2 x (4/3) = 30 s.
+sub flap_schedule
+{
+	my @phases;
+	for my $part (split /,/, $ENV{CM_FAULT_FLAP} // '2/2x4,4/3x2')
+	{
+		die "CM_FAULT_FLAP: bad part $part" unless $part =~ m{^(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)(?:x(\d+))?$};
+		push @phases, ([ $1, $2 ]) x ($3 // 1);
+	}
+	return @phases;
+}
+
+sub scenario_flap
+{
+	my ($i) = @_;
+	my $p = $lab->primary;
+	my ($link, $a1, $ap) = ("c1-$p", $lab->addr('c1', $p), $lab->addr($p, 'c1'));
+	my @phases = flap_schedule();
+	my $pids_before = role_pids();
+	my $st0 = $lab->ctl_status('c1');
+	my (@running, %outcome, @samples, @cuts);
+	my ($next_app, $next_sample, $hung) = (0, 0, 0);
+	my $classify = sub {
+		my ($a) = @_;
+		my $out = $a->all;
+		if ($out =~ /^connected host=\S+ hostaddr=(\S+) port=\d+ cmsocket=\w+ recovery=(\w)/m)
+		{
+			return 'wrong role' if $1 ne $ap || $2 ne 'f';
+			return 'query ok' if $out =~ /^result status=PGRES_TUPLES_OK/m;
+			return 'connection lost' if $out =~ /^result .*connstatus=BAD/m;
+			return 'other: ' . $out;
+		}
+		return 'connect failed' if $out =~ /^failed message=/m;
+		return 'other: ' . $out;
+	};
+	my $reap = sub {
+		my ($force) = @_;
+		for my $a (@running)
+		{
+			my $done = $a->done;
+			next unless $done || $force || time() - $a->{t0} > 15;
+			$hung++ unless $done;
+			$outcome{ $classify->($a) }++ if $done;
+			$a->kill;
+			$a->{gone} = 1;
+		}
+		@running = grep { !$_->{gone} } @running;
+	};
+	# Applications (4 at a time, read-write, a 0.5 s query each) and
+	# routing samples (every 0.25 s) while the link goes down and up.
+	my $busy = sub {
+		my ($until) = @_;
+		while (time() < $until)
+		{
+			my $now = time();
+			$reap->(0);
+			if (@running < 4 && $now >= $next_app)
+			{
+				push @running, $lab->spawn('c1', [ $lab->cmapp, 'block',
+						$lab->conninfo('c1', 'read-write', connect_timeout => 2, application_name => 'lab_flap'),
+						'SELECT pg_sleep(0.5)' ]);
+				$next_app = $now + 0.2;
+			}
+			if ($now >= $next_sample)
+			{
+				my @rw = $lab->resolve('c1', 'read-write');
+				my @ro = $lab->resolve('c1', 'read-only');
+				my $c = $cuts[-1];
+				push @samples, { t => $now, down => ($c && !defined $c->[1]) ? 1 : 0, cut_at => $c ? $c->[0] : undef,
+					up_at => $c ? $c->[1] : undef, rw => "@rw", ro => scalar(@ro) };
+				$next_sample = $now + 0.25;
+			}
+			usleep(10_000);
+		}
+	};
+	my $t_start = time();
+	for my $ph (@phases)
+	{
+		my ($dn, $up) = @$ph;
+		push @cuts, [ $lab->cut($link), undef ];
+		$busy->($cuts[-1][0] + $dn);
+		$cuts[-1][1] = $lab->restore($link);
+		$busy->($cuts[-1][1] + $up);
+	}
+	my $t_end = $cuts[-1][1];
+	my $t_back = $lab->wait_until(sub { join(',', $lab->resolve('c1', 'read-write')) eq $p }, 20);
+	ok($t_back, 'after the flapping, conmgr routes read-write to the primary again');
+	my $back_bound = $T + $lab->{hb_connect_interval} + $lab->{hb_connect_timeout} + 1;
+	ok($t_back && $t_back - $t_end <= $back_bound, sprintf('within %d s of the last restore: %.2f s',
+		$back_bound, $t_back ? $t_back - $t_end : -1));
+	fig('5 flapping: primary routable again after the last restore (s)', $t_back ? $t_back - $t_end : undef);
+	$lab->wait_until(sub { $reap->(0); !@running }, 20);
+	$reap->(1);
+	$lab->stop_procs;
+
+	is($outcome{'wrong role'} // 0, 0, 'no read-write connection landed anywhere but on the primary');
+	is($hung, 0, 'no application hung (each ended within 15 s)');
+	my @other = grep { /^other/ } keys %outcome;
+	is(scalar(@other), 0, 'every application connected and ran, lost its connection, or failed to connect')
+	  or diag(join("\n", @other));
+	note('5 flapping: ' . join(', ', map { "$_ $outcome{$_}" } sort grep { !/^other/ } keys %outcome)
+		  . sprintf(' over %d cuts in %.0f s', scalar(@cuts), $t_end - $t_start));
+	is(scalar(grep { $_->{ro} != 2 } @samples), 0,
+		sprintf('the standbys stayed routable in all %d samples (their links never moved)', scalar @samples));
+	is(scalar(grep { $_->{rw} ne '' && $_->{rw} ne $p } @samples), 0, 'read-write never offered a standby');
+
+	# Routing follows the truth: the primary is offered at most
+	# heartbeat_timeout (+ 0.5 s) into a cut; withdrawn no sooner than
+	# heartbeat_timeout - heartbeat_interval into one; and not kept
+	# withdrawn longer than a reconnection takes once the link is back.
+	my $reconnect = $T + $lab->{hb_connect_interval} + $lab->{hb_connect_timeout} + 0.5;
+	my ($stale_up, $early_down, $stale_down, $max_up_in_cut) = (0, 0, 0, 0);
+	for my $s (@samples)
+	{
+		next unless defined $s->{cut_at};
+		my $into = $s->{t} - $s->{cut_at};
+		if ($s->{rw} eq $p && $s->{down})
+		{
+			$max_up_in_cut = $into if $into > $max_up_in_cut;
+			$stale_up++ if $into > $T + 0.5;
+		}
+		$early_down++ if $s->{rw} eq '' && $into < $T - $lab->hb_interval - 0.3;
+		$stale_down++ if $s->{rw} eq '' && !$s->{down} && $s->{t} - $s->{up_at} > $reconnect;
+	}
+	$early_down++ for grep { !defined $_->{cut_at} && $_->{rw} eq '' } @samples;
+	is($stale_up, 0, sprintf('the primary was never offered more than heartbeat_timeout + 0.5 s into a cut '
+		  . '(at most %.2f s)', $max_up_in_cut));
+	is($early_down, 0, 'nor withdrawn sooner than heartbeat_timeout - heartbeat_interval into one');
+	is($stale_down, 0, sprintf('nor kept withdrawn more than %.1f s after the link came back', $reconnect));
+	my $st1 = $lab->ctl_status('c1');
+	my $new_downs = $st1->{instances}{$p}{downs} - $st0->{instances}{$p}{downs};
+	my $long = grep { $_->[1] - $_->[0] > $T + 0.5 } @cuts;
+	ok($new_downs >= $long && $new_downs <= @cuts,
+		sprintf('conmgr declared the primary down %d times: at least once per cut longer than heartbeat_timeout (%d),'
+			  . ' at most once per cut (%d)', $new_downs, $long, scalar @cuts));
+	is($st1->{instances}{$_}{downs}, $st0->{instances}{$_}{downs}, "standby $_: never declared down")
+	  for $lab->standbys;
+	fig('5 flapping: primary declared down (count)', $new_downs);
+	fig('5 flapping: primary offered at most, into a cut (s)', $max_up_in_cut);
+
+	# nothing leaked, nothing crashed
+	ok($lab->wait_until(sub { ($lab->sessions_from($p, $a1) // -1) == 0 }, $T + 5),
+		'no session from c1 left on the primary')
+	  or diag($lab->sql($p, "SELECT pid, application_name, state, backend_start FROM pg_stat_activity WHERE client_addr = '$a1'"));
+	ok($lab->wait_until(sub {
+		($lab->sql($p, "SELECT count(*) FROM pgx_stat_watchdog WHERE conmgr_addr = '$a1'") // -1) == 1 }, $T + 5),
+		'the watchdog holds exactly one heartbeat session from c1')
+	  or diag($lab->sql($p, 'SELECT * FROM pgx_stat_watchdog'));
+	ok($lab->wait_until(sub { my $st = $lab->ctl_status('c1'); $st->{ok} && !@{ $st->{apps} } }, 10),
+		'conmgr holds no application session') or diag($lab->ctl_status('c1')->{raw});
+	is(role_pids(), $pids_before, 'same conmgr roles, watchdogs and postmasters: nothing crashed or restarted');
+	unlike($lab->conmgr_log('c1'), qr/exited with|terminated by signal|PANIC|FATAL/i, 'conmgr logged no role exit');
+	return;
+}
+scenario('5 flapping link', \&scenario_flap) if $only{5};
+
+# --- 6: 200 applications on one instance ------------------------------------
+sub scenario_many
+{
+	my ($i) = @_;
+	my $n = $ENV{CM_FAULT_APPS} // 200;
+	my $p = $lab->primary;
+	my $a1 = $lab->addr('c1', $p);
+	my $d = $lab->dir . "/many$i";
+	mkdir $d or die "$d: $!";
+	my $ci = $lab->conninfo('c1', 'read-write', application_name => 'lab_many');
+	my %pid;
+	for my $k (1 .. $n)
+	{
+		$pid{$k} = $lab->spawn_file('c1', [ $lab->cmapp, 'block', $ci, 'SELECT pg_sleep(60)' ], "$d/$k");
+		usleep(15_000);
+	}
+	my $slurp = sub { open(my $f, '<', "$d/$_[0]") or return ''; local $/; return scalar <$f> };
+	my $running = $lab->wait_until(sub {
+		(grep { $slurp->($_) =~ /^running/m } 1 .. $n) == $n
+		  && ($lab->sessions_from($p, $a1) // 0) == $n;
+	}, 90);
+	ok($running, "$n applications blocked in pg_sleep(60) on the primary, each its own process")
+	  or diag('running: ' . scalar(grep { $slurp->($_) =~ /^running/m } 1 .. $n));
+	my $t0 = $lab->cut("c1-$p");
+	my (%done, $t_term);
+	my $deadline = time() + $T + 10;
+	while (time() < $deadline && (keys(%done) < $n || !defined $t_term))
+	{
+		for my $k (grep { !$done{$_} } 1 .. $n)
+		{
+			my $out = $slurp->($k);
+			next unless $out =~ /^result /m;
+			# when the line was written: the file's modification time
+			$done{$k} = { t => (Time::HiRes::stat("$d/$k"))[9] - $t0, out => $out };
+		}
+		$t_term //= time() - $t0 if ($lab->sessions_from($p, $a1) // -1) == 0;
+		usleep(20_000);
+	}
+	my @t = sort { $a <=> $b } map { $_->{t} } values %done;
+	my $bad = grep { $_->{out} !~ /^result status=PGRES_FATAL_ERROR .*connstatus=BAD .*server closed the connection unexpectedly/m }
+	  values %done;
+	is(scalar(keys %done), $n, "all $n applications got an error: 0 missed");
+	is($bad, 0, 'each one libpq\'s connection-lost error');
+	ok(@t && $t[-1] <= $T + 0.5, sprintf('the last within heartbeat_timeout + 0.5 s: %.3f s (first %.3f s)',
+		$t[-1] // -1, $t[0] // -1));
+	ok(defined $t_term && $t_term <= $T + 0.5, sprintf("the terminator ended the $n sessions within heartbeat_timeout + 0.5 s: %s",
+		defined $t_term ? sprintf('%.3f s', $t_term) : 'no'));
+	fig("6 $n applications: first fails (s)", $t[0]);
+	fig("6 $n applications: last fails (s)", $t[-1]);
+	fig("6 $n applications: missed (count)", $n - keys %done);
+	fig("6 $n applications: terminator ends all sessions (s)", $t_term);
+	$lab->restore("c1-$p");
+	$lab->wait_until(sub { !$lab->reap }, 10);
+	$lab->kill_pids;
+	ok($lab->wait_until(sub { join(',', $lab->resolve('c1', 'read-write')) eq $p }, 30),
+		'link restored: conmgr routes to the primary again');
+	return;
+}
+scenario('6 200 applications', \&scenario_many) if $only{6};
+
+# --- 3: primary crash and promotion, conmgr vs libpq multi-host -----------
+sub connect_loop
+{
+	my ($file, $stop, $until, @cmd) = @_;
+	return $lab->fork_loop(sub {
+		open my $log, '>', $file or die $!;
+		$log->autoflush(1);
+		while (time() < $until && !-e $stop)
+		{
+			my $t = time();
+			my $out = `@{[ join ' ', map { "'$_'" } @cmd ]} 2>&1`;
+			my $e = time();
+			if ($out =~ /^connected host=\S+ hostaddr=(\S+) port=\d+ cmsocket=\w+ recovery=(\w)/m
+				|| $out =~ /^(\d+\.\d+\.\d+\.\d+)\|(\w)$/m)
+			{
+				printf $log "%.6f %.6f ok %s %s\n", $t, $e, $1, $2;
+			}
+			else
+			{
+				$out =~ s/\s+/ /g;
+				printf $log "%.6f %.6f fail - - %s\n", $t, $e, substr($out, 0, 300);
+			}
+			usleep(50_000);
+		}
+	});
+}
+
+sub read_loop
+{
+	my ($file) = @_;
+	open my $f, '<', $file or return ();
+	my @r;
+	while (<$f>)
+	{
+		my ($t, $e, $res, $addr, $rec, $msg) = split ' ', $_, 6;
+		push @r, { t => $t, e => $e, ok => $res eq 'ok', addr => $addr, rec => $rec, msg => $msg };
+	}
+	return @r;
+}
+
+sub scenario_failover
+{
+	my ($i) = @_;
+	my $old = $lab->primary;
+	my ($new, $other) = $lab->standbys;
+	my $d = $lab->dir;
+	my ($f_cm, $f_mh, $stop) = ("$d/fo$i.conmgr", "$d/fo$i.multihost", "$d/fo$i.stop");
+	my %name_of = map { $lab->addr($_, 'c1') => $_ } $lab->servers;
+	# the application's host list names the primary of the time first
+	my @order = ($old, $new, $other);
+	my $mh = 'host=' . join(',', map { $lab->addr($_, 'c1') } @order) . ' port=5432,5432,5432 dbname=postgres'
+	  . ' user=postgres target_session_attrs=read-write connect_timeout=2';
+	my $until = time() + 45;
+	connect_loop($f_cm, $stop, $until, $lab->cmapp, 'connect',
+		$lab->conninfo('c1', 'read-write', connect_timeout => 2));
+	connect_loop($f_mh, $stop, $until, $psql, '-X', '-At', '-d', $mh, '-c',
+		'SELECT host(inet_server_addr()), pg_is_in_recovery()');
+	my $before = $lab->wait_until(sub {
+		(grep { $_->{ok} } read_loop($f_cm)) >= 2 && (grep { $_->{ok} } read_loop($f_mh)) >= 2 }, 20);
+	ok($before, "both loops connect to the primary $old before the crash");
+	my $t_crash = $lab->crash($old);
+	usleep(1_000_000);    # a failover tool's reaction time
+	my $t_prom = $lab->promote($new);
+	my $first_ok = sub {
+		my ($file) = @_;
+		my ($r) = grep { $_->{ok} && $_->{e} > $t_prom && ($name_of{ $_->{addr} } // '') eq $new } read_loop($file);
+		return $r;
+	};
+	my $both = $lab->wait_until(sub { $first_ok->($f_cm) && $first_ok->($f_mh) }, 30);
+	# a few more attempts once things have settled, then stop the loops
+	$lab->wait_until(sub { (grep { $_->{t} > $t_prom + 4 } read_loop($f_cm)) >= 3
+		  && (grep { $_->{t} > $t_prom + 4 } read_loop($f_mh)) >= 3 }, 20);
+	open my $s, '>', $stop or die $!;
+	close $s;
+	$lab->wait_until(sub { !$lab->reap }, 10);
+	$lab->kill_pids;
+
+	my @cm = read_loop($f_cm);
+	my @mh = read_loop($f_mh);
+	ok($both, "both reached the promoted $new");
+	my $fc = $first_ok->($f_cm);
+	my $fm = $first_ok->($f_mh);
+	my ($cm_t, $mh_t) = (map { $_ ? $_->{e} - $t_prom : undef } $fc, $fm);
+	for my $x ([ 'conmgr', \@cm ], [ 'libpq multi-host', \@mh ])
+	{
+		my ($what, $rs) = @$x;
+		my @wrong = grep { $_->{ok} && ($_->{rec} ne 'f' || ($name_of{ $_->{addr} } // '?') eq $other
+			  || (($name_of{ $_->{addr} } // '?') eq $old && $_->{e} > $t_crash)) } @$rs;
+		is(scalar @wrong, 0, "$what: 0 of " . scalar(grep { $_->{ok} } @$rs) . ' successful connections on a wrong role')
+		  or diag(join('', map { "$_->{addr} recovery=$_->{rec}\n" } @wrong));
+	}
+	my @after = grep { $fc && $_->{t} > $fc->{e} } @cm;
+	is(scalar(grep { !$_->{ok} || ($name_of{ $_->{addr} } // '') ne $new } @after), 0,
+		'conmgr: every connection after the first success reached the new primary (' . scalar(@after) . ')')
+	  or diag(join('', map { "$_->{addr} $_->{msg}\n" } @after));
+	fig('3 conmgr: promote to first read-write success (s)', $cm_t);
+	fig('3 libpq multi-host: promote to first read-write success (s)', $mh_t);
+	fig('3 conmgr: failed attempts between crash and first success (count)',
+		scalar(grep { !$_->{ok} && $_->{t} > $t_crash && (!$fc || $_->{t} < $fc->{e}) } @cm));
+	fig('3 libpq multi-host: failed attempts between crash and first success (count)',
+		scalar(grep { !$_->{ok} && $_->{t} > $t_crash && (!$fm || $_->{t} < $fm->{e}) } @mh));
+	my @cm_new = grep { $_->{ok} && $_->{t} > $t_prom + 4 } @cm;
+	my @mh_new = grep { $_->{ok} && $_->{t} > $t_prom + 4 } @mh;
+	fig('3 conmgr: connect time once settled, median (s)', median(map { $_->{e} - $_->{t} } @cm_new));
+	fig('3 libpq multi-host: connect time once settled, median (s)', median(map { $_->{e} - $_->{t} } @mh_new));
+	note(sprintf("%s attempts, from the crash (+s): %s", $_->[0], join(' ', map {
+		sprintf('%.2f-%.2f:%s', $_->{t} - $t_crash, $_->{e} - $t_crash, $_->{ok} ? $name_of{ $_->{addr} } // $_->{addr} : 'fail')
+	} grep { $_->{e} > $t_crash } @{ $_->[1] }))) for [ 'conmgr', \@cm ], [ 'libpq multi-host', \@mh ];
+	note(sprintf('promoted at +%.2f s', $t_prom - $t_crash));
+	my $t_rb = time();
+	$lab->rebuild;
+	note(sprintf('set rebuilt in %.1f s: primary %s, standbys %s', time() - $t_rb, $lab->primary,
+		join(',', $lab->standbys)));
+	return;
+}
+
+sub median
+{
+	my @d = sort { $a <=> $b } @_;
+	return undef unless @d;
+	return @d % 2 ? $d[ $#d / 2 ] : ($d[ @d / 2 - 1 ] + $d[ @d / 2 ]) / 2;
+}
+scenario('3 primary crash + promote', \&scenario_failover) if $only{3};
 
 # --- summary ---------------------------------------------------------------
 my $took = time() - $t_begin;
