@@ -14,6 +14,8 @@
  *	 pqtiming waitpromote CONNINFO TIMEOUT_S
  *	                                     one connection polling
  *	                                     pg_is_in_recovery() until false
+ *	 pqtiming block CONNINFO SQL         connect, run SQL (PQexec), report
+ *	                                     when it returned
  *
  * Lines:
  *	 conn n=N median_us=.. p99_us=.. min_us=.. max_us=.. mean_us=..
@@ -21,6 +23,8 @@
  *	 looping at_us=T                     (firstok: started)
  *	 firstok at_us=T attempt_start_us=T attempts=N
  *	 promoted at_us=T polls=N
+ *	 running at_us=T                     (block: the query is sent)
+ *	 result at_us=T status=S connstatus=OK|BAD message=...
  * T: wall clock in microseconds.  FILE gets every latency (us), in order.
  * Exit 0 when every connection worked (firstok: when one did in time).
  *
@@ -146,6 +150,31 @@ do_waitpromote(const char *conninfo, double timeout)
 	return 1;
 }
 
+static int
+do_block(const char *conninfo, const char *sql)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+	PGresult   *res;
+	long long	at;
+
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		print_flat("failed message=", PQerrorMessage(conn));
+		return 1;
+	}
+	printf("running at_us=%lld\n", real_us());
+	fflush(stdout);
+	res = PQexec(conn, sql);
+	at = real_us();
+	printf("result at_us=%lld status=%s connstatus=%s ", at,
+		   PQresStatus(PQresultStatus(res)),
+		   PQstatus(conn) == CONNECTION_OK ? "OK" : "BAD");
+	print_flat("message=", PQerrorMessage(conn));
+	PQclear(res);
+	PQfinish(conn);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -157,8 +186,11 @@ main(int argc, char **argv)
 		return do_firstok(argv[2], atoi(argv[3]), atof(argv[4]));
 	if (argc == 4 && strcmp(argv[1], "waitpromote") == 0)
 		return do_waitpromote(argv[2], atof(argv[3]));
+	if (argc == 4 && strcmp(argv[1], "block") == 0)
+		return do_block(argv[2], argv[3]);
 	fprintf(stderr, "usage: pqtiming conn|connect N CONNINFO [FILE]\n"
 			"       pqtiming firstok CONNINFO PAUSE_MS TIMEOUT_S\n"
-			"       pqtiming waitpromote CONNINFO TIMEOUT_S\n");
+			"       pqtiming waitpromote CONNINFO TIMEOUT_S\n"
+			"       pqtiming block CONNINFO SQL\n");
 	return 2;
 }
