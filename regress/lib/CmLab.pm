@@ -114,11 +114,18 @@ sub skip_reason
 	return undef;
 }
 
+# A process that exists and is not a zombie (a killed run may wait a
+# while for its parent to reap it).
 sub pid_alive
 {
 	my ($pid) = @_;
-	return 1 if kill(0, $pid);
-	return $!{EPERM} ? 1 : 0;
+	return 0 unless kill(0, $pid) || $!{EPERM};
+	if (open my $f, '<', "/proc/$pid/stat")
+	{
+		my $stat = <$f> // '';
+		return 0 if $stat =~ /\)\s+Z\s/;
+	}
+	return 1;
 }
 
 sub logv
@@ -324,11 +331,18 @@ sub remove_shm
 	close $f;
 	return unless defined $l[6] && $l[6] =~ /^\s*(\d+)\s+(\d+)/;
 	my ($key, $id) = ($1, $2);
-	for my $line (split /\n/, `ipcs -m 2>/dev/null`)
+	# processes just killed may still be detaching: up to 2 s
+	for (1 .. 40)
 	{
-		my @f = split ' ', $line;
-		next unless @f >= 6 && $f[0] =~ /^0x[0-9a-f]+$/i && $f[1] eq $id;
-		system('ipcrm', '-m', $id) if hex($f[0]) == $key && $f[2] eq $USER && $f[5] eq '0';
+		my ($seg) = grep { @$_ >= 6 && $_->[0] =~ /^0x[0-9a-f]+$/i && $_->[1] eq $id && hex($_->[0]) == $key
+			  && $_->[2] eq $USER } map { [ split ' ' ] } split /\n/, `ipcs -m 2>/dev/null`;
+		return unless $seg;
+		if ($seg->[5] eq '0')
+		{
+			system('ipcrm', '-m', $id);
+			return;
+		}
+		usleep(50_000);
 	}
 	return;
 }
