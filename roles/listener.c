@@ -29,6 +29,7 @@
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -37,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -88,6 +90,17 @@ static int	nlisten;
 static unsigned rotation[CMPROTO_TARGET_LAST + 1];
 static volatile sig_atomic_t got_sigterm;
 static volatile sig_atomic_t got_smart;
+
+/*
+ * A descriptor held in reserve: when accept() fails for want of
+ * descriptors, it is closed so that the pending connection can be taken
+ * and closed, like one over max_connections.  Left pending, the connection
+ * would keep the listen socket readable and the loop spinning.  Should
+ * even that fail (the system-wide table is full), accepting pauses for a
+ * second.
+ */
+static int	spare_fd = -1;
+static int64_t accept_paused_until; /* wall clock ms; 0 = accepting */
 
 static void
 handle_sigterm(int sig)
@@ -337,8 +350,14 @@ check_instances(void)
 
 /* ---- input ---- */
 
-static void
-app_first_packet(app *a)
+/*
+ * One of the PostgreSQL-framed packets that open a session.  True when the
+ * session still waits for its startup packet (after an SSLRequest) and
+ * the next one may already be buffered; false when the packet is
+ * incomplete or the session moved on or ended.
+ */
+static bool
+app_startup_packet(app *a)
 {
 	size_t		pktlen;
 	cmproto_pg_kind kind;
@@ -348,12 +367,12 @@ app_first_packet(app *a)
 	cmproto_msg m;
 
 	if (rc == CMPROTO_INCOMPLETE)
-		return;
+		return false;
 	if (rc < 0)
 	{
 		cm_log(CMLOG_LOG, "app %s: invalid startup packet: %s", a->peer, cmproto_strerror(rc));
 		pg_reject(a, "08P01", "invalid startup packet", NULL);
-		return;
+		return false;
 	}
 	memmove(a->inbuf, a->inbuf + pktlen, a->inlen - pktlen);
 	a->inlen -= pktlen;
@@ -370,23 +389,23 @@ app_first_packet(app *a)
 			n += cmproto_encode(&m, buf + n, sizeof(buf) - n);
 			if (app_write(a, buf, n))
 				app_set_state(a, APP_HELLO);
-			return;
+			return false;
 		case CMPROTO_PG_SSL_REQUEST:
-			(void) app_write(a, "N", 1);
-			return;				/* the startup packet follows */
+			return app_write(a, "N", 1);	/* the startup packet follows */
 		case CMPROTO_PG_CANCEL_REQUEST:
 			app_close(a);
-			return;
+			return false;
 		case CMPROTO_PG_STARTUP:
 			cm_log(CMLOG_LOG, "app %s: a plain PostgreSQL client connected; told it this is conmgr", a->peer);
 			pg_reject(a, "08004",
 					  "this is conmgr, a PostgreSQL connection manager, not a PostgreSQL server",
 					  "Connect through libpq-cm (LD_PRELOAD or -lpq-cm), or directly to an instance.");
-			return;
+			return false;
 		case CMPROTO_PG_UNSUPPORTED:
 			pg_reject(a, "08P01", "unsupported frontend protocol", NULL);
-			return;
+			return false;
 	}
+	return false;
 }
 
 static void
@@ -549,9 +568,31 @@ app_read(app *a)
 		ctl_read(a);
 		return;
 	}
+	/* libpq waits for the 'N' before its startup packet; others may not. */
 	if (a->state == APP_STARTUP)
-		app_first_packet(a);
+		while (app_startup_packet(a))
+			;
 	app_frames(a);
+}
+
+/*
+ * Out of descriptors: the spare one makes room to take a pending
+ * connection, to be refused.  Returns it, or -1 with errno set (Linux says
+ * EMFILE before it looks at the queue, so there may be none).
+ */
+static int
+lsn_accept_spare(int lfd, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	int			fd;
+	int			saved;
+
+	close(spare_fd);
+	*sl = sizeof(*ss);
+	fd = accept4(lfd, (struct sockaddr *) ss, sl, SOCK_CLOEXEC);
+	saved = errno;
+	spare_fd = fd < 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
+	errno = saved;
+	return fd;
 }
 
 static void
@@ -565,11 +606,23 @@ lsn_accept(int lfd, bool control)
 					serv[NI_MAXSERV];
 		int			fd = accept4(lfd, (struct sockaddr *) &ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		int			one = 1;
+		int			no_fd_errno = 0;
 		app		   *a = NULL;
 
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && spare_fd >= 0)
+		{
+			no_fd_errno = errno;
+			fd = lsn_accept_spare(lfd, &ss, &sl);
+		}
 		if (fd < 0)
 		{
-			if (errno != EAGAIN && errno != EINTR)
+			if ((errno == EMFILE || errno == ENFILE) && spare_fd < 0)
+			{
+				cm_log(CMLOG_LOG, "could not accept a connection: %s; not accepting for 1 s",
+					   strerror(errno));
+				accept_paused_until = shm_now() / 1000 + 1000;
+			}
+			else if (errno != EAGAIN && errno != EINTR)
 				cm_log(CMLOG_LOG, "could not accept a connection: %s", strerror(errno));
 			return;
 		}
@@ -578,6 +631,18 @@ lsn_accept(int lfd, bool control)
 		else if (getnameinfo((struct sockaddr *) &ss, sl, host, sizeof(host), serv,
 							 sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
 			strcpy(host, "?"), strcpy(serv, "?");
+		if (no_fd_errno != 0)
+		{
+			struct rlimit rl;
+
+			if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+				rl.rlim_cur = 0;
+			cm_log(CMLOG_LOG, "connection from %s:%s closed: %s (open-files limit %llu)",
+				   host, serv, strerror(no_fd_errno), (unsigned long long) rl.rlim_cur);
+			close(fd);
+			spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			continue;
+		}
 		if (!control && ctx->conf->max_connections > 0 &&
 			napps >= ctx->conf->max_connections)
 		{
@@ -734,6 +799,7 @@ void
 listener_main(cm_ctx *c)
 {
 	struct pollfd *pfds = NULL;
+	int		   *pfd_app = NULL;	/* apps[] index of each session's pollfd */
 	int			pcap = 0;
 	sigset_t	waitmask;
 
@@ -760,6 +826,7 @@ listener_main(cm_ctx *c)
 	}
 	lsn_open();
 	ctl_open();
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	cm_log(CMLOG_LOG, "listening for applications on \"%s\" port %d",
 		   ctx->conf->listen_addresses, ctx->conf->port);
 
@@ -768,6 +835,8 @@ listener_main(cm_ctx *c)
 		int			np = 0;
 		int			n;
 		int			first_app;
+		bool		accepting = true;
+		struct timespec pause_left = {0, 0};
 
 		if (got_smart && nlisten > 0)
 		{
@@ -783,27 +852,52 @@ listener_main(cm_ctx *c)
 		{
 			pcap = nlisten + 3 + napps_alloc + 64;
 			pfds = realloc(pfds, sizeof(*pfds) * pcap);
-			if (pfds == NULL)
+			pfd_app = realloc(pfd_app, sizeof(*pfd_app) * pcap);
+			if (pfds == NULL || pfd_app == NULL)
 				cm_fatal(ROLE_EXIT_RESTART, "out of memory");
 		}
 		pfds[np].fd = ctx->death_fd;
 		pfds[np++].events = POLLIN;
 		pfds[np].fd = ctx->wake_fd;
 		pfds[np++].events = POLLIN;
+		if (accept_paused_until != 0)
+		{
+			int64_t		left = accept_paused_until - shm_now() / 1000;
+
+			if (left > 0)
+			{
+				accepting = false;
+				pause_left.tv_sec = left / 1000;
+				pause_left.tv_nsec = (left % 1000) * 1000000;
+			}
+			else
+			{
+				accept_paused_until = 0;
+				if (spare_fd < 0)
+					spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			}
+		}
 		for (int i = 0; i < nlisten; i++)
 		{
-			pfds[np].fd = listen_fds[i];
+			pfds[np].fd = accepting ? listen_fds[i] : -1;
 			pfds[np++].events = POLLIN;
 		}
 		pfds[np].fd = ctl_fd;
 		pfds[np++].events = POLLIN;
+		/*
+		 * Only the open sessions: poll() refuses more entries than the
+		 * open-files limit, and apps[] grows by doubling past it.
+		 */
 		first_app = np;
 		for (int k = 0; k < napps_alloc; k++)
 		{
-			pfds[np].fd = apps[k].state == APP_FREE ? -1 : apps[k].fd;
+			if (apps[k].state == APP_FREE)
+				continue;
+			pfd_app[np - first_app] = k;
+			pfds[np].fd = apps[k].fd;
 			pfds[np++].events = POLLIN;
 		}
-		n = ppoll(pfds, np, NULL, &waitmask);
+		n = ppoll(pfds, np, accepting ? NULL : &pause_left, &waitmask);
 		if (n < 0)
 		{
 			if (errno == EINTR)
@@ -824,9 +918,14 @@ listener_main(cm_ctx *c)
 				lsn_accept(listen_fds[i], false);
 		if (pfds[first_app - 1].revents)
 			lsn_accept(ctl_fd, true);
-		for (int k = 0; k < np - first_app && k < napps_alloc; k++)
-			if (pfds[first_app + k].revents && apps[k].state != APP_FREE)
-				app_read(&apps[k]);
+		for (int i = first_app; i < np; i++)
+		{
+			app		   *a = &apps[pfd_app[i - first_app]];
+
+			/* closed meanwhile (a down-notice), or its slot reused */
+			if (pfds[i].revents && a->state != APP_FREE && a->fd == pfds[i].fd)
+				app_read(a);
+		}
 	}
 
 	/* Fast stop: tell attached applications, then go. */

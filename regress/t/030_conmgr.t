@@ -1,19 +1,25 @@
 # Test the conmgr daemon against real instances with the watchdog: a
 # primary and a standby, conmgr in front.  Resolve answers for every target
-# before and after promotion, load balancing between equal instances,
-# down-notices to the sessions of a stopped instance only, a killed role
-# restarted, the lock file, the open-files check, plain clients told what
-# they reached, garbage on the port, and a smart stop.
+# before and after promotion and with a read-only primary, load balancing
+# between equal instances, down-notices to the sessions of a stopped
+# instance only (and how fast they reach 100 sessions), every role killed
+# and restarted with a back-off, the lock file, the open-files check and a
+# listener out of descriptors, plain clients told what they reached,
+# malformed input on the port, and a smart stop.
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use IO::Select;
+use IO::Socket::INET;
 use IPC::Run;
+use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use Time::Local qw(timegm);
 
 my $top = cm_top();
 my $conmgr = "$top/build/bin/conmgr";
@@ -56,12 +62,18 @@ log_min_messages = LOG
 my ($cm_out, $cm_err) = ('', '');
 my $cm = IPC::Run::start([ $conmgr, '-D', $cmdata ], '<', \undef, '>', \$cm_out, '2>', \$cm_err);
 
+# cmresolve's output for one request to the conmgr on $port.
+sub resolve_on
+{
+	my ($port, $target, @extra) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $resolve, '-p', $port, '-t', $target, @extra ], '>', \$out, '2>', \$err);
+	return $out;
+}
+
 sub resolve
 {
-	my ($target, @extra) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ $resolve, '-p', $cmport, '-t', $target, @extra ], '>', \$out, '2>', \$err);
-	return $out;
+	return resolve_on($cmport, @_);
 }
 
 sub instances_for
@@ -84,6 +96,22 @@ is(instances_for('read-only'), '1', 'read-only: the standby');
 is(instances_for('standby'), '1', 'standby: the standby');
 is(instances_for('prefer-standby'), '1,0', 'prefer-standby: standby first, then primary');
 is(instances_for('prefer-primary'), '0,1', 'prefer-primary: primary first, then standby');
+
+# read-write and primary part ways when the primary is read-only by default.
+{
+	local $ENV{PGOPTIONS} = '-c default_transaction_read_only=off';
+	$primary->safe_psql('postgres', 'ALTER SYSTEM SET default_transaction_read_only = on');
+	$primary->reload;
+	ok(wait_until(sub { instances_for('read-write') eq '' }, 10),
+		'default_transaction_read_only = on: read-write finds no instance');
+	is(instances_for('primary'), '0', 'primary still offers the primary');
+	like(instances_for('read-only'), qr/^(0,1|1,0)$/, 'read-only offers it as well as the standby');
+	$primary->safe_psql('postgres', 'ALTER SYSTEM RESET default_transaction_read_only');
+	$primary->reload;
+	ok(wait_until(sub { instances_for('read-write') eq '0' }, 10),
+		'default_transaction_read_only reset: read-write offers the primary again');
+	is(instances_for('read-only'), '1', 'and read-only only the standby');
+}
 my %first;
 for (1 .. 10)
 {
@@ -101,13 +129,21 @@ note("first candidate for 10 'any' requests: instance 0 x $first{0}, instance 1 
 	note("resolve session latency over 1000: median $med us, p99 $p99 us");
 }
 
-# ps shows the roles.
-my $ps = `ps -u $< -o args=`;
-like($ps, qr/conmgr: supervisor -D /, 'ps shows the supervisor');
-like($ps, qr/conmgr: listener :$cmport/, 'ps shows the listener');
-like($ps, qr/conmgr: logger/, 'ps shows the logger');
-like($ps, qr/conmgr: heartbeat 0 127\.0\.0\.1:$wd_p/, 'ps shows heartbeat 0');
-like($ps, qr/conmgr: heartbeat 1 127\.0\.0\.1:$wd_s/, 'ps shows heartbeat 1');
+# ps shows the roles.  Other conmgrs may run under the same user, so a
+# role is looked up among the children of this conmgr's supervisor.
+sub role_pid
+{
+	my ($dir, $title) = @_;
+	my ($sup) = slurp_file("$dir/conmgr.pid") =~ /^(\d+)/;
+	my ($pid) = `ps -o pid=,args= --ppid $sup` =~ /^\s*(\d+)\s+conmgr: \Q$title\E/m;
+	return $pid;
+}
+my ($sup_pid) = slurp_file("$cmdata/conmgr.pid") =~ /^(\d+)/;
+like(`ps -o args= -p $sup_pid`, qr/^conmgr: supervisor -D \Q$cmdata\E/, 'ps shows the supervisor');
+ok(role_pid($cmdata, "listener :$cmport"), 'ps shows the listener');
+ok(role_pid($cmdata, 'logger'), 'ps shows the logger');
+ok(role_pid($cmdata, "heartbeat 0 127.0.0.1:$wd_p"), 'ps shows heartbeat 0');
+ok(role_pid($cmdata, "heartbeat 1 127.0.0.1:$wd_s"), 'ps shows heartbeat 1');
 
 # A plain PostgreSQL client is told what it reached.
 my ($rc, $psql_out, $psql_err) = $primary->psql('postgres', 'SELECT 1',
@@ -116,19 +152,134 @@ isnt($rc, 0, 'psql straight to conmgr fails');
 like($psql_err, qr/this is conmgr, a PostgreSQL connection manager, not a PostgreSQL server/,
 	'and says it reached conmgr');
 
-# Garbage on the port: the session is closed, conmgr lives on.
-for my $bytes ("\0\0\0\x04", "\0\0\xff\xff\0\x03\0\0", "\0\0\0\x08\x04\xd2\x16\x30R\0\0\x05xyz")
+# Malformed input on the port: each session gets the answer the protocol
+# gives (docs/protocol.md 2.3, 2.4) and is closed; the listener neither
+# crashes nor waits on a session that stalls.
+sub listener_pid
 {
-	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cmport) or die $!;
-	print $s $bytes;
-	my $buf;
-	local $SIG{ALRM} = sub { die "timeout\n" };
-	alarm 10;
-	1 while sysread($s, $buf, 4096);
-	alarm 0;
-	close $s;
+	my ($dir, $port) = @_;
+	return role_pid($dir, "listener :$port");
 }
-is(instances_for('read-write'), '0', 'after garbage, conmgr still answers');
+
+# Send the chunks (50 ms apart) on a new session; returns what came back
+# and whether conmgr closed the session within 5 s.
+sub exchange
+{
+	my (@chunks) = @_;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cmport) or die $!;
+	for my $i (0 .. $#chunks)
+	{
+		usleep(50_000) if $i > 0;
+		syswrite($s, $chunks[$i]);
+	}
+	my $sel = IO::Select->new($s);
+	my ($all, $eof) = ('', 0);
+	my $deadline = time() + 5;
+	while (!$eof && $sel->can_read($deadline - time() > 0 ? $deadline - time() : 0))
+	{
+		my $n = sysread($s, my $buf, 4096);
+		$eof = 1 if !$n;
+		$all .= $buf if $n;
+	}
+	close $s;
+	return ($all, $eof);
+}
+
+# conmgr's frames after the probe's ErrorResponse, as "TYPE" or "X:message".
+sub frames_of
+{
+	my ($bytes) = @_;
+	my @f;
+	if ($bytes =~ /^E/)
+	{
+		my $len = unpack('N', substr($bytes, 1, 4));
+		substr($bytes, 0, 1 + $len) = '';
+	}
+	while (length($bytes) >= 4)
+	{
+		my ($type, $flags, $len) = unpack('aCn', $bytes);
+		last if $len < 4 || length($bytes) < $len;
+		if ($type eq 'X')
+		{
+			my (undef, $msg) = unpack('nn/a*', substr($bytes, 4, $len - 4));
+			push @f, "X:$msg";
+		}
+		else
+		{
+			push @f, $type;
+		}
+		substr($bytes, 0, $len) = '';
+	}
+	return join(' ', @f);
+}
+
+my $probe = pack('NN', 8, 80877104);
+sub resolve_frame
+{
+	my ($target, $version) = @_;
+	return pack('aCnnCCNn/a*', 'R', 0, 4 + 10 + 4, $version // 1, $target, 0, $$, 'test');
+}
+my $rw = resolve_frame(1);
+my $startup_params = "user\0x\0\0";
+my $lpid0 = listener_pid($cmdata, $cmport);
+my @malformed = (
+	[ 'garbage instead of a first packet', [ "hello world\r\n" ], qr/^E.*08P01.*invalid startup packet/s, '' ],
+	[ 'a first packet too short', [ "\0\0\0\x04" ], qr/^E.*08P01/s, '' ],
+	[ 'a first packet too long', [ "\0\0\xff\xff\0\x03\0\0" ], qr/^E.*08P01/s, '' ],
+	[ 'an unsupported protocol', [ pack('NN', 8, 0x00020000) ], qr/^E.*08P01.*unsupported frontend protocol/s, '' ],
+	[ 'a CancelRequest', [ pack('NNNN', 16, 80877102, 1, 2) ], qr/^$/, '' ],
+	[ 'an SSLRequest, then a startup packet in the same write',
+	  [ pack('NN', 8, 80877103) . pack('NN', 8 + length($startup_params), 196608) . $startup_params ],
+	  qr/^NE.*08004.*this is conmgr/s, '' ],
+	[ 'a frame length over the maximum', [ $probe . "R\0\xff\xff" ], qr/^E/,
+	  'H X:protocol violation: message too long' ],
+	[ 'a frame length under the header', [ $probe . "R\0\0\x02" ], qr/^E/,
+	  'H X:protocol violation: message length too short' ],
+	[ 'header flags set', [ $probe . "R\x01" . substr($rw, 2) ], qr/^E/,
+	  'H X:protocol violation: invalid header flags' ],
+	[ 'an unknown message type', [ $probe . "Q\0\0\x04" ], qr/^E/,
+	  'H X:protocol violation: unknown message type' ],
+	[ 'a type only conmgr sends', [ $probe . pack('aCnnC', 'D', 0, 7, 0, 1) ], qr/^E/,
+	  'H X:protocol violation: message type not expected from this peer' ],
+	[ 'a RESOLVE with an unknown target', [ $probe . resolve_frame(9) ], qr/^E/,
+	  'H X:protocol violation: field out of range' ],
+	[ 'a RESOLVE with trailing bytes', [ $probe . pack('aCnnCCNn/a*a', 'R', 0, 19, 1, 1, 0, 1, 'test', 'x') ], qr/^E/,
+	  'H X:protocol violation: trailing bytes after message' ],
+	[ 'a RESOLVE of an unsupported version', [ $probe . resolve_frame(1, 7) ], qr/^E/,
+	  'H X:unsupported protocol version' ],
+	[ 'ATTACHED before RESOLVE', [ $probe . pack('aCnnN', 'A', 0, 10, 0, 1) ], qr/^E/,
+	  'H X:protocol violation: unexpected ATTACHED' ],
+	[ 'a second RESOLVE', [ $probe . $rw . $rw ], qr/^E/,
+	  'H C Z X:protocol violation: unexpected RESOLVE' ],
+	[ 'ATTACHED to an instance that was not a candidate', [ $probe . $rw . pack('aCnnN', 'A', 0, 10, 1, 1) ], qr/^E/,
+	  'H C Z X:protocol violation: attached to an instance that was not offered' ],
+	[ 'a second ATTACHED', [ $probe . $rw . pack('aCnnN', 'A', 0, 10, 0, 1) x 2 ], qr/^E/,
+	  'H C Z X:protocol violation: unexpected ATTACHED' ]);
+for my $case (@malformed)
+{
+	my ($what, $chunks, $raw_re, $frames) = @$case;
+	my ($got, $eof) = exchange(@$chunks);
+	ok($eof && $got =~ $raw_re && frames_of($got) eq $frames,
+		"malformed input, $what: answered and closed") or diag(frames_of($got) . ' / eof=' . $eof);
+}
+{
+	# A RESOLVE that arrives a byte at a time is answered once whole.
+	my ($got, $eof) = exchange($probe, split //, $rw);
+	is(frames_of($got) . ($eof ? ' eof' : ''), 'H C Z', 'a RESOLVE sent a byte at a time is answered, the session kept');
+}
+{
+	# A session that stalls mid-frame, and one that hangs up mid-frame, hold
+	# up nobody.
+	my $stalled = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cmport) or die $!;
+	syswrite($stalled, $probe . substr($rw, 0, 9));
+	my $gone = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cmport) or die $!;
+	syswrite($gone, $probe . substr($rw, 0, 9));
+	close $gone;
+	is(instances_for('read-write'), '0', 'with sessions stalled or gone mid-frame, others are served');
+	close $stalled;
+}
+is(listener_pid($cmdata, $cmport), $lpid0, 'the listener survived all of it (same pid)');
+is(instances_for('read-write'), '0', 'after malformed input, conmgr still answers');
 
 # Down-notices: sessions on the standby are told when it stops, others not.
 my ($a_out, $b_out) = ('', '');
@@ -173,6 +324,8 @@ ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back
 		return $n;
 	};
 	ok(wait_until(sub { $count->(qr/attached instance=1/) == 100 }, 30), '100 sessions attached to the standby');
+	$cm->pump_nb;
+	my $logged = length $cm_err;
 	my $t0 = time();
 	$standby->stop('immediate');
 	my $t1 = wait_until(sub { $count->(qr/down instance=1/) == 100 }, 15);
@@ -180,6 +333,23 @@ ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back
 	note(sprintf('100 down-notices delivered %.3f s after the standby was stopped (pg_ctl stop included)', $t1 - $t0))
 	  if defined $t1;
 	$_->finish for @h;
+
+	# From the heartbeat role's "is down" (its log time) to the last notice
+	# received (cmresolve's at_us), on the same wall clock.
+	ok(wait_until(sub { $cm->pump_nb; substr($cm_err, $logged) =~ /instance 1 at \S+ is down/ }, 5),
+		'the heartbeat role logged the loss');
+	my ($Y, $M, $D, $h, $m, $sec, $ms) = substr($cm_err, $logged) =~
+	  /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{3}) UTC \[\d+\] heartbeat 1 LOG:  instance 1 at \S+ is down/m;
+	my $lost_us = (timegm($sec, $m, $h, $D, $M - 1, $Y) * 1000 + $ms) * 1000;
+	my $last_us = 0;
+	for my $i (1 .. 100)
+	{
+		my ($at) = slurp_file("$dir/s$i") =~ /down instance=1 reason=\d+ at_us=(\d+)/;
+		$last_us = $at if defined $at && $at > $last_us;
+	}
+	my $spread = ($last_us - $lost_us) / 1000;
+	note(sprintf('heartbeat loss to the down-notice reaching all 100 sessions: %.1f ms', $spread));
+	ok($spread > -1 && $spread < 1000, sprintf('the last of 100 notices within 1 s of the loss (%.1f ms)', $spread));
 }
 
 # Promotion of the (restarted) standby is followed.
@@ -188,20 +358,50 @@ ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back
 $standby->promote;
 ok(wait_until(sub { instances_for('read-write') =~ /^(0,1|1,0)$/ }, 10),
 	'after promotion, read-write offers both primaries');
-is(instances_for('standby'), '', 'and no standby is left');
+for my $t (qw(any primary prefer-standby prefer-primary))
+{
+	like(instances_for($t), qr/^(0,1|1,0)$/, "after promotion, $t offers both");
+}
+for my $t (qw(read-only standby))
+{
+	is(instances_for($t), '', "after promotion, $t offers none");
+}
 
-# A killed heartbeat role is restarted.
-my ($hb_pid) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: heartbeat 0 /m;
+# A killed heartbeat role is restarted after a back-off, logged.
+my $hb_pid = role_pid($cmdata, 'heartbeat 0 ');
 ok($hb_pid, "heartbeat 0 runs as pid $hb_pid");
 kill 'KILL', $hb_pid;
 ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /heartbeat 0 .*was terminated by signal 9 \(SIGKILL\)/ }, 10),
 	'the supervisor logs the crash');
-ok(wait_until(sub { my ($p) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: heartbeat 0 /m;
-	$p && $p != $hb_pid }, 10), 'and restarts heartbeat 0');
+like($cm_err, qr/restarting heartbeat 0 \S+ in 1000 ms/, 'and the restart after 1 s');
+my $hb_pid2;
+ok(wait_until(sub { $hb_pid2 = role_pid($cmdata, 'heartbeat 0 ');
+	$hb_pid2 && $hb_pid2 != $hb_pid }, 10), 'and restarts heartbeat 0');
+ok(wait_until(sub { instances_for('any') =~ /^(0,1|1,0)$/ }, 10), 'instance 0 is routable again');
+
+# Killed again within 10 s of its start: the back-off doubles.  Its
+# heartbeat connection died with it, so the watchdog will end that
+# instance's sessions: they, and only they, are told at once.  (Two 'any'
+# requests in a row start with different instances.)
+{
+	my @k_out = ('', '');
+	my @k = map { my $i = $_; IPC::Run::start([ $resolve, '-p', $cmport, '-t', 'any', '-a', '-w', 20 ], '>', \$k_out[$i]) } 0 .. 1;
+	ok(wait_until(sub { $_->pump_nb for @k; "@k_out" =~ /attached instance=0/ && "@k_out" =~ /attached instance=1/ }, 10),
+		'a session on each instance');
+	kill 'KILL', $hb_pid2;
+	ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /restarting heartbeat 0 \S+ in 2000 ms/ }, 10),
+		'killed again at once: restarted after 2 s');
+	my ($on0, $on1) = $k_out[0] =~ /attached instance=0/ ? (0, 1) : (1, 0);
+	ok(wait_until(sub { $k[$on0]->pump_nb; $k_out[$on0] =~ /down instance=0 reason=2/ }, 10),
+		'the session on instance 0 got INSTANCE_DOWN');
+	$k[$on1]->pump_nb;
+	unlike($k_out[$on1], qr/down|eof/, 'the one on instance 1 did not');
+	$_->kill_kill for @k;
+}
 ok(wait_until(sub { instances_for('read-write') =~ /0/ }, 10), 'instance 0 is routable again');
 
 # A killed listener is restarted too, and serves again.
-my ($l_pid) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: listener /m;
+my $l_pid = listener_pid($cmdata, $cmport);
 ok($l_pid, "the listener runs as pid $l_pid");
 kill 'KILL', $l_pid;
 ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /listener :$cmport \(pid $l_pid\) was terminated by signal 9/ }, 10),
@@ -209,15 +409,17 @@ ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /listener :$cmport \(pid $l_pid\) w
 ok(wait_until(sub { instances_for('read-write') =~ /0/ }, 10), 'the restarted listener answers');
 
 # A killed logger is restarted, and lines written after that still arrive.
-my ($g_pid) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: logger/m;
+my $g_pid = role_pid($cmdata, 'logger');
 ok($g_pid, "the logger runs as pid $g_pid");
 kill 'KILL', $g_pid;
 ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /logger \(pid $g_pid\) was terminated by signal 9/ }, 10),
 	'the logger crash is logged (by the restarted logger)');
-my ($hb1) = `ps -u $< -o pid=,args=` =~ /^\s*(\d+)\s+conmgr: heartbeat 1 /m;
+my $hb1 = role_pid($cmdata, 'heartbeat 1 ');
 kill 'KILL', $hb1;
 ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /heartbeat 1 .*\(pid $hb1\) was terminated by signal 9/ }, 10),
 	'later lines still reach the log');
+ok(wait_until(sub { my $p = role_pid($cmdata, 'heartbeat 1 ');
+	$p && $p != $hb1 }, 10), 'heartbeat 1 is restarted too');
 
 # One conmgr per directory.
 my ($o2, $e2) = ('', '');
@@ -235,6 +437,60 @@ like($e2, qr/another conmgr \(pid \d+\) is running in/, 'and says why');
 	is($? >> 8, 1, 'conmgr refuses to start under a low open-files limit');
 	like($e2, qr/open-files limit 100 is too low: conmgr needs 1011 \(9 \+ 1 instances x 2 \+ max_connections 1000\)/,
 		'naming the numbers');
+}
+
+# Out of descriptors (max_connections = 0, a low ulimit -n): a connection
+# the listener cannot take is closed without an answer and logged, as one
+# over max_connections is, instead of being left pending while the
+# listener spins on its readable listen socket.
+{
+	my $dir3 = PostgreSQL::Test::Utils::tempdir();
+	chmod 0700, $dir3;
+	my $port3 = PostgreSQL::Test::Cluster::get_free_port();
+	PostgreSQL::Test::Utils::append_to_file("$dir3/conmgr.conf",
+		"port = $port3\nlisten_addresses = '127.0.0.1'\nbackend_hostaddr0 = '127.0.0.1'\n"
+		  . "watchdog_port0 = $wd_p\nlog_min_messages = LOG\n");
+	my ($o3, $e3) = ('', '');
+	my $cm3 = IPC::Run::start([ 'sh', '-c', "ulimit -n 16; exec $conmgr -D $dir3" ],
+		'<', \undef, '>', \$o3, '2>', \$e3);
+	ok(wait_until(sub { $cm3->pump_nb; $e3 =~ /listening for applications/ }, 10),
+		'conmgr runs under ulimit -n 16') or diag($e3);
+	my $lpid = listener_pid($dir3, $port3);
+	my (@held, $refused);
+	for my $i (1 .. 20)
+	{
+		my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port3) or last;
+		syswrite($s, $probe);
+		last unless IO::Select->new($s)->can_read(3);
+		if (sysread($s, my $buf, 4096))
+		{
+			push @held, $s;
+			next;
+		}
+		$refused = $i;
+		last;
+	}
+	ok(@held >= 3 && defined $refused,
+		sprintf('%d sessions fit; the next one is closed without an answer', scalar @held))
+	  or diag($e3);
+	ok(wait_until(sub { $cm3->pump_nb; $e3 =~ /LOG:  connection from 127\.0\.0\.1:\d+ closed: Too many open files \(open-files limit 16\)/ }, 5),
+		'and logged at LOG, naming the limit');
+	my $cpu = sub
+	{
+		open my $st, '<', "/proc/" . ($lpid // 0) . "/stat" or return 0;
+		my @f = split ' ', (<$st> =~ /\)\s+(.*)/)[0];
+		return $f[11] + $f[12];		# utime + stime, in clock ticks
+	};
+	my $c0 = $cpu->();
+	sleep 1;
+	my $used = ($cpu->() - $c0) / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+	ok(defined $lpid && -e "/proc/$lpid" && $used < 0.3,
+		sprintf('the listener does not spin (%.2f s of CPU in 1 s)', $used));
+	close $_ for @held;
+	ok(wait_until(sub { resolve_on($port3, 'any') =~ /hello versions/ }, 5), 'once sessions close, new ones are served');
+	is(listener_pid($dir3, $port3), $lpid, 'by the same listener: it never crashed (poll over the limit)');
+	$cm3->signal('INT');
+	$cm3->finish;
 }
 
 # Smart stop: no new sessions, the attached one is left alone; conmgr ends

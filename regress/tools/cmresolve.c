@@ -13,7 +13,9 @@
  *	 postmaster            (the peer answered G or N: not conmgr)
  *	 candidate instance=N host=H port=P attrs=A
  *	 end count=N
- *	 down instance=N reason=R       / eof / error code=C message=M
+ *	 down instance=N reason=R at_us=T   / eof / error code=C message=M
+ * (T: when the notice arrived, wall clock in microseconds, to compare with
+ * the times in conmgr's log).
  * With -r N it instead runs N whole sessions in a row (connect, probe,
  * resolve, close) and prints "latency n=N median_us=.. p99_us=.. max_us=..".
  * Exit 0 when the exchange went as the protocol says, 1 otherwise.
@@ -291,8 +293,14 @@ main(int argc, char **argv)
 	else if (rc < 0)
 		printf("timeout\n");
 	else if (m.type == CMPROTO_INSTANCE_DOWN)
-		printf("down instance=%u reason=%u\n", m.u.instance_down.instance,
-			   m.u.instance_down.reason);
+	{
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		printf("down instance=%u reason=%u at_us=%lld\n", m.u.instance_down.instance,
+			   m.u.instance_down.reason,
+			   (long long) now.tv_sec * 1000000 + now.tv_nsec / 1000);
+	}
 	else
 		printf("unexpected %s\n", cmproto_type_name(m.type));
 	return 0;
