@@ -122,8 +122,10 @@ cm_vlog(int level, const char *fmt, va_list ap)
 	}
 	if (!log_conf || (log_conf->log_destination & CMCONF_LOG_STDERR))
 		(void) !write(STDERR_FILENO, line + 1, n - 1);
+	/* as the logger sends them: "role LEVEL:  message" */
 	if (log_conf && (log_conf->log_destination & CMCONF_LOG_SYSLOG))
-		syslog(cm_syslog_priority(level), "%s: %s", log_role, msg);
+		syslog(cm_syslog_priority(level), "%s %s:  %s", log_role,
+			   cmlog_level_name(level), msg);
 out:
 	errno = saved;
 }

@@ -170,7 +170,8 @@ write_pidfile_status(const char *status)
 
 	n = snprintf(buf, sizeof(buf), "%d\n%s\n%lld\n%d\n%s\n", (int) getpid(),
 				 ctx.cmdata, (long long) (shm_now() / 1000000), ctx.conf->port, status);
-	if (ftruncate(pidfile_fd, 0) == 0 && pwrite(pidfile_fd, buf, n, 0) == n)
+	/* Overwrite, then cut: a reader never finds the file empty. */
+	if (pwrite(pidfile_fd, buf, n, 0) == n && ftruncate(pidfile_fd, n) == 0)
 		return;
 	cm_log(CMLOG_WARNING, "could not write \"%s\": %s", pidfile_path, strerror(errno));
 }
@@ -455,8 +456,8 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 	/* The children hold the death pipe's read end; our write end stays. */
 	write_pidfile_status("ready");
 	setproctitle("-conmgr: supervisor -D %s", cmdata);
-	cm_log(CMLOG_LOG, "conmgr ready: %d instances, applications on localhost port %d",
-		   conf.ninstances, conf.port);
+	cm_log(CMLOG_LOG, "conmgr ready: %d instances, applications on \"%s\" port %d",
+		   conf.ninstances, conf.listen_addresses, conf.port);
 
 	for (;;)
 	{
