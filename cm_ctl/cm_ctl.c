@@ -12,9 +12,9 @@
  * waits until conmgr can route to a primary (with --complete: to every
  * configured instance), asking conmgr itself through the application
  * protocol, as an application would.  stop signals the pid in
- * DIR/conmgr.pid and waits for it to go.  status reads the pid file and
- * asks the listener's control socket (DIR/conmgr.ctl) for the instances
- * and the application sessions.
+ * DIR/conmgr.pid and waits until it no longer holds that file's lock.
+ * status reads the pid file and asks the listener's control socket
+ * (DIR/conmgr.ctl) for the instances and the application sessions.
  *
  * Exit codes, as pg_ctl's: 0 success, 1 failure, 3 not running (status),
  * 4 no such directory (status).
@@ -82,6 +82,20 @@ usage(FILE *f)
 			"  -i, --info=WHAT    status: all, instance or application (default all)\n"
 			"      --json         status: print JSON\n",
 			progname, progname, progname, progname);
+}
+
+/* Whether a conmgr holds the lock on cmdata's pid file. */
+static bool
+lock_held(void)
+{
+	int			fd = open(pidpath, O_RDONLY | O_CLOEXEC);
+	bool		held;
+
+	if (fd < 0)
+		return false;
+	held = flock(fd, LOCK_SH | LOCK_NB) != 0;
+	close(fd);
+	return held;
 }
 
 /* The pid of a running conmgr in cmdata, or 0 when none holds the lock. */
@@ -195,11 +209,21 @@ ask_conmgr(int target, cand *out, double timeout)
 	fd = -1;
 	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
 	{
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		/* Not blocking: a full backlog would hold connect() for minutes. */
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
 		{
-			close(fd);
-			fd = -1;
+			struct pollfd p = {fd, POLLOUT, 0};
+			int			ms = (int) ((deadline - now_s()) * 1000);
+			int			soerr = 0;
+			socklen_t	errlen = sizeof(soerr);
+
+			if (errno != EINPROGRESS || ms <= 0 || poll(&p, 1, ms) <= 0 ||
+				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &errlen) < 0 || soerr != 0)
+			{
+				close(fd);
+				fd = -1;
+			}
 		}
 	}
 	freeaddrinfo(res);
@@ -301,6 +325,15 @@ show_fatal_lines(const char *logfile)
 	fclose(f);
 }
 
+/* conmgr exited before it was ready: say so, with its FATAL lines. */
+static int
+start_failed(const char *logfile)
+{
+	fprintf(stderr, "%s: conmgr did not start; from \"%s\":\n", progname, logfile);
+	show_fatal_lines(logfile);
+	return 1;
+}
+
 static int
 do_start(bool nowait, bool complete, int timeout, const char *logfile)
 {
@@ -364,9 +397,7 @@ do_start(bool nowait, bool complete, int timeout, const char *logfile)
 		if (waitpid(pid, &status, WNOHANG) == pid)
 		{
 			printf(" stopped waiting\n");
-			fprintf(stderr, "%s: conmgr did not start; from \"%s\":\n", progname, logfile);
-			show_fatal_lines(logfile);
-			return 1;
+			return start_failed(logfile);
 		}
 		pidfile_status(st, sizeof(st));
 		if (running_pid() == pid && strcmp(st, "ready") == 0)
@@ -389,7 +420,11 @@ do_start(bool nowait, bool complete, int timeout, const char *logfile)
 	}
 	if (!ready)
 	{
+		int			status;
+
 		printf(" stopped waiting\n");
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return start_failed(logfile);	/* while we asked it */
 		fprintf(stderr, "%s: conmgr (PID %d) is running, but %s within %d s\n",
 				progname, (int) pid,
 				complete ? "not every instance was connected" : "no primary was connected",
@@ -441,7 +476,12 @@ do_stop(bool nowait, const char *mode, int timeout)
 	deadline = now_s() + timeout;
 	while (now_s() < deadline)
 	{
-		if (kill(pid, 0) < 0 && errno == ESRCH)
+		/*
+		 * Gone when the pid file's lock is free: it is released as the
+		 * process exits, even while it waits, a zombie, for a parent that
+		 * may never reap it (cm_ctl start leaves it to init).
+		 */
+		if (!lock_held())
 		{
 			printf(" done\nconmgr stopped\n");
 			return 0;

@@ -1,17 +1,23 @@
 # Test cm_ctl start/stop/status against real instances: start waits for the
 # primary (or every instance with --complete, or nothing with -W) and gives
-# up after -t while leaving conmgr running; stop in each mode; status as a
-# table and as JSON; the pg_ctl-style exit codes and error messages.
+# up after -t while leaving conmgr running; stop in each mode, with -t, and
+# with a conmgr nobody reaps; status as tables and as JSON (parsed); the
+# pg_ctl-style exit codes and error messages; the log's line format and
+# log_min_messages.
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use Config;
 use IO::Socket::INET;
 use IPC::Run qw(run);
+use JSON::PP qw(decode_json);
+use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
 my $cm_ctl = cm_top() . '/build/bin/cm_ctl';
 
@@ -28,13 +34,17 @@ $standby->init_from_backup($primary, 'b', has_streaming => 1);
 $standby->append_conf('postgresql.conf', "watchdog.port = $wd_s\n");
 $standby->start;
 
+# A conmgr directory for the given watchdog ports; a hash first overrides
+# parameters.
 sub cmdir
 {
+	my %p = (heartbeat_interval => 1, heartbeat_timeout => 3, log_min_messages => 'LOG',
+		ref $_[0] ? %{ shift() } : ());
 	my (@instances) = @_;
 	my $dir = PostgreSQL::Test::Utils::tempdir();
 	chmod 0700, $dir;
-	my $conf = "port = " . PostgreSQL::Test::Cluster::get_free_port() . "\n"
-	  . "heartbeat_interval = 1\nheartbeat_timeout = 3\nlog_min_messages = LOG\n";
+	my $conf = "port = " . PostgreSQL::Test::Cluster::get_free_port() . "\n";
+	$conf .= "$_ = $p{$_}\n" for sort keys %p;
 	my $i = 0;
 	for my $wd (@instances)
 	{
@@ -81,6 +91,35 @@ like($out, qr/^127\.0\.0\.1:\d+\s+\d+\s+primary\s+attached\s+0\s+\S+ \S+$/m,
 ($rc, $out) = ctl('status', '-D', $dir, '-i', 'application');
 unlike($out, qr/^instance/m, '-i application leaves the instances out');
 like($out, qr/primary\s+attached/, 'and shows the session');
+($rc, $out) = ctl('status', '-D', $dir, '-i', 'instance');
+like($out, qr/^instance\s+address\s+backend_port\s+watchdog_port\s+heartbeat\s+role\s+since$/m,
+	'-i instance shows the instances');
+unlike($out, qr/^application|attached/m, 'and leaves the sessions out');
+{
+	local $ENV{CMDATA} = $dir;
+	($rc, $out) = ctl('status');
+	is($rc, 0, 'status finds the directory in $CMDATA');
+}
+
+# The JSON, parsed.
+my ($sup_pid) = slurp_file("$dir/conmgr.pid") =~ /^(\d+)/;
+my $j = eval { decode_json((ctl('status', '-D', $dir, '--json'))[1]) };
+ok($j && $j->{running} && $j->{pid} == $sup_pid && $j->{port} == $cmport,
+	'status --json: valid JSON; running, pid and port');
+is_deeply([ map { "$_->{instance} $_->{address} $_->{watchdog_port} $_->{heartbeat} $_->{role}" } @{ $j->{instances} } ],
+	[ "0 127.0.0.1 $wd_p up primary", "1 127.0.0.1 $wd_s up standby" ], 'status --json: the instances');
+ok((grep { $_->{since} =~ /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/ } @{ $j->{instances} }) == 2, 'with the time each came up');
+is_deeply([ map { "$_->{target} $_->{state} $_->{instance}" } @{ $j->{applications} } ], [ 'primary attached 0' ],
+	'status --json: the application session');
+like($j->{applications}[0]{client} . ' ' . $j->{applications}[0]{pid}, qr/^127\.0\.0\.1:\d+ [1-9]\d*$/,
+	'with its address and pid');
+$j = eval { decode_json((ctl('status', '-D', $dir, '-i', 'instance', '--json'))[1]) };
+ok($j && @{ $j->{instances} } == 2 && !exists $j->{applications}, 'status -i instance --json: instances only');
+$j = eval { decode_json((ctl('status', '-D', $dir, '-i', 'application', '--json'))[1]) };
+ok($j && @{ $j->{applications} } == 1 && !exists $j->{instances}, 'status -i application --json: sessions only');
+like(slurp_file("$dir/conmgr.log"),
+	qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC \[$sup_pid\] supervisor LOG:  conmgr ready/m,
+	'log lines carry time, pid, role and level');
 ($rc, $out) = ctl('status', '-D', $dir, '-i', 'instance', '--json');
 like($out, qr/^\{"running": true, "pid": \d+, "port": \d+, "instances": \[\{"instance": 0, .*"heartbeat": "up", "role": "primary", "since": "[^"]+"\}, \{"instance": 1, .*"role": "standby".*\]\}$/,
 	'status -i instance --json');
@@ -98,9 +137,15 @@ $c_out = '';
 $attached = IPC::Run::start([ cm_top() . '/build/regress/tools/cmresolve',
 	'-p', $cmport, '-t', 'primary', '-a', '-w', 60 ], '>', \$c_out);
 ok(wait_until(sub { $attached->pump_nb; $c_out =~ /attached/ }, 10), 'an application session attached again');
+($rc, $out, $err) = ctl('stop', '-D', $dir, '-t', '1');
+is($rc, 1, 'smart stop with a session open and -t 1: exit 1');
+like($err, qr/conmgr \(PID \d+\) does not shut down/, 'and says conmgr does not shut down');
+is((ctl('status', '-D', $dir))[0], 0, 'conmgr still runs, waiting for the session');
 ($rc, $out) = ctl('stop', '-D', $dir, '-m', 'fast');
 is($rc, 0, 'stop -m fast: exit 0');
 like($out, qr/conmgr stopped/, 'stop waits until conmgr is gone');
+ok(!-e "$dir/conmgr.pid" && `ps -u $< -o args=` !~ /conmgr: listener :$cmport\b/,
+	'the pid file and the roles are gone');
 $attached->finish;
 like($c_out, qr/down instance=0 reason=4/, 'fast stop told the session "conmgr shutting down"');
 ($rc, $out, $err) = ctl('stop', '-D', $dir);
@@ -113,6 +158,9 @@ is($rc, 0, 'start --complete: exit 0');
 like($out, qr/every instance connected/, 'start --complete waits for all');
 ($rc, $out) = ctl('stop', '-D', $dir, '-m', 'immediate');
 is($rc, 0, 'stop -m immediate');
+ok(wait_until(sub { `ps -u $< -o args=` !~ /conmgr: (listener :$cmport\b|heartbeat \d 127\.0\.0\.1:$wd_s\b)/ }, 5),
+	'immediate: the roles are killed');
+ok(!-e "$dir/conmgr.pid", 'and the pid file removed');
 
 # No primary among the instances: start gives up after -t, conmgr keeps running.
 my $dir2 = cmdir($wd_s);
@@ -143,8 +191,34 @@ ok(wait_until(sub { (ctl('status', '-D', $dir2))[0] == 3 }, 10), 'and conmgr goe
 	like(`$res -h 127.0.0.1 -p $port3 -t primary`, qr/connect failed/, 'and not on 127.0.0.1');
 	($rc, $out) = ctl('status', '-D', $dir3);
 	like($out, qr/^0\s+127\.0\.0\.1\s+\d+\s+$wd_p\s+up\s+primary\s+\S+ \S+$/m, 'cm_ctl status reaches it');
+	like(slurp_file("$dir3/conmgr.log"), qr/conmgr ready: 1 instances, applications on "127\.0\.0\.2" port $port3/,
+		'the log names the address');
 	($rc) = ctl('stop', '-D', $dir3);
 	is($rc, 0, 'and stops it');
+}
+
+# cm_ctl start asks conmgr on the first listen address.  When something
+# else holds that address with a full backlog, each question times out
+# rather than hang in connect() for the minutes of TCP's retries.
+{
+	my $dir7 = cmdir($wd_p);
+	my ($port7) = `grep '^port' $dir7/conmgr.conf` =~ /(\d+)/;
+	PostgreSQL::Test::Utils::append_to_file("$dir7/conmgr.conf", "listen_addresses = '127.0.0.1, 127.0.0.2'\n");
+	my $squat = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port7, Listen => 0, ReuseAddr => 1)
+	  or die $!;
+	my @queued;
+	while (@queued < 8)
+	{
+		my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port7, Timeout => 0.3) or last;
+		push @queued, $c;
+	}
+	my $t0 = time();
+	($rc, $out, $err) = ctl('start', '-D', $dir7, '-t', '3');
+	my $took = time() - $t0;
+	is($rc, 1, 'start while the first listen address is squatted: exit 1');
+	like($err, qr/is running, but no primary was connected within 3 s/, 'and says what it could not see');
+	ok($took < 8, sprintf('after -t 3, not after connect() gave up (%.1f s)', $took));
+	ctl('stop', '-D', $dir7, '-m', 'fast');
 }
 
 # max_connections: a session over the limit is closed without an answer.
@@ -188,6 +262,41 @@ ok(wait_until(sub { (ctl('status', '-D', $dir2))[0] == 3 }, 10), 'and conmgr goe
 	like($err, qr{conmgr\.conf: could not open configuration file: No such file or directory}, 'and says so');
 }
 
+# The directory must be closed to group and others, and exist.
+{
+	my $open = cmdir($wd_p);
+	chmod 0755, $open;
+	($rc, $out, $err) = ctl('start', '-D', $open);
+	is($rc, 1, 'start in a directory with mode 0755: exit 1');
+	like($err, qr/directory "\Q$open\E" has group or world access \(mode 0755\); chmod 0700 it/,
+		'and says why');
+	run([ cm_top() . '/build/bin/conmgr', '-D', "$open/nonexistent" ], '<', \undef, '>', \$out, '2>', \$err);
+	like($err, qr/could not access directory "\Q$open\E\/nonexistent": No such file or directory/,
+		'conmgr on a missing directory says so');
+}
+
+# log_min_messages, in PostgreSQL's order (LOG ranks above ERROR): ERROR
+# keeps a warning out but LOG lines in, FATAL keeps LOG lines out too,
+# DEBUG1 lets debug lines in.
+{
+	my %log;
+	for my $level (qw(ERROR FATAL DEBUG1))
+	{
+		my $d = cmdir({ log_min_messages => $level, heartbeat_interval => 2, heartbeat_timeout => 2 }, $wd_p);
+		($rc) = ctl('start', '-D', $d);
+		is($rc, 0, "start with log_min_messages = $level");
+		ctl('stop', '-D', $d, '-m', 'fast');
+		$log{$level} = slurp_file("$d/conmgr.log");
+	}
+	like($log{ERROR}, qr/supervisor LOG:  conmgr ready/, 'ERROR: LOG lines are written');
+	unlike($log{ERROR}, qr/ WARNING:  /, 'but not the configuration warning');
+	unlike($log{FATAL}, qr/ (LOG|WARNING|DEBUG\d):  /, 'FATAL: neither LOG lines nor warnings');
+	like($log{DEBUG1}, qr/supervisor WARNING:  .*heartbeat_timeout \(2\) is not greater than heartbeat_interval/,
+		'DEBUG1: the warning');
+	like($log{DEBUG1}, qr/supervisor DEBUG1:  started listener :\d+ \(pid \d+\)/, 'and debug lines');
+	unlike($log{DEBUG1}, qr/ DEBUG[2-5]:  /, 'but none below DEBUG1');
+}
+
 # Errors of the command line and the directory.
 ($rc, $out, $err) = ctl('status', '-D', '/nonexistent/cm');
 is($rc, 4, 'status on a missing directory: exit 4');
@@ -208,6 +317,23 @@ PostgreSQL::Test::Utils::append_to_file("$bad/conmgr.conf", "port = 0\n");
 ($rc, $out, $err) = ctl('start', '-D', $bad);
 is($rc, 1, 'start with a broken conmgr.conf: exit 1');
 like($err, qr/conmgr\.conf:1: invalid value "0" for parameter "port"/, 'and the error names the line');
+
+# A conmgr whose parent never reaps it (cm_ctl start leaves it to init;
+# here, the test is made the subreaper and does not reap): stop must not
+# wait for a zombie to vanish.
+SKIP:
+{
+	my %sys_prctl = (x86_64 => 157, aarch64 => 167);
+	my ($arch) = $Config{archname} =~ /^([^-]+)/;
+	skip "no prctl number for $arch", 2 unless $sys_prctl{$arch};
+	skip "PR_SET_CHILD_SUBREAPER: $!", 2 if syscall($sys_prctl{$arch}, 36, 1, 0, 0, 0) != 0;
+	my $dz = cmdir($wd_p);
+	($rc) = ctl('start', '-D', $dz);
+	is($rc, 0, 'start a conmgr that will be our child, never reaped');
+	($rc, $out, $err) = ctl('stop', '-D', $dz, '-m', 'fast', '-t', '5');
+	is($rc, 0, 'stop returns once conmgr has exited, zombie or not') or diag($err);
+	1 while waitpid(-1, WNOHANG) > 0;
+}
 
 $standby->stop;
 $primary->stop;
