@@ -406,7 +406,7 @@ if ($only{2})
 sub pgbench_figure
 {
 	my ($id, $rounds, $secs, @extra) = @_;
-	my (%tps, @ratio);
+	my (%tps, %cpu, @ratio);
 	for my $r (1 .. $rounds)
 	{
 		for my $side (sides($r))
@@ -415,14 +415,23 @@ sub pgbench_figure
 			my @cmd = $side eq 'cm'
 			  ? ('env', "LD_PRELOAD=$preload", @pgb, $ci_cm->())
 			  : (@pgb, $ci_p->());
+			my @c0 = times;
 			my $out = run_ok(@cmd);
+			my @c1 = times;
 			my ($t) = $out =~ /^tps = ([\d.]+)/m or die "bench: no tps in pgbench output:\n$out";
 			die "bench: pgbench had failures:\n$out" if $out =~ /number of failed transactions: [1-9]/;
+			my ($n) = $out =~ /number of transactions actually processed: (\d+)/;
 			push @{ $tps{$side} }, $t;
+			# pgbench's own CPU time (user + system) per transaction, in us:
+			# what the library costs the client, less sensitive to the noise.
+			push @{ $cpu{$side} }, ($c1[2] + $c1[3] - $c0[2] - $c0[3]) * 1e6 / ($n || 1);
 		}
 		push @ratio, $tps{cm}[-1] / $tps{direct}[-1];
 	}
 	$data{"f$id"} = { %tps, ratio => \@ratio };
+	$detail{"${id}cpu"} = sprintf(' pgbench\'s own CPU time (user + system, from the kernel\'s child '
+		  . 'accounting) per transaction: %s through libpq-cm, %s with plain libpq.',
+		fmt(stats(@{ $cpu{cm} }), 'µs', 1), fmt(stats(@{ $cpu{direct} }), 'µs', 1));
 	return (stats(@{ $tps{cm} }), stats(@{ $tps{direct} }), stats(@ratio));
 }
 
@@ -436,7 +445,7 @@ if ($only{3})
 	$detail{3} = sprintf("`pgbench -n -S -c 8 -j 2`, %d rounds of %d s a side (%d s a side in all), "
 		  . "alternating; through conmgr with `LD_PRELOAD=libpq-cm.so.1` and "
 		  . "`target_session_attrs=read-write`, against the same primary directly without it. Scale 1.",
-		$R{pgb_rounds}, $R{pgb_secs}, $R{pgb_rounds} * $R{pgb_secs});
+		$R{pgb_rounds}, $R{pgb_secs}, $R{pgb_rounds} * $R{pgb_secs}) . delete $detail{'3cpu'};
 }
 
 if ($only{4})
@@ -447,7 +456,7 @@ if ($only{4})
 		value => fmt($c, 'tps', 0), comp => 'plain libpq: ' . fmt($d, 'tps', 0),
 		ratio => fmt($q, '', 3), target => 'ratio ≥ 0.90', met => met($q->{med} >= 0.90));
 	$detail{4} = sprintf("`pgbench -n -S -C -c 8 -j 2`, %d rounds of %d s a side, alternating, as figure 3.",
-		$R{pgbc_rounds}, $R{pgbc_secs});
+		$R{pgbc_rounds}, $R{pgbc_secs}) . delete $detail{'4cpu'};
 }
 
 # The pid of a conmgr role ("listener", "heartbeat 0", ...).
