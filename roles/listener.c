@@ -18,7 +18,10 @@
  *	 APP_RESOLVED	candidates sent, waiting for ATTACHED
  *	 APP_ATTACHED	the application reached instance N; down-notice pending
  * A session that breaks the protocol gets ERROR and is closed; a plain
- * PostgreSQL client gets an ErrorResponse saying what it reached.
+ * PostgreSQL client gets an ErrorResponse saying what it reached.  One
+ * that has not sent its RESOLVE within LSN_HANDSHAKE_SECS of connecting
+ * is closed (the client library sends it at once; a peer that trickles or
+ * stalls would otherwise hold a session, and a descriptor, for good).
  *
  * SIGTERM (fast stop): every attached session gets INSTANCE_DOWN with
  * reason "conmgr shutting down", then the role exits 0.  SIGUSR1 (smart
@@ -49,6 +52,7 @@
 #include "conmgr.h"
 
 #define LSN_MAX_LISTEN	8
+#define LSN_HANDSHAKE_SECS 10	/* connect to RESOLVE, at most */
 #define LSN_INBUF		(CMPROTO_PG_MAX_STARTUP + 4)
 
 typedef enum app_state
@@ -831,6 +835,35 @@ lsn_open(void)
 				 ctx->conf->listen_addresses, ctx->conf->port);
 }
 
+/*
+ * Close the sessions still in their handshake (STARTUP, HELLO) after
+ * LSN_HANDSHAKE_SECS.  Returns how many remain, so that the loop knows
+ * whether to come back (once a second: a scan is O(sessions)).
+ */
+static int
+lsn_expire_handshakes(void)
+{
+	int64_t		limit = shm_now() - (int64_t) LSN_HANDSHAKE_SECS * 1000000;
+	int			left = 0;
+
+	for (int k = 0; k < napps_alloc; k++)
+	{
+		app		   *a = &apps[k];
+
+		if (a->state != APP_STARTUP && a->state != APP_HELLO)
+			continue;
+		if (a->since > limit)
+		{
+			left++;
+			continue;
+		}
+		cm_log(CMLOG_LOG, "app %s closed: no request within %d s of connecting (state %s)",
+			   a->peer, LSN_HANDSHAKE_SECS, app_state_names[a->state]);
+		app_close(a);
+	}
+	return left;
+}
+
 /* Listen sockets in or out of the epoll set's interest (accept pause). */
 static void
 lsn_watch_listen(bool on)
@@ -845,6 +878,8 @@ listener_main(cm_ctx *c)
 {
 	sigset_t	waitmask;
 	bool		accepting = true;
+	int			handshakes = 0; /* sessions in STARTUP/HELLO at the last scan */
+	int64_t		next_scan = 0;
 
 	ctx = c;
 	cm_log_init(ctx->conf, "listener");
@@ -920,6 +955,19 @@ listener_main(cm_ctx *c)
 		{
 			lsn_watch_listen(true);
 			accepting = true;
+		}
+		if (shm_now() >= next_scan)
+		{
+			handshakes = lsn_expire_handshakes();
+			next_scan = shm_now() + 1000000;
+		}
+		if (handshakes > 0 || napps > 0)
+		{
+			/* new sessions may have arrived since: look again in 1 s */
+			int			scan_ms = (int) ((next_scan - shm_now()) / 1000) + 1;
+
+			if (timeout_ms < 0 || scan_ms < timeout_ms)
+				timeout_ms = scan_ms;
 		}
 		n = epoll_pwait(ep_fd, ev, 64, timeout_ms, &waitmask);
 		if (n < 0)

@@ -5,7 +5,7 @@
 # instance only (and how fast they reach 100 sessions), every role killed
 # and restarted with a back-off, the lock file, the open-files check and a
 # listener out of descriptors, plain clients told what they reached,
-# malformed input on the port, and a smart stop.
+# malformed input on the port, the handshake time limit, and a smart stop.
 use strict;
 use warnings;
 use FindBin;
@@ -491,6 +491,39 @@ like($e2, qr/another conmgr \(pid \d+\) is running in/, 'and says why');
 	is(listener_pid($dir3, $port3), $lpid, 'by the same listener: it never crashed (poll over the limit)');
 	$cm3->signal('INT');
 	$cm3->finish;
+}
+
+# A session that never sends its request is closed 10 s after it connected
+# (LSN_HANDSHAKE_SECS), with a LOG line: one silent, one that stops after
+# HELLO, one that trickles half a startup packet.
+{
+	my @s;
+	for my $what ('silent', 'after HELLO', 'half a packet')
+	{
+		my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cmport) or die $!;
+		syswrite($s, $probe) if $what eq 'after HELLO';
+		syswrite($s, substr($probe, 0, 5)) if $what eq 'half a packet';
+		push @s, [ $what, $s ];
+	}
+	my $t0 = time();
+	for my $e (@s)
+	{
+		my ($what, $s) = @$e;
+		my $eof;
+		my $sel = IO::Select->new($s);
+		while (!defined $eof && time() - $t0 < 15)
+		{
+			next unless $sel->can_read(15 - (time() - $t0));
+			my $n = sysread($s, my $buf, 4096);
+			$eof = time() - $t0 unless $n;
+		}
+		ok(defined $eof && $eof > 9 && $eof < 12.5,
+			sprintf('a session %s is closed after the 10 s handshake limit (%.1f s)', $what, $eof // -1));
+		close $s;
+	}
+	$cm->pump_nb;
+	like($cm_err, qr/closed: no request within 10 s of connecting \(state startup\)/, 'logged, state startup');
+	like($cm_err, qr/closed: no request within 10 s of connecting \(state hello\)/, 'logged, state hello');
 }
 
 # Smart stop: no new sessions, the attached one is left alone; conmgr ends
