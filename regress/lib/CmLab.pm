@@ -363,9 +363,10 @@ sub start
 {
 	my ($self) = @_;
 	sweep_leftovers();
-	my $top = $self->{top};
-	for my $f ("$top/build/bin/conmgr", "$top/build/bin/cm_ctl", "$top/build/regress/tools/cmapp",
-		"$top/build/regress/tools/cmresolve", "$top/build/lib/libpq-cm.so.1")
+	# the built tree (CM_LAB_BUILD: another one, e.g. a clean build of a commit)
+	my $build = $ENV{CM_LAB_BUILD} // "$self->{top}/build";
+	for my $f ("$build/bin/conmgr", "$build/bin/cm_ctl", "$build/regress/tools/cmapp",
+		"$build/regress/tools/cmresolve", "$build/lib/libpq-cm.so.1")
 	{
 		croak("$f is missing: run make first") unless -e $f;
 	}
@@ -380,8 +381,8 @@ sub start
 	$self->{dir} = File::Temp::tempdir("cmlab.$$.XXXX", DIR => '/tmp');
 	chmod 0755, $self->{dir};
 	must([ 'mkdir', '-p', "$self->{dir}/build/regress" ]);
-	must([ 'cp', '-a', "$top/build/bin", "$top/build/lib", "$self->{dir}/build/" ]);
-	must([ 'cp', '-a', "$top/build/regress/tools", "$self->{dir}/build/regress/" ]);
+	must([ 'cp', '-a', "$build/bin", "$build/lib", "$self->{dir}/build/" ]);
+	must([ 'cp', '-a', "$build/regress/tools", "$self->{dir}/build/regress/" ]);
 	must([ 'chown', '-R', "$uid:$gid", $self->{dir} ]);
 	$self->{bin} = "$self->{dir}/build/bin";
 	$self->{tools} = "$self->{dir}/build/regress/tools";
@@ -600,7 +601,8 @@ fsync = off
 synchronous_commit = off
 shared_buffers = 32MB
 dynamic_shared_memory_type = mmap
-log_line_prefix = '%m [%p] %h '
+log_line_prefix = '%n [%p] %h %a '
+log_disconnections = on
 EOF
 	close $f;
 	open $f, '>', $self->data($p) . '/pg_hba.conf' or die $!;
@@ -718,6 +720,36 @@ sub sessions_from
 	my ($self, $s, $addr) = @_;
 	return $self->sql($s, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
 		  . " AND client_addr = '$addr'");
+}
+
+=pod
+
+=head2 log_pos($server), disconnections($server, $pos)
+
+The server log's size now; the sessions that ended since (log_disconnections
+lines), each { t => epoch seconds, pid, host, app }.
+
+=cut
+
+sub log_pos
+{
+	my ($self, $s) = @_;
+	return -s ($self->sdir($s) . '/log') // 0;
+}
+
+sub disconnections
+{
+	my ($self, $s, $pos) = @_;
+	open my $f, '<', $self->sdir($s) . '/log' or return ();
+	seek($f, $pos // 0, 0);
+	my @r;
+	while (my $l = <$f>)
+	{
+		next unless $l =~ /^(\d+\.\d+) \[(\d+)\] \S+ (\S*)\s*LOG:\s+disconnection: .* host=(\S+)/;
+		push @r, { t => $1, pid => $2, app => $3, host => $4 };
+	}
+	close $f;
+	return @r;
 }
 
 sub wait_until
@@ -1000,13 +1032,22 @@ sub cmapp { return "$_[0]{tools}/cmapp" }
 
 =pod
 
-=head2 spawn($host, \@cmd, preload => 0|1, feeder => \@cmd, stdin => \$scalar)
+=head2 spawn($host, \@cmd, preload => 0|1, feeder => \@cmd, stdin => \$scalar, stamp => 0|1)
 
 Starts a program on $host (as root: a client), output captured. preload
 injects libpq-cm. feeder pipes another program into its standard input.
+stamp merges standard error into standard output and passes both through
+a process that prefixes each line with the time it arrived (and adds a
+line "EOF" when the program has closed its output), so that when
+something happened does not depend on how often the test looks.
 Returns a CmLab::Proc; the lab kills what is left in cleanup.
 
 =cut
+
+my @STAMPER = ('perl', '-MTime::HiRes=time', '-e', q{
+	$| = 1;
+	while (defined(my $l = <STDIN>)) { $l .= "\n" unless $l =~ /\n\z/; printf '%.6f %s', time, $l }
+	printf "%.6f EOF\n", time});
 
 sub spawn
 {
@@ -1015,17 +1056,12 @@ sub spawn
 	unshift @cmd, 'env', "LD_PRELOAD=$self->{preload}" if $o{preload};
 	@cmd = $self->wrap($host, 0, @cmd);
 	my ($out, $err) = ('', '');
-	my $h;
-	if ($o{feeder})
-	{
-		$h = IPC::Run::start([ $self->wrap($host, 0, @{ $o{feeder} }) ], '<', \undef, '2>', '/dev/null',
-			'|', \@cmd, '>', \$out, '2>', \$err);
-	}
-	else
-	{
-		$h = IPC::Run::start(\@cmd, '<', $o{stdin} // \undef, '>', \$out, '2>', \$err);
-	}
-	my $p = bless { h => $h, out => \$out, err => \$err, t0 => time(), cmd => "@cmd",
+	my @io = $o{stamp} ? ('2>&1', '|', \@STAMPER, '>', \$out) : ('>', \$out, '2>', \$err);
+	my @in = $o{feeder}
+	  ? ([ $self->wrap($host, 0, @{ $o{feeder} }) ], '<', \undef, '2>', '/dev/null', '|')
+	  : ();
+	my $h = IPC::Run::start(@in, \@cmd, ($o{feeder} ? () : ('<', $o{stdin} // \undef)), @io);
+	my $p = bless { h => $h, out => \$out, err => \$err, t0 => time(), cmd => "@cmd", stamped => $o{stamp},
 		name => $o{name} // $cmd[0] }, 'CmLab::Proc';
 	push @{ $self->{procs} }, $p;
 	return $p;
@@ -1192,9 +1228,29 @@ package CmLab::Proc;
 
 use Time::HiRes qw(time usleep);
 
-sub out { return ${ $_[0]{out} } }
+# Output without the time stamps
+sub out
+{
+	my ($self) = @_;
+	return ${ $self->{out} } unless $self->{stamped};
+	return join('', map { /^\d+\.\d+ (.*\n)/ && $1 ne "EOF\n" ? $1 : '' } split /^/m, ${ $self->{out} });
+}
 sub err { return ${ $_[0]{err} } }
-sub all { return ${ $_[0]{out} } . ${ $_[0]{err} } }
+sub all { return $_[0]->out . ${ $_[0]{err} } }
+
+# With stamp: the time of the first line matching $re, or of the end of
+# the output when $re is undef (undef when not seen yet).
+sub stamp_of
+{
+	my ($self, $re) = @_;
+	for my $line (split /\n/, ${ $self->{out} })
+	{
+		next unless $line =~ /^(\d+\.\d+) (.*)$/;
+		my ($t, $text) = ($1, $2);
+		return $t if defined $re ? $text =~ $re : $text eq 'EOF';
+	}
+	return undef;
+}
 
 sub pump
 {
