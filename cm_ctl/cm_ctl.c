@@ -6,17 +6,24 @@
  *	 cm_ctl start  [-D DIR] [-W] [--complete] [-t SECS] [-l LOGFILE]
  *	 cm_ctl stop   [-D DIR] [-W] [-m smart|fast|immediate] [-t SECS]
  *	 cm_ctl status [-D DIR] [-i all|instance|application] [--json]
+ *	 cm_ctl reload [-D DIR]
+ *	 cm_ctl logrotate [-D DIR]
  *
- * start launches "conmgr -D DIR" in the background (its own session,
- * output appended to LOGFILE, default DIR/conmgr.log) and, unless -W,
+ * start launches "conmgr -D DIR -l LOGFILE" in the background (its own
+ * session, output appended to LOGFILE, default DIR/conmgr.log; conmgr
+ * knows the name, so it can open the file again) and, unless -W,
  * waits until conmgr can route to a primary (with --complete: to every
  * configured instance), asking conmgr itself through the application
  * protocol, as an application would.  stop signals the pid in
  * DIR/conmgr.pid and waits until it no longer holds that file's lock.
  * status reads the pid file and asks the listener's control socket
  * (DIR/conmgr.ctl) for the instances and the application sessions.
+ * reload checks conmgr.conf and, if it has no errors, sends SIGHUP
+ * (conmgr reports in its log what it applied and what needs a restart);
+ * logrotate sends SIGUSR1, on which conmgr opens its log file again.
  *
- * Exit codes, as pg_ctl's: 0 success, 1 failure, 3 not running (status),
+ * Exit codes, as pg_ctl's: 0 success, 1 failure (for reload and
+ * logrotate also: not running), 3 not running (status),
  * 4 no such directory (status).
  *
  *-------------------------------------------------------------------------
@@ -71,17 +78,21 @@ usage(FILE *f)
 			"Usage:\n"
 			"  %s start  [-D DIR] [-W] [--complete] [-t SECS] [-l LOGFILE]\n"
 			"  %s stop   [-D DIR] [-W] [-m smart|fast|immediate] [-t SECS]\n"
-			"  %s status [-D DIR] [-i all|instance|application] [--json]\n\n"
+			"  %s status [-D DIR] [-i all|instance|application] [--json]\n"
+			"  %s reload [-D DIR]\n"
+			"  %s logrotate [-D DIR]\n\n"
 			"Options:\n"
 			"  -D, --cmdata=DIR   conmgr directory (default: $CMDATA)\n"
 			"  -W, --no-wait      do not wait for the operation to complete\n"
 			"      --complete     start: wait until every instance is connected\n"
 			"  -t, --timeout=SECS seconds to wait (default 60)\n"
-			"  -l, --log=FILE     start: append conmgr's output to FILE (default DIR/conmgr.log)\n"
+			"  -l, --log=FILE     start: conmgr's log file, appended to, reopened by logrotate\n"
+			"                     (default DIR/conmgr.log)\n"
 			"  -m, --mode=MODE    stop: smart, fast or immediate (default smart)\n"
 			"  -i, --info=WHAT    status: all, instance or application (default all)\n"
-			"      --json         status: print JSON\n",
-			progname, progname, progname, progname);
+			"      --json         status: print JSON\n\n"
+			"reload re-reads conmgr.conf (SIGHUP); logrotate reopens the log file (SIGUSR1).\n",
+			progname, progname, progname, progname, progname, progname);
 }
 
 /* Whether a conmgr holds the lock on cmdata's pid file. */
@@ -119,9 +130,9 @@ running_pid(void)
 	return pid > 0 ? pid : 0;
 }
 
-/* Line 5 of the pid file: starting, ready, stopping. */
+/* Line n of the pid file: 4 is the port, 5 the status (starting, ready, stopping). */
 static void
-pidfile_status(char *out, size_t len)
+pidfile_line(int n, char *out, size_t len)
 {
 	FILE	   *f = fopen(pidpath, "r");
 	char		line[256];
@@ -131,7 +142,7 @@ pidfile_status(char *out, size_t len)
 		return;
 	for (int i = 1; fgets(line, sizeof(line), f); i++)
 	{
-		if (i == 5)
+		if (i == n)
 		{
 			line[strcspn(line, "\n")] = '\0';
 			line[len - 1 < sizeof(line) ? len - 1 : sizeof(line) - 1] = '\0';
@@ -381,7 +392,7 @@ do_start(bool nowait, bool complete, int timeout, const char *logfile)
 		dup2(in, 0);
 		dup2(lfd, 1);
 		dup2(lfd, 2);
-		execl(conmgr_path(), "conmgr", "-D", cmdata, (char *) NULL);
+		execl(conmgr_path(), "conmgr", "-D", cmdata, "-l", logfile, (char *) NULL);
 		fprintf(stderr, "%s: could not run conmgr: %s\n", progname, strerror(errno));
 		_exit(1);
 	}
@@ -399,7 +410,7 @@ do_start(bool nowait, bool complete, int timeout, const char *logfile)
 			printf(" stopped waiting\n");
 			return start_failed(logfile);
 		}
-		pidfile_status(st, sizeof(st));
+		pidfile_line(5, st, sizeof(st));
 		if (running_pid() == pid && strcmp(st, "ready") == 0)
 		{
 			if (nowait)
@@ -493,6 +504,61 @@ do_stop(bool nowait, const char *mode, int timeout)
 	printf(" failed\n");
 	fprintf(stderr, "%s: conmgr (PID %d) does not shut down\n", progname, (int) pid);
 	return 1;
+}
+
+/* Send sig to the running conmgr; 0, or 1 with the reason printed. */
+static int
+signal_conmgr(int sig, const char *what)
+{
+	pid_t		pid = running_pid();
+
+	if (pid == 0)
+	{
+		fprintf(stderr, "%s: no conmgr is running in \"%s\"\n", progname, cmdata);
+		return 1;
+	}
+	if (kill(pid, sig) < 0)
+	{
+		fprintf(stderr, "%s: could not send %s signal (PID %d): %s\n",
+				progname, what, (int) pid, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * A file with errors would be refused by conmgr anyway (and only its log
+ * would say so): say it here, and leave conmgr alone, so that a service
+ * manager's reload fails visibly.
+ */
+static int
+do_reload(void)
+{
+	if (running_pid() == 0)
+	{
+		fprintf(stderr, "%s: no conmgr is running in \"%s\"\n", progname, cmdata);
+		return 1;
+	}
+	if (!load_conf())
+	{
+		fprintf(stderr, "%s: configuration file has errors; conmgr was not signaled and keeps its settings\n",
+				progname);
+		return 1;
+	}
+	if (signal_conmgr(SIGHUP, "reload") != 0)
+		return 1;
+	printf("conmgr signaled: it reloads %s/%s; its log names any parameter that needs a restart\n",
+		   cmdata, CMCONF_FILENAME);
+	return 0;
+}
+
+static int
+do_logrotate(void)
+{
+	if (signal_conmgr(SIGUSR1, "log rotation") != 0)
+		return 1;
+	printf("conmgr signaled to reopen its log file\n");
+	return 0;
 }
 
 /* Ask the listener's control socket for "status"; the whole answer, or NULL. */
@@ -618,14 +684,30 @@ do_status(const char *info, bool json)
 			printf("%s: no conmgr running\n", progname);
 		return 3;
 	}
+	/*
+	 * A running conmgr may have refused a reload of a broken file: it still
+	 * runs, so say so, with the addresses the file gives (defaults where it
+	 * fails) and a warning.
+	 */
 	if (!load_conf())
-		return 1;
+		fprintf(stderr, "%s: warning: the configuration file has errors; the instance "
+				"addresses shown may not be those conmgr uses\n", progname);
 	answer = ask_control();
 	if (answer == NULL)
 	{
 		fprintf(stderr, "%s: conmgr (PID %d) is running but did not answer on its control socket \"%s/conmgr.ctl\"\n",
 				progname, (int) pid, cmdata);
 		return 1;
+	}
+	/* The port in use: conmgr.conf may have changed since (a restart applies it). */
+	{
+		char		port[32];
+		int			p;
+
+		pidfile_line(4, port, sizeof(port));
+		p = atoi(port);
+		if (p > 0 && p <= 65535)
+			conf.port = p;
 	}
 	if (json)
 		printf("{\"running\": true, \"pid\": %d, \"port\": %d", (int) pid, conf.port);
@@ -813,6 +895,11 @@ main(int argc, char **argv)
 		return do_stop(nowait, mode, timeout);
 	if (strcmp(cmd, "status") == 0)
 		return do_status(info, json);
-	fprintf(stderr, "%s: unrecognized operation \"%s\" (start, stop or status)\n", progname, cmd);
+	if (strcmp(cmd, "reload") == 0)
+		return do_reload();
+	if (strcmp(cmd, "logrotate") == 0)
+		return do_logrotate();
+	fprintf(stderr, "%s: unrecognized operation \"%s\" (start, stop, status, reload or logrotate)\n",
+			progname, cmd);
 	return 1;
 }

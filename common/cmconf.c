@@ -16,6 +16,11 @@
  * file) and names the parameter; all are collected, up to
  * CMCONF_MAX_DIAGS, and the parse fails if any is an error.
  *
+ * Each row also says whether a reload may change the parameter: for a
+ * reload, the daemon parses the file into a new struct, lists the
+ * differences (cmconf_compare) and copies only the reloadable ones
+ * (cmconf_apply_reloadable).
+ *
  *-------------------------------------------------------------------------
  */
 #include <arpa/inet.h>
@@ -45,6 +50,13 @@ typedef enum param_type
 	PT_LISTEN					/* "*" or a list of host names/addresses */
 } param_type;
 
+/* When a new value takes effect, as PostgreSQL's GucContext. */
+typedef enum param_context
+{
+	PC_RESTART,					/* read at start; a reload keeps the old value */
+	PC_RELOAD					/* a reload (SIGHUP) applies it */
+} param_context;
+
 typedef struct cmconf_param
 {
 	const char *name;
@@ -53,6 +65,7 @@ typedef struct cmconf_param
 	size_t		offset;			/* in struct cmconf or cmconf_instance */
 	long		min;			/* PT_INT range; PT_STRING max length */
 	long		max;
+	param_context context;
 } cmconf_param;
 
 #define G(f)	offsetof(struct cmconf, f)
@@ -63,22 +76,22 @@ typedef struct cmconf_param
  * that the longest prefix is tried first.
  */
 static const cmconf_param cmconf_params[] = {
-	{"backend_hostaddr", PT_HOSTADDR, true, I(hostaddr), 1, CMCONF_HOST_MAX},
-	{"backend_host", PT_HOST, true, I(host), 1, CMCONF_HOST_MAX},
-	{"backend_port", PT_INT, true, I(backend_port), 1, 65535},
-	{"watchdog_port", PT_INT, true, I(watchdog_port), 1, 65535},
-	{"port", PT_INT, false, G(port), 1, 65535},
-	{"listen_addresses", PT_LISTEN, false, G(listen_addresses), 1, CMCONF_LISTEN_MAX},
-	{"heartbeat_interval", PT_INT, false, G(heartbeat_interval), 1, INT_MAX},
-	{"heartbeat_timeout", PT_INT, false, G(heartbeat_timeout), 1, INT_MAX},
-	{"heartbeat_connect_interval", PT_INT, false, G(heartbeat_connect_interval), 1, INT_MAX},
-	{"heartbeat_connect_timeout", PT_INT, false, G(heartbeat_connect_timeout), 1, INT_MAX},
-	{"log_destination", PT_LOGDEST, false, G(log_destination), 0, 0},
-	{"syslog_facility", PT_FACILITY, false, G(syslog_facility), 0, 7},
-	{"syslog_ident", PT_STRING, false, G(syslog_ident), 1, CMCONF_IDENT_MAX},
-	{"log_min_messages", PT_LEVEL, false, G(log_min_messages), 0, CMLOG_LAST},
-	{"max_connections", PT_INT, false, G(max_connections), 0, INT_MAX},
-	{"heartbeat_key_file", PT_STRING, false, G(heartbeat_key_file), 0, CMCONF_HOST_MAX},
+	{"backend_hostaddr", PT_HOSTADDR, true, I(hostaddr), 1, CMCONF_HOST_MAX, PC_RESTART},
+	{"backend_host", PT_HOST, true, I(host), 1, CMCONF_HOST_MAX, PC_RESTART},
+	{"backend_port", PT_INT, true, I(backend_port), 1, 65535, PC_RESTART},
+	{"watchdog_port", PT_INT, true, I(watchdog_port), 1, 65535, PC_RESTART},
+	{"port", PT_INT, false, G(port), 1, 65535, PC_RESTART},
+	{"listen_addresses", PT_LISTEN, false, G(listen_addresses), 1, CMCONF_LISTEN_MAX, PC_RESTART},
+	{"heartbeat_interval", PT_INT, false, G(heartbeat_interval), 1, INT_MAX, PC_RESTART},
+	{"heartbeat_timeout", PT_INT, false, G(heartbeat_timeout), 1, INT_MAX, PC_RESTART},
+	{"heartbeat_connect_interval", PT_INT, false, G(heartbeat_connect_interval), 1, INT_MAX, PC_RESTART},
+	{"heartbeat_connect_timeout", PT_INT, false, G(heartbeat_connect_timeout), 1, INT_MAX, PC_RESTART},
+	{"log_destination", PT_LOGDEST, false, G(log_destination), 0, 0, PC_RELOAD},
+	{"syslog_facility", PT_FACILITY, false, G(syslog_facility), 0, 7, PC_RELOAD},
+	{"syslog_ident", PT_STRING, false, G(syslog_ident), 1, CMCONF_IDENT_MAX, PC_RELOAD},
+	{"log_min_messages", PT_LEVEL, false, G(log_min_messages), 0, CMLOG_LAST, PC_RELOAD},
+	{"max_connections", PT_INT, false, G(max_connections), 0, INT_MAX, PC_RESTART},
+	{"heartbeat_key_file", PT_STRING, false, G(heartbeat_key_file), 0, CMCONF_HOST_MAX, PC_RESTART},
 };
 
 #define NPARAMS		((int) (sizeof(cmconf_params) / sizeof(cmconf_params[0])))
@@ -913,4 +926,126 @@ cmconf_nofile_needed(const struct cmconf *conf)
 	long		n = 9L + 2L * conf->ninstances + conf->max_connections;
 
 	return n > INT_MAX ? INT_MAX : (int) n;
+}
+
+/* ---- reload ---- */
+
+/*
+ * One parameter's value as text, as conmgr.conf would spell it (without
+ * quotes); "" for a parameter of an instance the file does not configure.
+ */
+static void
+format_value(const cmconf_param *par, const struct cmconf *conf, int instno,
+			 char *buf, size_t cap)
+{
+	const char *base;
+	const void *field;
+
+	if (par->per_instance && !conf->inst[instno].configured)
+	{
+		buf[0] = '\0';
+		return;
+	}
+	base = par->per_instance ? (const char *) &conf->inst[instno] : (const char *) conf;
+	field = base + par->offset;
+	switch (par->type)
+	{
+		case PT_INT:
+			snprintf(buf, cap, "%d", *(const int *) field);
+			return;
+		case PT_STRING:
+		case PT_HOST:
+		case PT_HOSTADDR:
+		case PT_LISTEN:
+			snprintf(buf, cap, "%s", (const char *) field);
+			return;
+		case PT_FACILITY:
+			snprintf(buf, cap, "LOCAL%d", *(const int *) field);
+			return;
+		case PT_LEVEL:
+			snprintf(buf, cap, "%s", cmlog_level_name(*(const int *) field));
+			return;
+		case PT_LOGDEST:
+			{
+				int			v = *(const int *) field;
+
+				snprintf(buf, cap, "%s%s%s",
+						 (v & CMCONF_LOG_STDERR) ? "stderr" : "",
+						 (v & CMCONF_LOG_STDERR) && (v & CMCONF_LOG_SYSLOG) ? "," : "",
+						 (v & CMCONF_LOG_SYSLOG) ? "syslog" : "");
+				return;
+			}
+	}
+	buf[0] = '\0';
+}
+
+static int
+compare_one(const cmconf_param *par, int instno, const struct cmconf *oldconf,
+			const struct cmconf *newconf, cmconf_change_fn fn, void *arg)
+{
+	char		name[64];
+	char		a[CMCONF_LISTEN_MAX + 1];
+	char		b[CMCONF_LISTEN_MAX + 1];
+
+	/*
+	 * An instance added or removed is named by its host parameters alone:
+	 * its ports' defaults on the side where it is absent mean nothing.
+	 */
+	if (par->per_instance && par->type == PT_INT &&
+		oldconf->inst[instno].configured != newconf->inst[instno].configured)
+		return 0;
+	format_value(par, oldconf, instno, a, sizeof(a));
+	format_value(par, newconf, instno, b, sizeof(b));
+	if (strcmp(a, b) == 0)
+		return 0;
+	if (par->per_instance)
+		snprintf(name, sizeof(name), "%s%d", par->name, instno);
+	else
+		snprintf(name, sizeof(name), "%s", par->name);
+	fn(arg, name, a, b, par->context == PC_RELOAD);
+	return 1;
+}
+
+/*
+ * Call fn for each parameter whose value differs between oldconf and
+ * newconf, in the table's order, instances by number; returns how many
+ * differ.
+ */
+int
+cmconf_compare(const struct cmconf *oldconf, const struct cmconf *newconf,
+			   cmconf_change_fn fn, void *arg)
+{
+	int			n = 0;
+
+	for (int i = 0; i < NPARAMS; i++)
+	{
+		const cmconf_param *par = &cmconf_params[i];
+
+		if (!par->per_instance)
+		{
+			n += compare_one(par, -1, oldconf, newconf, fn, arg);
+			continue;
+		}
+		for (int k = 0; k < CMCONF_MAX_INSTANCES; k++)
+			if (oldconf->inst[k].configured || newconf->inst[k].configured)
+				n += compare_one(par, k, oldconf, newconf, fn, arg);
+	}
+	return n;
+}
+
+/* Copy the parameters that a reload may change from src into dst. */
+void
+cmconf_apply_reloadable(struct cmconf *dst, const struct cmconf *src)
+{
+	for (int i = 0; i < NPARAMS; i++)
+	{
+		const cmconf_param *par = &cmconf_params[i];
+		size_t		size;
+
+		if (par->context != PC_RELOAD || par->per_instance)
+			continue;
+		/* strings are validated to hold at most max bytes and a NUL */
+		size = par->type == PT_STRING ? (size_t) par->max + 1 : sizeof(int);
+		memcpy((char *) dst + par->offset, (const char *) src + par->offset, size);
+	}
 }

@@ -4,7 +4,8 @@
  *	  conmgr.conf: the parsed configuration and its parser.
  *
  * The parser reads the whole file once into a struct cmconf that the
- * daemon's roles read and never change.  It never stops at the first
+ * daemon's roles read and never change (a reload parses into a new struct;
+ * the supervisor takes over only the reloadable parameters).  It never stops at the first
  * problem: every error and warning is collected, each naming the file,
  * the line and the parameter.  It allocates nothing, prints nothing and
  * never exits.  docs/configuration.md is the user's reference.
@@ -76,6 +77,11 @@ struct cmconf_diags
 	struct cmconf_diag d[CMCONF_MAX_DIAGS];
 };
 
+/* A difference found by cmconf_compare(); "" stands for "not set". */
+typedef void (*cmconf_change_fn) (void *arg, const char *name,
+								  const char *oldval, const char *newval,
+								  bool reloadable);
+
 /* cmconf.c */
 extern void cmconf_set_defaults(struct cmconf *conf);
 extern int	cmconf_parse_buffer(const char *filename, const char *text,
@@ -86,5 +92,8 @@ extern int	cmconf_load_file(const char *path, struct cmconf *conf,
 extern size_t cmconf_format(const struct cmconf *conf, char *buf, size_t cap);
 extern const char *cmconf_connect_host(const struct cmconf_instance *inst);
 extern int	cmconf_nofile_needed(const struct cmconf *conf);
+extern int	cmconf_compare(const struct cmconf *oldconf, const struct cmconf *newconf,
+						   cmconf_change_fn fn, void *arg);
+extern void cmconf_apply_reloadable(struct cmconf *dst, const struct cmconf *src);
 
 #endif							/* CMCONF_H */

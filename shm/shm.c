@@ -43,33 +43,56 @@ shm_create(int nslots)
 	return h;
 }
 
+/*
+ * The change-counter protocol, for any record that starts with its counter:
+ * odd while being written; a reader copies the record and retries while the
+ * counter was odd or moved.
+ */
+static void
+seq_write_begin(volatile uint32_t *changecount)
+{
+	(*changecount)++;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static void
+seq_write_end(volatile uint32_t *changecount)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	(*changecount)++;
+}
+
+static void
+seq_read(const volatile uint32_t *changecount, const void *src, void *copy, size_t len)
+{
+	for (;;)
+	{
+		uint32_t	before = *changecount;
+
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		memcpy(copy, src, len);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if ((before & 1) == 0 && before == *changecount)
+			return;
+	}
+}
+
 void
 shm_write_begin(shm_slot *slot)
 {
-	slot->changecount++;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	seq_write_begin(&slot->changecount);
 }
 
 void
 shm_write_end(shm_slot *slot)
 {
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	slot->changecount++;
+	seq_write_end(&slot->changecount);
 }
 
 void
 shm_read(const shm_slot *slot, shm_slot *copy)
 {
-	for (;;)
-	{
-		uint32_t	before = slot->changecount;
-
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		memcpy(copy, (const void *) slot, sizeof(*copy));
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		if ((before & 1) == 0 && before == slot->changecount)
-			return;
-	}
+	seq_read(&slot->changecount, (const void *) slot, copy, sizeof(*copy));
 }
 
 /*
@@ -87,4 +110,28 @@ shm_repair(shm_slot *slot)
 	slot->writer_pid = 0;
 	slot->state_since = shm_now();
 	shm_write_end(slot);
+}
+
+/*
+ * The supervisor's copy of the logging settings goes out as a whole, with
+ * a new generation, so the logger knows to look again.  The three ints
+ * that processes also read alone (log.c, logger.c) are stored atomically.
+ */
+void
+shm_logconf_publish(shm_logconf *dst, const shm_logconf *src)
+{
+	seq_write_begin(&dst->changecount);
+	__atomic_store_n(&dst->log_min_messages, src->log_min_messages, __ATOMIC_RELAXED);
+	__atomic_store_n(&dst->log_destination, src->log_destination, __ATOMIC_RELAXED);
+	dst->syslog_facility = src->syslog_facility;
+	memcpy(dst->syslog_ident, src->syslog_ident, sizeof(dst->syslog_ident));
+	dst->syslog_ident[sizeof(dst->syslog_ident) - 1] = '\0';
+	__atomic_store_n(&dst->generation, dst->generation + 1, __ATOMIC_RELEASE);
+	seq_write_end(&dst->changecount);
+}
+
+void
+shm_logconf_read(const shm_logconf *src, shm_logconf *copy)
+{
+	seq_read(&src->changecount, (const void *) src, copy, sizeof(*copy));
 }

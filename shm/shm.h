@@ -11,6 +11,12 @@
  * even; a reader copies the slot and retries while the counter was odd or
  * moved.  No lock, no system call inside.
  *
+ * The header also carries the logging settings that a reload can change
+ * (shm_logconf): the supervisor is their one writer, under the same kind
+ * of change counter; every process reads log_min_messages before it
+ * formats a line, and the logger the rest before it writes one, so a
+ * reload reaches roles that were forked before it without signalling them.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef CM_SHM_H
@@ -20,7 +26,8 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC			0x434d5348	/* "CMSH" */
-#define SHM_LAYOUT_VERSION	1
+#define SHM_LAYOUT_VERSION	2
+#define SHM_IDENT_LEN		64	/* syslog_ident, with its NUL */
 
 /* Heartbeat state of an instance; changed only by hb_set_state(). */
 typedef enum shm_state
@@ -47,6 +54,17 @@ typedef struct shm_slot
 	pid_t		writer_pid;
 } shm_slot;
 
+/* The reloadable logging settings; written by the supervisor only. */
+typedef struct shm_logconf
+{
+	volatile uint32_t changecount;
+	uint32_t	generation;		/* +1 per publication; 0 = never published */
+	int			log_min_messages;	/* enum cmlog_level */
+	int			log_destination;	/* CMCONF_LOG_* bits */
+	int			syslog_facility;	/* n of LOCALn */
+	char		syslog_ident[SHM_IDENT_LEN];
+} shm_logconf;
+
 typedef struct shm_header
 {
 	uint32_t	magic;
@@ -56,6 +74,7 @@ typedef struct shm_header
 	uint32_t	nslots;
 	pid_t		supervisor_pid;
 	int64_t		started_at;
+	shm_logconf logconf;
 	shm_slot	slots[];
 } shm_header;
 
@@ -66,5 +85,7 @@ extern void shm_write_end(shm_slot *slot);
 extern void shm_read(const shm_slot *slot, shm_slot *copy);
 extern void shm_repair(shm_slot *slot);
 extern int64_t shm_now(void);
+extern void shm_logconf_publish(shm_logconf *dst, const shm_logconf *src);
+extern void shm_logconf_read(const shm_logconf *src, shm_logconf *copy);
 
 #endif							/* CM_SHM_H */

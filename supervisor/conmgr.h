@@ -7,7 +7,9 @@
  * same (read-only) configuration, the shared instance table, the eventfd
  * that heartbeat roles write to wake the listener, and the read end of the
  * pipe whose write end only the supervisor holds (end of file there means
- * the supervisor is gone and the role must exit).
+ * the supervisor is gone and the role must exit).  The configuration is
+ * the one read at start: a reload changes only the logging settings, and
+ * those are read from the shared table (shm.h), not from here.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,6 +32,7 @@ typedef struct cm_ctx
 	int			wake_fd;		/* eventfd: heartbeat roles -> listener */
 	int			death_fd;		/* supervisor-death pipe, read end */
 	const char *cmdata;
+	const char *log_file;		/* conmgr -l, absolute; NULL = inherited stderr */
 	uint8_t		key[1024];		/* heartbeat_key_file's bytes */
 	size_t		keylen;			/* 0 = no key */
 } cm_ctx;
@@ -45,7 +48,9 @@ typedef struct cm_ctx
 /* log.c */
 extern void cm_log_init(const struct cmconf *conf, const char *role);
 extern void cm_log_use_pipe(int writefd);
-extern void cm_syslog_open(const struct cmconf *conf);
+extern void cm_log_attach_shared(const shm_logconf *shared);
+extern int	cm_log_reopen_file(const char *path);
+extern void cm_syslog_open(const char *ident, int facility);
 extern int	cm_syslog_priority(int level);
 extern void cm_log(int level, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
@@ -62,6 +67,7 @@ extern noreturn void listener_main(cm_ctx *ctx);
 extern noreturn void heartbeat_main(cm_ctx *ctx, int instno);
 
 /* supervisor.c */
-extern int	supervisor_main(const char *cmdata, int argc, char **argv);
+extern int	supervisor_main(const char *cmdata, const char *log_file,
+							int argc, char **argv);
 
 #endif							/* CONMGR_H */

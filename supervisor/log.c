@@ -6,17 +6,25 @@
  * Each process sets its role name once (cm_log_init); a line reads
  *	 2026-11-24 22:40:38.462 UTC [3196] heartbeat 1 LOG:  heartbeat up
  * Messages below log_min_messages (PostgreSQL's order: LOG ranks above
- * ERROR) are dropped at the source.  Once the logger role runs
- * (cm_log_use_pipe), each line goes to it as one record in one
- * non-blocking write of at most PIPE_BUF bytes: never interleaved, never
- * waited for; when the pipe is full the line is dropped and counted, and
- * the count is reported with the next line that gets through.  Before
- * that (start-up checks, cm_fatal before the fork) lines go straight to
- * stderr.
+ * ERROR) are dropped at the source; once the supervisor has made the
+ * shared table (cm_log_attach_shared), the level and the destination are
+ * read from there, so that a reload reaches every process.  Once the
+ * logger role runs (cm_log_use_pipe), each line goes to it as one record
+ * in one non-blocking write of at most PIPE_BUF bytes: never interleaved,
+ * never waited for; when the pipe is full the line is dropped and
+ * counted, and the count is reported with the next line that gets
+ * through.  Before that (start-up checks, cm_fatal before the fork) lines
+ * go straight to stderr.
+ *
+ * With a log file (conmgr -l), stdout and stderr are that file, opened
+ * for appending; cm_log_reopen_file() opens the path again, for log
+ * rotation, in the supervisor and in the logger, the two processes that
+ * write to it.
  *
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +37,12 @@
 #include "conmgr.h"
 
 static const struct cmconf *log_conf;
+static const shm_logconf *log_shared;
 static char log_role[64] = "conmgr";
 static int	log_pipe = -1;
 static unsigned long log_dropped;
+
+_Static_assert(SHM_IDENT_LEN >= CMCONF_IDENT_MAX + 1, "syslog_ident does not fit in shm_logconf");
 
 void
 cm_log_use_pipe(int writefd)
@@ -39,14 +50,20 @@ cm_log_use_pipe(int writefd)
 	log_pipe = writefd;
 }
 
+/*
+ * The ident must stay valid while syslog is open (openlog keeps the
+ * pointer): callers pass a configuration's own array, and call
+ * closelog() before they change it.
+ */
 void
-cm_syslog_open(const struct cmconf *conf)
+cm_syslog_open(const char *ident, int facility)
 {
 	static const int facilities[] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2,
 	LOG_LOCAL3, LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 
-	openlog(conf->syslog_ident, LOG_PID | LOG_NDELAY,
-			facilities[conf->syslog_facility]);
+	if (facility < 0 || facility > 7)
+		facility = 0;
+	openlog(ident, LOG_PID | LOG_NDELAY, facilities[facility]);
 }
 
 void
@@ -55,7 +72,54 @@ cm_log_init(const struct cmconf *conf, const char *role)
 	log_conf = conf;
 	snprintf(log_role, sizeof(log_role), "%s", role);
 	if (conf && (conf->log_destination & CMCONF_LOG_SYSLOG) && log_pipe < 0)
-		cm_syslog_open(conf);
+		cm_syslog_open(conf->syslog_ident, conf->syslog_facility);
+}
+
+/* From now on (and in every child forked after), obey the shared settings. */
+void
+cm_log_attach_shared(const shm_logconf *shared)
+{
+	log_shared = shared;
+}
+
+/* One aligned int each: no change counter needed to read them alone. */
+static int
+min_level(void)
+{
+	if (log_shared && __atomic_load_n(&log_shared->generation, __ATOMIC_ACQUIRE) != 0)
+		return __atomic_load_n(&log_shared->log_min_messages, __ATOMIC_RELAXED);
+	return log_conf ? log_conf->log_min_messages : CMLOG_DEBUG5;
+}
+
+static int
+destination(void)
+{
+	if (log_shared && __atomic_load_n(&log_shared->generation, __ATOMIC_ACQUIRE) != 0)
+		return __atomic_load_n(&log_shared->log_destination, __ATOMIC_RELAXED);
+	return log_conf ? log_conf->log_destination : CMCONF_LOG_STDERR;
+}
+
+/*
+ * Open the log file (again) and make it stdout and stderr.  -1 with errno
+ * set when it cannot be opened: the old descriptors stay as they were.
+ */
+int
+cm_log_reopen_file(const char *path)
+{
+	int			fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	int			saved;
+
+	if (fd < 0)
+		return -1;
+	if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+	{
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	close(fd);
+	return 0;
 }
 
 int
@@ -83,9 +147,10 @@ cm_vlog(int level, const char *fmt, va_list ap)
 	struct tm	tm;
 	char		ts[32];
 	int			n;
+	int			dest;
 	int			saved = errno;
 
-	if (log_conf && level < log_conf->log_min_messages)
+	if (level < min_level())
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	gettimeofday(&tv, NULL);
@@ -120,10 +185,11 @@ cm_vlog(int level, const char *fmt, va_list ap)
 			log_dropped++;
 		goto out;
 	}
-	if (!log_conf || (log_conf->log_destination & CMCONF_LOG_STDERR))
+	dest = destination();
+	if (dest & CMCONF_LOG_STDERR)
 		(void) !write(STDERR_FILENO, line + 1, n - 1);
 	/* as the logger sends them: "role LEVEL:  message" */
-	if (log_conf && (log_conf->log_destination & CMCONF_LOG_SYSLOG))
+	if (dest & CMCONF_LOG_SYSLOG)
 		syslog(cm_syslog_priority(level), "%s %s:  %s", log_role,
 			   cmlog_level_name(level), msg);
 out:

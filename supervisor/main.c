@@ -3,18 +3,22 @@
  * main.c
  *	  Entry point of the conmgr program.
  *
- * "conmgr -D DIR" runs the daemon in the foreground (supervisor.c);
- * "conmgr -D DIR -n [-v]" only loads DIR/conmgr.conf, reports every
- * problem on stderr and, with -v, prints the normalised configuration.
+ * "conmgr -D DIR" runs the daemon in the foreground (supervisor.c), its
+ * messages on stderr, or with "-l FILE" appended to FILE, which it opens
+ * again on SIGUSR1 (cm_ctl logrotate); "conmgr -D DIR -n [-v]" only loads
+ * DIR/conmgr.conf, reports every problem on stderr and, with -v, prints
+ * the normalised configuration.
  *
  * Exit codes: 0 success, 1 configuration or start-up error, 2 bad usage.
  *
  *-------------------------------------------------------------------------
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmconf.h"
 #include "cmlog.h"
@@ -29,10 +33,11 @@ usage(FILE *f)
 	fprintf(f,
 			"%s is the connection manager daemon for replicated PostgreSQL.\n\n"
 			"Usage:\n"
-			"  %s -D DIR             run conmgr in the foreground\n"
+			"  %s -D DIR [-l FILE]   run conmgr in the foreground\n"
 			"  %s -D DIR -n [-v]     check DIR/conmgr.conf\n\n"
 			"Options:\n"
 			"  -D, --cmdata=DIR      conmgr directory (default: $CMDATA)\n"
+			"  -l, --log-file=FILE   append messages to FILE, reopened on SIGUSR1\n"
 			"  -n, --check           check the configuration and exit\n"
 			"  -v, --verbose         with -n, print the normalised configuration\n"
 			"  -V, --version         print the version and exit\n"
@@ -45,6 +50,7 @@ main(int argc, char **argv)
 {
 	static const struct option long_options[] = {
 		{"cmdata", required_argument, NULL, 'D'},
+		{"log-file", required_argument, NULL, 'l'},
 		{"check", no_argument, NULL, 'n'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"version", no_argument, NULL, 'V'},
@@ -52,6 +58,8 @@ main(int argc, char **argv)
 		{NULL, 0, NULL, 0}
 	};
 	const char *cmdata = getenv("CMDATA");
+	const char *log_file = NULL;
+	static char log_path[PATH_MAX];
 	bool		check = false;
 	bool		verbose = false;
 	int			c;
@@ -60,12 +68,15 @@ main(int argc, char **argv)
 	static struct cmconf_diags diags;
 	int			rc;
 
-	while ((c = getopt_long(argc, argv, "D:nvV?", long_options, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "D:l:nvV?", long_options, NULL)) != -1)
 	{
 		switch (c)
 		{
 			case 'D':
 				cmdata = optarg;
+				break;
+			case 'l':
+				log_file = optarg;
 				break;
 			case 'n':
 				check = true;
@@ -108,8 +119,27 @@ main(int argc, char **argv)
 				progname);
 		return 2;
 	}
+	if (log_file != NULL && log_file[0] == '\0')
+	{
+		fprintf(stderr, "%s: the log file name must not be empty\n", progname);
+		return 2;
+	}
+	/* Absolute, so that it names the same file whatever happens to cwd. */
+	if (log_file != NULL && log_file[0] != '/')
+	{
+		char		cwd[PATH_MAX];
+
+		if (getcwd(cwd, sizeof(cwd)) == NULL ||
+			(size_t) snprintf(log_path, sizeof(log_path), "%s/%s", cwd, log_file) >= sizeof(log_path))
+		{
+			fprintf(stderr, "%s: could not make the log file path \"%s\" absolute\n",
+					progname, log_file);
+			return 1;
+		}
+		log_file = log_path;
+	}
 	if (!check)
-		return supervisor_main(cmdata, argc, argv);
+		return supervisor_main(cmdata, log_file, argc, argv);
 	if ((size_t) snprintf(path, sizeof(path), "%s/%s", cmdata, CMCONF_FILENAME) >= sizeof(path))
 	{
 		fprintf(stderr, "%s: conmgr directory path is too long\n", progname);

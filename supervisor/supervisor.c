@@ -25,6 +25,18 @@
  *	 SIGQUIT (immediate) every role is killed at once
  * Roles still alive 5 s after their SIGTERM get SIGKILL.
  *
+ * SIGHUP (cm_ctl reload) re-reads conmgr.conf.  A file with errors is
+ * reported and changes nothing.  Otherwise the parameters that may change
+ * at run time (the logging ones, marked in cmconf.c's table) are taken
+ * over and published in the shared table, where every role reads them;
+ * each other parameter that differs is named in the log as needing a
+ * restart and keeps its value.  Roles are not signalled: they read the
+ * published settings as they log.
+ *
+ * SIGUSR1 (cm_ctl logrotate) opens the log file (conmgr -l) again, here
+ * and then in the logger, so that after "mv conmgr.log conmgr.log.1" the
+ * next lines go to a new conmgr.log.
+ *
  *-------------------------------------------------------------------------
  */
 #include <bsd/unistd.h>
@@ -40,6 +52,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,7 +87,9 @@ static int	deathpipe[2];		/* only we keep the write end */
 static volatile sig_atomic_t pending_child,
 			pending_smart,
 			pending_fast,
-			pending_quit;
+			pending_quit,
+			pending_reload,
+			pending_logrotate;
 static int	pidfile_fd = -1;
 static char pidfile_path[4200];
 
@@ -92,14 +107,27 @@ sup_signal(int sig)
 {
 	int			saved = errno;
 
-	if (sig == SIGCHLD)
-		pending_child = 1;
-	else if (sig == SIGQUIT)
-		pending_quit = 1;
-	else if (sig == SIGTERM)
-		pending_smart = 1;
-	else
-		pending_fast = 1;
+	switch (sig)
+	{
+		case SIGCHLD:
+			pending_child = 1;
+			break;
+		case SIGQUIT:
+			pending_quit = 1;
+			break;
+		case SIGTERM:
+			pending_smart = 1;
+			break;
+		case SIGHUP:
+			pending_reload = 1;
+			break;
+		case SIGUSR1:
+			pending_logrotate = 1;
+			break;
+		default:
+			pending_fast = 1;
+			break;
+	}
 	(void) !write(selfpipe[1], "x", 1);
 	errno = saved;
 }
@@ -142,6 +170,16 @@ launch(role *r)
 			close(pidfile_fd);
 		signal(SIGCHLD, SIG_DFL);
 		signal(SIGQUIT, SIG_DFL);
+		/* Reload is the supervisor's business; roles read the shared settings. */
+		signal(SIGHUP, SIG_IGN);
+
+		/*
+		 * SIGUSR1 means "stop smart" to the listener (which installs its
+		 * own handler) and "reopen" to the logger, which reopens at start
+		 * anyway, so one lost before its handler is installed costs
+		 * nothing.
+		 */
+		signal(SIGUSR1, r->kind == ROLE_LOGGER ? SIG_IGN : SIG_DFL);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		setproctitle("-conmgr: %s", title);
@@ -363,8 +401,126 @@ signal_roles(int sig)
 			kill(roles[i].pid, sig);
 }
 
+/* Put the reloadable logging settings where every process reads them. */
+static void
+publish_log_settings(void)
+{
+	shm_logconf lc;
+
+	memset(&lc, 0, sizeof(lc));
+	lc.log_min_messages = ctx.conf->log_min_messages;
+	lc.log_destination = ctx.conf->log_destination;
+	lc.syslog_facility = ctx.conf->syslog_facility;
+	snprintf(lc.syslog_ident, sizeof(lc.syslog_ident), "%s", ctx.conf->syslog_ident);
+	shm_logconf_publish(&ctx.shm->logconf, &lc);
+}
+
+typedef struct reload_tally
+{
+	int			applied;
+	int			kept;
+} reload_tally;
+
+static void
+reload_change(void *arg, const char *name, const char *oldval,
+			  const char *newval, bool reloadable)
+{
+	reload_tally *t = arg;
+
+	if (oldval[0] == '\0')
+		oldval = "(not set)";
+	if (newval[0] == '\0')
+		newval = "(not set)";
+	if (reloadable)
+	{
+		cm_log(CMLOG_LOG, "parameter \"%s\" changed from \"%s\" to \"%s\"",
+			   name, oldval, newval);
+		t->applied++;
+		return;
+	}
+	cm_log(CMLOG_LOG, "parameter \"%s\" needs a restart to change; keeping \"%s\" "
+		   "(%s now says \"%s\")", name, oldval, CMCONF_FILENAME, newval);
+	t->kept++;
+}
+
+/*
+ * SIGHUP: read conmgr.conf again.  All or nothing for a file with errors;
+ * otherwise the reloadable parameters are taken over, the others keep the
+ * value conmgr started with and are named.  conf is the supervisor's own
+ * struct: roles restarted later get the reloaded logging settings too.
+ */
+static void
+process_reload(struct cmconf *conf)
+{
+	static struct cmconf newconf;
+	static struct cmconf before;
+	static struct cmconf_diags diags;
+	reload_tally tally = {0, 0};
+	char		path[4200];
+
+	snprintf(path, sizeof(path), "%s/%s", ctx.cmdata, CMCONF_FILENAME);
+	cm_log(CMLOG_LOG, "received SIGHUP, reloading configuration file \"%s\"", path);
+	if (cmconf_load_file(path, &newconf, &diags) != 0)
+	{
+		/* at LOG, which no log_min_messages but FATAL and PANIC hides */
+		for (int i = 0; i < diags.count; i++)
+			cm_log(CMLOG_LOG, "%s", diags.d[i].msg);
+		if (diags.dropped > 0)
+			cm_log(CMLOG_LOG, "%d more problems not shown", diags.dropped);
+		cm_log(CMLOG_LOG, "configuration file \"%s\" contains errors; nothing was changed", path);
+		return;
+	}
+	for (int i = 0; i < diags.count; i++)
+		cm_log(CMLOG_LOG, "%s", diags.d[i].msg);
+
+	before = *conf;
+	cmconf_apply_reloadable(conf, &newconf);
+	if (strcmp(before.syslog_ident, conf->syslog_ident) != 0 ||
+		before.syslog_facility != conf->syslog_facility ||
+		before.log_destination != conf->log_destination)
+	{
+		/* our own direct lines; the logger re-opens syslog by itself */
+		closelog();
+		if (conf->log_destination & CMCONF_LOG_SYSLOG)
+			cm_syslog_open(conf->syslog_ident, conf->syslog_facility);
+	}
+	publish_log_settings();
+	cmconf_compare(&before, &newconf, reload_change, &tally);
+	if (tally.applied + tally.kept == 0)
+		cm_log(CMLOG_LOG, "configuration file reloaded: no parameter changed");
+	else
+		cm_log(CMLOG_LOG, "configuration file reloaded: %d parameters changed, %d applied, "
+			   "%d need a restart", tally.applied + tally.kept, tally.applied, tally.kept);
+}
+
+/*
+ * SIGUSR1: open the log file again, here (our own lines before the logger
+ * starts and after it stops, and a restarted logger's inherited stderr)
+ * and in the logger.  The line that reports it is logged after the
+ * logger was signalled, so it is the first of the new file.
+ */
+static void
+process_logrotate(void)
+{
+	if (ctx.log_file == NULL)
+	{
+		cm_log(CMLOG_LOG, "received SIGUSR1, but conmgr has no log file to reopen "
+			   "(it writes to the standard error it was started with)");
+		return;
+	}
+	if (cm_log_reopen_file(ctx.log_file) < 0)
+	{
+		cm_log(CMLOG_WARNING, "could not reopen log file \"%s\": %s; writing on to the old one",
+			   ctx.log_file, strerror(errno));
+		return;
+	}
+	if (roles[0].pid > 0)
+		kill(roles[0].pid, SIGUSR1);
+	cm_log(CMLOG_LOG, "received SIGUSR1, reopened log file \"%s\"", ctx.log_file);
+}
+
 int
-supervisor_main(const char *cmdata, int argc, char **argv)
+supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 {
 	static struct cmconf conf;
 	static struct cmconf_diags diags;
@@ -375,13 +531,16 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 	int64_t		kill_at = 0;
 	extern char **environ;
 
-	/* setproctitle() reuses argv's memory: keep our own copy of the path. */
+	/* setproctitle() reuses argv's memory: keep our own copies of the paths. */
 	cmdata = strdup(cmdata);
-	if (cmdata == NULL)
+	log_file = log_file ? strdup(log_file) : "";
+	if (cmdata == NULL || log_file == NULL)
 	{
 		fprintf(stderr, "conmgr: out of memory\n");
 		return 1;
 	}
+	if (log_file[0] == '\0')
+		log_file = NULL;
 	setproctitle_init(argc, argv, environ);
 	if (geteuid() == 0)
 	{
@@ -389,7 +548,14 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 				"Please log in (using, e.g., \"su\") as the (unprivileged) user that will own the conmgr directory.\n");
 		return 1;
 	}
+	if (log_file != NULL && cm_log_reopen_file(log_file) < 0)
+	{
+		fprintf(stderr, "conmgr: could not open log file \"%s\": %s\n",
+				log_file, strerror(errno));
+		return 1;
+	}
 	ctx.cmdata = cmdata;
+	ctx.log_file = log_file;
 	ctx.conf = &conf;
 	cm_log_init(NULL, "supervisor");
 	check_directory();
@@ -412,6 +578,8 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 		cm_fatal(1, "could not create shared memory: %s", strerror(errno));
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 		ctx.shm->slots[i].instno = i;
+	publish_log_settings();
+	cm_log_attach_shared(&ctx.shm->logconf);
 	ctx.wake_fd = eventfd(0, EFD_NONBLOCK);
 	if (ctx.wake_fd < 0 || pipe2(deathpipe, 0) < 0 ||
 		pipe2(selfpipe, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(logpipe, O_CLOEXEC) < 0)
@@ -431,8 +599,9 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGQUIT, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+		sigaction(SIGUSR1, &sa, NULL);
 		signal(SIGPIPE, SIG_IGN);
-		signal(SIGHUP, SIG_IGN);
 	}
 
 	roles[nroles++] = (role)
@@ -490,6 +659,16 @@ supervisor_main(const char *cmdata, int argc, char **argv)
 			if (listener_alive())
 				kill(roles[1].pid, SIGTERM);
 			kill_at = now + SUP_KILL_AFTER_MS;
+		}
+		if (pending_reload)
+		{
+			pending_reload = 0;
+			process_reload(&conf);
+		}
+		if (pending_logrotate)
+		{
+			pending_logrotate = 0;
+			process_logrotate();
 		}
 		if (pending_child)
 		{
