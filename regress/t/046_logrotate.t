@@ -201,7 +201,8 @@ like($err, qr/no conmgr is running in "\Q$dir\E"/, 'and says so');
 {
 	# tools/install-deps installs logrotate for make check
 	my ($lr) = grep { -x $_ } qw(/usr/sbin/logrotate /sbin/logrotate /usr/bin/logrotate);
-	ok($lr, 'logrotate is installed') or BAIL_OUT('logrotate missing: run tools/install-deps test');
+	ok($lr, 'logrotate is installed');
+	$lr //= 'logrotate';
 	my ($d3, $p3) = cmdir();
 	($rc, $out, $err) = ctl('start', '-D', $d3, '-W');
 	is($rc, 0, 'a conmgr for logrotate');
