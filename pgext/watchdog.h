@@ -24,6 +24,7 @@
 #define WD_DEFAULT_PORT			27545
 #define WD_HANDSHAKE_TIMEOUT_MS 10000	/* accept -> registered */
 #define WD_MAX_PENDING			64	/* connections still in handshake */
+#define WD_LISTEN_BACKLOG		512
 
 /* An IP address (IPv4-mapped IPv6 is stored as IPv4) and a port. */
 typedef struct WdAddr

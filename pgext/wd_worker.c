@@ -27,6 +27,17 @@
  * never registered causes no termination.  Nothing a peer sends can make
  * this process exit: every problem closes that session and is logged.
  *
+ * Hostile peers (docs/watchdog.md, "Hostile peers"): at most WD_MAX_PENDING
+ * connections are in their handshake at once.  When one more arrives, the
+ * oldest handshake of the source address with the most handshakes is
+ * closed to make room, so a flood of idle or trickling connections from
+ * some addresses cannot keep a conmgr elsewhere from registering; it never
+ * touches a registered session.  What is logged about connections that
+ * never registered (and about failed authentication) goes through
+ * wd_log_allowed(): once a minute per source address and reason, and at
+ * most WD_LOG_BUDGET such lines a minute in all, so that a flood cannot
+ * fill the server log.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -61,12 +72,20 @@
 #define WD_MAX_LISTEN		16
 #define WD_OUTBUF			1024
 #define WD_EPOLL_BATCH		64
-#define WD_LISTEN_TAG		0x80000000u	/* epoll data of a listen socket */
 #define WD_KEY_MIN			16
 #define WD_KEY_MAX			1024
 #define WD_SEND_SLACK_US	5000	/* send a beat up to 5 ms early */
-#define WD_AUTHLOG_SLOTS	32
-#define WD_AUTHLOG_EVERY_US (60 * USECS_PER_SEC)
+#define WD_LOG_SLOTS		64	/* sources remembered per rate limit */
+#define WD_LOG_WINDOW_US	(60 * USECS_PER_SEC)
+#define WD_LOG_BUDGET		50	/* lines per window, all sources */
+
+/*
+ * epoll data: a session's generation (never 0) in the high half and its
+ * index in sessions[] in the low half, so that an event still queued for
+ * a session closed earlier in the same batch is not taken for the one
+ * that reuses its entry; generation 0 marks a listen socket.
+ */
+#define WD_EV(gen, idx)		(((uint64) (gen) << 32) | (uint32) (idx))
 
 /* Session states; the one setter is wd_set_state(). */
 typedef enum WdSessState
@@ -80,7 +99,9 @@ typedef enum WdSessState
 typedef struct WdSession
 {
 	WdSessState state;
-	int			idx;			/* index in sessions[], the epoll tag */
+	int			idx;			/* index in sessions[] */
+	uint32		gen;			/* with idx, the epoll tag */
+	int			pidx;			/* index in pending[] while in handshake */
 	int			fd;
 	int			slot;			/* index in wd_shared->sessions when UP */
 	WdAddr		peer;
@@ -100,13 +121,27 @@ typedef struct WdSession
 	uint8		outbuf[WD_OUTBUF];
 } WdSession;
 
-/* Rate limit of authentication-failure messages, per source address. */
-typedef struct WdAuthLog
+/*
+ * A log rate limit: one line per source address and kind of message per
+ * WD_LOG_WINDOW_US, and WD_LOG_BUDGET lines per window over all sources
+ * (a flood from many addresses would otherwise cycle the table).
+ */
+typedef struct WdLogEntry
 {
 	WdAddr		addr;
-	TimestampTz last_logged;
-	uint64		suppressed;
-} WdAuthLog;
+	uint32		kind;
+	TimestampTz last_logged;	/* 0: entry unused */
+	uint64		suppressed;		/* not logged since last_logged */
+} WdLogEntry;
+
+typedef struct WdLogLimit
+{
+	const char *what;			/* for the line that counts what was dropped */
+	TimestampTz window_start;
+	int			window_lines;
+	uint64		window_dropped; /* over the budget in this window */
+	WdLogEntry	entries[WD_LOG_SLOTS];
+} WdLogLimit;
 
 /*
  * One pointer per possible session: max_heartbeat_connections registered
@@ -116,7 +151,9 @@ typedef struct WdAuthLog
  */
 static WdSession **sessions;
 static int	nsessions;			/* entries in sessions[] */
-static int	npending;			/* sessions in HELLO or AUTH */
+static uint32 last_gen;			/* of the last session allocated */
+static WdSession *pending[WD_MAX_PENDING];	/* sessions in HELLO or AUTH */
+static int	npending;
 static int	nregistered;		/* sessions UP */
 static int	listen_fds[WD_MAX_LISTEN];
 static int	nlisten;
@@ -126,9 +163,11 @@ static uint32 cur_attrs;
 static TimestampTz next_attr_check;
 static uint8 auth_key[WD_KEY_MAX];
 static size_t auth_key_len;
-static WdAuthLog authlog[WD_AUTHLOG_SLOTS];
+static WdLogLimit authlog = {"failed authentications"};
+static WdLogLimit noiselog = {"connections that never registered"};
 
 static void wd_lose(WdSession *s, const char *why);
+static void wd_lose_kind(WdSession *s, const char *why, const char *kind);
 static void wd_close(WdSession *s);
 
 /* ---- small helpers ---- */
@@ -146,13 +185,13 @@ peer_str(const WdSession *s)
 
 /* Add or change a descriptor in the epoll set; false (errno set) on failure. */
 static bool
-wd_epoll_ctl(int op, int fd, uint32 events, uint32 data)
+wd_epoll_ctl(int op, int fd, uint32 events, uint64 data)
 {
 	struct epoll_event ev;
 
 	memset(&ev, 0, sizeof(ev));
 	ev.events = events;
-	ev.data.u32 = data;
+	ev.data.u64 = data;
 	return epoll_ctl(epfd, op, fd, &ev) == 0;
 }
 
@@ -168,19 +207,134 @@ wd_current_attrs(void)
 	return attrs;
 }
 
+static inline bool
+wd_in_handshake(WdSessState state)
+{
+	return state == WD_SESS_HELLO || state == WD_SESS_AUTH;
+}
+
+/* Also keeps pending[] (the sessions in handshake) and the counts. */
 static void
 wd_set_state(WdSession *s, WdSessState state)
 {
-	if (s->state == WD_SESS_HELLO || s->state == WD_SESS_AUTH)
-		npending--;
-	else if (s->state == WD_SESS_UP)
+	bool		was = wd_in_handshake(s->state);
+	bool		is = wd_in_handshake(state);
+
+	if (was && !is)
+	{
+		WdSession  *last = pending[--npending];
+
+		pending[s->pidx] = last;
+		last->pidx = s->pidx;
+		s->pidx = -1;
+	}
+	else if (!was && is)
+	{
+		Assert(npending < WD_MAX_PENDING);
+		s->pidx = npending;
+		pending[npending++] = s;
+	}
+	if (s->state == WD_SESS_UP)
 		nregistered--;
 	s->state = state;
-	if (state == WD_SESS_HELLO || state == WD_SESS_AUTH)
-		npending++;
-	else if (state == WD_SESS_UP)
+	if (state == WD_SESS_UP)
 		nregistered++;
 }
+
+/* ---- rate-limited logging ---- */
+
+static uint32
+wd_kind(const char *text)
+{
+	uint32		h = 5381;
+
+	for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+		h = h * 33 + *p;
+	return h;
+}
+
+/* Say how many lines the budget dropped, once its window is over. */
+static void
+wd_log_window(WdLogLimit *lim, TimestampTz now)
+{
+	if (now - lim->window_start < WD_LOG_WINDOW_US)
+		return;
+	if (lim->window_dropped > 0)
+		ereport(LOG,
+				(errmsg("watchdog: %llu messages about %s were not logged in the last minute",
+						(unsigned long long) lim->window_dropped, lim->what),
+				 errdetail("At most %d such messages are logged a minute, one per source address and reason.",
+						   WD_LOG_BUDGET)));
+	lim->window_start = now;
+	lim->window_lines = 0;
+	lim->window_dropped = 0;
+}
+
+/*
+ * Whether a message of this kind about this source address may be logged
+ * now; if so, *suppressed says how many like it were not logged since the
+ * last one.
+ */
+static bool
+wd_log_allowed(WdLogLimit *lim, const WdAddr *addr, uint32 kind,
+			   uint64 *suppressed)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	WdLogEntry *e = NULL;
+	WdLogEntry *oldest = &lim->entries[0];
+
+	for (int i = 0; i < WD_LOG_SLOTS; i++)
+	{
+		WdLogEntry *c = &lim->entries[i];
+
+		if (c->last_logged != 0 && c->kind == kind &&
+			wd_addr_same_host(&c->addr, addr))
+		{
+			e = c;
+			break;
+		}
+		if (c->last_logged < oldest->last_logged)
+			oldest = c;
+	}
+	if (e != NULL && now - e->last_logged < WD_LOG_WINDOW_US)
+	{
+		e->suppressed++;
+		return false;
+	}
+	wd_log_window(lim, now);
+	if (lim->window_lines >= WD_LOG_BUDGET)
+	{
+		lim->window_dropped++;
+		return false;
+	}
+	lim->window_lines++;
+	if (e == NULL)
+	{
+		e = oldest;
+		e->addr = *addr;
+		e->kind = kind;
+		e->suppressed = 0;
+	}
+	*suppressed = e->suppressed;
+	e->suppressed = 0;
+	e->last_logged = now;
+	return true;
+}
+
+/*
+ * LOG "watchdog: <message>", limited by noiselog under the kind of
+ * "reason"; for what unregistered connections cause.
+ */
+#define wd_log_noise(addr, reason, ...) \
+	do { \
+		uint64		supp_; \
+		if (wd_log_allowed(&noiselog, (addr), wd_kind(reason), &supp_)) \
+			ereport(LOG, \
+					(errmsg(__VA_ARGS__), \
+					 supp_ > 0 ? \
+					 errdetail("%llu similar messages about this address were not logged.", \
+							   (unsigned long long) supp_) : 0)); \
+	} while (0)
 
 /* ---- the shared session table ---- */
 
@@ -270,7 +424,7 @@ wd_want_write(WdSession *s, bool want)
 	if (s->want_write == want)
 		return true;
 	if (!wd_epoll_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN | (want ? EPOLLOUT : 0),
-					  (uint32) s->idx))
+					  WD_EV(s->gen, s->idx)))
 		return false;
 	s->want_write = want;
 	return true;
@@ -376,6 +530,17 @@ wd_close(WdSession *s)
 static void
 wd_lose(WdSession *s, const char *why)
 {
+	wd_lose_kind(s, why, why);
+}
+
+/*
+ * The same; "kind" names the reason for the log limit where "why" holds
+ * text the peer chose (its ERROR message), which must not make every line
+ * a new kind.
+ */
+static void
+wd_lose_kind(WdSession *s, const char *why, const char *kind)
+{
 	if (s->state == WD_SESS_UP)
 	{
 		ereport(LOG,
@@ -385,49 +550,19 @@ wd_lose(WdSession *s, const char *why)
 		wd_unregister_lost(s, GetCurrentTimestamp());
 	}
 	else
-		ereport(LOG,
-				(errmsg("watchdog: closing unregistered connection from %s: %s",
-						peer_str(s), why)));
+		wd_log_noise(&s->peer, kind,
+					 "watchdog: closing unregistered connection from %s: %s",
+					 peer_str(s), why);
 	wd_close(s);
 }
 
-static bool
-wd_auth_log_allowed(const WdAddr *addr, TimestampTz now, uint64 *suppressed)
-{
-	WdAuthLog  *oldest = &authlog[0];
-
-	for (int i = 0; i < WD_AUTHLOG_SLOTS; i++)
-	{
-		WdAuthLog  *e = &authlog[i];
-
-		if (e->last_logged != 0 && wd_addr_same_host(&e->addr, addr))
-		{
-			if (now - e->last_logged < WD_AUTHLOG_EVERY_US)
-			{
-				e->suppressed++;
-				return false;
-			}
-			*suppressed = e->suppressed;
-			e->suppressed = 0;
-			e->last_logged = now;
-			return true;
-		}
-		if (e->last_logged < oldest->last_logged)
-			oldest = e;
-	}
-	oldest->addr = *addr;
-	oldest->last_logged = now;
-	oldest->suppressed = 0;
-	*suppressed = 0;
-	return true;
-}
-
+/* One kind for all failures: logged once a minute per source address. */
 static void
 wd_auth_failed(WdSession *s, const char *why)
 {
 	uint64		suppressed;
 
-	if (wd_auth_log_allowed(&s->peer, GetCurrentTimestamp(), &suppressed))
+	if (wd_log_allowed(&authlog, &s->peer, 0, &suppressed))
 		ereport(LOG,
 				(errmsg("watchdog: authentication of conmgr at %s failed: %s",
 						peer_str(s), why),
@@ -482,22 +617,21 @@ wd_handle_hello(WdSession *s, const cmproto_msg *msg)
 								CMPROTO_MIN_VERSION, CMPROTO_VERSION);
 	if (version == 0)
 	{
-		ereport(LOG,
-				(errmsg("watchdog: conmgr at %s speaks protocol versions %u to %u, this watchdog %d to %d",
-						peer_str(s), msg->u.hb_hello.min_version,
-						msg->u.hb_hello.max_version,
-						CMPROTO_MIN_VERSION, CMPROTO_VERSION)));
+		wd_log_noise(&s->peer, "version",
+					 "watchdog: conmgr at %s speaks protocol versions %u to %u, this watchdog %d to %d",
+					 peer_str(s), msg->u.hb_hello.min_version,
+					 msg->u.hb_hello.max_version,
+					 CMPROTO_MIN_VERSION, CMPROTO_VERSION);
 		wd_send_error(s, CMPROTO_ERR_VERSION, "unsupported protocol version");
 		wd_close(s);
 		return;
 	}
 	if (nregistered >= wd_shared->max_sessions)
 	{
-		ereport(LOG,
-				(errmsg("watchdog: refusing conmgr at %s: too many heartbeat sessions",
-						peer_str(s)),
-				 errdetail("watchdog.max_heartbeat_connections is %d.",
-						   wd_shared->max_sessions)));
+		/* Before authentication: anyone can cause this line. */
+		wd_log_noise(&s->peer, "too many sessions",
+					 "watchdog: refusing conmgr at %s: too many heartbeat sessions (watchdog.max_heartbeat_connections is %d)",
+					 peer_str(s), wd_shared->max_sessions);
 		wd_send_error(s, CMPROTO_ERR_TOO_MANY, "too many heartbeat sessions");
 		wd_close(s);
 		return;
@@ -564,7 +698,7 @@ wd_handle(WdSession *s, const cmproto_msg *msg)
 			wd_auth_failed(s, "conmgr rejected the watchdog's proof or has no key");
 			return false;
 		}
-		wd_lose(s, why);
+		wd_lose_kind(s, why, "conmgr reported an error");
 		return false;
 	}
 
@@ -679,6 +813,10 @@ wd_new_session(void)
 		memset(s, 0, offsetof(WdSession, inbuf));
 		s->state = WD_SESS_FREE;
 		s->idx = i;
+		if (++last_gen == 0)
+			last_gen = 1;
+		s->gen = last_gen;
+		s->pidx = -1;
 		s->fd = -1;
 		s->slot = -1;
 		sessions[i] = s;
@@ -703,6 +841,58 @@ wd_release(int i)
 	}
 }
 
+/*
+ * Make room for a connection from "peer" when WD_MAX_PENDING are in their
+ * handshake: close the oldest handshake of the source address that has
+ * the most (counting the newcomer), or the oldest of all when every
+ * address has one.  A conmgr completes its handshake in one round trip, so
+ * a flood from other addresses does not reach it, and one from its own
+ * address reaches it only if WD_MAX_PENDING connections arrive within that
+ * round trip.  Registered sessions are never touched.
+ */
+static void
+wd_evict_pending(const WdAddr *peer)
+{
+	WdSession  *victim = NULL;
+	int			best = 0;
+	char		why[128];
+
+	for (int i = 0; i < npending; i++)
+	{
+		WdSession  *p = pending[i];
+		WdSession  *oldest = p;
+		int			n = wd_addr_same_host(&p->peer, peer) ? 2 : 1;
+		bool		first = true;
+
+		for (int j = 0; j < npending && first; j++)
+		{
+			WdSession  *q = pending[j];
+
+			if (j == i || !wd_addr_same_host(&q->peer, &p->peer))
+				continue;
+			if (j < i)
+				first = false;	/* this address was counted at j */
+			n++;
+			if (q->accepted_at < oldest->accepted_at)
+				oldest = q;
+		}
+		if (!first)
+			continue;
+		if (n > best || (n == best && oldest->accepted_at < victim->accepted_at))
+		{
+			best = n;
+			victim = oldest;
+		}
+	}
+	if (victim == NULL)
+		return;
+	snprintf(why, sizeof(why),
+			 "%d connections in handshake, the most from this address: closed the oldest to make room",
+			 WD_MAX_PENDING);
+	wd_lose(victim, why);
+	wd_release(victim->idx);
+}
+
 static void
 wd_accept(int lfd)
 {
@@ -725,15 +915,19 @@ wd_accept(int lfd)
 				return;
 			if ((errno == EMFILE || errno == ENFILE) && reserve_fd >= 0)
 			{
+				static const WdAddr nowhere;
+
 				/* Accept with the spare descriptor and refuse at once. */
 				close(reserve_fd);
-				fd = accept(lfd, NULL, NULL);
+				sslen = sizeof(ss);
+				fd = accept(lfd, (struct sockaddr *) &ss, &sslen);
 				if (fd >= 0)
 					close(fd);
 				reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-				ereport(LOG,
-						(errmsg("watchdog: out of file descriptors, refused a connection"),
-						 errhint("Raise the open-files limit above max_files_per_process + 2 * watchdog.max_heartbeat_connections.")));
+				if (fd < 0 || !wd_addr_from_sockaddr((struct sockaddr *) &ss, &peer))
+					peer = nowhere;
+				wd_log_noise(&peer, "out of file descriptors",
+							 "watchdog: out of file descriptors, refused a connection (raise the open-files limit above max_files_per_process + 2 * watchdog.max_heartbeat_connections)");
 				return;
 			}
 			ereport(LOG,
@@ -747,20 +941,22 @@ wd_accept(int lfd)
 			close(fd);
 			continue;
 		}
-		s = npending < WD_MAX_PENDING ? wd_new_session() : NULL;
+		if (npending >= WD_MAX_PENDING)
+			wd_evict_pending(&peer);
+		s = wd_new_session();
 		if (s == NULL)
 		{
 			char		host[INET6_ADDRSTRLEN];
 
-			ereport(LOG,
-					(errmsg("watchdog: refusing connection from %s: too many connections",
-							wd_addr_to_string(&peer, host, sizeof(host))),
-					 errdetail("%d sessions registered, %d in handshake.",
-							   nregistered, npending)));
+			/* Out of memory: there is always a free entry here. */
+			wd_log_noise(&peer, "too many connections",
+						 "watchdog: refusing connection from %s: out of memory (%d sessions registered, %d in handshake)",
+						 wd_addr_to_string(&peer, host, sizeof(host)),
+						 nregistered, npending);
 			close(fd);
 			continue;
 		}
-		if (!wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, (uint32) s->idx))
+		if (!wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, WD_EV(s->gen, s->idx)))
 		{
 			char		host[INET6_ADDRSTRLEN];
 
@@ -829,6 +1025,8 @@ wd_run_timers(void)
 
 	wd_check_attrs(now);
 	next = next_attr_check;
+	wd_log_window(&noiselog, now);
+	wd_log_window(&authlog, now);
 
 	for (int i = 0; i < nsessions; i++)
 	{
@@ -963,7 +1161,7 @@ wd_listen_on(struct addrinfo *ai, const char *name)
 	(void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (ai->ai_family == AF_INET6)
 		(void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0)
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, WD_LISTEN_BACKLOG) < 0)
 	{
 		ereport(LOG,
 				(errcode_for_socket_access(),
@@ -972,7 +1170,7 @@ wd_listen_on(struct addrinfo *ai, const char *name)
 		close(fd);
 		return;
 	}
-	if (!wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, WD_LISTEN_TAG | (uint32) nlisten))
+	if (!wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, WD_EV(0, nlisten)))
 		ereport(ERROR,
 				(errcode_for_socket_access(),
 				 errmsg("watchdog: could not wait on the listen socket for \"%s\": %m",
@@ -1102,23 +1300,25 @@ watchdog_main(Datum arg)
 		n = epoll_wait(epfd, evs, lengthof(evs), 0);
 		for (int i = 0; i < n; i++)
 		{
-			uint32		data = evs[i].data.u32;
+			uint32		gen = (uint32) (evs[i].data.u64 >> 32);
+			uint32		idx = (uint32) evs[i].data.u64;
 			WdSession  *s;
 
-			if (data & WD_LISTEN_TAG)
+			if (gen == 0)
 			{
-				wd_accept(listen_fds[data & ~WD_LISTEN_TAG]);
+				wd_accept(listen_fds[idx]);
 				continue;
 			}
-			s = sessions[data];
-			if (s == NULL || s->state == WD_SESS_FREE)
-				continue;		/* closed earlier in this batch */
+			s = sessions[idx];
+			/* closed earlier in this batch, its entry maybe reused since */
+			if (s == NULL || s->gen != gen || s->state == WD_SESS_FREE)
+				continue;
 			if (!(evs[i].events & EPOLLOUT) || wd_flush(s))
 			{
 				if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
 					wd_read(s);
 			}
-			wd_release(data);
+			wd_release(idx);
 		}
 	}
 }
