@@ -23,6 +23,18 @@
  * is closed (the client library sends it at once; a peer that trickles or
  * stalls would otherwise hold a session, and a descriptor, for good).
  *
+ * Hostile peers: the sessions in their handshake (STARTUP, HELLO) are
+ * kept in a list in the order they connected.  When a new connection
+ * cannot be taken, for want of descriptors or over max_connections, the
+ * oldest of them is closed to make room if it has been in its handshake
+ * for LSN_EVICT_AGE_US: a client library's handshake takes one round trip,
+ * so a flood of idle or trickling connections cannot keep applications
+ * out, while a burst of real ones is refused at the limit as before
+ * instead of evicting one another.  Resolved or attached sessions are
+ * never touched.  What such connections make the listener log goes
+ * through lsn_log_noise(): once a minute per source address and kind of
+ * message, and at most LSN_LOG_BUDGET lines a minute in all.
+ *
  * SIGTERM (fast stop): every attached session gets INSTANCE_DOWN with
  * reason "conmgr shutting down", then the role exits 0.  SIGUSR1 (smart
  * stop): the listen sockets are closed and the role exits 0 once the last
@@ -38,6 +50,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +66,12 @@
 
 #define LSN_MAX_LISTEN	8
 #define LSN_HANDSHAKE_SECS 10	/* connect to RESOLVE, at most */
+#define LSN_EVICT_AGE_US INT64_C(1000000)	/* a handshake evictable after */
 #define LSN_INBUF		(CMPROTO_PG_MAX_STARTUP + 4)
+#define LSN_LOG_SLOTS	64		/* sources remembered by the log limit */
+#define LSN_LOG_WINDOW_US INT64_C(60000000)
+#define LSN_LOG_BUDGET	50		/* noise lines per window, all sources */
+#define LSN_HOSTLEN		64		/* a numeric address, with a scope */
 
 typedef enum app_state
 {
@@ -79,7 +97,10 @@ typedef struct app
 	uint32_t	client_pid;
 	int			target;			/* enum cmproto_target, -1 before RESOLVE */
 	int64_t		since;			/* connected, then attached (wall clock us) */
-	char		peer[64];
+	int			hs_prev;		/* handshake list links (indices), -1 = none */
+	int			hs_next;
+	char		host[LSN_HOSTLEN];	/* the peer's address, for the log limit */
+	char		peer[LSN_HOSTLEN + 8];	/* address:port */
 	size_t		inlen;
 	uint8_t    *inbuf;			/* LSN_INBUF bytes */
 	uint32_t	gen;			/* bumped per session, tags its epoll events */
@@ -109,6 +130,24 @@ static char ctl_path[4200];
 static int	listen_fds[LSN_MAX_LISTEN];
 static int	nlisten;
 static unsigned rotation[CMPROTO_TARGET_LAST + 1];
+
+/* The sessions in STARTUP or HELLO, oldest first (app_set_state()). */
+static int	hs_head = -1;
+static int	hs_tail = -1;
+static int	nhandshakes;
+
+/* The noise log limit (lsn_log_noise()). */
+typedef struct log_entry
+{
+	char		host[LSN_HOSTLEN];
+	uint32_t	kind;
+	int64_t		last_us;		/* 0: unused */
+	uint64_t	suppressed;
+} log_entry;
+static log_entry log_entries[LSN_LOG_SLOTS];
+static int64_t log_window_start;
+static int	log_window_lines;
+static uint64_t log_window_dropped;
 static volatile sig_atomic_t got_sigterm;
 static volatile sig_atomic_t got_smart;
 
@@ -122,6 +161,8 @@ static volatile sig_atomic_t got_smart;
  */
 static int	spare_fd = -1;
 static int64_t accept_paused_until; /* wall clock ms; 0 = accepting */
+
+static bool lsn_evict_handshake(const char *why);
 
 static void
 handle_sigterm(int sig)
@@ -142,14 +183,138 @@ ep_set(int op, int fd, uint32_t events, uint64_t data)
 	return epoll_ctl(ep_fd, op, fd, &ev) == 0;
 }
 
+static bool
+in_handshake(app_state state)
+{
+	return state == APP_STARTUP || state == APP_HELLO;
+}
+
+/* Also keeps napps and the handshake list. */
 static void
 app_set_state(app *a, app_state state)
 {
+	int			k = (int) (a - apps);
+
 	if (a->state == APP_FREE && state != APP_FREE)
 		napps++;
 	else if (a->state != APP_FREE && state == APP_FREE)
 		napps--;
+	if (in_handshake(a->state) && !in_handshake(state))
+	{
+		if (a->hs_prev >= 0)
+			apps[a->hs_prev].hs_next = a->hs_next;
+		else
+			hs_head = a->hs_next;
+		if (a->hs_next >= 0)
+			apps[a->hs_next].hs_prev = a->hs_prev;
+		else
+			hs_tail = a->hs_prev;
+		a->hs_prev = a->hs_next = -1;
+		nhandshakes--;
+	}
+	else if (!in_handshake(a->state) && in_handshake(state))
+	{
+		a->hs_prev = hs_tail;
+		a->hs_next = -1;
+		if (hs_tail >= 0)
+			apps[hs_tail].hs_next = k;
+		else
+			hs_head = k;
+		hs_tail = k;
+		nhandshakes++;
+	}
 	a->state = state;
+}
+
+/* ---- rate-limited logging ---- */
+
+static uint32_t
+log_kind(const char *text)
+{
+	uint32_t	h = 5381;
+
+	for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+		h = h * 33 + *p;
+	return h;
+}
+
+/* Say how many lines the budget dropped, once its window is over. */
+static void
+log_window(int64_t now)
+{
+	if (now - log_window_start < LSN_LOG_WINDOW_US)
+		return;
+	if (log_window_dropped > 0)
+		cm_log(CMLOG_LOG, "%llu messages about connections that never resolved were not logged "
+			   "in the last minute (at most %d a minute, one per source address and kind)",
+			   (unsigned long long) log_window_dropped, LSN_LOG_BUDGET);
+	log_window_start = now;
+	log_window_lines = 0;
+	log_window_dropped = 0;
+}
+
+/*
+ * LOG a line about a connection that did not get as far as RESOLVE (or
+ * broke the protocol): once per LSN_LOG_WINDOW_US per source address and
+ * kind (a short fixed text), and LSN_LOG_BUDGET lines per window in all,
+ * so that a flood cannot fill the log.  The next line of the same source
+ * and kind says how many were not logged.
+ */
+static void
+lsn_log_noise(const char *host, const char *kind, const char *fmt,...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+lsn_log_noise(const char *host, const char *kind, const char *fmt,...)
+{
+	int64_t		now = shm_now();
+	uint32_t	h = log_kind(kind);
+	log_entry  *e = NULL;
+	log_entry  *oldest = &log_entries[0];
+	char		line[512];
+	va_list		ap;
+
+	for (int i = 0; i < LSN_LOG_SLOTS; i++)
+	{
+		log_entry  *c = &log_entries[i];
+
+		if (c->last_us != 0 && c->kind == h && strcmp(c->host, host) == 0)
+		{
+			e = c;
+			break;
+		}
+		if (c->last_us < oldest->last_us)
+			oldest = c;
+	}
+	if (e != NULL && now - e->last_us < LSN_LOG_WINDOW_US)
+	{
+		e->suppressed++;
+		return;
+	}
+	log_window(now);
+	if (log_window_lines >= LSN_LOG_BUDGET)
+	{
+		log_window_dropped++;
+		return;
+	}
+	log_window_lines++;
+	if (e == NULL)
+	{
+		e = oldest;
+		snprintf(e->host, sizeof(e->host), "%s", host);
+		e->kind = h;
+		e->suppressed = 0;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (e->suppressed > 0)
+		cm_log(CMLOG_LOG, "%s (%llu more like it from %s in the last minute were not logged)",
+			   line, (unsigned long long) e->suppressed, host);
+	else
+		cm_log(CMLOG_LOG, "%s", line);
+	e->suppressed = 0;
+	e->last_us = now;
 }
 
 static void
@@ -192,7 +357,7 @@ app_reject(app *a, int code, const char *why)
 {
 	cmproto_msg m;
 
-	cm_log(CMLOG_LOG, "app %s: %s", a->peer, why);
+	lsn_log_noise(a->host, why, "app %s: %s", a->peer, why);
 	memset(&m, 0, sizeof(m));
 	m.type = CMPROTO_ERROR;
 	m.u.error.code = code;
@@ -401,7 +566,8 @@ app_startup_packet(app *a)
 		return false;
 	if (rc < 0)
 	{
-		cm_log(CMLOG_LOG, "app %s: invalid startup packet: %s", a->peer, cmproto_strerror(rc));
+		lsn_log_noise(a->host, "invalid startup packet", "app %s: invalid startup packet: %s",
+					  a->peer, cmproto_strerror(rc));
 		pg_reject(a, "08P01", "invalid startup packet", NULL);
 		return false;
 	}
@@ -427,7 +593,8 @@ app_startup_packet(app *a)
 			app_close(a);
 			return false;
 		case CMPROTO_PG_STARTUP:
-			cm_log(CMLOG_LOG, "app %s: a plain PostgreSQL client connected; told it this is conmgr", a->peer);
+			lsn_log_noise(a->host, "plain client",
+						  "app %s: a plain PostgreSQL client connected; told it this is conmgr", a->peer);
 			pg_reject(a, "08004",
 					  "this is conmgr, a PostgreSQL connection manager, not a PostgreSQL server",
 					  "Connect through libpq-cm (LD_PRELOAD or -lpq-cm), or directly to an instance.");
@@ -626,6 +793,15 @@ lsn_accept_spare(int lfd, struct sockaddr_storage *ss, socklen_t *sl)
 	return fd;
 }
 
+/* Whether a connection waits in the listen socket's queue. */
+static bool
+lsn_pending(int lfd)
+{
+	struct pollfd p = {lfd, POLLIN, 0};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 static void
 lsn_accept(int lfd, bool control)
 {
@@ -640,6 +816,16 @@ lsn_accept(int lfd, bool control)
 		int			no_fd_errno = 0;
 		app		   *a = NULL;
 
+		/*
+		 * Out of descriptors: a stalled handshake gives up its own, if a
+		 * connection is really waiting (EMFILE comes before EAGAIN).
+		 */
+		if (fd < 0 && errno == EMFILE && !control && lsn_pending(lfd) &&
+			lsn_evict_handshake("out of descriptors"))
+		{
+			sl = sizeof(ss);
+			fd = accept4(lfd, (struct sockaddr *) &ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		}
 		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && spare_fd >= 0)
 		{
 			no_fd_errno = errno;
@@ -668,17 +854,20 @@ lsn_accept(int lfd, bool control)
 
 			if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 				rl.rlim_cur = 0;
-			cm_log(CMLOG_LOG, "connection from %s:%s closed: %s (open-files limit %llu)",
-				   host, serv, strerror(no_fd_errno), (unsigned long long) rl.rlim_cur);
+			lsn_log_noise(host, "out of descriptors",
+						  "connection from %s:%s closed: %s (open-files limit %llu)",
+						  host, serv, strerror(no_fd_errno), (unsigned long long) rl.rlim_cur);
 			close(fd);
 			spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 			continue;
 		}
 		if (!control && ctx->conf->max_connections > 0 &&
-			napps >= ctx->conf->max_connections)
+			napps >= ctx->conf->max_connections &&
+			!lsn_evict_handshake("max_connections reached"))
 		{
-			cm_log(CMLOG_LOG, "connection from %s:%s closed: max_connections (%d) reached",
-				   host, serv, ctx->conf->max_connections);
+			lsn_log_noise(host, "max_connections",
+						  "connection from %s:%s closed: max_connections (%d) reached",
+						  host, serv, ctx->conf->max_connections);
 			close(fd);
 			continue;
 		}
@@ -726,6 +915,7 @@ lsn_accept(int lfd, bool control)
 		a->target = -1;
 		a->client_pid = 0;
 		a->since = shm_now();
+		snprintf(a->host, sizeof(a->host), "%s", host);
 		snprintf(a->peer, sizeof(a->peer), "%s:%s", host, serv);
 		app_set_state(a, control ? APP_CONTROL : APP_STARTUP);
 	}
@@ -837,31 +1027,45 @@ lsn_open(void)
 
 /*
  * Close the sessions still in their handshake (STARTUP, HELLO) after
- * LSN_HANDSHAKE_SECS.  Returns how many remain, so that the loop knows
- * whether to come back (once a second: a scan is O(sessions)).
+ * LSN_HANDSHAKE_SECS: the list is in connection order, so only its head
+ * is looked at.  Returns how many remain.
  */
 static int
 lsn_expire_handshakes(void)
 {
 	int64_t		limit = shm_now() - (int64_t) LSN_HANDSHAKE_SECS * 1000000;
-	int			left = 0;
 
-	for (int k = 0; k < napps_alloc; k++)
+	while (hs_head >= 0 && apps[hs_head].since <= limit)
 	{
-		app		   *a = &apps[k];
+		app		   *a = &apps[hs_head];
+		char		kind[32];
 
-		if (a->state != APP_STARTUP && a->state != APP_HELLO)
-			continue;
-		if (a->since > limit)
-		{
-			left++;
-			continue;
-		}
-		cm_log(CMLOG_LOG, "app %s closed: no request within %d s of connecting (state %s)",
-			   a->peer, LSN_HANDSHAKE_SECS, app_state_names[a->state]);
+		snprintf(kind, sizeof(kind), "timeout %s", app_state_names[a->state]);
+		lsn_log_noise(a->host, kind, "app %s closed: no request within %d s of connecting (state %s)",
+					  a->peer, LSN_HANDSHAKE_SECS, app_state_names[a->state]);
 		app_close(a);
 	}
-	return left;
+	return nhandshakes;
+}
+
+/*
+ * Make room for a new connection: close the session that has been in its
+ * handshake longest, if that is LSN_EVICT_AGE_US or more.  False when
+ * there is no such session.
+ */
+static bool
+lsn_evict_handshake(const char *why)
+{
+	app		   *a;
+
+	if (hs_head < 0 || shm_now() - apps[hs_head].since < LSN_EVICT_AGE_US)
+		return false;
+	a = &apps[hs_head];
+	lsn_log_noise(a->host, "evicted",
+				  "app %s closed in its handshake (state %s, %.1f s after connecting) to make room for a new connection: %s",
+				  a->peer, app_state_names[a->state], (shm_now() - a->since) / 1e6, why);
+	app_close(a);
+	return true;
 }
 
 /* Listen sockets in or out of the epoll set's interest (accept pause). */
@@ -878,8 +1082,6 @@ listener_main(cm_ctx *c)
 {
 	sigset_t	waitmask;
 	bool		accepting = true;
-	int			handshakes = 0; /* sessions in STARTUP/HELLO at the last scan */
-	int64_t		next_scan = 0;
 
 	ctx = c;
 	cm_log_init(ctx->conf, "listener");
@@ -956,15 +1158,21 @@ listener_main(cm_ctx *c)
 			lsn_watch_listen(true);
 			accepting = true;
 		}
-		if (shm_now() >= next_scan)
+		/* Lines the log budget dropped are counted when its minute is up. */
+		log_window(shm_now());
+		if (log_window_dropped > 0)
 		{
-			handshakes = lsn_expire_handshakes();
-			next_scan = shm_now() + 1000000;
+			int			w = (int) ((log_window_start + LSN_LOG_WINDOW_US - shm_now()) / 1000) + 1;
+
+			if (timeout_ms < 0 || w < timeout_ms)
+				timeout_ms = w;
 		}
-		if (handshakes > 0 || napps > 0)
+		/* Wake when the oldest handshake's time is up (a second at most). */
+		if (lsn_expire_handshakes() > 0)
 		{
-			/* new sessions may have arrived since: look again in 1 s */
-			int			scan_ms = (int) ((next_scan - shm_now()) / 1000) + 1;
+			int64_t		left = apps[hs_head].since +
+				(int64_t) LSN_HANDSHAKE_SECS * 1000000 - shm_now();
+			int			scan_ms = left <= 0 ? 0 : left >= 1000000 ? 1000 : (int) (left / 1000) + 1;
 
 			if (timeout_ms < 0 || scan_ms < timeout_ms)
 				timeout_ms = scan_ms;
