@@ -55,7 +55,6 @@ package CmLab;
 use strict;
 use warnings;
 use Carp;
-use Fcntl ();
 use File::Temp ();
 use IO::Socket::INET;
 use IO::Socket::UNIX;
@@ -205,6 +204,8 @@ sub standbys { my $s = shift; return grep { $_ ne $s->{primary} } @{ $s->{server
 sub dir { return $_[0]{dir} }
 sub hb_timeout { return $_[0]{hb_timeout} }
 sub hb_interval { return $_[0]{hb_interval} }
+sub hb_connect_interval { return $_[0]{hb_connect_interval} }
+sub hb_connect_timeout { return $_[0]{hb_connect_timeout} }
 
 # The namespace of a host (undef for c1, the root namespace).
 sub ns
@@ -913,14 +914,6 @@ sub kill_conmgr
 	kill 'KILL', -$pid;
 	$self->{conmgr}{$c} = { killed => $pid };
 	return $t;
-}
-
-# Instance number of a server in conmgr.conf
-sub instno
-{
-	my ($self, $s) = @_;
-	my ($i) = grep { $self->{servers}[$_] eq $s } 0 .. $#{ $self->{servers} };
-	return $i;
 }
 
 =pod

@@ -1,6 +1,7 @@
 # The fault lab (issue 6): servers in network namespaces behind links that
 # are cut by dropping packets, conmgr and the applications on the client
-# host (the root namespace), a second client host with its own conmgr.
+# host (the root namespace), a second client host with its own conmgr, a
+# third with plain-libpq applications.
 # Each scenario runs CM_FAULT_N times (default 3; `make check-faults`: 20)
 # and prints every measured figure (prove -v shows them; a summary table
 # at the end). docs/faultlab.md explains the set-up and gives the figures.
@@ -38,11 +39,23 @@ my $t_begin = time();
 my $top = "$FindBin::RealBin/../..";
 my $psql = CmLab::pgbin() . '/psql';
 
-my $lab = CmLab->new(top => $top, hb_interval => 1, hb_timeout => 3);
+my $lab;
+
+# Stop here with a failure (not a bail-out: other root tests still run).
+sub give_up
+{
+	my ($why) = @_;
+	fail($why);
+	$lab->cleanup if $lab;
+	done_testing();
+	exit 1;
+}
+
+$lab = CmLab->new(top => $top, hb_interval => 1, hb_timeout => 3);
 eval { $lab->start; 1 } or do {
 	my $err = $@;
 	plan skip_all => "needs root with CAP_SYS_ADMIN/CAP_NET_ADMIN: $err" if $lab->{no_netns};
-	BAIL_OUT("the lab did not start: $err");
+	give_up("the lab did not start: $err");
 };
 my $T = $lab->hb_timeout;
 note(sprintf('lab up in %.1f s: %s; primary %s, standbys %s; heartbeat_interval %d s, heartbeat_timeout %d s',
@@ -167,11 +180,16 @@ sub recover
 	diag("recovering after: $why");
 	eval {
 		$lab->stop_procs;
-		$lab->restore(keys %{ $lab->{links} });
+		$lab->kill_pids;
+		$lab->restore(grep { !$lab->{crashed}{ (split /-/)[0] } && !$lab->{crashed}{ (split /-/)[1] } }
+			keys %{ $lab->{links} });
+		# a crash without its promotion, or without the rebuild
+		$lab->promote(($lab->standbys)[0]) if $lab->{crashed}{ $lab->primary };
+		$lab->rebuild if %{ $lab->{crashed} // {} };
 		$lab->start_conmgr('c1') unless $lab->conmgr_pid('c1') && kill(0, $lab->conmgr_pid('c1'));
 		$lab->wait_routable('c1');
 		1;
-	} or BAIL_OUT("the lab could not recover: $@");
+	} or give_up("the lab could not recover: $@");
 	return;
 }
 
@@ -486,7 +504,7 @@ sub scenario_flap
 	my $t_end = $cuts[-1][1];
 	my $t_back = $lab->wait_until(sub { join(',', $lab->resolve('c1', 'read-write')) eq $p }, 20);
 	ok($t_back, 'after the flapping, conmgr routes read-write to the primary again');
-	my $back_bound = $T + $lab->{hb_connect_interval} + $lab->{hb_connect_timeout} + 1;
+	my $back_bound = $T + $lab->hb_connect_interval + $lab->hb_connect_timeout + 1;
 	ok($t_back && $t_back - $t_end <= $back_bound, sprintf('within %d s of the last restore: %.2f s',
 		$back_bound, $t_back ? $t_back - $t_end : -1));
 	fig('5 flapping: primary routable again after the last restore (s)', $t_back ? $t_back - $t_end : undef);
@@ -512,7 +530,7 @@ sub scenario_flap
 	# timeout plus TCP's retransmission delay (a segment lost at the end of
 	# a cut is resent up to ~1.5 s after it); and it is not kept withdrawn
 	# longer than a reconnection takes once the link is back.
-	my $reconnect = $T + $lab->{hb_connect_interval} + $lab->{hb_connect_timeout} + 0.5;
+	my $reconnect = $T + $lab->hb_connect_interval + $lab->hb_connect_timeout + 0.5;
 	my ($stale_up, $early_down, $spurious_down, $stale_down, $max_up_in_cut) = (0, 0, 0, 0, 0);
 	my $first_cut = $cuts[0][0];
 	my $prev_rw = $p;
@@ -628,6 +646,14 @@ sub scenario_many
 scenario('6 200 applications', \&scenario_many) if $only{6};
 
 # --- 3: primary crash and promotion, conmgr vs libpq multi-host -----------
+# A child that connects again and again until $until or until $stop
+# exists, one line per attempt in $file: start, end, ok|fail|hung, the
+# server's address and recovery flag. An attempt still running after
+# $hang s is killed and recorded as hung (a query in flight on the primary
+# when it died waits for an answer that never comes, unless something
+# declares the connection lost).
+my $hang = 15;
+
 sub connect_loop
 {
 	my ($file, $stop, $until, @cmd) = @_;
@@ -637,7 +663,8 @@ sub connect_loop
 		while (time() < $until && !-e $stop)
 		{
 			my $t = time();
-			my $out = `@{[ join ' ', map { "'$_'" } @cmd ]} 2>&1`;
+			my $out = `timeout -s KILL $hang @{[ join ' ', map { "'$_'" } @cmd ]} 2>&1`;
+			my $killed = ($? >> 8) == 137;
 			my $e = time();
 			if ($out =~ /^connected host=\S+ hostaddr=(\S+) port=\d+ cmsocket=\w+ recovery=(\w)/m
 				|| $out =~ /^(\d+\.\d+\.\d+\.\d+)\|(\w)$/m)
@@ -647,7 +674,7 @@ sub connect_loop
 			else
 			{
 				$out =~ s/\s+/ /g;
-				printf $log "%.6f %.6f fail - - %s\n", $t, $e, substr($out, 0, 300);
+				printf $log "%.6f %.6f %s - - %s\n", $t, $e, $killed ? 'hung' : 'fail', substr($out, 0, 300);
 			}
 			usleep(50_000);
 		}
@@ -662,7 +689,8 @@ sub read_loop
 	while (<$f>)
 	{
 		my ($t, $e, $res, $addr, $rec, $msg) = split ' ', $_, 6;
-		push @r, { t => $t, e => $e, ok => $res eq 'ok', addr => $addr, rec => $rec, msg => $msg };
+		push @r, { t => $t, e => $e, ok => $res eq 'ok', hung => $res eq 'hung', addr => $addr, rec => $rec,
+			msg => $msg };
 	}
 	return @r;
 }
@@ -679,7 +707,7 @@ sub scenario_failover
 	my @order = ($old, $new, $other);
 	my $mh = 'host=' . join(',', map { $lab->addr($_, 'c1') } @order) . ' port=5432,5432,5432 dbname=postgres'
 	  . ' user=postgres target_session_attrs=read-write connect_timeout=2';
-	my $until = time() + 45;
+	my $until = time() + 60;
 	connect_loop($f_cm, $stop, $until, $lab->cmapp, 'connect',
 		$lab->conninfo('c1', 'read-write', connect_timeout => 2));
 	connect_loop($f_mh, $stop, $until, $psql, '-X', '-At', '-d', $mh, '-c',
@@ -695,7 +723,7 @@ sub scenario_failover
 		my ($r) = grep { $_->{ok} && $_->{e} > $t_prom && ($name_of{ $_->{addr} } // '') eq $new } read_loop($file);
 		return $r;
 	};
-	my $both = $lab->wait_until(sub { $first_ok->($f_cm) && $first_ok->($f_mh) }, 30);
+	my $both = $lab->wait_until(sub { $first_ok->($f_cm) && $first_ok->($f_mh) }, $hang + 20);
 	# a few more attempts once things have settled, then stop the loops
 	$lab->wait_until(sub { (grep { $_->{t} > $t_prom + 4 } read_loop($f_cm)) >= 3
 		  && (grep { $_->{t} > $t_prom + 4 } read_loop($f_mh)) >= 3 }, 20);
@@ -723,6 +751,10 @@ sub scenario_failover
 	is(scalar(grep { !$_->{ok} || ($name_of{ $_->{addr} } // '') ne $new } @after), 0,
 		'conmgr: every connection after the first success reached the new primary (' . scalar(@after) . ')')
 	  or diag(join('', map { "$_->{addr} $_->{msg}\n" } @after));
+	my ($cm_hung, $mh_hung) = map { scalar(grep { $_->{hung} } @$_) } \@cm, \@mh;
+	is($cm_hung, 0, "conmgr: no attempt hung (each ended within $hang s)");
+	fig("3 conmgr: attempts hung past $hang s (count)", $cm_hung);
+	fig("3 libpq multi-host: attempts hung past $hang s (count)", $mh_hung);
 	fig('3 conmgr: promote to first read-write success (s)', $cm_t);
 	fig('3 libpq multi-host: promote to first read-write success (s)', $mh_t);
 	fig('3 conmgr: failed attempts between crash and first success (count)',
