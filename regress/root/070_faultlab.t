@@ -174,6 +174,17 @@ sub retransmitting
 	return $n;
 }
 
+# The log_disconnections lines of sessions from $host on server $s since
+# log position $pos, once there are $n (a backend leaves pg_stat_activity
+# just before it writes that line) or after 5 s.
+sub ended
+{
+	my ($s, $pos, $host, $n) = @_;
+	my @d;
+	$lab->wait_until(sub { @d = grep { $_->{host} eq $host } $lab->disconnections($s, $pos); @d >= $n }, 5);
+	return @d;
+}
+
 sub recover
 {
 	my ($why) = @_;
@@ -261,8 +272,8 @@ sub scenario_cut
 		return $c1_gone && $c3_gone;
 	});
 	# when the sessions ended: the server's log_disconnections lines
+	my @c1_disc = ended($p, $pos, $a1, 3);
 	my @disc = $lab->disconnections($p, $pos);
-	my @c1_disc = grep { $_->{host} eq $a1 } @disc;
 	my $t_term = $c1_gone && @c1_disc ? (sort { $b <=> $a } map { $_->{t} } @c1_disc)[0] - $t0 : undef;
 	is(scalar(@c1_disc), 3, "the primary logged the end of c1's 3 sessions");
 	my %gone;
@@ -362,7 +373,7 @@ sub scenario_kill_conmgr
 	});
 	for my $s (grep { $ended{$_} } @held)
 	{
-		my @d = grep { $_->{host} eq $lab->addr('c1', $s) } $lab->disconnections($s, $pos{$s});
+		my @d = ended($s, $pos{$s}, $lab->addr('c1', $s), $held{$s});
 		$term{$s} = (sort { $b <=> $a } map { $_->{t} } @d)[0] - $t0 if @d == $held{$s};
 	}
 	my $apps_max = 0;
@@ -618,7 +629,7 @@ sub scenario_many
 		$ended ||= ($lab->sessions_from($p, $a1) // -1) == 0;
 		usleep(20_000);
 	}
-	my @disc = grep { $_->{host} eq $a1 } $lab->disconnections($p, $pos);
+	my @disc = ended($p, $pos, $a1, $n);
 	$t_term = (sort { $b <=> $a } map { $_->{t} } @disc)[0] - $t0 if $ended && @disc;
 	is(scalar(@disc), $n, "the primary logged the end of the $n sessions");
 	my @t = sort { $a <=> $b } map { $_->{t} } values %done;
