@@ -46,24 +46,10 @@ sub lab_start
 	my $top = Cwd::realpath(cm_top());
 	my %lab = (top => $top, hb_interval => 1, hb_timeout => 2,
 		lib => "$top/build/lib", dropin => "$top/build/lib/dropin");
-	my %wd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(p s);
-	my $p = PostgreSQL::Test::Cluster->new('primary');
-	$p->init(allows_streaming => 1);
-	$p->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'watchdog'
-listen_addresses = '127.0.0.1'
-watchdog.port = $wd{p}
-watchdog.listen_addresses = '127.0.0.1'
-watchdog.check_attr_interval = 200
-});
-	$p->start;
-	$p->backup('b');
-	my $s = PostgreSQL::Test::Cluster->new('standby');
-	$s->init_from_backup($p, 'b', has_streaming => 1);
-	$s->append_conf('postgresql.conf', "watchdog.port = $wd{s}\n");
-	$s->start;
-	$lab{node} = { p => $p, s => $s };
-	$lab{port} = { p => $p->port, s => $s->port };
+	my ($node, $wdp) = watchdog_cluster(p => 'primary', s => 'standby');
+	my %wd = %$wdp;
+	$lab{node} = $node;
+	$lab{port} = { map { $_ => $node->{$_}->port } keys %$node };
 	$lab{name_of} = { reverse %{ $lab{port} } };
 
 	$lab{cmport} = PostgreSQL::Test::Cluster::get_free_port();

@@ -26,12 +26,66 @@ use IPC::Run;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
-  wait_until);
+  wait_until foreign_env sanitized watchdog_cluster);
 
 # The repository's top directory (regress/t/../..).
 sub cm_top
 {
 	return "$FindBin::RealBin/../..";
+}
+
+=pod
+
+=head2 foreign_env(VAR => value, ...)
+
+The command prefix C<('env', 'VAR=value', ...)> that runs a program not
+built by this tree (psql, pgbench, pg_isready, python3, contrib programs)
+with libpq-cm loaded into it, by C<LD_PRELOAD> or by C<LD_LIBRARY_PATH>
+(the drop-in libpq.so.5). Tests use it instead of writing C<env
+LD_PRELOAD=...> themselves.
+
+Under C<make check-asan> (C<CM_SANITIZE=1>, see docs/hardening.md)
+libpq-cm is built with ASan, whose runtime must come first in a program's
+initial library list: it is put at the head of C<LD_PRELOAD>, followed by
+build/regress/asan-initfirst.so, which starts it before the program's
+other libraries (regress/sanitizer/asan-initfirst.c says why), and leak
+detection is turned off for that program (what psql or python3 leave
+allocated at exit is not ours; libpq-cm's own leaks are looked for in
+cmapp, which is built with ASan). Otherwise it is plain C<env>.
+
+=cut
+
+sub foreign_env
+{
+	my (%var) = @_;
+	if (sanitized())
+	{
+		my $shim = cm_top() . '/build/regress/asan-initfirst.so';
+		$var{LD_PRELOAD} = join(':', asan_runtime(), $shim, $var{LD_PRELOAD} // ());
+		$var{ASAN_OPTIONS} = join(':', $ENV{ASAN_OPTIONS} // (), 'detect_leaks=0');
+	}
+	return ('env', map { "$_=$var{$_}" } sort keys %var);
+}
+
+# True under make check-asan: the tree is built with the sanitizers.
+sub sanitized
+{
+	return ($ENV{CM_SANITIZE} // '') eq '1';
+}
+
+# The ASan runtime libpq-cm.so.1 is linked with (gcc: libasan.so.N, clang:
+# libclang_rt.asan-ARCH.so), as the dynamic linker finds it.
+my $asan_runtime;
+
+sub asan_runtime
+{
+	return $asan_runtime if defined $asan_runtime;
+	my $lib = cm_top() . '/build/lib/libpq-cm.so.1';
+	my $ldd = `ldd $lib 2>&1`;
+	($asan_runtime) = $ldd =~ m{^\s*lib(?:asan|clang_rt\.asan)[^\s]*\.so\S*\s+=>\s+(\S+)}m;
+	die "CM_SANITIZE=1, but $lib is not linked with an ASan runtime:\n$ldd"
+	  unless defined $asan_runtime;
+	return $asan_runtime;
 }
 
 =pod
@@ -141,6 +195,47 @@ sub raw_pg_session
 		}
 	}
 	die "raw_pg_session: no ReadyForQuery";
+}
+
+=pod
+
+=head2 watchdog_cluster(key => name, ...)
+
+A primary (the first pair) and streaming standbys (the others) on
+127.0.0.1, each with the watchdog extension (watchdog.check_attr_interval
+200 ms), started. Returns C<(\%node, \%wd)>: key => the
+PostgreSQL::Test::Cluster node named name, key => its watchdog's port.
+
+=cut
+
+sub watchdog_cluster
+{
+	my (@pairs) = @_;
+	require PostgreSQL::Test::Cluster;
+	my @keys = @pairs[ grep { $_ % 2 == 0 } 0 .. $#pairs ];
+	my %name = @pairs;
+	my %wd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } @keys;
+	my ($pk, @sk) = @keys;
+	my $p = PostgreSQL::Test::Cluster->new($name{$pk});
+	$p->init(allows_streaming => 1);
+	$p->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'watchdog'
+listen_addresses = '127.0.0.1'
+watchdog.port = $wd{$pk}
+watchdog.listen_addresses = '127.0.0.1'
+watchdog.check_attr_interval = 200
+});
+	$p->start;
+	$p->backup('b');
+	my %node = ($pk => $p);
+	for my $k (@sk)
+	{
+		$node{$k} = PostgreSQL::Test::Cluster->new($name{$k});
+		$node{$k}->init_from_backup($p, 'b', has_streaming => 1);
+		$node{$k}->append_conf('postgresql.conf', "watchdog.port = $wd{$k}\n");
+		$node{$k}->start;
+	}
+	return (\%node, \%wd);
 }
 
 # Poll $cond every 20 ms for up to $secs; returns the time it became true.

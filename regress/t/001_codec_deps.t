@@ -4,6 +4,8 @@
 use strict;
 use warnings;
 use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use CmTest;
 use Test::More;
 
 my $top = "$FindBin::RealBin/../..";
@@ -28,6 +30,9 @@ for my $obj (@objects)
 	is($?, 0, "nm ran on $obj");
 	# Calls between the checked objects themselves are fine.
 	my @bad = grep { !$allowed{$_} && !/^cm(hmac|sha256)_/ } @undef;
+	# make check-asan: the tree's copies call the sanitizers' hooks (the
+	# extension's, built by PGXS, never do).
+	@bad = grep { !/^__(?:asan|ubsan)_/ } @bad if sanitized() && $obj =~ m{/build/};
 	is_deeply(\@bad, [], "$obj calls only allowed library functions")
 	  or diag("unexpected: @bad");
 }

@@ -305,14 +305,14 @@ sub fake_conmgr
 # (our PQconnectStartParams) and reads it as a real PGconn.
 for my $dest ("-p $port{p}", "-p $cm1->{port}")
 {
-	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", 'pg_isready', '-h', '127.0.0.1',
+	my ($out, $err) = run_cmd(foreign_env(LD_PRELOAD => $preload), 'pg_isready', '-h', '127.0.0.1',
 		split(/ /, $dest));
 	like($out, qr/accepting connections/, "pg_isready (LD_PRELOAD) $dest: accepting connections")
 	  or diag("$out$err");
 }
 for my $target (qw(read-write read-only))
 {
-	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", 'psql', '-X', '-At',
+	my ($out, $err) = run_cmd(foreign_env(LD_PRELOAD => $preload), 'psql', '-X', '-At',
 		'-d', cm_conninfo($cm1, $target), '-c', '\conninfo', '-c', 'SELECT pg_is_in_recovery()');
 	my ($p) = $out =~ /at port "(\d+)"/;
 	my $where = $name_of{ $p // 0 } // 'none';
@@ -324,7 +324,7 @@ for my $target (qw(read-write read-only))
 		'pgbench -i on the primary');
 	$primary->wait_for_catchup($node{s1});
 	$primary->wait_for_catchup($node{s2});
-	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", 'pgbench', '-n', '-C', '-S', '-T', '2',
+	my ($out, $err) = run_cmd(foreign_env(LD_PRELOAD => $preload), 'pgbench', '-n', '-C', '-S', '-T', '2',
 		cm_conninfo($cm1, 'read-only'));
 	my ($n) = $out =~ /number of transactions actually processed: (\d+)/;
 	ok(($n // 0) > 0, "pgbench -C -S through conmgr (LD_PRELOAD): $n transactions, each a new connection")
@@ -333,7 +333,7 @@ for my $target (qw(read-write read-only))
 }
 for my $target (qw(read-write standby))
 {
-	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", "$top/build/regress/tools/ecpgapp",
+	my ($out, $err) = run_cmd(foreign_env(LD_PRELOAD => $preload), "$top/build/regress/tools/ecpgapp",
 		"tcp:postgresql://localhost:$cm1->{port}/postgres?target_session_attrs=$target");
 	my ($p, $r) = $out =~ /^ecpg port=(\d+) recovery=(\w)/m;
 	my $where = $name_of{ $p // 0 } // 'none';
@@ -347,16 +347,17 @@ c = psycopg.connect(sys.argv[1])
 r = c.execute("SELECT pg_is_in_recovery()").fetchone()[0]
 print("psycopg host=%s port=%s recovery=%s" % (c.info.host, c.info.port, r))
 };
-	my ($out, $err) = run_cmd('env', "LD_LIBRARY_PATH=$dropin", 'python3', '-c', $py,
+	my ($out, $err) = run_cmd(foreign_env(LD_LIBRARY_PATH => $dropin), 'python3', '-c', $py,
 		cm_conninfo($cm1, 'read-write'));
 	like($out, qr/^psycopg host=127\.0\.0\.1 port=$port{p} recovery=False$/m,
 		'psycopg (drop-in libpq.so.5): read-write reaches the primary, conn.info names it')
 	  or diag("$out$err");
-	($out, $err) = run_cmd('env', "LD_LIBRARY_PATH=$dropin", 'python3', '-c', $py,
+	($out, $err) = run_cmd(foreign_env(LD_LIBRARY_PATH => $dropin), 'python3', '-c', $py,
 		cm_conninfo($cm1, 'standby'));
 	like($out, qr/^psycopg host=127\.0\.0\.1 port=($port{s1}|$port{s2}) recovery=True$/m,
 		'psycopg: standby reaches a standby') or diag("$out$err");
-	my $ldd = `env LD_LIBRARY_PATH=$dropin python3 -c 'import psycopg, ctypes; psycopg.pq.version(); print(open("/proc/self/maps").read())'`;
+	my ($ldd) = run_cmd(foreign_env(LD_LIBRARY_PATH => $dropin), 'python3', '-c',
+		'import psycopg, ctypes; psycopg.pq.version(); print(open("/proc/self/maps").read())');
 	like($ldd, qr{\Q$dropin\E/libpq\.so\.5}, 'psycopg loaded the drop-in libpq.so.5');
 }
 
@@ -419,12 +420,12 @@ sub queries_running
 	my $blocked = start_app('block', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
 	my $async = start_app('pollcm', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
 	my ($psql_out, $bench_out) = ('', '');
-	my $psql = IPC::Run::start([ 'env', "LD_PRELOAD=$preload", 'psql', '-X', '-d',
+	my $psql = IPC::Run::start([ foreign_env(LD_PRELOAD => $preload), 'psql', '-X', '-d',
 		cm_conninfo($cm1, 'standby'), '-c', 'SELECT pg_sleep(60)' ],
 		'<', \undef, '>&', \$psql_out);
 	my $script = PostgreSQL::Test::Utils::tempdir() . '/sleep.sql';
 	PostgreSQL::Test::Utils::append_to_file($script, "SELECT pg_sleep(0.2);\n");
-	my $bench = IPC::Run::start([ 'env', "LD_PRELOAD=$preload", 'pgbench', '-n', '-c', '2',
+	my $bench = IPC::Run::start([ foreign_env(LD_PRELOAD => $preload), 'pgbench', '-n', '-c', '2',
 		'-T', '60', '-f', $script, cm_conninfo($cm1, 'standby') ], '<', \undef, '>&', \$bench_out);
 	ok(app_wait($blocked, qr/^running/m), 'a blocking PQexec is running on a standby');
 	ok(app_wait($async, qr/^running/m), 'an async query watching PQcmSocket() is running');

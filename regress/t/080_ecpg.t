@@ -10,6 +10,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
 use CmDriverLab;
+use CmTest;
 use Test::More;
 
 my $lab = lab_start();
@@ -32,7 +33,7 @@ my %expect = (
 	'any' => qr/^[ps]$/);
 for my $target (sort keys %expect)
 {
-	my ($out, $err) = run_cmd($bin, 'connect', target_url($target));
+	my ($out, $err) = run_cmd(foreign_env(), $bin, 'connect', target_url($target));
 	my ($port, $rec, $host, $pqport, $cmsock) =
 	  $out =~ /^connected port=(\d+) recovery=(\w) host=(\S+) pqport=(\d+) cmsocket=(\w+)/m;
 	my $where = $lab->name_of($port);
@@ -49,7 +50,7 @@ for my $target (sort keys %expect)
 	my %seen;
 	for (1 .. 4)
 	{
-		my ($out) = run_cmd($bin, 'connect', target_url('any'));
+		my ($out) = run_cmd(foreign_env(), $bin, 'connect', target_url('any'));
 		$seen{ $lab->name_of($1) }++ if $out =~ /^connected port=(\d+)/m;
 	}
 	is_deeply([ sort keys %seen ], [qw(p s)], 'any: four connections reach both instances');
@@ -57,7 +58,7 @@ for my $target (sort keys %expect)
 
 # A lost standby under a blocked EXEC SQL.
 {
-	my $bg = bg_start($bin, 'block', target_url('standby'), 'SELECT pg_sleep(60)');
+	my $bg = bg_start(foreign_env(), $bin, 'block', target_url('standby'), 'SELECT pg_sleep(60)');
 	ok(bg_wait($bg, qr/^running/m), 'a blocking EXEC SQL runs on the standby') or diag(bg_out($bg));
 	ok($lab->wait_query('s', 'SELECT pg_sleep(60)'), 'the standby runs it');
 	my ($took) = $lab->lose('s', $hb + 5, [ $bg, qr/^result /m ]);

@@ -14,6 +14,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
 use CmDriverLab;
+use CmTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -44,7 +45,7 @@ sub connstr
 sub odbc
 {
 	my (@args) = @_;
-	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$preload", $bin, @args);
+	my ($out, $err) = run_cmd(foreign_env(LD_PRELOAD => $preload), $bin, @args);
 	return ("$out$err", $out =~ /^connected server_name=(\S*) port=(\d+) addr=(\S+) recovery=(\w)/m);
 }
 
@@ -64,7 +65,7 @@ is_deeply([ keys %server_name ], ['localhost'],
 	"SQLGetInfo(SQL_SERVER_NAME) is the connection string's Servername (psqlODBC copies it, docs/drivers.md)");
 
 {
-	my ($out, $err) = run_cmd('env', "LD_PRELOAD=$cmlib", $bin, 'connect', connstr('read-write'));
+	my ($out, $err) = run_cmd(foreign_env(LD_PRELOAD => $cmlib), $bin, 'connect', connstr('read-write'));
 	like($out, qr/^connected /m, 'LD_PRELOAD=libpq-cm.so.1 alone works under psqlODBC') or diag("$out$err");
 }
 
@@ -73,7 +74,7 @@ is_deeply([ keys %server_name ], ['localhost'],
 	my $ini = PostgreSQL::Test::Utils::tempdir() . '/odbc.ini';
 	PostgreSQL::Test::Utils::append_to_file($ini, "[cmapp]\nDriver = $driver\nServername = localhost\n"
 		  . "Port = $lab->{cmport}\nDatabase = postgres\npqopt = target_session_attrs=standby\n");
-	my ($out, $err) = run_cmd('env', "ODBCINI=$ini", "LD_PRELOAD=$preload", $bin, 'connect', 'DSN=cmapp');
+	my ($out, $err) = run_cmd(foreign_env(ODBCINI => $ini, LD_PRELOAD => $preload), $bin, 'connect', 'DSN=cmapp');
 	my ($port) = $out =~ /^connected .* port=(\d+)/m;
 	is($lab->name_of($port), 's', 'DSN=cmapp (odbc.ini: pqopt = target_session_attrs=standby) reaches the standby') or diag("$out$err");
 }
@@ -87,7 +88,7 @@ is_deeply([ keys %server_name ], ['localhost'],
 
 # A lost standby under a blocked SQLExecDirect.
 {
-	my $bg = bg_start('env', "LD_PRELOAD=$preload", $bin, 'block', connstr('standby'), 'SELECT pg_sleep(60)');
+	my $bg = bg_start(foreign_env(LD_PRELOAD => $preload), $bin, 'block', connstr('standby'), 'SELECT pg_sleep(60)');
 	ok(bg_wait($bg, qr/^running/m), 'a blocking SQLExecDirect runs') or diag(bg_out($bg));
 	ok($lab->wait_query('s', 'SELECT pg_sleep(60)'), 'the standby runs it');
 	my ($took) = $lab->lose('s', $hb + 5, [ $bg, qr/^result /m ]);

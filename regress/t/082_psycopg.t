@@ -11,6 +11,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
 use CmDriverLab;
+use CmTest;
 use Test::More;
 
 # Debian's interpreter: python3-psycopg is installed for it.
@@ -32,7 +33,7 @@ sub conninfo
 sub py
 {
 	my (@args) = @_;
-	return run_cmd('env', "LD_LIBRARY_PATH=$dropin", $python, $script, @args);
+	return run_cmd(foreign_env(LD_LIBRARY_PATH => $dropin), $python, $script, @args);
 }
 
 my %expect = (
@@ -64,7 +65,7 @@ for my $case ((map { [ 'aconnect', $_ ] } sort keys %expect), (map { [ 'connect'
 
 # A lost standby under a blocked query, plain and asyncio.
 {
-	my @bg = map { bg_start('env', "LD_LIBRARY_PATH=$dropin", $python, $script, $_,
+	my @bg = map { bg_start(foreign_env(LD_LIBRARY_PATH => $dropin), $python, $script, $_,
 		conninfo('standby'), 'SELECT pg_sleep(60)') } qw(block ablock);
 	ok(bg_wait($_, qr/^running/m), 'a query blocks in pg_sleep(60)') or diag(bg_out($_)) for @bg;
 	ok($lab->wait_query('s', 'SELECT pg_sleep(60)', 2), 'the standby runs both');

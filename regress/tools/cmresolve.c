@@ -116,13 +116,19 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 	len = 0;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, port, &hints, &res) != 0 ||
-		(fd = socket(res->ai_family, SOCK_STREAM, 0)) < 0 ||
-		connect(fd, res->ai_addr, res->ai_addrlen) < 0)
+	if (getaddrinfo(host, port, &hints, &res) != 0)
 	{
 		say("connect failed: %s\n", strerror(errno));
 		return 1;
 	}
+	if ((fd = socket(res->ai_family, SOCK_STREAM, 0)) < 0 ||
+		connect(fd, res->ai_addr, res->ai_addrlen) < 0)
+	{
+		say("connect failed: %s\n", strerror(errno));
+		freeaddrinfo(res);
+		return 1;
+	}
+	freeaddrinfo(res);
 	len = cmproto_pg_encode_probe(buf, sizeof(buf));
 	if (send(fd, buf, len, 0) != (ssize_t) len)
 		return 1;
@@ -192,7 +198,6 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 		say("unexpected %s\n", cmproto_type_name(m.type));
 		return 1;
 	}
-	freeaddrinfo(res);
 	*firstp = first;
 	return 0;
 }
@@ -222,6 +227,7 @@ measure(const char *host, const char *port, int t, int n)
 		if (session(host, port, t, true, &first) != 0 || first < 0)
 		{
 			printf("resolve %d failed\n", i);
+			free(us);
 			return 1;
 		}
 		close(fd);
@@ -231,6 +237,7 @@ measure(const char *host, const char *port, int t, int n)
 	qsort(us, n, sizeof(double), cmp_double);
 	printf("latency n=%d median_us=%.0f p99_us=%.0f max_us=%.0f\n", n, us[n / 2],
 		   us[(int) (n * 0.99) < n ? (int) (n * 0.99) : n - 1], us[n - 1]);
+	free(us);
 	return 0;
 }
 

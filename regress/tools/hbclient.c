@@ -465,5 +465,7 @@ main(int argc, char **argv)
 		if (!ss[i].done)
 			finish(&ss[i], i, "client exiting");
 	event(-1, "exit");
+	free(ss);
+	free(pfds);
 	return 0;
 }

@@ -109,6 +109,7 @@ do_async(const char *conninfo)
 	int			sockets = 0,
 				last_sock = -2;
 	int			awaiting = 0;
+	int			rc;
 
 	if (conn == NULL)
 		return 1;
@@ -134,13 +135,16 @@ do_async(const char *conninfo)
 		if (poll(&p, 1, 10000) <= 0)
 		{
 			printf("failed message=timeout in the async loop\n");
+			PQfinish(conn);
 			return 1;
 		}
 		ps = PQconnectPoll(conn);
 	}
 	printf("async statuses=%s sockets=%d awaiting=%s\n", statuses, sockets,
 		   awaiting ? "yes" : "no");
-	return report(conn);
+	rc = report(conn);
+	PQfinish(conn);
+	return rc;
 }
 
 static void
@@ -164,7 +168,10 @@ do_block(const char *conninfo, const char *sql)
 	double		t0;
 
 	if (report(conn) != 0)
+	{
+		PQfinish(conn);
 		return 1;
+	}
 	printf("running\n");
 	fflush(stdout);
 	t0 = now_s();
@@ -184,11 +191,15 @@ do_pollcm(const char *conninfo, const char *sql)
 	int			cmfd;
 
 	if (report(conn) != 0)
+	{
+		PQfinish(conn);
 		return 1;
+	}
 	cmfd = PQcmSocket(conn);
 	if (cmfd < 0 || !PQsendQuery(conn, sql))
 	{
 		print_flat("failed message=", cmfd < 0 ? "no conmgr socket" : PQerrorMessage(conn));
+		PQfinish(conn);
 		return 1;
 	}
 	printf("running\n");
@@ -223,14 +234,23 @@ do_reset(const char *conninfo)
 {
 	PGconn	   *conn = PQconnectdb(conninfo);
 	char		line[64];
+	int			rc;
 
 	if (report(conn) != 0)
+	{
+		PQfinish(conn);
 		return 1;
+	}
 	if (fgets(line, sizeof(line), stdin) == NULL)
+	{
+		PQfinish(conn);
 		return 1;
+	}
 	PQreset(conn);
 	printf("reset\n");
-	return report(conn);
+	rc = report(conn);
+	PQfinish(conn);
+	return rc;
 }
 
 static int
@@ -274,7 +294,11 @@ do_timing(int n, int nci, char **ci)
 	for (int i = 0; i < n; i++)
 		for (int k = 0; k < nci; k++)
 			if ((t[k][i] = time_one(ci[k])) < 0)
+			{
+				for (int j = 0; j < nci; j++)
+					free(t[j]);
 				return 1;
+			}
 	for (int k = 0; k < nci; k++)
 	{
 		qsort(t[k], n, sizeof(double), cmp_double);
@@ -308,7 +332,10 @@ do_fds(const char *conninfo)
 	PGconn	   *conn = PQconnectdb(conninfo);
 
 	if (report(conn) != 0)
+	{
+		PQfinish(conn);
 		return 1;
+	}
 	connected = count_fds();
 	PQfinish(conn);
 	finished = count_fds();
