@@ -99,6 +99,7 @@ typedef struct app
 	int64_t		since;			/* connected, then attached (wall clock us) */
 	int			hs_prev;		/* handshake list links (indices), -1 = none */
 	int			hs_next;
+	int			free_next;		/* free list link (index), -1 = none */
 	char		host[LSN_HOSTLEN];	/* the peer's address, for the log limit */
 	char		peer[LSN_HOSTLEN + 8];	/* address:port */
 	size_t		inlen;
@@ -130,6 +131,9 @@ static char ctl_path[4200];
 static int	listen_fds[LSN_MAX_LISTEN];
 static int	nlisten;
 static unsigned rotation[CMPROTO_TARGET_LAST + 1];
+
+/* The free slots of apps[], so that accepting does not scan them. */
+static int	free_head = -1;
 
 /* The sessions in STARTUP or HELLO, oldest first (app_set_state()). */
 static int	hs_head = -1;
@@ -189,16 +193,24 @@ in_handshake(app_state state)
 	return state == APP_STARTUP || state == APP_HELLO;
 }
 
-/* Also keeps napps and the handshake list. */
+/* Also keeps napps, the free list and the handshake list. */
 static void
 app_set_state(app *a, app_state state)
 {
 	int			k = (int) (a - apps);
 
 	if (a->state == APP_FREE && state != APP_FREE)
+	{
+		/* only the head is ever taken (lsn_accept) */
+		free_head = a->free_next;
 		napps++;
+	}
 	else if (a->state != APP_FREE && state == APP_FREE)
+	{
+		a->free_next = free_head;
+		free_head = k;
 		napps--;
+	}
 	if (in_handshake(a->state) && !in_handshake(state))
 	{
 		if (a->hs_prev >= 0)
@@ -448,10 +460,17 @@ resolve(int target, candidate *out)
 	return n;
 }
 
+/*
+ * The answer to a RESOLVE: every CANDIDATE and the CANDIDATES_END in one
+ * buffer and one send(), so that the client wakes once, not once a frame.
+ */
 static void
 app_resolve(app *a, const cmproto_msg *req)
 {
+	static uint8_t out[(CMCONF_MAX_INSTANCES + 1) * CMPROTO_MAX_MSG];
 	candidate	cands[CMCONF_MAX_INSTANCES];
+	size_t		len = 0;
+	uint64_t	offered = 0;
 	int			n;
 	int			version;
 	cmproto_msg m;
@@ -465,26 +484,37 @@ app_resolve(app *a, const cmproto_msg *req)
 	a->client_pid = req->u.resolve.client_pid;
 	a->target = req->u.resolve.target;
 	n = resolve(req->u.resolve.target, cands);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i <= n; i++)
 	{
-		const struct cmconf_instance *in = &ctx->conf->inst[cands[i].instno];
+		int			k;
 
 		memset(&m, 0, sizeof(m));
-		m.type = CMPROTO_CANDIDATE;
-		m.u.candidate.instance = cands[i].instno;
-		m.u.candidate.port = in->backend_port;
-		m.u.candidate.attrs = cands[i].attrs;
-		m.u.candidate.addr_kind = in->hostaddr[0] ? CMPROTO_ADDR_NUMERIC : CMPROTO_ADDR_HOSTNAME;
-		snprintf(m.u.candidate.host, sizeof(m.u.candidate.host), "%s", cmconf_connect_host(in));
-		if (!app_send(a, &m))
-			return;
-		a->offered |= UINT64_C(1) << cands[i].instno;
+		if (i < n)
+		{
+			const struct cmconf_instance *in = &ctx->conf->inst[cands[i].instno];
+
+			m.type = CMPROTO_CANDIDATE;
+			m.u.candidate.instance = cands[i].instno;
+			m.u.candidate.port = in->backend_port;
+			m.u.candidate.attrs = cands[i].attrs;
+			m.u.candidate.addr_kind = in->hostaddr[0] ? CMPROTO_ADDR_NUMERIC : CMPROTO_ADDR_HOSTNAME;
+			snprintf(m.u.candidate.host, sizeof(m.u.candidate.host), "%s", cmconf_connect_host(in));
+			offered |= UINT64_C(1) << cands[i].instno;
+		}
+		else
+		{
+			m.type = CMPROTO_CANDIDATES_END;
+			m.u.candidates_end.count = n;
+		}
+		k = cmproto_encode(&m, out + len, sizeof(out) - len);
+		if (k < 0)
+			cm_fatal(ROLE_EXIT_RESTART, "could not encode %s: %s",
+					 cmproto_type_name(m.type), cmproto_strerror(k));
+		len += k;
 	}
-	memset(&m, 0, sizeof(m));
-	m.type = CMPROTO_CANDIDATES_END;
-	m.u.candidates_end.count = n;
-	if (!app_send(a, &m))
+	if (!app_write(a, out, len))
 		return;
+	a->offered = offered;
 	cm_log(CMLOG_DEBUG1, "app %s pid %u: %s -> %d candidates", a->peer,
 		   a->client_pid, cmproto_target_name(req->u.resolve.target), n);
 	app_set_state(a, APP_RESOLVED);
@@ -871,13 +901,9 @@ lsn_accept(int lfd, bool control)
 			close(fd);
 			continue;
 		}
-		for (int k = 0; k < napps_alloc; k++)
-			if (apps[k].state == APP_FREE)
-			{
-				a = &apps[k];
-				break;
-			}
-		if (a == NULL)
+		if (free_head >= 0)
+			a = &apps[free_head];
+		else
 		{
 			int			grow = napps_alloc ? napps_alloc * 2 : 64;
 			app		   *na = realloc(apps, sizeof(app) * grow);
@@ -889,6 +915,11 @@ lsn_accept(int lfd, bool control)
 				continue;
 			}
 			memset(na + napps_alloc, 0, sizeof(app) * (grow - napps_alloc));
+			for (int k = grow - 1; k >= napps_alloc; k--)
+			{
+				na[k].free_next = free_head;
+				free_head = k;
+			}
 			apps = na;
 			a = &apps[napps_alloc];
 			napps_alloc = grow;

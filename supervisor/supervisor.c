@@ -531,16 +531,19 @@ supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 	int64_t		kill_at = 0;
 	extern char **environ;
 
-	/* setproctitle() reuses argv's memory: keep our own copies of the paths. */
-	cmdata = strdup(cmdata);
-	log_file = log_file ? strdup(log_file) : "";
-	if (cmdata == NULL || log_file == NULL)
+	/*
+	 * setproctitle() reuses argv's memory: keep our own copies of the paths,
+	 * in ctx at once, so that they stay reachable whichever way we return.
+	 */
+	bool		want_log_file = log_file != NULL && log_file[0] != '\0';
+
+	ctx.cmdata = cmdata = strdup(cmdata);
+	ctx.log_file = log_file = want_log_file ? strdup(log_file) : NULL;
+	if (cmdata == NULL || (want_log_file && log_file == NULL))
 	{
 		fprintf(stderr, "conmgr: out of memory\n");
 		return 1;
 	}
-	if (log_file[0] == '\0')
-		log_file = NULL;
 	setproctitle_init(argc, argv, environ);
 	if (geteuid() == 0)
 	{
@@ -554,8 +557,6 @@ supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 				log_file, strerror(errno));
 		return 1;
 	}
-	ctx.cmdata = cmdata;
-	ctx.log_file = log_file;
 	ctx.conf = &conf;
 	cm_log_init(NULL, "supervisor");
 	check_directory();

@@ -61,6 +61,7 @@ use IO::Socket::UNIX;
 use IPC::Run ();
 use POSIX ();
 use Time::HiRes qw(time usleep);
+use CmTest ();
 
 our $VERBOSE = $ENV{CM_LAB_VERBOSE} // 0;
 my %LIVE;    # labs to clean up, by address
@@ -1046,7 +1047,9 @@ sub spawn
 {
 	my ($self, $host, $cmd, %o) = @_;
 	my @cmd = @$cmd;
-	unshift @cmd, 'env', "LD_PRELOAD=$self->{preload}" if $o{preload};
+	# CmTest::foreign_env: under make check-asan the ASan runtime must come
+	# first in LD_PRELOAD (docs/hardening.md).
+	unshift @cmd, CmTest::foreign_env(LD_PRELOAD => $self->{preload}) if $o{preload};
 	@cmd = $self->wrap($host, 0, @cmd);
 	my ($out, $err) = ('', '');
 	my @io = $o{stamp} ? ('2>&1', '|', \@STAMPER, '>', \$out) : ('>', \$out, '2>', \$err);
