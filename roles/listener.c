@@ -201,7 +201,10 @@ app_set_state(app *a, app_state state)
 
 	if (a->state == APP_FREE && state != APP_FREE)
 	{
-		/* only the head is ever taken (lsn_accept) */
+		/* lsn_accept() takes the head; anything else would break the list */
+		if (k != free_head)
+			cm_fatal(ROLE_EXIT_RESTART, "session slot %d taken, but the free list starts at %d",
+					 k, free_head);
 		free_head = a->free_next;
 		napps++;
 	}
@@ -351,16 +354,24 @@ app_write(app *a, const void *buf, size_t len)
 	return true;
 }
 
-static bool
-app_send(app *a, const cmproto_msg *m)
+/* Encode a frame we built ourselves: a failure is our bug. */
+static size_t
+app_encode(const cmproto_msg *m, uint8_t *buf, size_t cap)
 {
-	uint8_t		buf[CMPROTO_MAX_MSG];
-	int			n = cmproto_encode(m, buf, sizeof(buf));
+	int			n = cmproto_encode(m, buf, cap);
 
 	if (n < 0)
 		cm_fatal(ROLE_EXIT_RESTART, "could not encode %s: %s",
 				 cmproto_type_name(m->type), cmproto_strerror(n));
-	return app_write(a, buf, n);
+	return (size_t) n;
+}
+
+static bool
+app_send(app *a, const cmproto_msg *m)
+{
+	uint8_t		buf[CMPROTO_MAX_MSG];
+
+	return app_write(a, buf, app_encode(m, buf, sizeof(buf)));
 }
 
 /* ERROR to the client, then close. */
@@ -484,34 +495,24 @@ app_resolve(app *a, const cmproto_msg *req)
 	a->client_pid = req->u.resolve.client_pid;
 	a->target = req->u.resolve.target;
 	n = resolve(req->u.resolve.target, cands);
-	for (int i = 0; i <= n; i++)
+	for (int i = 0; i < n; i++)
 	{
-		int			k;
+		const struct cmconf_instance *in = &ctx->conf->inst[cands[i].instno];
 
 		memset(&m, 0, sizeof(m));
-		if (i < n)
-		{
-			const struct cmconf_instance *in = &ctx->conf->inst[cands[i].instno];
-
-			m.type = CMPROTO_CANDIDATE;
-			m.u.candidate.instance = cands[i].instno;
-			m.u.candidate.port = in->backend_port;
-			m.u.candidate.attrs = cands[i].attrs;
-			m.u.candidate.addr_kind = in->hostaddr[0] ? CMPROTO_ADDR_NUMERIC : CMPROTO_ADDR_HOSTNAME;
-			snprintf(m.u.candidate.host, sizeof(m.u.candidate.host), "%s", cmconf_connect_host(in));
-			offered |= UINT64_C(1) << cands[i].instno;
-		}
-		else
-		{
-			m.type = CMPROTO_CANDIDATES_END;
-			m.u.candidates_end.count = n;
-		}
-		k = cmproto_encode(&m, out + len, sizeof(out) - len);
-		if (k < 0)
-			cm_fatal(ROLE_EXIT_RESTART, "could not encode %s: %s",
-					 cmproto_type_name(m.type), cmproto_strerror(k));
-		len += k;
+		m.type = CMPROTO_CANDIDATE;
+		m.u.candidate.instance = cands[i].instno;
+		m.u.candidate.port = in->backend_port;
+		m.u.candidate.attrs = cands[i].attrs;
+		m.u.candidate.addr_kind = in->hostaddr[0] ? CMPROTO_ADDR_NUMERIC : CMPROTO_ADDR_HOSTNAME;
+		snprintf(m.u.candidate.host, sizeof(m.u.candidate.host), "%s", cmconf_connect_host(in));
+		len += app_encode(&m, out + len, sizeof(out) - len);
+		offered |= UINT64_C(1) << cands[i].instno;
 	}
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_CANDIDATES_END;
+	m.u.candidates_end.count = n;
+	len += app_encode(&m, out + len, sizeof(out) - len);
 	if (!app_write(a, out, len))
 		return;
 	a->offered = offered;
