@@ -149,6 +149,21 @@ drop_inner(cm_conn *c)
 	c->inner = NULL;
 }
 
+/* The calling thread's latest connection through conmgr (PQcmLastInstance). */
+static __thread unsigned long last_count;
+static __thread char last_host[CMPROTO_HOST_MAX + 1];
+static __thread char last_port[sizeof(((cm_attempt *) 0)->port)];
+
+unsigned long
+PQcmLastInstance(const char **host, const char **port)
+{
+	if (host)
+		*host = last_count ? last_host : NULL;
+	if (port)
+		*port = last_count ? last_port : NULL;
+	return last_count;
+}
+
 /* The connection is complete: report it to conmgr and watch conmgr. */
 static bool
 connected(cm_conn *c, const cm_attempt *a)
@@ -163,6 +178,9 @@ connected(cm_conn *c, const cm_attempt *a)
 		c->cm_instance = a->instance;
 		c->sql_fd = REAL(PQsocket) (c->inner);
 		cm_watch(c);
+		snprintf(last_host, sizeof(last_host), "%s", a->host);
+		snprintf(last_port, sizeof(last_port), "%s", a->port);
+		last_count++;
 	}
 	if (c->spent)
 		REAL(PQfinish) (c->spent);

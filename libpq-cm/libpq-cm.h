@@ -38,6 +38,19 @@ extern "C"
  */
 extern int	PQcmSocket(const PGconn *conn);
 
+/*
+ * For drivers that keep their own copy of the host they were given and
+ * never ask libpq (psqlODBC's SQLGetInfo(SQL_SERVER_NAME); see
+ * contrib/odbc): how many connections the calling thread has completed
+ * through conmgr, and in *host and *port (either may be NULL) where the
+ * latest one landed: the instance's host and port, in thread-local storage
+ * that the thread's next such connection overwrites.  0 and NULLs when the
+ * thread has none.  A driver compares the count before and after its
+ * connect call: unchanged means the connection did not go through conmgr
+ * (or not through libpq-cm).  An application has PQhost() and PQport().
+ */
+extern unsigned long PQcmLastInstance(const char **host, const char **port);
+
 #ifdef __cplusplus
 }
 #endif

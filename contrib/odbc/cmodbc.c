@@ -1,21 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * cmodbc.c
- *	  An ODBC program (unixODBC + psqlODBC) that reaches an instance
- *	  through conmgr.  It is an ordinary ODBC program: run it with
- *	  LD_PRELOAD=libpq-cm.so.1 and psqlODBC's libpq calls go through
- *	  libpq-cm.  The example of docs/drivers.md and the test program of
+ *	  An ODBC program (unixODBC) that reaches an instance through conmgr.
+ *	  It is an ordinary ODBC program: name the driver cmodbcw.so (psqlODBC
+ *	  with libpq-cm under it, this directory) in the connection string or
+ *	  the DSN.  The example of docs/drivers.md and the test program of
  *	  regress/t/081_odbc.t.
  *
  *	 cmodbc connect CONNSTR      SQLDriverConnect, say where it landed
  *	 cmodbc block CONNSTR SQL    connect, then run SQL and say how it ended
  *
  * CONNSTR, e.g.
- *	 Driver=/usr/lib/x86_64-linux-gnu/odbc/psqlodbcw.so;Servername=localhost;
+ *	 Driver=/usr/local/lib/conmgr/cmodbcw.so;Servername=localhost;
  *	 Port=27546;Database=app;pqopt={target_session_attrs=read-write}
  *
  * Output lines:
- *	 connected server_name=N port=P addr=A recovery=t|f
+ *	 connected server_name=N server_name_w=N port=P addr=A recovery=t|f
+ *			   short=S/RC/LEN (SQL_SERVER_NAME into a 4-byte buffer)
  *	 running
  *	 result rc=N elapsed=SECONDS dead=yes|no|? sqlstate=S message=M
  *	 failed sqlstate=S message=M
@@ -28,6 +29,7 @@
 
 #include <sql.h>
 #include <sqlext.h>
+#include <sqlucode.h>
 
 static double
 now_s(void)
@@ -62,6 +64,10 @@ main(int argc, char **argv)
 	SQLHDBC		dbc;
 	SQLHSTMT	stmt;
 	SQLCHAR		server[256] = "";
+	SQLWCHAR	wserver[256] = {0};
+	char		server_w[256] = "";
+	SQLCHAR		shortbuf[4] = "";
+	char		shortinfo[32];
 	SQLCHAR		out[1024];
 	char		port[16] = "", addr[64] = "", recovery[8] = "";
 	SQLSMALLINT len;
@@ -88,8 +94,19 @@ main(int argc, char **argv)
 		return 1;
 	}
 
-	/* Manual 3.4.1: the instance reached, or (psqlODBC) the DSN's Servername? */
+	/*
+	 * Manual 3.4.1: the instance reached (cmodbcw.so), or the Servername
+	 * given (psqlodbcw.so alone).  Asked in both forms: a Unicode
+	 * application's driver manager calls SQLGetInfoW.
+	 */
 	SQLGetInfo(dbc, SQL_SERVER_NAME, server, sizeof(server), &len);
+	rc = SQLGetInfo(dbc, SQL_SERVER_NAME, shortbuf, sizeof(shortbuf), &len);
+	snprintf(shortinfo, sizeof(shortinfo), "%s/%d/%d", shortbuf, (int) rc, (int) len);
+	if (SQL_SUCCEEDED(SQLGetInfoW(dbc, SQL_SERVER_NAME, wserver, sizeof(wserver), &len)))
+	{
+		for (size_t i = 0; i < sizeof(server_w) - 1 && wserver[i]; i++)
+			server_w[i] = wserver[i] < 128 ? (char) wserver[i] : '?';
+	}
 
 	SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt);
 	rc = SQLExecDirect(stmt, (SQLCHAR *)
@@ -105,8 +122,8 @@ main(int argc, char **argv)
 	SQLGetData(stmt, 2, SQL_C_CHAR, addr, sizeof(addr), &ind);
 	SQLGetData(stmt, 3, SQL_C_CHAR, recovery, sizeof(recovery), &ind);
 	SQLCloseCursor(stmt);
-	printf("connected server_name=%s port=%s addr=%s recovery=%c\n",
-		   server, port, addr, recovery[0]);
+	printf("connected server_name=%s server_name_w=%s port=%s addr=%s recovery=%c short=%s\n",
+		   server, server_w, port, addr, recovery[0], shortinfo);
 
 	if (strcmp(argv[1], "block") == 0)
 	{

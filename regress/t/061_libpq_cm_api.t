@@ -6,7 +6,7 @@
 # makes this test fail until the function is added to libpq-cm/forward.h
 # (plain forwarder) or given its own definition in connect.c/conn.c.
 #
-# Also checks the other direction: nothing but libpq's API (and PQcmSocket)
+# Also checks the other direction: nothing but libpq's API (and PQcm*)
 # leaves the libraries, and no exported name is missing from the real libpq
 # (a typo in forward.h).  Needs no server; run after "make frontend".
 use strict;
@@ -148,6 +148,7 @@ for my $what (sort keys %libs)
 	is_deeply(\@data, [], "$what exports no data symbols")
 	  or diag("$what exports data: @data");
 	ok(is_function($sym->{PQcmSocket} // ''), "$what exports PQcmSocket");
+	ok(is_function($sym->{PQcmLastInstance} // ''), "$what exports PQcmLastInstance");
 }
 
 # Both are built from the same objects and must export the same set.
@@ -171,12 +172,12 @@ SKIP:
 	ok(defined $real, 'the real libpq.so.5 was found') or skip 'no libpq', 2;
 	my $real_sym = exported($real);
 	my @unknown = sort grep {
-		$_ ne 'PQcmSocket' && is_function($exports{'libpq-cm.so.1'}{$_})
+		!/^PQcm(Socket|LastInstance)$/ && is_function($exports{'libpq-cm.so.1'}{$_})
 		  && !is_function($real_sym->{$_} // '')
 	} keys %{ $exports{'libpq-cm.so.1'} };
 	is_deeply(\@unknown, [],
 		"libpq-cm.so.1 exports no function the real libpq ($real) lacks, "
-		  . 'except PQcmSocket')
+		  . 'except PQcmSocket and PQcmLastInstance')
 	  or diag("not in the real libpq: @unknown (typo in forward.h?)");
 }
 
