@@ -23,6 +23,16 @@ mono_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* This process's CPU time so far, user + system, in seconds. */
+static inline double
+self_cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 /* Wall clock in microseconds, to compare with times other processes print. */
 static inline long long
 real_us(void)

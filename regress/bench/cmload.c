@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -269,12 +268,6 @@ do_attach(int n, int instance, int wait_s)
 
 /* ---- resolve throughput ---- */
 
-static double
-tv_s(const struct timeval *tv)
-{
-	return tv->tv_sec + tv->tv_usec / 1e6;
-}
-
 typedef struct worker
 {
 	pthread_t	th;
@@ -321,10 +314,8 @@ do_resolve(int clients, double seconds, int target)
 				failed = 0;
 	int			nl = 0;
 	double	   *all;
-	struct rusage ru0,
-				ru1;
+	double		cpu0 = self_cpu_s();
 
-	getrusage(RUSAGE_SELF, &ru0);
 	for (int i = 0; i < clients; i++)
 	{
 		ws[i].target = target;
@@ -340,15 +331,13 @@ do_resolve(int clients, double seconds, int target)
 		failed += ws[i].failed;
 	}
 	elapsed = mono_s() - t0;
-	getrusage(RUSAGE_SELF, &ru1);
 	all = calloc(n > 0 ? n : 1, sizeof(double));
 	for (int i = 0; i < clients; i++)
 		for (long j = 0; j < ws[i].n && j < ws[i].cap; j++)
 			all[nl++] = ws[i].lat[j];
 	printf("resolve clients=%d seconds=%.3f n=%ld per_s=%.1f failed=%ld cpu_us_per=%.1f\n",
 		   clients, elapsed, n, n / elapsed, failed,
-		   (tv_s(&ru1.ru_utime) - tv_s(&ru0.ru_utime) + tv_s(&ru1.ru_stime) - tv_s(&ru0.ru_stime)) * 1e6 /
-		   (n > 0 ? n : 1));
+		   (self_cpu_s() - cpu0) * 1e6 / (n > 0 ? n : 1));
 	print_summary("latency", all, nl, NULL);
 	return failed == 0 && n > 0 ? 0 : 1;
 }

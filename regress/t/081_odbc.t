@@ -77,6 +77,11 @@ for my $target (sort keys %expect)
 # SQL_SERVER_NAME from its copy of Servername (docs/drivers.md).
 {
 	my ($plain) = glob('/usr/lib/*/odbc/psqlodbcw.so');
+	# Loaded by unixODBC with dlopen(), psqlODBC's libpq is not in the
+	# program's global scope: the preloaded libpq-cm.so.1 finds the real one
+	# (RTLD_NEXT) only because it names libpq.so.5 among its dependencies.
+	my ($ldyn) = run_cmd('readelf', '-d', $cmlib);
+	ok($ldyn =~ /NEEDED.*\[libpq\.so\.5\]/, 'libpq-cm.so.1 depends on libpq.so.5 itself');
 	my ($out, $sn, undef, $port) = odbc({ LD_PRELOAD => $cmlib }, 'connect', connstr('read-write', $plain));
 	is($lab->name_of($port), 'p', 'psqlodbcw.so with LD_PRELOAD=libpq-cm.so.1 reaches the primary') or diag($out);
 	is($sn, 'localhost', 'psqlodbcw.so alone: SQL_SERVER_NAME is the Servername given');
