@@ -928,10 +928,20 @@ The servers conmgr on $client offers for $target, in its order (cmresolve).
 sub resolve
 {
 	my ($self, $c, $target) = @_;
-	my $port = $self->{conmgr}{$c}{port} // return ();
+	my $answer = $self->resolve_answer($c, $target);
+	return $answer ? @$answer : ();
+}
+
+# The same, telling "no answer" (undef: cmresolve failed, timed out or got
+# an ERROR) from an empty candidate list ([]).
+sub resolve_answer
+{
+	my ($self, $c, $target) = @_;
+	my $port = $self->{conmgr}{$c}{port} // return undef;
 	my ($rc, $out) = run_cmd([ $self->wrap($c, 0, "$self->{tools}/cmresolve", '-h', 'localhost',
 			'-p', $port, '-t', $target) ], timeout => 10);
-	return map { $self->{servers}[$_] } $out =~ /^candidate instance=(\d+) /mg;
+	return undef unless $rc == 0 && $out =~ /^end count=\d+$/m;
+	return [ map { $self->{servers}[$_] } $out =~ /^candidate instance=(\d+) /mg ];
 }
 
 # Wait until conmgr on $client routes to every server in its role.

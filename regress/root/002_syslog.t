@@ -49,11 +49,13 @@ sub free_port
 	return $s->sockport;
 }
 
-# Run conmgr for a second with these parameters; returns its stderr and
-# the syslog datagrams it sent.
+# Run conmgr with these parameters until the syslog datagrams match every
+# pattern of @$until (at most 15 s: a loaded machine may be slow to start
+# the roles), or for 1.2 s when there is none; returns its stderr and the
+# datagrams it sent.
 sub run_conmgr
 {
-	my (%p) = @_;
+	my ($until, %p) = @_;
 	my $dir = "$base/cm" . int(rand(1e9));
 	mkdir $dir, 0700 or die $!;
 	open my $f, '>', "$dir/conmgr.conf" or die $!;
@@ -68,9 +70,11 @@ sub run_conmgr
 		'<', \undef, '>', \$out, '2>', \$err);
 	my @msgs;
 	my $sel = IO::Select->new($sock);
-	my $deadline = time() + 1.2;
+	my $deadline = time() + (@$until ? 15 : 1.2);
+	my $seen = sub { my $all = join("\n", @msgs); !grep { $all !~ $_ } @$until };
 	while ((my $left = $deadline - time()) > 0)
 	{
+		last if @$until && $seen->();
 		next unless $sel->can_read($left);
 		$sock->recv(my $d, 4096);
 		push @msgs, $d;
@@ -87,7 +91,9 @@ sub run_conmgr
 
 # LOCAL3 is facility 19: LOG goes out as notice (19 * 8 + 5 = 157),
 # WARNING as warning (156).
-my ($err, $sys) = run_conmgr(log_destination => "'stderr,syslog'", syslog_facility => 'LOCAL3',
+my ($err, $sys) = run_conmgr(
+	[ qr/cmtest\[\d+\]: listener LOG:  listening/, qr/cmtest\[\d+\]: heartbeat 0 LOG:  could not establish/ ],
+	log_destination => "'stderr,syslog'", syslog_facility => 'LOCAL3',
 	syslog_ident => 'cmtest', log_min_messages => 'LOG');
 like($sys, qr/^<157>.*cmtest\[\d+\]: listener LOG:  listening for applications/m,
 	'both: syslog gets LOG lines with the facility, ident and role');
@@ -96,14 +102,15 @@ like($sys, qr/^<157>.*cmtest\[\d+\]: heartbeat 0 LOG:  could not establish heart
 like($err, qr/UTC \[\d+\] listener LOG:  listening for applications/, 'and stderr gets them too');
 like($sys, qr/^<157>.*cmtest\[\d+\]: supervisor LOG:  conmgr stopped$/m, 'down to the last line, after the logger, in the same form');
 
-($err, $sys) = run_conmgr(log_destination => "'syslog'", syslog_ident => 'cmtest2',
+($err, $sys) = run_conmgr([ qr/cmtest2\[\d+\]: .*WARNING:  /, qr/cmtest2\[\d+\]: listener LOG:  listening/ ],
+	log_destination => "'syslog'", syslog_ident => 'cmtest2',
 	log_min_messages => 'WARNING', heartbeat_interval => 2, heartbeat_timeout => 2);
 like($sys, qr/^<132>.*cmtest2\[\d+\]: .*WARNING:  .*heartbeat_timeout \(2\) is not greater than heartbeat_interval/m,
 	'syslog only: a warning from before the logger starts, with the default facility LOCAL0');
 like($sys, qr/^<133>.*cmtest2\[\d+\]: listener LOG:  listening/m, 'LOG lines (above WARNING)');
 is($err, '', 'and nothing on stderr');
 
-($err, $sys) = run_conmgr(log_destination => "'syslog'", syslog_ident => 'cmtest3',
+($err, $sys) = run_conmgr([], log_destination => "'syslog'", syslog_ident => 'cmtest3',
 	log_min_messages => 'FATAL');
 unlike($sys, qr/cmtest3/, 'log_min_messages = FATAL: nothing reaches syslog');
 done_testing();
