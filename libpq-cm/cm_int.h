@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "libpq-cm.h"
 #include "cmproto.h"
@@ -131,6 +132,8 @@ typedef struct cm_conn
 	uint8_t		rbuf[CMPROTO_PG_MAX_ERROR + 2 * CMPROTO_MAX_MSG];
 	size_t		rlen;
 	bool		got_error_response; /* conmgr's ErrorResponse read */
+	int			pipelined;		/* protocol version of a RESOLVE sent with
+								 * the probe, or 0 */
 	int			cm_instance;	/* instance reached through conmgr, or -1 */
 	double		deadline;		/* sync mode: end of this destination's time */
 
@@ -168,9 +171,37 @@ extern void *cm_real_lookup(const char *name, void **slot);
 	})
 
 /* conn.c */
-extern cm_conn *cm_conn_of(const PGconn *conn);
-extern PGconn *cm_inner(const PGconn *conn);
 extern void cm_check_lost(cm_conn *c);
+
+/*
+ * Ours, or NULL for a real libpq PGconn (or NULL).  A real PGconn starts
+ * with a pointer, which never equals the magic, so reading the first eight
+ * bytes of either kind is safe.  Inline, with cm_inner(): every forwarded
+ * call of every query goes through both (docs/benchmarks.md, figure 3).
+ */
+static inline cm_conn *
+cm_conn_of(const PGconn *conn)
+{
+	uint64_t	magic;
+
+	if (conn == NULL)
+		return NULL;
+	memcpy(&magic, conn, sizeof(magic));
+	return magic == CM_CONN_MAGIC ? (cm_conn *) conn : NULL;
+}
+
+/* The real PGconn to hand to libpq for conn (NULL while there is none). */
+static inline PGconn *
+cm_inner(const PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+
+	if (c == NULL)
+		return (PGconn *) conn;
+	if (c->cm_polled && c->cm_instance >= 0 && !c->lost)
+		cm_check_lost(c);
+	return c->inner;
+}
 extern void cm_errorf(cm_conn *c, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
 
@@ -194,6 +225,9 @@ typedef enum cm_step
 	CMS_PROBE_SENT,				/* connected and probe sent: wait to read */
 	CMS_POSTMASTER,				/* the destination is a PostgreSQL server */
 	CMS_CONMGR,					/* conmgr: RESOLVE sent */
+	CMS_REPROBE,				/* conmgr no longer speaks the version of
+								 * the RESOLVE sent with the probe: probe
+								 * the same destination again */
 	CMS_CANDIDATES,				/* the candidate list is complete */
 	CMS_FAILED					/* the destination failed; errbuf says why */
 } cm_step;

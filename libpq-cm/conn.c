@@ -16,22 +16,6 @@
 #include "cm_int.h"
 
 /*
- * Ours, or NULL for a real libpq PGconn (or NULL).  A real PGconn starts
- * with a pointer, which never equals the magic, so reading the first eight
- * bytes of either kind is safe.
- */
-cm_conn *
-cm_conn_of(const PGconn *conn)
-{
-	uint64_t	magic;
-
-	if (conn == NULL)
-		return NULL;
-	memcpy(&magic, conn, sizeof(magic));
-	return magic == CM_CONN_MAGIC ? (cm_conn *) conn : NULL;
-}
-
-/*
  * An application that watches PQcmSocket() may call PQconsumeInput() the
  * moment conmgr's socket turns readable, before the watcher thread has
  * acted on it: look at the socket ourselves then, so that the call already
@@ -44,19 +28,6 @@ cm_check_lost(cm_conn *c)
 
 	if (c->fd >= 0 && poll(&p, 1, 0) > 0)
 		cm_mark_lost(c);
-}
-
-/* The real PGconn to hand to libpq for conn (NULL while there is none). */
-PGconn *
-cm_inner(const PGconn *conn)
-{
-	cm_conn    *c = cm_conn_of(conn);
-
-	if (c == NULL)
-		return (PGconn *) conn;
-	if (c->cm_polled && c->cm_instance >= 0 && !c->lost)
-		cm_check_lost(c);
-	return c->inner;
 }
 
 static bool

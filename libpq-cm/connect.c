@@ -268,6 +268,21 @@ begin(cm_conn *c)
 	c->pass = c->classifying ? 1 : 0;
 }
 
+/*
+ * Start probing c->dests[c->di]: what to wait for, or -1 when the
+ * destination failed at once (errbuf says why).
+ */
+static int
+start_probe(cm_conn *c)
+{
+	cm_step		st = cm_probe_start(c);
+
+	if (st == CMS_FAILED)
+		return -1;
+	c->phase = st == CMS_PROBE_SENT ? CMP_PROBE_WAIT : CMP_PROBE_CONNECT;
+	return st == CMS_PROBE_SENT ? PGRES_POLLING_READING : PGRES_POLLING_WRITING;
+}
+
 /* One step of the state machine; see the file header. */
 PostgresPollingStatusType
 cm_poll(cm_conn *c)
@@ -335,14 +350,10 @@ cm_poll(cm_conn *c)
 					continue;
 				}
 				c->deadline = c->connect_timeout > 0 ? now_s() + c->connect_timeout : 0;
-				st = cm_probe_start(c);
-				if (st == CMS_FAILED)
-				{
-					next_dest(c);
-					continue;
-				}
-				c->phase = st == CMS_PROBE_SENT ? CMP_PROBE_WAIT : CMP_PROBE_CONNECT;
-				return st == CMS_PROBE_SENT ? PGRES_POLLING_READING : PGRES_POLLING_WRITING;
+				if ((rc = start_probe(c)) >= 0)
+					return rc;
+				next_dest(c);
+				continue;
 
 			case CMP_PROBE_CONNECT:
 				st = cm_probe_connected(c);
@@ -365,6 +376,14 @@ cm_poll(cm_conn *c)
 					next_dest(c);
 					continue;
 				}
+				if (st == CMS_REPROBE)
+				{
+					/* the same destination, probed plainly this time */
+					if ((rc = start_probe(c)) >= 0)
+						return rc;
+					next_dest(c);
+					continue;
+				}
 				if (c->classifying)
 				{
 					classified(c, st == CMS_POSTMASTER ? CMK_POSTMASTER : CMK_CONMGR);
@@ -380,6 +399,9 @@ cm_poll(cm_conn *c)
 				}
 				c->nattempts = c->ai_next = 0;
 				c->phase = CMP_RESOLVE_WAIT;
+				/* the answer to a RESOLVE sent with the probe may be read already */
+				if (c->rlen > 0)
+					continue;
 				return PGRES_POLLING_READING;
 
 			case CMP_RESOLVE_WAIT:

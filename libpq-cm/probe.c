@@ -11,6 +11,14 @@
  * we also take for a postmaster.  Postmasters are remembered for the life
  * of the process, so each is probed once.
  *
+ * conmgrs are remembered too, with the protocol version agreed: the next
+ * connection through the same conmgr sends its RESOLVE with the probe, in
+ * one packet, and saves a round trip (docs/protocol.md, 2.2).  Never to
+ * an unknown destination: a postmaster would read the RESOLVE as a
+ * startup packet and log it.  Should the conmgr have been restarted
+ * meanwhile with a version range that excludes the one sent, the
+ * destination is probed again without it.
+ *
  * Every function here is non-blocking: it does what the socket allows and
  * says what it needs next (enum cm_step).
  *
@@ -77,6 +85,59 @@ cm_remember_postmaster(const cm_dest *d)
 	pthread_mutex_unlock(&pm_lock);
 }
 
+/* ---- the per-process list of conmgrs met, with the version agreed ---- */
+
+#define CM_CM_CACHE	16
+
+static char *cmgr_key[CM_CM_CACHE];
+static int	cmgr_version[CM_CM_CACHE];
+static int	cmgr_next;			/* next slot to (re)use, round robin */
+
+/* The protocol version agreed with conmgr at d, or 0 if none is known. */
+static int
+known_conmgr(const cm_dest *d)
+{
+	char		key[600];
+	int			version = 0;
+
+	pm_key(d, key, sizeof(key));
+	pthread_mutex_lock(&pm_lock);
+	for (int i = 0; i < CM_CM_CACHE && version == 0; i++)
+		if (cmgr_key[i] && strcmp(cmgr_key[i], key) == 0)
+			version = cmgr_version[i];
+	pthread_mutex_unlock(&pm_lock);
+	return version;
+}
+
+/* Remember (version > 0) or forget (0) the conmgr at d. */
+static void
+remember_conmgr(const cm_dest *d, int version)
+{
+	char		key[600];
+	int			slot = -1;
+
+	pm_key(d, key, sizeof(key));
+	pthread_mutex_lock(&pm_lock);
+	for (int i = 0; i < CM_CM_CACHE && slot < 0; i++)
+		if (cmgr_key[i] && strcmp(cmgr_key[i], key) == 0)
+			slot = i;
+	if (slot >= 0)
+		cmgr_version[slot] = version;
+	else if (version > 0)
+	{
+		char	   *k = strdup(key);
+
+		if (k != NULL)			/* else the next connection just probes */
+		{
+			free(cmgr_key[cmgr_next]);
+			cmgr_key[cmgr_next] = k;
+			cmgr_version[cmgr_next] = version;
+			cmgr_next = (cmgr_next + 1) % CM_CM_CACHE;
+		}
+	}
+	pthread_mutex_unlock(&pm_lock);
+}
+
 /* ---- sockets ---- */
 
 void
@@ -136,13 +197,28 @@ send_all(int fd, const uint8_t *buf, size_t len)
 	return true;
 }
 
+static int	encode_resolve(cm_conn *c, int version, uint8_t *buf, size_t len);
+
+/* The probe, with a RESOLVE when the destination is a conmgr we know. */
 static cm_step
 send_probe(cm_conn *c)
 {
-	uint8_t		probe[CMPROTO_PG_PROBE_LEN];
-	size_t		n = cmproto_pg_encode_probe(probe, sizeof(probe));
+	uint8_t		buf[CMPROTO_PG_PROBE_LEN + CMPROTO_MAX_MSG];
+	size_t		n = cmproto_pg_encode_probe(buf, sizeof(buf));
+	int			version = c->classifying ? 0 : known_conmgr(&c->dests[c->di]);
 
-	if (!send_all(c->fd, probe, n))
+	c->pipelined = 0;
+	if (version > 0)
+	{
+		int			k = encode_resolve(c, version, buf + n, sizeof(buf) - n);
+
+		if (k > 0)
+		{
+			n += (size_t) k;
+			c->pipelined = version;
+		}
+	}
+	if (!send_all(c->fd, buf, n))
 		return dest_failed(c, strerror(errno));
 	return CMS_MORE;
 }
@@ -297,13 +373,12 @@ consume(cm_conn *c, size_t n)
 	c->rlen -= n;
 }
 
-static cm_step
-send_resolve(cm_conn *c, int version)
+/* The RESOLVE frame for this connection; its length, or -1. */
+static int
+encode_resolve(cm_conn *c, int version, uint8_t *buf, size_t len)
 {
 	cmproto_msg m;
-	uint8_t		buf[CMPROTO_MAX_MSG];
 	const char *app = cm_opt(c, "application_name");
-	int			n;
 
 	if (app == NULL)
 		app = cm_opt(c, "fallback_application_name");
@@ -319,16 +394,35 @@ send_resolve(cm_conn *c, int version)
 		/* keep the name valid for the codec: no NUL inside, at most 63 bytes */
 		strncpy(m.u.resolve.application_name, app, CMPROTO_APPNAME_MAX);
 	}
-	n = cmproto_encode(&m, buf, sizeof(buf));
+	return cmproto_encode(&m, buf, len);
+}
+
+static cm_step
+send_resolve(cm_conn *c, int version)
+{
+	uint8_t		buf[CMPROTO_MAX_MSG];
+	int			n = encode_resolve(c, version, buf, sizeof(buf));
+
 	if (n < 0 || !send_all(c->fd, buf, (size_t) n))
 		return dest_failed(c, "could not send the request to conmgr");
 	return CMS_CONMGR;
 }
 
+/* The destination is a postmaster: hang up, remember it as one. */
+static cm_step
+postmaster_found(cm_conn *c)
+{
+	cm_close_fd(c);
+	remember_conmgr(&c->dests[c->di], 0);
+	cm_remember_postmaster(&c->dests[c->di]);
+	return CMS_POSTMASTER;
+}
+
 /*
  * Read the answer to the probe.  CMS_POSTMASTER: the socket is closed and
  * the destination remembered.  CMS_CONMGR: conmgr answered, RESOLVE is
- * sent.
+ * sent (now, or with the probe).  CMS_REPROBE: the RESOLVE sent with the
+ * probe has a version this conmgr does not speak; the socket is closed.
  */
 cm_step
 cm_probe_read(cm_conn *c)
@@ -347,9 +441,7 @@ cm_probe_read(cm_conn *c)
 
 		if (c->rbuf[0] == 'G' || c->rbuf[0] == 'N')
 		{
-			cm_close_fd(c);
-			cm_remember_postmaster(&c->dests[c->di]);
-			return CMS_POSTMASTER;
+			return postmaster_found(c);
 		}
 		if (c->rbuf[0] != 'E')
 			return dest_failed(c, "the server is neither PostgreSQL nor conmgr");
@@ -359,9 +451,7 @@ cm_probe_read(cm_conn *c)
 		if (st != CMPROTO_OK)
 		{
 			/* a server too old for the request: a postmaster after all */
-			cm_close_fd(c);
-			cm_remember_postmaster(&c->dests[c->di]);
-			return CMS_POSTMASTER;
+			return postmaster_found(c);
 		}
 		consume(c, elen);
 		c->got_error_response = true;
@@ -377,9 +467,7 @@ cm_probe_read(cm_conn *c)
 			if (rc > 0)
 				return CMS_MORE;
 			/* an ErrorResponse and nothing more: an old postmaster */
-			cm_close_fd(c);
-			cm_remember_postmaster(&c->dests[c->di]);
-			return CMS_POSTMASTER;
+			return postmaster_found(c);
 		}
 		if (st == CMPROTO_OK)
 			st = cmproto_decode(c->rbuf, flen, CMPROTO_PEER_LISTENER, &m);
@@ -389,7 +477,21 @@ cm_probe_read(cm_conn *c)
 		version = cmproto_negotiate(CMPROTO_MIN_VERSION, CMPROTO_VERSION,
 									m.u.hello.min_version, m.u.hello.max_version);
 		if (version < 0)
+		{
+			remember_conmgr(&c->dests[c->di], 0);
 			return dest_failed(c, "conmgr speaks no protocol version this library knows");
+		}
+		if (c->pipelined)
+		{
+			if (c->pipelined >= m.u.hello.min_version && c->pipelined <= m.u.hello.max_version)
+				return CMS_CONMGR;
+			/* restarted with other versions since we met it */
+			remember_conmgr(&c->dests[c->di], 0);
+			cm_close_fd(c);
+			return CMS_REPROBE;
+		}
+		if (!c->classifying)
+			remember_conmgr(&c->dests[c->di], version);
 		return send_resolve(c, version);
 	}
 }

@@ -203,10 +203,14 @@ sub stop_conmgr
 
 END
 {
+	# finish() sets $? to the killed conmgr's status, which would become
+	# the script's exit status (9): keep the script's own
+	my $status = $?;
 	for my $cm (@conmgrs)
 	{
 		eval { $cm->{h}->signal('KILL') if $cm->{h}->pumpable; $cm->{h}->finish; };
 	}
+	$? = $status;
 }
 
 # The listener's control socket: { N => { state, attrs, since } }.
@@ -358,7 +362,8 @@ if ($only{1})
 	progress("figure 1: connect + SELECT 1 + disconnect, $R{conn_rounds} rounds x $R{conn_n} connections a side");
 	my ($c, $d, $q) = compare_connections('f1', 'conn', $R{conn_rounds}, $R{conn_n}, $ci_p->());
 	# The conmgr part alone: a bare session (connect, probe, RESOLVE, close).
-	my ($bare) = run_ok($cmload, 'resolve', '-p', $cm1->{port}, '-c', 1, '-d', 2) =~ /^latency .*?median_us=([\d.]+)/m;
+	# -P: the RESOLVE with the probe, as libpq-cm sends it to a conmgr it met
+	my ($bare) = run_ok($cmload, 'resolve', '-p', $cm1->{port}, '-c', 1, '-d', 2, '-P') =~ /^latency .*?median_us=([\d.]+)/m;
 	row(id => 1, name => 'connect + SELECT 1 + disconnect (median latency)',
 		value => fmt($c, 'ms', 3), comp => 'direct libpq: ' . fmt($d, 'ms', 3),
 		ratio => fmt($q, '', 3), target => 'ratio ≤ 1.10', met => met($q->{med} <= 1.10));
@@ -367,9 +372,10 @@ if ($only{1})
 		  . "primary (the same binary without the preload), in alternating order; %d connections a side "
 		  . "in all. Value: the median of the per-round medians. Over all connections, p99: conmgr %.3f ms, "
 		  . "direct %.3f ms. The detour adds %.0f µs (difference of the medians); a bare conmgr session "
-		  . "alone (`cmload resolve -c 1`: connect, probe, RESOLVE, close) takes %.0f µs (median), the "
-		  . "rest is the ATTACHED message, the watcher thread's epoll registration and the two extra "
-		  . "processes (conmgr's listener, the watcher) to be scheduled on 2 busy cores.",
+		  . "alone (`cmload resolve -c 1 -P`: connect, probe and RESOLVE in one packet as libpq-cm sends "
+		  . "them to a conmgr it has met, candidates, close) takes %.0f µs (median), the rest is the "
+		  . "ATTACHED message, the watcher thread's epoll registration and the two extra processes "
+		  . "(conmgr's listener, the watcher) to be scheduled on 2 busy cores.",
 		$R{conn_rounds}, $R{conn_n}, $R{conn_n}, $R{conn_rounds} * $R{conn_n},
 		pct($data{f1}{cm}, 0.99), pct($data{f1}{direct}, 0.99), ($c->{med} - $d->{med}) * 1000, $bare // -1);
 }
@@ -403,13 +409,21 @@ if ($only{2})
 # ---------------------------------------------------------------------
 # 3, 4. pgbench -S and pgbench -C -S
 # ---------------------------------------------------------------------
+#
+# With $aa, each round also runs plain libpq a second time ("again"): the
+# ratio of the two plain runs (the A/A control) shows how far two runs of
+# the very same thing differ on this machine, which is the resolution of
+# the conmgr / plain ratio.
 sub pgbench_figure
 {
-	my ($id, $rounds, $secs, @extra) = @_;
-	my (%tps, %cpu, @ratio);
+	my ($id, $rounds, $secs, $aa, @extra) = @_;
+	my (%tps, %cpu, @ratio, @aa);
 	for my $r (1 .. $rounds)
 	{
-		for my $side (sides($r))
+		my @order = sides($r);
+		# the control takes each place in the round in turn
+		splice(@order, ($r - 1) % 3, 0, 'again') if $aa;
+		for my $side (@order)
 		{
 			my @pgb = ('pgbench', '-n', '-S', @extra, '-c', '8', '-j', '2', '-T', $secs);
 			my @cmd = $side eq 'cm'
@@ -427,8 +441,10 @@ sub pgbench_figure
 			push @{ $cpu{$side} }, ($c1[2] + $c1[3] - $c0[2] - $c0[3]) * 1e6 / ($n || 1);
 		}
 		push @ratio, $tps{cm}[-1] / $tps{direct}[-1];
+		push @aa, $tps{again}[-1] / $tps{direct}[-1] if $aa;
 	}
-	$data{"f$id"} = { %tps, ratio => \@ratio };
+	$data{"f$id"} = { cm => $tps{cm}, direct => $tps{direct}, ratio => \@ratio };
+	$data{"f${id}aa"} = stats(@aa) if $aa;
 	$detail{"${id}cpu"} = sprintf(' pgbench\'s own CPU time (user + system, from the kernel\'s child '
 		  . 'accounting) per transaction: %s through libpq-cm, %s with plain libpq.',
 		fmt(stats(@{ $cpu{cm} }), 'µs', 1), fmt(stats(@{ $cpu{direct} }), 'µs', 1));
@@ -438,20 +454,62 @@ sub pgbench_figure
 if ($only{3})
 {
 	progress("figure 3: pgbench -S, 8 clients, $R{pgb_rounds} rounds x $R{pgb_secs} s a side");
-	my ($c, $d, $q) = pgbench_figure(3, $R{pgb_rounds}, $R{pgb_secs});
+	my ($c, $d, $q) = pgbench_figure(3, $R{pgb_rounds}, $R{pgb_secs}, 1);
+	my $aa = $data{f3aa};
 	row(id => 3, name => 'pgbench -S TPS, 8 clients, through libpq-cm',
-		value => fmt($c, 'tps', 0), comp => 'plain libpq: ' . fmt($d, 'tps', 0),
+		value => fmt($c, 'tps', 0), comp => 'plain libpq: ' . fmt($d, 'tps', 0)
+		  . '; A/A control, plain / plain in the same rounds: ratio ' . fmt($aa, '', 3),
 		ratio => fmt($q, '', 3), target => 'ratio ≥ 0.99', met => met($q->{med} >= 0.99));
 	$detail{3} = sprintf("`pgbench -n -S -c 8 -j 2`, %d rounds of %d s a side (%d s a side in all), "
 		  . "alternating; through conmgr with `LD_PRELOAD=libpq-cm.so.1` and "
-		  . "`target_session_attrs=read-write`, against the same primary directly without it. Scale 1.",
-		$R{pgb_rounds}, $R{pgb_secs}, $R{pgb_rounds} * $R{pgb_secs}) . delete $detail{'3cpu'};
+		  . "`target_session_attrs=read-write`, against the same primary directly without it. Scale 1. "
+		  . "Each round also runs plain libpq a second time, at a place in the round that rotates: the "
+		  . "ratio of the two plain runs (the A/A control, %s) is what this machine makes of two runs of "
+		  . "the same thing, so a conmgr / plain ratio inside its range does not tell a cost from "
+		  . "noise; figure 3b measures the library's cost without the noise.",
+		$R{pgb_rounds}, $R{pgb_secs}, $R{pgb_rounds} * $R{pgb_secs}, fmt($aa, '', 3)) . delete $detail{'3cpu'};
+
+	# 3b. The same transaction counted in instructions (callgrind), which
+	# the machine's load does not change: pgbench -S with one client, T1
+	# and T2 transactions; (I(T2) - I(T1)) / (T2 - T1) is the cost of one
+	# more transaction, without the start-up (connect, the libraries'
+	# loading).  Every thread of pgbench counts, the watcher included.
+	progress('figure 3b: pgbench -S, instructions per transaction in the client (callgrind)');
+	my ($t1, $t2) = $quick ? (500, 1000) : (2000, 4000);
+	my %ipt;
+	for my $side (qw(cm direct))
+	{
+		my %ir;
+		for my $t ($t1, $t2)
+		{
+			my @pgb = ('valgrind', '--tool=callgrind', "--callgrind-out-file=$work/cg.$side.$t",
+				'pgbench', '-n', '-S', '-c', '1', '-j', '1', '-t', $t);
+			my @cmd = $side eq 'cm' ? ('env', "LD_PRELOAD=$preload", @pgb, $ci_cm->()) : (@pgb, $ci_p->());
+			my ($out, $err) = ('', '');
+			IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(600))
+			  or die "bench: failed: @cmd\n$out$err";
+			($ir{$t}) = $err =~ /Collected : (\d+)/ or die "bench: no callgrind total:\n$err";
+		}
+		$ipt{$side} = ($ir{$t2} - $ir{$t1}) / ($t2 - $t1);
+	}
+	my $iq = $ipt{cm} / $ipt{direct};
+	row(id => '3b', name => 'pgbench -S, instructions per transaction in the client (callgrind)',
+		value => sprintf('%.0f', $ipt{cm}), comp => sprintf('plain libpq: %.0f', $ipt{direct}),
+		ratio => sprintf('%.3f', $iq), target => '—', met => '—');
+	$detail{'3b'} = sprintf("`valgrind --tool=callgrind pgbench -n -S -c 1 -j 1 -t T`, T = %d and %d, "
+		  . "through libpq-cm (`LD_PRELOAD`) and plain; the difference of the two totals over %d "
+		  . "transactions is the client's instructions for one transaction, start-up left out, every "
+		  . "thread counted. libpq-cm adds %.0f instructions a transaction (%.1f %% of the client's): "
+		  . "the wrappers in front of each libpq call, and libc's multi-threaded paths (the watcher "
+		  . "thread makes the process multi-threaded, so each send, recv and malloc takes the locked "
+		  . "path). The server's work for a transaction is the same either way.",
+		$t1, $t2, $t2 - $t1, $ipt{cm} - $ipt{direct}, 100 * ($iq - 1));
 }
 
 if ($only{4})
 {
 	progress("figure 4: pgbench -C -S, 8 clients, $R{pgbc_rounds} rounds x $R{pgbc_secs} s a side");
-	my ($c, $d, $q) = pgbench_figure(4, $R{pgbc_rounds}, $R{pgbc_secs}, '-C');
+	my ($c, $d, $q) = pgbench_figure(4, $R{pgbc_rounds}, $R{pgbc_secs}, 0, '-C');
 	row(id => 4, name => 'pgbench -C -S TPS (a connection per transaction)',
 		value => fmt($c, 'tps', 0), comp => 'plain libpq: ' . fmt($d, 'tps', 0),
 		ratio => fmt($q, '', 3), target => 'ratio ≥ 0.90', met => met($q->{med} >= 0.90));

@@ -8,9 +8,11 @@
  *	     opens N sessions (probe, RESOLVE any, ATTACHED to INSTANCE), says
  *	     "attached", then waits (at most SECONDS, default 60) until every
  *	     session got INSTANCE_DOWN, and reports when each notice arrived;
- *	 cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET]
+ *	 cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET] [-P]
  *	     CLIENTS threads run whole sessions (connect, probe, RESOLVE,
  *	     close) back to back for SECONDS and report the throughput.
+ *	 -P (either mode): send RESOLVE with the probe instead of after
+ *	     conmgr's HELLO, as libpq-cm does with a conmgr it has already met.
  *
  * Lines:
  *	 attached n=N at_us=T
@@ -49,6 +51,7 @@ typedef struct conn
 } conn;
 
 static struct addrinfo *dest;
+static bool pipelined;			/* -P: RESOLVE sent with the probe */
 
 /* Read until "need" bytes are buffered: 1, 0 on EOF, -1 on timeout/error. */
 static int
@@ -130,6 +133,20 @@ session(conn *c, int target, int want, bool *found)
 	if (connect(c->fd, dest->ai_addr, dest->ai_addrlen) < 0)
 		goto fail;
 	c->len = cmproto_pg_encode_probe(c->buf, sizeof(c->buf));
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_RESOLVE;
+	m.u.resolve.version = CMPROTO_VERSION;
+	m.u.resolve.target = target;
+	m.u.resolve.client_pid = getpid();
+	strcpy(m.u.resolve.application_name, "cmload");
+	if (pipelined)
+	{
+		/* as libpq-cm does with a conmgr it has met: RESOLVE with the probe */
+		rc = cmproto_encode(&m, c->buf + c->len, sizeof(c->buf) - c->len);
+		if (rc < 0)
+			goto fail;
+		c->len += (size_t) rc;
+	}
 	if (send(c->fd, c->buf, c->len, MSG_NOSIGNAL) != (ssize_t) c->len)
 		goto fail;
 	c->len = 0;
@@ -141,15 +158,13 @@ session(conn *c, int target, int want, bool *found)
 	if (rc != CMPROTO_OK)
 		goto fail;
 	consume(c, elen);
-	if (next_frame(c, &m, 5000) != 1 || m.type != CMPROTO_HELLO)
-		goto fail;
-	memset(&m, 0, sizeof(m));
-	m.type = CMPROTO_RESOLVE;
-	m.u.resolve.version = CMPROTO_VERSION;
-	m.u.resolve.target = target;
-	m.u.resolve.client_pid = getpid();
-	strcpy(m.u.resolve.application_name, "cmload");
-	if (send_msg(c, &m) < 0)
+	{
+		cmproto_msg hello;
+
+		if (next_frame(c, &hello, 5000) != 1 || hello.type != CMPROTO_HELLO)
+			goto fail;
+	}
+	if (!pipelined && send_msg(c, &m) < 0)
 		goto fail;
 	for (;;)
 	{
@@ -347,7 +362,7 @@ usage(void)
 {
 	fprintf(stderr,
 			"usage: cmload attach -p PORT -n N -i INSTANCE [-h HOST] [-w SECONDS]\n"
-			"       cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET]\n");
+			"       cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET] [-P]\n");
 	exit(2);
 }
 
@@ -370,7 +385,7 @@ main(int argc, char **argv)
 		usage();
 	mode = argv[1];
 	optind = 2;
-	while ((c = getopt(argc, argv, "h:p:n:i:w:c:d:t:")) != -1)
+	while ((c = getopt(argc, argv, "h:p:n:i:w:c:d:t:P")) != -1)
 	{
 		switch (c)
 		{
@@ -381,6 +396,7 @@ main(int argc, char **argv)
 			case 'w': wait_s = atoi(optarg); break;
 			case 'c': clients = atoi(optarg); break;
 			case 'd': seconds = atof(optarg); break;
+			case 'P': pipelined = true; break;
 			case 't':
 				if ((target = cmproto_target_from_name(optarg)) < 0)
 					usage();

@@ -287,6 +287,60 @@ sub fake_conmgr
 	}
 }
 
+# --- a conmgr met before gets its RESOLVE with the probe (one round trip less) ---
+# A scripted conmgr serves two connections of one process: it answers the
+# probe and RESOLVE with the primary as the one candidate, and notes how
+# many bytes were waiting in its first read.  The first connection must
+# send the probe alone (the destination is unknown: a postmaster would log
+# a RESOLVE as a bad startup packet), the second the probe and RESOLVE.
+{
+	my $msg = "SFATAL\0C08004\0Mthis is conmgr\0\0";
+	my $greeting = 'E' . pack('N', 4 + length $msg) . $msg . pack('aCnNnn', 'H', 0, 12, 0x434D4752, 1, 1);
+	my $host = '127.0.0.1';
+	my $answer = pack('aCnnnCCn', 'C', 0, 4 + 8 + length($host), 0, $port{p}, 1, 1, length $host) . $host
+	  . pack('aCnn', 'Z', 0, 6, 1);
+	my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+		Listen => 5, Proto => 'tcp', ReuseAddr => 1) or die "listen: $!";
+	my $log = PostgreSQL::Test::Utils::tempdir() . "/pipelined.txt";
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open my $f, '>', $log or POSIX::_exit(1);
+		$f->autoflush(1);
+		for my $k (1 .. 2)
+		{
+			my $c = $srv->accept or POSIX::_exit(1);
+			usleep(100_000);    # whatever the client sends at once is here now
+			my $first = '';
+			sysread($c, $first, 1024);
+			syswrite($c, $greeting);
+			my $in = $first;
+			while (length($in) <= 8 + 4)    # the probe and a RESOLVE frame's header, at least
+			{
+				sysread($c, my $more, 1024) or last;
+				$in .= $more;
+			}
+			syswrite($c, $answer);
+			print $f length($first), ' ', length($in), "\n";
+			1 while sysread($c, my $rest, 1024);    # ATTACHED, then the hang-up
+		}
+		POSIX::_exit(0);
+	}
+	my $fport = $srv->sockport;
+	close $srv;
+	my ($out, $err) = run_cmd($cmapp, 'timing', 2, "host=127.0.0.1 port=$fport dbname=postgres target_session_attrs=read-write");
+	waitpid($pid, 0);
+	like($out, qr/^timing n=2 /m, 'two connections through the scripted conmgr, in one process') or diag("$out$err");
+	my @seen = -e $log ? split /\n/, PostgreSQL::Test::Utils::slurp_file($log) : ();
+	my ($first1, $all1) = split ' ', $seen[0] // '0 0';
+	my ($first2, $all2) = split ' ', $seen[1] // '0 0';
+	ok($first1 == 8 && $all1 > 8, "first connection: the probe alone (8 bytes), RESOLVE after the greeting ($all1 in all)")
+	  or diag("@seen");
+	ok($first2 > 8 && $first2 == $all2 && $all2 == $all1,
+		"second connection: the probe and RESOLVE at once ($first2 bytes)") or diag("@seen");
+}
+
 # --- connect_timeout covers the conmgr phase: a port that accepts but never answers ---
 {
 	my $mute = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,

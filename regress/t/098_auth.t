@@ -68,8 +68,9 @@ sub view_hosts
 sub hb_connect
 {
 	my ($src) = @_;
-	return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $wdport,
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $wdport,
 		LocalAddr => $src, Timeout => 5) or die "connect from $src: $!";
+	return $s;
 }
 
 sub hello_frame
