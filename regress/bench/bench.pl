@@ -536,8 +536,10 @@ sub resolve_rate
 	my ($cm, $listener) = @_;
 	my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK());
 	my $tk0 = proc_ticks($listener);
+	# -P: probe and RESOLVE in one packet, as libpq-cm sends them to a
+	# conmgr it has met (every connection of a process but its first)
 	my $out = run_ok($cmload, 'resolve', '-p', $cm->{port}, '-c', $R{resolve_clients},
-		'-d', $R{resolve_secs});
+		'-d', $R{resolve_secs}, '-P');
 	my $tk1 = proc_ticks($listener);
 	my ($n, $rate, $gen) = $out =~ /n=(\d+) per_s=([\d.]+) failed=\d+ cpu_us_per=([\d.]+)/
 	  or die "bench: cmload resolve:\n$out";
@@ -604,7 +606,8 @@ if ($only{8})
 		target => '≤ 100 ms, 0 missed', met => met($ls->{med} <= 100 && $missed == 0));
 	$detail{8} = sprintf("Each round: `cmload attach` opens %d application sessions to conmgr (probe, "
 		  . "RESOLVE, ATTACHED to standby s2) and keeps them; meanwhile `cmload resolve` runs %d "
-		  . "client threads doing whole sessions (connect, probe, RESOLVE, close) back to back for "
+		  . "client threads doing whole sessions (connect, probe and RESOLVE in one packet as "
+		  . "libpq-cm sends them to a conmgr it has met, candidates, close) back to back for "
 		  . "%d s; then every process of s2 is stopped (SIGSTOP), conmgr declares it down after "
 		  . "heartbeat_timeout = %d s, and the time from that detection (the instance's `since` on "
 		  . "conmgr's control socket) to the arrival of INSTANCE_DOWN at each session is taken. First "
@@ -612,8 +615,8 @@ if ($only{8})
 		  . "with no session attached, just before: %s; and the listener's CPU time (utime + stime of "
 		  . "`conmgr: listener` in `/proc/PID/stat`) per resolve: %s with no session attached, %s with "
 		  . "%d. The load generator (`cmload resolve`, its own `getrusage`) spends %s of CPU per "
-		  . "resolve: each resolve is a whole TCP session on loopback (handshake, probe, HELLO, "
-		  . "RESOLVE, candidates, close), whose kernel work is charged to the two processes. On %d "
+		  . "resolve: each resolve is a whole TCP session on loopback (handshake, probe + RESOLVE, "
+		  . "HELLO + candidates, close), whose kernel work is charged to the two processes. On %d "
 		  . "cores that share both, the throughput cannot exceed cores / (listener + generator CPU "
 		  . "per resolve) = %s; the listener alone would serve 1 / its CPU per resolve = %.0f "
 		  . "resolves/s on one core.",
