@@ -11,9 +11,10 @@
  * we also take for a postmaster.  Postmasters are remembered for the life
  * of the process, so each is probed once.
  *
- * conmgrs are remembered too, with the protocol version agreed: the next
- * connection through the same conmgr sends its RESOLVE with the probe, in
- * one packet, and saves a round trip (docs/protocol.md, 2.2).  Never to
+ * conmgrs are remembered too, in the same table, with the protocol version
+ * agreed: the next connection through the same conmgr sends its RESOLVE
+ * with the probe, in one packet, and saves a round trip (docs/protocol.md,
+ * 2.3).  Never to
  * an unknown destination: a postmaster would read the RESOLVE as a
  * startup packet and log it.  Should the conmgr have been restarted
  * meanwhile with a version range that excludes the one sent, the
@@ -38,104 +39,100 @@
 
 #include "cm_int.h"
 
-/* ---- the per-process list of known postmasters ---- */
+/*
+ * ---- the per-process table of destinations met ----
+ *
+ * One entry a host:port: version 0 for a postmaster, the protocol version
+ * agreed for a conmgr.  Round robin replacement when full.
+ */
 
-#define CM_PM_CACHE	64
+#define CM_DEST_CACHE	64
 
-static pthread_mutex_t pm_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *pm_cache[CM_PM_CACHE];
-static int	pm_next;			/* next slot to (re)use, round robin */
+typedef struct known_dest
+{
+	char	   *key;			/* NULL: free */
+	int			version;
+} known_dest;
+
+static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
+static known_dest known[CM_DEST_CACHE];
+static int	known_next;			/* next slot to (re)use */
 
 static void
-pm_key(const cm_dest *d, char *buf, size_t len)
+dest_key(const cm_dest *d, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s|%s|%s", d->host, d->hostaddr ? d->hostaddr : "",
 			 d->port);
 }
 
+/* d's entry; caller holds known_lock */
+static known_dest *
+known_find(const char *key)
+{
+	for (int i = 0; i < CM_DEST_CACHE; i++)
+		if (known[i].key && strcmp(known[i].key, key) == 0)
+			return &known[i];
+	return NULL;
+}
+
+/* The version recorded for d: -1 unknown, 0 postmaster, > 0 conmgr. */
+static int
+known_version(const cm_dest *d)
+{
+	char		key[600];
+	known_dest *k;
+	int			version;
+
+	dest_key(d, key, sizeof(key));
+	pthread_mutex_lock(&known_lock);
+	k = known_find(key);
+	version = k ? k->version : -1;
+	pthread_mutex_unlock(&known_lock);
+	return version;
+}
+
+/* Record d as a postmaster (0) or a conmgr (version), or forget it (-1). */
+static void
+remember(const cm_dest *d, int version)
+{
+	char		key[600];
+	known_dest *k;
+
+	dest_key(d, key, sizeof(key));
+	pthread_mutex_lock(&known_lock);
+	k = known_find(key);
+	if (k && version < 0)
+	{
+		free(k->key);
+		k->key = NULL;
+	}
+	else if (k)
+		k->version = version;
+	else if (version >= 0)
+	{
+		char	   *copy = strdup(key);
+
+		if (copy != NULL)		/* else we will just probe again */
+		{
+			free(known[known_next].key);
+			known[known_next].key = copy;
+			known[known_next].version = version;
+			known_next = (known_next + 1) % CM_DEST_CACHE;
+		}
+	}
+	pthread_mutex_unlock(&known_lock);
+}
+
 bool
 cm_known_postmaster(const cm_dest *d)
 {
-	char		key[600];
-	bool		found = false;
-
-	pm_key(d, key, sizeof(key));
-	pthread_mutex_lock(&pm_lock);
-	for (int i = 0; i < CM_PM_CACHE && !found; i++)
-		found = pm_cache[i] && strcmp(pm_cache[i], key) == 0;
-	pthread_mutex_unlock(&pm_lock);
-	return found;
+	return known_version(d) == 0;
 }
 
 void
 cm_remember_postmaster(const cm_dest *d)
 {
-	char		key[600];
-	char	   *k;
-
-	if (cm_known_postmaster(d))
-		return;
-	pm_key(d, key, sizeof(key));
-	if ((k = strdup(key)) == NULL)
-		return;					/* we will just probe again */
-	pthread_mutex_lock(&pm_lock);
-	free(pm_cache[pm_next]);
-	pm_cache[pm_next] = k;
-	pm_next = (pm_next + 1) % CM_PM_CACHE;
-	pthread_mutex_unlock(&pm_lock);
-}
-
-/* ---- the per-process list of conmgrs met, with the version agreed ---- */
-
-#define CM_CM_CACHE	16
-
-static char *cmgr_key[CM_CM_CACHE];
-static int	cmgr_version[CM_CM_CACHE];
-static int	cmgr_next;			/* next slot to (re)use, round robin */
-
-/* The protocol version agreed with conmgr at d, or 0 if none is known. */
-static int
-known_conmgr(const cm_dest *d)
-{
-	char		key[600];
-	int			version = 0;
-
-	pm_key(d, key, sizeof(key));
-	pthread_mutex_lock(&pm_lock);
-	for (int i = 0; i < CM_CM_CACHE && version == 0; i++)
-		if (cmgr_key[i] && strcmp(cmgr_key[i], key) == 0)
-			version = cmgr_version[i];
-	pthread_mutex_unlock(&pm_lock);
-	return version;
-}
-
-/* Remember (version > 0) or forget (0) the conmgr at d. */
-static void
-remember_conmgr(const cm_dest *d, int version)
-{
-	char		key[600];
-	int			slot = -1;
-
-	pm_key(d, key, sizeof(key));
-	pthread_mutex_lock(&pm_lock);
-	for (int i = 0; i < CM_CM_CACHE && slot < 0; i++)
-		if (cmgr_key[i] && strcmp(cmgr_key[i], key) == 0)
-			slot = i;
-	if (slot >= 0)
-		cmgr_version[slot] = version;
-	else if (version > 0)
-	{
-		char	   *k = strdup(key);
-
-		if (k != NULL)			/* else the next connection just probes */
-		{
-			free(cmgr_key[cmgr_next]);
-			cmgr_key[cmgr_next] = k;
-			cmgr_version[cmgr_next] = version;
-			cmgr_next = (cmgr_next + 1) % CM_CM_CACHE;
-		}
-	}
-	pthread_mutex_unlock(&pm_lock);
+	remember(d, 0);
 }
 
 /* ---- sockets ---- */
@@ -205,7 +202,7 @@ send_probe(cm_conn *c)
 {
 	uint8_t		buf[CMPROTO_PG_PROBE_LEN + CMPROTO_MAX_MSG];
 	size_t		n = cmproto_pg_encode_probe(buf, sizeof(buf));
-	int			version = c->classifying ? 0 : known_conmgr(&c->dests[c->di]);
+	int			version = c->classifying ? 0 : known_version(&c->dests[c->di]);
 
 	c->pipelined = 0;
 	if (version > 0)
@@ -413,8 +410,7 @@ static cm_step
 postmaster_found(cm_conn *c)
 {
 	cm_close_fd(c);
-	remember_conmgr(&c->dests[c->di], 0);
-	cm_remember_postmaster(&c->dests[c->di]);
+	remember(&c->dests[c->di], 0);
 	return CMS_POSTMASTER;
 }
 
@@ -440,19 +436,14 @@ cm_probe_read(cm_conn *c)
 		int			st;
 
 		if (c->rbuf[0] == 'G' || c->rbuf[0] == 'N')
-		{
 			return postmaster_found(c);
-		}
 		if (c->rbuf[0] != 'E')
 			return dest_failed(c, "the server is neither PostgreSQL nor conmgr");
 		st = cmproto_pg_decode_error(c->rbuf, c->rlen, &elen, &err);
 		if (st == CMPROTO_INCOMPLETE && rc > 0)
 			return CMS_MORE;
 		if (st != CMPROTO_OK)
-		{
-			/* a server too old for the request: a postmaster after all */
-			return postmaster_found(c);
-		}
+			return postmaster_found(c); /* a server too old for the request */
 		consume(c, elen);
 		c->got_error_response = true;
 	}
@@ -478,7 +469,7 @@ cm_probe_read(cm_conn *c)
 									m.u.hello.min_version, m.u.hello.max_version);
 		if (version < 0)
 		{
-			remember_conmgr(&c->dests[c->di], 0);
+			remember(&c->dests[c->di], -1);
 			return dest_failed(c, "conmgr speaks no protocol version this library knows");
 		}
 		if (c->pipelined)
@@ -486,12 +477,12 @@ cm_probe_read(cm_conn *c)
 			if (c->pipelined >= m.u.hello.min_version && c->pipelined <= m.u.hello.max_version)
 				return CMS_CONMGR;
 			/* restarted with other versions since we met it */
-			remember_conmgr(&c->dests[c->di], 0);
+			remember(&c->dests[c->di], -1);
 			cm_close_fd(c);
 			return CMS_REPROBE;
 		}
 		if (!c->classifying)
-			remember_conmgr(&c->dests[c->di], version);
+			remember(&c->dests[c->di], version);
 		return send_resolve(c, version);
 	}
 }

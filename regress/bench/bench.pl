@@ -98,13 +98,14 @@ sub fmt
 }
 
 # Run a command to completion; dies with its output when it fails.
+# Returns its standard output, or (stdout, stderr) in list context.
 sub run_ok
 {
 	my (@cmd) = @_;
 	my ($out, $err) = ('', '');
 	my $ok = IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(600));
 	die "bench: failed: @cmd\n$out$err" unless $ok;
-	return $out;
+	return wantarray ? ($out, $err) : $out;
 }
 
 sub bg
@@ -485,9 +486,7 @@ if ($only{3})
 			my @pgb = ('valgrind', '--tool=callgrind', "--callgrind-out-file=$work/cg.$side.$t",
 				'pgbench', '-n', '-S', '-c', '1', '-j', '1', '-t', $t);
 			my @cmd = $side eq 'cm' ? ('env', "LD_PRELOAD=$preload", @pgb, $ci_cm->()) : (@pgb, $ci_p->());
-			my ($out, $err) = ('', '');
-			IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(600))
-			  or die "bench: failed: @cmd\n$out$err";
+			my (undef, $err) = run_ok(@cmd);
 			($ir{$t}) = $err =~ /Collected : (\d+)/ or die "bench: no callgrind total:\n$err";
 		}
 		$ipt{$side} = ($ir{$t2} - $ir{$t1}) / ($t2 - $t1);
