@@ -626,6 +626,27 @@ cmproto_encode(const cmproto_msg *msg, uint8_t *buf, size_t cap)
 }
 
 /*
+ * A RESOLVE from an application: what libpq-cm and the test tools send.
+ * An application name the codec would refuse (too long) is cut to fit.
+ * The frame's length, or a negative CMPROTO_E* code.
+ */
+int
+cmproto_encode_resolve(uint8_t *buf, size_t cap, int version, int target,
+					   uint32_t client_pid, const char *application_name)
+{
+	cmproto_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_RESOLVE;
+	m.u.resolve.version = (uint16_t) version;
+	m.u.resolve.target = (uint8_t) target;
+	m.u.resolve.client_pid = client_pid;
+	if (application_name)
+		strncpy(m.u.resolve.application_name, application_name, CMPROTO_APPNAME_MAX);
+	return cmproto_encode(&m, buf, cap);
+}
+
+/*
  * The version two peers speak: the highest in both [min, max] ranges, or 0
  * when the ranges do not meet.
  */

@@ -262,6 +262,8 @@ extern int	cmproto_frame(const uint8_t *buf, size_t avail, size_t *msglen);
 extern int	cmproto_decode(const uint8_t *buf, size_t len, cmproto_peer from,
 						   cmproto_msg *msg);
 extern int	cmproto_encode(const cmproto_msg *msg, uint8_t *buf, size_t cap);
+extern int	cmproto_encode_resolve(uint8_t *buf, size_t cap, int version, int target,
+								   uint32_t client_pid, const char *application_name);
 extern int	cmproto_negotiate(uint16_t min_a, uint16_t max_a,
 							  uint16_t min_b, uint16_t max_b);
 

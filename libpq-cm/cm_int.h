@@ -132,6 +132,7 @@ typedef struct cm_conn
 	uint8_t		rbuf[CMPROTO_PG_MAX_ERROR + 2 * CMPROTO_MAX_MSG];
 	size_t		rlen;
 	bool		got_error_response; /* conmgr's ErrorResponse read */
+	bool		conmgr_met;		/* fd is a session with conmgr (HELLO read) */
 	int			pipelined;		/* protocol version of a RESOLVE sent with
 								 * the probe, or 0 */
 	int			cm_instance;	/* instance reached through conmgr, or -1 */

@@ -137,14 +137,30 @@ cm_remember_postmaster(const cm_dest *d)
 
 /* ---- sockets ---- */
 
+/*
+ * A session with conmgr ends with a reset, not a FIN (SO_LINGER 0): it has
+ * nothing left to deliver either way, and a normal close would leave the
+ * socket in TIME_WAIT for a minute on this host, one per connection made,
+ * all towards the same conmgr port (docs/protocol.md, 2.6).  A probe that
+ * found a postmaster is closed normally, so that the server logs nothing.
+ */
 void
 cm_close_fd(cm_conn *c)
 {
 	if (c->fd >= 0)
+	{
+		if (c->conmgr_met)
+		{
+			struct linger abort_close = {1, 0};
+
+			(void) setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
+		}
 		close(c->fd);
+	}
 	c->fd = -1;
 	c->rlen = 0;
 	c->got_error_response = false;
+	c->conmgr_met = false;
 }
 
 const char *
@@ -374,24 +390,13 @@ consume(cm_conn *c, size_t n)
 static int
 encode_resolve(cm_conn *c, int version, uint8_t *buf, size_t len)
 {
-	cmproto_msg m;
 	const char *app = cm_opt(c, "application_name");
 
 	if (app == NULL)
 		app = cm_opt(c, "fallback_application_name");
 	if (app == NULL)
 		app = getenv("PGAPPNAME");
-	memset(&m, 0, sizeof(m));
-	m.type = CMPROTO_RESOLVE;
-	m.u.resolve.version = (uint16_t) version;
-	m.u.resolve.target = (uint8_t) cm_pass_target(c);
-	m.u.resolve.client_pid = (uint32_t) getpid();
-	if (app)
-	{
-		/* keep the name valid for the codec: no NUL inside, at most 63 bytes */
-		strncpy(m.u.resolve.application_name, app, CMPROTO_APPNAME_MAX);
-	}
-	return cmproto_encode(&m, buf, len);
+	return cmproto_encode_resolve(buf, len, version, cm_pass_target(c), (uint32_t) getpid(), app);
 }
 
 static cm_step
@@ -465,6 +470,7 @@ cm_probe_read(cm_conn *c)
 		if (st != CMPROTO_OK || m.type != CMPROTO_HELLO)
 			return dest_failed(c, "conmgr sent an invalid greeting");
 		consume(c, flen);
+		c->conmgr_met = true;
 		version = cmproto_negotiate(CMPROTO_MIN_VERSION, CMPROTO_VERSION,
 									m.u.hello.min_version, m.u.hello.max_version);
 		if (version < 0)

@@ -72,6 +72,7 @@
 #define LSN_LOG_WINDOW_US INT64_C(60000000)
 #define LSN_LOG_BUDGET	50		/* noise lines per window, all sources */
 #define LSN_HOSTLEN		64		/* a numeric address, with a scope */
+#define LSN_ACCEPT_BATCH 32		/* connections taken per wake-up, at most */
 
 typedef enum app_state
 {
@@ -332,20 +333,72 @@ lsn_log_noise(const char *host, const char *kind, const char *fmt,...)
 	e->last_us = now;
 }
 
+/*
+ * What one read of a session answers goes out in one send(): a probe that
+ * came with its RESOLVE (as libpq-cm sends them to a conmgr it has met) is
+ * answered by the ErrorResponse, HELLO and the candidates together, so the
+ * kernel delivers one segment and the client wakes once.  app_read() holds
+ * the output of the session it serves here and sends it when done; a frame
+ * that does not fit sends what is held first, so the order stays.
+ */
+static app *held_for;
+static size_t held_len;
+static uint8_t held[4096];
+
+static bool
+app_send_now(app *a, const void *buf, size_t len)
+{
+	/* Frames are small; a client that does not read is not our problem. */
+	return send(a->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t) len;
+}
+
 static void
 app_close(app *a)
 {
+	/* an ERROR or INSTANCE_DOWN held for this session goes first */
+	if (held_for == a && held_len > 0)
+		(void) app_send_now(a, held, held_len);
+	if (held_for == a)
+		held_len = 0;
 	close(a->fd);
 	a->fd = -1;
 	a->inlen = 0;
 	app_set_state(a, APP_FREE);
 }
 
+/* Send what app_read() held for a; false (and a closed) if it failed. */
+static bool
+app_flush(app *a)
+{
+	size_t		len = held_len;
+
+	if (held_for != a || len == 0)
+		return true;
+	held_len = 0;
+	if (!app_send_now(a, held, len))
+	{
+		cm_log(CMLOG_DEBUG1, "app %s: could not send, closing", a->peer);
+		app_close(a);
+		return false;
+	}
+	return true;
+}
+
 static bool
 app_write(app *a, const void *buf, size_t len)
 {
-	/* Frames are small; a client that does not read is not our problem. */
-	if (send(a->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t) len)
+	if (held_for == a)
+	{
+		if (held_len + len > sizeof(held) && !app_flush(a))
+			return false;
+		if (len <= sizeof(held) - held_len)
+		{
+			memcpy(held + held_len, buf, len);
+			held_len += len;
+			return true;
+		}
+	}
+	if (!app_send_now(a, buf, len))
 	{
 		cm_log(CMLOG_DEBUG1, "app %s: could not send, closing", a->peer);
 		app_close(a);
@@ -787,6 +840,9 @@ app_read(app *a)
 	}
 	if (n < 0)
 	{
+		/* libpq-cm ends its sessions with a reset (docs/protocol.md, 2.3) */
+		if (errno == ECONNRESET)
+			cm_log(CMLOG_DEBUG1, "app %s reset its session", a->peer);
 		if (errno != EAGAIN && errno != EINTR)
 			app_close(a);
 		return;
@@ -797,11 +853,17 @@ app_read(app *a)
 		ctl_read(a);
 		return;
 	}
+	held_for = a;
+	held_len = 0;
 	/* libpq waits for the 'N' before its startup packet; others may not. */
 	if (a->state == APP_STARTUP)
 		while (app_startup_packet(a))
 			;
 	app_frames(a);
+	if (a->state != APP_FREE)
+		(void) app_flush(a);
+	held_for = NULL;
+	held_len = 0;
 }
 
 /*
@@ -833,10 +895,15 @@ lsn_pending(int lfd)
 	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
+/*
+ * Take at most LSN_ACCEPT_BATCH connections a wake-up: the listen socket
+ * stays ready while more wait, and the sessions already open get their turn
+ * first (a flood of connections must not starve their reads and ends).
+ */
 static void
 lsn_accept(int lfd, bool control)
 {
-	for (;;)
+	for (int taken = 0; taken < LSN_ACCEPT_BATCH; taken++)
 	{
 		struct sockaddr_storage ss;
 		socklen_t	sl = sizeof(ss);

@@ -532,13 +532,13 @@ sub role_pid
 # cmload resolve against $cm: (resolves per second, listener CPU us per resolve).
 sub resolve_rate
 {
-	my ($cm, $listener) = @_;
+	my ($cm, $listener, @extra) = @_;
 	my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK());
 	my $tk0 = proc_ticks($listener);
 	# -P: probe and RESOLVE in one packet, as libpq-cm sends them to a
 	# conmgr it has met (every connection of a process but its first)
 	my $out = run_ok($cmload, 'resolve', '-p', $cm->{port}, '-c', $R{resolve_clients},
-		'-d', $R{resolve_secs}, '-P');
+		'-d', $R{resolve_secs}, '-P', @extra);
 	my $tk1 = proc_ticks($listener);
 	my ($n, $rate, $gen) = $out =~ /n=(\d+) per_s=([\d.]+) failed=\d+ cpu_us_per=([\d.]+)/
 	  or die "bench: cmload resolve:\n$out";
@@ -592,6 +592,19 @@ if ($only{8})
 			$r, $rate, $rate0, $cpu, $gen, $first[-1], $last[-1], $got, $n));
 	}
 	cm_wait_up($cm1, 1, 1, 30);
+	# The same load ending each session with a FIN instead of libpq-cm's
+	# reset, after the rounds: the TIME_WAIT sockets it leaves behind (a
+	# minute) would slow every round after it.
+	my (@rate_fin, @cpu_fin, @gen_fin);
+	for (1 .. ($quick ? 1 : 3))
+	{
+		my ($rate, $cpu, $gen) = resolve_rate($cm1, $listener, '-F');
+		push @rate_fin, $rate;
+		push @cpu_fin, $cpu;
+		push @gen_fin, $gen;
+	}
+	progress(sprintf('  ending sessions with a FIN: %.0f resolves/s (listener %.0f µs, generator %.0f µs '
+		  . 'a resolve)', stats(@rate_fin)->{med}, stats(@cpu_fin)->{med}, stats(@gen_fin)->{med}));
 	my ($rs, $ls, $fs) = (stats(@rate), stats(@last), stats(@first));
 	my ($cs, $gs, $bs) = (stats(@cpu), stats(@gen), stats(@bound));
 	row(id => '8a', name => "conmgr, $R{app_sessions} sessions attached: resolve throughput",
@@ -615,14 +628,19 @@ if ($only{8})
 		  . "`conmgr: listener` in `/proc/PID/stat`) per resolve: %s with no session attached, %s with "
 		  . "%d. The load generator (`cmload resolve`, its own `getrusage`) spends %s of CPU per "
 		  . "resolve: each resolve is a whole TCP session on loopback (handshake, probe + RESOLVE, "
-		  . "HELLO + candidates, close), whose kernel work is charged to the two processes. On %d "
-		  . "cores that share both, the throughput cannot exceed cores / (listener + generator CPU "
-		  . "per resolve) = %s; the listener alone would serve 1 / its CPU per resolve = %.0f "
-		  . "resolves/s on one core.",
+		  . "HELLO + candidates in one segment, reset), whose kernel work is charged to the two "
+		  . "processes. On %d cores that share both, the throughput cannot exceed cores / (listener "
+		  . "+ generator CPU per resolve) = %s; the listener alone would serve 1 / its CPU per "
+		  . "resolve = %.0f resolves/s on one core. The generator ends each session as libpq-cm "
+		  . "does, with a reset (docs/protocol.md, 2.3); after the rounds, %d runs of the same load "
+		  . "ending each session with an orderly close (`-F`: FIN, the client's end then waits in "
+		  . "TIME_WAIT for a minute and every later connect() searches past those for a free "
+		  . "local port) measure why: %s, listener %s and generator %s of CPU a resolve.",
 		$R{app_sessions}, $R{resolve_clients}, $R{resolve_secs}, $hb_timeout, fmt($fs, 'ms', 1),
 		$R{notice_rounds}, fmt(stats(@rate0), 'resolves/s', 0), fmt(stats(@cpu0), 'µs', 0),
 		fmt(stats(@cpu), 'µs', 0), $R{app_sessions}, fmt($gs, 'µs', 0), $ncpu, fmt($bs, 'resolves/s', 0),
-		1e6 / $cs->{med});
+		1e6 / $cs->{med}, scalar(@rate_fin), fmt(stats(@rate_fin), 'resolves/s', 0),
+		fmt(stats(@cpu_fin), 'µs', 0), fmt(stats(@gen_fin), 'µs', 0));
 }
 
 # ---------------------------------------------------------------------

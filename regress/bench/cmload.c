@@ -8,11 +8,14 @@
  *	     opens N sessions (probe, RESOLVE any, ATTACHED to INSTANCE), says
  *	     "attached", then waits (at most SECONDS, default 60) until every
  *	     session got INSTANCE_DOWN, and reports when each notice arrived;
- *	 cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET] [-P]
+ *	 cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET] [-P] [-F]
  *	     CLIENTS threads run whole sessions (connect, probe, RESOLVE,
- *	     close) back to back for SECONDS and report the throughput.
+ *	     close) back to back for SECONDS and report the throughput.  A
+ *	     session ends as libpq-cm ends one, with a reset (SO_LINGER 0).
  *	 -P (either mode): send RESOLVE with the probe instead of after
  *	     conmgr's HELLO, as libpq-cm does with a conmgr it has already met.
+ *	 -F (resolve): end each session with an orderly close (FIN, leaving
+ *	     TIME_WAIT here), as a client other than libpq-cm may.
  *
  * Lines:
  *	 attached n=N at_us=T
@@ -52,6 +55,7 @@ typedef struct conn
 
 static struct addrinfo *dest;
 static bool pipelined;			/* -P: RESOLVE sent with the probe */
+static bool orderly_close;		/* -F: end sessions with a FIN */
 
 /* Read until "need" bytes are buffered: 1, 0 on EOF, -1 on timeout/error. */
 static int
@@ -133,16 +137,11 @@ session(conn *c, int target, int want, bool *found)
 	if (connect(c->fd, dest->ai_addr, dest->ai_addrlen) < 0)
 		goto fail;
 	c->len = cmproto_pg_encode_probe(c->buf, sizeof(c->buf));
-	memset(&m, 0, sizeof(m));
-	m.type = CMPROTO_RESOLVE;
-	m.u.resolve.version = CMPROTO_VERSION;
-	m.u.resolve.target = target;
-	m.u.resolve.client_pid = getpid();
-	strcpy(m.u.resolve.application_name, "cmload");
 	if (pipelined)
 	{
 		/* as libpq-cm does with a conmgr it has met: RESOLVE with the probe */
-		rc = cmproto_encode(&m, c->buf + c->len, sizeof(c->buf) - c->len);
+		rc = cmproto_encode_resolve(c->buf + c->len, sizeof(c->buf) - c->len, CMPROTO_VERSION,
+									target, (uint32_t) getpid(), "cmload");
 		if (rc < 0)
 			goto fail;
 		c->len += (size_t) rc;
@@ -164,8 +163,15 @@ session(conn *c, int target, int want, bool *found)
 		if (next_frame(c, &hello, 5000) != 1 || hello.type != CMPROTO_HELLO)
 			goto fail;
 	}
-	if (!pipelined && send_msg(c, &m) < 0)
-		goto fail;
+	if (!pipelined)
+	{
+		uint8_t		out[CMPROTO_MAX_MSG];
+
+		rc = cmproto_encode_resolve(out, sizeof(out), CMPROTO_VERSION, target,
+									(uint32_t) getpid(), "cmload");
+		if (rc < 0 || send(c->fd, out, rc, MSG_NOSIGNAL) != rc)
+			goto fail;
+	}
 	for (;;)
 	{
 		if (next_frame(c, &m, 5000) != 1)
@@ -184,6 +190,18 @@ fail:
 	close(c->fd);
 	c->fd = -1;
 	return -1;
+}
+
+/* End a session as libpq-cm does: with a reset (docs/protocol.md, 2.3). */
+static void
+end_session(conn *c)
+{
+	struct linger abort_close = {1, 0};
+
+	if (!orderly_close)
+		(void) setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
+	close(c->fd);
+	c->fd = -1;
 }
 
 /* ---- attach ---- */
@@ -310,7 +328,7 @@ resolve_loop(void *arg)
 			w->failed++;
 			continue;
 		}
-		close(c->fd);
+		end_session(c);
 		if (w->n < w->cap)
 			w->lat[w->n] = mono_s() - t0;
 		w->n++;
@@ -362,7 +380,7 @@ usage(void)
 {
 	fprintf(stderr,
 			"usage: cmload attach -p PORT -n N -i INSTANCE [-h HOST] [-w SECONDS]\n"
-			"       cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET] [-P]\n");
+			"       cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET] [-P] [-F]\n");
 	exit(2);
 }
 
@@ -385,7 +403,7 @@ main(int argc, char **argv)
 		usage();
 	mode = argv[1];
 	optind = 2;
-	while ((c = getopt(argc, argv, "h:p:n:i:w:c:d:t:P")) != -1)
+	while ((c = getopt(argc, argv, "h:p:n:i:w:c:d:t:PF")) != -1)
 	{
 		switch (c)
 		{
@@ -397,6 +415,7 @@ main(int argc, char **argv)
 			case 'c': clients = atoi(optarg); break;
 			case 'd': seconds = atof(optarg); break;
 			case 'P': pipelined = true; break;
+			case 'F': orderly_close = true; break;
 			case 't':
 				if ((target = cmproto_target_from_name(optarg)) < 0)
 					usage();

@@ -90,6 +90,13 @@ my $out = resolve('any');
 like($out, qr/probe-error sqlstate=08004 message=this is conmgr/, 'the probe is answered with an ErrorResponse');
 like($out, qr/hello versions=1-1/, 'then HELLO');
 
+# RESOLVE sent with the probe: the ErrorResponse, HELLO and both candidates
+# come back in one write, hence one TCP segment (docs/protocol.md, 2.3).
+$out = resolve('any', '-P');
+like($out, qr/hello versions=1-1\n(candidate instance=\d+ .*\n){2}end count=2\n/,
+	'a RESOLVE sent with the probe is answered');
+like($out, qr/^segments data_in=1$/m, 'the whole answer arrives in one segment') or diag($out);
+
 is(instances_for('read-write'), '0', 'read-write: the primary');
 is(instances_for('primary'), '0', 'primary: the primary');
 is(instances_for('read-only'), '1', 'read-only: the standby');

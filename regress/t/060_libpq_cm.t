@@ -169,6 +169,34 @@ for my $target (sort keys %expect)
 		'a forked child connects on its own; the parent\'s connection is unharmed') or diag($out);
 }
 
+# --- the session with conmgr ends with a reset: no TIME_WAIT left here ---
+# (docs/protocol.md, 2.3).  TIME_WAIT sockets towards cm1's port, by local
+# port; only the ones that appear in between count.
+sub time_wait_ports
+{
+	my ($port) = @_;
+	my ($out) = run_cmd('ss', '-Htan', 'state', 'time-wait', 'dport', '=', ":$port");
+	# Recv-Q Send-Q Local:port Peer:port (no State column with a state filter)
+	return { map { $_ => 1 } $out =~ /^\s*\d+\s+\d+\s+\S+:(\d+)\s+\S+:\Q$port\E\s*$/mg };
+}
+sub new_time_wait
+{
+	my ($port, $before) = @_;
+	return scalar grep { !$before->{$_} } keys %{ time_wait_ports($port) };
+}
+{
+	my $before = time_wait_ports($cm1->{port});
+	my ($out) = run_cmd($cmapp, 'timing', 10, cm_conninfo($cm1, 'any'));
+	like($out, qr/^timing n=10 /m, 'ten connections in one process through conmgr');
+	is(new_time_wait($cm1->{port}, $before), 0,
+		'libpq-cm left no socket in TIME_WAIT towards conmgr');
+	# the check sees them where the client closes normally
+	$before = time_wait_ports($cm1->{port});
+	IPC::Run::run([ $resolve, '-p', $cm1->{port}, '-t', 'any', '-r', 5 ], '>', \$out, '2>', \my $err);
+	cmp_ok(new_time_wait($cm1->{port}, $before), '>=', 5,
+		'an orderly close (cmresolve) leaves its sockets in TIME_WAIT, as ss shows');
+}
+
 # --- a postmaster straight: no conmgr socket, probed once, nothing logged ---
 {
 	my ($out) = run_cmd($cmapp, 'connect', "host=127.0.0.1 port=$port{p} dbname=postgres");

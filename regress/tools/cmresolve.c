@@ -3,7 +3,7 @@
  * cmresolve.c
  *	  An application-protocol client for tests: probe, resolve, attach.
  *
- *	 cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS] [-r N]
+ *	 cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS] [-r N] [-P]
  *
  * Connects to conmgr, sends the GSSENCRequest probe, checks the answer
  * (ErrorResponse then HELLO, docs/protocol.md 2.1), sends RESOLVE and
@@ -18,6 +18,11 @@
  * the times in conmgr's log).
  * With -r N it instead runs N whole sessions in a row (connect, probe,
  * resolve, close) and prints "latency n=N median_us=.. p99_us=.. max_us=..".
+ * With -P the RESOLVE goes with the probe, in one packet (as libpq-cm sends
+ * it to a conmgr it has met), and after the answer a line
+ *	 segments data_in=N
+ * says in how many TCP segments with data the whole answer came (the
+ * kernel's tcpi_data_segs_in).
  * Exit 0 when the exchange went as the protocol says, 1 otherwise.
  *
  *-------------------------------------------------------------------------
@@ -32,6 +37,7 @@
 #include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <linux/tcp.h>
 
 #include "cmproto.h"
 
@@ -97,6 +103,7 @@ next_frame(cmproto_msg *m, int timeout_ms)
 }
 
 static bool quiet;
+static bool pipelined;			/* -P */
 
 #define say(...) do { if (!quiet) printf(__VA_ARGS__); } while (0)
 
@@ -130,6 +137,14 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 	}
 	freeaddrinfo(res);
 	len = cmproto_pg_encode_probe(buf, sizeof(buf));
+	if (pipelined)
+	{
+		rc = cmproto_encode_resolve(buf + len, sizeof(buf) - len, CMPROTO_VERSION, t,
+									(uint32_t) getpid(), "cmresolve");
+		if (rc < 0)
+			return 1;
+		len += (size_t) rc;
+	}
 	if (send(fd, buf, len, 0) != (ssize_t) len)
 		return 1;
 	len = 0;
@@ -160,15 +175,15 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 	}
 	say("hello versions=%u-%u\n", m.u.hello.min_version, m.u.hello.max_version);
 
-	memset(&m, 0, sizeof(m));
-	m.type = CMPROTO_RESOLVE;
-	m.u.resolve.version = CMPROTO_VERSION;
-	m.u.resolve.target = t;
-	m.u.resolve.client_pid = getpid();
-	strcpy(m.u.resolve.application_name, "cmresolve");
-	rc = cmproto_encode(&m, buf + len, sizeof(buf) - len);
-	if (rc < 0 || send(fd, buf + len, rc, 0) != rc)
-		return 1;
+	if (!pipelined)
+	{
+		uint8_t		out[CMPROTO_MAX_MSG];
+
+		rc = cmproto_encode_resolve(out, sizeof(out), CMPROTO_VERSION, t,
+									(uint32_t) getpid(), "cmresolve");
+		if (rc < 0 || send(fd, out, rc, 0) != rc)
+			return 1;
+	}
 	for (;;)
 	{
 		if (next_frame(&m, 5000) != 1)
@@ -188,6 +203,15 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 		if (m.type == CMPROTO_CANDIDATES_END)
 		{
 			say("end count=%u\n", m.u.candidates_end.count);
+			if (pipelined)
+			{
+				struct tcp_info ti;
+				socklen_t	tl = sizeof(ti);
+
+				memset(&ti, 0, sizeof(ti));
+				if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0)
+					say("segments data_in=%u\n", ti.tcpi_data_segs_in);
+			}
 			break;
 		}
 		if (m.type == CMPROTO_ERROR)
@@ -256,7 +280,7 @@ main(int argc, char **argv)
 				first = -1;
 	cmproto_msg m;
 
-	while ((c = getopt(argc, argv, "h:p:t:aw:r:")) != -1)
+	while ((c = getopt(argc, argv, "h:p:t:aw:r:P")) != -1)
 	{
 		switch (c)
 		{
@@ -266,8 +290,9 @@ main(int argc, char **argv)
 			case 'a': attach = 1; break;
 			case 'w': wait_s = atoi(optarg); break;
 			case 'r': repeat = atoi(optarg); break;
+			case 'P': pipelined = true; break;
 			default:
-				fprintf(stderr, "usage: cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS]\n");
+				fprintf(stderr, "usage: cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS] [-r N] [-P]\n");
 				return 2;
 		}
 	}

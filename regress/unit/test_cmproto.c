@@ -798,6 +798,30 @@ test_golden(void)
 	b_hex(&want, "52 00 00 0e 00 01 06 00 de ad be ef 00 00");
 	golden(&m, P_A, &want, "RESOLVE(1, prefer-primary, 0xdeadbeef, \"\")");
 
+	/* cmproto_encode_resolve(): the same bytes; a long name is cut to 63 */
+	{
+		uint8_t		out[CMPROTO_MAX_MSG];
+		char		longname[100];
+		cmproto_msg got;
+		int			n;
+
+		b_hex(&want, "52 00 00 12 00 01 01 00 00 00 12 34 00 04 70 73 71 6c");
+		n = cmproto_encode_resolve(out, sizeof(out), 1, CMPROTO_TARGET_READ_WRITE, 0x1234, "psql");
+		ok(n == (int) want.n && memcmp(out, want.d, want.n) == 0,
+		   "cmproto_encode_resolve(1, read-write, 0x1234, \"psql\"): the golden bytes");
+		n = cmproto_encode_resolve(out, sizeof(out), 1, CMPROTO_TARGET_ANY, 7, NULL);
+		is_int(n, 14, "cmproto_encode_resolve with no application name: an empty one");
+		memset(longname, 'x', sizeof(longname) - 1);
+		longname[sizeof(longname) - 1] = '\0';
+		n = cmproto_encode_resolve(out, sizeof(out), 1, CMPROTO_TARGET_STANDBY, 7, longname);
+		ok(n > 0 && cmproto_decode(out, (size_t) n, CMPROTO_PEER_APP, &got) == CMPROTO_OK &&
+		   strlen(got.u.resolve.application_name) == CMPROTO_APPNAME_MAX &&
+		   got.u.resolve.target == CMPROTO_TARGET_STANDBY,
+		   "cmproto_encode_resolve cuts a 99-byte application name to 63 bytes");
+		is_int(cmproto_encode_resolve(out, 10, 1, CMPROTO_TARGET_ANY, 7, "psql"), CMPROTO_ENOSPACE,
+			   "cmproto_encode_resolve into a 10-byte buffer: no space");
+	}
+
 	/* CANDIDATE(3, 5432, in recovery, numeric, "10.0.0.7"): length 20 */
 	m = mk(CMPROTO_CANDIDATE);
 	m.u.candidate.instance = 3;
