@@ -288,16 +288,35 @@ load_key(void)
 	ctx.keylen = (size_t) n;
 }
 
+/*
+ * The open-files limit: the soft one is raised to the hard one first.  A
+ * soft limit of 1024 protects programs that use select(); conmgr waits with
+ * epoll and poll, and holds a descriptor per application session, so it
+ * takes what the hard limit allows (as systemd advises such daemons to),
+ * then checks that this covers what the configuration needs.
+ */
 static void
 check_nofile(void)
 {
 	struct rlimit rl;
 	int			need = cmconf_nofile_needed(ctx.conf);
 
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+	{
+		rlim_t		was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			cm_log(CMLOG_DEBUG1, "open-files limit raised from %llu to the hard limit, %llu",
+				   (unsigned long long) was, (unsigned long long) rl.rlim_max);
+		else
+			cm_log(CMLOG_DEBUG1, "could not raise the open-files limit from %llu to %llu: %s",
+				   (unsigned long long) was, (unsigned long long) rl.rlim_max, strerror(errno));
+	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 		rl.rlim_cur < (rlim_t) need)
 		cm_fatal(1, "open-files limit %llu is too low: conmgr needs %d "
-				 "(9 + %d instances x 2 + max_connections %d); raise \"ulimit -n\"",
+				 "(9 + %d instances x 2 + max_connections %d); raise the hard limit (\"ulimit -Hn\")",
 				 (unsigned long long) rl.rlim_cur, need, ctx.conf->ninstances,
 				 ctx.conf->max_connections);
 }

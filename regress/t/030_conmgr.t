@@ -444,6 +444,24 @@ like($e2, qr/another conmgr \(pid \d+\) is running in/, 'and says why');
 	is($? >> 8, 1, 'conmgr refuses to start under a low open-files limit');
 	like($e2, qr/open-files limit 100 is too low: conmgr needs 1011 \(9 \+ 1 instances x 2 \+ max_connections 1000\)/,
 		'naming the numbers');
+
+	# A soft limit below the hard one is raised to it (epoll, no select()).
+	my $dir4 = PostgreSQL::Test::Utils::tempdir();
+	chmod 0700, $dir4;
+	my $port4 = PostgreSQL::Test::Cluster::get_free_port();
+	PostgreSQL::Test::Utils::append_to_file("$dir4/conmgr.conf",
+		"backend_host0 = 'localhost'\nmax_connections = 1000\nport = $port4\nlisten_addresses = '127.0.0.1'\n");
+	my ($o4, $e4) = ('', '');
+	my $cm4 = IPC::Run::start([ 'sh', '-c', "ulimit -Hn 2000 && ulimit -Sn 100 && exec $conmgr -D $dir4" ],
+		'<', \undef, '>', \$o4, '2>', \$e4);
+	ok(wait_until(sub { eval { $cm4->pump_nb }; $e4 =~ /listening for applications/ }, 10),
+		'with a soft limit of 100 and a hard one of 2000, conmgr starts') or diag($e4);
+	my $lpid4 = eval { listener_pid($dir4, $port4) } // 0;
+	my $limits = eval { slurp_file("/proc/$lpid4/limits") } // '';
+	like($limits, qr/^Max open files\s+2000\s+2000\s/m, 'its roles run with the soft limit raised to 2000')
+	  or diag($limits);
+	$cm4->signal('INT');
+	$cm4->finish;
 }
 
 # Out of descriptors (max_connections = 0, a low ulimit -n): a connection
