@@ -910,7 +910,6 @@ lsn_accept(int lfd, bool control)
 		char		host[NI_MAXHOST],
 					serv[NI_MAXSERV];
 		int			fd = accept4(lfd, (struct sockaddr *) &ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		int			one = 1;
 		int			no_fd_errno = 0;
 		app		   *a = NULL;
 
@@ -997,7 +996,6 @@ lsn_accept(int lfd, bool control)
 			close(fd);
 			continue;
 		}
-		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (++a->gen == UINT32_MAX)
 			a->gen = 1;			/* stay clear of the EV_* tags */
 		if (!ep_set(EPOLL_CTL_ADD, fd, EPOLLIN, ((uint64_t) a->gen << 32) | (uint32_t) (a - apps)))
@@ -1046,6 +1044,8 @@ lsn_listen_on(const char *name)
 		if (fd < 0)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		/* Linux hands it on to every accepted socket: no call per session */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (ai->ai_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0)
