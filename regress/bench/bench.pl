@@ -699,7 +699,7 @@ if ($only{8})
 		  . "client threads (enough to keep both cores busy; with 4, the clients' waits for their "
 		  . "answers left the rate about a quarter under the bound below) doing whole sessions "
 		  . "(connect, probe and RESOLVE in one packet as "
-		  . "libpq-cm sends them to a conmgr it has met, candidates, close) back to back for "
+		  . "libpq-cm sends them to a conmgr it has met, candidates, reset) back to back for "
 		  . "%d s; then every process of s2 is stopped (SIGSTOP), conmgr declares it down after "
 		  . "heartbeat_timeout = %d s, and the time from that detection (the instance's `since` on "
 		  . "conmgr's control socket) to the arrival of INSTANCE_DOWN at each session is taken. First "
