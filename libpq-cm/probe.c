@@ -141,7 +141,7 @@ cm_remember_postmaster(const cm_dest *d)
  * A session with conmgr ends with a reset, not a FIN (SO_LINGER 0): it has
  * nothing left to deliver either way, and a normal close would leave the
  * socket in TIME_WAIT for a minute on this host, one per connection made,
- * all towards the same conmgr port (docs/protocol.md, 2.6).  A probe that
+ * all towards the same conmgr port (docs/protocol.md, 2.3).  A probe that
  * found a postmaster is closed normally, so that the server logs nothing.
  */
 void
