@@ -28,6 +28,26 @@ use Time::HiRes qw(time usleep);
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
   wait_until foreign_env sanitized watchdog_cluster);
 
+# A test that dies leaves the conmgrs it started running (an IPC::Run
+# harness is not stopped at exit, and a conmgr outlives its parent); stop
+# every conmgr this test process started itself, so that none outlives it.
+END
+{
+	local ($?, $!, $@);
+	for my $f (glob('/proc/[0-9]*/stat'))
+	{
+		open(my $fh, '<', $f) or next;
+		my $stat = <$fh> // '';
+		close $fh;
+		my ($pid, $ppid) = $stat =~ /^(\d+) \(.*\) \S+ (\d+) /s or next;
+		next unless $ppid == $$;
+		open($fh, '<', "/proc/$pid/cmdline") or next;
+		my $cmd = do { local $/; <$fh> } // '';
+		close $fh;
+		kill 'INT', $pid if $cmd =~ /^conmgr: supervisor /;
+	}
+}
+
 # The repository's top directory (regress/t/../..).
 sub cm_top
 {

@@ -464,6 +464,37 @@ like($e2, qr/another conmgr \(pid \d+\) is running in/, 'and says why');
 	$cm4->finish;
 }
 
+# A test that dies does not leave its conmgr running (CmTest's END block).
+{
+	my $dir5 = PostgreSQL::Test::Utils::tempdir();
+	chmod 0700, $dir5;
+	PostgreSQL::Test::Utils::append_to_file("$dir5/conmgr.conf",
+		"backend_host0 = 'localhost'\nport = " . PostgreSQL::Test::Cluster::get_free_port()
+		  . "\nlisten_addresses = '127.0.0.1'\n");
+	my $child = <<'PERL';
+use strict;
+use warnings;
+use CmTest;
+use IPC::Run;
+my ($conmgr, $dir) = @ARGV;
+my $out = '';
+my $h = IPC::Run::start([ $conmgr, '-D', $dir ], '<', \undef, '>&', \$out);
+wait_until(sub { $h->pump_nb; $out =~ /listening for applications/ }, 10) or die "conmgr did not start:\n$out";
+open(my $pf, '<', "$dir/conmgr.pid") or die "no pid file: $!\n";
+my ($pid) = <$pf> =~ /^(\d+)/;
+print "started pid=$pid\n";
+die "a test dies here\n";
+PERL
+	my ($o5, $e5) = ('', '');
+	IPC::Run::run([ 'perl', "-I$FindBin::RealBin/../lib", '-e', $child, $conmgr, $dir5 ],
+		'<', \undef, '>', \$o5, '2>', \$e5, IPC::Run::timeout(30));
+	my ($pid5) = $o5 =~ /^started pid=(\d+)$/m;
+	ok(defined $pid5 && $e5 =~ /a test dies here/,
+		'a test script starts conmgr, then dies') or diag("$o5$e5");
+	ok(defined $pid5 && wait_until(sub { !kill(0, $pid5) }, 10), 'its conmgr stops with it');
+	kill 'KILL', $pid5 if defined $pid5 && kill(0, $pid5);
+}
+
 # Out of descriptors (max_connections = 0, a low ulimit -n): a connection
 # the listener cannot take is closed without an answer and logged, as one
 # over max_connections is, instead of being left pending while the
