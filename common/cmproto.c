@@ -642,7 +642,8 @@ cmproto_encode_resolve(uint8_t *buf, size_t cap, int version, int target,
 	m.u.resolve.target = (uint8_t) target;
 	m.u.resolve.client_pid = client_pid;
 	if (application_name)
-		strncpy(m.u.resolve.application_name, application_name, CMPROTO_APPNAME_MAX);
+		memcpy(m.u.resolve.application_name, application_name,
+			   strnlen(application_name, CMPROTO_APPNAME_MAX));
 	return cmproto_encode(&m, buf, cap);
 }
 

@@ -68,7 +68,9 @@ heartbeat_timeout = 3
 log_min_messages = LOG
 });
 my ($cm_out, $cm_err) = ('', '');
-my $cm = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $cmdata ],
+# An open-files limit of 1024, soft and hard (conmgr raises a soft limit to
+# the hard one): the storm must run the listener out of descriptors.
+my $cm = IPC::Run::start([ 'sh', '-c', "ulimit -n 1024 && exec $top/build/bin/conmgr -D $cmdata" ],
 	'<', \undef, '>', \$cm_out, '2>', \$cm_err);
 
 # Whatever happens, nothing of the storm outlives the test.
