@@ -374,7 +374,7 @@ if ($only{1})
 		  . "in all. Value: the median of the per-round medians. Over all connections, p99: conmgr %.3f ms, "
 		  . "direct %.3f ms. The detour adds %.0f µs (difference of the medians); a bare conmgr session "
 		  . "alone (`cmload resolve -c 1 -P`: connect, probe and RESOLVE in one packet as libpq-cm sends "
-		  . "them to a conmgr it has met, candidates, close) takes %.0f µs (median), the rest is the "
+		  . "them to a conmgr it has met, candidates, reset) takes %.0f µs (median), the rest is the "
 		  . "ATTACHED message, the watcher thread's epoll registration and the two extra processes "
 		  . "(conmgr's listener, the watcher) to be scheduled on 2 busy cores.",
 		$R{conn_rounds}, $R{conn_n}, $R{conn_n}, $R{conn_rounds} * $R{conn_n},
