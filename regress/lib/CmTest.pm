@@ -26,7 +26,7 @@ use IPC::Run;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
-  wait_until foreign_env sanitized watchdog_cluster);
+  wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait);
 
 # A test that dies leaves the conmgrs it started running (an IPC::Run
 # harness is not stopped at exit, and a conmgr outlives its parent); stop
@@ -259,6 +259,24 @@ watchdog.check_attr_interval = 200
 }
 
 # Poll $cond every 20 ms for up to $secs; returns the time it became true.
+# The local ports of this host's TIME_WAIT sockets towards $port (ss), as
+# a set; new_time_wait() counts those that were not in an earlier set.
+sub time_wait_ports
+{
+	my ($port) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'ss', '-Htan', 'state', 'time-wait', 'dport', '=', ":$port" ],
+		'<', \undef, '>', \$out, '2>', \$err) or die "ss failed: $err";
+	# Recv-Q Send-Q Local:port Peer:port (no State column with a state filter)
+	return { map { $_ => 1 } $out =~ /^\s*\d+\s+\d+\s+\S+:(\d+)\s+\S+:\Q$port\E\s*$/mg };
+}
+
+sub new_time_wait
+{
+	my ($port, $before) = @_;
+	return scalar grep { !$before->{$_} } keys %{ time_wait_ports($port) };
+}
+
 sub wait_until
 {
 	my ($cond, $secs) = @_;

@@ -170,20 +170,7 @@ for my $target (sort keys %expect)
 }
 
 # --- the session with conmgr ends with a reset: no TIME_WAIT left here ---
-# (docs/protocol.md, 2.3).  TIME_WAIT sockets towards cm1's port, by local
-# port; only the ones that appear in between count.
-sub time_wait_ports
-{
-	my ($port) = @_;
-	my ($out) = run_cmd('ss', '-Htan', 'state', 'time-wait', 'dport', '=', ":$port");
-	# Recv-Q Send-Q Local:port Peer:port (no State column with a state filter)
-	return { map { $_ => 1 } $out =~ /^\s*\d+\s+\d+\s+\S+:(\d+)\s+\S+:\Q$port\E\s*$/mg };
-}
-sub new_time_wait
-{
-	my ($port, $before) = @_;
-	return scalar grep { !$before->{$_} } keys %{ time_wait_ports($port) };
-}
+# (docs/protocol.md, 2.3); only sockets that appear in between count.
 {
 	my $before = time_wait_ports($cm1->{port});
 	my ($out) = run_cmd($cmapp, 'timing', 10, cm_conninfo($cm1, 'any'));

@@ -12,6 +12,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
 use CmDriverLab;
+use CmTest qw(time_wait_ports new_time_wait);
 use PostgreSQL::Test::Cluster;
 use Test::More;
 use Time::HiRes ();
@@ -90,12 +91,16 @@ is(join(' ', (landed('mixed'))[0, 2]), 'p yes',
 	'a standby postmaster (not primary for pgJDBC), then conmgr: conmgr gives the primary');
 is(join(' ', (landed('deadfirst'))[0, 2]), 's yes', 'a dead host first, then conmgr');
 
-# conmgr's load balancing whatever loadBalanceHosts says: 4 connections, one JVM.
+# conmgr's load balancing whatever loadBalanceHosts says: 4 connections, one
+# JVM; each ends its session with conmgr with a reset, as libpq-cm does, so
+# no socket towards conmgr is left in TIME_WAIT (docs/protocol.md, 2.3).
 {
+	my $before = time_wait_ports($lab->{cmport});
 	my ($out) = run_cmd('java', '-cp', $cp, 'CmJdbcCheck', 'connect', ($u{lb}) x 4);
 	my %seen = map { $lab->name_of($_) => 1 } $out =~ /^url=\S+ port=(\d+)/mg;
 	is_deeply([ sort keys %seen ], [qw(p s)], 'loadBalanceHosts=false: conmgr still spreads any over both instances')
 	  or diag($out);
+	is(new_time_wait($lab->{cmport}, $before), 0, 'the driver left no socket in TIME_WAIT towards conmgr');
 }
 
 # pgJDBC registered (and so asked) first: it fails on conmgr, DriverManager asks us next.

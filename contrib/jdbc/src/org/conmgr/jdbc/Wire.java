@@ -9,6 +9,7 @@ package org.conmgr.jdbc;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.SocketTimeoutException;
+import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
@@ -70,6 +71,7 @@ final class Wire implements AutoCloseable
 
 	private final SocketChannel ch;
 	private final long deadline;		/* System.nanoTime() */
+	private boolean conmgr;				/* HELLO read: a session with conmgr */
 
 	private Wire(SocketChannel ch, long deadline)
 	{
@@ -112,9 +114,24 @@ final class Wire implements AutoCloseable
 		return ch;
 	}
 
+	/*
+	 * A session with conmgr ends with a reset (SO_LINGER 0), as libpq-cm ends
+	 * its own: nothing is left to say on it, and an orderly close would leave
+	 * a TIME_WAIT socket on this host per connection (docs/protocol.md, 2.3).
+	 * A probe that found a postmaster is closed normally.
+	 */
 	@Override
 	public void close()
 	{
+		try
+		{
+			if (conmgr && ch.isOpen())
+				ch.setOption(StandardSocketOptions.SO_LINGER, 0);
+		}
+		catch (IOException e)
+		{
+			/* closed normally then */
+		}
 		try
 		{
 			ch.close();
@@ -202,6 +219,7 @@ final class Wire implements AutoCloseable
 		int min = hello.getShort() & 0xffff;
 		int max = hello.getShort() & 0xffff;
 
+		conmgr = true;
 		if (min > VERSION || max < VERSION)
 			throw new IOException("conmgr speaks protocol versions " + min + " to " + max + ", this driver " + VERSION);
 		return Kind.CONMGR;
