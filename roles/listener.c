@@ -490,21 +490,29 @@ target_rank(int target, uint32_t attrs)
 }
 
 /*
- * The up instances that match, best rank first; within a rank, rotated by
- * one position per request, so equal instances share the load.
+ * The up instances that match, best rank first.  Within a rank, instances
+ * whose last heartbeat is older than one and a half heartbeat_interval
+ * (a beat missed: the server or its link may have died, and the heartbeat
+ * has not timed out yet) come after those heard from on time; each of the
+ * two groups is rotated by one position per request, so equal instances
+ * share the load.  After a crash and a promotion, the new primary is thus
+ * offered before the silent old one until the old one is declared down.
  */
 static int
 resolve(int target, candidate *out)
 {
-	candidate	rank[2][CMCONF_MAX_INSTANCES];
-	int			nrank[2] = {0, 0};
+	candidate	group[4][CMCONF_MAX_INSTANCES];	/* rank * 2 + late */
+	int			ngroup[4] = {0, 0, 0, 0};
 	int			n = 0;
 	unsigned	rot = rotation[target]++;
+	int64_t		now = shm_now();
+	int64_t		late_after = (int64_t) ctx->conf->heartbeat_interval * 1500000;
 
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
 	{
 		shm_slot	s;
 		int			r;
+		int			g;
 
 		if (!ctx->conf->inst[i].configured)
 			continue;
@@ -514,13 +522,14 @@ resolve(int target, candidate *out)
 		r = target_rank(target, s.attrs);
 		if (r < 0)
 			continue;
-		rank[r][nrank[r]].instno = (int) i;
-		rank[r][nrank[r]].attrs = s.attrs;
-		nrank[r]++;
+		g = r * 2 + (now - s.last_received > late_after ? 1 : 0);
+		group[g][ngroup[g]].instno = (int) i;
+		group[g][ngroup[g]].attrs = s.attrs;
+		ngroup[g]++;
 	}
-	for (int r = 0; r < 2; r++)
-		for (int k = 0; k < nrank[r]; k++)
-			out[n++] = rank[r][(k + rot) % nrank[r]];
+	for (int g = 0; g < 4; g++)
+		for (int k = 0; k < ngroup[g]; k++)
+			out[n++] = group[g][(k + rot) % ngroup[g]];
 	return n;
 }
 

@@ -638,14 +638,39 @@ sub pg_stop
 	return;
 }
 
-# A fresh standby of the current primary, over their link.
+# A fresh standby of the current primary, over their link.  The base
+# backup is the lab's set-up, not what is under test: a failed one is told
+# on stderr with the primary's log since it started (and counted in
+# {basebackup_retries}), then tried again, up to 3 times.
 sub make_standby
 {
 	my ($self, $s) = @_;
 	my $p = $self->{primary};
-	must([ 'rm', '-rf', $self->data($s) ]);
-	must([ $self->wrap($s, 1, $self->pg('pg_basebackup'), '-h', $self->addr($p, $s), '-p', '5432',
-			'-U', $USER, '-D', $self->data($s), '-R', '-c', 'fast', '-X', 'stream') ], timeout => 120);
+	for my $try (1 .. 3)
+	{
+		must([ 'rm', '-rf', $self->data($s) ]);
+		my $plog = $self->sdir($p) . '/log';
+		my $from = -s $plog // 0;
+		my @cmd = ($self->wrap($s, 1, $self->pg('pg_basebackup'), '-h', $self->addr($p, $s), '-p', '5432',
+				'-U', $USER, '-D', $self->data($s), '-R', '-c', 'fast', '-X', 'stream'));
+		my ($rc, $out, $err) = run_cmd(\@cmd, timeout => 120);
+		last if $rc == 0;
+		my $why = "pg_basebackup of $s from $p failed ($rc), try $try of 3: $out$err";
+		my $tail = '';
+		if (open my $f, '<', $plog)
+		{
+			seek $f, $from, 0;
+			local $/;
+			$tail = <$f> // '';
+			close $f;
+		}
+		$why .= "the primary's log meanwhile:\n" . substr($tail, -4000) if $tail ne '';
+		$why =~ s/^/# [lab] /mg;
+		print STDERR $why, ($why =~ /\n\z/ ? '' : "\n");
+		$self->{basebackup_retries}++;
+		croak("failed ($rc): @cmd\n$out$err") if $try == 3;
+		sleep 2;
+	}
 	$self->pg_start($s);
 	return;
 }
@@ -822,14 +847,18 @@ sub rebuild
 		if ($self->{crashed}{$s})
 		{
 			$self->restore($self->host_links($s));
-			delete $self->{crashed}{$s};
 		}
 		else
 		{
 			$self->pg_stop($s, 'immediate');
 		}
 		delete $self->{mon}{$s};
+		# stopped or crashed, the server stays marked until it is a
+		# standby again: after a failure here, rebuild() is called again
+		$self->{broken}{$s} = 1;
 		$self->make_standby($s);
+		delete $self->{broken}{$s};
+		delete $self->{crashed}{$s};
 	}
 	$self->wait_streaming;
 	$self->wait_routable($_) for @{ $self->{cm_clients} };

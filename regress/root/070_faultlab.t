@@ -196,7 +196,8 @@ sub recover
 			keys %{ $lab->{links} });
 		# a crash without its promotion, or without the rebuild
 		$lab->promote(($lab->standbys)[0]) if $lab->{crashed}{ $lab->primary };
-		$lab->rebuild if %{ $lab->{crashed} // {} };
+		# (or a rebuild that failed half way)
+		$lab->rebuild if %{ $lab->{crashed} // {} } || %{ $lab->{broken} // {} };
 		$lab->start_conmgr('c1') unless $lab->conmgr_pid('c1') && kill(0, $lab->conmgr_pid('c1'));
 		$lab->wait_routable('c1');
 		1;
@@ -819,6 +820,8 @@ else
 {
 	note($summary);
 }
+diag("the lab retried $lab->{basebackup_retries} base backup(s) (the errors are above, '# [lab]')")
+  if $lab->{basebackup_retries};
 if (my $f = $ENV{CM_FAULT_REPORT})
 {
 	open my $fh, '>', $f or die "$f: $!";

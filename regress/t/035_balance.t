@@ -1,5 +1,6 @@
 # Test that conmgr spreads read-only connections over two standbys: the
-# first candidate alternates between them, and each answer lists both.
+# first candidate alternates between them, and each answer lists both; one
+# whose heartbeat is late comes last.
 use strict;
 use warnings;
 use FindBin;
@@ -9,6 +10,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
 my $resolve = cm_top() . '/build/regress/tools/cmresolve';
 my @wd = map { PostgreSQL::Test::Cluster::get_free_port() } 0 .. 2;
@@ -60,6 +62,28 @@ note("first read-only candidate over 20 requests: standby 1 x $first{1}, standby
 ok($first{1} >= 8 && $first{2} >= 8, 'load spread over both standbys');
 is(order('read-write'), '0', 'read-write stays on the primary');
 like(order('prefer-standby'), qr/^(1,2|2,1),0$/, 'prefer-standby: both standbys, then the primary');
+
+# A standby whose heartbeat is late (its watchdog stopped: a server or link
+# dying, not yet past heartbeat_timeout) is still offered, but after the one
+# heard from on time: from 1.5 heartbeat_interval of silence until the
+# timeout (1.5 s to 3 s here; the last beat came up to 1 s before the stop,
+# so the samples must be done within 2 s of it).
+my $wdpid = $standbys[0]->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'watchdog'});
+like($wdpid, qr/^\d+$/, "standby 1's watchdog process ($wdpid)");
+kill 'STOP', $wdpid;
+my $t_stop = time();
+select(undef, undef, undef, 1.65);
+my @late = map { order('read-only') } 1 .. 6;
+my $elapsed = time() - $t_stop;
+kill 'CONT', $wdpid;
+cmp_ok($elapsed, "<", 1.98, 'the late-standby samples were taken before heartbeat_timeout')
+  or diag("took until $elapsed s");
+is(join(' ', @late), join(' ', ('2,1') x 6),
+	'a standby with a missed heartbeat is offered last, six requests in a row');
+# heard from again: shared again
+ok(wait_until(sub { my %f = map { (split /,/, order('read-only'))[0] => 1 } 1 .. 4; keys %f == 2 }, 10),
+	'once its heartbeat is back, both standbys come first in turn');
 
 $cm->signal('INT');
 $cm->finish;
