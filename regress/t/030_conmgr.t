@@ -380,7 +380,10 @@ ok($hb_pid, "heartbeat 0 runs as pid $hb_pid");
 kill 'KILL', $hb_pid;
 ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /heartbeat 0 .*was terminated by signal 9 \(SIGKILL\)/ }, 10),
 	'the supervisor logs the crash');
-like($cm_err, qr/restarting heartbeat 0 \S+ in 1000 ms/, 'and the restart after 1 s');
+# The two lines are separate writes to the log: wait for the second too.
+ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /restarting heartbeat 0 \S+ in 1000 ms/ }, 10),
+	'and the restart after 1 s')
+  or diag(substr($cm_err, -2000));
 my $hb_pid2;
 ok(wait_until(sub { $hb_pid2 = role_pid($cmdata, 'heartbeat 0 ');
 	$hb_pid2 && $hb_pid2 != $hb_pid }, 10), 'and restarts heartbeat 0');

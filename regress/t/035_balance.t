@@ -71,12 +71,22 @@ like(order('prefer-standby'), qr/^(1,2|2,1),0$/, 'prefer-standby: both standbys,
 my $wdpid = $standbys[0]->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'watchdog'});
 like($wdpid, qr/^\d+$/, "standby 1's watchdog process ($wdpid)");
-kill 'STOP', $wdpid;
-my $t_stop = time();
-select(undef, undef, undef, 1.65);
-my @late = map { order('read-only') } 1 .. 6;
-my $elapsed = time() - $t_stop;
-kill 'CONT', $wdpid;
+# A busy machine can make the six samples too slow to judge: then the
+# watchdog is resumed, both standbys are waited for, and it is tried again
+# (3 tries at most; the timing check fails if none was quick enough).
+my ($elapsed, @late);
+for my $try (1 .. 3)
+{
+	kill 'STOP', $wdpid;
+	my $t_stop = time();
+	select(undef, undef, undef, 1.65);
+	@late = map { order('read-only') } 1 .. 6;
+	$elapsed = time() - $t_stop;
+	kill 'CONT', $wdpid;
+	last if $elapsed < 1.98;
+	note("try $try: the samples took until $elapsed s after the stop; again");
+	wait_until(sub { my %f = map { (split /,/, order('read-only'))[0] => 1 } 1 .. 4; keys %f == 2 }, 15);
+}
 cmp_ok($elapsed, "<", 1.98, 'the late-standby samples were taken before heartbeat_timeout')
   or diag("took until $elapsed s");
 is(join(' ', @late), join(' ', ('2,1') x 6),
