@@ -264,7 +264,10 @@ sub machine
 	return {
 		cpu => $cpu // 'unknown', cores => $cores, kernel => $kernel,
 		mem => sprintf('%.0f GiB', ($mem // 0) / 1048576), pg => $pgver,
-		load => $load // '?', os => $os || 'unknown' };
+		load => $load // '?', os => $os || 'unknown',
+		# a one-minute load average of half a core or more at the start:
+		# something else was running (this run's own processes had not started)
+		busy => (defined $load && (split ' ', $load)[0] >= 0.5) };
 }
 
 my $mach = machine();
@@ -1135,7 +1138,7 @@ ratio is taken within each round, then its median.
 | memory | $mach->{mem} |
 | OS, kernel | $mach->{os}, Linux $mach->{kernel} |
 | PostgreSQL | $mach->{pg} |
-| load average at the start | $mach->{load} (others were using the machine) |
+| load average at the start | $mach->{load}@{[ $mach->{busy} ? ' (others were using the machine)' : '' ]} |
 | network | @{[ $netns ? 'loopback, in a network namespace of the benchmark\'s own' : 'loopback (shared)' ]} |
 | run time of bench.pl | @{[ sprintf('%.1f min', $elapsed / 60) ]} |
 
