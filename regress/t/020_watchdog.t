@@ -510,6 +510,18 @@ log_line_prefix = '%n [%p] %q%a '
 ######################################################################
 # 8. Over watchdog.max_heartbeat_connections: refused with an error.
 ######################################################################
+# Restart the node and wait until its watchdog listens: the postmaster
+# accepts SQL before the worker has set up its session table (with
+# 640000 slots that took longer than a client's first connect on the
+# CI machine of 2026-12-04: "Connection refused").
+sub restart_watchdog
+{
+	my $offset = -s $node->logfile;
+	$node->restart;
+	$node->wait_for_log(qr/watchdog: listening on port $wdport /, $offset)
+	  or die "the watchdog did not listen again after the restart";
+}
+
 sub watchdog_shmem
 {
 	return $node->safe_psql('postgres',
@@ -521,7 +533,7 @@ my ($shm_slots1, $shm_size1);
 	$shm_slots1 = $node->safe_psql('postgres', 'SHOW max_connections');
 	$shm_size1 = watchdog_shmem();
 	$node->append_conf('postgresql.conf', "watchdog.max_heartbeat_connections = 2\n");
-	$node->restart;
+	restart_watchdog();
 	my $c = hb_start(port => $wdport, interval => 5, timeout => 20, sessions => 3);
 	ok(hb_wait($c, qr/error code=4 message=too many heartbeat sessions/),
 		'the third session is refused with "too many heartbeat sessions"');
@@ -544,7 +556,7 @@ my $keyfile;
 	PostgreSQL::Test::Utils::append_to_file($badkey, "wrong-horse-battery-staple-x\n");
 	chmod 0600, $keyfile, $badkey;
 	$node->append_conf('postgresql.conf', "watchdog.auth_key_file = '$keyfile'\n");
-	$node->restart;
+	restart_watchdog();
 
 	my $sleeper = start_sleeper();
 	my $bad = hb_start(port => $wdport, interval => 5, timeout => 20, key => $badkey);
@@ -577,7 +589,7 @@ my $keyfile;
 watchdog.max_heartbeat_connections = $slots
 watchdog.check_attr_interval = 0
 });
-	$node->restart;
+	restart_watchdog();
 	like(slurp_file($node->logfile),
 		qr/WARNING:  0 ms is outside the valid range for parameter "watchdog\.check_attr_interval" \(1 \.\. 2147483647\)/,
 		'check_attr_interval = 0 in postgresql.conf is reported');
@@ -586,7 +598,8 @@ watchdog.check_attr_interval = 0
 	my $c = hb_start(port => $wdport, interval => 5, timeout => 20,
 		key => $keyfile);
 	ok(hb_wait($c, qr/welcome version=1 attrs=0 flags=1/, 15),
-		"with max_heartbeat_connections = $slots a client registers");
+		"with max_heartbeat_connections = $slots a client registers")
+	  or diag("hbclient said: ${ $c->{out} }${ $c->{err} }");
 	hb_stop($c);
 	my $log = slurp_file($node->logfile);
 	unlike($log, qr/invalid memory alloc request size/,
