@@ -14,7 +14,8 @@
 #       for the same nominal time, measured on the same cut
 #  4    conmgr kill -9: applications fail and sessions end at once
 #  5    a flapping link: nothing crashes, nothing leaks, routing is right
-#  6    200 applications on the primary when its link drops: 200 errors
+#  6    200 applications on the primary when its link drops: 200 errors,
+#       spread no wider than a kill -9 control's in the same run
 #  3    primary crash + promote: conmgr vs libpq multi-host (last: the set
 #       is rebuilt after each run)
 #
@@ -604,37 +605,68 @@ sub scenario_flap
 scenario('5 flapping link', \&scenario_flap) if $only{5};
 
 # --- 6: 200 applications on one instance ------------------------------------
-sub scenario_many
+#
+# How fast 200 processes, and 200 exiting backends on the server, get
+# through their error paths at once is the machine's business, not
+# conmgr's: on a 2-core VM where a process start or exit costs
+# milliseconds (seen 2026-12-04: cmapp's exec and exit 12 ms, a backend's
+# exit about 5 ms), it takes longer than a second whatever tells them.
+# So each run first measures the same two storms at once with no heartbeat
+# in them: conmgr on c1 is killed (-9), the kernel ends the 200 conmgr
+# sockets (each application fails) and the watchdog sees its heartbeat
+# session end (the terminator ends the 200 sessions), as in scenario 4.
+# Their spreads, from the first application to fail to the last and from
+# the first session to end to the last, are the allowance: after the cut,
+# the first failure and the first session end must come within
+# heartbeat_timeout + 0.5 s, and each spread within the control's + 0.5 s.
+# (A pg_terminate_backend() control was tried first: there the
+# applications fail one by one behind their backends' exits, and 2.2 to
+# 2.5 s of heartbeat spread against 0.5 to 1.2 s showed the two storms
+# overlapping, not conmgr being slow.)
+
+# $n applications on c1 through conmgr, blocked in pg_sleep(60), each its
+# own process writing to $d/K ('block-hold': once it has printed its
+# result the process waits to be killed, so the applications are not
+# timed against each other's exits).  True once all run.
+sub start_many
 {
-	my ($i) = @_;
-	my $n = $ENV{CM_FAULT_APPS} // 200;
+	my ($n, $d, $name) = @_;
 	my $p = $lab->primary;
 	my $a1 = $lab->addr('c1', $p);
-	my $d = $lab->dir . "/many$i";
 	mkdir $d or die "$d: $!";
-	my $ci = $lab->conninfo('c1', 'read-write', application_name => 'lab_many');
-	my %pid;
+	my $ci = $lab->conninfo('c1', 'read-write', application_name => $name);
 	for my $k (1 .. $n)
 	{
-		$pid{$k} = $lab->spawn_file('c1', [ $lab->cmapp, 'block', $ci, 'SELECT pg_sleep(60)' ], "$d/$k");
+		$lab->spawn_file('c1', [ $lab->cmapp, 'block-hold', $ci, 'SELECT pg_sleep(60)' ], "$d/$k");
 		usleep(15_000);
 	}
 	my $slurp = sub { open(my $f, '<', "$d/$_[0]") or return ''; local $/; return scalar <$f> };
-	my $running = $lab->wait_until(sub {
+	my $ok = $lab->wait_until(sub {
 		(grep { $slurp->($_) =~ /^running/m } 1 .. $n) == $n
 		  && ($lab->sessions_from($p, $a1) // 0) == $n;
 	}, 90);
-	ok($running, "$n applications blocked in pg_sleep(60) on the primary, each its own process")
-	  or diag('running: ' . scalar(grep { $slurp->($_) =~ /^running/m } 1 .. $n));
-	my $t0 = $lab->cut("c1-$p");
-	my (%done, $t_term, $ended);
-	my $pos = $lab->log_pos($p);
-	my $deadline = time() + $T + 10;
+	diag('running: ' . scalar(grep { $slurp->($_) =~ /^running/m } 1 .. $n)) unless $ok;
+	return $ok;
+}
+
+# Waits (up to $wait s) for the $n applications' results and the end of
+# their sessions; returns { t => [sorted result times], out => [outputs],
+# disc => [sorted session end times] }, times from $t0.
+sub collect_many
+{
+	my ($n, $d, $t0, $pos, $wait) = @_;
+	my $p = $lab->primary;
+	my $a1 = $lab->addr('c1', $p);
+	my (%done, $ended);
+	my $deadline = time() + $wait;
 	while (time() < $deadline && (keys(%done) < $n || !$ended))
 	{
 		for my $k (grep { !$done{$_} } 1 .. $n)
 		{
-			my $out = $slurp->($k);
+			open(my $f, '<', "$d/$k") or next;
+			local $/;
+			my $out = <$f> // '';
+			close $f;
 			next unless $out =~ /^result /m;
 			# when the line was written: the file's modification time
 			$done{$k} = { t => (Time::HiRes::stat("$d/$k"))[9] - $t0, out => $out };
@@ -642,27 +674,64 @@ sub scenario_many
 		$ended ||= ($lab->sessions_from($p, $a1) // -1) == 0;
 		usleep(20_000);
 	}
-	my @disc = ended($p, $pos, $a1, $n);
-	$t_term = (sort { $b <=> $a } map { $_->{t} } @disc)[0] - $t0 if $ended && @disc;
+	my @disc = $ended ? ended($p, $pos, $a1, $n) : ();
+	return {
+		t => [ sort { $a <=> $b } map { $_->{t} } values %done ],
+		out => [ map { $_->{out} } values %done ],
+		disc => [ sort { $a <=> $b } map { $_->{t} - $t0 } @disc ] };
+}
+
+sub spread { my ($l) = @_; return @$l ? $l->[-1] - $l->[0] : undef }
+
+sub scenario_many
+{
+	my ($i) = @_;
+	my $n = $ENV{CM_FAULT_APPS} // 200;
+	my $p = $lab->primary;
+	my $d = $lab->dir . "/many$i";
+
+	# the control: the same storms, with no heartbeat in them
+	ok(start_many($n, "$d-control", 'lab_control'), "control: $n applications blocked in pg_sleep(60)");
+	my $pos = $lab->log_pos($p);
+	my $t0 = $lab->kill_conmgr('c1');
+	my $c = collect_many($n, "$d-control", $t0, $pos, 30);
+	$lab->kill_pids;
+	my ($c_apps, $c_term) = (spread($c->{t}), spread($c->{disc}));
+	ok(@{ $c->{t} } == $n && @{ $c->{disc} } == $n,
+		sprintf('control, conmgr killed: all %d failed (%d) and their sessions ended (%d); spreads %s s and %s s', $n,
+			scalar @{ $c->{t} }, scalar @{ $c->{disc} }, map { defined $_ ? sprintf('%.3f', $_) : '-' } $c_apps, $c_term));
+	$lab->start_conmgr('c1', complete => 1);
+	ok($lab->wait_routable('c1'), 'conmgr restarted and routes to every instance');
+
+	ok(start_many($n, $d, 'lab_many'), "$n applications blocked in pg_sleep(60) on the primary, each its own process");
+	$pos = $lab->log_pos($p);
+	$t0 = $lab->cut("c1-$p");
+	my $r = collect_many($n, $d, $t0, $pos, $T + 10);
+	my @t = @{ $r->{t} };
+	my @disc = @{ $r->{disc} };
 	is(scalar(@disc), $n, "the primary logged the end of the $n sessions");
-	my @t = sort { $a <=> $b } map { $_->{t} } values %done;
-	my $bad = grep { $_->{out} !~ /^result status=PGRES_FATAL_ERROR .*connstatus=BAD .*server closed the connection unexpectedly/m }
-	  values %done;
-	is(scalar(keys %done), $n, "all $n applications got an error: 0 missed");
+	my $bad = grep { !/^result status=PGRES_FATAL_ERROR .*connstatus=BAD .*server closed the connection unexpectedly/m }
+	  @{ $r->{out} };
+	is(scalar(@t), $n, "all $n applications got an error: 0 missed");
 	is($bad, 0, 'each one libpq\'s connection-lost error');
-	# 200 processes (and, on the server, 200 exiting backends) to schedule
-	# on a small machine: allow 1 s over heartbeat_timeout for the last
-	ok(@t && $t[-1] <= $T + 1, sprintf('the last within heartbeat_timeout + 1 s: %.3f s (first %.3f s)',
-		$t[-1] // -1, $t[0] // -1));
-	ok(defined $t_term && $t_term <= $T + 1, sprintf("the terminator ended the $n sessions within heartbeat_timeout + 1 s: %s",
-		defined $t_term ? sprintf('%.3f s', $t_term) : 'no'));
+	ok(@t && $t[0] <= $T + 0.5, sprintf('the first within heartbeat_timeout + 0.5 s: %.3f s', $t[0] // -1));
+	ok(@t && defined $c_apps && spread(\@t) <= $c_apps + 0.5,
+		sprintf('the last %.3f s after the first, within the control\'s %s s + 0.5 s (last %.3f s)',
+			spread(\@t) // -1, defined $c_apps ? sprintf('%.3f', $c_apps) : '-', $t[-1] // -1));
+	ok(@disc && $disc[0] <= $T + 0.5, sprintf('the terminator ended the first session within heartbeat_timeout + 0.5 s: %s',
+		@disc ? sprintf('%.3f s', $disc[0]) : 'no'));
+	ok(@disc && defined $c_term && spread(\@disc) <= $c_term + 0.5,
+		sprintf('and the last %s s after it, within the control\'s %s s + 0.5 s (last %s)',
+			@disc ? sprintf('%.3f', spread(\@disc)) : '-', defined $c_term ? sprintf('%.3f', $c_term) : '-',
+			@disc ? sprintf('%.3f s', $disc[-1]) : 'no'));
 	fig("6 $n applications: first fails (s)", $t[0]);
 	fig("6 $n applications: last fails (s)", $t[-1]);
-	fig("6 $n applications: missed (count)", $n - keys %done);
-	fig("6 $n applications: terminator ends all sessions (s)", $t_term);
+	fig("6 $n applications: missed (count)", $n - @t);
+	fig("6 $n applications: terminator ends all sessions (s)", @disc ? $disc[-1] : undef);
+	fig("6 control: first to last failure (s)", $c_apps);
+	fig("6 control: first to last session end (s)", $c_term);
 	$lab->restore("c1-$p");
-	$lab->wait_until(sub { !$lab->reap }, 10);
-	$lab->kill_pids;
+	$lab->kill_pids;	# block-hold: they wait for this, once timed
 	ok($lab->wait_until(sub { join(',', $lab->resolve('c1', 'read-write')) eq $p }, 30),
 		'link restored: conmgr routes to the primary again');
 	return;

@@ -6,6 +6,11 @@
  *	 cmapp connect CONNINFO       PQconnectdb, then report
  *	 cmapp async CONNINFO         PQconnectStart + PQconnectPoll, then report
  *	 cmapp block CONNINFO SQL     connect, run SQL with PQexec (blocking)
+ *	 cmapp block-hold CONNINFO SQL  the same, but once the result is printed
+ *	                              the process stays (connection and all)
+ *	                              until a signal ends it: many of them
+ *	                              failing at once are then not timed
+ *	                              against each other's exits
  *	 cmapp pollcm CONNINFO SQL    PQsendQuery, poll PQsocket and PQcmSocket;
  *	                              on POLLIN of the latter, PQconsumeInput
  *	 cmapp reset CONNINFO         connect, report, wait for a line on stdin,
@@ -161,7 +166,7 @@ print_result(PGconn *conn, PGresult *res, double t0)
 }
 
 static int
-do_block(const char *conninfo, const char *sql)
+do_block(const char *conninfo, const char *sql, int hold)
 {
 	PGconn	   *conn = PQconnectdb(conninfo);
 	PGresult   *res;
@@ -177,6 +182,9 @@ do_block(const char *conninfo, const char *sql)
 	t0 = now_s();
 	res = PQexec(conn, sql);
 	print_result(conn, res, t0);
+	if (hold)
+		for (;;)
+			pause();
 	PQclear(res);
 	PQfinish(conn);
 	return 0;
@@ -441,7 +449,9 @@ main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "async") == 0)
 		return do_async(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "block") == 0)
-		return do_block(argv[2], argv[3]);
+		return do_block(argv[2], argv[3], 0);
+	if (argc == 4 && strcmp(argv[1], "block-hold") == 0)
+		return do_block(argv[2], argv[3], 1);
 	if (argc == 4 && strcmp(argv[1], "pollcm") == 0)
 		return do_pollcm(argv[2], argv[3]);
 	if (argc == 3 && strcmp(argv[1], "reset") == 0)
@@ -454,6 +464,6 @@ main(int argc, char **argv)
 		return do_fork(argv[2]);
 	if ((argc == 4 || argc == 5) && strcmp(argv[1], "timing") == 0)
 		return do_timing(atoi(argv[2]), argc - 3, argv + 3);
-	fprintf(stderr, "usage: cmapp connect|async|reset|fds|fork CONNINFO | block|pollcm CONNINFO SQL | threads N CONNINFO | timing N CONNINFO [CONNINFO2]\n");
+	fprintf(stderr, "usage: cmapp connect|async|reset|fds|fork CONNINFO | block|block-hold|pollcm CONNINFO SQL | threads N CONNINFO | timing N CONNINFO [CONNINFO2]\n");
 	return 2;
 }
