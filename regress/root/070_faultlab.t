@@ -620,9 +620,21 @@ scenario('5 flapping link', \&scenario_flap) if $only{5};
 # the first failure and the first session end must come within
 # heartbeat_timeout + 0.5 s, and each spread within the control's + 0.5 s.
 # (A pg_terminate_backend() control was tried first: there the
-# applications fail one by one behind their backends' exits, and 2.2 to
-# 2.5 s of heartbeat spread against 0.5 to 1.2 s showed the two storms
-# overlapping, not conmgr being slow.)
+# applications fail one by one behind their backends' exits.)
+# NOT SETTLED: in a fresh-clone .ci/run of 2026-12-04 this control spread
+# over 0.5 to 1.5 s while the cut spread over 1.5 to 2.3 s (2 of 3 runs
+# failed in each pass, once the first failure came 4.5 s after the cut).
+# Whether the cut-link path costs something real is not known yet; see
+# docs/faultlab.md, scenario 6.
+
+# What application $d/$k has written so far ('' before it has begun).
+sub app_out
+{
+	my ($d, $k) = @_;
+	open(my $f, '<', "$d/$k") or return '';
+	local $/;
+	return scalar(<$f>) // '';
+}
 
 # $n applications on c1 through conmgr, blocked in pg_sleep(60), each its
 # own process writing to $d/K ('block-hold': once it has printed its
@@ -640,12 +652,11 @@ sub start_many
 		$lab->spawn_file('c1', [ $lab->cmapp, 'block-hold', $ci, 'SELECT pg_sleep(60)' ], "$d/$k");
 		usleep(15_000);
 	}
-	my $slurp = sub { open(my $f, '<', "$d/$_[0]") or return ''; local $/; return scalar <$f> };
 	my $ok = $lab->wait_until(sub {
-		(grep { $slurp->($_) =~ /^running/m } 1 .. $n) == $n
+		(grep { app_out($d, $_) =~ /^running/m } 1 .. $n) == $n
 		  && ($lab->sessions_from($p, $a1) // 0) == $n;
 	}, 90);
-	diag('running: ' . scalar(grep { $slurp->($_) =~ /^running/m } 1 .. $n)) unless $ok;
+	diag('running: ' . scalar(grep { app_out($d, $_) =~ /^running/m } 1 .. $n)) unless $ok;
 	return $ok;
 }
 
@@ -663,10 +674,7 @@ sub collect_many
 	{
 		for my $k (grep { !$done{$_} } 1 .. $n)
 		{
-			open(my $f, '<', "$d/$k") or next;
-			local $/;
-			my $out = <$f> // '';
-			close $f;
+			my $out = app_out($d, $k);
 			next unless $out =~ /^result /m;
 			# when the line was written: the file's modification time
 			$done{$k} = { t => (Time::HiRes::stat("$d/$k"))[9] - $t0, out => $out };
