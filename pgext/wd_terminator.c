@@ -40,16 +40,37 @@
 
 #define WD_DRAIN_BATCH	64
 
-/* Terminate the lost host's sessions; returns how many were signalled. */
+/* A session of the lost host, between the snapshot and the signal. */
+typedef struct WdTarget
+{
+	int			pid;
+	uint16		port;
+	bool		walsender;
+	int			err;			/* kill()'s errno; 0: signalled; -1: gone */
+} WdTarget;
+
+/*
+ * Terminate the lost host's sessions; returns how many were signalled.
+ *
+ * Three passes: the matching sessions are picked from the activity
+ * snapshot, all of them are signalled in one tight loop, and only then is
+ * each one logged.  A host can have hundreds of sessions, and every
+ * backend signalled becomes runnable at once: a loop that logged between
+ * the signals was preempted by the exiting backends it had just woken and
+ * took seconds on a small machine to reach the last one.
+ */
 static int
 wd_terminate_host(const WdLoss *loss)
 {
 	char		host[INET6_ADDRSTRLEN];
 	int			nbackends;
+	int			ntargets = 0;
 	int			killed = 0;
+	WdTarget   *targets;
 
 	wd_addr_to_string(&loss->addr, host, sizeof(host));
 	nbackends = pgstat_fetch_stat_numbackends();
+	targets = palloc(sizeof(WdTarget) * Max(nbackends, 1));
 	for (int i = 1; i <= nbackends; i++)
 	{
 		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
@@ -71,29 +92,51 @@ wd_terminate_host(const WdLoss *loss)
 			continue;
 		if (be->st_proc_start_timestamp >= loss->detected_at)
 			continue;			/* connected after the loss: a new path */
+		targets[ntargets].pid = be->st_procpid;
+		targets[ntargets].port = client.port;
+		targets[ntargets].walsender = be->st_backendType == B_WAL_SENDER;
+		targets[ntargets].err = -1;
+		ntargets++;
+	}
+	pgstat_clear_backend_activity_snapshot();
 
-		/*
-		 * The snapshot may be a little old: a process that has exited since
-		 * is gone from the proc array, and its pid, which the system may
-		 * already have given to an unrelated process, is not signalled.
-		 */
-		if (BackendPidGetProc(be->st_procpid) == NULL)
+	/*
+	 * The snapshot may be a little old: a process that has exited since is
+	 * gone from the proc array, and its pid, which the system may already
+	 * have given to an unrelated process, is not signalled.  Holding
+	 * ProcArrayLock while signalling keeps a process that is still there
+	 * from leaving the array (and freeing its pid) before its signal: an
+	 * exiting backend needs the lock exclusively.
+	 */
+	LWLockAcquire(ProcArrayLock, LW_SHARED);
+	for (int i = 0; i < ntargets; i++)
+	{
+		if (BackendPidGetProcWithLock(targets[i].pid) == NULL)
 			continue;
-		if (kill(be->st_procpid, SIGTERM) == 0)
+		targets[i].err = kill(targets[i].pid, SIGTERM) == 0 ? 0 : errno;
+	}
+	LWLockRelease(ProcArrayLock);
+
+	for (int i = 0; i < ntargets; i++)
+	{
+		if (targets[i].err == 0)
 		{
 			killed++;
 			ereport(LOG,
 					(errmsg("watchdog terminator: terminating %s process %d connected from %s:%u",
-							be->st_backendType == B_WAL_SENDER ? "WAL sender" : "backend",
-							be->st_procpid, host, client.port),
+							targets[i].walsender ? "WAL sender" : "backend",
+							targets[i].pid, host, targets[i].port),
 					 errdetail("The heartbeat with the conmgr on that host was lost.")));
 		}
-		else if (errno != ESRCH)
+		else if (targets[i].err > 0 && targets[i].err != ESRCH)
+		{
+			errno = targets[i].err;
 			ereport(LOG,
 					(errmsg("watchdog terminator: could not signal process %d: %m",
-							be->st_procpid)));
+							targets[i].pid)));
+		}
 	}
-	pgstat_clear_backend_activity_snapshot();
+	pfree(targets);
 	return killed;
 }
 

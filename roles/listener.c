@@ -621,6 +621,8 @@ static void
 check_instances(void)
 {
 	shm_slot	slots[CMCONF_MAX_INSTANCES];
+	int			notified[CMCONF_MAX_INSTANCES] = {0};
+	int64_t		start = shm_now();
 
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
 		shm_read(&ctx->shm->slots[i], &slots[i]);
@@ -633,8 +635,16 @@ check_instances(void)
 			continue;
 		s = &slots[a->instance];
 		if (s->state != SHM_UP || s->downs != a->downs_seen)
+		{
+			notified[a->instance]++;
 			app_send_down(a, s->down_reason ? (int) s->down_reason : CMPROTO_DOWN_LOST);
+		}
 	}
+	/* one line per instance and pass, written once the pass is over */
+	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
+		if (notified[i] > 0)
+			cm_log(CMLOG_LOG, "down-notice for instance %u sent to %d application session%s in %.1f ms",
+				   i, notified[i], notified[i] == 1 ? "" : "s", (shm_now() - start) / 1000.0);
 }
 
 /* ---- input ---- */

@@ -357,6 +357,8 @@ ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back
 	my $spread = ($last_us - $lost_us) / 1000;
 	note(sprintf('heartbeat loss to the down-notice reaching all 100 sessions: %.1f ms', $spread));
 	ok($spread > -1 && $spread < 1000, sprintf('the last of 100 notices within 1 s of the loss (%.1f ms)', $spread));
+	like(substr($cm_err, $logged), qr/listener LOG:  down-notice for instance 1 sent to 100 application sessions in \d+\.\d ms$/m,
+		'the listener logged the pass: 100 sessions notified');
 }
 
 # Promotion of the (restarted) standby is followed.
