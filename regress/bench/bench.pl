@@ -259,18 +259,20 @@ sub machine
 	my $pgver = `pg_config --version`;
 	chomp $pgver;
 	my ($load) = `cat /proc/loadavg` =~ /^(\S+ \S+ \S+)/;
-	# make bench's own start (regress/bench/run), before figure 5's fault
-	# lab: the lab's processes, just ended, count in the load read here
+	# read by make bench before anything of its own ran (package install,
+	# build, figure 5's lab), which the reading here comes after
 	my ($load0) = ($ENV{BENCH_LOAD_START} // '') =~ /^(\S+ \S+ \S+)/;
+	$load //= '?';
 	my $os = `. /etc/os-release 2>/dev/null && echo "\$PRETTY_NAME"`;
 	chomp $os;
 	return {
 		cpu => $cpu // 'unknown', cores => $cores, kernel => $kernel,
 		mem => sprintf('%.0f GiB', ($mem // 0) / 1048576), pg => $pgver,
-		load => $load // '?', load0 => $load0, os => $os || 'unknown',
+		os => $os || 'unknown',
+		load => defined $load0 ? "$load0 (make bench), $load (bench.pl)" : $load,
 		# a one-minute load average of half a core or more before any of
 		# this run's processes: something else was running
-		busy => (defined($load0 // $load) && (split ' ', $load0 // $load)[0] >= 0.5) };
+		busy => (($load0 // $load) =~ /^([\d.]+)/ && $1 >= 0.5) };
 }
 
 my $mach = machine();
@@ -1141,7 +1143,7 @@ ratio is taken within each round, then its median.
 | memory | $mach->{mem} |
 | OS, kernel | $mach->{os}, Linux $mach->{kernel} |
 | PostgreSQL | $mach->{pg} |
-| load average at the start | @{[ defined $mach->{load0} ? "$mach->{load0} (make bench), $mach->{load} (bench.pl@{[ $ENV{BENCH_FAULT} ? ', after figure 5\'s lab' : '' ]})" : $mach->{load} ]}@{[ $mach->{busy} ? '; others were using the machine' : '' ]} |
+| load average at the start | $mach->{load}@{[ $mach->{busy} ? '; others were using the machine' : '' ]} |
 | network | @{[ $netns ? 'loopback, in a network namespace of the benchmark\'s own' : 'loopback (shared)' ]} |
 | run time of bench.pl | @{[ sprintf('%.1f min', $elapsed / 60) ]} |
 

@@ -620,9 +620,9 @@ scenario('5 flapping link', \&scenario_flap) if $only{5};
 # terminator ends the 200 sessions), as in scenario 4.  The storms share
 # the processors, and how one spreads depends on when the other starts, so
 # only the whole is compared: the cut's last failure or session end, from
-# the declarations, within twice the control's from the kill + 0.5 s
-# (within the control's + 0.5 s failed a CI run: 1.74 s against 1.01 s).
-# (Each spread against the control's failed CI in 2 of 3 runs; a
+# the declarations, within twice the control's from the kill + 0.5 s.
+# (The control's + 0.5 s failed a CI run, 1.74 s against 1.01 s; each
+# spread against the control's failed CI in 2 of 3 runs; a
 # pg_terminate_backend() control, tried first, makes the applications fail
 # one by one behind their backends' exits.)  See docs/faultlab.md.
 
