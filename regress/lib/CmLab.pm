@@ -601,6 +601,11 @@ wal_level = replica
 hot_standby = on
 fsync = off
 synchronous_commit = off
+# A base backup's checkpoint recycles the WAL segments before it, also the
+# one a standby made just before is about to ask for ("requested WAL
+# segment ... has already been removed"); three are kept whatever the
+# checkpoints say.
+wal_keep_size = 48MB
 shared_buffers = 32MB
 dynamic_shared_memory_type = mmap
 log_line_prefix = '%n [%p] %h %a '
@@ -618,7 +623,10 @@ CREATE TABLE sink (t text);
 CREATE FUNCTION sink_discard() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
 CREATE TRIGGER sink_discard BEFORE INSERT ON sink FOR EACH ROW EXECUTE FUNCTION sink_discard()});
 	$self->make_standby($_) for @s;
-	$self->wait_streaming;
+	if (my @late = $self->wait_streaming)
+	{
+		croak(join("\n", "standbys not streaming from $p: @late", $self->streaming_report));
+	}
 	return;
 }
 
@@ -665,26 +673,90 @@ sub make_standby
 			close $f;
 		}
 		$why .= "the primary's log meanwhile:\n" . substr($tail, -4000) if $tail ne '';
-		$why =~ s/^/# [lab] /mg;
-		print STDERR $why, ($why =~ /\n\z/ ? '' : "\n");
+		lab_say($why);
 		$self->{basebackup_retries}++;
 		croak("failed ($rc): @cmd\n$out$err") if $try == 3;
 		sleep 2;
 	}
+	# where this start's log lines begin, for streaming_report()
+	$self->{log_from}{$s} = -s ($self->sdir($s) . '/log') // 0;
 	$self->pg_start($s);
 	return;
 }
 
+# Text on stderr, every line marked as the lab's.
+sub lab_say
+{
+	my ($text) = @_;
+	$text =~ s/^/# [lab] /mg;
+	print STDERR $text, ($text =~ /\n\z/ ? '' : "\n");
+	return;
+}
+
+# The standbys the primary is not streaming to (by their address on the
+# link to it); all of them when the primary does not answer.
+sub not_streaming
+{
+	my ($self) = @_;
+	my $p = $self->{primary};
+	my $r = $self->sql($p, "SELECT client_addr FROM pg_stat_replication WHERE state = 'streaming'", timeout => 10);
+	return $self->standbys unless defined $r;
+	my %on = map { $_ => 1 } split /\n/, $r;
+	return grep { !$on{ $self->addr($_, $p) } } $self->standbys;
+}
+
+=pod
+
+=head2 wait_streaming([$secs])
+
+Waits (60 s unless told) until the primary streams to every standby.
+Returns the standbys it does not stream to by then (none: all is well).
+
+=cut
+
 sub wait_streaming
 {
 	my ($self, $secs) = @_;
-	my $want = scalar($self->standbys);
-	my $ok = $self->wait_until(sub {
-		($self->sql($self->{primary},
-			"SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") // -1) == $want;
-	}, $secs // 60);
-	croak("standbys not streaming from $self->{primary}") unless $ok;
-	return;
+	my @late;
+	return () if $self->wait_until(sub { @late = $self->not_streaming; !@late }, $secs // 60);
+	return @late;
+}
+
+# Why replication is not what it should be, a line or so per server: the
+# primary's pg_stat_replication, each standby's recovery state and WAL
+# receiver, and the last errors in its log since its start.
+sub streaming_report
+{
+	my ($self) = @_;
+	my $p = $self->{primary};
+	my %who = map { $self->addr($_, $p) => $_ } $self->standbys;
+	my $first = sub { my ($t) = @_; $t //= ''; $t =~ s/\s+/ /g; $t =~ s/ \z//; return substr($t, 0, 200) };
+	my @l;
+	my $r = $self->sql($p, 'SELECT client_addr, state FROM pg_stat_replication ORDER BY 1', timeout => 5);
+	push @l, "$p pg_stat_replication: " . (!defined $r ? 'no answer: ' . $first->($self->{sql_err})
+		: $r eq '' ? 'empty'
+		: join(', ', map { my ($a, $st) = split /\|/; ($who{$a} // $a) . " $st" } split /\n/, $r));
+	for my $s ($self->standbys)
+	{
+		my $w = $self->sql($s, "SELECT CASE WHEN pg_is_in_recovery() THEN 'in recovery' ELSE 'not in recovery' END"
+			  . " || ', WAL receiver ' || coalesce((SELECT status || ' from ' || coalesce(sender_host, '?')"
+			  . " FROM pg_stat_wal_receiver), 'none')", timeout => 5);
+		# (a session whose server went away answers with nothing)
+		push @l, "$s: " . (!defined $w ? 'no answer: ' . $first->($self->{sql_err}) : $w eq '' ? 'no answer' : $w);
+		my @err;
+		if (open my $f, '<', $self->sdir($s) . '/log')
+		{
+			seek $f, $self->{log_from}{$s} // 0, 0;
+			while (my $line = <$f>)
+			{
+				push @err, $line if $line =~ /\b(?:ERROR|FATAL|PANIC):/;
+			}
+			close $f;
+		}
+		push @l, map { "  $s log: " . $first->($_) } @err[ -2 .. -1 ] if @err >= 2;
+		push @l, "  $s log: " . $first->($err[0]) if @err == 1;
+	}
+	return @l;
 }
 
 =pod
@@ -852,16 +924,46 @@ sub rebuild
 		{
 			$self->pg_stop($s, 'immediate');
 		}
-		delete $self->{mon}{$s};
-		# stopped or crashed, the server stays marked until it is a
-		# standby again: after a failure here, rebuild() is called again
-		$self->{broken}{$s} = 1;
-		$self->make_standby($s);
-		delete $self->{broken}{$s};
-		delete $self->{crashed}{$s};
+		$self->restandby($s);
 	}
-	$self->wait_streaming;
+	# Like a failed base backup, a standby the primary does not stream to
+	# is set-up gone wrong, not a finding: told on stderr with the reasons
+	# seen (counted in {restream_retries}) and made again, once.  (A
+	# healthy one streams within a second; one that cannot connect tries
+	# again every 5 s.)
+	if (my @late = $self->wait_streaming(30))
+	{
+		lab_say(join("\n", "standbys not streaming from $self->{primary} after 30 s: @late; made again",
+			$self->streaming_report));
+		$self->{restream_retries}++;
+		for my $s (@late)
+		{
+			$self->pg_stop($s, 'immediate');
+			$self->restandby($s);
+		}
+		if (@late = $self->wait_streaming)
+		{
+			# (and rebuilt once more by the recovery after the failed run)
+			$self->{broken}{$_} = 1 for @late;
+			croak(join("\n", "standbys not streaming from $self->{primary}, made twice: @late",
+				$self->streaming_report));
+		}
+	}
 	$self->wait_routable($_) for @{ $self->{cm_clients} };
+	return;
+}
+
+# A stopped or crashed server made a standby of the primary again.
+sub restandby
+{
+	my ($self, $s) = @_;
+	delete $self->{mon}{$s};
+	# the server stays marked until it is a standby again: after a failure
+	# here, rebuild() is called again
+	$self->{broken}{$s} = 1;
+	$self->make_standby($s);
+	delete $self->{broken}{$s};
+	delete $self->{crashed}{$s};
 	return;
 }
 

@@ -979,6 +979,9 @@ else
 }
 diag("the lab retried $lab->{basebackup_retries} base backup(s) (the errors are above, '# [lab]')")
   if $lab->{basebackup_retries};
+diag("the lab made standbys again $lab->{restream_retries} time(s): the primary was not streaming to them"
+	  . " (the reasons are above, '# [lab]')")
+  if $lab->{restream_retries};
 if (my $f = $ENV{CM_FAULT_REPORT})
 {
 	open my $fh, '>', $f or die "$f: $!";
