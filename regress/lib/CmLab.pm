@@ -741,8 +741,7 @@ sub streaming_report
 		my $w = $self->sql($s, "SELECT CASE WHEN pg_is_in_recovery() THEN 'in recovery' ELSE 'not in recovery' END"
 			  . " || ', WAL receiver ' || coalesce((SELECT status || ' from ' || coalesce(sender_host, '?')"
 			  . " FROM pg_stat_wal_receiver), 'none')", timeout => 5);
-		# (a session whose server went away answers with nothing)
-		push @l, "$s: " . (!defined $w ? 'no answer: ' . $first->($self->{sql_err}) : $w eq '' ? 'no answer' : $w);
+		push @l, "$s: " . ($w // 'no answer: ' . $first->($self->{sql_err}));
 		my @err;
 		if (open my $f, '<', $self->sdir($s) . '/log')
 		{
@@ -793,7 +792,10 @@ sub sql
 			last unless $m->{h}->pumpable && eval { $m->{h}->pump_nb; 1 };
 			usleep(1_000) if ${ $m->{out} } !~ /__CMLAB__\n/;
 		}
-		if (${ $m->{out} } =~ s/__CMLAB__\n$//)
+		# (psql reading a script goes on after its server went away: the
+		# query's answer is then nothing, with libpq's message on stderr)
+		my $lost = ${ $m->{err} } =~ /server closed the connection|connection to server was lost|no connection to/;
+		if (!$lost && ${ $m->{out} } =~ s/__CMLAB__\n$//)
 		{
 			if (${ $m->{err} } =~ /ERROR|FATAL/)
 			{
@@ -804,7 +806,8 @@ sub sql
 			chomp $r;
 			return $r;
 		}
-		# the session died (server restarted, killed) or hung: a new one, once
+		# the session died (server restarted, killed), lost its server or
+		# hung: a new one, once
 		$self->{sql_err} = "no answer from $s: " . ${ $m->{err} };
 		eval { $m->{h}->kill_kill(grace => 1); 1 };
 		delete $self->{mon}{$s};
