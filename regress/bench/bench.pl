@@ -32,6 +32,7 @@ BEGIN
 use Cwd ();
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
+use CmBench;
 use CmTest qw(wait_until);
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
@@ -51,27 +52,11 @@ my $kaload = "$B/bench/kaload";
 my $hbclient = "$B/regress/tools/hbclient";
 my $conmgr = "$B/bin/conmgr";
 my $preload = "$B/lib/libpq-cm.so.1";
-# A setting that does not say what it means stops the run before anything
-# starts, naming the variable and what is wrong with it.
-sub bad_setting
-{
-	my ($name, $why) = @_;
-	print $ERR "bench: $name=" . ($ENV{$name} // '') . ": $why\n";
-	exit 2;
-}
-for my $flag (qw(BENCH_QUICK BENCH_NETNS))
-{
-	bad_setting($flag, 'must be 0 or 1') if defined $ENV{$flag} && $ENV{$flag} !~ /\A[01]\z/;
-}
-my $figures = $ENV{BENCH_FIGURES} // '1,2,3,4,5,6,7,8,9';
-bad_setting('BENCH_FIGURES', 'no figure named (a comma-separated list of 1 to 9)') if $figures !~ /\d/;
-for (split /,/, $figures, -1)
-{
-	bad_setting('BENCH_FIGURES', "\"$_\" is not a figure (a comma-separated list of 1 to 9)") unless /\A[1-9]\z/;
-}
+# settings that mean nothing stop the run before anything starts
+CmBench::refuse_bad_settings($ERR);
 my $outdir = $ENV{BENCH_OUT} // "$top/docs";
 my $quick = $ENV{BENCH_QUICK} // 0;
-my %only = map { $_ => 1 } split /,/, $figures;
+my %only = map { $_ => 1 } split /,/, ($ENV{BENCH_FIGURES} // '1,2,3,4,5,6,7,8,9');
 my $netns = $ENV{BENCH_NETNS} // 0;
 my $t_start = time();
 my $work = PostgreSQL::Test::Utils::tempdir('bench');

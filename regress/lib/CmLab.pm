@@ -752,8 +752,8 @@ sub streaming_report
 			}
 			close $f;
 		}
-		push @l, map { "  $s log: " . $first->($_) } @err[ -2 .. -1 ] if @err >= 2;
-		push @l, "  $s log: " . $first->($err[0]) if @err == 1;
+		splice(@err, 0, -2);    # the last two
+		push @l, map { "  $s log: " . $first->($_) } @err;
 	}
 	return @l;
 }

@@ -48,11 +48,11 @@ sub bench
 
 # --- settings that mean nothing -----------------------------------------
 for my $c (
-	[ { BENCH_FIGURES => '1,12' }, qr/^bench: BENCH_FIGURES=1,12: "12" is not a figure/m ],
-	[ { BENCH_FIGURES => '' }, qr/^bench: BENCH_FIGURES=: no figure named/m ],
-	[ { BENCH_FIGURES => '2,,3' }, qr/^bench: BENCH_FIGURES=2,,3: "" is not a figure/m ],
-	[ { BENCH_FIGURES => '1', BENCH_QUICK => 'yes' }, qr/^bench: BENCH_QUICK=yes: must be 0 or 1/m ],
-	[ { BENCH_FIGURES => '1', BENCH_NETNS => '2' }, qr/^bench: BENCH_NETNS=2: must be 0 or 1/m ])
+	[ { BENCH_FIGURES => '1,12' }, qr/^bench: BENCH_FIGURES=1,12: not a comma-separated list of figures 1 to 9$/m ],
+	[ { BENCH_FIGURES => '' }, qr/^bench: BENCH_FIGURES=: not a comma-separated list/m ],
+	[ { BENCH_FIGURES => '2,,3' }, qr/^bench: BENCH_FIGURES=2,,3: not a comma-separated list/m ],
+	[ { BENCH_FIGURES => '1', BENCH_QUICK => 'yes' }, qr/^bench: BENCH_QUICK=yes: must be 0 or 1$/m ],
+	[ { BENCH_FIGURES => '1', BENCH_NETNS => '2' }, qr/^bench: BENCH_NETNS=2: must be 0 or 1$/m ])
 {
 	my ($set, $want) = @$c;
 	my $what = join(' ', map { "$_=$set->{$_}" } sort keys %$set);
