@@ -22,12 +22,15 @@ BEGIN
 {
 	# PostgreSQL::Test::Utils sends STDOUT and STDERR to its log file
 	# (tmp_check/log/regress_log_bench, deleted with make bench's scratch
-	# copy); keep the terminal for the table and for why a run stopped.
+	# copy); keep the terminal for the table, for why a run stopped and for
+	# its warnings.
 	open($OUT, '>&', \*STDOUT) or die "dup stdout: $!";
 	open($ERR, '>&', \*STDERR) or die "dup stderr: $!";
 	$OUT->autoflush(1);
 	$ERR->autoflush(1);
 	$SIG{__DIE__} = sub { print $ERR $_[0] unless $^S; };
+	# warnings too, and to the log as before
+	$SIG{__WARN__} = sub { print $ERR $_[0]; print STDERR $_[0]; };
 }
 use Cwd ();
 use FindBin;

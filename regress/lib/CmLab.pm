@@ -776,7 +776,7 @@ sub sql
 		my $m = $self->{mon}{$s};
 		if (!$m || !$m->{h}->pumpable)
 		{
-			eval { $m->{h}->kill_kill(grace => 1); 1 } if $m;
+			$self->drop_session($s);
 			my ($in, $out, $err) = ('', '', '');
 			my $h = IPC::Run::start([ $self->pg('psql'), '-X', '-At', '-q', '-h', $self->sdir($s),
 					'-p', '5432', '-U', $USER, '-d', 'postgres' ],
@@ -809,11 +809,20 @@ sub sql
 		# the session died (server restarted, killed), lost its server or
 		# hung: a new one, once
 		$self->{sql_err} = "no answer from $s: " . ${ $m->{err} };
-		eval { $m->{h}->kill_kill(grace => 1); 1 };
-		delete $self->{mon}{$s};
+		$self->drop_session($s);
 		last if time() >= $deadline;
 	}
 	return undef;
+}
+
+# sql()'s psql session on $s ended now (psql outlives its server: reading
+# a script, it waits for more), if it has one.
+sub drop_session
+{
+	my ($self, $s) = @_;
+	my $m = delete $self->{mon}{$s} or return;
+	eval { $m->{h}->kill_kill(grace => 1); 1 };
+	return;
 }
 
 # Client backends connected from $addr (TCP), seen on server $s.
@@ -880,7 +889,7 @@ sub crash
 	my ($self, $s) = @_;
 	my $t = $self->cut($self->host_links($s));
 	kill_ns($self->ns($s)) or croak("processes of $s survive kill -9");
-	delete $self->{mon}{$s};
+	$self->drop_session($s);
 	remove_shm($self->data($s) . '/postmaster.pid');
 	$self->{crashed}{$s} = 1;
 	return $t;
@@ -960,7 +969,7 @@ sub rebuild
 sub restandby
 {
 	my ($self, $s) = @_;
-	delete $self->{mon}{$s};
+	$self->drop_session($s);
 	# the server stays marked until it is a standby again: after a failure
 	# here, rebuild() is called again
 	$self->{broken}{$s} = 1;
