@@ -98,7 +98,7 @@ final class Session implements InvocationHandler, ConmgrConnection
 	/*
 	 * conmgr said the instance is lost (or closed our socket): abort the
 	 * SQL connection, so that whatever waits on it fails now.  Called by
-	 * the watcher thread.
+	 * Watcher.check, under the session's lock.
 	 */
 	void lose(String reason)
 	{
@@ -159,15 +159,26 @@ final class Session implements InvocationHandler, ConmgrConnection
 		return cmPort;
 	}
 
+	/*
+	 * Why the instance is lost, or null: what the watcher thread has read
+	 * on conmgr's socket, or else what is waiting there now.
+	 */
+	private String loss()
+	{
+		if (lossReason == null)
+			Watcher.check(this);
+		return lossReason;
+	}
+
 	@Override
 	public boolean isInstanceLost()
 	{
-		return lossReason != null;
+		return loss() != null;
 	}
 
 	@Override
 	public String getLossReason()
 	{
-		return lossReason;
+		return loss();
 	}
 }

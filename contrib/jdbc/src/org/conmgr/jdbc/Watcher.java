@@ -54,8 +54,6 @@ final class Watcher implements Runnable
 	@Override
 	public void run()
 	{
-		ByteBuffer buf = ByteBuffer.allocate(512);
-
 		for (;;)
 		{
 			try
@@ -80,7 +78,7 @@ final class Watcher implements Runnable
 
 					it.remove();
 					if (k.isValid() && k.isReadable())
-						notice((Session) k.attachment(), k, buf);
+						check((Session) k.attachment());
 				}
 				for (SelectionKey k : selector.keys())
 				{
@@ -112,33 +110,46 @@ final class Watcher implements Runnable
 		}
 	}
 
-	/* conmgr's socket turned readable: a down-notice, an error or end of file. */
-	private static void notice(Session s, SelectionKey k, ByteBuffer buf)
+	/*
+	 * Read what conmgr sent on a session's socket, if anything: a
+	 * down-notice, an error or end of file loses the session.  Called by
+	 * this thread when the socket turns readable, and by an application
+	 * asking whether its instance is lost (Session.loss), which may come
+	 * first: after conmgr died, the watchdog's terminator can end the SQL
+	 * session, and a statement fail, before this thread has run.  The
+	 * session's lock makes a notice read by one of them seen by the other.
+	 */
+	static void check(Session s)
 	{
-		String reason;
-
-		buf.clear();
-		try
+		synchronized (s)
 		{
-			int n = s.cm.channel().read(buf);
+			String reason;
+			ByteBuffer buf = ByteBuffer.allocate(512);
 
-			if (n == 0)
+			if (s.released())
 				return;
-			if (n < 0)
-				reason = "conmgr closed the connection";
-			else if (buf.get(0) == 'D' && n >= 7)
-				reason = "instance " + (buf.getShort(4) & 0xffff) + " lost: " + downReason(buf.get(6));
-			else if (buf.get(0) == 'X')
-				reason = "conmgr sent an error";
-			else
-				reason = "conmgr sent an unexpected message";
+			try
+			{
+				int n = s.cm.channel().read(buf);
+
+				if (n == 0)
+					return;
+				if (n < 0)
+					reason = "conmgr closed the connection";
+				else if (buf.get(0) == 'D' && n >= 7)
+					reason = "instance " + (buf.getShort(4) & 0xffff) + " lost: " + downReason(buf.get(6));
+				else if (buf.get(0) == 'X')
+					reason = "conmgr sent an error";
+				else
+					reason = "conmgr sent an unexpected message";
+			}
+			catch (IOException e)
+			{
+				reason = "conmgr connection failed: " + e.getMessage();
+			}
+			/* closing the socket (release) cancels its key */
+			s.lose(reason);
 		}
-		catch (IOException e)
-		{
-			reason = "conmgr connection failed: " + e.getMessage();
-		}
-		k.cancel();
-		s.lose(reason);
 	}
 
 	private static String downReason(byte r)
