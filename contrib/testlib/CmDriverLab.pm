@@ -37,7 +37,9 @@ our @EXPORT = qw(lab_start build_contrib run_cmd bg_start bg_wait bg_out);
 Start the instances and conmgr; wait until conmgr routes to both. Returns
 the lab: C<< $lab->{port}{p|s} >>, C<< $lab->{cmport} >>,
 C<< $lab->{hb_timeout} >>, C<< $lab->{node}{p|s} >>, C<< $lab->{top} >>
-(the tree), C<< $lab->{lib} >> (build/lib) and C<< $lab->{dropin} >>.
+(the tree), C<< $lab->{lib} >> (build/lib), C<< $lab->{dropin} >> and
+C<< $lab->{cmdir} >> (conmgr's data directory). C<< $lab->role_pid($title) >>
+is the pid of conmgr's role whose ps title begins with $title.
 
 =cut
 
@@ -65,6 +67,7 @@ sub lab_start
 		$i++;
 	}
 	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
+	$lab{cmdir} = $dir;
 	my $err = '';
 	$lab{cm} = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ],
 		'<', \undef, '>', \my $out, '2>', \$err);
@@ -82,6 +85,17 @@ sub routable
 	my ($out) = run_cmd("$self->{top}/build/regress/tools/cmresolve",
 		'-p', $self->{cmport}, '-t', $target);
 	return scalar(() = $out =~ /^candidate /mg);
+}
+
+# The pid of conmgr's role whose ps title begins with $title ('listener',
+# 'heartbeat 0', ...), among the children of this conmgr's supervisor.
+sub role_pid
+{
+	my ($self, $title) = @_;
+	my ($sup) = PostgreSQL::Test::Utils::slurp_file("$self->{cmdir}/conmgr.pid") =~ /^(\d+)/;
+	return undef unless $sup;
+	my ($pid) = `ps -o pid=,args= --ppid $sup` =~ /^\s*(\d+)\s+conmgr: \Q$title\E/m;
+	return $pid;
 }
 
 # 'p', 's' or "port N" for an instance's port.
