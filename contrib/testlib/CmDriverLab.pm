@@ -22,7 +22,7 @@ use strict;
 use warnings;
 use Cwd ();
 use Exporter 'import';
-use CmTest;
+use CmTest qw(cm_top watchdog_cluster wait_until);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -87,15 +87,11 @@ sub routable
 	return scalar(() = $out =~ /^candidate /mg);
 }
 
-# The pid of conmgr's role whose ps title begins with $title ('listener',
-# 'heartbeat 0', ...), among the children of this conmgr's supervisor.
+# The pid of this lab's conmgr role whose ps title begins with $title.
 sub role_pid
 {
 	my ($self, $title) = @_;
-	my ($sup) = PostgreSQL::Test::Utils::slurp_file("$self->{cmdir}/conmgr.pid") =~ /^(\d+)/;
-	return undef unless $sup;
-	my ($pid) = `ps -o pid=,args= --ppid $sup` =~ /^\s*(\d+)\s+conmgr: \Q$title\E/m;
-	return $pid;
+	return CmTest::role_pid($self->{cmdir}, $title);
 }
 
 # 'p', 's' or "port N" for an instance's port.

@@ -617,13 +617,7 @@ if ($only{4})
 sub role_pid
 {
 	my ($cm, $role) = @_;
-	my ($main) = PostgreSQL::Test::Utils::slurp_file("$cm->{dir}/conmgr.pid") =~ /^(\d+)/;
-	for my $pid (split /\s+/, `pgrep -P $main`)
-	{
-		my $cmd = eval { PostgreSQL::Test::Utils::slurp_file("/proc/$pid/cmdline") } // '';
-		return $pid if $cmd =~ /^conmgr: \Q$role\E/;
-	}
-	die "bench: no conmgr $role under pid $main\n";
+	return CmTest::role_pid($cm->{dir}, $role) // die "bench: no conmgr $role in $cm->{dir}\n";
 }
 
 # cmload resolve against $cm: (resolves per second, listener CPU us per resolve).

@@ -1,4 +1,3 @@
-
 =pod
 
 =head1 NAME

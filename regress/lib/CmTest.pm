@@ -26,7 +26,7 @@ use IPC::Run;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
-  wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait);
+  wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid);
 
 # A test that dies leaves the conmgrs it started running (an IPC::Run
 # harness is not stopped at exit, and a conmgr outlives its parent); stop
@@ -275,6 +275,21 @@ sub new_time_wait
 {
 	my ($port, $before) = @_;
 	return scalar grep { !$before->{$_} } keys %{ time_wait_ports($port) };
+}
+
+# The pid of the conmgr role whose ps title begins with $title ('logger',
+# 'listener :PORT', 'heartbeat 0 ', ...), for the conmgr of data directory
+# $dir.  Other conmgrs may run under the same user, so the role is looked
+# up among the children of this one's supervisor.
+sub role_pid
+{
+	my ($dir, $title) = @_;
+	open(my $f, '<', "$dir/conmgr.pid") or return undef;
+	my ($sup) = (<$f> // '') =~ /^(\d+)/;
+	close $f;
+	return undef unless $sup;
+	my ($pid) = `ps -o pid=,args= --ppid $sup` =~ /^\s*(\d+)\s+conmgr: \Q$title\E/m;
+	return $pid;
 }
 
 sub wait_until

@@ -85,6 +85,13 @@ sub stats
 	return sprintf('%s / %s / %s%s', num($d[0]), num($med), num($d[-1]), $miss ? " ($miss not seen)" : '');
 }
 
+# Seconds to the millisecond, or '-' for not seen.
+sub f3
+{
+	my ($v) = @_;
+	return defined $v ? sprintf('%.3f', $v) : '-';
+}
+
 sub num
 {
 	my ($v) = @_;
@@ -723,11 +730,10 @@ sub timeline
 		}
 		close $f;
 	}
-	my $fmt = sub { defined $_[0] ? sprintf('%.3f', $_[0]) : '-' };
 	$r{text} = sprintf('conmgr declared down %s s, its notices sent %s s (%s, the pass %s ms); the watchdog lost the session %s s,'
 		  . ' the terminator signalled %d by %s s (last line %s s)',
-		$fmt->($r{down}), $fmt->($r{notice}), $r{notified} // 0, $r{pass_ms} // '-', $fmt->($r{lost}),
-		scalar @{ $r{term} }, $fmt->($r{term}[0]), $fmt->($r{term}[-1]));
+		f3($r{down}), f3($r{notice}), $r{notified} // 0, $r{pass_ms} // '-', f3($r{lost}),
+		scalar @{ $r{term} }, f3($r{term}[0]), f3($r{term}[-1]));
 	return \%r;
 }
 
@@ -750,7 +756,6 @@ sub scenario_many
 	my $n = $ENV{CM_FAULT_APPS} // 200;
 	my $p = $lab->primary;
 	my $d = $lab->dir . "/many$i";
-	my $f3 = sub { defined $_[0] ? sprintf('%.3f', $_[0]) : '-' };
 
 	# the control: the same storms, with no heartbeat in them
 	ok(start_many($n, "$d-control", 'lab_control'), "control: $n applications blocked in pg_sleep(60)");
@@ -762,14 +767,14 @@ sub scenario_many
 	$lab->kill_pids;
 	diag("6 control: $ctl->{text}");
 	diag(sprintf('6 control: applications failed from %s to %s s; sessions ended from %s to %s s',
-		map { $f3->($_) } $c->{t}[0], $c->{t}[-1], $c->{disc}[0], $c->{disc}[-1]));
+		map { f3($_) } $c->{t}[0], $c->{t}[-1], $c->{disc}[0], $c->{disc}[-1]));
 	# the kill is the instant both sides learn of it
 	my $c_storm = storm($c, $n, 0, 0);
 	my $c_sig = @{ $ctl->{term} } && defined $ctl->{lost} ? $ctl->{term}[0] - $ctl->{lost} : undef;
 	ok(defined $c_storm && defined $c_sig,
 		sprintf('control, conmgr killed: all %d failed (%d), their sessions ended (%d), the terminator signalled them (%d)'
 			  . ' in %s s; all over %s s after the kill',
-			$n, scalar @{ $c->{t} }, scalar @{ $c->{disc} }, scalar @{ $ctl->{term} }, $f3->($c_sig), $f3->($c_storm)));
+			$n, scalar @{ $c->{t} }, scalar @{ $c->{disc} }, scalar @{ $ctl->{term} }, f3($c_sig), f3($c_storm)));
 	$lab->start_conmgr('c1', complete => 1);
 	ok($lab->wait_routable('c1'), 'conmgr restarted and routes to every instance');
 
@@ -783,7 +788,7 @@ sub scenario_many
 	my @disc = @{ $r->{disc} };
 	diag("6 cut: $tl->{text}");
 	diag(sprintf('6 cut: applications failed from %s to %s s; sessions ended from %s to %s s',
-		map { $f3->($_) } $t[0], $t[-1], $disc[0], $disc[-1]));
+		map { f3($_) } $t[0], $t[-1], $disc[0], $disc[-1]));
 	my $bad = grep { !/^result status=PGRES_FATAL_ERROR .*connstatus=BAD .*server closed the connection unexpectedly/m }
 	  @{ $r->{out} };
 	is(scalar(@t), $n, "all $n applications got an error: 0 missed");
@@ -792,14 +797,14 @@ sub scenario_many
 
 	# what conmgr and the watchdog own: detection, notices, signals
 	ok(defined $tl->{down} && $tl->{down} <= $T + 0.5,
-		sprintf('conmgr declared the primary down within heartbeat_timeout + 0.5 s: %s s', $f3->($tl->{down})));
-	is($tl->{notified} // 0, $n, sprintf('its listener sent the %d down-notices in one pass (%s s)', $n, $f3->($tl->{notice})));
+		sprintf('conmgr declared the primary down within heartbeat_timeout + 0.5 s: %s s', f3($tl->{down})));
+	is($tl->{notified} // 0, $n, sprintf('its listener sent the %d down-notices in one pass (%s s)', $n, f3($tl->{notice})));
 	ok(defined $tl->{lost} && $tl->{lost} <= $T + 0.5,
-		sprintf('the watchdog lost the heartbeat session within heartbeat_timeout + 0.5 s: %s s', $f3->($tl->{lost})));
+		sprintf('the watchdog lost the heartbeat session within heartbeat_timeout + 0.5 s: %s s', f3($tl->{lost})));
 	my $sig = @{ $tl->{term} } && defined $tl->{lost} ? $tl->{term}[0] - $tl->{lost} : undef;
 	ok(@{ $tl->{term} } == $n && defined $sig && defined $c_sig && $sig <= $c_sig + 0.5,
 		sprintf('the terminator signalled the %d sessions (%d) %s s after the loss, within the control\'s %s s + 0.5 s',
-			$n, scalar @{ $tl->{term} }, $f3->($sig), $f3->($c_sig)));
+			$n, scalar @{ $tl->{term} }, f3($sig), f3($c_sig)));
 
 	# What is the machine's: getting 200 applications through their error
 	# paths and 200 backends through their exits, on the same 2 processors,
@@ -840,13 +845,12 @@ sub storms_against_controls
 {
 	my @cut = map { $_->[0] } @many_storms;
 	my @ctl = map { $_->[1] } @many_storms;
-	my $f3 = sub { defined $_[0] ? sprintf('%.3f', $_[0]) : '-' };
 	my $all = @many_storms == $N && !grep { !defined } @cut, @ctl;
 	my ($mcut, $mctl) = (median(grep { defined } @cut), median(grep { defined } @ctl));
 	ok($all && $mcut <= 2 * $mctl + 0.5,
 		sprintf('6: the last failure or session end after the declarations, median of %d runs %s s (%s),'
 			  . ' within twice the controls\' median %s s (%s) + 0.5 s',
-			$N, $f3->($mcut), join(' ', map { $f3->($_) } @cut), $f3->($mctl), join(' ', map { $f3->($_) } @ctl)));
+			$N, f3($mcut), join(' ', map { f3($_) } @cut), f3($mctl), join(' ', map { f3($_) } @ctl)));
 	return;
 }
 

@@ -136,15 +136,7 @@ note("first candidate for 10 'any' requests: instance 0 x $first{0}, instance 1 
 	note("resolve session latency over 1000: median $med us, p99 $p99 us");
 }
 
-# ps shows the roles.  Other conmgrs may run under the same user, so a
-# role is looked up among the children of this conmgr's supervisor.
-sub role_pid
-{
-	my ($dir, $title) = @_;
-	my ($sup) = slurp_file("$dir/conmgr.pid") =~ /^(\d+)/;
-	my ($pid) = `ps -o pid=,args= --ppid $sup` =~ /^\s*(\d+)\s+conmgr: \Q$title\E/m;
-	return $pid;
-}
+# ps shows the roles (CmTest's role_pid looks among this conmgr's).
 my ($sup_pid) = slurp_file("$cmdata/conmgr.pid") =~ /^(\d+)/;
 like(`ps -o args= -p $sup_pid`, qr/^conmgr: supervisor -D \Q$cmdata\E/, 'ps shows the supervisor');
 ok(role_pid($cmdata, "listener :$cmport"), 'ps shows the listener');
