@@ -522,12 +522,17 @@ is_bare_char(char c)
 		c == '+' || c == '-';
 }
 
-/* One line, NUL-terminated, without its newline. */
+/*
+ * One line, NUL-terminated, without its newline: at most CMCONF_LINE_MAX
+ * bytes, so a value, which is a part of it, always fits value[]; a name is
+ * checked against name[] before it is copied.
+ */
 static void
 parse_line(parse_state *st, const char *p)
 {
-	char		name[CMCONF_LINE_MAX];
-	char		value[CMCONF_LINE_MAX];
+	char		name[CMCONF_NAME_MAX + 1];
+	char		value[CMCONF_LINE_MAX + 1];
+	const char *start;
 	size_t		n = 0;
 	const cmconf_param *par;
 	int			instno;
@@ -545,12 +550,17 @@ parse_line(parse_state *st, const char *p)
 			   show(p, 1, shown));
 		return;
 	}
-	while (is_name_char(*p, n == 0))
+	start = p;
+	while (is_name_char(*p, p == start))
+		p++;
+	if ((size_t) (p - start) > CMCONF_NAME_MAX)
 	{
-		char		c = *p++;
-
-		name[n++] = (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c;
+		err_at(st, st->line, "parameter name \"%s\" is too long: at most %d characters",
+			   show(start, (size_t) (p - start), shown), CMCONF_NAME_MAX);
+		return;
 	}
+	for (; start < p; start++)
+		name[n++] = (*start >= 'A' && *start <= 'Z') ? *start - 'A' + 'a' : *start;
 	name[n] = '\0';
 
 	while (*p == ' ' || *p == '\t')

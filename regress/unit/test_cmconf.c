@@ -275,6 +275,46 @@ main(void)
 		ERR(longline, 2, "line is too long", "line too long");
 	}
 	{
+		/*
+		 * Names and values at and past their limits, up to a line of the
+		 * longest length that is still read: a name must not overrun its
+		 * buffer, a value fills at most the line.
+		 */
+		static char text[CMCONF_LINE_MAX + 64];
+		char		want[200];
+		size_t		n;
+
+		snprintf(text, sizeof(text), HOST0 "%0*d = 1\n", CMCONF_NAME_MAX, 0);
+		memset(text + strlen(HOST0), 'a', CMCONF_NAME_MAX);
+		snprintf(want, sizeof(want), "unrecognized configuration parameter \"%.48s...\"", text + strlen(HOST0));
+		ERR(text, 2, want, "name at the limit: read, unknown");
+		snprintf(text, sizeof(text), HOST0 "%0*d = 1\n", CMCONF_NAME_MAX + 1, 0);
+		memset(text + strlen(HOST0), 'a', CMCONF_NAME_MAX + 1);
+		snprintf(want, sizeof(want), "parameter name \"%.48s...\" is too long: at most %d characters",
+				 text + strlen(HOST0), CMCONF_NAME_MAX);
+		ERR(text, 2, want, "name one past the limit");
+		/* a line that is one name, as long as a line may be */
+		n = strlen(HOST0);
+		memcpy(text, HOST0, n);
+		memset(text + n, 'a', CMCONF_LINE_MAX);
+		text[n + CMCONF_LINE_MAX] = '\0';
+		ERR(text, 2, "parameter name \"aaaa", "a name the length of the longest line");
+		like(all_diags(), "is too long: at most 63 characters", "and it is told as a name too long");
+		text[n + CMCONF_LINE_MAX - 1] = '=';
+		ERR(text, 2, "is too long: at most 63 characters", "a name one short of the longest line, then =");
+		/* the longest line: a bare, then a quoted value filling it */
+		n = snprintf(text, sizeof(text), HOST0 "syslog_ident=");
+		memset(text + n, 'x', CMCONF_LINE_MAX - (n - strlen(HOST0)));
+		text[strlen(HOST0) + CMCONF_LINE_MAX] = '\0';
+		ERR(text, 2, "for parameter \"syslog_ident\": must be 1 to 63 characters long", "a bare value filling the longest line");
+		n = snprintf(text, sizeof(text), HOST0 "syslog_ident= '");	/* then an even count */
+		memset(text + n, '\'', CMCONF_LINE_MAX - (n - strlen(HOST0)) - 1);
+		memcpy(text + strlen(HOST0) + CMCONF_LINE_MAX - 1, "'", 2);
+		ERR(text, 2, "for parameter \"syslog_ident\": must be 1 to 63 characters long", "a quoted value of '' filling the longest line");
+		text[strlen(HOST0) + CMCONF_LINE_MAX - 1] = 'x';
+		ERR(text, 2, "unterminated quoted string in the value of \"syslog_ident\"", "an open quote filling the longest line");
+	}
+	{
 		static const char nul[] = "backend_host0 = 'h0'\nport = 1\0 2\n";
 		int			rc = cmconf_parse_buffer("conmgr.conf", nul, sizeof(nul) - 1, &conf, &diags);
 
