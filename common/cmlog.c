@@ -1,10 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * cmlog.c
- *	  Names of the message levels (see cmlog.h).
+ *	  Names of the message levels, and the escaping of a message's text
+ *	  (see cmlog.h).
  *
  *-------------------------------------------------------------------------
  */
+#include <stdio.h>
+#include <string.h>
 #include <strings.h>
 
 #include "cmlog.h"
@@ -44,4 +47,47 @@ cmlog_level_from_name(const char *name)
 			return i;
 	}
 	return -1;
+}
+
+/*
+ * A message's text as it may go into a log record: every control
+ * character (C0 and DEL) is written as an escape, \n, \r, \t or \xNN, so
+ * that a record is one line whatever a peer's text holds.  Backslashes
+ * are kept as they are: the escapes are for the reader, not to be undone.
+ * Writes at most cap - 1 bytes and a NUL, never part of an escape; returns
+ * the length written.
+ */
+size_t
+cmlog_escape(char *dst, size_t cap, const char *src)
+{
+	size_t		n = 0;
+
+	if (cap == 0)
+		return 0;
+	for (; *src; src++)
+	{
+		unsigned char c = (unsigned char) *src;
+		char		esc[5];
+		size_t		len;
+
+		if (c >= 0x20 && c != 0x7f)
+		{
+			esc[0] = (char) c;
+			len = 1;
+		}
+		else if (c == '\n' || c == '\r' || c == '\t')
+		{
+			esc[0] = '\\';
+			esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+			len = 2;
+		}
+		else
+			len = (size_t) snprintf(esc, sizeof(esc), "\\x%02X", c);
+		if (n + len >= cap)
+			break;
+		memcpy(dst + n, esc, len);
+		n += len;
+	}
+	dst[n] = '\0';
+	return n;
 }

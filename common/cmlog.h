@@ -4,13 +4,15 @@
  *	  Message levels of conmgr, named and ordered as PostgreSQL's
  *	  log_min_messages.
  *
- * Shared by the configuration parser (log_min_messages) and, later, the
- * daemon's logging.  Names only: nothing here prints.
+ * Shared by the configuration parser (log_min_messages) and the daemon's
+ * logging (supervisor/log.c).  Nothing here prints.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef CMLOG_H
 #define CMLOG_H
+
+#include <stddef.h>
 
 typedef enum cmlog_level
 {
@@ -33,5 +35,6 @@ typedef enum cmlog_level
 /* cmlog.c */
 extern const char *cmlog_level_name(int level);
 extern int	cmlog_level_from_name(const char *name);
+extern size_t cmlog_escape(char *dst, size_t cap, const char *src);
 
 #endif							/* CMLOG_H */

@@ -5,6 +5,10 @@
  *
  * Each process sets its role name once (cm_log_init); a line reads
  *	 2026-11-24 22:40:38.462 UTC [3196] heartbeat 1 LOG:  heartbeat up
+ * A message is one line: its control characters, which only text from
+ * peers has (a watchdog's ERROR, an application's), are escaped here, the
+ * one place every message passes (cmlog_escape), so that no peer can
+ * forge a record or send a terminal escape to whoever reads the log.
  * Messages below log_min_messages (PostgreSQL's order: LOG ranks above
  * ERROR) are dropped at the source; once the supervisor has made the
  * shared table (cm_log_attach_shared), the level and the destination are
@@ -141,7 +145,8 @@ cm_syslog_priority(int level)
 static void
 cm_vlog(int level, const char *fmt, va_list ap)
 {
-	char		msg[1024];
+	char		raw[1024];
+	char		msg[CM_LOG_RECORD_MAX];
 	char		line[CM_LOG_RECORD_MAX];
 	struct timeval tv;
 	struct tm	tm;
@@ -152,7 +157,8 @@ cm_vlog(int level, const char *fmt, va_list ap)
 
 	if (level < min_level())
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	cmlog_escape(msg, sizeof(msg), raw);
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);

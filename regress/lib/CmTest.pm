@@ -20,13 +20,15 @@ package CmTest;
 use strict;
 use warnings;
 use Exporter 'import';
+use File::Temp ();
 use FindBin;
 use IO::Socket::INET;
 use IPC::Run;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
-  wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid);
+  wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid
+  cm_confdir fake_listener);
 
 # A test that dies leaves the conmgrs it started running (an IPC::Run
 # harness is not stopped at exit, and a conmgr outlives its parent); stop
@@ -290,6 +292,28 @@ sub role_pid
 	return undef unless $sup;
 	my ($pid) = `ps -o pid=,args= --ppid $sup` =~ /^\s*(\d+)\s+conmgr: \Q$title\E/m;
 	return $pid;
+}
+
+# A conmgr directory (mode 0700, removed when the test ends) whose
+# conmgr.conf holds $conf.
+sub cm_confdir
+{
+	my ($conf) = @_;
+	my $dir = File::Temp::tempdir('cmdir.XXXXXX', TMPDIR => 1, CLEANUP => 1);
+	chmod 0700, $dir or die "chmod $dir: $!";
+	open(my $f, '>', "$dir/conmgr.conf") or die "$dir/conmgr.conf: $!";
+	print $f $conf;
+	close $f or die "$dir/conmgr.conf: $!";
+	return $dir;
+}
+
+# A listening TCP socket on 127.0.0.1, on a port the kernel picks: a fake
+# watchdog or other peer for conmgr to connect to ($sock->sockport).
+sub fake_listener
+{
+	my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+		Listen => 16, ReuseAddr => 1) or die "fake listener: $!";
+	return $sock;
 }
 
 sub wait_until
