@@ -5,7 +5,7 @@
  *
  *	 cm_ctl start  [-D DIR] [-W] [--complete] [-t SECS] [-l LOGFILE]
  *	 cm_ctl stop   [-D DIR] [-W] [-m smart|fast|immediate] [-t SECS]
- *	 cm_ctl status [-D DIR] [-i all|instance|application] [--json]
+ *	 cm_ctl status [-D DIR] [-i all|instance|application] [--json] [-t SECS]
  *	 cm_ctl reload [-D DIR]
  *	 cm_ctl logrotate [-D DIR]
  *
@@ -17,7 +17,11 @@
  * protocol, as an application would.  stop signals the pid in
  * DIR/conmgr.pid and waits until it no longer holds that file's lock.
  * status reads the pid file and asks the listener's control socket
- * (DIR/conmgr.ctl) for the instances and the application sessions.
+ * (DIR/conmgr.ctl) for the instances and the application sessions,
+ * waiting -t seconds at most (default STATUS_TIMEOUT) for the answer.
+ * An option that the operation does not take is an error, as is a
+ * misspelt one: a script that says -m to status or -t to reload learns
+ * at once that it is not doing what it meant.
  * reload checks conmgr.conf and, if it has no errors, sends SIGHUP
  * (conmgr reports in its log what it applied and what needs a restart);
  * logrotate sends SIGUSR1, on which conmgr opens its log file again.
@@ -50,6 +54,49 @@
 #include "cmconf.h"
 #include "cmproto.h"
 
+/* How long status waits for the control socket's answer without -t. */
+#define STATUS_TIMEOUT	5
+
+/* The options, as bits, for the table of what each operation takes. */
+#define OPT_CMDATA		0x01
+#define OPT_NOWAIT		0x02
+#define OPT_COMPLETE	0x04
+#define OPT_TIMEOUT		0x08
+#define OPT_LOG			0x10
+#define OPT_MODE		0x20
+#define OPT_INFO		0x40
+#define OPT_JSON		0x80
+
+static const struct
+{
+	int			bit;
+	const char *spelling;		/* as messages name it */
+}			opt_names[] = {
+	{OPT_CMDATA, "-D/--cmdata"},
+	{OPT_NOWAIT, "-W/--no-wait"},
+	{OPT_COMPLETE, "--complete"},
+	{OPT_TIMEOUT, "-t/--timeout"},
+	{OPT_LOG, "-l/--log"},
+	{OPT_MODE, "-m/--mode"},
+	{OPT_INFO, "-i/--info"},
+	{OPT_JSON, "--json"},
+};
+
+/* The operations and the options each takes (the synopsis above). */
+static const struct
+{
+	const char *name;
+	int			opts;
+}			operations[] = {
+	{"start", OPT_CMDATA | OPT_NOWAIT | OPT_COMPLETE | OPT_TIMEOUT | OPT_LOG},
+	{"stop", OPT_CMDATA | OPT_NOWAIT | OPT_MODE | OPT_TIMEOUT},
+	{"status", OPT_CMDATA | OPT_INFO | OPT_JSON | OPT_TIMEOUT},
+	{"reload", OPT_CMDATA},
+	{"logrotate", OPT_CMDATA},
+};
+
+#define lengthof(a)	(sizeof(a) / sizeof((a)[0]))
+
 static const char *progname = "cm_ctl";
 static const char *cmdata;
 static char pidpath[PATH_MAX];
@@ -78,14 +125,14 @@ usage(FILE *f)
 			"Usage:\n"
 			"  %s start  [-D DIR] [-W] [--complete] [-t SECS] [-l LOGFILE]\n"
 			"  %s stop   [-D DIR] [-W] [-m smart|fast|immediate] [-t SECS]\n"
-			"  %s status [-D DIR] [-i all|instance|application] [--json]\n"
+			"  %s status [-D DIR] [-i all|instance|application] [--json] [-t SECS]\n"
 			"  %s reload [-D DIR]\n"
 			"  %s logrotate [-D DIR]\n\n"
 			"Options:\n"
 			"  -D, --cmdata=DIR   conmgr directory (default: $CMDATA)\n"
 			"  -W, --no-wait      do not wait for the operation to complete\n"
 			"      --complete     start: wait until every instance is connected\n"
-			"  -t, --timeout=SECS seconds to wait (default 60)\n"
+			"  -t, --timeout=SECS seconds to wait (default 60; status: 5)\n"
 			"  -l, --log=FILE     start: conmgr's log file, appended to, reopened by logrotate\n"
 			"                     (default DIR/conmgr.log)\n"
 			"  -m, --mode=MODE    stop: smart, fast or immediate (default smart)\n"
@@ -561,28 +608,52 @@ do_logrotate(void)
 	return 0;
 }
 
-/* Ask the listener's control socket for "status"; the whole answer, or NULL. */
+/* Milliseconds left until deadline, for poll(): 0 once it has passed. */
+static int
+ms_left(double deadline)
+{
+	double		ms = (deadline - now_s()) * 1000;
+
+	return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int) ms + 1;
+}
+
+/*
+ * Ask the listener's control socket for "status" within timeout seconds;
+ * the whole answer, or NULL.  The socket is not blocking: a listener that
+ * stopped accepting leaves its backlog full, and a blocking connect() or
+ * send() would then wait past the deadline.
+ */
 static char *
-ask_control(void)
+ask_control(int timeout)
 {
 	struct sockaddr_un sun;
 	int			fd;
 	size_t		cap = 65536,
 				len = 0;
 	char	   *buf;
-	double		deadline = now_s() + 5;
+	double		deadline = now_s() + timeout;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if ((size_t) snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/conmgr.ctl", cmdata) >=
 		sizeof(sun.sun_path))
 		return NULL;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0 ||
-		send(fd, "status\n", 7, MSG_NOSIGNAL) != 7)
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	/* A full backlog answers EAGAIN at once: try again until the deadline. */
+	while (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0)
 	{
-		if (fd >= 0)
+		if ((errno != EAGAIN && errno != EINTR) || ms_left(deadline) == 0)
+		{
 			close(fd);
+			return NULL;
+		}
+		usleep(20 * 1000);
+	}
+	if (send(fd, "status\n", 7, MSG_NOSIGNAL) != 7)
+	{
+		close(fd);
 		return NULL;
 	}
 	buf = malloc(cap);
@@ -590,6 +661,7 @@ ask_control(void)
 	{
 		struct pollfd p = {fd, POLLIN, 0};
 		ssize_t		n;
+		int			ready;
 
 		if (len + 1 >= cap)
 		{
@@ -604,13 +676,18 @@ ask_control(void)
 			buf = nb;
 			cap *= 2;
 		}
-		if (poll(&p, 1, (int) ((deadline - now_s()) * 1000)) <= 0)
+		ready = poll(&p, 1, ms_left(deadline));
+		if (ready < 0 && errno == EINTR)
+			continue;			/* the next poll() ends at the deadline */
+		if (ready <= 0)
 		{
 			free(buf);
 			buf = NULL;
 			break;
 		}
 		n = recv(fd, buf + len, cap - len - 1, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
 		if (n <= 0)
 			break;
 		len += n;
@@ -653,8 +730,86 @@ role_name(unsigned attrs, const char *state)
 	return (attrs & CMPROTO_ATTR_READ_ONLY) ? "primary (read-only)" : "primary";
 }
 
+/* Length of the valid UTF-8 sequence (2 to 4 bytes) at p, or 0 if none. */
 static int
-do_status(const char *info, bool json)
+utf8_len(const unsigned char *p)
+{
+	int			len;
+	unsigned char lo = 0x80,
+				hi = 0xBF;		/* bounds of the second byte */
+
+	if (p[0] >= 0xC2 && p[0] <= 0xDF)
+		len = 2;
+	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+	{
+		len = 3;
+		if (p[0] == 0xE0)
+			lo = 0xA0;			/* no overlong forms */
+		else if (p[0] == 0xED)
+			hi = 0x9F;			/* no surrogates */
+	}
+	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+	{
+		len = 4;
+		if (p[0] == 0xF0)
+			lo = 0x90;
+		else if (p[0] == 0xF4)
+			hi = 0x8F;			/* nothing above U+10FFFF */
+	}
+	else
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	/* the NUL at the end is no continuation byte: this stops there */
+	for (int i = 2; i < len; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;
+	return len;
+}
+
+/*
+ * s as a JSON string (RFC 8259), quotes included: '"' and '\' escaped,
+ * control characters (and DEL) as \n, \r, \t or \u00XX, valid UTF-8 as
+ * it is, and any other byte as U+FFFD, so that the output parses whatever
+ * the control socket or conmgr.conf hold.
+ */
+static void
+json_str(const char *s)
+{
+	const unsigned char *p = (const unsigned char *) s;
+
+	putchar('"');
+	while (*p)
+	{
+		int			len;
+
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p++);
+		else if (*p == '\n' || *p == '\r' || *p == '\t')
+		{
+			printf("\\%c", *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
+			p++;
+		}
+		else if (*p < 0x20 || *p == 0x7F)
+			printf("\\u%04X", *p++);
+		else if (*p < 0x80)
+			putchar(*p++);
+		else if ((len = utf8_len(p)) > 0)
+		{
+			fwrite(p, 1, len, stdout);
+			p += len;
+		}
+		else
+		{
+			fputs("\\uFFFD", stdout);
+			p++;
+		}
+	}
+	putchar('"');
+}
+
+static int
+do_status(const char *info, bool json, int timeout)
 {
 	struct stat st;
 	pid_t		pid;
@@ -692,11 +847,11 @@ do_status(const char *info, bool json)
 	if (!load_conf())
 		fprintf(stderr, "%s: warning: the configuration file has errors; the instance "
 				"addresses shown may not be those conmgr uses\n", progname);
-	answer = ask_control();
+	answer = ask_control(timeout);
 	if (answer == NULL)
 	{
-		fprintf(stderr, "%s: conmgr (PID %d) is running but did not answer on its control socket \"%s/conmgr.ctl\"\n",
-				progname, (int) pid, cmdata);
+		fprintf(stderr, "%s: conmgr (PID %d) is running but did not answer on its control socket \"%s/conmgr.ctl\" within %d s\n",
+				progname, (int) pid, cmdata, timeout);
 		return 1;
 	}
 	/* The port in use: conmgr.conf may have changed since (a restart applies it). */
@@ -741,10 +896,18 @@ do_status(const char *info, bool json)
 			in = &conf.inst[i];
 			format_time(since, when, sizeof(when));
 			if (json)
-				printf("%s{\"instance\": %d, \"address\": \"%s\", \"backend_port\": %d, "
-					   "\"watchdog_port\": %d, \"heartbeat\": \"%s\", \"role\": \"%s\", "
-					   "\"since\": \"%s\"}", ninst ? ", " : "", i, cmconf_connect_host(in),
-					   in->backend_port, in->watchdog_port, state, role_name(attrs, state), when);
+			{
+				printf("%s{\"instance\": %d, \"address\": ", ninst ? ", " : "", i);
+				json_str(cmconf_connect_host(in));
+				printf(", \"backend_port\": %d, \"watchdog_port\": %d, \"heartbeat\": ",
+					   in->backend_port, in->watchdog_port);
+				json_str(state);
+				printf(", \"role\": ");
+				json_str(role_name(attrs, state));
+				printf(", \"since\": ");
+				json_str(when);
+				printf("}");
+			}
 			else
 				printf("%-8d %-30s %-12d %-13d %-10s %-20s %s\n", i, cmconf_connect_host(in),
 					   in->backend_port, in->watchdog_port, state, role_name(attrs, state), when);
@@ -777,9 +940,17 @@ do_status(const char *info, bool json)
 				continue;
 			format_time(since, when, sizeof(when));
 			if (json)
-				printf("%s{\"client\": \"%s\", \"pid\": %u, \"target\": \"%s\", \"state\": \"%s\", "
-					   "\"instance\": %d, \"since\": \"%s\"}", napp ? ", " : "", peer, apid,
-					   target, state, inst, when);
+			{
+				printf("%s{\"client\": ", napp ? ", " : "");
+				json_str(peer);
+				printf(", \"pid\": %u, \"target\": ", apid);
+				json_str(target);
+				printf(", \"state\": ");
+				json_str(state);
+				printf(", \"instance\": %d, \"since\": ", inst);
+				json_str(when);
+				printf("}");
+			}
 			else
 			{
 				char		instno[16] = "-";
@@ -820,13 +991,16 @@ main(int argc, char **argv)
 	bool		nowait = false,
 				complete = false,
 				json = false;
-	int			timeout = 60,
+	int			timeout = -1,
+				given = 0,
+				op,
 				c;
 	const char *mode = "smart",
 			   *info = "all",
 			   *logfile = NULL,
 			   *cmd;
 	char	   *end;
+	long		lval;
 
 	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-?") == 0))
 	{
@@ -839,33 +1013,42 @@ main(int argc, char **argv)
 		switch (c)
 		{
 			case 'D':
+				given |= OPT_CMDATA;
 				cmdata = optarg;
 				break;
 			case 'W':
+				given |= OPT_NOWAIT;
 				nowait = true;
 				break;
 			case 'c':
+				given |= OPT_COMPLETE;
 				complete = true;
 				break;
 			case 't':
+				given |= OPT_TIMEOUT;
 				errno = 0;
-				timeout = (int) strtol(optarg, &end, 10);
-				if (errno || *end || timeout < 0)
+				lval = strtol(optarg, &end, 10);
+				if (errno || *end || end == optarg || lval < 0 || lval > INT_MAX)
 				{
 					fprintf(stderr, "%s: invalid timeout \"%s\": a number of seconds\n", progname, optarg);
 					return 1;
 				}
+				timeout = (int) lval;
 				break;
 			case 'l':
+				given |= OPT_LOG;
 				logfile = optarg;
 				break;
 			case 'm':
+				given |= OPT_MODE;
 				mode = optarg;
 				break;
 			case 'i':
+				given |= OPT_INFO;
 				info = optarg;
 				break;
 			case 'j':
+				given |= OPT_JSON;
 				json = true;
 				break;
 			default:
@@ -881,6 +1064,26 @@ main(int argc, char **argv)
 		return 1;
 	}
 	cmd = argv[optind];
+	for (op = 0; op < (int) lengthof(operations); op++)
+		if (strcmp(cmd, operations[op].name) == 0)
+			break;
+	if (op == (int) lengthof(operations))
+	{
+		fprintf(stderr, "%s: unrecognized operation \"%s\" (start, stop, status, reload or logrotate)\n",
+				progname, cmd);
+		return 1;
+	}
+	for (int i = 0; i < (int) lengthof(opt_names); i++)
+	{
+		if ((given & opt_names[i].bit) && !(operations[op].opts & opt_names[i].bit))
+		{
+			fprintf(stderr, "%s: option %s is not valid for \"%s\"\nTry \"%s --help\" for more information.\n",
+					progname, opt_names[i].spelling, cmd, progname);
+			return 1;
+		}
+	}
+	if (timeout < 0)
+		timeout = strcmp(cmd, "status") == 0 ? STATUS_TIMEOUT : 60;
 	if (cmdata == NULL || cmdata[0] == '\0')
 	{
 		fprintf(stderr, "%s: no conmgr directory specified\n"
@@ -894,12 +1097,8 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "stop") == 0)
 		return do_stop(nowait, mode, timeout);
 	if (strcmp(cmd, "status") == 0)
-		return do_status(info, json);
+		return do_status(info, json, timeout);
 	if (strcmp(cmd, "reload") == 0)
 		return do_reload();
-	if (strcmp(cmd, "logrotate") == 0)
-		return do_logrotate();
-	fprintf(stderr, "%s: unrecognized operation \"%s\" (start, stop, status, reload or logrotate)\n",
-			progname, cmd);
-	return 1;
+	return do_logrotate();
 }
