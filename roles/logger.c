@@ -49,7 +49,12 @@ handle_sigusr1(int sig)
 	got_reopen = 1;
 }
 
-/* One record: a level byte ('A' + level), then one line ending in '\n'. */
+/*
+ * One record: a level byte ('A' + level), then one line ending in '\n'.
+ * The line has no other newline, nor any control character: cm_vlog
+ * escapes them in every message, so splitting the pipe at '\n' finds the
+ * records their senders wrote, whatever text from peers they carry.
+ */
 static void
 write_record(const char *rec, size_t len)
 {
