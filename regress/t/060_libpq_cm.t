@@ -768,8 +768,12 @@ for my $event ('the listener restarts', 'the instance is declared down')
 	$node{s1}->promote;
 	ok(wait_until(sub { routable($cm1, 'read-write') == 1 }, 30), 'conmgr sees the promoted standby');
 	$in .= "go\n";
-	ok(app_wait($w, qr/^reset\nconnected .*port=$port{s1} .*recovery=f/m, 30),
+	ok(app_wait($w, qr/^reset\nconnected .*port=$port{s1} .*recovery=f\nbackend pid=\d+ sqlfd=\d+ app=\d+$/m, 30),
 		'PQreset() went through conmgr again and reached the new primary') or diag($out);
+	my ($apid) = $out =~ /^backend pid=\d+ sqlfd=\d+ app=(\d+)$/m;
+	is(join(',', app_sockets($apid // 0, $port{s1})), 'ESTAB/2',
+		'the watcher holds a duplicate of the new SQL socket, not of the old one');
+	$in .= "go\n";
 	$app->finish;
 }
 

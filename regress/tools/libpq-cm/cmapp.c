@@ -14,7 +14,7 @@
  *	 cmapp pollcm CONNINFO SQL    PQsendQuery, poll PQsocket and PQcmSocket;
  *	                              on POLLIN of the latter, PQconsumeInput
  *	 cmapp reset CONNINFO         connect, report, wait for a line on stdin,
- *	                              PQreset, report
+ *	                              PQreset, report, wait for another line
  *	 cmapp fds CONNINFO           open descriptors before, connected, after
  *	                              PQfinish, and after 50 more connections
  *	 cmapp finish CONNINFO        connect, report, wait for a line on stdin,
@@ -262,11 +262,19 @@ do_pollcm(const char *conninfo, const char *sql)
 	return 0;
 }
 
+/* Wait for a line on stdin; false at end of file. */
+static int
+wait_line(void)
+{
+	char		line[64];
+
+	return fgets(line, sizeof(line), stdin) != NULL;
+}
+
 static int
 do_reset(const char *conninfo)
 {
 	PGconn	   *conn = PQconnectdb(conninfo);
-	char		line[64];
 	int			rc;
 
 	if (report(conn) != 0)
@@ -274,7 +282,7 @@ do_reset(const char *conninfo)
 		PQfinish(conn);
 		return 1;
 	}
-	if (fgets(line, sizeof(line), stdin) == NULL)
+	if (!wait_line())
 	{
 		PQfinish(conn);
 		return 1;
@@ -282,6 +290,8 @@ do_reset(const char *conninfo)
 	PQreset(conn);
 	printf("reset\n");
 	rc = report(conn);
+	printf("backend pid=%d sqlfd=%d app=%d\n", PQbackendPID(conn), PQsocket(conn), (int) getpid());
+	(void) wait_line();
 	PQfinish(conn);
 	return rc;
 }
@@ -381,15 +391,6 @@ do_fds(const char *conninfo)
 	printf("fds before=%d connected=%d finished=%d again=%d\n", before, connected,
 		   finished, count_fds());
 	return 0;
-}
-
-/* Wait for a line on stdin; false at end of file. */
-static int
-wait_line(void)
-{
-	char		line[64];
-
-	return fgets(line, sizeof(line), stdin) != NULL;
 }
 
 static int
