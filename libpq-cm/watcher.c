@@ -33,10 +33,12 @@
  * may have closed its own: when the server hangs up or the socket fails
  * (the thread watches the duplicate for EPOLLRDHUP, EPOLLHUP and
  * EPOLLERR; libpq then closes on its next read), when a libpq call
- * returns with libpq's socket closed (cm_follow_sql(), after every
- * forwarded call, for libpq's own reasons such as a lost protocol
+ * returns with libpq's socket closed (cm_follow_sql(), after every call
+ * that may do I/O, for libpq's own reasons such as a lost protocol
  * synchronisation), right after the watcher's own shutdown(), and before
- * PQfinish() or a reset lets libpq close its socket.
+ * PQfinish() or a reset lets libpq close its socket.  libpq closes its
+ * socket only inside a call, so when a call returns, the socket is open
+ * exactly while libpq's descriptor is.
  *
  * One lock guards the table of watched connections and every change to a
  * duplicate; PQfinish() takes a connection out of the table, and closes
