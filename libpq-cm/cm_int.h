@@ -147,9 +147,11 @@ typedef struct cm_conn
 	char		errbuf[CM_ERRBUF_SIZE];
 	size_t		errlen;
 
-	/* watcher (watcher.c); guarded by its lock */
+	/* watcher (watcher.c); watch_slot, sql_fd and lost change under its lock */
 	int			watch_slot;		/* index in the watch table, or -1 */
-	int			sql_fd;			/* inner's socket when watched */
+	int			sql_fd;			/* our private duplicate of inner's socket
+								 * (F_DUPFD_CLOEXEC), or -1: the only
+								 * descriptor the watcher shuts down */
 	volatile int lost;			/* conmgr said down, or went away */
 	volatile int cm_polled;		/* the application asked PQcmSocket() */
 } cm_conn;
@@ -244,8 +246,24 @@ extern bool cm_send_attached(cm_conn *c, int instance, int backend_pid);
 extern const char *cm_dest_addr(const cm_conn *c);
 
 /* watcher.c */
-extern void cm_watch(cm_conn *c);
+extern void cm_watch(cm_conn *c, int sql_sock);
 extern void cm_unwatch(cm_conn *c);
 extern void cm_mark_lost(cm_conn *c);
+extern void cm_sql_check(cm_conn *c);
+
+/*
+ * After a real call on conn's inner connection: libpq closes its socket
+ * itself when the server hangs up or the protocol breaks, and the
+ * watcher's duplicate of it must go at once, or the socket would stay
+ * open and the server would not see the connection end (watcher.c).
+ */
+static inline void
+cm_follow_sql(const PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+
+	if (c != NULL && __atomic_load_n(&c->sql_fd, __ATOMIC_RELAXED) >= 0)
+		cm_sql_check(c);
+}
 
 #endif							/* CM_INT_H */

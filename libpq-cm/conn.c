@@ -266,10 +266,16 @@ int
 PQsetnonblocking(PGconn *conn, int arg)
 {
 	cm_conn    *c = cm_conn_of(conn);
+	int			rc;
 
 	if (c == NULL)
 		return REAL(PQsetnonblocking) (conn, arg);
 	c->settings.has_nonblocking = true;
 	c->settings.nonblocking = arg;
-	return c->inner ? REAL(PQsetnonblocking) (c->inner, arg) : 0;
+	if (c->inner == NULL)
+		return 0;
+	/* it flushes, and a flush may read the server's hang-up */
+	rc = REAL(PQsetnonblocking) (c->inner, arg);
+	cm_follow_sql(conn);
+	return rc;
 }

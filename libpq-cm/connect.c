@@ -176,8 +176,7 @@ connected(cm_conn *c, const cm_attempt *a)
 			return false;
 		}
 		c->cm_instance = a->instance;
-		c->sql_fd = REAL(PQsocket) (c->inner);
-		cm_watch(c);
+		cm_watch(c, REAL(PQsocket) (c->inner));
 		snprintf(last_host, sizeof(last_host), "%s", a->host);
 		snprintf(last_port, sizeof(last_port), "%s", a->port);
 		last_count++;
@@ -592,7 +591,11 @@ PQconnectPoll(PGconn *conn)
 	return cm_poll(c);
 }
 
-/* Close everything but the handle and its options; ready to connect again. */
+/*
+ * Close everything but the handle and its options; ready to connect again.
+ * The watcher lets go first, closing its duplicate of the SQL socket, so
+ * that libpq's close is the last and the server sees the connection end.
+ */
 static void
 teardown(cm_conn *c)
 {
@@ -617,7 +620,6 @@ restart(cm_conn *c)
 	c->nattempts = c->ai_next = 0;
 	c->cm_instance = -1;
 	c->lost = 0;
-	c->sql_fd = -1;
 	c->errlen = 0;
 	c->errbuf[0] = '\0';
 	begin(c);

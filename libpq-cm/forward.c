@@ -3,7 +3,8 @@
  * forward.c
  *	  The plain forwarders: every libpq function of forward.h, defined
  *	  here with libpq's own prototype, hands the inner connection to the
- *	  real function.
+ *	  real function, and then lets the watcher's duplicate of the SQL
+ *	  socket follow libpq's if the call closed it (cm_follow_sql()).
  *
  *-------------------------------------------------------------------------
  */
@@ -17,7 +18,10 @@
 type \
 name params \
 { \
-	return REAL(name) args; \
+	type		r_ = REAL(name) args; \
+\
+	cm_follow_sql(conn); \
+	return r_; \
 }
 
 #include "forward.h"

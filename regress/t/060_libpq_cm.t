@@ -6,8 +6,11 @@
 # name the instance; PQcmSocket; host lists mixing conmgr and postmasters;
 # connect_timeout over the conmgr phase; a postmaster is probed once per
 # process and logs nothing; a stopped instance makes a blocked query fail
-# within heartbeat_timeout + 0.5 s, a killed conmgr at once; PQreset after
-# a failover lands on the new primary.  Prints the connect overhead.
+# within heartbeat_timeout + 0.5 s, a killed conmgr at once; the watcher
+# never touches a descriptor number libpq closed and the application
+# reused, and its duplicate of the SQL socket never keeps a connection
+# open that libpq let go; PQreset after a failover lands on the new
+# primary.  Prints the connect overhead.
 use strict;
 use warnings;
 use Cwd ();
@@ -71,7 +74,7 @@ sub start_conmgr
 	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start([ $conmgr, '-D', $dir ], '<', \undef, '>', \$out, '2>', \$err);
-	return { port => $cmport, h => $h, err => \$err, n => scalar @which };
+	return { port => $cmport, h => $h, err => \$err, n => scalar @which, dir => $dir };
 }
 my $cm1 = start_conmgr(qw(p s1 s2));
 my $cm2 = start_conmgr(qw(p));
@@ -156,10 +159,11 @@ for my $target (sort keys %expect)
 {
 	my ($out) = run_cmd($cmapp, 'fds', cm_conninfo($cm1, 'read-write'));
 	my ($b, $c, $f, $g) = $out =~ /^fds before=(\d+) connected=(\d+) finished=(\d+) again=(\d+)/m;
-	is($c - $b, 3, 'connected through conmgr: the SQL socket, conmgr\'s socket and the watcher\'s epoll')
+	is($c - $b, 4, 'connected through conmgr: the SQL socket, the watcher\'s duplicate of it, '
+		  . 'conmgr\'s socket and the watcher\'s epoll')
 	  or diag($out);
-	is($f - $b, 1, 'PQfinish() closes both sockets (the watcher\'s descriptor stays for the process)');
-	is($g, $f, 'a second connection leaves nothing behind');
+	is($f - $b, 1, 'PQfinish() closes the sockets and the duplicate (the watcher\'s epoll stays for the process)');
+	is($g, $f, '50 more connections leave nothing behind');
 
 	($out) = run_cmd($cmapp, 'threads', 8, cm_conninfo($cm1, 'any'));
 	like($out, qr/^threads ok=80 failed=0$/m, '8 threads x 10 connections through conmgr at once');
@@ -248,14 +252,36 @@ for my $target (sort keys %expect)
 		'no match anywhere: the error says so') or diag("$out$err");
 }
 
+# A listening TCP socket on 127.0.0.1, any port: the scripted peers below.
+sub loopback_listener
+{
+	my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+		Listen => 5, Proto => 'tcp', ReuseAddr => 1) or die "listen: $!";
+	return $srv;
+}
+
+# What a conmgr answers a probe with, and a candidate list naming one
+# instance, as the library reads them.
+sub conmgr_greeting
+{
+	my $msg = "SFATAL\0C08004\0Mthis is conmgr\0\0";
+	return 'E' . pack('N', 4 + length $msg) . $msg . pack('aCnNnn', 'H', 0, 12, 0x434D4752, 1, 1);
+}
+
+sub conmgr_candidate
+{
+	my ($host, $port) = @_;
+	return pack('aCnnnCCn', 'C', 0, 4 + 8 + length($host), 0, $port, 1, 1, length $host) . $host
+	  . pack('aCnn', 'Z', 0, 6, 1);
+}
+
 # --- a broken or hostile "conmgr": clean errors, no crash, no hang ---
 # A fake server answers the probe with canned bytes; the library must fail
 # that destination with a message and go on.
 sub fake_conmgr
 {
 	my ($reply) = @_;
-	my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-		Listen => 5, Proto => 'tcp', ReuseAddr => 1) or die "listen: $!";
+	my $srv = loopback_listener();
 	my $pid = fork();
 	die "fork: $!" unless defined $pid;
 	if ($pid == 0)
@@ -309,13 +335,9 @@ sub fake_conmgr
 # send the probe alone (the destination is unknown: a postmaster would log
 # a RESOLVE as a bad startup packet), the second the probe and RESOLVE.
 {
-	my $msg = "SFATAL\0C08004\0Mthis is conmgr\0\0";
-	my $greeting = 'E' . pack('N', 4 + length $msg) . $msg . pack('aCnNnn', 'H', 0, 12, 0x434D4752, 1, 1);
-	my $host = '127.0.0.1';
-	my $answer = pack('aCnnnCCn', 'C', 0, 4 + 8 + length($host), 0, $port{p}, 1, 1, length $host) . $host
-	  . pack('aCnn', 'Z', 0, 6, 1);
-	my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-		Listen => 5, Proto => 'tcp', ReuseAddr => 1) or die "listen: $!";
+	my $greeting = conmgr_greeting();
+	my $answer = conmgr_candidate('127.0.0.1', $port{p});
+	my $srv = loopback_listener();
 	my $log = PostgreSQL::Test::Utils::tempdir() . "/pipelined.txt";
 	my $pid = fork();
 	die "fork: $!" unless defined $pid;
@@ -543,6 +565,198 @@ sub queries_running
 	ok(wait_until(sub { routable($cm1, 'standby') == 2 }, 30), 'the standbys are routable again');
 }
 
+# --- the watcher acts only on the connection's own socket ---
+# libpq closes its socket when the server hangs up; the number may then be
+# the application's next socket.  Each application's backend is ended
+# (pg_terminate_backend), libpq reads the hang-up and closes its socket,
+# and the application opens an unrelated loopback connection on the number
+# libpq's socket had; then conmgr reports the connection lost, by the
+# listener's restart (end of file on conmgr's socket) or by declaring the
+# instance down (its processes stopped).  The unrelated connection must
+# still carry data both ways, both when the watcher thread acts alone and
+# when the application polls PQcmSocket() and calls PQconsumeInput().  The
+# watcher's duplicate of the SQL socket must not keep it open once the
+# server hung up.
+
+# The TCP sockets process $pid holds towards port $port (ss), each as its
+# state and how many descriptors of the process refer to it: "ESTAB/2".
+sub app_sockets
+{
+	my ($pid, $port) = @_;
+	my ($out) = run_cmd('ss', '-Htanp', 'dport', '=', ":$port");
+	return map { /^(\S+)/ ? "$1/" . (() = /\bpid=$pid,/g) : () } grep { /\bpid=$pid,/ } split /\n/, $out;
+}
+
+sub say_go
+{
+	my ($app) = @_;
+	${ $app->{in} } .= "go\n";
+	$app->{h}->pump_nb;
+}
+
+sub listener_pid
+{
+	return role_pid($cm1->{dir}, "listener :$cm1->{port}");
+}
+
+for my $event ('the listener restarts', 'the instance is declared down')
+{
+	my %app;
+	for my $how (qw(watch poll))
+	{
+		my ($in, $out) = ('', '');
+		my $h = IPC::Run::start([ $cmapp, 'reuse', cm_conninfo($cm1, 'standby'), $how ],
+			'<', \$in, '>', \$out, '2>&1');
+		$app{$how} = { h => $h, in => \$in, out => \$out };
+	}
+	for my $how (sort keys %app)
+	{
+		my $ap = $app{$how};
+		ok(app_wait($ap, qr/^backend pid=\d+ sqlfd=\d+ app=\d+$/m), "$event, $how: connected to a standby")
+		  or diag(${ $ap->{out} });
+		my ($where) = landed(${ $ap->{out} });
+		my ($bpid, $sqlfd, $apid) = ${ $ap->{out} } =~ /^backend pid=(\d+) sqlfd=(\d+) app=(\d+)$/m;
+		$ap->{pid} = $apid // 0;
+		$ap->{sqlfd} = $sqlfd // -1;
+		$ap->{port} = $port{$where} // 0;
+		is(join(',', app_sockets($ap->{pid}, $ap->{port})), 'ESTAB/2',
+			"$event, $how: the SQL socket is libpq's descriptor and the watcher's duplicate");
+		$node{$where}->safe_psql('postgres', "SELECT pg_terminate_backend($bpid, 10000)") if $node{$where};
+		ok(wait_until(sub { join(',', app_sockets($ap->{pid}, $ap->{port})) eq 'CLOSE-WAIT/1' }, 5),
+			"$event, $how: the server hung up; the watcher closed its duplicate, libpq's descriptor remains")
+		  or diag(join(',', app_sockets($ap->{pid}, $ap->{port})));
+		say_go($ap);
+		ok(app_wait($ap, qr/^reused fd=/m), "$event, $how: libpq saw the hang-up, an unrelated socket was opened")
+		  or diag(${ $ap->{out} });
+		like(${ $ap->{out} }, qr/^closed connstatus=BAD sqlfd=-1$/m, "$event, $how: libpq closed its socket");
+		like(${ $ap->{out} }, qr/^reused fd=$ap->{sqlfd}$/m,
+			"$event, $how: the unrelated socket has the number libpq's socket had ($ap->{sqlfd})");
+		is(join(',', app_sockets($ap->{pid}, $ap->{port})), '', "$event, $how: no socket left towards the standby");
+	}
+	my @stopped;
+	if ($event =~ /listener/)
+	{
+		my $old = listener_pid();
+		kill 'KILL', $old;
+		ok(wait_until(sub { my $new = listener_pid(); $new && $new != $old && routable($cm1, 'any') == 3 }, 30),
+			"$event: the supervisor started a new listener");
+	}
+	else
+	{
+		@stopped = map { instance_pids($node{$_}) } qw(s1 s2);
+		kill 'STOP', @stopped;
+		ok(wait_until(sub { routable($cm1, 'standby') == 0 }, $hb_timeout + 10),
+			"$event: conmgr declared both standbys down");
+	}
+	usleep(500_000);	# the watcher acts in microseconds: time for a wrong shutdown
+	for my $how (sort keys %app)
+	{
+		my $ap = $app{$how};
+		say_go($ap);
+		ok(app_wait($ap, qr/^unrelated /m, 40), "$event, $how: the unrelated connection was used")
+		  or diag(${ $ap->{out} });
+		like(${ $ap->{out} }, qr/^cmsocket readable$/m, "$event, poll: PQcmSocket() turned readable")
+		  if $how eq 'poll';
+		like(${ $ap->{out} }, qr/^unrelated ok$/m, "$event, $how: the unrelated connection still works both ways")
+		  or diag(${ $ap->{out} });
+		say_go($ap);
+		$ap->{h}->finish;
+	}
+	kill 'CONT', @stopped if @stopped;
+	ok(wait_until(sub { routable($cm1, 'standby') == 2 }, 30), "$event: the standbys are routable again");
+}
+
+# --- libpq closes its socket with the server still there: the duplicate goes too ---
+# A scripted conmgr names a scripted server, which completes the startup
+# and answers the first query with a message whose length is impossible:
+# libpq gives up on the connection (lost synchronisation) and closes its
+# socket, while conmgr's socket stays open.  The server must see the
+# connection end (end of file) at once, not when the application exits.
+{
+	my $host = '127.0.0.1';
+	my $greeting = conmgr_greeting();
+	my $cm = loopback_listener();
+	my $pg = loopback_listener();
+	my $answer = conmgr_candidate($host, $pg->sockport);
+	my $verdict = PostgreSQL::Test::Utils::tempdir() . "/eof.txt";
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		my $c = $cm->accept or POSIX::_exit(1);
+		sysread($c, my $probe, 8);
+		syswrite($c, $greeting);
+		my $in = '';
+		while (length($in) <= 4)    # a RESOLVE frame's header, at least
+		{
+			sysread($c, my $more, 1024) or POSIX::_exit(1);
+			$in .= $more;
+		}
+		syswrite($c, $answer);
+		my $s = $pg->accept or POSIX::_exit(1);
+		for (;;)
+		{
+			sysread($s, my $len, 4) == 4 or POSIX::_exit(1);
+			sysread($s, my $body, unpack('N', $len) - 4);
+			last unless length($body) == 4 && unpack('N', $body) =~ /^8087710[34]$/;
+			syswrite($s, 'N');    # no SSL, no GSS encryption
+		}
+		syswrite($s, 'R' . pack('NN', 8, 0) . 'K' . pack('NNN', 12, 4242, 1) . 'Z' . pack('N', 5) . 'I');
+		sysread($s, my $query, 1024);    # the first query
+		syswrite($s, 'Z' . pack('N', 2));
+		my $t0 = time();
+		my $rin = '';
+		vec($rin, fileno($s), 1) = 1;
+		my $eof = select(my $rout = $rin, undef, undef, 5) > 0 && !sysread($s, my $x, 1);
+		open my $f, '>', "$verdict.tmp" or POSIX::_exit(1);
+		print $f $eof ? sprintf("eof %.3f\n", time() - $t0) : "no eof\n";
+		close $f;
+		rename "$verdict.tmp", $verdict;
+		1 while sysread($c, my $rest, 1024);    # conmgr's socket: open until the application ends
+		POSIX::_exit(0);
+	}
+	my $cmport = $cm->sockport;
+	close $cm;
+	close $pg;
+	my $app = start_app('block-hold',
+		"host=$host port=$cmport dbname=postgres sslmode=disable gssencmode=disable connect_timeout=5",
+		'SELECT 1');
+	ok(app_wait($app, qr/^result /m, 10), 'the scripted server broke the protocol under the application')
+	  or diag(${ $app->{out} });
+	like(${ $app->{out} }, qr/^connected .*cmsocket=yes recovery=\?$/m, 'connected through the scripted conmgr, the query failed');
+	ok(wait_until(sub { -e $verdict }, 10), 'the scripted server waited for the end of the connection');
+	my $seen = -e $verdict ? PostgreSQL::Test::Utils::slurp_file($verdict) : '';
+	chomp $seen;
+	ok($seen =~ /^eof (\S+)$/ && $1 < 1,
+		"libpq closed its socket and the server saw the connection end ($seen)");
+	$app->{h}->signal('TERM');
+	$app->{h}->finish;
+	kill 'KILL', $pid;    # it waits in accept() if the application never came
+	waitpid($pid, 0);
+}
+
+# --- PQfinish: the server sees the session end, nothing is left open ---
+{
+	my ($in, $out) = ('', '');
+	my $h = IPC::Run::start([ $cmapp, 'finish', cm_conninfo($cm1, 'standby') ], '<', \$in, '>', \$out, '2>&1');
+	my $ap = { h => $h, in => \$in, out => \$out };
+	ok(app_wait($ap, qr/^backend pid=\d+ /m), 'a connection to a standby, to be finished') or diag($out);
+	my ($where) = landed($out);
+	my ($bpid, $apid) = $out =~ /^backend pid=(\d+) sqlfd=\d+ app=(\d+)$/m;
+	my $backend_gone = sub {
+		$node{$where}->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE pid = $bpid") == 0;
+	};
+	ok(!$backend_gone->(), 'its backend is in pg_stat_activity');
+	my $t0 = time();
+	say_go($ap);
+	ok(app_wait($ap, qr/^finished$/m), 'PQfinish() returned');
+	ok(wait_until($backend_gone, 5), sprintf('the backend ended %.3f s after PQfinish()', time() - $t0));
+	is(join(',', app_sockets($apid, $port{$where})), '', 'the application holds no socket towards the standby');
+	is(join(',', app_sockets($apid, $cm1->{port})), '', 'nor towards conmgr');
+	say_go($ap);
+	$h->finish;
+}
+
 # --- PQreset after a failover lands on the new primary ---
 {
 	my $app = IPC::Run::start([ $cmapp, 'reset', cm_conninfo($cm1, 'read-write') ],
@@ -554,8 +768,12 @@ sub queries_running
 	$node{s1}->promote;
 	ok(wait_until(sub { routable($cm1, 'read-write') == 1 }, 30), 'conmgr sees the promoted standby');
 	$in .= "go\n";
-	ok(app_wait($w, qr/^reset\nconnected .*port=$port{s1} .*recovery=f/m, 30),
+	ok(app_wait($w, qr/^reset\nconnected .*port=$port{s1} .*recovery=f\nbackend pid=\d+ sqlfd=\d+ app=\d+$/m, 30),
 		'PQreset() went through conmgr again and reached the new primary') or diag($out);
+	my ($apid) = $out =~ /^backend pid=\d+ sqlfd=\d+ app=(\d+)$/m;
+	is(join(',', app_sockets($apid // 0, $port{s1})), 'ESTAB/2',
+		'the watcher holds a duplicate of the new SQL socket, not of the old one');
+	$in .= "go\n";
 	$app->finish;
 }
 

@@ -14,8 +14,23 @@
  *	 cmapp pollcm CONNINFO SQL    PQsendQuery, poll PQsocket and PQcmSocket;
  *	                              on POLLIN of the latter, PQconsumeInput
  *	 cmapp reset CONNINFO         connect, report, wait for a line on stdin,
- *	                              PQreset, report
+ *	                              PQreset, report, wait for another line
  *	 cmapp fds CONNINFO           open descriptors before, connected, after
+ *	                              PQfinish, and after 50 more connections
+ *	 cmapp finish CONNINFO        connect, report, wait for a line on stdin,
+ *	                              PQfinish, wait for another line
+ *	 cmapp reuse CONNINFO watch|poll
+ *	                              connect; wait for a line (the test ends
+ *	                              the backend); read until libpq closes
+ *	                              its socket; open
+ *	                              sockets until one takes the number
+ *	                              libpq's socket had (an unrelated TCP
+ *	                              connection on loopback); wait for a line
+ *	                              (the test makes conmgr report the
+ *	                              connection lost); "poll": wait until
+ *	                              PQcmSocket() is readable and call
+ *	                              PQconsumeInput(); then use the unrelated
+ *	                              connection both ways; wait for a line,
  *	                              PQfinish
  *	 cmapp threads N CONNINFO     N threads, 10 connections each
  *	 cmapp fork CONNINFO          a connection survives a child that
@@ -30,19 +45,29 @@
  *	 result status=... sqlstate=... connstatus=OK|BAD elapsed=SECONDS message=...
  *	 timing n=N median_us=.. p99_us=..    (and "timing2 ..." for CI2)
  *	 fds before=N connected=N finished=N again=N
+ *	 backend pid=N sqlfd=N app=PID
+ *	 finished
+ *	 closed connstatus=OK|BAD sqlfd=N
+ *	 reused fd=N|none
+ *	 cmsocket readable|silent
+ *	 unrelated ok | unrelated failed STEP: ERROR
  *	 threads ok=N failed=N
  *	 fork child=ok|failed parent=ok|failed
  * Exit 0 when it ran as asked (a query error is a result, not a failure).
  *
  *-------------------------------------------------------------------------
  */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -237,11 +262,19 @@ do_pollcm(const char *conninfo, const char *sql)
 	return 0;
 }
 
+/* Wait for a line on stdin; false at end of file. */
+static int
+wait_line(void)
+{
+	char		line[64];
+
+	return fgets(line, sizeof(line), stdin) != NULL;
+}
+
 static int
 do_reset(const char *conninfo)
 {
 	PGconn	   *conn = PQconnectdb(conninfo);
-	char		line[64];
 	int			rc;
 
 	if (report(conn) != 0)
@@ -249,7 +282,7 @@ do_reset(const char *conninfo)
 		PQfinish(conn);
 		return 1;
 	}
-	if (fgets(line, sizeof(line), stdin) == NULL)
+	if (!wait_line())
 	{
 		PQfinish(conn);
 		return 1;
@@ -257,6 +290,8 @@ do_reset(const char *conninfo)
 	PQreset(conn);
 	printf("reset\n");
 	rc = report(conn);
+	printf("backend pid=%d sqlfd=%d app=%d\n", PQbackendPID(conn), PQsocket(conn), (int) getpid());
+	(void) wait_line();
 	PQfinish(conn);
 	return rc;
 }
@@ -347,11 +382,158 @@ do_fds(const char *conninfo)
 	connected = count_fds();
 	PQfinish(conn);
 	finished = count_fds();
-	/* a second round: nothing may accumulate */
-	conn = PQconnectdb(conninfo);
-	PQfinish(conn);
+	/* more rounds: nothing may accumulate */
+	for (int i = 0; i < 50; i++)
+	{
+		conn = PQconnectdb(conninfo);
+		PQfinish(conn);
+	}
 	printf("fds before=%d connected=%d finished=%d again=%d\n", before, connected,
 		   finished, count_fds());
+	return 0;
+}
+
+static int
+do_finish(const char *conninfo)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+
+	if (report(conn) != 0)
+	{
+		PQfinish(conn);
+		return 1;
+	}
+	printf("backend pid=%d sqlfd=%d app=%d\n", PQbackendPID(conn), PQsocket(conn), (int) getpid());
+	if (!wait_line())
+		return 1;
+	PQfinish(conn);
+	printf("finished\n");
+	return wait_line() ? 0 : 1;
+}
+
+/* A listening TCP socket on 127.0.0.1, any port; its address in *sa. */
+static int
+loopback_listener(struct sockaddr_in *sa)
+{
+	socklen_t	len = sizeof(*sa);
+	int			l = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (l < 0 || bind(l, (struct sockaddr *) sa, sizeof(*sa)) < 0 ||
+		listen(l, 16) < 0 || getsockname(l, (struct sockaddr *) sa, &len) < 0)
+	{
+		perror("listener");
+		exit(1);
+	}
+	return l;
+}
+
+/* Send msg on from, read it on to (within 5 s); NULL or what failed. */
+static const char *
+pass_message(int from, int to, const char *msg)
+{
+	struct pollfd p = {to, POLLIN, 0};
+	char		buf[16];
+	ssize_t		n;
+
+	if (send(from, msg, strlen(msg), MSG_NOSIGNAL) != (ssize_t) strlen(msg))
+		return "send";
+	if (poll(&p, 1, 5000) <= 0)
+		return "poll";
+	n = recv(to, buf, sizeof(buf), 0);
+	if (n < 0)
+		return "recv";
+	if (n != (ssize_t) strlen(msg) || memcmp(buf, msg, n) != 0)
+	{
+		errno = 0;
+		return "recv (end of file or other bytes)";
+	}
+	return NULL;
+}
+
+static int
+do_reuse(const char *conninfo, const char *how)
+{
+	struct sockaddr_in sa;
+	int			l = loopback_listener(&sa);
+	PGconn	   *conn = PQconnectdb(conninfo);
+	int			sqlfd,
+				cmfd,
+				cli = -1,
+				srv,
+				held[16],
+				nheld = 0;
+	const char *fail;
+
+	if (report(conn) != 0)
+	{
+		PQfinish(conn);
+		return 1;
+	}
+	sqlfd = PQsocket(conn);
+	cmfd = strcmp(how, "poll") == 0 ? PQcmSocket(conn) : -1;
+	printf("backend pid=%d sqlfd=%d app=%d\n", PQbackendPID(conn), sqlfd, (int) getpid());
+	if (!wait_line())
+		return 1;
+
+	/*
+	 * The backend is gone: libpq reads the server's hang-up and closes its
+	 * socket.  Only reading, so that nothing sent meets the server's reset.
+	 */
+	for (int i = 0; i < 10 && PQsocket(conn) >= 0; i++)
+	{
+		struct pollfd p = {PQsocket(conn), POLLIN, 0};
+
+		if (poll(&p, 1, 1000) > 0)
+			PQconsumeInput(conn);
+	}
+	printf("closed connstatus=%s sqlfd=%d\n",
+		   PQstatus(conn) == CONNECTION_OK ? "OK" : "BAD", PQsocket(conn));
+
+	/* an unrelated connection on the number libpq's socket had */
+	while (nheld < 16)
+	{
+		int			s = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (s < 0 || s == sqlfd)
+		{
+			cli = s;
+			break;
+		}
+		held[nheld++] = s;
+	}
+	if (cli < 0 || connect(cli, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
+		(srv = accept(l, NULL, NULL)) < 0)
+	{
+		printf("reused fd=none\n");
+		return 1;
+	}
+	printf("reused fd=%d\n", cli);
+	if (!wait_line())
+		return 1;
+	if (cmfd >= 0)
+	{
+		struct pollfd p = {cmfd, POLLIN, 0};
+
+		printf("cmsocket %s\n", poll(&p, 1, 30000) > 0 ? "readable" : "silent");
+		PQconsumeInput(conn);
+	}
+	if ((fail = pass_message(cli, srv, "ping")) == NULL)
+		fail = pass_message(srv, cli, "pong");
+	if (fail)
+		printf("unrelated failed %s: %s\n", fail, errno ? strerror(errno) : "-");
+	else
+		printf("unrelated ok\n");
+	if (!wait_line())
+		return 1;
+	PQfinish(conn);
+	close(cli);
+	close(srv);
+	close(l);
+	while (nheld > 0)
+		close(held[--nheld]);
 	return 0;
 }
 
@@ -458,12 +640,17 @@ main(int argc, char **argv)
 		return do_reset(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "fds") == 0)
 		return do_fds(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "finish") == 0)
+		return do_finish(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "reuse") == 0 &&
+		(strcmp(argv[3], "watch") == 0 || strcmp(argv[3], "poll") == 0))
+		return do_reuse(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "threads") == 0)
 		return do_threads(atoi(argv[2]), argv[3]);
 	if (argc == 3 && strcmp(argv[1], "fork") == 0)
 		return do_fork(argv[2]);
 	if ((argc == 4 || argc == 5) && strcmp(argv[1], "timing") == 0)
 		return do_timing(atoi(argv[2]), argc - 3, argv + 3);
-	fprintf(stderr, "usage: cmapp connect|async|reset|fds|fork CONNINFO | block|block-hold|pollcm CONNINFO SQL | threads N CONNINFO | timing N CONNINFO [CONNINFO2]\n");
+	fprintf(stderr, "usage: cmapp connect|async|reset|fds|finish|fork CONNINFO | block|block-hold|pollcm CONNINFO SQL | reuse CONNINFO watch|poll | threads N CONNINFO | timing N CONNINFO [CONNINFO2]\n");
 	return 2;
 }
