@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmclock.h"
 #include "cmproto.h"
 #include "cmsha256.h"
 #include "conmgr.h"
@@ -323,6 +324,7 @@ hb_handle(hb *h, const cmproto_msg *m)
 			/* From now on the deadline is the peer's silence, not the attempt. */
 			h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
 			h->slot->last_received = shm_now();
+			h->slot->last_received_mono = cmclock_us();
 			hb_publish(h, SHM_UP, 0);
 			cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s)", h->instno, h->where,
 				   (h->attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
@@ -376,6 +378,7 @@ hb_read(hb *h)
 	{
 		h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
 		h->slot->last_received = shm_now();
+		h->slot->last_received_mono = cmclock_us();
 	}
 	while (h->fd >= 0)
 	{
