@@ -98,7 +98,13 @@ my $rss1 = rss_kb();
 my $per = ($rss1 - $rss0) * 1024 / 2000;
 note(sprintf('listener RSS: %d kB before, %d kB with 2,000 idle attached sessions (%.0f bytes each)',
 	$rss0, $rss1, $per));
-ok($per < 2048, sprintf('an idle attached session costs the listener %.0f bytes (less than 2 kB)', $per));
+SKIP:
+{
+	# ASan's redzones and its quarantine of freed blocks (the startup
+	# buffers) make the RSS say nothing about the listener's own use.
+	skip 'the RSS of an ASan build is not the program\'s', 1 if sanitized();
+	ok($per < 2048, sprintf('an idle attached session costs the listener %.0f bytes (less than 2 kB)', $per));
+}
 my $r = storm_result($att, 'attached');
 is($r->{answered}, 2000, 'every one of them got its candidates and reported ATTACHED');
 is($r->{closed_by_server}, 0, "none was closed by conmgr, though they idled for 3 x attach_timeout");
