@@ -141,7 +141,7 @@ for my $step (600, -600, -600, 600)
 	my @hello = map { start_proc($resolve, '-p', $cmport, '-t', 'any', '-s', 4) } 1 .. 4;
 	my @resolved = map { start_proc($resolve, '-p', $cmport, '-t', 'any', '-a', '-S', 4, '-w', 2) } 1 .. 4;
 	my @silent = map {
-		{ s => IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cmport, Proto => 'tcp')
+		+{ s => IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cmport, Proto => 'tcp')
 			  // die("connect: $!"), t => time() }
 	} 1 .. 4;
 	ok(wait_until(sub { (grep { out_of($_) =~ /^hello/m } @hello) == 4
