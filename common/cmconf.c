@@ -91,6 +91,7 @@ static const cmconf_param cmconf_params[] = {
 	{"syslog_ident", PT_STRING, false, G(syslog_ident), 1, CMCONF_IDENT_MAX, PC_RELOAD},
 	{"log_min_messages", PT_LEVEL, false, G(log_min_messages), 0, CMLOG_LAST, PC_RELOAD},
 	{"max_connections", PT_INT, false, G(max_connections), 0, INT_MAX, PC_RESTART},
+	{"attach_timeout", PT_INT, false, G(attach_timeout), 1, INT_MAX, PC_RESTART},
 	{"heartbeat_key_file", PT_STRING, false, G(heartbeat_key_file), 0, CMCONF_HOST_MAX, PC_RESTART},
 };
 
@@ -678,6 +679,7 @@ cmconf_set_defaults(struct cmconf *conf)
 	strcpy(conf->syslog_ident, "conmgr");
 	conf->log_min_messages = CMLOG_WARNING;
 	conf->max_connections = 0;
+	conf->attach_timeout = 600;
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 	{
 		conf->inst[i].backend_port = 27500;
@@ -897,6 +899,7 @@ cmconf_format(const struct cmconf *conf, char *buf, size_t cap)
 	out_quoted(&o, "syslog_ident", conf->syslog_ident);
 	out(&o, "log_min_messages = %s\n", cmlog_level_name(conf->log_min_messages));
 	out(&o, "max_connections = %d\n", conf->max_connections);
+	out(&o, "attach_timeout = %d\n", conf->attach_timeout);
 	out_quoted(&o, "heartbeat_key_file", conf->heartbeat_key_file);
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 	{

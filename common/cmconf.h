@@ -57,6 +57,7 @@ struct cmconf
 	char		syslog_ident[CMCONF_IDENT_MAX + 1];
 	int			log_min_messages;	/* enum cmlog_level */
 	int			max_connections;	/* 0 = no limit */
+	int			attach_timeout; /* seconds, candidates to ATTACHED */
 	char		heartbeat_key_file[CMCONF_HOST_MAX + 1];	/* "" = no key */
 	int			ninstances;		/* configured instances */
 	struct cmconf_instance inst[CMCONF_MAX_INSTANCES];

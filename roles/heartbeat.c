@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmclock.h"
 #include "cmproto.h"
 #include "cmsha256.h"
 #include "conmgr.h"
@@ -84,15 +85,6 @@ handle_sigterm(int sig)
 {
 	(void) sig;
 	got_sigterm = 1;
-}
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -162,7 +154,7 @@ hb_fail(hb *h, uint32_t reason, const char *fmt,...)
 	h->was_up = h->state == HB_UP;
 	h->attrs = 0;
 	hb_publish(h, SHM_DOWN, reason);
-	h->retry_at = mono_ms() + (int64_t) h->ctx->conf->heartbeat_connect_interval * 1000;
+	h->retry_at = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_connect_interval * 1000;
 	hb_set_state(h, HB_WAIT);
 }
 
@@ -212,7 +204,7 @@ hb_connect(hb *h)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = in->hostaddr[0] ? AI_NUMERICHOST : 0;
 	snprintf(port, sizeof(port), "%d", in->watchdog_port);
-	h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_connect_timeout * 1000;
+	h->deadline = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_connect_timeout * 1000;
 	h->inlen = 0;
 	hb_set_state(h, HB_CONNECTING);
 	hb_publish(h, h->was_up ? SHM_DOWN : SHM_CONNECTING, 0);
@@ -319,10 +311,11 @@ hb_handle(hb *h, const cmproto_msg *m)
 			h->slot->server_version_num = m->u.hb_welcome.server_version_num;
 			shm_write_end(h->slot);
 			hb_set_state(h, HB_UP);
-			h->next_send = mono_ms() + (int64_t) h->ctx->conf->heartbeat_interval * 1000;
+			h->next_send = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_interval * 1000;
 			/* From now on the deadline is the peer's silence, not the attempt. */
-			h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
+			h->deadline = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
 			h->slot->last_received = shm_now();
+			h->slot->last_received_mono = cmclock_us();
 			hb_publish(h, SHM_UP, 0);
 			cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s)", h->instno, h->where,
 				   (h->attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
@@ -374,8 +367,9 @@ hb_read(hb *h)
 	h->inlen += n;
 	if (h->state == HB_UP)
 	{
-		h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
+		h->deadline = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
 		h->slot->last_received = shm_now();
+		h->slot->last_received_mono = cmclock_us();
 	}
 	while (h->fd >= 0)
 	{
@@ -405,7 +399,7 @@ hb_read(hb *h)
 static int
 hb_timers(hb *h)
 {
-	int64_t		now = mono_ms();
+	int64_t		now = cmclock_ms();
 	int64_t		next;
 
 	switch (h->state)

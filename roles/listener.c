@@ -17,21 +17,32 @@
  *	 APP_HELLO		HELLO sent, waiting for RESOLVE
  *	 APP_RESOLVED	candidates sent, waiting for ATTACHED
  *	 APP_ATTACHED	the application reached instance N; down-notice pending
+ *	 APP_CONTROL	cm_ctl on the control socket, waiting for its command
  * A session that breaks the protocol gets ERROR and is closed; a plain
- * PostgreSQL client gets an ErrorResponse saying what it reached.  One
- * that has not sent its RESOLVE within LSN_HANDSHAKE_SECS of connecting
- * is closed (the client library sends it at once; a peer that trickles or
- * stalls would otherwise hold a session, and a descriptor, for good).
+ * PostgreSQL client gets an ErrorResponse saying what it reached.
  *
- * Hostile peers: the sessions in their handshake (STARTUP, HELLO) are
- * kept in a list in the order they connected.  When a new connection
- * cannot be taken, for want of descriptors or over max_connections, the
- * oldest of them is closed to make room if it has been in its handshake
- * for LSN_EVICT_AGE_US: a client library's handshake takes one round trip,
- * so a flood of idle or trickling connections cannot keep applications
- * out, while a burst of real ones is refused at the limit as before
- * instead of evicting one another.  Resolved or attached sessions are
- * never touched.  What such connections make the listener log goes
+ * Every state but ATTACHED has a time limit, so that a peer that trickles
+ * or stalls cannot hold a session, and a descriptor, for good: STARTUP,
+ * HELLO and CONTROL must be over within LSN_HANDSHAKE_SECS of connecting
+ * (the client library sends its RESOLVE at once, cm_ctl its command), and
+ * RESOLVED within attach_timeout of the candidates (the client connects
+ * to them meanwhile, which takes up to its connect_timeout per candidate
+ * and the server's authentication).  An attached session has none: it
+ * lasts as long as the application's SQL connection.  The 10 kB buffer a
+ * startup packet may need is given back once the startup is over; later
+ * frames are at most CMPROTO_MAX_MSG bytes.  Every deadline, pause and
+ * log window is on the monotonic clock (cmclock.h), so a step of the
+ * system's wall clock neither expires nor freezes anything.
+ *
+ * Hostile peers: the sessions in their handshake (STARTUP, HELLO,
+ * CONTROL) are kept in a queue in the order they connected.  When a new
+ * connection cannot be taken, for want of descriptors or over
+ * max_connections, the oldest of them is closed to make room if it has
+ * been in its handshake for LSN_EVICT_AGE_US: a client library's
+ * handshake takes one round trip, so a flood of idle or trickling
+ * connections cannot keep applications out, while a burst of real ones
+ * is refused at the limit as before instead of evicting one another.  Resolved or attached sessions are
+ * never evicted.  What such connections make the listener log goes
  * through lsn_log_noise(): once a minute per source address and kind of
  * message, and at most LSN_LOG_BUDGET lines a minute in all.
  *
@@ -61,13 +72,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cmclock.h"
 #include "cmproto.h"
 #include "conmgr.h"
 
 #define LSN_MAX_LISTEN	8
 #define LSN_HANDSHAKE_SECS 10	/* connect to RESOLVE, at most */
 #define LSN_EVICT_AGE_US INT64_C(1000000)	/* a handshake evictable after */
-#define LSN_INBUF		(CMPROTO_PG_MAX_STARTUP + 4)
+#define LSN_INBUF		(CMPROTO_PG_MAX_STARTUP + 4)	/* in STARTUP */
+#define LSN_INBUF_SMALL CMPROTO_MAX_MSG /* after it */
 #define LSN_LOG_SLOTS	64		/* sources remembered by the log limit */
 #define LSN_LOG_WINDOW_US INT64_C(60000000)
 #define LSN_LOG_BUDGET	50		/* noise lines per window, all sources */
@@ -97,14 +110,17 @@ typedef struct app
 	uint64_t	offered;		/* bit per instance offered as candidate */
 	uint32_t	client_pid;
 	int			target;			/* enum cmproto_target, -1 before RESOLVE */
-	int64_t		since;			/* connected, then attached (wall clock us) */
-	int			hs_prev;		/* handshake list links (indices), -1 = none */
-	int			hs_next;
+	int64_t		since;			/* connected, then attached (wall clock us,
+								 * for cm_ctl status) */
+	int64_t		timer_from;		/* its time limit runs from (cmclock_us()) */
+	int			q_prev;			/* timer queue links (indices), -1 = none */
+	int			q_next;
 	int			free_next;		/* free list link (index), -1 = none */
 	char		host[LSN_HOSTLEN];	/* the peer's address, for the log limit */
 	char		peer[LSN_HOSTLEN + 8];	/* address:port */
 	size_t		inlen;
-	uint8_t    *inbuf;			/* LSN_INBUF bytes */
+	size_t		incap;			/* LSN_INBUF in STARTUP, then LSN_INBUF_SMALL */
+	uint8_t    *inbuf;
 	uint32_t	gen;			/* bumped per session, tags its epoll events */
 } app;
 
@@ -136,10 +152,26 @@ static unsigned rotation[CMPROTO_TARGET_LAST + 1];
 /* The free slots of apps[], so that accepting does not scan them. */
 static int	free_head = -1;
 
-/* The sessions in STARTUP or HELLO, oldest first (app_set_state()). */
-static int	hs_head = -1;
-static int	hs_tail = -1;
-static int	nhandshakes;
+/*
+ * The sessions whose state has a time limit, one queue per limit, each in
+ * the order its sessions joined it, so that only its head can be due
+ * (lsn_timers()).  app_set_state() keeps them.
+ */
+typedef enum lsn_queue_id
+{
+	LSN_Q_NONE = -1,			/* ATTACHED, FREE: no time limit */
+	LSN_Q_HANDSHAKE,			/* STARTUP, HELLO, CONTROL: from connecting */
+	LSN_Q_RESOLVED,				/* RESOLVED: from the candidates */
+	LSN_NQUEUES
+} lsn_queue_id;
+
+typedef struct lsn_queue
+{
+	int			head;			/* oldest, -1 = empty */
+	int			tail;
+} lsn_queue;
+
+static lsn_queue queues[LSN_NQUEUES] = {{-1, -1}, {-1, -1}};
 
 /* The noise log limit (lsn_log_noise()). */
 typedef struct log_entry
@@ -165,7 +197,8 @@ static volatile sig_atomic_t got_smart;
  * second.
  */
 static int	spare_fd = -1;
-static int64_t accept_paused_until; /* wall clock ms; 0 = accepting */
+static int64_t accept_paused_until; /* cmclock_us(); 0 = not paused */
+static bool accepting = true;	/* listen sockets in the epoll set */
 
 static bool lsn_evict_handshake(const char *why);
 
@@ -188,17 +221,79 @@ ep_set(int op, int fd, uint32_t events, uint64_t data)
 	return epoll_ctl(ep_fd, op, fd, &ev) == 0;
 }
 
-static bool
-in_handshake(app_state state)
+/* Listen sockets in or out of the epoll set's interest (accept pause). */
+static void
+lsn_watch_listen(bool on)
 {
-	return state == APP_STARTUP || state == APP_HELLO;
+	for (int i = 0; i < nlisten; i++)
+		if (!ep_set(EPOLL_CTL_MOD, listen_fds[i], on ? EPOLLIN : 0, EV_LISTEN + i))
+			cm_fatal(ROLE_EXIT_RESTART, "could not watch a listen socket: %s", strerror(errno));
+	accepting = on;
 }
 
-/* Also keeps napps, the free list and the handshake list. */
+static lsn_queue_id
+app_queue(app_state state)
+{
+	switch (state)
+	{
+		case APP_STARTUP:
+		case APP_HELLO:
+		case APP_CONTROL:
+			return LSN_Q_HANDSHAKE;
+		case APP_RESOLVED:
+			return LSN_Q_RESOLVED;
+		case APP_FREE:
+		case APP_ATTACHED:
+			return LSN_Q_NONE;
+	}
+	cm_fatal(ROLE_EXIT_RESTART, "bad application session state %d", (int) state);
+}
+
+/* How long a session may stay in the states of queue q, in microseconds. */
+static int64_t
+queue_limit_us(lsn_queue_id q)
+{
+	return (q == LSN_Q_RESOLVED ? (int64_t) ctx->conf->attach_timeout : LSN_HANDSHAKE_SECS) *
+		1000000;
+}
+
+static void
+queue_remove(lsn_queue_id q, app *a)
+{
+	if (a->q_prev >= 0)
+		apps[a->q_prev].q_next = a->q_next;
+	else
+		queues[q].head = a->q_next;
+	if (a->q_next >= 0)
+		apps[a->q_next].q_prev = a->q_prev;
+	else
+		queues[q].tail = a->q_prev;
+	a->q_prev = a->q_next = -1;
+}
+
+/* At the tail: its limit runs from now, later than everyone's before it. */
+static void
+queue_append(lsn_queue_id q, app *a)
+{
+	int			k = (int) (a - apps);
+
+	a->timer_from = cmclock_us();
+	a->q_prev = queues[q].tail;
+	a->q_next = -1;
+	if (queues[q].tail >= 0)
+		apps[queues[q].tail].q_next = k;
+	else
+		queues[q].head = k;
+	queues[q].tail = k;
+}
+
+/* Also keeps napps, the free list and the timer queues. */
 static void
 app_set_state(app *a, app_state state)
 {
 	int			k = (int) (a - apps);
+	lsn_queue_id from = app_queue(a->state);
+	lsn_queue_id to = app_queue(state);
 
 	if (a->state == APP_FREE && state != APP_FREE)
 	{
@@ -215,29 +310,12 @@ app_set_state(app *a, app_state state)
 		free_head = k;
 		napps--;
 	}
-	if (in_handshake(a->state) && !in_handshake(state))
+	if (from != to)
 	{
-		if (a->hs_prev >= 0)
-			apps[a->hs_prev].hs_next = a->hs_next;
-		else
-			hs_head = a->hs_next;
-		if (a->hs_next >= 0)
-			apps[a->hs_next].hs_prev = a->hs_prev;
-		else
-			hs_tail = a->hs_prev;
-		a->hs_prev = a->hs_next = -1;
-		nhandshakes--;
-	}
-	else if (!in_handshake(a->state) && in_handshake(state))
-	{
-		a->hs_prev = hs_tail;
-		a->hs_next = -1;
-		if (hs_tail >= 0)
-			apps[hs_tail].hs_next = k;
-		else
-			hs_head = k;
-		hs_tail = k;
-		nhandshakes++;
+		if (from != LSN_Q_NONE)
+			queue_remove(from, a);
+		if (to != LSN_Q_NONE)
+			queue_append(to, a);
 	}
 	a->state = state;
 }
@@ -283,7 +361,7 @@ lsn_log_noise(const char *host, const char *kind, const char *fmt,...)
 static void
 lsn_log_noise(const char *host, const char *kind, const char *fmt,...)
 {
-	int64_t		now = shm_now();
+	int64_t		now = cmclock_us();
 	uint32_t	h = log_kind(kind);
 	log_entry  *e = NULL;
 	log_entry  *oldest = &log_entries[0];
@@ -362,7 +440,9 @@ app_close(app *a)
 		held_len = 0;
 	close(a->fd);
 	a->fd = -1;
-	a->inlen = 0;
+	free(a->inbuf);
+	a->inbuf = NULL;
+	a->inlen = a->incap = 0;
 	app_set_state(a, APP_FREE);
 }
 
@@ -505,7 +585,7 @@ resolve(int target, candidate *out)
 	int			ngroup[4] = {0, 0, 0, 0};
 	int			n = 0;
 	unsigned	rot = rotation[target]++;
-	int64_t		now = shm_now();
+	int64_t		now = cmclock_us();
 	int64_t		late_after = (int64_t) ctx->conf->heartbeat_interval * 1500000;
 
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
@@ -522,7 +602,7 @@ resolve(int target, candidate *out)
 		r = target_rank(target, s.attrs);
 		if (r < 0)
 			continue;
-		g = r * 2 + (now - s.last_received > late_after ? 1 : 0);
+		g = r * 2 + (now - s.last_received_mono > late_after ? 1 : 0);
 		group[g][ngroup[g]].instno = (int) i;
 		group[g][ngroup[g]].attrs = s.attrs;
 		ngroup[g]++;
@@ -622,7 +702,7 @@ check_instances(void)
 {
 	shm_slot	slots[CMCONF_MAX_INSTANCES];
 	int			notified[CMCONF_MAX_INSTANCES] = {0};
-	int64_t		start = shm_now();
+	int64_t		start = cmclock_us();
 
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
 		shm_read(&ctx->shm->slots[i], &slots[i]);
@@ -644,7 +724,7 @@ check_instances(void)
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
 		if (notified[i] > 0)
 			cm_log(CMLOG_LOG, "down-notice for instance %u sent to %d application session%s in %.1f ms",
-				   i, notified[i], notified[i] == 1 ? "" : "s", (shm_now() - start) / 1000.0);
+				   i, notified[i], notified[i] == 1 ? "" : "s", (cmclock_us() - start) / 1000.0);
 }
 
 /* ---- input ---- */
@@ -800,7 +880,7 @@ ctl_answer(app *a)
 	}
 	len += snprintf(buf + len, cap - len, "end instances=%d apps=%d\n", ninst, napp);
 
-	deadline_ms = shm_now() / 1000 + 1000;
+	deadline_ms = cmclock_ms() + 1000;
 	for (size_t off = 0; off < len;)
 	{
 		ssize_t		n = send(a->fd, buf + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -813,8 +893,8 @@ ctl_answer(app *a)
 		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			break;
-		if (shm_now() / 1000 >= deadline_ms ||
-			poll(&p, 1, (int) (deadline_ms - shm_now() / 1000)) <= 0)
+		if (cmclock_ms() >= deadline_ms ||
+			poll(&p, 1, (int) (deadline_ms - cmclock_ms())) <= 0)
 			break;
 	}
 	free(buf);
@@ -845,10 +925,29 @@ ctl_read(app *a)
 		app_close(a);
 }
 
+/*
+ * Once the startup is over and what it brought is consumed, the session
+ * reads frames of at most LSN_INBUF_SMALL bytes: give back the large
+ * buffer (kept if the small one cannot be had; it serves as well).
+ */
+static void
+app_shrink_inbuf(app *a)
+{
+	uint8_t    *small;
+
+	if (a->incap <= LSN_INBUF_SMALL || a->inlen > LSN_INBUF_SMALL ||
+		(small = malloc(LSN_INBUF_SMALL)) == NULL)
+		return;
+	memcpy(small, a->inbuf, a->inlen);
+	free(a->inbuf);
+	a->inbuf = small;
+	a->incap = LSN_INBUF_SMALL;
+}
+
 static void
 app_read(app *a)
 {
-	size_t		cap = a->state == APP_STARTUP ? LSN_INBUF : CMPROTO_MAX_MSG;
+	size_t		cap = a->state == APP_STARTUP ? a->incap : LSN_INBUF_SMALL;
 	ssize_t		n = recv(a->fd, a->inbuf + a->inlen, cap - a->inlen, MSG_DONTWAIT);
 
 	if (n == 0)
@@ -883,6 +982,8 @@ app_read(app *a)
 		(void) app_flush(a);
 	held_for = NULL;
 	held_len = 0;
+	if (a->state != APP_FREE && a->state != APP_STARTUP)
+		app_shrink_inbuf(a);
 }
 
 /*
@@ -953,7 +1054,8 @@ lsn_accept(int lfd, bool control)
 			{
 				cm_log(CMLOG_LOG, "could not accept a connection: %s; not accepting for 1 s",
 					   strerror(errno));
-				accept_paused_until = shm_now() / 1000 + 1000;
+				accept_paused_until = cmclock_us() + 1000000;
+				lsn_watch_listen(false);
 			}
 			else if (errno != EAGAIN && errno != EINTR)
 				cm_log(CMLOG_LOG, "could not accept a connection: %s", strerror(errno));
@@ -1010,8 +1112,10 @@ lsn_accept(int lfd, bool control)
 			a = &apps[napps_alloc];
 			napps_alloc = grow;
 		}
-		if (a->inbuf == NULL && (a->inbuf = malloc(LSN_INBUF)) == NULL)
+		a->incap = control ? LSN_INBUF_SMALL : LSN_INBUF;
+		if ((a->inbuf = malloc(a->incap)) == NULL)
 		{
+			cm_log(CMLOG_WARNING, "out of memory: connection from %s:%s closed", host, serv);
 			close(fd);
 			continue;
 		}
@@ -1021,6 +1125,8 @@ lsn_accept(int lfd, bool control)
 		{
 			cm_log(CMLOG_WARNING, "connection from %s:%s closed: could not watch it: %s",
 				   host, serv, strerror(errno));
+			free(a->inbuf);
+			a->inbuf = NULL;
 			close(fd);
 			continue;
 		}
@@ -1144,26 +1250,30 @@ lsn_open(void)
 }
 
 /*
- * Close the sessions still in their handshake (STARTUP, HELLO) after
- * LSN_HANDSHAKE_SECS: the list is in connection order, so only its head
- * is looked at.  Returns how many remain.
+ * Close the sessions of queue q whose time limit is over (its head first:
+ * the queue is in the order its limits run out).
  */
-static int
-lsn_expire_handshakes(void)
+static void
+lsn_expire(lsn_queue_id q, int64_t now)
 {
-	int64_t		limit = shm_now() - (int64_t) LSN_HANDSHAKE_SECS * 1000000;
+	int64_t		limit = queue_limit_us(q);
 
-	while (hs_head >= 0 && apps[hs_head].since <= limit)
+	while (queues[q].head >= 0 && now - apps[queues[q].head].timer_from >= limit)
 	{
-		app		   *a = &apps[hs_head];
+		app		   *a = &apps[queues[q].head];
 		char		kind[32];
 
 		snprintf(kind, sizeof(kind), "timeout %s", app_state_names[a->state]);
-		lsn_log_noise(a->host, kind, "app %s closed: no request within %d s of connecting (state %s)",
-					  a->peer, LSN_HANDSHAKE_SECS, app_state_names[a->state]);
+		if (q == LSN_Q_RESOLVED)
+			lsn_log_noise(a->host, kind,
+						  "app %s pid %u closed: no ATTACHED within attach_timeout (%d s) of its candidates",
+						  a->peer, a->client_pid, ctx->conf->attach_timeout);
+		else
+			lsn_log_noise(a->host, kind,
+						  "app %s closed: no request within %d s of connecting (state %s)",
+						  a->peer, LSN_HANDSHAKE_SECS, app_state_names[a->state]);
 		app_close(a);
 	}
-	return nhandshakes;
 }
 
 /*
@@ -1174,32 +1284,68 @@ lsn_expire_handshakes(void)
 static bool
 lsn_evict_handshake(const char *why)
 {
+	int64_t		age;
 	app		   *a;
 
-	if (hs_head < 0 || shm_now() - apps[hs_head].since < LSN_EVICT_AGE_US)
+	if (queues[LSN_Q_HANDSHAKE].head < 0)
 		return false;
-	a = &apps[hs_head];
+	a = &apps[queues[LSN_Q_HANDSHAKE].head];
+	age = cmclock_us() - a->timer_from;
+	if (age < LSN_EVICT_AGE_US)
+		return false;
 	lsn_log_noise(a->host, "evicted",
 				  "app %s closed in its handshake (state %s, %.1f s after connecting) to make room for a new connection: %s",
-				  a->peer, app_state_names[a->state], (shm_now() - a->since) / 1e6, why);
+				  a->peer, app_state_names[a->state], age / 1e6, why);
 	app_close(a);
 	return true;
 }
 
-/* Listen sockets in or out of the epoll set's interest (accept pause). */
-static void
-lsn_watch_listen(bool on)
+static int64_t
+earlier(int64_t a, int64_t b)
 {
-	for (int i = 0; i < nlisten; i++)
-		if (!ep_set(EPOLL_CTL_MOD, listen_fds[i], on ? EPOLLIN : 0, EV_LISTEN + i))
-			cm_fatal(ROLE_EXIT_RESTART, "could not watch a listen socket: %s", strerror(errno));
+	return a < b ? a : b;
+}
+
+/*
+ * The listener's timers: sessions whose time limit is over are closed,
+ * the accept pause ends, the log budget's window turns.  Returns the
+ * wait's timeout in ms (-1: none).
+ */
+static int
+lsn_timers(void)
+{
+	int64_t		now = cmclock_us();
+	int64_t		next = INT64_MAX;
+
+	if (accept_paused_until != 0 && now >= accept_paused_until)
+	{
+		accept_paused_until = 0;
+		if (spare_fd < 0)
+			spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		lsn_watch_listen(true);
+	}
+	if (accept_paused_until != 0)
+		next = accept_paused_until;
+	/* lines the log budget dropped are counted when its window is over */
+	log_window(now);
+	if (log_window_dropped > 0)
+		next = earlier(next, log_window_start + LSN_LOG_WINDOW_US);
+	for (int q = 0; q < LSN_NQUEUES; q++)
+	{
+		lsn_expire(q, now);
+		if (queues[q].head >= 0)
+			next = earlier(next, apps[queues[q].head].timer_from + queue_limit_us(q));
+	}
+	if (next == INT64_MAX)
+		return -1;
+	/* rounded up, so that the wake-up finds the deadline passed */
+	return next - now >= 60000000 ? 60000 : (int) ((next - now + 999) / 1000);
 }
 
 void
 listener_main(cm_ctx *c)
 {
 	sigset_t	waitmask;
-	bool		accepting = true;
 
 	ctx = c;
 	cm_log_init(ctx->conf, "listener");
@@ -1241,7 +1387,6 @@ listener_main(cm_ctx *c)
 	{
 		struct epoll_event ev[64];
 		int			n;
-		int			timeout_ms = -1;
 
 		if (got_smart && nlisten > 0)
 		{
@@ -1253,49 +1398,7 @@ listener_main(cm_ctx *c)
 		if (got_smart && napps == 0)
 			exit(ROLE_EXIT_DONE);
 
-		if (accept_paused_until != 0)
-		{
-			int64_t		left = accept_paused_until - shm_now() / 1000;
-
-			if (left > 0)
-			{
-				if (accepting)
-					lsn_watch_listen(false);
-				accepting = false;
-				timeout_ms = (int) left;
-			}
-			else
-			{
-				accept_paused_until = 0;
-				if (spare_fd < 0)
-					spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			}
-		}
-		if (!accepting && accept_paused_until == 0)
-		{
-			lsn_watch_listen(true);
-			accepting = true;
-		}
-		/* Lines the log budget dropped are counted when its minute is up. */
-		log_window(shm_now());
-		if (log_window_dropped > 0)
-		{
-			int			w = (int) ((log_window_start + LSN_LOG_WINDOW_US - shm_now()) / 1000) + 1;
-
-			if (timeout_ms < 0 || w < timeout_ms)
-				timeout_ms = w;
-		}
-		/* Wake when the oldest handshake's time is up (a second at most). */
-		if (lsn_expire_handshakes() > 0)
-		{
-			int64_t		left = apps[hs_head].since +
-				(int64_t) LSN_HANDSHAKE_SECS * 1000000 - shm_now();
-			int			scan_ms = left <= 0 ? 0 : left >= 1000000 ? 1000 : (int) (left / 1000) + 1;
-
-			if (timeout_ms < 0 || scan_ms < timeout_ms)
-				timeout_ms = scan_ms;
-		}
-		n = epoll_pwait(ep_fd, ev, 64, timeout_ms, &waitmask);
+		n = epoll_pwait(ep_fd, ev, 64, lsn_timers(), &waitmask);
 		if (n < 0)
 		{
 			if (errno == EINTR)

@@ -26,7 +26,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC			0x434d5348	/* "CMSH" */
-#define SHM_LAYOUT_VERSION	2
+#define SHM_LAYOUT_VERSION	3
 #define SHM_IDENT_LEN		64	/* syslog_ident, with its NUL */
 
 /* Heartbeat state of an instance; changed only by hb_set_state(). */
@@ -49,6 +49,7 @@ typedef struct shm_slot
 	int64_t		state_since;	/* wall clock, microseconds */
 	int64_t		last_received;
 	int64_t		last_sent;
+	int64_t		last_received_mono; /* cmclock_us(): the listener's "late" */
 	uint64_t	system_identifier;
 	uint32_t	server_version_num;
 	pid_t		writer_pid;

@@ -56,6 +56,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmclock.h"
 #include "conmgr.h"
 
 #define SUP_KILL_AFTER_MS	5000
@@ -92,15 +93,6 @@ static volatile sig_atomic_t pending_child,
 			pending_logrotate;
 static int	pidfile_fd = -1;
 static char pidfile_path[4200];
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 sup_signal(int sig)
@@ -156,7 +148,7 @@ launch(role *r)
 	if (pid < 0)
 	{
 		cm_log(CMLOG_WARNING, "could not fork %s: %s", title, strerror(errno));
-		r->restart_at = mono_ms() + 1000;
+		r->restart_at = cmclock_ms() + 1000;
 		return;
 	}
 	if (pid == 0)
@@ -195,7 +187,7 @@ launch(role *r)
 		heartbeat_main(&ctx, r->instno);
 	}
 	r->pid = pid;
-	r->started_at = mono_ms();
+	r->started_at = cmclock_ms();
 	r->restart_at = 0;
 	cm_log(CMLOG_DEBUG1, "started %s (pid %d)", title, (int) pid);
 }
@@ -343,7 +335,7 @@ process_child_exits(bool stopping)
 		{
 			role	   *r = &roles[i];
 			char		title[320];
-			int64_t		now = mono_ms();
+			int64_t		now = cmclock_ms();
 
 			if (r->pid != pid)
 				continue;
@@ -650,7 +642,7 @@ supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 
 	for (;;)
 	{
-		int64_t		now = mono_ms();
+		int64_t		now = cmclock_ms();
 		int			timeout = -1;
 		struct pollfd pfd = {selfpipe[0], POLLIN, 0};
 		char		drain[64];

@@ -28,7 +28,7 @@ use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
   wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid
-  cm_confdir fake_listener);
+  cm_confdir fake_listener cm_status app_connects);
 
 # A test that dies leaves the conmgrs it started running (an IPC::Run
 # harness is not stopped at exit, and a conmgr outlives its parent); stop
@@ -314,6 +314,37 @@ sub fake_listener
 	my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
 		Listen => 16, ReuseAddr => 1) or die "fake listener: $!";
 	return $sock;
+}
+
+# Whether a libpq-cm application (cmapp connect) connects with $conninfo
+# within 20 s.
+sub app_connects
+{
+	my ($conninfo) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ cm_top() . '/build/regress/tools/cmapp', 'connect', $conninfo ],
+		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(20));
+	return $out =~ /^connected /m ? 1 : 0;
+}
+
+# What conmgr's listener answers "status" on the control socket of the
+# conmgr of data directory $dir (docs/conmgr.md), as text; undef when it
+# does not answer within 10 s.
+sub cm_status
+{
+	my ($dir) = @_;
+	require IO::Socket::UNIX;
+	my $s = IO::Socket::UNIX->new(Peer => "$dir/conmgr.ctl", Type => IO::Socket::UNIX::SOCK_STREAM())
+	  or return undef;
+	print $s "status\n";
+	my ($text, $deadline) = ('', time() + 10);
+	while (time() < $deadline)
+	{
+		my $n = sysread($s, $text, 65536, length $text);
+		last unless $n;
+	}
+	close $s;
+	return $text =~ /^end instances=\d+ apps=\d+$/m ? $text : undef;
 }
 
 sub wait_until

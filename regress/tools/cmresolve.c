@@ -4,6 +4,7 @@
  *	  An application-protocol client for tests: probe, resolve, attach.
  *
  *	 cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS] [-r N] [-P]
+ *			   [-s SECONDS] [-S SECONDS]
  *
  * Connects to conmgr, sends the GSSENCRequest probe, checks the answer
  * (ErrorResponse then HELLO, docs/protocol.md 2.1), sends RESOLVE and
@@ -18,6 +19,10 @@
  * the times in conmgr's log).
  * With -r N it instead runs N whole sessions in a row (connect, probe,
  * resolve, close) and prints "latency n=N median_us=.. p99_us=.. max_us=..".
+ * -s stalls that long between HELLO and the RESOLVE, -S between the
+ * candidates and the ATTACHED (a slow client; fractions allowed); after
+ * the candidates, -S prints "resolved", and a stalled RESOLVE that finds
+ * the session closed prints "no answer to RESOLVE".
  * With -P the RESOLVE goes with the probe, in one packet (as libpq-cm sends
  * it to a conmgr it has met), and after the answer a line
  *	 segments data_in=N
@@ -104,6 +109,17 @@ next_frame(cmproto_msg *m, int timeout_ms)
 
 static bool quiet;
 static bool pipelined;			/* -P */
+static double stall_resolve;	/* -s */
+static double stall_attach;		/* -S */
+
+static void
+stall(double secs)
+{
+	struct timespec ts = {(time_t) secs, (long) ((secs - (time_t) secs) * 1e9)};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
 
 #define say(...) do { if (!quiet) printf(__VA_ARGS__); } while (0)
 
@@ -179,6 +195,8 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 	{
 		uint8_t		out[CMPROTO_MAX_MSG];
 
+		fflush(stdout);
+		stall(stall_resolve);
 		rc = cmproto_encode_resolve(out, sizeof(out), CMPROTO_VERSION, t,
 									(uint32_t) getpid(), "cmresolve");
 		if (rc < 0 || send(fd, out, rc, 0) != rc)
@@ -280,7 +298,7 @@ main(int argc, char **argv)
 				first = -1;
 	cmproto_msg m;
 
-	while ((c = getopt(argc, argv, "h:p:t:aw:r:P")) != -1)
+	while ((c = getopt(argc, argv, "h:p:t:aw:r:Ps:S:")) != -1)
 	{
 		switch (c)
 		{
@@ -291,8 +309,10 @@ main(int argc, char **argv)
 			case 'w': wait_s = atoi(optarg); break;
 			case 'r': repeat = atoi(optarg); break;
 			case 'P': pipelined = true; break;
+			case 's': stall_resolve = atof(optarg); break;
+			case 'S': stall_attach = atof(optarg); break;
 			default:
-				fprintf(stderr, "usage: cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS] [-r N] [-P]\n");
+				fprintf(stderr, "usage: cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS] [-r N] [-P] [-s SECONDS] [-S SECONDS]\n");
 				return 2;
 		}
 	}
@@ -309,6 +329,12 @@ main(int argc, char **argv)
 	fflush(stdout);
 	if (!attach || first < 0)
 		return 0;
+	if (stall_attach > 0)
+	{
+		printf("resolved\n");
+		fflush(stdout);
+		stall(stall_attach);
+	}
 
 	memset(&m, 0, sizeof(m));
 	m.type = CMPROTO_ATTACHED;

@@ -5,17 +5,28 @@
  *
  *	 stormer -p PORT -P wd|app [-h HOST] [-s SRC[,SRC...]] [-n TOTAL]
  *			 [-w WAVE] [-i WAVE_MS] [-c MAXOPEN] [-d SECONDS] [-H HOLD_SECONDS]
+ *			 [-m MODE[,MODE...]]
  *
  * Opens TOTAL connections (default 10000) to HOST:PORT (default 127.0.0.1),
  * WAVE of them (default 40) every WAVE_MS (default 100), from the source
  * addresses given in turn, never more than MAXOPEN (default 4000) open at
- * once, and makes each one misbehave in one of five ways, in turn:
+ * once, and makes each one misbehave in one of the modes given by -m, in
+ * turn; by default the first five:
  *
  *	 garbage   64 random bytes
  *	 silent    connects and sends nothing (a half-open handshake)
  *	 half      half of a valid first message, then nothing
  *	 slow      a slow-loris: a message that never ends, one byte every 300 ms
  *	 oversize  a header announcing a message longer than the protocol allows
+ *	 resolved  (app) the probe and a RESOLVE, then nothing: a client that
+ *			   got its candidates and never reports ATTACHED
+ *	 attached  (app) the same, then ATTACHED to the first candidate, then
+ *			   nothing: an idle application
+ *
+ * In the last two modes a session counts as answered when the answer to
+ * its RESOLVE (read in one piece: conmgr sends it in one write) ends with
+ * CANDIDATES_END naming at least one candidate; "attached" sends its
+ * ATTACHED then.
  *
  * The messages are those of the protocol named by -P: the heartbeat
  * protocol (HB_HELLO) for watchdog.port, the application protocol (the
@@ -27,9 +38,9 @@
  * case.  Only loopback addresses (127.0.0.0/8) are accepted, as target and
  * as sources.  The open-files limit is raised to its hard limit.
  *
- * Output, one line per mode and a total:
+ * Output, one line per mode used and a total:
  *	 mode=silent opened=2000 connected=2000 failed=0 closed_by_server=2000
- *		  closed_by_us=0 close_ms_median=10003 close_ms_max=10050
+ *		  closed_by_us=0 close_ms_median=10003 close_ms_max=10050 answered=0
  *	 total ... elapsed_s=25.1 connected_per_s=398.4 max_open=1200
  * Exit 0 once the run is over, 2 on a usage error.
  *
@@ -59,11 +70,12 @@
 
 enum mode
 {
-	M_GARBAGE, M_SILENT, M_HALF, M_SLOW, M_OVERSIZE, M_COUNT
+	M_GARBAGE, M_SILENT, M_HALF, M_SLOW, M_OVERSIZE, M_RESOLVED, M_ATTACHED, M_COUNT
 };
 static const char *const mode_names[M_COUNT] = {
-	"garbage", "silent", "half", "slow", "oversize"
+	"garbage", "silent", "half", "slow", "oversize", "resolved", "attached"
 };
+#define M_HOSTILE		5		/* the default modes: the first five */
 
 typedef struct conn
 {
@@ -71,6 +83,7 @@ typedef struct conn
 	enum mode	mode;
 	bool		counted;		/* in nopen */
 	bool		connected;
+	bool		answered;		/* resolved, attached: candidates came */
 	double		opened_at;
 	double		next_byte;		/* slow: when to send the next byte */
 	size_t		sent;			/* slow: bytes of slow_msg sent */
@@ -82,7 +95,8 @@ typedef struct stats
 				connected,
 				failed,
 				by_server,
-				by_us;
+				by_us,
+				answered;
 	double	   *close_ms;		/* time to the server's close, per conn */
 } stats;
 
@@ -118,7 +132,8 @@ usage(void)
 {
 	fprintf(stderr,
 			"usage: stormer -p PORT -P wd|app [-h HOST] [-s SRC[,SRC...]] [-n TOTAL]\n"
-			"               [-w WAVE] [-i WAVE_MS] [-c MAXOPEN] [-d SECONDS] [-H HOLD_SECONDS]\n");
+			"               [-w WAVE] [-i WAVE_MS] [-c MAXOPEN] [-d SECONDS] [-H HOLD_SECONDS]\n"
+			"               [-m garbage|silent|half|slow|oversize|resolved|attached[,...]]\n");
 	exit(2);
 }
 
@@ -241,9 +256,69 @@ conn_start(conn *c, double t)
 		case M_OVERSIZE:
 			conn_send(c, oversize_msg, oversize_len, t);
 			break;
+		case M_RESOLVED:
+		case M_ATTACHED:
+			conn_send(c, first_msg, first_len, t);
+			break;
 		case M_COUNT:
 			break;
 	}
+}
+
+/*
+ * The answer to a RESOLVE, read in one piece: the probe's ErrorResponse,
+ * HELLO, CANDIDATE frames, CANDIDATES_END.  Returns the first candidate's
+ * instance, or -1 when the answer is not that, or names none.
+ */
+static int
+first_candidate(const uint8_t *buf, size_t len)
+{
+	size_t		off;
+	int			first = -1;
+
+	if (len < 5 || buf[0] != 'E')
+		return -1;
+	off = 1 + (((size_t) buf[1] << 24) | ((size_t) buf[2] << 16) |
+			   ((size_t) buf[3] << 8) | buf[4]);
+	while (off < len)
+	{
+		size_t		flen;
+		cmproto_msg m;
+
+		if (cmproto_frame(buf + off, len - off, &flen) != CMPROTO_OK ||
+			cmproto_decode(buf + off, flen, CMPROTO_PEER_LISTENER, &m) != CMPROTO_OK)
+			return -1;
+		off += flen;
+		if (m.type == CMPROTO_CANDIDATE && first < 0)
+			first = m.u.candidate.instance;
+		else if (m.type == CMPROTO_CANDIDATES_END)
+			return first;
+	}
+	return -1;
+}
+
+/* resolved, attached: the first read is the answer to the RESOLVE. */
+static void
+conn_answer(conn *c, const uint8_t *buf, size_t len, double t)
+{
+	int			inst = first_candidate(buf, len);
+	cmproto_msg m;
+	uint8_t		out[CMPROTO_MAX_MSG];
+	int			n;
+
+	c->answered = true;
+	if (inst < 0)
+		return;
+	st[c->mode].answered++;
+	if (c->mode != M_ATTACHED)
+		return;
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_ATTACHED;
+	m.u.attached.instance = (uint16_t) inst;
+	m.u.attached.backend_pid = 1;
+	n = cmproto_encode(&m, out, sizeof(out));
+	if (n > 0)
+		conn_send(c, out, (size_t) n, t);
 }
 
 /* Start connecting; a failure at once is counted as such. */
@@ -306,13 +381,16 @@ main(int argc, char **argv)
 	long		nopened = 0,
 				max_open = 0;
 	int			ep;
+	enum mode	modes[M_COUNT];
+	int			nmodes = 0;
+	bool		used[M_COUNT] = {false};
 	double		t0,
 				next_wave,
 				last_slow = 0,
 				t_end;
 	int			c;
 
-	while ((c = getopt(argc, argv, "h:p:P:s:n:w:i:c:d:H:")) != -1)
+	while ((c = getopt(argc, argv, "h:p:P:s:n:w:i:c:d:H:m:")) != -1)
 	{
 		switch (c)
 		{
@@ -349,6 +427,22 @@ main(int argc, char **argv)
 			case 'H':
 				hold = atof(optarg);
 				break;
+			case 'm':
+				for (char *save = NULL, *tok = strtok_r(optarg, ",", &save); tok;
+					 tok = strtok_r(NULL, ",", &save))
+				{
+					int			k = 0;
+
+					while (k < M_COUNT && strcmp(tok, mode_names[k]) != 0)
+						k++;
+					if (k == M_COUNT || nmodes == M_COUNT)
+					{
+						fprintf(stderr, "stormer: unknown mode \"%s\" (or too many)\n", tok);
+						usage();
+					}
+					modes[nmodes++] = (enum mode) k;
+				}
+				break;
 			default:
 				usage();
 		}
@@ -363,7 +457,18 @@ main(int argc, char **argv)
 		fprintf(stderr, "stormer: a loopback target (127.0.0.0/8), a port and sane bounds are required\n");
 		usage();
 	}
-	for (char *save = NULL, *tok = strtok_r(srcs, ",", &save); srcs && tok;
+	for (int k = 0; k < nmodes; k++)
+		if (modes[k] >= M_RESOLVED && !app_proto)
+		{
+			fprintf(stderr, "stormer: mode \"%s\" is for -P app\n", mode_names[modes[k]]);
+			usage();
+		}
+	if (nmodes == 0)
+		for (int k = 0; k < M_HOSTILE; k++)
+			modes[nmodes++] = (enum mode) k;
+	for (int k = 0; k < nmodes; k++)
+		used[modes[k]] = true;
+	for (char *save = NULL, *tok = srcs ? strtok_r(srcs, ",", &save) : NULL; tok;
 		 tok = strtok_r(NULL, ",", &save))
 	{
 		if (nsrc == MAX_SOURCES || !loopback(tok, &src[nsrc]))
@@ -391,7 +496,7 @@ main(int argc, char **argv)
 
 	conns = calloc(total, sizeof(conn));
 	for (int m = 0; m < M_COUNT; m++)
-		st[m].close_ms = calloc(total / M_COUNT + 1, sizeof(double));
+		st[m].close_ms = calloc(total, sizeof(double));
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (conns == NULL || ep < 0)
 	{
@@ -418,7 +523,7 @@ main(int argc, char **argv)
 			{
 				conn	   *cn = &conns[nopened];
 
-				cn->mode = (enum mode) (nopened % M_COUNT);
+				cn->mode = modes[nopened % nmodes];
 				cn->opened_at = t;
 				st[cn->mode].opened++;
 				nopened++;
@@ -461,11 +566,18 @@ main(int argc, char **argv)
 			}
 			if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 			{
-				char		buf[4096];
+				uint8_t		buf[4096];
 				ssize_t		r;
 
 				while ((r = recv(cn->fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-					;
+				{
+					if ((cn->mode == M_RESOLVED || cn->mode == M_ATTACHED) && !cn->answered)
+						conn_answer(cn, buf, (size_t) r, t);
+					if (cn->fd < 0)
+						break;	/* the ATTACHED could not be sent */
+				}
+				if (cn->fd < 0)
+					continue;
 				if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
 				{
 					conn_close(cn, true, t);
@@ -515,6 +627,9 @@ main(int argc, char **argv)
 			double		med = 0,
 						max = 0;
 
+			if (!used[m])
+				continue;
+
 			if (s->by_server > 0)
 			{
 				qsort(s->close_ms, s->by_server, sizeof(double), cmp_double);
@@ -522,9 +637,9 @@ main(int argc, char **argv)
 				max = s->close_ms[s->by_server - 1];
 			}
 			printf("mode=%s opened=%ld connected=%ld failed=%ld closed_by_server=%ld "
-				   "closed_by_us=%ld close_ms_median=%.0f close_ms_max=%.0f\n",
+				   "closed_by_us=%ld close_ms_median=%.0f close_ms_max=%.0f answered=%ld\n",
 				   mode_names[m], s->opened, s->connected, s->failed, s->by_server,
-				   s->by_us, med, max);
+				   s->by_us, med, max, s->answered);
 			tot_opened += s->opened;
 			tot_conn += s->connected;
 			tot_failed += s->failed;

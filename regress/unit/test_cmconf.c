@@ -87,7 +87,8 @@ main(void)
 	   conf.heartbeat_connect_timeout == 10 &&
 	   conf.log_destination == CMCONF_LOG_STDERR && conf.syslog_facility == 0 &&
 	   strcmp(conf.syslog_ident, "conmgr") == 0 &&
-	   conf.log_min_messages == CMLOG_WARNING && conf.max_connections == 0,
+	   conf.log_min_messages == CMLOG_WARNING && conf.max_connections == 0 &&
+	   conf.attach_timeout == 600,
 	   "every global default is the documented one");
 	ok(conf.inst[0].backend_port == 27500 && conf.inst[0].watchdog_port == 27545,
 	   "per-instance defaults: backend_port 27500, watchdog_port 27545");
@@ -110,6 +111,7 @@ main(void)
 			{"heartbeat_connect_interval", 1, INT_MAX},
 			{"heartbeat_connect_timeout", 1, INT_MAX},
 			{"max_connections", 0, INT_MAX},
+			{"attach_timeout", 1, INT_MAX},
 		};
 
 		for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
@@ -347,7 +349,7 @@ main(void)
 	{
 		static const char *configs[] = {
 			HOST0,
-			"backend_hostaddr0 = ::1\nbackend_host1 = 'db-1.example'\nbackend_port1 = 6000\nwatchdog_port1 = 7000\nlog_destination = 'stderr,syslog'\nsyslog_ident = 'it''s \\\\ \\'x\\''\nheartbeat_interval = 3\nheartbeat_timeout = 7\nlog_min_messages = debug5\nmax_connections = 100\nsyslog_facility = LOCAL3\nport = 1\n",
+			"backend_hostaddr0 = ::1\nbackend_host1 = 'db-1.example'\nbackend_port1 = 6000\nwatchdog_port1 = 7000\nlog_destination = 'stderr,syslog'\nsyslog_ident = 'it''s \\\\ \\'x\\''\nheartbeat_interval = 3\nheartbeat_timeout = 7\nlog_min_messages = debug5\nmax_connections = 100\nattach_timeout = 30\nsyslog_facility = LOCAL3\nport = 1\n",
 			"backend_host0 = 'a'\nbackend_hostaddr0 = '127.0.0.1'\nbackend_host63 = 'z'\nlog_destination = 'syslog'\n",
 		};
 
