@@ -182,7 +182,7 @@ hb_send(hb *h, const cmproto_msg *m)
 				errno ? strerror(errno) : "socket buffer full");
 		return false;
 	}
-	h->slot->last_sent = shm_now();
+	shm_set_last_sent(h->slot);
 	return true;
 }
 
@@ -322,7 +322,7 @@ hb_handle(hb *h, const cmproto_msg *m)
 			h->next_send = mono_ms() + (int64_t) h->ctx->conf->heartbeat_interval * 1000;
 			/* From now on the deadline is the peer's silence, not the attempt. */
 			h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
-			h->slot->last_received = shm_now();
+			shm_set_last_received(h->slot);
 			hb_publish(h, SHM_UP, 0);
 			cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s)", h->instno, h->where,
 				   (h->attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
@@ -375,7 +375,7 @@ hb_read(hb *h)
 	if (h->state == HB_UP)
 	{
 		h->deadline = mono_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
-		h->slot->last_received = shm_now();
+		shm_set_last_received(h->slot);
 	}
 	while (h->fd >= 0)
 	{

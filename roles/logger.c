@@ -82,7 +82,18 @@ follow_settings(cm_ctx *ctx, bool first)
 	if (!first && __atomic_load_n(&ctx->shm->logconf.generation, __ATOMIC_ACQUIRE) ==
 		settings.generation)
 		return;
-	shm_logconf_read(&ctx->shm->logconf, &now);
+	now = settings;
+	if (!shm_logconf_read(&ctx->shm->logconf, &now))
+	{
+		/*
+		 * The supervisor stopped mid-publication: keep ours (at start,
+		 * stderr alone) and look again with the next record.
+		 */
+		settings.changecount = now.changecount;
+		if (!first)
+			return;
+		now.log_destination = CMCONF_LOG_STDERR;
+	}
 	was_open = !first && (settings.log_destination & CMCONF_LOG_SYSLOG);
 	moved = first || now.syslog_facility != settings.syslog_facility ||
 		strcmp(now.syslog_ident, settings.syslog_ident) != 0;
