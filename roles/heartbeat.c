@@ -482,13 +482,17 @@ heartbeat_main(cm_ctx *ctx, int instno)
 	signal(SIGTERM, handle_sigterm);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
-	/* SIGTERM is taken only inside ppoll(), so it is never missed. */
+	/*
+	 * The supervisor forks us with every signal blocked; from here on only
+	 * SIGTERM is, and it is taken inside ppoll(), so it is never missed.
+	 */
 	{
 		sigset_t	term;
 
 		sigemptyset(&term);
 		sigaddset(&term, SIGTERM);
-		sigprocmask(SIG_BLOCK, &term, &waitmask);
+		sigprocmask(SIG_SETMASK, &term, NULL);
+		sigemptyset(&waitmask);
 	}
 
 	hb_connect(&h);

@@ -1238,14 +1238,18 @@ listener_main(cm_ctx *c)
 	}
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
-	/* Stop signals are taken only inside epoll_pwait(), so none is missed. */
+	/*
+	 * The supervisor forks us with every signal blocked; from here on only
+	 * the stop signals are, taken inside epoll_pwait(), so none is missed.
+	 */
 	{
 		sigset_t	stops;
 
 		sigemptyset(&stops);
 		sigaddset(&stops, SIGTERM);
 		sigaddset(&stops, SIGUSR1);
-		sigprocmask(SIG_BLOCK, &stops, &waitmask);
+		sigprocmask(SIG_SETMASK, &stops, NULL);
+		sigemptyset(&waitmask);
 	}
 	lsn_open();
 	ctl_open();

@@ -133,6 +133,13 @@ logger_main(cm_ctx *ctx, int readfd)
 		sa.sa_handler = handle_sigusr1; /* no SA_RESTART: the read must end */
 		sigaction(SIGUSR1, &sa, NULL);
 	}
+	/* Forked with every signal blocked: our handlers are in place now. */
+	{
+		sigset_t	none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
 	reopen_log_file(ctx);
 	follow_settings(ctx, true);
 

@@ -145,43 +145,49 @@ role_title(const role *r, char *buf, size_t len)
 				 ctx.conf->inst[r->instno].watchdog_port);
 }
 
+/*
+ * Fork a role.  Every signal is blocked across fork(), as the postmaster
+ * does, and stays blocked in the child until the role has installed its
+ * own handlers (each role's main unblocks them).  Until then the child
+ * carries our handlers, which would only set a flag in its copy of our
+ * memory and write to a pipe it has closed: a stop signal sent to a role
+ * just started would be lost.  The child puts them back to the defaults
+ * before the role installs its own.
+ */
 static void
 launch(role *r)
 {
 	char		title[320];
 	pid_t		pid;
+	sigset_t	all,
+				saved;
 
 	role_title(r, title, sizeof(title));
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &saved);
 	pid = fork();
 	if (pid < 0)
 	{
+		sigprocmask(SIG_SETMASK, &saved, NULL);
 		cm_log(CMLOG_WARNING, "could not fork %s: %s", title, strerror(errno));
 		r->restart_at = mono_ms() + 1000;
 		return;
 	}
 	if (pid == 0)
 	{
-		sigset_t	none;
-
 		close(selfpipe[0]);
 		close(selfpipe[1]);
 		close(deathpipe[1]);	/* else our own copy keeps the pipe open */
 		if (pidfile_fd >= 0)
 			close(pidfile_fd);
 		signal(SIGCHLD, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
 		signal(SIGQUIT, SIG_DFL);
+		signal(SIGUSR1, SIG_DFL);
 		/* Reload is the supervisor's business; roles read the shared settings. */
 		signal(SIGHUP, SIG_IGN);
-
-		/*
-		 * SIGUSR1 means "stop smart" to the listener (which installs its
-		 * own handler) and "reopen" to the logger, which reopens at start
-		 * anyway, so one lost before its handler is installed costs
-		 * nothing.
-		 */
-		signal(SIGUSR1, r->kind == ROLE_LOGGER ? SIG_IGN : SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* A terminal's ^C reaches the whole group: it is the supervisor's. */
+		signal(SIGINT, SIG_IGN);
 		setproctitle("-conmgr: %s", title);
 		if (r->kind == ROLE_LOGGER)
 		{
@@ -194,6 +200,7 @@ launch(role *r)
 			listener_main(&ctx);
 		heartbeat_main(&ctx, r->instno);
 	}
+	sigprocmask(SIG_SETMASK, &saved, NULL);
 	r->pid = pid;
 	r->started_at = mono_ms();
 	r->restart_at = 0;
