@@ -188,6 +188,17 @@ launch(role *r)
 		signal(SIGHUP, SIG_IGN);
 		/* A terminal's ^C reaches the whole group: it is the supervisor's. */
 		signal(SIGINT, SIG_IGN);
+
+		/*
+		 * Only heartbeat roles use the key; a listener or logger that leaks
+		 * its memory (it faces applications, or writes what peers send)
+		 * must not leak the key with it.
+		 */
+		if (r->kind != ROLE_HEARTBEAT)
+		{
+			explicit_bzero(ctx.key, sizeof(ctx.key));
+			ctx.keylen = 0;
+		}
 		setproctitle("-conmgr: %s", title);
 		if (r->kind == ROLE_LOGGER)
 		{
