@@ -174,7 +174,7 @@ hb_send(hb *h, const cmproto_msg *m)
 				errno ? strerror(errno) : "socket buffer full");
 		return false;
 	}
-	h->slot->last_sent = shm_now();
+	shm_set_last_sent(h->slot);
 	return true;
 }
 
@@ -314,8 +314,7 @@ hb_handle(hb *h, const cmproto_msg *m)
 			h->next_send = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_interval * 1000;
 			/* From now on the deadline is the peer's silence, not the attempt. */
 			h->deadline = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
-			h->slot->last_received = shm_now();
-			h->slot->last_received_mono = cmclock_us();
+			shm_set_last_received(h->slot);
 			hb_publish(h, SHM_UP, 0);
 			cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s)", h->instno, h->where,
 				   (h->attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
@@ -368,8 +367,7 @@ hb_read(hb *h)
 	if (h->state == HB_UP)
 	{
 		h->deadline = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
-		h->slot->last_received = shm_now();
-		h->slot->last_received_mono = cmclock_us();
+		shm_set_last_received(h->slot);
 	}
 	while (h->fd >= 0)
 	{
@@ -476,13 +474,17 @@ heartbeat_main(cm_ctx *ctx, int instno)
 	signal(SIGTERM, handle_sigterm);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
-	/* SIGTERM is taken only inside ppoll(), so it is never missed. */
+	/*
+	 * The supervisor forks us with every signal blocked; from here on only
+	 * SIGTERM is, and it is taken inside ppoll(), so it is never missed.
+	 */
 	{
 		sigset_t	term;
 
 		sigemptyset(&term);
 		sigaddset(&term, SIGTERM);
-		sigprocmask(SIG_BLOCK, &term, &waitmask);
+		sigprocmask(SIG_SETMASK, &term, NULL);
+		sigemptyset(&waitmask);
 	}
 
 	hb_connect(&h);

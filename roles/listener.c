@@ -570,6 +570,31 @@ target_rank(int target, uint32_t attrs)
 }
 
 /*
+ * An instance's slot, from the listener's copy of it.  A writer that stays
+ * inside an update (it died or was stopped mid-write; the supervisor
+ * repairs a dead one's slot) is not waited for past shm.h's bound: the
+ * last consistent copy stands, as it does while a live writer is slow.
+ */
+static shm_slot slot_seen[CMCONF_MAX_INSTANCES];
+
+static shm_slot
+slot_read(int i)
+{
+	bool		was_stuck = (slot_seen[i].changecount & 1) != 0;
+
+	if (shm_read(&ctx->shm->slots[i], &slot_seen[i]))
+	{
+		if (was_stuck)
+			cm_log(CMLOG_LOG, "instance %d: its shared slot is readable again", i);
+	}
+	else if (!was_stuck)
+		cm_log(CMLOG_LOG, "instance %d: its shared slot stayed in mid-update for %d ms "
+			   "(writer pid %d); using its last consistent state", i,
+			   SHM_READ_WAIT_US / 1000, (int) ctx->shm->slots[i].writer_pid);
+	return slot_seen[i];
+}
+
+/*
  * The up instances that match, best rank first.  Within a rank, instances
  * whose last heartbeat is older than one and a half heartbeat_interval
  * (a beat missed: the server or its link may have died, and the heartbeat
@@ -596,7 +621,7 @@ resolve(int target, candidate *out)
 
 		if (!ctx->conf->inst[i].configured)
 			continue;
-		shm_read(&ctx->shm->slots[i], &s);
+		s = slot_read((int) i);
 		if (s.state != SHM_UP)
 			continue;
 		r = target_rank(target, s.attrs);
@@ -690,7 +715,7 @@ app_attach(app *a, const cmproto_msg *m)
 	a->instance = inst;
 	a->since = shm_now();
 	app_set_state(a, APP_ATTACHED);
-	shm_read(&ctx->shm->slots[inst], &s);
+	s = slot_read(inst);
 	a->downs_seen = s.downs;
 	if (s.state != SHM_UP)
 		app_send_down(a, s.down_reason ? (int) s.down_reason : CMPROTO_DOWN_LOST);
@@ -705,7 +730,7 @@ check_instances(void)
 	int64_t		start = cmclock_us();
 
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
-		shm_read(&ctx->shm->slots[i], &slots[i]);
+		slots[i] = slot_read((int) i);
 	for (int k = 0; k < napps_alloc; k++)
 	{
 		app		   *a = &apps[k];
@@ -857,7 +882,7 @@ ctl_answer(app *a)
 
 		if (!ctx->conf->inst[i].configured)
 			continue;
-		shm_read(&ctx->shm->slots[i], &sl);
+		sl = slot_read(i);
 		len += snprintf(buf + len, cap - len,
 						"instance %d state=%s attrs=%u since=%lld last_received=%lld downs=%llu\n",
 						i, sl.state >= 0 && sl.state <= SHM_DOWN ? states[sl.state] : "?",
@@ -1359,14 +1384,18 @@ listener_main(cm_ctx *c)
 	}
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
-	/* Stop signals are taken only inside epoll_pwait(), so none is missed. */
+	/*
+	 * The supervisor forks us with every signal blocked; from here on only
+	 * the stop signals are, taken inside epoll_pwait(), so none is missed.
+	 */
 	{
 		sigset_t	stops;
 
 		sigemptyset(&stops);
 		sigaddset(&stops, SIGTERM);
 		sigaddset(&stops, SIGUSR1);
-		sigprocmask(SIG_BLOCK, &stops, &waitmask);
+		sigprocmask(SIG_SETMASK, &stops, NULL);
+		sigemptyset(&waitmask);
 	}
 	lsn_open();
 	ctl_open();

@@ -87,7 +87,18 @@ follow_settings(cm_ctx *ctx, bool first)
 	if (!first && __atomic_load_n(&ctx->shm->logconf.generation, __ATOMIC_ACQUIRE) ==
 		settings.generation)
 		return;
-	shm_logconf_read(&ctx->shm->logconf, &now);
+	now = settings;
+	if (!shm_logconf_read(&ctx->shm->logconf, &now))
+	{
+		/*
+		 * The supervisor stopped mid-publication: keep ours (at start,
+		 * stderr alone) and look again with the next record.
+		 */
+		settings.changecount = now.changecount;
+		if (!first)
+			return;
+		now.log_destination = CMCONF_LOG_STDERR;
+	}
 	was_open = !first && (settings.log_destination & CMCONF_LOG_SYSLOG);
 	moved = first || now.syslog_facility != settings.syslog_facility ||
 		strcmp(now.syslog_ident, settings.syslog_ident) != 0;
@@ -126,6 +137,13 @@ logger_main(cm_ctx *ctx, int readfd)
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = handle_sigusr1; /* no SA_RESTART: the read must end */
 		sigaction(SIGUSR1, &sa, NULL);
+	}
+	/* Forked with every signal blocked: our handlers are in place now. */
+	{
+		sigset_t	none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 	}
 	reopen_log_file(ctx);
 	follow_settings(ctx, true);

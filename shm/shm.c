@@ -5,11 +5,14 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cmclock.h"
 #include "shm.h"
 
 int64_t
@@ -62,18 +65,63 @@ seq_write_end(volatile uint32_t *changecount)
 	(*changecount)++;
 }
 
-static void
-seq_read(const volatile uint32_t *changecount, const void *src, void *copy, size_t len)
+static int64_t
+mono_us(void)
 {
-	for (;;)
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Copy a record (src and copy both start with the counter) if a consistent
+ * copy can be had within the bound of shm.h; false otherwise, and then
+ * *copy keeps the last consistent copy it held.  Its counter field then
+ * holds the odd count the writer was stuck at, so that the next read of a
+ * record still stuck in that same update gives up at once instead of
+ * waiting the bound again; a successful copy's counter is even.
+ */
+static bool
+seq_read(const void *src, void *copy, size_t len)
+{
+	const volatile uint32_t *changecount = src;
+	uint32_t   *copy_count = copy;
+	union
+	{
+		shm_slot	slot;
+		shm_logconf logconf;
+	}			tmp;
+	int64_t		deadline = 0;
+
+	if (len > sizeof(tmp))
+		abort();
+	if ((*changecount & 1) != 0 && *changecount == *copy_count)
+		return false;
+	for (int tries = 1;; tries++)
 	{
 		uint32_t	before = *changecount;
 
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		memcpy(copy, src, len);
+		memcpy(&tmp, src, len);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		if ((before & 1) == 0 && before == *changecount)
-			return;
+		{
+			memcpy(copy, &tmp, len);
+			return true;
+		}
+		if (tries < SHM_READ_SPINS)
+			continue;
+		/* Past the spins the writer is not running: let it have the CPU. */
+		if (deadline == 0)
+			deadline = mono_us() + SHM_READ_WAIT_US;
+		else if (mono_us() >= deadline)
+		{
+			if (before & 1)
+				*copy_count = before;
+			return false;
+		}
+		sched_yield();
 	}
 }
 
@@ -89,10 +137,42 @@ shm_write_end(shm_slot *slot)
 	seq_write_end(&slot->changecount);
 }
 
-void
+/*
+ * A consistent copy of the slot, or false when its writer stayed inside an
+ * update for the whole bound; *copy must then be the caller's last copy of
+ * the same slot (or zeroes: state unknown), and is left as it was.
+ */
+bool
 shm_read(const shm_slot *slot, shm_slot *copy)
 {
-	seq_read(&slot->changecount, (const void *) slot, copy, sizeof(*copy));
+	return seq_read(slot, copy, sizeof(*copy));
+}
+
+/*
+ * The times of the last frame sent and received, each one update: the wall
+ * time for people to read, and (received) the monotonic time the listener
+ * judges lateness by.
+ */
+void
+shm_set_last_sent(shm_slot *slot)
+{
+	int64_t		now = shm_now();
+
+	shm_write_begin(slot);
+	slot->last_sent = now;
+	shm_write_end(slot);
+}
+
+void
+shm_set_last_received(shm_slot *slot)
+{
+	int64_t		now = shm_now();
+	int64_t		mono = cmclock_us();
+
+	shm_write_begin(slot);
+	slot->last_received = now;
+	slot->last_received_mono = mono;
+	shm_write_end(slot);
 }
 
 /*
@@ -130,8 +210,9 @@ shm_logconf_publish(shm_logconf *dst, const shm_logconf *src)
 	seq_write_end(&dst->changecount);
 }
 
-void
+/* As shm_read(): false leaves *copy as the caller's last copy. */
+bool
 shm_logconf_read(const shm_logconf *src, shm_logconf *copy)
 {
-	seq_read(&src->changecount, (const void *) src, copy, sizeof(*copy));
+	return seq_read(src, copy, sizeof(*copy));
 }

@@ -9,7 +9,15 @@
  * readers (the listener).  Consistency is a per-slot change counter, as
  * PostgreSQL's st_changecount: the writer makes it odd, writes, makes it
  * even; a reader copies the slot and retries while the counter was odd or
- * moved.  No lock, no system call inside.
+ * moved.  No lock, no system call inside.  Every field but changecount is
+ * written inside such an update, so a copy is always one consistent moment.
+ *
+ * A reader retries for SHM_READ_WAIT_US at most, not forever: a writer that
+ * died or was stopped between the two increments leaves the counter odd
+ * until the supervisor repairs the slot (or for good, if it is stopped),
+ * and a reader spinning on it would freeze the listener with it.  A reader
+ * that gives up keeps its last consistent copy, which is what a slow but
+ * live writer's readers see too.
  *
  * The header also carries the logging settings that a reload can change
  * (shm_logconf): the supervisor is their one writer, under the same kind
@@ -22,12 +30,22 @@
 #ifndef CM_SHM_H
 #define CM_SHM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #define SHM_MAGIC			0x434d5348	/* "CMSH" */
 #define SHM_LAYOUT_VERSION	3
 #define SHM_IDENT_LEN		64	/* syslog_ident, with its NUL */
+
+/*
+ * How long a reader waits for a writer to finish an update: far longer
+ * than an update takes (a few stores, no system call) even when the writer
+ * is preempted on a busy machine, short enough that a stuck slot costs the
+ * listener little.
+ */
+#define SHM_READ_SPINS		1000
+#define SHM_READ_WAIT_US	20000
 
 /* Heartbeat state of an instance; changed only by hb_set_state(). */
 typedef enum shm_state
@@ -83,10 +101,12 @@ typedef struct shm_header
 extern shm_header *shm_create(int nslots);
 extern void shm_write_begin(shm_slot *slot);
 extern void shm_write_end(shm_slot *slot);
-extern void shm_read(const shm_slot *slot, shm_slot *copy);
+extern bool shm_read(const shm_slot *slot, shm_slot *copy);
+extern void shm_set_last_sent(shm_slot *slot);
+extern void shm_set_last_received(shm_slot *slot);
 extern void shm_repair(shm_slot *slot);
 extern int64_t shm_now(void);
 extern void shm_logconf_publish(shm_logconf *dst, const shm_logconf *src);
-extern void shm_logconf_read(const shm_logconf *src, shm_logconf *copy);
+extern bool shm_logconf_read(const shm_logconf *src, shm_logconf *copy);
 
 #endif							/* CM_SHM_H */

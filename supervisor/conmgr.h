@@ -33,7 +33,8 @@ typedef struct cm_ctx
 	int			death_fd;		/* supervisor-death pipe, read end */
 	const char *cmdata;
 	const char *log_file;		/* conmgr -l, absolute; NULL = inherited stderr */
-	uint8_t		key[1024];		/* heartbeat_key_file's bytes */
+	uint8_t		key[1024];		/* heartbeat_key_file's bytes; zeroes outside the
+								 * supervisor and the heartbeat roles */
 	size_t		keylen;			/* 0 = no key */
 } cm_ctx;
 

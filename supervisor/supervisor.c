@@ -137,43 +137,60 @@ role_title(const role *r, char *buf, size_t len)
 				 ctx.conf->inst[r->instno].watchdog_port);
 }
 
+/*
+ * Fork a role.  Every signal is blocked across fork(), as the postmaster
+ * does, and stays blocked in the child until the role has installed its
+ * own handlers (each role's main unblocks them).  Until then the child
+ * carries our handlers, which would only set a flag in its copy of our
+ * memory and write to a pipe it has closed: a stop signal sent to a role
+ * just started would be lost.  The child puts them back to the defaults
+ * before the role installs its own.
+ */
 static void
 launch(role *r)
 {
 	char		title[320];
 	pid_t		pid;
+	sigset_t	all,
+				saved;
 
 	role_title(r, title, sizeof(title));
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &saved);
 	pid = fork();
 	if (pid < 0)
 	{
+		sigprocmask(SIG_SETMASK, &saved, NULL);
 		cm_log(CMLOG_WARNING, "could not fork %s: %s", title, strerror(errno));
 		r->restart_at = cmclock_ms() + 1000;
 		return;
 	}
 	if (pid == 0)
 	{
-		sigset_t	none;
-
 		close(selfpipe[0]);
 		close(selfpipe[1]);
 		close(deathpipe[1]);	/* else our own copy keeps the pipe open */
 		if (pidfile_fd >= 0)
 			close(pidfile_fd);
 		signal(SIGCHLD, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
 		signal(SIGQUIT, SIG_DFL);
+		signal(SIGUSR1, SIG_DFL);
 		/* Reload is the supervisor's business; roles read the shared settings. */
 		signal(SIGHUP, SIG_IGN);
+		/* A terminal's ^C reaches the whole group: it is the supervisor's. */
+		signal(SIGINT, SIG_IGN);
 
 		/*
-		 * SIGUSR1 means "stop smart" to the listener (which installs its
-		 * own handler) and "reopen" to the logger, which reopens at start
-		 * anyway, so one lost before its handler is installed costs
-		 * nothing.
+		 * Only heartbeat roles use the key; a listener or logger that leaks
+		 * its memory (it faces applications, or writes what peers send)
+		 * must not leak the key with it.
 		 */
-		signal(SIGUSR1, r->kind == ROLE_LOGGER ? SIG_IGN : SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (r->kind != ROLE_HEARTBEAT)
+		{
+			explicit_bzero(ctx.key, sizeof(ctx.key));
+			ctx.keylen = 0;
+		}
 		setproctitle("-conmgr: %s", title);
 		if (r->kind == ROLE_LOGGER)
 		{
@@ -186,6 +203,7 @@ launch(role *r)
 			listener_main(&ctx);
 		heartbeat_main(&ctx, r->instno);
 	}
+	sigprocmask(SIG_SETMASK, &saved, NULL);
 	r->pid = pid;
 	r->started_at = cmclock_ms();
 	r->restart_at = 0;
@@ -206,23 +224,67 @@ write_pidfile_status(const char *status)
 	cm_log(CMLOG_WARNING, "could not write \"%s\": %s", pidfile_path, strerror(errno));
 }
 
-/* Take CMDATA/conmgr.pid; a lock held by a live conmgr means "already running". */
+/* Whether the file we hold open as the pid file is the one at its path. */
+static bool
+pidfile_at_path(void)
+{
+	struct stat held,
+				atpath;
+
+	return fstat(pidfile_fd, &held) == 0 && stat(pidfile_path, &atpath) == 0 &&
+		held.st_dev == atpath.st_dev && held.st_ino == atpath.st_ino;
+}
+
+/*
+ * Take CMDATA/conmgr.pid; a lock held by a live conmgr means "already
+ * running".  A stopping conmgr removes the file while it still holds the
+ * lock (removing it after would remove a file another conmgr may have
+ * locked meanwhile), so a start that opened the file just before that
+ * gets the lock of a file no longer in CMDATA: it must find the file it
+ * locked still at the path, or start again with the one there now.
+ * Without that check it would run with a pid file nobody can see, and
+ * the next start would make a second conmgr beside it.
+ */
 static void
 take_pidfile(void)
 {
 	snprintf(pidfile_path, sizeof(pidfile_path), "%s/conmgr.pid", ctx.cmdata);
-	pidfile_fd = open(pidfile_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (pidfile_fd < 0)
-		cm_fatal(1, "could not open lock file \"%s\": %s", pidfile_path, strerror(errno));
-	if (flock(pidfile_fd, LOCK_EX | LOCK_NB) < 0)
+	for (int attempt = 1;; attempt++)
 	{
-		char		buf[32] = "";
+		pidfile_fd = open(pidfile_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (pidfile_fd < 0)
+			cm_fatal(1, "could not open lock file \"%s\": %s", pidfile_path, strerror(errno));
+		if (flock(pidfile_fd, LOCK_EX | LOCK_NB) < 0)
+		{
+			char		buf[32] = "";
 
-		(void) !pread(pidfile_fd, buf, sizeof(buf) - 1, 0);
-		cm_fatal(1, "another conmgr (pid %d) is running in \"%s\"", atoi(buf), ctx.cmdata);
+			if (errno != EWOULDBLOCK)
+				cm_fatal(1, "could not lock \"%s\": %s", pidfile_path, strerror(errno));
+			(void) !pread(pidfile_fd, buf, sizeof(buf) - 1, 0);
+			cm_fatal(1, "another conmgr (pid %d) is running in \"%s\"", atoi(buf), ctx.cmdata);
+		}
+		if (pidfile_at_path())
+			break;
+		close(pidfile_fd);
+		pidfile_fd = -1;
+		if (attempt == 100)
+			cm_fatal(1, "could not lock \"%s\": it was replaced 100 times while being locked",
+					 pidfile_path);
 	}
 	/* The lock is free: any pid in the file is from a conmgr that crashed. */
 	write_pidfile_status("starting");
+}
+
+/*
+ * Remove our pid file, while we still hold its lock (see take_pidfile()),
+ * and only if it is still ours: a file put at the path by someone else
+ * (ours was removed by hand) is not ours to remove.
+ */
+static void
+remove_pidfile(void)
+{
+	if (pidfile_at_path())
+		unlink(pidfile_path);
 }
 
 static void
@@ -651,7 +713,7 @@ supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 		{
 			cm_log(CMLOG_LOG, "received immediate shutdown request");
 			signal_roles(SIGKILL);
-			unlink(pidfile_path);
+			remove_pidfile();
 			_exit(0);
 		}
 		if (pending_smart && !stopping && !draining)
@@ -750,6 +812,6 @@ supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 				;
 	}
 	cm_log(CMLOG_LOG, "conmgr stopped");
-	unlink(pidfile_path);
+	remove_pidfile();
 	return 0;
 }
