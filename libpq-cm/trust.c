@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,6 +291,40 @@ describe_uid(uid_t uid, char *buf, size_t len)
 }
 
 /*
+ * The uid of the user last looked up by name, for the process: where
+ * conmgr runs as its own user, each connection of every other user would
+ * otherwise read the user database (tens of microseconds).  Only users
+ * found are kept, so one created later is found then.
+ */
+static pthread_mutex_t owner_lock = PTHREAD_MUTEX_INITIALIZER;
+static char owner_name[64];
+static uid_t owner_uid;
+
+static bool
+owner_cached(const char *name, uid_t *uid)
+{
+	bool		hit;
+
+	pthread_mutex_lock(&owner_lock);
+	hit = owner_name[0] != '\0' && strcmp(owner_name, name) == 0;
+	if (hit)
+		*uid = owner_uid;
+	pthread_mutex_unlock(&owner_lock);
+	return hit;
+}
+
+static void
+owner_cache(const char *name, uid_t uid)
+{
+	if (strlen(name) >= sizeof(owner_name))
+		return;
+	pthread_mutex_lock(&owner_lock);
+	strcpy(owner_name, name);
+	owner_uid = uid;
+	pthread_mutex_unlock(&owner_lock);
+}
+
+/*
  * conmgr's owner as PGCMOWNER names it (a uid, an absolute path whose
  * owner is meant, or a user name), or by default the user "conmgr".
  * *found false: the default user does not exist.  False with why set
@@ -338,16 +373,20 @@ expected_owner(uid_t *uid, bool *found, char *what, size_t whatlen,
 		snprintf(what, whatlen, "uid %u, the owner of %.200s (%s)", (unsigned) st.st_uid, v, CM_OWNER_ENV);
 		return true;
 	}
-	if (getpwnam_r(name, &pw, pwbuf, sizeof(pwbuf), &res) != 0 || res == NULL)
+	if (!owner_cached(name, uid))
 	{
-		if (dflt)
-			return true;
-		snprintf(why, whylen, "%s names user \"%.100s\", who does not exist", CM_OWNER_ENV, v);
-		return false;
+		if (getpwnam_r(name, &pw, pwbuf, sizeof(pwbuf), &res) != 0 || res == NULL)
+		{
+			if (dflt)
+				return true;
+			snprintf(why, whylen, "%s names user \"%.100s\", who does not exist", CM_OWNER_ENV, v);
+			return false;
+		}
+		*uid = pw.pw_uid;
+		owner_cache(name, pw.pw_uid);
 	}
-	*uid = pw.pw_uid;
 	*found = true;
-	snprintf(what, whatlen, "user \"%.100s\" (uid %u, %s)", pw.pw_name, (unsigned) pw.pw_uid,
+	snprintf(what, whatlen, "user \"%.100s\" (uid %u, %s)", name, (unsigned) *uid,
 			 dflt ? "the default of " CM_OWNER_ENV : CM_OWNER_ENV);
 	return true;
 }
@@ -371,8 +410,6 @@ cm_trusted_server(int fd, char *why, size_t whylen)
 	char		found[200];
 	char		diag[300];
 
-	if (!expected_owner(&owner, &have_owner, expected, sizeof(expected), why, whylen))
-		return false;
 	if (!server_end(fd, &uid, &state, &inode, diag, sizeof(diag)))
 	{
 		snprintf(why, whylen, "could not check who runs the conmgr on this port: %s", diag);
@@ -383,7 +420,12 @@ cm_trusted_server(int fd, char *why, size_t whylen)
 		snprintf(why, whylen, "could not check who runs the conmgr on this port: it closed the connection");
 		return false;
 	}
-	if (uid == 0 || uid == geteuid() || (have_owner && uid == owner))
+	/* the usual cases first: the user database is not read for them */
+	if (uid == 0 || uid == geteuid())
+		return true;
+	if (!expected_owner(&owner, &have_owner, expected, sizeof(expected), why, whylen))
+		return false;
+	if (have_owner && uid == owner)
 		return true;
 	describe_uid(uid, found, sizeof(found));
 	snprintf(why, whylen,
