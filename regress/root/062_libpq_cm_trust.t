@@ -7,7 +7,8 @@
 #    user (by name, uid or a path it owns) makes it trusted;
 #  - a destination that is not on loopback (an address on the loopback
 #    device of a network namespace made here) is not probed, and goes to
-#    libpq as a server, unless PGCMADDRS names it (and then its owner is
+#    libpq as a server, and so is a name with such an address among
+#    loopback ones, unless PGCMADDRS names it (and then its owner is
 #    not checked: it may be another host); loopback in that namespace is
 #    probed and its owner checked, as the fault lab's client hosts need.
 use strict;
@@ -131,10 +132,21 @@ SKIP:
 {
 	my $ns = "cmtrust$$";
 	my $remote = '198.51.100.7';	# TEST-NET-2, only inside the namespace
-	skip 'needs network namespaces (ip netns)', 10
+	skip 'needs network namespaces (ip netns)', 12
 	  if system('ip', 'netns', 'add', $ns) != 0;
-	my $cleanup = sub { system('ip', 'netns', 'del', $ns); };
+	# ip netns exec mounts /etc/netns/NAME/hosts on /etc/hosts: two names,
+	# one on loopback only, one with a loopback and another address
+	my $made_etc_netns = mkdir "/etc/netns";
+	mkdir "/etc/netns/$ns" or die "/etc/netns/$ns: $!";
+	my $cleanup = sub {
+		system('ip', 'netns', 'del', $ns);
+		system('rm', '-rf', "/etc/netns/$ns");
+		rmdir '/etc/netns' if $made_etc_netns;
+	};
 	END { $cleanup->() if $cleanup; }
+	open my $hosts, '>', "/etc/netns/$ns/hosts" or die $!;
+	print $hosts "127.0.0.1 localhost\n127.0.0.1 cm-local\n127.0.0.1 cm-mixed\n$remote cm-mixed\n";
+	close $hosts;
 	system('ip', 'netns', 'exec', $ns, 'ip', 'link', 'set', 'lo', 'up') == 0 or die 'lo up';
 	system('ip', 'netns', 'exec', $ns, 'ip', 'addr', 'add', "$remote/32", 'dev', 'lo') == 0 or die 'addr add';
 	my ($port, $log) = start_fake(ns => $ns, uid => $nobody, addr => '0.0.0.0', cand => '127.0.0.1', cport => 1);
@@ -154,6 +166,11 @@ SKIP:
 	$r = app("host=$remote port=$port", NS => $ns, PGCMADDRS => '[::1');
 	like($r, qr/^failed message=.*invalid entry "\[::1" in PGCMADDRS/m, 'a malformed PGCMADDRS is an error') or diag($r);
 	is($seen->(), '', 'and the destination is not tried');
+	$r = app("host=cm-mixed port=$port", NS => $ns);
+	like($seen->(), qr/^other 196608( other 196608)?$/, 'a name with a loopback and another address: no probe')
+	  or diag($r);
+	app("host=cm-local port=$port", NS => $ns);
+	is($seen->(), 'probe', 'a name with loopback addresses only: probed');
 	$r = app("host=127.0.0.1 port=$port", NS => $ns);
 	is($seen->(), 'probe', 'loopback inside a network namespace: probed');
 	like($r, qr/this port is served by user "nobody"/, 'and its owner checked there') or diag($r);
