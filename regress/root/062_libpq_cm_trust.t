@@ -10,7 +10,8 @@
 #    libpq as a server, and so is a name with such an address among
 #    loopback ones, unless PGCMADDRS names it (and then its owner is
 #    not checked: it may be another host); loopback in that namespace is
-#    probed and its owner checked, as the fault lab's client hosts need.
+#    probed and its owner checked, as the fault lab's client hosts need;
+#  - contrib/jdbc's driver does the same (when a JDK and pgJDBC are there).
 use strict;
 use warnings;
 use File::Copy qw(copy);
@@ -37,6 +38,20 @@ copy("$top/regress/tools/fake_conmgr.pl", "$dir/fake_conmgr.pl") or die $!;
 chmod 0755, "$dir/fake_conmgr.pl";
 mkdir "$dir/nobody-owns" or die $!;
 chown $nobody, $nobody_gid, "$dir/nobody-owns";
+
+# contrib/jdbc's driver applies the same rules (Trust.java): built here
+# when a JDK and pgJDBC are installed.
+my $pgjdbc = $ENV{PGJDBC} // '/usr/share/java/postgresql.jar';
+my $jdbc_cp;
+if (-r $pgjdbc && system('sh', '-c', 'command -v javac >/dev/null') == 0)
+{
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'make', '-s', '-C', "$top/contrib/jdbc", "O=$dir/jdbc", "PGJDBC=$pgjdbc" ],
+		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(300));
+	die "make -C contrib/jdbc failed:\n$out$err" if $?;
+	system('chmod', '-R', 'a+rX', "$dir/jdbc");
+	$jdbc_cp = "$dir/jdbc/conmgr-jdbc.jar:$pgjdbc:$dir/jdbc/test";
+}
 
 my @running;
 END { $_->kill_kill for grep { $_->pumpable } @running; }
@@ -71,6 +86,18 @@ sub app
 		$cmapp, 'connect', "$conninfo dbname=postgres connect_timeout=3 sslmode=disable gssencmode=disable");
 	unshift @cmd, 'ip', 'netns', 'exec', delete $env{NS} if $env{NS};
 	@cmd = grep { !/^NS=/ } @cmd;
+	my ($out, $err) = ('', '');
+	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	return "$out$err";
+}
+
+# The JDBC driver (CmJdbcCheck connect URL) as $app_user; its line.
+sub jdbc
+{
+	my ($hostport, %env) = @_;
+	my @cmd = ('runuser', '-u', $app_user, '--', 'env', map({ "$_=$env{$_}" } grep { $_ ne 'NS' } sort keys %env),
+		'java', '-cp', $jdbc_cp, 'CmJdbcCheck', 'connect', "jdbc:conmgr://$hostport/postgres?connectTimeout=3");
+	unshift @cmd, 'ip', 'netns', 'exec', $env{NS} if $env{NS};
 	my ($out, $err) = ('', '');
 	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 	return "$out$err";
@@ -123,6 +150,19 @@ for my $family ([ '127.0.0.1', 'IPv4' ], [ '::1', 'IPv6' ])
 	like($r, qr/^failed message=.*PGCMOWNER names user "no-such-user-here", who does not exist/m,
 		"$name: PGCMOWNER naming no user is an error") or diag($r);
 	is($caught->(), 0, "$name: and the candidate is not followed");
+
+	SKIP:
+	{
+		skip 'no JDK or no pgJDBC: the JDBC driver is not tested', 4 unless $jdbc_cp;
+		my $hp = $addr =~ /:/ ? "[$addr]:$port" : "$addr:$port";
+		$r = jdbc($hp);
+		like($r, qr/^url=\S+ error sqlstate=08001 message=.*this port is served by user "nobody" \(uid $nobody\), who is not trusted to run conmgr .*set PGCMOWNER/m,
+			"$name, JDBC: nobody's conmgr is refused") or diag($r);
+		is($caught->(), 0, "$name, JDBC: the candidate is not followed");
+		$r = jdbc($hp, PGCMOWNER => 'nobody');
+		unlike($r, qr/not trusted/, "$name, JDBC: PGCMOWNER=nobody: trusted") or diag($r);
+		is($caught->(), 1, "$name, JDBC: PGCMOWNER=nobody: the driver goes to the candidate");
+	}
 	$_->kill_kill for @running;
 	@running = ();
 }
@@ -174,6 +214,21 @@ SKIP:
 	$r = app("host=127.0.0.1 port=$port", NS => $ns);
 	is($seen->(), 'probe', 'loopback inside a network namespace: probed');
 	like($r, qr/this port is served by user "nobody"/, 'and its owner checked there') or diag($r);
+
+	SKIP:
+	{
+		skip 'no JDK or no pgJDBC: the JDBC driver is not tested', 4 unless $jdbc_cp;
+		$r = jdbc("$remote:$port", NS => $ns);
+		like($seen->(), qr/^other \d+$/, "JDBC, $remote (not loopback): no probe, pgJDBC's first packet") or diag($r);
+		$r = jdbc("$remote:$port", NS => $ns, PGCMADDRS => "$remote:$port");
+		is($seen->(), 'probe', "JDBC, PGCMADDRS=$remote:$port: probed") or diag($r);
+		$r = jdbc("$remote:$port", NS => $ns, PGCMADDRS => '[::1');
+		like($r, qr/invalid entry "\[::1" in PGCMADDRS/, 'JDBC: a malformed PGCMADDRS is an error') or diag($r);
+		$r = jdbc("127.0.0.1:$port", NS => $ns);
+		like($r, qr/this port is served by user "nobody"/, 'JDBC: loopback in the namespace: probed, its owner checked')
+		  or diag($r);
+		$seen->();
+	}
 	$_->kill_kill for @running;
 	@running = ();
 }

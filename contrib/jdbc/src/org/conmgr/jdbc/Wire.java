@@ -200,7 +200,8 @@ final class Wire implements AutoCloseable
 	 * Send the probe: a postmaster answers G or N; conmgr an ErrorResponse,
 	 * then HELLO.  A server that only answers an ErrorResponse and hangs up
 	 * (older than PostgreSQL 12, which knows no GSSENCRequest) is a
-	 * postmaster too.
+	 * postmaster too.  A conmgr on loopback must be run by a trusted user
+	 * (Trust.checkOwner), else an IOException says who runs it.
 	 */
 	Kind probe() throws IOException
 	{
@@ -228,6 +229,8 @@ final class Wire implements AutoCloseable
 		int min = hello.getShort() & 0xffff;
 		int max = hello.getShort() & 0xffff;
 
+		if (((InetSocketAddress) ch.getRemoteAddress()).getAddress().isLoopbackAddress())
+			Trust.checkOwner(ch);
 		conmgr = true;
 		if (min > VERSION || max < VERSION)
 			throw new IOException("conmgr speaks protocol versions " + min + " to " + max + ", this driver " + VERSION);
