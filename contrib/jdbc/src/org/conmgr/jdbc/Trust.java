@@ -57,11 +57,11 @@ final class Trust
 	{
 		String list = System.getenv(ADDRS_ENV);
 
-		if (list == null)
+		if (list == null || list.isEmpty())
 			return false;
 		String bare = host.startsWith("[") && host.endsWith("]") ? host.substring(1, host.length() - 1) : host;
 
-		for (String raw : list.split(",", -1))
+		for (String raw : list.split(","))
 		{
 			String e = raw.strip();
 			String h = e;
