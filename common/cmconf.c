@@ -23,7 +23,6 @@
  *
  *-------------------------------------------------------------------------
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -36,6 +35,7 @@
 #include <unistd.h>
 
 #include "cmconf.h"
+#include "cmhost.h"
 #include "cmlog.h"
 
 typedef enum param_type
@@ -222,38 +222,6 @@ parse_int(const char *s, long min, long max, int *out)
 	return true;
 }
 
-static bool
-is_numeric_address(const char *s)
-{
-	unsigned char buf[16];
-
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-/* A DNS name: labels of letters, digits and hyphens, 1..63 long. */
-static bool
-is_host_name(const char *s)
-{
-	int			label = 0;
-
-	for (const char *p = s; *p; p++)
-	{
-		if (*p == '.')
-		{
-			if (label == 0)
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-			return false;
-		if (++label > 63)
-			return false;
-	}
-	return s[0] != '\0';
-}
-
 /*
  * Next item of a comma-separated list, blanks around it cut; false at the
  * end of the list.  An empty item comes back as "" (callers refuse it).
@@ -313,7 +281,7 @@ parse_listen(const char *s)
 	for (const char *p = s; next_item(&p, item, sizeof(item));)
 	{
 		if (item[0] == '\0' || strlen(item) > CMCONF_HOST_MAX ||
-			(!is_numeric_address(item) && !is_host_name(item)))
+			(!cmhost_is_numeric(item) && !cmhost_is_name(item)))
 			return false;
 	}
 	return true;
@@ -367,15 +335,15 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 					   name, CMCONF_HOST_MAX);
 				return;
 			}
-			if (par->type == PT_HOSTADDR && !is_numeric_address(value))
+			if (par->type == PT_HOSTADDR && !cmhost_is_numeric(value))
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": must be a numeric IPv4 or IPv6 address (host names go in backend_host%d)",
 					   shown, name, instno);
 				return;
 			}
-			if (par->type == PT_HOST && !is_numeric_address(value) &&
-				!is_host_name(value))
+			if (par->type == PT_HOST && !cmhost_is_numeric(value) &&
+				!cmhost_is_name(value))
 			{
 				err_at(st, st->line,
 					   "invalid value \"%s\" for parameter \"%s\": not a host name or an IP address",

@@ -64,6 +64,8 @@ typedef struct cm_attempt
 	int			first_dest;		/* a run of postmasters: dests[first..last] */
 	int			last_dest;
 	int			instance;		/* a conmgr candidate: its number, else -1 */
+	bool		numeric;		/* the candidate's host is an address: it
+								 * goes to libpq as hostaddr too */
 	char		host[CMPROTO_HOST_MAX + 1];
 	char		port[8];
 	const char *tsa;			/* target_session_attrs to give libpq */
@@ -129,6 +131,8 @@ typedef struct cm_conn
 	struct addrinfo *ai;		/* addresses of the current destination */
 	struct addrinfo *ai_cur;
 	char		cur_addr[64];	/* numeric address being tried */
+	bool		loopback;		/* every address of the destination is a
+								 * loopback one: its owner is checked */
 	uint8_t		rbuf[CMPROTO_PG_MAX_ERROR + 2 * CMPROTO_MAX_MSG];
 	size_t		rlen;
 	bool		got_error_response; /* conmgr's ErrorResponse read */
@@ -244,6 +248,12 @@ extern cm_step cm_resolve_read(cm_conn *c);
 extern void cm_close_fd(cm_conn *c);
 extern bool cm_send_attached(cm_conn *c, int instance, int backend_pid);
 extern const char *cm_dest_addr(const cm_conn *c);
+
+/* trust.c */
+extern bool cm_all_loopback(const struct addrinfo *ai);
+extern bool cm_named_conmgr(const cm_dest *d, char *why, size_t whylen);
+extern bool cm_trusted_server(int fd, char *why, size_t whylen);
+extern bool cm_candidate_valid(const cmproto_msg *m, char *why, size_t whylen);
 
 /* watcher.c */
 extern void cm_watch(cm_conn *c, int sql_sock);

@@ -5,9 +5,10 @@
  *
  * A connection walks the application's host list in order.  Each
  * destination is a Unix socket or a known postmaster (connect to it with
- * libpq), or is probed (probe.c).  A postmaster, and the known postmasters
- * right after it, become one real libpq attempt over that part of the
- * list, so libpq's own multi-host rules apply there.  conmgr is asked for
+ * libpq), or is probed (probe.c; only loopback destinations and those
+ * PGCMADDRS names, trust.c: any other is a postmaster).  A postmaster,
+ * and the known postmasters right after it, become one real libpq attempt
+ * over that part of the list, so libpq's own multi-host rules apply there.  conmgr is asked for
  * the instances that fit target_session_attrs, and each candidate becomes a
  * real attempt, in conmgr's order; the first that connects is reported to
  * conmgr (ATTACHED) and conmgr's socket is kept, and watched (watcher.c),
@@ -268,8 +269,31 @@ begin(cm_conn *c)
 }
 
 /*
- * Start probing c->dests[c->di]: what to wait for, or -1 when the
- * destination failed at once (errbuf says why).
+ * Destination c->di is a server: classify it, or hand it and the known
+ * servers after it to libpq.  What to wait for, or -1 when the caller is
+ * to go on with the next destination (the phase says which).
+ */
+static int
+at_postmaster(cm_conn *c)
+{
+	int			rc;
+
+	if (c->classifying)
+	{
+		classified(c, CMK_POSTMASTER);
+		return -1;
+	}
+	queue_postmasters(c);
+	if ((rc = start_attempt(c)) >= 0)
+		return rc;
+	next_dest(c);
+	return -1;
+}
+
+/*
+ * Start probing c->dests[c->di]: what to wait for, or -1 when the caller
+ * is to go on (the destination failed at once, errbuf says why; or it is
+ * not to be probed, and went to libpq as a server).
  */
 static int
 start_probe(cm_conn *c)
@@ -277,7 +301,12 @@ start_probe(cm_conn *c)
 	cm_step		st = cm_probe_start(c);
 
 	if (st == CMS_FAILED)
+	{
+		next_dest(c);
 		return -1;
+	}
+	if (st == CMS_POSTMASTER)
+		return at_postmaster(c);
 	c->phase = st == CMS_PROBE_SENT ? CMP_PROBE_WAIT : CMP_PROBE_CONNECT;
 	return st == CMS_PROBE_SENT ? PGRES_POLLING_READING : PGRES_POLLING_WRITING;
 }
@@ -351,7 +380,6 @@ cm_poll(cm_conn *c)
 				c->deadline = c->connect_timeout > 0 ? now_s() + c->connect_timeout : 0;
 				if ((rc = start_probe(c)) >= 0)
 					return rc;
-				next_dest(c);
 				continue;
 
 			case CMP_PROBE_CONNECT:
@@ -380,20 +408,17 @@ cm_poll(cm_conn *c)
 					/* the same destination, probed plainly this time */
 					if ((rc = start_probe(c)) >= 0)
 						return rc;
-					next_dest(c);
-					continue;
-				}
-				if (c->classifying)
-				{
-					classified(c, st == CMS_POSTMASTER ? CMK_POSTMASTER : CMK_CONMGR);
 					continue;
 				}
 				if (st == CMS_POSTMASTER)
 				{
-					queue_postmasters(c);
-					if ((rc = start_attempt(c)) >= 0)
+					if ((rc = at_postmaster(c)) >= 0)
 						return rc;
-					next_dest(c);
+					continue;
+				}
+				if (c->classifying)
+				{
+					classified(c, CMK_CONMGR);
 					continue;
 				}
 				c->nattempts = c->ai_next = 0;

@@ -401,6 +401,11 @@ cm_start_real(cm_conn *c, const cm_attempt *a, bool sync)
 		vals[n++] = a->host;
 		keys[n] = "port";
 		vals[n++] = a->port;
+		if (a->numeric)
+		{
+			keys[n] = "hostaddr";
+			vals[n++] = a->host;
+		}
 	}
 	else
 	{

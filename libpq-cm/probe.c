@@ -52,6 +52,8 @@ typedef struct known_dest
 {
 	char	   *key;			/* NULL: free */
 	int			version;
+	bool		remote;			/* version 0 because it is not on loopback
+								 * (trust.c), not because it answered */
 } known_dest;
 
 static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -75,9 +77,12 @@ known_find(const char *key)
 	return NULL;
 }
 
-/* The version recorded for d: -1 unknown, 0 postmaster, > 0 conmgr. */
+/*
+ * The version recorded for d: -1 unknown, 0 postmaster, > 0 conmgr.
+ * *remote: recorded as a postmaster only for not being on loopback.
+ */
 static int
-known_version(const cm_dest *d)
+known_version(const cm_dest *d, bool *remote)
 {
 	char		key[600];
 	known_dest *k;
@@ -87,13 +92,18 @@ known_version(const cm_dest *d)
 	pthread_mutex_lock(&known_lock);
 	k = known_find(key);
 	version = k ? k->version : -1;
+	if (remote)
+		*remote = k ? k->remote : false;
 	pthread_mutex_unlock(&known_lock);
 	return version;
 }
 
-/* Record d as a postmaster (0) or a conmgr (version), or forget it (-1). */
+/*
+ * Record d as a postmaster (0; remote: only for not being on loopback) or
+ * a conmgr (version), or forget it (-1).
+ */
 static void
-remember(const cm_dest *d, int version)
+remember_as(const cm_dest *d, int version, bool remote)
 {
 	char		key[600];
 	known_dest *k;
@@ -107,7 +117,10 @@ remember(const cm_dest *d, int version)
 		k->key = NULL;
 	}
 	else if (k)
+	{
 		k->version = version;
+		k->remote = remote;
+	}
 	else if (version >= 0)
 	{
 		char	   *copy = strdup(key);
@@ -117,16 +130,32 @@ remember(const cm_dest *d, int version)
 			free(known[known_next].key);
 			known[known_next].key = copy;
 			known[known_next].version = version;
+			known[known_next].remote = remote;
 			known_next = (known_next + 1) % CM_DEST_CACHE;
 		}
 	}
 	pthread_mutex_unlock(&known_lock);
 }
 
+static void
+remember(const cm_dest *d, int version)
+{
+	remember_as(d, version, false);
+}
+
+/*
+ * d goes to libpq without a probe: it answered as a server, or it is not
+ * on loopback and PGCMADDRS (read anew each time) does not name it.
+ */
 bool
 cm_known_postmaster(const cm_dest *d)
 {
-	return known_version(d) == 0;
+	bool		remote;
+	char		why[300];
+
+	if (known_version(d, &remote) != 0)
+		return false;
+	return !remote || (!cm_named_conmgr(d, why, sizeof(why)) && why[0] == '\0');
 }
 
 void
@@ -218,7 +247,7 @@ send_probe(cm_conn *c)
 {
 	uint8_t		buf[CMPROTO_PG_PROBE_LEN + CMPROTO_MAX_MSG];
 	size_t		n = cmproto_pg_encode_probe(buf, sizeof(buf));
-	int			version = c->classifying ? 0 : known_version(&c->dests[c->di]);
+	int			version = c->classifying ? 0 : known_version(&c->dests[c->di], NULL);
 
 	c->pipelined = 0;
 	if (version > 0)
@@ -279,7 +308,9 @@ connect_next(cm_conn *c)
  * Start probing c->dests[c->di]: resolve it (blocking, as libpq does) and
  * start a non-blocking connect.  CMS_MORE: wait until the socket is
  * writable, then cm_probe_connected(); CMS_PROBE_SENT (internal): already
- * connected and the probe is sent, wait for reading.
+ * connected and the probe is sent, wait for reading; CMS_POSTMASTER: not
+ * on loopback and not named by PGCMADDRS, so not probed (trust.c): a
+ * server for libpq, remembered as such.
  */
 cm_step
 cm_probe_start(cm_conn *c)
@@ -313,6 +344,21 @@ cm_probe_start(cm_conn *c)
 		return CMS_FAILED;
 	}
 	c->ai_cur = c->ai;
+	c->loopback = cm_all_loopback(c->ai);
+	if (!c->loopback)
+	{
+		char		why[300];
+
+		if (!cm_named_conmgr(d, why, sizeof(why)))
+		{
+			if (why[0])
+				return dest_failed(c, why);
+			freeaddrinfo(c->ai);
+			c->ai = c->ai_cur = NULL;
+			remember_as(d, 0, true);
+			return CMS_POSTMASTER;
+		}
+	}
 	return connect_next(c);
 }
 
@@ -469,6 +515,16 @@ cm_probe_read(cm_conn *c)
 			st = cmproto_decode(c->rbuf, flen, CMPROTO_PEER_LISTENER, &m);
 		if (st != CMPROTO_OK || m.type != CMPROTO_HELLO)
 			return dest_failed(c, "conmgr sent an invalid greeting");
+		if (c->loopback)
+		{
+			char		why[1024];
+
+			if (!cm_trusted_server(c->fd, why, sizeof(why)))
+			{
+				remember(&c->dests[c->di], -1);
+				return dest_failed(c, why);
+			}
+		}
 		consume(c, flen);
 		c->conmgr_met = true;
 		version = cmproto_negotiate(CMPROTO_MIN_VERSION, CMPROTO_VERSION,
@@ -505,6 +561,7 @@ queue_candidate(cm_conn *c, const cmproto_msg *m)
 	memset(a, 0, sizeof(*a));
 	a->first_dest = a->last_dest = c->di;
 	a->instance = m->u.candidate.instance;
+	a->numeric = m->u.candidate.addr_kind == CMPROTO_ADDR_NUMERIC;
 	snprintf(a->host, sizeof(a->host), "%s", m->u.candidate.host);
 	snprintf(a->port, sizeof(a->port), "%u", m->u.candidate.port);
 
@@ -554,8 +611,14 @@ cm_resolve_read(cm_conn *c)
 		switch (m.type)
 		{
 			case CMPROTO_CANDIDATE:
-				queue_candidate(c, &m);
-				break;
+				{
+					char		why[400];
+
+					if (!cm_candidate_valid(&m, why, sizeof(why)))
+						return dest_failed(c, why);
+					queue_candidate(c, &m);
+					break;
+				}
 			case CMPROTO_CANDIDATES_END:
 				if (m.u.candidates_end.count != c->nattempts)
 					return dest_failed(c, "conmgr sent an inconsistent candidate list");

@@ -67,6 +67,11 @@ our $VERBOSE = $ENV{CM_LAB_VERBOSE} // 0;
 my %LIVE;    # labs to clean up, by address
 my $USER = 'postgres';
 
+# conmgr runs as $USER and the applications as root: libpq-cm follows a
+# conmgr on loopback only when its user is trusted, so the applications
+# name that user, as an operator would (docs/libpq-cm.md, PGCMOWNER).
+$ENV{PGCMOWNER} = $USER;
+
 # --- process-wide cleanup: END and signals -----------------------------
 
 sub cleanup_all

@@ -17,6 +17,10 @@ use CmTest qw(time_wait_ports new_time_wait);
 use PostgreSQL::Test::Cluster;
 use Test::More;
 use Time::HiRes ();
+use IO::Select;
+use IO::Socket::INET;
+use IPC::Run ();
+use PostgreSQL::Test::Utils ();
 
 my $pgjdbc = $ENV{PGJDBC} // '/usr/share/java/postgresql.jar';
 my (undef, undef, $nojdk) = eval { run_cmd('javac', '-version') };
@@ -170,6 +174,40 @@ is(join(' ', (landed('deadfirst'))[0, 2]), 's yes', 'a dead host first, then con
 		'conmgr killed: the statement failed (08006 naming conmgr\'s end of file, or 57P01)');
 	ok($ok && $took < 0.5, sprintf('at once: %.3f s after kill -9 of conmgr', $took));
 	$lab->{cm}->finish;
+}
+
+# A candidate host that is not what its addr_kind says is refused: the
+# driver puts it into pgJDBC's URL, where a host list, a path or
+# parameters would take the connection elsewhere or change its options.
+# A fake conmgr (regress/tools/fake_conmgr.pl) names each; a trap on the
+# candidates' port must see no connection.
+{
+	my $trap = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
+		Proto => 'tcp', ReuseAddr => 1) or die "listen: $!";
+	my $tport = $trap->sockport;
+	my $fake = CmTest::cm_top() . '/regress/tools/fake_conmgr.pl';
+	my $log = PostgreSQL::Test::Utils::tempdir() . '/fake.log';
+	my @bad = ([ 0, '127.0.0.1,127.0.0.1' ], [ 0, "127.0.0.1:$tport/postgres?sslmode=disable#" ],
+		[ 0, "localhost\n" ], [ 0, ('a' x 64) . '.localhost' ], [ 1, 'localhost' ]);
+	my @fakes;
+	for my $b (@bad)
+	{
+		my ($out, $err) = ('', '');
+		my $h = IPC::Run::start([ 'perl', $fake, '127.0.0.1', 0, $log, join(',', $b->[0], $tport, unpack('H*', $b->[1])) ],
+			'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(120));
+		$h->pump until $out =~ /^port (\d+)$/m;
+		push @fakes, { h => $h, port => $1, kind => $b->[0], host => $b->[1] };
+	}
+	my %l = connect_all($cp, map { url("127.0.0.1:$_->{port}") } @fakes);
+	for my $f (@fakes)
+	{
+		(my $shown = $f->{host}) =~ s/\n/\\n/g;
+		like($l{ url("127.0.0.1:$f->{port}") } // 'no output',
+			qr/^error sqlstate=08001 message=.*conmgr named an invalid candidate host "[^"]*" for instance 0: not a/,
+			"candidate \"$shown\" (addr_kind $f->{kind}): refused");
+		$f->{h}->kill_kill;
+	}
+	is(scalar(() = IO::Select->new($trap)->can_read(0)), 0, 'no bad candidate was connected to');
 }
 
 done_testing();

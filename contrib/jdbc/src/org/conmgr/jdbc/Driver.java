@@ -6,16 +6,19 @@
  *
  *	  The URL is pgJDBC's, with "jdbc:conmgr:" for "jdbc:postgresql:" (both
  *	  are accepted; see docs/drivers.md).  Each host of the URL is tried in
- *	  order.  One that answers the probe as conmgr is asked (RESOLVE) for
- *	  the instances that fit targetServerType; pgJDBC connects to them in
- *	  conmgr's order, the first that works is reported to conmgr (ATTACHED)
- *	  and conmgr's socket stays open: on its down-notice, or when it closes,
- *	  the connection is aborted.  Consecutive hosts that are PostgreSQL
+ *	  order.  Loopback hosts, and those PGCMADDRS names, are probed
+ *	  (Trust.java); one that answers as conmgr (on loopback: run by a
+ *	  trusted user) is asked (RESOLVE) for the instances that fit
+ *	  targetServerType; pgJDBC connects to them in conmgr's order, the
+ *	  first that works is reported to conmgr (ATTACHED) and conmgr's socket
+ *	  stays open: on its down-notice, or when it closes, the connection is
+ *	  aborted.  Consecutive hosts that are PostgreSQL
  *	  servers are handed to pgJDBC together, untouched.
  */
 package org.conmgr.jdbc;
 
 import java.io.IOException;
+import java.net.UnknownHostException;
 import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
@@ -178,6 +181,19 @@ public final class Driver implements java.sql.Driver
 			return hosts[i] + ":" + ports[i];
 		}
 
+		/* Every address of host is a loopback one; an unknown host is probed, and fails there. */
+		private static boolean loopback(String host) throws IOException
+		{
+			try
+			{
+				return Trust.loopback(host);
+			}
+			catch (UnknownHostException e)
+			{
+				return true;
+			}
+		}
+
 		private static String bare(String host)
 		{
 			return host.startsWith("[") && host.endsWith("]") ? host.substring(1, host.length() - 1) : host;
@@ -205,6 +221,12 @@ public final class Driver implements java.sql.Driver
 
 					try
 					{
+						/* off loopback and not named by PGCMADDRS: a server, not probed */
+						if (!loopback(bare(hosts[i])) && !Trust.named(hosts[i], ports[i]))
+						{
+							run.add(i++);
+							continue;
+						}
 						w = Wire.open(bare(hosts[i]), ports[i], System.nanoTime() + timeoutNanos);
 						if (w.probe() == Wire.Kind.POSTMASTER)
 						{

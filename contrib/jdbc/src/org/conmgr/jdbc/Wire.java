@@ -7,9 +7,11 @@
 package org.conmgr.jdbc;
 
 import java.io.IOException;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.SocketTimeoutException;
 import java.net.StandardSocketOptions;
+import java.net.UnknownHostException;
 import java.nio.ByteBuffer;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
@@ -18,6 +20,7 @@ import java.nio.channels.UnresolvedAddressException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.regex.Pattern;
 
 final class Wire implements AutoCloseable
 {
@@ -28,6 +31,12 @@ final class Wire implements AutoCloseable
 	private static final int MAX_MSG = 512;
 	private static final int MAX_ERROR_RESPONSE = 10000;
 	private static final int MAX_APPNAME = 63;
+	private static final int MAX_HOST = 255;
+	private static final int ADDR_NUMERIC = 1;
+	private static final Pattern HOST_NAME = Pattern.compile("[A-Za-z0-9_-]{1,63}(\\.[A-Za-z0-9_-]{1,63})*");
+	private static final Pattern IPV4 = Pattern.compile(
+		"((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])");
+	private static final Pattern IPV6_CHARS = Pattern.compile("[0-9A-Fa-f:][0-9A-Fa-f:.]{1,44}");
 
 	/* What answered the probe. */
 	enum Kind
@@ -191,7 +200,8 @@ final class Wire implements AutoCloseable
 	 * Send the probe: a postmaster answers G or N; conmgr an ErrorResponse,
 	 * then HELLO.  A server that only answers an ErrorResponse and hangs up
 	 * (older than PostgreSQL 12, which knows no GSSENCRequest) is a
-	 * postmaster too.
+	 * postmaster too.  A conmgr on loopback must be run by a trusted user
+	 * (Trust.checkOwner), else an IOException says who runs it.
 	 */
 	Kind probe() throws IOException
 	{
@@ -219,6 +229,8 @@ final class Wire implements AutoCloseable
 		int min = hello.getShort() & 0xffff;
 		int max = hello.getShort() & 0xffff;
 
+		if (((InetSocketAddress) ch.getRemoteAddress()).getAddress().isLoopbackAddress())
+			Trust.checkOwner(ch);
 		conmgr = true;
 		if (min > VERSION || max < VERSION)
 			throw new IOException("conmgr speaks protocol versions " + min + " to " + max + ", this driver " + VERSION);
@@ -246,6 +258,56 @@ final class Wire implements AutoCloseable
 
 		f.put(type).put(body).flip();
 		return f;
+	}
+
+	/*
+	 * A candidate's host goes into pgJDBC's URL, so it must be what its
+	 * addr_kind says and nothing that URL could read as more (a host list,
+	 * a path, parameters): common/cmhost.c's rule, as libpq-cm applies it.
+	 * A host name is DNS labels of letters, digits, '-' and '_', 1..63
+	 * each; a numeric address is IPv4 dotted or IPv6 (no lookup is made:
+	 * InetAddress gets only strings with a ':' that start with a hexadecimal
+	 * digit or ':', which it parses as IPv6 literals or refuses).
+	 */
+	static boolean validHost(String h, int kind)
+	{
+		boolean numeric = IPV4.matcher(h).matches() || isIpv6(h);
+
+		if (kind == ADDR_NUMERIC)
+			return numeric;
+		return numeric || (h.length() <= MAX_HOST && HOST_NAME.matcher(h).matches());
+	}
+
+	private static boolean isIpv6(String h)
+	{
+		if (h.indexOf(':') < 0 || !IPV6_CHARS.matcher(h).matches())
+			return false;
+		try
+		{
+			InetAddress.getByName(h);	/* a literal: parsed, never looked up */
+			return true;
+		}
+		catch (UnknownHostException e)
+		{
+			return false;
+		}
+	}
+
+	/* h with everything but printable ASCII (and \ ") as \xNN, for an error. */
+	private static String escape(String h)
+	{
+		StringBuilder b = new StringBuilder();
+
+		for (byte c : h.getBytes(StandardCharsets.UTF_8))
+		{
+			if (b.length() >= 256)
+				return b + "...";
+			if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+				b.append((char) c);
+			else
+				b.append(String.format("\\x%02x", c & 0xff));
+		}
+		return b.toString();
 	}
 
 	private static String string(ByteBuffer b) throws IOException
@@ -285,8 +347,14 @@ final class Wire implements AutoCloseable
 				int port = f.getShort() & 0xffff;
 				int attrs = f.get() & 0xff;
 
-				f.get();		/* addr_kind: a name or a number, both fit a URL */
-				list.add(new Candidate(instance, port, attrs, string(f)));
+				int kind = f.get() & 0xff;
+				String host = string(f);
+
+				if (!validHost(host, kind))
+					throw new IOException("conmgr named an invalid candidate host \"" + escape(host)
+										  + "\" for instance " + instance + ": not a "
+										  + (kind == ADDR_NUMERIC ? "numeric address" : "host name or address"));
+				list.add(new Candidate(instance, port, attrs, host));
 			}
 			else if (type == 'Z')
 			{
