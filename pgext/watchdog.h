@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "datatype/timestamp.h"
+#include "portability/instr_time.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
@@ -25,6 +26,24 @@
 #define WD_HANDSHAKE_TIMEOUT_MS 10000	/* accept -> registered */
 #define WD_MAX_PENDING			64	/* connections still in handshake */
 #define WD_LISTEN_BACKLOG		512
+
+/*
+ * A point on the monotonic clock, in microseconds: every deadline, expiry
+ * and rate window of the extension is one, so that a step of the wall
+ * clock neither expires nor freezes anything.  TimestampTz (wall clock) is
+ * kept for what people read: pgx_stat_watchdog and the terminator's
+ * comparison with backend start times.
+ */
+typedef int64 WdMono;
+
+static inline WdMono
+wd_mono_now(void)
+{
+	instr_time	t;
+
+	INSTR_TIME_SET_CURRENT(t);
+	return (WdMono) INSTR_TIME_GET_MICROSEC(t);
+}
 
 /* An IP address (IPv4-mapped IPv6 is stored as IPv4) and a port. */
 typedef struct WdAddr

@@ -16,7 +16,13 @@
  * sessions sit in an epoll set of our own, which is readable whenever one
  * of them is (docs/design.md).  The loop's timeout is the earliest of the
  * sessions' deadlines (next heartbeat to send, end of the peer's timeout,
- * end of a handshake) and the next attribute check.
+ * end of a handshake) and the next attribute check.  Every deadline and
+ * rate window is on the monotonic clock (WdMono): a step of the wall clock
+ * neither declares every session lost at once nor delays a detection.  A
+ * session whose deadline has passed is read before it is judged, since
+ * its frames may be waiting unread (this process was descheduled, or
+ * more sessions were ready than one batch of events holds).  A wake-up
+ * accepts at most WD_ACCEPT_BATCH connections.
  *
  * Per session (docs/protocol.md section 3): HB_HELLO, then HB_CHALLENGE /
  * HB_AUTH when watchdog.auth_key_file is set, then HB_WELCOME, which
@@ -78,6 +84,7 @@
 #define WD_LOG_SLOTS		64	/* sources remembered per rate limit */
 #define WD_LOG_WINDOW_US	(60 * USECS_PER_SEC)
 #define WD_LOG_BUDGET		50	/* lines per window, all sources */
+#define WD_ACCEPT_BATCH		32	/* connections taken per wake-up, at most */
 
 /*
  * epoll data: a session's generation (never 0) in the high half and its
@@ -108,9 +115,9 @@ typedef struct WdSession
 	uint16		version;
 	int32		interval;		/* seconds */
 	int32		timeout;		/* seconds */
-	TimestampTz accepted_at;
-	TimestampTz last_received;
-	TimestampTz next_send;
+	WdMono		accepted_at;
+	WdMono		last_received;
+	WdMono		next_send;
 	uint32		seq;
 	bool		want_write;		/* EPOLLOUT registered */
 	uint8		nonce_c[CMPROTO_NONCE_LEN];
@@ -130,14 +137,14 @@ typedef struct WdLogEntry
 {
 	WdAddr		addr;
 	uint32		kind;
-	TimestampTz last_logged;	/* 0: entry unused */
+	WdMono		last_logged;	/* 0: entry unused */
 	uint64		suppressed;		/* not logged since last_logged */
 } WdLogEntry;
 
 typedef struct WdLogLimit
 {
 	const char *what;			/* for the line that counts what was dropped */
-	TimestampTz window_start;
+	WdMono		window_start;
 	int			window_lines;
 	uint64		window_dropped; /* over the budget in this window */
 	WdLogEntry	entries[WD_LOG_SLOTS];
@@ -160,7 +167,7 @@ static int	nlisten;
 static int	epfd = -1;
 static int	reserve_fd = -1;	/* spare descriptor for EMFILE */
 static uint32 cur_attrs;
-static TimestampTz next_attr_check;
+static WdMono next_attr_check;
 static uint8 auth_key[WD_KEY_MAX];
 static size_t auth_key_len;
 static WdLogLimit authlog = {"failed authentications"};
@@ -255,7 +262,7 @@ wd_kind(const char *text)
 
 /* Say how many lines the budget dropped, once its window is over. */
 static void
-wd_log_window(WdLogLimit *lim, TimestampTz now)
+wd_log_window(WdLogLimit *lim, WdMono now)
 {
 	if (now - lim->window_start < WD_LOG_WINDOW_US)
 		return;
@@ -279,7 +286,7 @@ static bool
 wd_log_allowed(WdLogLimit *lim, const WdAddr *addr, uint32 kind,
 			   uint64 *suppressed)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	WdMono		now = wd_mono_now();
 	WdLogEntry *e = NULL;
 	WdLogEntry *oldest = &lim->entries[0];
 
@@ -339,8 +346,9 @@ wd_log_allowed(WdLogLimit *lim, const WdAddr *addr, uint32 kind,
 /* ---- the shared session table ---- */
 
 static int
-wd_register(WdSession *s, TimestampTz now, bool authenticated)
+wd_register(WdSession *s, bool authenticated)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	int			slot = -1;
 
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
@@ -370,19 +378,21 @@ static void
 wd_update_stats(WdSession *s, bool received, bool sent)
 {
 	WdSessionStat *st;
+	TimestampTz now;
 
 	if (s->slot < 0)
 		return;
+	now = GetCurrentTimestamp();
 	st = &wd_shared->sessions[s->slot];
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
 	if (received)
 	{
-		st->last_received = s->last_received;
+		st->last_received = now;
 		st->frames_received++;
 	}
 	if (sent)
 	{
-		st->last_sent = GetCurrentTimestamp();
+		st->last_sent = now;
 		st->beats_sent++;
 	}
 	LWLockRelease(wd_shared->lock);
@@ -390,8 +400,9 @@ wd_update_stats(WdSession *s, bool received, bool sent)
 
 /* Free the slot and queue the address for the terminator. */
 static void
-wd_unregister_lost(WdSession *s, TimestampTz now)
+wd_unregister_lost(WdSession *s)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	Latch	   *latch;
 
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
@@ -547,7 +558,7 @@ wd_lose_kind(WdSession *s, const char *why, const char *kind)
 				(errmsg("watchdog: lost heartbeat session with conmgr at %s: %s",
 						peer_str(s), why),
 				 errdetail("SQL sessions from this host will be terminated.")));
-		wd_unregister_lost(s, GetCurrentTimestamp());
+		wd_unregister_lost(s);
 	}
 	else
 		wd_log_noise(&s->peer, kind,
@@ -577,10 +588,10 @@ wd_auth_failed(WdSession *s, const char *why)
 static void
 wd_welcome(WdSession *s, bool authenticated)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	WdMono		now = wd_mono_now();
 	cmproto_msg msg;
 
-	s->slot = wd_register(s, now, authenticated);
+	s->slot = wd_register(s, authenticated);
 	if (s->slot < 0)
 	{
 		/* Cannot happen: nregistered was checked against the slots. */
@@ -590,7 +601,7 @@ wd_welcome(WdSession *s, bool authenticated)
 	}
 	wd_set_state(s, WD_SESS_UP);
 	s->last_received = now;
-	s->next_send = now + (TimestampTz) s->interval * USECS_PER_SEC;
+	s->next_send = now + (WdMono) s->interval * USECS_PER_SEC;
 
 	memset(&msg, 0, sizeof(msg));
 	msg.type = CMPROTO_HB_WELCOME;
@@ -786,7 +797,7 @@ wd_read(WdSession *s)
 			return;
 		}
 		s->inlen += n;
-		s->last_received = GetCurrentTimestamp();
+		s->last_received = wd_mono_now();
 		wd_process_input(s);
 	}
 }
@@ -893,10 +904,16 @@ wd_evict_pending(const WdAddr *peer)
 	wd_release(victim->idx);
 }
 
+/*
+ * Take at most WD_ACCEPT_BATCH connections a wake-up: the listen socket
+ * stays readable, so the rest are taken on the next pass of the loop,
+ * after the timers (and the registered sessions' beats) have had their
+ * turn.
+ */
 static void
 wd_accept(int lfd)
 {
-	for (;;)
+	for (int taken = 0; taken < WD_ACCEPT_BATCH; taken++)
 	{
 		struct sockaddr_storage ss;
 		socklen_t	sslen = sizeof(ss);
@@ -972,7 +989,7 @@ wd_accept(int lfd)
 
 		s->fd = fd;
 		s->peer = peer;
-		s->accepted_at = GetCurrentTimestamp();
+		s->accepted_at = wd_mono_now();
 		s->last_received = s->accepted_at;
 		wd_set_state(s, WD_SESS_HELLO);
 	}
@@ -981,13 +998,13 @@ wd_accept(int lfd)
 /* ---- timers ---- */
 
 static void
-wd_check_attrs(TimestampTz now)
+wd_check_attrs(WdMono now)
 {
 	uint32		attrs;
 
 	if (now < next_attr_check)
 		return;
-	next_attr_check = now + (TimestampTz) wd_check_attr_interval * 1000;
+	next_attr_check = now + (WdMono) wd_check_attr_interval * 1000;
 
 	attrs = wd_current_attrs();
 	if (attrs == cur_attrs)
@@ -1016,12 +1033,21 @@ wd_check_attrs(TimestampTz now)
 	}
 }
 
-/* Run every due timer; returns the time of the next one. */
-static TimestampTz
+/* When a session's silence or its handshake ends it. */
+static WdMono
+wd_deadline(const WdSession *s)
+{
+	if (s->state == WD_SESS_UP)
+		return s->last_received + (WdMono) s->timeout * USECS_PER_SEC;
+	return s->accepted_at + (WdMono) WD_HANDSHAKE_TIMEOUT_MS * 1000;
+}
+
+/* Run every due timer; returns the monotonic time of the next one. */
+static WdMono
 wd_run_timers(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz next;
+	WdMono		now = wd_mono_now();
+	WdMono		next;
 
 	wd_check_attrs(now);
 	next = next_attr_check;
@@ -1031,54 +1057,55 @@ wd_run_timers(void)
 	for (int i = 0; i < nsessions; i++)
 	{
 		WdSession  *s = sessions[i];
-		TimestampTz deadline;
+		WdMono		deadline;
 
-		if (s == NULL)
+		if (s == NULL || s->state == WD_SESS_FREE)
 			continue;
-		switch (s->state)
+		if (now >= wd_deadline(s))
 		{
-			case WD_SESS_FREE:
+			/*
+			 * Read what is waiting first: this process may have been busy
+			 * or descheduled, or its batch of events may not have reached
+			 * this session yet, and a frame that arrived in time is a sign
+			 * of life even when it is read late.
+			 */
+			wd_read(s);
+			if (s->state == WD_SESS_FREE)
+			{
+				wd_release(i);
 				continue;
-			case WD_SESS_HELLO:
-			case WD_SESS_AUTH:
-				deadline = s->accepted_at +
-					(TimestampTz) WD_HANDSHAKE_TIMEOUT_MS * 1000;
-				if (now >= deadline)
-				{
-					wd_lose(s, "handshake not completed in time");
-					wd_release(i);
-					continue;
-				}
-				next = Min(next, deadline);
-				break;
-			case WD_SESS_UP:
-				deadline = s->last_received +
-					(TimestampTz) s->timeout * USECS_PER_SEC;
-				if (now >= deadline)
-				{
-					char		why[64];
-
-					snprintf(why, sizeof(why),
-							 "nothing received for %d s (heartbeat_timeout)",
-							 s->timeout);
-					wd_lose(s, why);
-					wd_release(i);
-					continue;
-				}
-				if (now >= s->next_send - WD_SEND_SLACK_US)
-				{
-					s->next_send += (TimestampTz) s->interval * USECS_PER_SEC;
-					if (s->next_send <= now)
-						s->next_send = now + (TimestampTz) s->interval * USECS_PER_SEC;
-					if (!wd_send_beat(s))
-					{
-						wd_release(i);
-						continue;
-					}
-				}
-				next = Min(next, Min(deadline, s->next_send));
-				break;
+			}
 		}
+		deadline = wd_deadline(s);
+		if (now >= deadline)
+		{
+			char		why[64];
+
+			if (s->state == WD_SESS_UP)
+				snprintf(why, sizeof(why),
+						 "nothing received for %d s (heartbeat_timeout)",
+						 s->timeout);
+			else
+				strlcpy(why, "handshake not completed in time", sizeof(why));
+			wd_lose(s, why);
+			wd_release(i);
+			continue;
+		}
+		next = Min(next, deadline);
+		if (s->state != WD_SESS_UP)
+			continue;
+		if (now >= s->next_send - WD_SEND_SLACK_US)
+		{
+			s->next_send += (WdMono) s->interval * USECS_PER_SEC;
+			if (s->next_send <= now)
+				s->next_send = now + (WdMono) s->interval * USECS_PER_SEC;
+			if (!wd_send_beat(s))
+			{
+				wd_release(i);
+				continue;
+			}
+		}
+		next = Min(next, s->next_send);
 	}
 	return next;
 }
@@ -1274,12 +1301,15 @@ watchdog_main(Datum arg)
 	{
 		WaitEvent	events[3];
 		struct epoll_event evs[WD_EPOLL_BATCH];
-		TimestampTz next;
+		WdMono		next;
+		WdMono		now;
 		long		timeout;
 		int			n;
 
 		next = wd_run_timers();
-		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next);
+		now = wd_mono_now();
+		/* rounded up: waking a little early would only loop again */
+		timeout = next <= now ? 0 : (long) Min((next - now + 999) / 1000, INT_MAX);
 
 		n = WaitEventSetWait(wes, timeout, events, lengthof(events),
 							 PG_WAIT_EXTENSION);
