@@ -54,6 +54,14 @@ typedef struct WdAddr
 	uint8		addr[16];		/* 4 or 16 bytes used */
 } WdAddr;
 
+/* One network of watchdog.allowed_addresses. */
+typedef struct WdCidr
+{
+	uint8		family;			/* AF_INET or AF_INET6 */
+	uint8		bits;			/* prefix length */
+	uint8		addr[16];		/* host bits are zero */
+} WdCidr;
+
 /* One registered heartbeat session, as pgx_stat_watchdog shows it. */
 typedef struct WdSessionStat
 {
@@ -113,6 +121,10 @@ extern char *wd_listen_addresses;
 extern int	wd_check_attr_interval;
 extern int	wd_max_heartbeat_connections;
 extern char *wd_auth_key_file;
+extern int	wd_max_sessions_per_address;
+extern char *wd_allowed_addresses;
+extern bool wd_address_allowed(const WdAddr *addr);
+extern bool wd_anyone_allowed(void);
 extern void wd_attach_shmem(void);
 extern const char *wd_addr_to_string(const WdAddr *addr, char *buf, size_t len);
 extern bool wd_addr_from_sockaddr(const struct sockaddr *sa, WdAddr *out);

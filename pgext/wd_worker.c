@@ -33,6 +33,14 @@
  * never registered causes no termination.  Nothing a peer sends can make
  * this process exit: every problem closes that session and is logged.
  *
+ * Who may register (docs/watchdog.md, "Who may register"): a connection
+ * from outside watchdog.allowed_addresses, when that is set, is refused as
+ * soon as it is accepted; an HB_HELLO asking for an interval or timeout
+ * over CMPROTO_HB_INTERVAL_MAX / CMPROTO_HB_TIMEOUT_MAX is refused; and an
+ * address with watchdog.max_sessions_per_address registered sessions gets
+ * no more (checked at HB_HELLO and again at registration, since others
+ * may have registered during a key exchange).
+ *
  * Hostile peers (docs/watchdog.md, "Hostile peers"): at most WD_MAX_PENDING
  * connections are in their handshake at once.  When one more arrives, the
  * oldest handshake of the source address with the most handshakes is
@@ -343,6 +351,23 @@ wd_log_allowed(WdLogLimit *lim, const WdAddr *addr, uint32 kind,
 							   (unsigned long long) supp_) : 0)); \
 	} while (0)
 
+/* Registered sessions from the host of "peer", other than "self". */
+static int
+wd_host_sessions(const WdAddr *peer, const WdSession *self)
+{
+	int			n = 0;
+
+	for (int i = 0; i < nsessions; i++)
+	{
+		WdSession  *o = sessions[i];
+
+		if (o != NULL && o != self && o->state == WD_SESS_UP &&
+			wd_addr_same_host(&o->peer, peer))
+			n++;
+	}
+	return n;
+}
+
 /* ---- the shared session table ---- */
 
 static int
@@ -584,6 +609,25 @@ wd_auth_failed(WdSession *s, const char *why)
 	wd_close(s);
 }
 
+/*
+ * Refuse the session if its address has watchdog.max_sessions_per_address
+ * registered already; true if it was refused (and closed).
+ */
+static bool
+wd_refuse_over_host_cap(WdSession *s)
+{
+	if (wd_max_sessions_per_address == 0 ||
+		wd_host_sessions(&s->peer, s) < wd_max_sessions_per_address)
+		return false;
+	wd_log_noise(&s->peer, "too many sessions from this address",
+				 "watchdog: refusing conmgr at %s: %d heartbeat sessions from this address are registered (watchdog.max_sessions_per_address)",
+				 peer_str(s), wd_max_sessions_per_address);
+	wd_send_error(s, CMPROTO_ERR_TOO_MANY,
+				  "too many heartbeat sessions from this address");
+	wd_close(s);
+	return true;
+}
+
 /* Register the session and send HB_WELCOME. */
 static void
 wd_welcome(WdSession *s, bool authenticated)
@@ -591,6 +635,9 @@ wd_welcome(WdSession *s, bool authenticated)
 	WdMono		now = wd_mono_now();
 	cmproto_msg msg;
 
+	/* Sessions from this address may have registered since its HB_HELLO. */
+	if (wd_refuse_over_host_cap(s))
+		return;
 	s->slot = wd_register(s, authenticated);
 	if (s->slot < 0)
 	{
@@ -637,6 +684,24 @@ wd_handle_hello(WdSession *s, const cmproto_msg *msg)
 		wd_close(s);
 		return;
 	}
+	if (msg->u.hb_hello.interval > CMPROTO_HB_INTERVAL_MAX ||
+		msg->u.hb_hello.timeout > CMPROTO_HB_TIMEOUT_MAX)
+	{
+		char		why[128];
+
+		if (msg->u.hb_hello.interval > CMPROTO_HB_INTERVAL_MAX)
+			snprintf(why, sizeof(why),
+					 "heartbeat_interval %u s is out of range (1 to %d s)",
+					 msg->u.hb_hello.interval, CMPROTO_HB_INTERVAL_MAX);
+		else
+			snprintf(why, sizeof(why),
+					 "heartbeat_timeout %u s is out of range (1 to %d s)",
+					 msg->u.hb_hello.timeout, CMPROTO_HB_TIMEOUT_MAX);
+		wd_send_error(s, CMPROTO_ERR_PROTOCOL, why);
+		if (s->state != WD_SESS_FREE)
+			wd_lose_kind(s, why, "heartbeat timings out of range");
+		return;
+	}
 	if (nregistered >= wd_shared->max_sessions)
 	{
 		/* Before authentication: anyone can cause this line. */
@@ -647,6 +712,8 @@ wd_handle_hello(WdSession *s, const cmproto_msg *msg)
 		wd_close(s);
 		return;
 	}
+	if (wd_refuse_over_host_cap(s))
+		return;
 
 	s->version = (uint16) version;
 	s->interval = (int32) msg->u.hb_hello.interval;
@@ -805,6 +872,26 @@ wd_read(WdSession *s)
 /* ---- accepting ---- */
 
 /*
+ * Tell a connection that is refused before it has a session why, as far
+ * as one non-blocking send goes.
+ */
+static void
+wd_refuse_fd(int fd, int code, const char *message)
+{
+	cmproto_msg msg;
+	uint8		buf[CMPROTO_MAX_MSG];
+	int			n;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.type = CMPROTO_ERROR;
+	msg.u.error.code = code;
+	strlcpy(msg.u.error.message, message, sizeof(msg.u.error.message));
+	n = cmproto_encode(&msg, buf, sizeof(buf));
+	if (n > 0)
+		(void) send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
  * A new session entry, or NULL when every entry is taken or memory is
  * short.  It is FREE until the caller sets its state.
  */
@@ -955,6 +1042,18 @@ wd_accept(int lfd)
 
 		if (!wd_addr_from_sockaddr((struct sockaddr *) &ss, &peer))
 		{
+			close(fd);
+			continue;
+		}
+		if (!wd_address_allowed(&peer))
+		{
+			char		host[INET6_ADDRSTRLEN];
+
+			wd_log_noise(&peer, "address not allowed",
+						 "watchdog: refusing connection from %s: not in watchdog.allowed_addresses",
+						 wd_addr_to_string(&peer, host, sizeof(host)));
+			wd_refuse_fd(fd, CMPROTO_ERR_AUTH,
+						 "address not allowed by watchdog.allowed_addresses");
 			close(fd);
 			continue;
 		}
@@ -1250,6 +1349,30 @@ wd_open_listeners(void)
 						wd_listen_addresses, wd_port)));
 }
 
+/*
+ * The start-up line: the limits, and who may register.  It says so when
+ * nothing but reaching the port is needed.
+ */
+static void
+wd_log_startup(void)
+{
+	char		cap[64];
+
+	if (wd_max_sessions_per_address > 0)
+		snprintf(cap, sizeof(cap), "%d per address", wd_max_sessions_per_address);
+	else
+		strlcpy(cap, "no limit per address", sizeof(cap));
+	ereport(LOG,
+			(errmsg("watchdog: listening on port %d for conmgr heartbeats (%d sessions at most, %s; %s)",
+					wd_port, wd_shared->max_sessions, cap,
+					auth_key_len > 0 ?
+					(wd_anyone_allowed() ? "key required, from any address" :
+					 "key required, from watchdog.allowed_addresses only") :
+					(wd_anyone_allowed() ?
+					 "no key and no watchdog.allowed_addresses: any host that reaches this port may register" :
+					 "no key, from watchdog.allowed_addresses only"))));
+}
+
 void
 watchdog_main(Datum arg)
 {
@@ -1292,10 +1415,7 @@ watchdog_main(Datum arg)
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epfd, NULL, NULL);
 
-	ereport(LOG,
-			(errmsg("watchdog: listening on port %d for conmgr heartbeats (%d sessions at most%s)",
-					wd_port, wd_shared->max_sessions,
-					auth_key_len > 0 ? ", key required" : ", no key: any host may register")));
+	wd_log_startup();
 
 	for (;;)
 	{
@@ -1321,10 +1441,18 @@ watchdog_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
+			char	   *allowed = pstrdup(wd_allowed_addresses);
+			int			cap = wd_max_sessions_per_address;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			/* default_transaction_read_only may have changed: look now. */
 			next_attr_check = 0;
+			/* Registered sessions stay; new ones meet the new settings. */
+			if (strcmp(allowed, wd_allowed_addresses) != 0 ||
+				cap != wd_max_sessions_per_address)
+				wd_log_startup();
+			pfree(allowed);
 		}
 
 		n = epoll_wait(epfd, evs, lengthof(evs), 0);

@@ -45,26 +45,17 @@ sub set_offset
 }
 set_offset(0);
 
-my $wdport = PostgreSQL::Test::Cluster::get_free_port();
-my $node = PostgreSQL::Test::Cluster->new('clock');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'watchdog'
-listen_addresses = '127.0.0.1'
-watchdog.port = $wdport
-watchdog.listen_addresses = '127.0.0.1'
-watchdog.auth_key_file = '$keyfile'
-watchdog.max_heartbeat_connections = 200
-});
-$node->append_conf('pg_hba.conf', "host all all 127.0.0.0/8 trust\n");
+my ($node, $wdport);
 {
 	local $ENV{LD_PRELOAD} = $faketime;
 	local $ENV{FAKETIME_TIMESTAMP_FILE} = $stampfile;
 	local $ENV{FAKETIME_NO_CACHE} = '1';
 	local $ENV{FAKETIME_DONT_FAKE_MONOTONIC} = '1';
-	$node->start;
+	($node, $wdport) = watchdog_node('clock', qq{
+watchdog.auth_key_file = '$keyfile'
+watchdog.max_heartbeat_connections = 200
+});
 }
-$node->safe_psql('postgres', 'CREATE EXTENSION watchdog');
 my $pgport = $node->port;
 
 # libfaketime does not fake the clock while the process is inside select(),
@@ -130,25 +121,6 @@ sub send_hello
 	my $body = pack('NnnNNn', 0x434D4842, 1, 1, $interval // 5, $timeout // 60, 1)
 	  . $nonce_c;
 	print $s pack('aCn', 'h', 0, 4 + length $body) . $body;
-}
-
-# One whole frame, or undef on end of file or after 5 s.
-sub read_frame
-{
-	my ($s) = @_;
-	my $got = '';
-	my $ok = eval {
-		local $SIG{ALRM} = sub { die "timeout\n" };
-		alarm 5;
-		while (length($got) < 4 || length($got) < unpack('n', substr($got, 2, 2)))
-		{
-			sysread($s, $got, 512, length $got) or die "eof\n";
-		}
-		alarm 0;
-		1;
-	};
-	alarm 0;
-	return $ok ? $got : undef;
 }
 
 # HB_AUTH answering the HB_CHALLENGE $frame.
