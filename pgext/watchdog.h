@@ -54,6 +54,30 @@ typedef struct WdAddr
 	uint8		addr[16];		/* 4 or 16 bytes used */
 } WdAddr;
 
+/* A log rate limit (wd_log.c); one entry per source address and kind. */
+#define WD_LOG_SLOTS		64	/* sources remembered per rate limit */
+
+typedef struct WdLogEntry
+{
+	WdAddr		addr;
+	uint32		kind;
+	WdMono		last_logged;	/* 0: entry unused */
+	WdMono		window_start;	/* of this entry's minute */
+	int			lines;			/* logged in that minute */
+	uint64		suppressed;		/* not logged since last_logged */
+} WdLogEntry;
+
+typedef struct WdLogLimit
+{
+	const char *what;			/* for the line that counts what was dropped */
+	int			burst;			/* lines a minute per source and kind */
+	int			budget;			/* lines a minute over all sources */
+	WdMono		window_start;
+	int			window_lines;
+	uint64		window_dropped; /* over the budget in this window */
+	WdLogEntry	entries[WD_LOG_SLOTS];
+} WdLogLimit;
+
 /* One network of watchdog.allowed_addresses. */
 typedef struct WdCidr
 {
@@ -129,6 +153,28 @@ extern void wd_attach_shmem(void);
 extern const char *wd_addr_to_string(const WdAddr *addr, char *buf, size_t len);
 extern bool wd_addr_from_sockaddr(const struct sockaddr *sa, WdAddr *out);
 extern bool wd_addr_same_host(const WdAddr *a, const WdAddr *b);
+
+/* wd_log.c */
+extern uint32 wd_log_kind(const char *text);
+extern void wd_log_window(WdLogLimit *lim, WdMono now);
+extern bool wd_log_allowed(WdLogLimit *lim, const WdAddr *addr, uint32 kind,
+						   WdMono now, uint64 *suppressed);
+
+/*
+ * LOG the message unless "lim" holds it back; the kind is "reason", and
+ * the line says how many like it about this address were not logged.
+ */
+#define wd_log_limited(lim, addr, reason, ...) \
+	do { \
+		uint64		supp_; \
+		if (wd_log_allowed((lim), (addr), wd_log_kind(reason), \
+						   wd_mono_now(), &supp_)) \
+			ereport(LOG, \
+					(errmsg(__VA_ARGS__), \
+					 supp_ > 0 ? \
+					 errdetail("%llu similar messages about this address were not logged.", \
+							   (unsigned long long) supp_) : 0)); \
+	} while (0)
 
 /* wd_worker.c */
 extern PGDLLEXPORT void watchdog_main(Datum arg);

@@ -47,10 +47,17 @@
  * closed to make room, so a flood of idle or trickling connections from
  * some addresses cannot keep a conmgr elsewhere from registering; it never
  * touches a registered session.  What is logged about connections that
- * never registered (and about failed authentication) goes through
- * wd_log_allowed(): once a minute per source address and reason, and at
- * most WD_LOG_BUDGET such lines a minute in all, so that a flood cannot
- * fill the server log.
+ * never registered (and about failed authentication) goes through a rate
+ * limit (wd_log.c): once a minute per source address and reason, and at
+ * most 50 such lines a minute in all, so that a flood cannot fill the
+ * server log; registrations and losses through another, 10 a minute per
+ * address and reason and 100 in all, since without a key a
+ * register-and-close loop is a flood of them.
+ *
+ * A lost session whose address has other registered sessions (two
+ * conmgrs on one host, NAT, loopback) is not handed to the terminator:
+ * that address still has a live conmgr, so its host has not lost its path
+ * to this server.  The last of them to be lost is.
  *
  *-------------------------------------------------------------------------
  */
@@ -89,9 +96,6 @@
 #define WD_KEY_MIN			16
 #define WD_KEY_MAX			1024
 #define WD_SEND_SLACK_US	5000	/* send a beat up to 5 ms early */
-#define WD_LOG_SLOTS		64	/* sources remembered per rate limit */
-#define WD_LOG_WINDOW_US	(60 * USECS_PER_SEC)
-#define WD_LOG_BUDGET		50	/* lines per window, all sources */
 #define WD_ACCEPT_BATCH		32	/* connections taken per wake-up, at most */
 
 /*
@@ -137,28 +141,6 @@ typedef struct WdSession
 } WdSession;
 
 /*
- * A log rate limit: one line per source address and kind of message per
- * WD_LOG_WINDOW_US, and WD_LOG_BUDGET lines per window over all sources
- * (a flood from many addresses would otherwise cycle the table).
- */
-typedef struct WdLogEntry
-{
-	WdAddr		addr;
-	uint32		kind;
-	WdMono		last_logged;	/* 0: entry unused */
-	uint64		suppressed;		/* not logged since last_logged */
-} WdLogEntry;
-
-typedef struct WdLogLimit
-{
-	const char *what;			/* for the line that counts what was dropped */
-	WdMono		window_start;
-	int			window_lines;
-	uint64		window_dropped; /* over the budget in this window */
-	WdLogEntry	entries[WD_LOG_SLOTS];
-} WdLogLimit;
-
-/*
  * One pointer per possible session: max_heartbeat_connections registered
  * ones and WD_MAX_PENDING in handshake.  A session's memory (its buffers
  * are most of it) is allocated when a connection is accepted and freed by
@@ -178,8 +160,9 @@ static uint32 cur_attrs;
 static WdMono next_attr_check;
 static uint8 auth_key[WD_KEY_MAX];
 static size_t auth_key_len;
-static WdLogLimit authlog = {"failed authentications"};
-static WdLogLimit noiselog = {"connections that never registered"};
+static WdLogLimit authlog = {"failed authentications", 1, 50};
+static WdLogLimit noiselog = {"connections that never registered", 1, 50};
+static WdLogLimit sessionlog = {"registrations and losses", 10, 100};
 
 static void wd_lose(WdSession *s, const char *why);
 static void wd_lose_kind(WdSession *s, const char *why, const char *kind);
@@ -256,100 +239,12 @@ wd_set_state(WdSession *s, WdSessState state)
 		nregistered++;
 }
 
-/* ---- rate-limited logging ---- */
-
-static uint32
-wd_kind(const char *text)
-{
-	uint32		h = 5381;
-
-	for (const unsigned char *p = (const unsigned char *) text; *p; p++)
-		h = h * 33 + *p;
-	return h;
-}
-
-/* Say how many lines the budget dropped, once its window is over. */
-static void
-wd_log_window(WdLogLimit *lim, WdMono now)
-{
-	if (now - lim->window_start < WD_LOG_WINDOW_US)
-		return;
-	if (lim->window_dropped > 0)
-		ereport(LOG,
-				(errmsg("watchdog: %llu messages about %s were not logged in the last minute",
-						(unsigned long long) lim->window_dropped, lim->what),
-				 errdetail("At most %d such messages are logged a minute, one per source address and reason.",
-						   WD_LOG_BUDGET)));
-	lim->window_start = now;
-	lim->window_lines = 0;
-	lim->window_dropped = 0;
-}
-
-/*
- * Whether a message of this kind about this source address may be logged
- * now; if so, *suppressed says how many like it were not logged since the
- * last one.
- */
-static bool
-wd_log_allowed(WdLogLimit *lim, const WdAddr *addr, uint32 kind,
-			   uint64 *suppressed)
-{
-	WdMono		now = wd_mono_now();
-	WdLogEntry *e = NULL;
-	WdLogEntry *oldest = &lim->entries[0];
-
-	for (int i = 0; i < WD_LOG_SLOTS; i++)
-	{
-		WdLogEntry *c = &lim->entries[i];
-
-		if (c->last_logged != 0 && c->kind == kind &&
-			wd_addr_same_host(&c->addr, addr))
-		{
-			e = c;
-			break;
-		}
-		if (c->last_logged < oldest->last_logged)
-			oldest = c;
-	}
-	if (e != NULL && now - e->last_logged < WD_LOG_WINDOW_US)
-	{
-		e->suppressed++;
-		return false;
-	}
-	wd_log_window(lim, now);
-	if (lim->window_lines >= WD_LOG_BUDGET)
-	{
-		lim->window_dropped++;
-		return false;
-	}
-	lim->window_lines++;
-	if (e == NULL)
-	{
-		e = oldest;
-		e->addr = *addr;
-		e->kind = kind;
-		e->suppressed = 0;
-	}
-	*suppressed = e->suppressed;
-	e->suppressed = 0;
-	e->last_logged = now;
-	return true;
-}
-
 /*
  * LOG "watchdog: <message>", limited by noiselog under the kind of
  * "reason"; for what unregistered connections cause.
  */
 #define wd_log_noise(addr, reason, ...) \
-	do { \
-		uint64		supp_; \
-		if (wd_log_allowed(&noiselog, (addr), wd_kind(reason), &supp_)) \
-			ereport(LOG, \
-					(errmsg(__VA_ARGS__), \
-					 supp_ > 0 ? \
-					 errdetail("%llu similar messages about this address were not logged.", \
-							   (unsigned long long) supp_) : 0)); \
-	} while (0)
+	wd_log_limited(&noiselog, addr, reason, __VA_ARGS__)
 
 /* Registered sessions from the host of "peer", other than "self". */
 static int
@@ -423,16 +318,16 @@ wd_update_stats(WdSession *s, bool received, bool sent)
 	LWLockRelease(wd_shared->lock);
 }
 
-/* Free the slot and queue the address for the terminator. */
+/* Free the slot and, if "terminate", queue the address for the terminator. */
 static void
-wd_unregister_lost(WdSession *s)
+wd_unregister_lost(WdSession *s, bool terminate)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	Latch	   *latch;
 
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
 	memset(&wd_shared->sessions[s->slot], 0, sizeof(WdSessionStat));
-	if (wd_shared->loss_tail - wd_shared->loss_head <
+	if (terminate && wd_shared->loss_tail - wd_shared->loss_head <
 		(uint64) wd_shared->loss_capacity)
 	{
 		WdLoss	   *loss = &WdLosses(wd_shared)[wd_shared->loss_tail %
@@ -442,10 +337,10 @@ wd_unregister_lost(WdSession *s)
 		loss->detected_at = now;
 		wd_shared->loss_tail++;
 	}
-	else
+	else if (terminate)
 		wd_shared->losses_dropped++;
 	wd_shared->sessions_lost++;
-	latch = wd_shared->terminator_latch;
+	latch = terminate ? wd_shared->terminator_latch : NULL;
 	LWLockRelease(wd_shared->lock);
 	s->slot = -1;
 	if (latch != NULL)
@@ -579,11 +474,38 @@ wd_lose_kind(WdSession *s, const char *why, const char *kind)
 {
 	if (s->state == WD_SESS_UP)
 	{
-		ereport(LOG,
-				(errmsg("watchdog: lost heartbeat session with conmgr at %s: %s",
-						peer_str(s), why),
-				 errdetail("SQL sessions from this host will be terminated.")));
-		wd_unregister_lost(s);
+		/*
+		 * An address with other registered sessions is shared (two conmgrs
+		 * on one host, NAT, loopback), and its host has not lost its path
+		 * to this server: its SQL sessions are left alone until the last
+		 * of them is lost.
+		 */
+		int			others = wd_host_sessions(&s->peer, s);
+		uint64		suppressed;
+
+		if (wd_log_allowed(&sessionlog, &s->peer, wd_log_kind(kind),
+						   wd_mono_now(), &suppressed))
+		{
+			char		detail[256];
+			char		held[96] = "";
+
+			if (suppressed > 0)
+				snprintf(held, sizeof(held),
+						 " %llu similar messages about this address were not logged.",
+						 (unsigned long long) suppressed);
+			if (others > 0)
+				snprintf(detail, sizeof(detail),
+						 "SQL sessions from this host are not terminated: %d other heartbeat sessions from this address are registered.%s",
+						 others, held);
+			else
+				snprintf(detail, sizeof(detail),
+						 "SQL sessions from this host will be terminated.%s", held);
+			ereport(LOG,
+					(errmsg("watchdog: lost heartbeat session with conmgr at %s: %s",
+							peer_str(s), why),
+					 errdetail("%s", detail)));
+		}
+		wd_unregister_lost(s, others == 0);
 	}
 	else
 		wd_log_noise(&s->peer, kind,
@@ -598,7 +520,7 @@ wd_auth_failed(WdSession *s, const char *why)
 {
 	uint64		suppressed;
 
-	if (wd_log_allowed(&authlog, &s->peer, 0, &suppressed))
+	if (wd_log_allowed(&authlog, &s->peer, 0, wd_mono_now(), &suppressed))
 		ereport(LOG,
 				(errmsg("watchdog: authentication of conmgr at %s failed: %s",
 						peer_str(s), why),
@@ -659,10 +581,10 @@ wd_welcome(WdSession *s, bool authenticated)
 	msg.u.hb_welcome.system_identifier = GetSystemIdentifier();
 	if (!wd_send(s, &msg))
 		return;
-	ereport(LOG,
-			(errmsg("watchdog: conmgr at %s registered (heartbeat_interval %d s, heartbeat_timeout %d s%s)",
-					peer_str(s), s->interval, s->timeout,
-					authenticated ? ", authenticated" : "")));
+	wd_log_limited(&sessionlog, &s->peer, "registered",
+				   "watchdog: conmgr at %s registered (heartbeat_interval %d s, heartbeat_timeout %d s%s)",
+				   peer_str(s), s->interval, s->timeout,
+				   authenticated ? ", authenticated" : "");
 }
 
 static void
@@ -1152,6 +1074,7 @@ wd_run_timers(void)
 	next = next_attr_check;
 	wd_log_window(&noiselog, now);
 	wd_log_window(&authlog, now);
+	wd_log_window(&sessionlog, now);
 
 	for (int i = 0; i < nsessions; i++)
 	{

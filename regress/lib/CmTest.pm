@@ -27,7 +27,7 @@ use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
   wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid
-  watchdog_node read_frame);
+  watchdog_node read_whole_frame);
 
 # A test that dies leaves the conmgrs it started running (an IPC::Run
 # harness is not stopped at exit, and a conmgr outlives its parent); stop
@@ -291,7 +291,7 @@ watchdog.listen_addresses = '127.0.0.1'
 
 =pod
 
-=head2 read_frame($sock, $secs)
+=head2 read_whole_frame($sock, $secs)
 
 One whole protocol frame (docs/protocol.md, section 1) read from $sock,
 blocking: what arrived before end of file if the peer closed first ('' if
@@ -299,7 +299,7 @@ nothing did), undef if none came within $secs (default 5).
 
 =cut
 
-sub read_frame
+sub read_whole_frame
 {
 	my ($s, $secs) = @_;
 	my $got = '';

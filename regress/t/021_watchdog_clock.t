@@ -161,7 +161,7 @@ my $xsql = raw_pg_session('127.0.4.1', $pgport, 'silent-host');
 my $h1 = raw_connect('127.0.5.1');
 my $h2 = raw_connect('127.0.5.2');
 send_hello($h2);
-my $ch2 = read_frame($h2);
+my $ch2 = read_whole_frame($h2);
 is(frame_type($ch2), 'c', 'a handshake is waiting for its HB_AUTH');
 usleep(200_000);
 step(600, 'forward 10 min');
@@ -170,12 +170,12 @@ is($node->safe_psql('postgres',
 	"SELECT bool_and(last_heartbeat_sent > now() - interval '3 s') FROM pgx_stat_watchdog"),
 	't', 'the watchdog\'s wall clock moved too (its last heartbeats sent are stamped after the step)');
 send_auth($h2, $ch2);
-is(frame_type(read_frame($h2)), 'w', 'after the forward step it completes: HB_WELCOME');
+is(frame_type(read_whole_frame($h2)), 'w', 'after the forward step it completes: HB_WELCOME');
 send_hello($h1);
-my $ch1 = read_frame($h1);
+my $ch1 = read_whole_frame($h1);
 is(frame_type($ch1), 'c', 'the connection that had sent nothing gets its challenge');
 send_auth($h1, $ch1) if defined $ch1;
-is(frame_type(read_frame($h1)), 'w', 'and registers');
+is(frame_type(read_whole_frame($h1)), 'w', 'and registers');
 is(registered(), 15, 'no registered session was lost by the forward step');
 
 # Backward: X goes silent and a new connection stays idle, both just
@@ -260,10 +260,10 @@ ok(defined $lost_at && defined $silent && $lost_at - $silent <= 3.7,
 		send_hello($_, 1, 2) for @new;
 		for my $s (@new)
 		{
-			my $ch = read_frame($s);
+			my $ch = read_whole_frame($s);
 			send_auth($s, $ch) if defined $ch;
 		}
-		@new = grep { frame_type(read_frame($_)) eq 'w' } @new;
+		@new = grep { frame_type(read_whole_frame($_)) eq 'w' } @new;
 		$_->blocking(0) for @new;
 		push @raw, @new;
 		$beat->();

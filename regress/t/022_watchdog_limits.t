@@ -2,7 +2,10 @@
 # within the documented limits (1 to 3600 s, what conmgr.conf allows),
 # at most watchdog.max_sessions_per_address registered sessions from one
 # address, and registration only from watchdog.allowed_addresses when it
-# is set; and that the start-up line says when anyone may register.
+# is set; that the start-up line says when anyone may register; that a
+# register-and-close loop writes a bounded number of register, loss and
+# terminator lines; and that the loss of one of an address's sessions
+# terminates nothing while another from that address is registered.
 use strict;
 use warnings;
 use FindBin;
@@ -49,7 +52,7 @@ sub hello
 	my $body = pack('NnnNNn', 0x434D4842, 1, 1, $interval, $timeout, 0) . ("\x5a" x 32);
 	print $s pack('aCn', 'h', 0, 4 + length $body) . $body;
 	$s->flush;
-	my $got = read_frame($s, 10);
+	my $got = read_whole_frame($s, 10);
 	die "no answer from the watchdog\n" unless defined $got;
 	return ($got, $s);
 }
@@ -184,6 +187,66 @@ sub answer
 		'a host name in allowed_addresses is reported with the item');
 	is($node->safe_psql('postgres', 'SHOW watchdog.allowed_addresses'), '',
 		'and the value in force is kept');
+}
+
+######################################################################
+# 4. A register-and-close loop: 100 registrations, losses and
+#    terminations from one address, a bounded number of lines.
+######################################################################
+{
+	my $offset = reload("watchdog.allowed_addresses = ''\n"
+		  . "watchdog.max_sessions_per_address = 0\n");
+	my $n = 100;
+	my $welcomes = 0;
+	my @sql;
+	for my $i (1 .. $n)
+	{
+		# a session for the terminator to end each time, like a local
+		# pooler reconnecting
+		push @sql, raw_pg_session('127.0.0.5', $pgport, 'loop');
+		my ($got, $s) = hello('127.0.0.5', 5, 60);
+		$welcomes++ if answer($got) eq 'welcome';
+		close $s;
+	}
+	is($welcomes, $n, "$n registrations from 127.0.0.5, each closed at once");
+	ok(wait_until(sub { view_rows() eq '' && $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loop'") eq '0' }, 15),
+		'all lost, and every SQL session from 127.0.0.5 terminated');
+	usleep(300_000);
+	my $log = substr(slurp_file($node->logfile), $offset);
+	my $reg = () = $log =~ /conmgr at 127\.0\.0\.5:\d+ registered/g;
+	my $lost = () = $log =~ /lost heartbeat session with conmgr at 127\.0\.0\.5:/g;
+	my $term = () = $log =~ /terminating backend process \d+ connected from 127\.0\.0\.5:/g;
+	note("$n registrations: $reg register lines, $lost loss lines, $term termination lines");
+	ok($reg >= 1 && $reg <= 10, "at most 10 register lines ($reg)");
+	ok($lost >= 1 && $lost <= 10, "at most 10 loss lines ($lost)");
+	ok($term >= 1 && $term <= 30, "the terminations of at most 10 losses logged ($term lines)");
+	close $_ for @sql;
+}
+
+######################################################################
+# 5. Two registered sessions from one address: losing one terminates
+#    nothing (the address still has a live conmgr); losing the last does.
+######################################################################
+{
+	my $offset = -s $node->logfile;
+	my $sql = raw_pg_session('127.0.0.6', $pgport, 'shared');
+	my ($a1, $s1) = hello('127.0.0.6', 5, 60);
+	my ($a2, $s2) = hello('127.0.0.6', 5, 60);
+	is(answer($a1) . ', ' . answer($a2), 'welcome, welcome', 'two sessions from 127.0.0.6');
+	close $s1;
+	ok($node->wait_for_log(
+		qr/lost heartbeat session with conmgr at 127\.0\.0\.6:\d+: connection closed by peer\n.*DETAIL:  SQL sessions from this host are not terminated: 1 other heartbeat sessions from this address are registered/,
+		$offset), 'the first loss says why it terminates nothing');
+	usleep(500_000);
+	is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shared'"), '1',
+		'the SQL session from 127.0.0.6 survived the first loss');
+	close $s2;
+	ok(wait_until(sub { $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shared'") eq '0' }, 5),
+		'the loss of the last one terminates it');
+	close $sql;
 }
 
 $node->stop;

@@ -108,7 +108,7 @@ sub never_routable
 	is($hflags, 1, 'conmgr announces that it holds a key');
 	welcome($c, 1);
 	ok(never_routable(1.5), 'the instance never became routable');
-	like(read_frame($c) // '', qr/^X\0.{6}authentication required/s,
+	like(read_whole_frame($c) // '', qr/^X\0.{6}authentication required/s,
 		'a WELCOME claiming authentication without a proof is answered with ERROR');
 	ok(wait_until(sub { $cm->pump_nb; $err =~ /could not establish heartbeat with instance 0 at 127\.0\.0\.1:$fport: authentication failed: the watchdog claimed authentication without proving the key/ }, 5),
 		'and the refusal is logged') or diag($err);
@@ -119,10 +119,10 @@ sub never_routable
 {
 	my ($c, $nonce_c) = next_hello();
 	challenge($c, $nonce_c);
-	my $auth = read_frame($c) // '';
+	my $auth = read_whole_frame($c) // '';
 	is(substr($auth, 0, 1), 'a', 'conmgr answers a good challenge with HB_AUTH');
 	challenge($c, $nonce_c);
-	my $second = read_frame($c) // '';
+	my $second = read_whole_frame($c) // '';
 	like($second, qr/^X\0.{6}unexpected second HB_CHALLENGE/s,
 		'a second challenge is answered with ERROR, not signed')
 	  or diag('got type ' . substr($second, 0, 1));
@@ -139,7 +139,7 @@ unlike($err, qr/instance 0 at \S+ is up/, 'conmgr never logged the instance up')
 {
 	my ($c, $nonce_c) = next_hello();
 	challenge($c, $nonce_c);
-	is(substr(read_frame($c) // '', 0, 1), 'a', 'conmgr answers the challenge');
+	is(substr(read_whole_frame($c) // '', 0, 1), 'a', 'conmgr answers the challenge');
 	welcome($c, 1);
 	ok(wait_until(\&routable, 5), 'after a proof and HB_WELCOME the instance is routable');
 	close $c;
