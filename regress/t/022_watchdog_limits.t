@@ -11,13 +11,14 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
-use IO::Socket::INET;
+use IO::Socket::IP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-my ($node, $wdport) = watchdog_node('limits');
+my ($node, $wdport) = watchdog_node('limits',
+	"watchdog.listen_addresses = '127.0.0.1, ::1'\n");
 my $pgport = $node->port;
 
 like(slurp_file($node->logfile),
@@ -42,13 +43,13 @@ sub reload
 	return $offset;
 }
 
-# HB_HELLO without a key from $src; returns the first frame of the answer
-# (or '' on end of file) and the socket.
+# HB_HELLO without a key from $src (to ::1 from ::1); returns the first
+# frame of the answer (or '' on end of file) and the socket.
 sub hello
 {
 	my ($src, $interval, $timeout) = @_;
-	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $wdport,
-		LocalAddr => $src) or die "connect from $src: $!";
+	my $s = IO::Socket::IP->new(PeerHost => $src eq '::1' ? '::1' : '127.0.0.1',
+		PeerPort => $wdport, LocalHost => $src) or die "connect from $src: $@";
 	my $body = pack('NnnNNn', 0x434D4842, 1, 1, $interval, $timeout, 0) . ("\x5a" x 32);
 	print $s pack('aCn', 'h', 0, 4 + length $body) . $body;
 	$s->flush;
@@ -169,6 +170,17 @@ sub answer
 	close $s;
 	($got, $s) = hello('127.0.0.4', 5, 60);
 	isnt(answer($got), 'welcome', 'and no other (127.0.0.4)');
+	close $s;
+	($got, $s) = hello('::1', 5, 60);
+	isnt(answer($got), 'welcome', 'nor ::1');
+	close $s;
+
+	reload("watchdog.allowed_addresses = '::1'\n");
+	($got, $s) = hello('::1', 5, 60);
+	is(answer($got), 'welcome', 'an IPv6 address: ::1 registers');
+	close $s;
+	($got, $s) = hello('127.0.0.1', 5, 60);
+	isnt(answer($got), 'welcome', 'and 127.0.0.1 not');
 	close $s;
 
 	$offset = reload("watchdog.allowed_addresses = ''\n");
