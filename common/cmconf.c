@@ -37,6 +37,7 @@
 #include "cmconf.h"
 #include "cmhost.h"
 #include "cmlog.h"
+#include "cmproto.h"
 
 typedef enum param_type
 {
@@ -82,8 +83,8 @@ static const cmconf_param cmconf_params[] = {
 	{"watchdog_port", PT_INT, true, I(watchdog_port), 1, 65535, PC_RESTART},
 	{"port", PT_INT, false, G(port), 1, 65535, PC_RESTART},
 	{"listen_addresses", PT_LISTEN, false, G(listen_addresses), 1, CMCONF_LISTEN_MAX, PC_RESTART},
-	{"heartbeat_interval", PT_INT, false, G(heartbeat_interval), 1, INT_MAX, PC_RESTART},
-	{"heartbeat_timeout", PT_INT, false, G(heartbeat_timeout), 1, INT_MAX, PC_RESTART},
+	{"heartbeat_interval", PT_INT, false, G(heartbeat_interval), 1, CMPROTO_HB_INTERVAL_MAX, PC_RESTART},
+	{"heartbeat_timeout", PT_INT, false, G(heartbeat_timeout), 1, CMPROTO_HB_TIMEOUT_MAX, PC_RESTART},
 	{"heartbeat_connect_interval", PT_INT, false, G(heartbeat_connect_interval), 1, INT_MAX, PC_RESTART},
 	{"heartbeat_connect_timeout", PT_INT, false, G(heartbeat_connect_timeout), 1, INT_MAX, PC_RESTART},
 	{"log_destination", PT_LOGDEST, false, G(log_destination), 0, 0, PC_RELOAD},

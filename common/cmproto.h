@@ -142,6 +142,15 @@ typedef enum cmproto_error_code
 } cmproto_error_code;
 #define CMPROTO_ERR_LAST		CMPROTO_ERR_INTERNAL
 
+/*
+ * The HB_HELLO interval and timeout (seconds) a watchdog accepts, and so
+ * the ranges of conmgr.conf's heartbeat_interval and heartbeat_timeout: a
+ * peer cannot hold a registered session for days by announcing a huge
+ * timeout and going silent.
+ */
+#define CMPROTO_HB_INTERVAL_MAX		3600
+#define CMPROTO_HB_TIMEOUT_MAX		3600
+
 /* HB_HELLO.flags and HB_WELCOME.flags */
 #define CMPROTO_HB_HAS_KEY			0x0001	/* HB_HELLO: conmgr holds a key */
 #define CMPROTO_HB_AUTHENTICATED	0x0001	/* HB_WELCOME: keys were proved */

@@ -33,6 +33,7 @@
 #include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/timestamp.h"
+#include "utils/varlena.h"
 
 #include "cmproto.h"
 #include "watchdog.h"
@@ -45,6 +46,17 @@ char	   *wd_listen_addresses = NULL;
 int			wd_check_attr_interval = 1000;
 int			wd_max_heartbeat_connections = -1;
 char	   *wd_auth_key_file = NULL;
+int			wd_max_sessions_per_address = 4;
+char	   *wd_allowed_addresses = NULL;
+
+/* watchdog.allowed_addresses parsed by its check hook; NULL: anyone */
+typedef struct WdCidrList
+{
+	int			n;
+	WdCidr		cidrs[FLEXIBLE_ARRAY_MEMBER];
+} WdCidrList;
+
+static WdCidrList *wd_allowed = NULL;
 
 WdShared   *wd_shared = NULL;
 
@@ -52,6 +64,8 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 void		_PG_init(void);
+static bool wd_check_allowed_addresses(char **newval, void **extra, GucSource source);
+static void wd_assign_allowed_addresses(const char *newval, void *extra);
 
 PG_FUNCTION_INFO_V1(pgx_stat_watchdog);
 
@@ -189,6 +203,23 @@ _PG_init(void)
 							   "",
 							   PGC_POSTMASTER, 0,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("watchdog.max_sessions_per_address",
+							"Maximum number of registered heartbeat sessions from one client address.",
+							"0 means no limit.  A client host runs one conmgr per instance set.",
+							&wd_max_sessions_per_address,
+							4, 0, INT_MAX / 2,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("watchdog.allowed_addresses",
+							   "Client networks from which conmgr may register, as a list of CIDRs.",
+							   "A comma-separated list of IPv4 or IPv6 addresses with an optional "
+							   "prefix length, like pg_hba.conf's; empty means any address.",
+							   &wd_allowed_addresses,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   wd_check_allowed_addresses,
+							   wd_assign_allowed_addresses,
+							   NULL);
 	MarkGUCPrefixReserved("watchdog");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -251,6 +282,151 @@ wd_addr_to_string(const WdAddr *addr, char *buf, size_t len)
 	if (inet_ntop(addr->family, addr->addr, buf, len) == NULL)
 		strlcpy(buf, "?", len);
 	return buf;
+}
+
+/* ---- watchdog.allowed_addresses ---- */
+
+/*
+ * Parse one "address[/bits]" into *out, host bits cleared as pg_hba.conf
+ * does; false if it is not an IPv4 or IPv6 network.
+ */
+static bool
+wd_parse_cidr(const char *text, WdCidr *out)
+{
+	char		buf[INET6_ADDRSTRLEN + 8];
+	char	   *slash;
+	int			maxbits;
+
+	if (strlen(text) >= sizeof(buf))
+		return false;
+	strcpy(buf, text);
+	memset(out, 0, sizeof(*out));
+	slash = strchr(buf, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	if (inet_pton(AF_INET, buf, out->addr) == 1)
+	{
+		out->family = AF_INET;
+		maxbits = 32;
+	}
+	else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+	{
+		out->family = AF_INET6;
+		maxbits = 128;
+	}
+	else
+		return false;
+	if (slash == NULL)
+		out->bits = maxbits;
+	else
+	{
+		char	   *end;
+		long		bits;
+
+		errno = 0;
+		bits = strtol(slash + 1, &end, 10);
+		if (slash[1] == '\0' || *end != '\0' || errno != 0 ||
+			bits < 0 || bits > maxbits)
+			return false;
+		out->bits = (uint8) bits;
+	}
+	for (int i = 0; i < maxbits / 8; i++)
+	{
+		int			keep = out->bits - i * 8;
+
+		if (keep <= 0)
+			out->addr[i] = 0;
+		else if (keep < 8)
+			out->addr[i] &= (uint8) (0xff << (8 - keep));
+	}
+	return true;
+}
+
+static bool
+wd_check_allowed_addresses(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval);
+	List	   *items;
+	ListCell   *lc;
+	WdCidrList *list;
+	int			n = 0;
+
+	if (!SplitGUCList(raw, ',', &items))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		pfree(raw);
+		list_free(items);
+		return false;
+	}
+	list = malloc(offsetof(WdCidrList, cidrs) +
+				  sizeof(WdCidr) * Max(list_length(items), 1));
+	if (list == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		pfree(raw);
+		list_free(items);
+		return false;
+	}
+	foreach(lc, items)
+	{
+		char	   *item = (char *) lfirst(lc);
+
+		if (!wd_parse_cidr(item, &list->cidrs[n]))
+		{
+			GUC_check_errdetail("\"%s\" is not an IPv4 or IPv6 address with an optional prefix length, like 10.1.0.0/16 or fd00::/8.",
+								item);
+			free(list);
+			pfree(raw);
+			list_free(items);
+			return false;
+		}
+		n++;
+	}
+	list->n = n;
+	pfree(raw);
+	list_free(items);
+	*extra = list;
+	return true;
+}
+
+static void
+wd_assign_allowed_addresses(const char *newval, void *extra)
+{
+	WdCidrList *list = (WdCidrList *) extra;
+
+	wd_allowed = (list != NULL && list->n > 0) ? list : NULL;
+}
+
+/* Whether watchdog.allowed_addresses is empty. */
+bool
+wd_anyone_allowed(void)
+{
+	return wd_allowed == NULL;
+}
+
+/* Whether a client at this address may register. */
+bool
+wd_address_allowed(const WdAddr *addr)
+{
+	if (wd_allowed == NULL)
+		return true;
+	for (int i = 0; i < wd_allowed->n; i++)
+	{
+		const WdCidr *c = &wd_allowed->cidrs[i];
+		int			whole = c->bits / 8;
+		int			rest = c->bits % 8;
+
+		if (c->family != addr->family)
+			continue;
+		if (memcmp(c->addr, addr->addr, whole) != 0)
+			continue;
+		if (rest != 0 &&
+			((addr->addr[whole] ^ c->addr[whole]) & (uint8) (0xff << (8 - rest))) != 0)
+			continue;
+		return true;
+	}
+	return false;
 }
 
 /* ---- the view ---- */

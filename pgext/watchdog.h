@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "datatype/timestamp.h"
+#include "portability/instr_time.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
@@ -25,6 +26,24 @@
 #define WD_HANDSHAKE_TIMEOUT_MS 10000	/* accept -> registered */
 #define WD_MAX_PENDING			64	/* connections still in handshake */
 #define WD_LISTEN_BACKLOG		512
+
+/*
+ * A point on the monotonic clock, in microseconds: every deadline, expiry
+ * and rate window of the extension is one, so that a step of the wall
+ * clock neither expires nor freezes anything.  TimestampTz (wall clock) is
+ * kept for what people read: pgx_stat_watchdog and the terminator's
+ * comparison with backend start times.
+ */
+typedef int64 WdMono;
+
+static inline WdMono
+wd_mono_now(void)
+{
+	instr_time	t;
+
+	INSTR_TIME_SET_CURRENT(t);
+	return (WdMono) INSTR_TIME_GET_MICROSEC(t);
+}
 
 /* An IP address (IPv4-mapped IPv6 is stored as IPv4) and a port. */
 typedef struct WdAddr
@@ -34,6 +53,38 @@ typedef struct WdAddr
 	uint16		port;			/* host order */
 	uint8		addr[16];		/* 4 or 16 bytes used */
 } WdAddr;
+
+/* A log rate limit (wd_log.c); one entry per source address and kind. */
+#define WD_LOG_SLOTS		64	/* sources remembered per rate limit */
+
+typedef struct WdLogEntry
+{
+	WdAddr		addr;
+	uint32		kind;
+	WdMono		last_logged;	/* 0: entry unused */
+	WdMono		window_start;	/* of this entry's minute */
+	int			lines;			/* logged in that minute */
+	uint64		suppressed;		/* not logged since last_logged */
+} WdLogEntry;
+
+typedef struct WdLogLimit
+{
+	const char *what;			/* for the line that counts what was dropped */
+	int			burst;			/* lines a minute per source and kind */
+	int			budget;			/* lines a minute over all sources */
+	WdMono		window_start;
+	int			window_lines;
+	uint64		window_dropped; /* over the budget in this window */
+	WdLogEntry	entries[WD_LOG_SLOTS];
+} WdLogLimit;
+
+/* One network of watchdog.allowed_addresses. */
+typedef struct WdCidr
+{
+	uint8		family;			/* AF_INET or AF_INET6 */
+	uint8		bits;			/* prefix length */
+	uint8		addr[16];		/* host bits are zero */
+} WdCidr;
 
 /* One registered heartbeat session, as pgx_stat_watchdog shows it. */
 typedef struct WdSessionStat
@@ -94,10 +145,36 @@ extern char *wd_listen_addresses;
 extern int	wd_check_attr_interval;
 extern int	wd_max_heartbeat_connections;
 extern char *wd_auth_key_file;
+extern int	wd_max_sessions_per_address;
+extern char *wd_allowed_addresses;
+extern bool wd_address_allowed(const WdAddr *addr);
+extern bool wd_anyone_allowed(void);
 extern void wd_attach_shmem(void);
 extern const char *wd_addr_to_string(const WdAddr *addr, char *buf, size_t len);
 extern bool wd_addr_from_sockaddr(const struct sockaddr *sa, WdAddr *out);
 extern bool wd_addr_same_host(const WdAddr *a, const WdAddr *b);
+
+/* wd_log.c */
+extern uint32 wd_log_kind(const char *text);
+extern void wd_log_window(WdLogLimit *lim, WdMono now);
+extern bool wd_log_allowed(WdLogLimit *lim, const WdAddr *addr, uint32 kind,
+						   WdMono now, uint64 *suppressed);
+
+/*
+ * LOG the message unless "lim" holds it back; the kind is "reason", and
+ * the line says how many like it about this address were not logged.
+ */
+#define wd_log_limited(lim, addr, reason, ...) \
+	do { \
+		uint64		supp_; \
+		if (wd_log_allowed((lim), (addr), wd_log_kind(reason), \
+						   wd_mono_now(), &supp_)) \
+			ereport(LOG, \
+					(errmsg(__VA_ARGS__), \
+					 supp_ > 0 ? \
+					 errdetail("%llu similar messages about this address were not logged.", \
+							   (unsigned long long) supp_) : 0)); \
+	} while (0)
 
 /* wd_worker.c */
 extern PGDLLEXPORT void watchdog_main(Datum arg);

@@ -11,7 +11,8 @@
  * does) to every client backend and WAL sender whose client address is
  * that IP and that started before the detection.  Sessions from other
  * addresses, Unix-socket sessions and background workers (its own and the
- * watchdog among them) are never touched.  Each termination is logged.
+ * watchdog among them) are never touched.  Each termination is logged,
+ * for at most 10 losses of one address a minute (termlog).
  *
  * Matching by address and not by application is the design the manual
  * describes: the lost host's applications cannot be told apart from its
@@ -40,6 +41,13 @@
 
 #define WD_DRAIN_BATCH	64
 
+/*
+ * The lines of a lost host's terminations are logged for at most 10 of
+ * its losses a minute, 100 over all hosts: without a key, anyone who can
+ * register from an address can have it lost over and over.
+ */
+static WdLogLimit termlog = {"terminations", 10, 100};
+
 /* A session of the lost host, between the snapshot and the signal. */
 typedef struct WdTarget
 {
@@ -67,6 +75,8 @@ wd_terminate_host(const WdLoss *loss)
 	int			ntargets = 0;
 	int			killed = 0;
 	WdTarget   *targets;
+	bool		logged;
+	uint64		suppressed;
 
 	wd_addr_to_string(&loss->addr, host, sizeof(host));
 	nbackends = pgstat_fetch_stat_numbackends();
@@ -117,11 +127,20 @@ wd_terminate_host(const WdLoss *loss)
 	}
 	LWLockRelease(ProcArrayLock);
 
+	logged = ntargets > 0 &&
+		wd_log_allowed(&termlog, &loss->addr, 0, wd_mono_now(), &suppressed);
+	if (logged && suppressed > 0)
+		ereport(LOG,
+				(errmsg("watchdog terminator: the terminations after %llu earlier losses of the conmgr at %s were not logged",
+						(unsigned long long) suppressed, host)));
 	for (int i = 0; i < ntargets; i++)
 	{
 		if (targets[i].err == 0)
-		{
 			killed++;
+		if (!logged)
+			continue;
+		if (targets[i].err == 0)
+		{
 			ereport(LOG,
 					(errmsg("watchdog terminator: terminating %s process %d connected from %s:%u",
 							targets[i].walsender ? "WAL sender" : "backend",

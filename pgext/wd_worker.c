@@ -16,7 +16,13 @@
  * sessions sit in an epoll set of our own, which is readable whenever one
  * of them is (docs/design.md).  The loop's timeout is the earliest of the
  * sessions' deadlines (next heartbeat to send, end of the peer's timeout,
- * end of a handshake) and the next attribute check.
+ * end of a handshake) and the next attribute check.  Every deadline and
+ * rate window is on the monotonic clock (WdMono): a step of the wall clock
+ * neither declares every session lost at once nor delays a detection.  A
+ * session whose deadline has passed is read before it is judged, since
+ * its frames may be waiting unread (this process was descheduled, or
+ * more sessions were ready than one batch of events holds).  A wake-up
+ * accepts at most WD_ACCEPT_BATCH connections.
  *
  * Per session (docs/protocol.md section 3): HB_HELLO, then HB_CHALLENGE /
  * HB_AUTH when watchdog.auth_key_file is set, then HB_WELCOME, which
@@ -27,16 +33,31 @@
  * never registered causes no termination.  Nothing a peer sends can make
  * this process exit: every problem closes that session and is logged.
  *
+ * Who may register (docs/watchdog.md, "Who may register"): a connection
+ * from outside watchdog.allowed_addresses, when that is set, is refused as
+ * soon as it is accepted; an HB_HELLO asking for an interval or timeout
+ * over CMPROTO_HB_INTERVAL_MAX / CMPROTO_HB_TIMEOUT_MAX is refused; and an
+ * address with watchdog.max_sessions_per_address registered sessions gets
+ * no more (checked at HB_HELLO and again at registration, since others
+ * may have registered during a key exchange).
+ *
  * Hostile peers (docs/watchdog.md, "Hostile peers"): at most WD_MAX_PENDING
  * connections are in their handshake at once.  When one more arrives, the
  * oldest handshake of the source address with the most handshakes is
  * closed to make room, so a flood of idle or trickling connections from
  * some addresses cannot keep a conmgr elsewhere from registering; it never
  * touches a registered session.  What is logged about connections that
- * never registered (and about failed authentication) goes through
- * wd_log_allowed(): once a minute per source address and reason, and at
- * most WD_LOG_BUDGET such lines a minute in all, so that a flood cannot
- * fill the server log.
+ * never registered (and about failed authentication) goes through a rate
+ * limit (wd_log.c): once a minute per source address and reason, and at
+ * most 50 such lines a minute in all, so that a flood cannot fill the
+ * server log; registrations and losses through another, 10 a minute per
+ * address and reason and 100 in all, since without a key a
+ * register-and-close loop is a flood of them.
+ *
+ * A lost session whose address has other registered sessions (two
+ * conmgrs on one host, NAT, loopback) is not handed to the terminator:
+ * that address still has a live conmgr, so its host has not lost its path
+ * to this server.  The last of them to be lost is.
  *
  *-------------------------------------------------------------------------
  */
@@ -75,9 +96,7 @@
 #define WD_KEY_MIN			16
 #define WD_KEY_MAX			1024
 #define WD_SEND_SLACK_US	5000	/* send a beat up to 5 ms early */
-#define WD_LOG_SLOTS		64	/* sources remembered per rate limit */
-#define WD_LOG_WINDOW_US	(60 * USECS_PER_SEC)
-#define WD_LOG_BUDGET		50	/* lines per window, all sources */
+#define WD_ACCEPT_BATCH		32	/* connections taken per wake-up, at most */
 
 /*
  * epoll data: a session's generation (never 0) in the high half and its
@@ -108,9 +127,9 @@ typedef struct WdSession
 	uint16		version;
 	int32		interval;		/* seconds */
 	int32		timeout;		/* seconds */
-	TimestampTz accepted_at;
-	TimestampTz last_received;
-	TimestampTz next_send;
+	WdMono		accepted_at;
+	WdMono		last_received;
+	WdMono		next_send;
 	uint32		seq;
 	bool		want_write;		/* EPOLLOUT registered */
 	uint8		nonce_c[CMPROTO_NONCE_LEN];
@@ -120,28 +139,6 @@ typedef struct WdSession
 	uint8		inbuf[CMPROTO_MAX_MSG];
 	uint8		outbuf[WD_OUTBUF];
 } WdSession;
-
-/*
- * A log rate limit: one line per source address and kind of message per
- * WD_LOG_WINDOW_US, and WD_LOG_BUDGET lines per window over all sources
- * (a flood from many addresses would otherwise cycle the table).
- */
-typedef struct WdLogEntry
-{
-	WdAddr		addr;
-	uint32		kind;
-	TimestampTz last_logged;	/* 0: entry unused */
-	uint64		suppressed;		/* not logged since last_logged */
-} WdLogEntry;
-
-typedef struct WdLogLimit
-{
-	const char *what;			/* for the line that counts what was dropped */
-	TimestampTz window_start;
-	int			window_lines;
-	uint64		window_dropped; /* over the budget in this window */
-	WdLogEntry	entries[WD_LOG_SLOTS];
-} WdLogLimit;
 
 /*
  * One pointer per possible session: max_heartbeat_connections registered
@@ -160,11 +157,12 @@ static int	nlisten;
 static int	epfd = -1;
 static int	reserve_fd = -1;	/* spare descriptor for EMFILE */
 static uint32 cur_attrs;
-static TimestampTz next_attr_check;
+static WdMono next_attr_check;
 static uint8 auth_key[WD_KEY_MAX];
 static size_t auth_key_len;
-static WdLogLimit authlog = {"failed authentications"};
-static WdLogLimit noiselog = {"connections that never registered"};
+static WdLogLimit authlog = {"failed authentications", 1, 50};
+static WdLogLimit noiselog = {"connections that never registered", 1, 50};
+static WdLogLimit sessionlog = {"registrations and losses", 10, 100};
 
 static void wd_lose(WdSession *s, const char *why);
 static void wd_lose_kind(WdSession *s, const char *why, const char *kind);
@@ -241,106 +239,36 @@ wd_set_state(WdSession *s, WdSessState state)
 		nregistered++;
 }
 
-/* ---- rate-limited logging ---- */
-
-static uint32
-wd_kind(const char *text)
-{
-	uint32		h = 5381;
-
-	for (const unsigned char *p = (const unsigned char *) text; *p; p++)
-		h = h * 33 + *p;
-	return h;
-}
-
-/* Say how many lines the budget dropped, once its window is over. */
-static void
-wd_log_window(WdLogLimit *lim, TimestampTz now)
-{
-	if (now - lim->window_start < WD_LOG_WINDOW_US)
-		return;
-	if (lim->window_dropped > 0)
-		ereport(LOG,
-				(errmsg("watchdog: %llu messages about %s were not logged in the last minute",
-						(unsigned long long) lim->window_dropped, lim->what),
-				 errdetail("At most %d such messages are logged a minute, one per source address and reason.",
-						   WD_LOG_BUDGET)));
-	lim->window_start = now;
-	lim->window_lines = 0;
-	lim->window_dropped = 0;
-}
-
-/*
- * Whether a message of this kind about this source address may be logged
- * now; if so, *suppressed says how many like it were not logged since the
- * last one.
- */
-static bool
-wd_log_allowed(WdLogLimit *lim, const WdAddr *addr, uint32 kind,
-			   uint64 *suppressed)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	WdLogEntry *e = NULL;
-	WdLogEntry *oldest = &lim->entries[0];
-
-	for (int i = 0; i < WD_LOG_SLOTS; i++)
-	{
-		WdLogEntry *c = &lim->entries[i];
-
-		if (c->last_logged != 0 && c->kind == kind &&
-			wd_addr_same_host(&c->addr, addr))
-		{
-			e = c;
-			break;
-		}
-		if (c->last_logged < oldest->last_logged)
-			oldest = c;
-	}
-	if (e != NULL && now - e->last_logged < WD_LOG_WINDOW_US)
-	{
-		e->suppressed++;
-		return false;
-	}
-	wd_log_window(lim, now);
-	if (lim->window_lines >= WD_LOG_BUDGET)
-	{
-		lim->window_dropped++;
-		return false;
-	}
-	lim->window_lines++;
-	if (e == NULL)
-	{
-		e = oldest;
-		e->addr = *addr;
-		e->kind = kind;
-		e->suppressed = 0;
-	}
-	*suppressed = e->suppressed;
-	e->suppressed = 0;
-	e->last_logged = now;
-	return true;
-}
-
 /*
  * LOG "watchdog: <message>", limited by noiselog under the kind of
  * "reason"; for what unregistered connections cause.
  */
 #define wd_log_noise(addr, reason, ...) \
-	do { \
-		uint64		supp_; \
-		if (wd_log_allowed(&noiselog, (addr), wd_kind(reason), &supp_)) \
-			ereport(LOG, \
-					(errmsg(__VA_ARGS__), \
-					 supp_ > 0 ? \
-					 errdetail("%llu similar messages about this address were not logged.", \
-							   (unsigned long long) supp_) : 0)); \
-	} while (0)
+	wd_log_limited(&noiselog, addr, reason, __VA_ARGS__)
+
+/* Registered sessions from the host of "peer", other than "self". */
+static int
+wd_host_sessions(const WdAddr *peer, const WdSession *self)
+{
+	int			n = 0;
+
+	for (int i = 0; i < nsessions; i++)
+	{
+		WdSession  *o = sessions[i];
+
+		if (o != NULL && o != self && o->state == WD_SESS_UP &&
+			wd_addr_same_host(&o->peer, peer))
+			n++;
+	}
+	return n;
+}
 
 /* ---- the shared session table ---- */
 
 static int
-wd_register(WdSession *s, TimestampTz now, bool authenticated)
+wd_register(WdSession *s, bool authenticated)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	int			slot = -1;
 
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
@@ -370,33 +298,36 @@ static void
 wd_update_stats(WdSession *s, bool received, bool sent)
 {
 	WdSessionStat *st;
+	TimestampTz now;
 
 	if (s->slot < 0)
 		return;
+	now = GetCurrentTimestamp();
 	st = &wd_shared->sessions[s->slot];
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
 	if (received)
 	{
-		st->last_received = s->last_received;
+		st->last_received = now;
 		st->frames_received++;
 	}
 	if (sent)
 	{
-		st->last_sent = GetCurrentTimestamp();
+		st->last_sent = now;
 		st->beats_sent++;
 	}
 	LWLockRelease(wd_shared->lock);
 }
 
-/* Free the slot and queue the address for the terminator. */
+/* Free the slot and, if "terminate", queue the address for the terminator. */
 static void
-wd_unregister_lost(WdSession *s, TimestampTz now)
+wd_unregister_lost(WdSession *s, bool terminate)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	Latch	   *latch;
 
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
 	memset(&wd_shared->sessions[s->slot], 0, sizeof(WdSessionStat));
-	if (wd_shared->loss_tail - wd_shared->loss_head <
+	if (terminate && wd_shared->loss_tail - wd_shared->loss_head <
 		(uint64) wd_shared->loss_capacity)
 	{
 		WdLoss	   *loss = &WdLosses(wd_shared)[wd_shared->loss_tail %
@@ -406,10 +337,10 @@ wd_unregister_lost(WdSession *s, TimestampTz now)
 		loss->detected_at = now;
 		wd_shared->loss_tail++;
 	}
-	else
+	else if (terminate)
 		wd_shared->losses_dropped++;
 	wd_shared->sessions_lost++;
-	latch = wd_shared->terminator_latch;
+	latch = terminate ? wd_shared->terminator_latch : NULL;
 	LWLockRelease(wd_shared->lock);
 	s->slot = -1;
 	if (latch != NULL)
@@ -543,11 +474,38 @@ wd_lose_kind(WdSession *s, const char *why, const char *kind)
 {
 	if (s->state == WD_SESS_UP)
 	{
-		ereport(LOG,
-				(errmsg("watchdog: lost heartbeat session with conmgr at %s: %s",
-						peer_str(s), why),
-				 errdetail("SQL sessions from this host will be terminated.")));
-		wd_unregister_lost(s, GetCurrentTimestamp());
+		/*
+		 * An address with other registered sessions is shared (two conmgrs
+		 * on one host, NAT, loopback), and its host has not lost its path
+		 * to this server: its SQL sessions are left alone until the last
+		 * of them is lost.
+		 */
+		int			others = wd_host_sessions(&s->peer, s);
+		uint64		suppressed;
+
+		if (wd_log_allowed(&sessionlog, &s->peer, wd_log_kind(kind),
+						   wd_mono_now(), &suppressed))
+		{
+			char		detail[256];
+			char		held[96] = "";
+
+			if (suppressed > 0)
+				snprintf(held, sizeof(held),
+						 " %llu similar messages about this address were not logged.",
+						 (unsigned long long) suppressed);
+			if (others > 0)
+				snprintf(detail, sizeof(detail),
+						 "SQL sessions from this host are not terminated: %d other heartbeat sessions from this address are registered.%s",
+						 others, held);
+			else
+				snprintf(detail, sizeof(detail),
+						 "SQL sessions from this host will be terminated.%s", held);
+			ereport(LOG,
+					(errmsg("watchdog: lost heartbeat session with conmgr at %s: %s",
+							peer_str(s), why),
+					 errdetail("%s", detail)));
+		}
+		wd_unregister_lost(s, others == 0);
 	}
 	else
 		wd_log_noise(&s->peer, kind,
@@ -562,7 +520,7 @@ wd_auth_failed(WdSession *s, const char *why)
 {
 	uint64		suppressed;
 
-	if (wd_log_allowed(&authlog, &s->peer, 0, &suppressed))
+	if (wd_log_allowed(&authlog, &s->peer, 0, wd_mono_now(), &suppressed))
 		ereport(LOG,
 				(errmsg("watchdog: authentication of conmgr at %s failed: %s",
 						peer_str(s), why),
@@ -573,14 +531,36 @@ wd_auth_failed(WdSession *s, const char *why)
 	wd_close(s);
 }
 
+/*
+ * Refuse the session if its address has watchdog.max_sessions_per_address
+ * registered already; true if it was refused (and closed).
+ */
+static bool
+wd_refuse_over_host_cap(WdSession *s)
+{
+	if (wd_max_sessions_per_address == 0 ||
+		wd_host_sessions(&s->peer, s) < wd_max_sessions_per_address)
+		return false;
+	wd_log_noise(&s->peer, "too many sessions from this address",
+				 "watchdog: refusing conmgr at %s: %d heartbeat sessions from this address are registered (watchdog.max_sessions_per_address)",
+				 peer_str(s), wd_max_sessions_per_address);
+	wd_send_error(s, CMPROTO_ERR_TOO_MANY,
+				  "too many heartbeat sessions from this address");
+	wd_close(s);
+	return true;
+}
+
 /* Register the session and send HB_WELCOME. */
 static void
 wd_welcome(WdSession *s, bool authenticated)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	WdMono		now = wd_mono_now();
 	cmproto_msg msg;
 
-	s->slot = wd_register(s, now, authenticated);
+	/* Sessions from this address may have registered since its HB_HELLO. */
+	if (wd_refuse_over_host_cap(s))
+		return;
+	s->slot = wd_register(s, authenticated);
 	if (s->slot < 0)
 	{
 		/* Cannot happen: nregistered was checked against the slots. */
@@ -590,7 +570,7 @@ wd_welcome(WdSession *s, bool authenticated)
 	}
 	wd_set_state(s, WD_SESS_UP);
 	s->last_received = now;
-	s->next_send = now + (TimestampTz) s->interval * USECS_PER_SEC;
+	s->next_send = now + (WdMono) s->interval * USECS_PER_SEC;
 
 	memset(&msg, 0, sizeof(msg));
 	msg.type = CMPROTO_HB_WELCOME;
@@ -601,10 +581,10 @@ wd_welcome(WdSession *s, bool authenticated)
 	msg.u.hb_welcome.system_identifier = GetSystemIdentifier();
 	if (!wd_send(s, &msg))
 		return;
-	ereport(LOG,
-			(errmsg("watchdog: conmgr at %s registered (heartbeat_interval %d s, heartbeat_timeout %d s%s)",
-					peer_str(s), s->interval, s->timeout,
-					authenticated ? ", authenticated" : "")));
+	wd_log_limited(&sessionlog, &s->peer, "registered",
+				   "watchdog: conmgr at %s registered (heartbeat_interval %d s, heartbeat_timeout %d s%s)",
+				   peer_str(s), s->interval, s->timeout,
+				   authenticated ? ", authenticated" : "");
 }
 
 static void
@@ -626,6 +606,24 @@ wd_handle_hello(WdSession *s, const cmproto_msg *msg)
 		wd_close(s);
 		return;
 	}
+	if (msg->u.hb_hello.interval > CMPROTO_HB_INTERVAL_MAX ||
+		msg->u.hb_hello.timeout > CMPROTO_HB_TIMEOUT_MAX)
+	{
+		char		why[128];
+
+		if (msg->u.hb_hello.interval > CMPROTO_HB_INTERVAL_MAX)
+			snprintf(why, sizeof(why),
+					 "heartbeat_interval %u s is out of range (1 to %d s)",
+					 msg->u.hb_hello.interval, CMPROTO_HB_INTERVAL_MAX);
+		else
+			snprintf(why, sizeof(why),
+					 "heartbeat_timeout %u s is out of range (1 to %d s)",
+					 msg->u.hb_hello.timeout, CMPROTO_HB_TIMEOUT_MAX);
+		wd_send_error(s, CMPROTO_ERR_PROTOCOL, why);
+		if (s->state != WD_SESS_FREE)
+			wd_lose_kind(s, why, "heartbeat timings out of range");
+		return;
+	}
 	if (nregistered >= wd_shared->max_sessions)
 	{
 		/* Before authentication: anyone can cause this line. */
@@ -636,6 +634,8 @@ wd_handle_hello(WdSession *s, const cmproto_msg *msg)
 		wd_close(s);
 		return;
 	}
+	if (wd_refuse_over_host_cap(s))
+		return;
 
 	s->version = (uint16) version;
 	s->interval = (int32) msg->u.hb_hello.interval;
@@ -786,12 +786,32 @@ wd_read(WdSession *s)
 			return;
 		}
 		s->inlen += n;
-		s->last_received = GetCurrentTimestamp();
+		s->last_received = wd_mono_now();
 		wd_process_input(s);
 	}
 }
 
 /* ---- accepting ---- */
+
+/*
+ * Tell a connection that is refused before it has a session why, as far
+ * as one non-blocking send goes.
+ */
+static void
+wd_refuse_fd(int fd, int code, const char *message)
+{
+	cmproto_msg msg;
+	uint8		buf[CMPROTO_MAX_MSG];
+	int			n;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.type = CMPROTO_ERROR;
+	msg.u.error.code = code;
+	strlcpy(msg.u.error.message, message, sizeof(msg.u.error.message));
+	n = cmproto_encode(&msg, buf, sizeof(buf));
+	if (n > 0)
+		(void) send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
 
 /*
  * A new session entry, or NULL when every entry is taken or memory is
@@ -893,10 +913,16 @@ wd_evict_pending(const WdAddr *peer)
 	wd_release(victim->idx);
 }
 
+/*
+ * Take at most WD_ACCEPT_BATCH connections a wake-up: the listen socket
+ * stays readable, so the rest are taken on the next pass of the loop,
+ * after the timers (and the registered sessions' beats) have had their
+ * turn.
+ */
 static void
 wd_accept(int lfd)
 {
-	for (;;)
+	for (int taken = 0; taken < WD_ACCEPT_BATCH; taken++)
 	{
 		struct sockaddr_storage ss;
 		socklen_t	sslen = sizeof(ss);
@@ -941,6 +967,18 @@ wd_accept(int lfd)
 			close(fd);
 			continue;
 		}
+		if (!wd_address_allowed(&peer))
+		{
+			char		host[INET6_ADDRSTRLEN];
+
+			wd_log_noise(&peer, "address not allowed",
+						 "watchdog: refusing connection from %s: not in watchdog.allowed_addresses",
+						 wd_addr_to_string(&peer, host, sizeof(host)));
+			wd_refuse_fd(fd, CMPROTO_ERR_AUTH,
+						 "address not allowed by watchdog.allowed_addresses");
+			close(fd);
+			continue;
+		}
 		if (npending >= WD_MAX_PENDING)
 			wd_evict_pending(&peer);
 		s = wd_new_session();
@@ -972,7 +1010,7 @@ wd_accept(int lfd)
 
 		s->fd = fd;
 		s->peer = peer;
-		s->accepted_at = GetCurrentTimestamp();
+		s->accepted_at = wd_mono_now();
 		s->last_received = s->accepted_at;
 		wd_set_state(s, WD_SESS_HELLO);
 	}
@@ -981,13 +1019,13 @@ wd_accept(int lfd)
 /* ---- timers ---- */
 
 static void
-wd_check_attrs(TimestampTz now)
+wd_check_attrs(WdMono now)
 {
 	uint32		attrs;
 
 	if (now < next_attr_check)
 		return;
-	next_attr_check = now + (TimestampTz) wd_check_attr_interval * 1000;
+	next_attr_check = now + (WdMono) wd_check_attr_interval * 1000;
 
 	attrs = wd_current_attrs();
 	if (attrs == cur_attrs)
@@ -1016,69 +1054,80 @@ wd_check_attrs(TimestampTz now)
 	}
 }
 
-/* Run every due timer; returns the time of the next one. */
-static TimestampTz
+/* When a session's silence or its handshake ends it. */
+static WdMono
+wd_deadline(const WdSession *s)
+{
+	if (s->state == WD_SESS_UP)
+		return s->last_received + (WdMono) s->timeout * USECS_PER_SEC;
+	return s->accepted_at + (WdMono) WD_HANDSHAKE_TIMEOUT_MS * 1000;
+}
+
+/* Run every due timer; returns the monotonic time of the next one. */
+static WdMono
 wd_run_timers(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz next;
+	WdMono		now = wd_mono_now();
+	WdMono		next;
 
 	wd_check_attrs(now);
 	next = next_attr_check;
 	wd_log_window(&noiselog, now);
 	wd_log_window(&authlog, now);
+	wd_log_window(&sessionlog, now);
 
 	for (int i = 0; i < nsessions; i++)
 	{
 		WdSession  *s = sessions[i];
-		TimestampTz deadline;
+		WdMono		deadline;
 
-		if (s == NULL)
+		if (s == NULL || s->state == WD_SESS_FREE)
 			continue;
-		switch (s->state)
+		if (now >= wd_deadline(s))
 		{
-			case WD_SESS_FREE:
+			/*
+			 * Read what is waiting first: this process may have been busy
+			 * or descheduled, or its batch of events may not have reached
+			 * this session yet, and a frame that arrived in time is a sign
+			 * of life even when it is read late.
+			 */
+			wd_read(s);
+			if (s->state == WD_SESS_FREE)
+			{
+				wd_release(i);
 				continue;
-			case WD_SESS_HELLO:
-			case WD_SESS_AUTH:
-				deadline = s->accepted_at +
-					(TimestampTz) WD_HANDSHAKE_TIMEOUT_MS * 1000;
-				if (now >= deadline)
-				{
-					wd_lose(s, "handshake not completed in time");
-					wd_release(i);
-					continue;
-				}
-				next = Min(next, deadline);
-				break;
-			case WD_SESS_UP:
-				deadline = s->last_received +
-					(TimestampTz) s->timeout * USECS_PER_SEC;
-				if (now >= deadline)
-				{
-					char		why[64];
-
-					snprintf(why, sizeof(why),
-							 "nothing received for %d s (heartbeat_timeout)",
-							 s->timeout);
-					wd_lose(s, why);
-					wd_release(i);
-					continue;
-				}
-				if (now >= s->next_send - WD_SEND_SLACK_US)
-				{
-					s->next_send += (TimestampTz) s->interval * USECS_PER_SEC;
-					if (s->next_send <= now)
-						s->next_send = now + (TimestampTz) s->interval * USECS_PER_SEC;
-					if (!wd_send_beat(s))
-					{
-						wd_release(i);
-						continue;
-					}
-				}
-				next = Min(next, Min(deadline, s->next_send));
-				break;
+			}
 		}
+		deadline = wd_deadline(s);
+		if (now >= deadline)
+		{
+			char		why[64];
+
+			if (s->state == WD_SESS_UP)
+				snprintf(why, sizeof(why),
+						 "nothing received for %d s (heartbeat_timeout)",
+						 s->timeout);
+			else
+				strlcpy(why, "handshake not completed in time", sizeof(why));
+			wd_lose(s, why);
+			wd_release(i);
+			continue;
+		}
+		next = Min(next, deadline);
+		if (s->state != WD_SESS_UP)
+			continue;
+		if (now >= s->next_send - WD_SEND_SLACK_US)
+		{
+			s->next_send += (WdMono) s->interval * USECS_PER_SEC;
+			if (s->next_send <= now)
+				s->next_send = now + (WdMono) s->interval * USECS_PER_SEC;
+			if (!wd_send_beat(s))
+			{
+				wd_release(i);
+				continue;
+			}
+		}
+		next = Min(next, s->next_send);
 	}
 	return next;
 }
@@ -1223,6 +1272,30 @@ wd_open_listeners(void)
 						wd_listen_addresses, wd_port)));
 }
 
+/*
+ * The start-up line: the limits, and who may register.  It says so when
+ * nothing but reaching the port is needed.
+ */
+static void
+wd_log_startup(void)
+{
+	char		cap[64];
+
+	if (wd_max_sessions_per_address > 0)
+		snprintf(cap, sizeof(cap), "%d per address", wd_max_sessions_per_address);
+	else
+		strlcpy(cap, "no limit per address", sizeof(cap));
+	ereport(LOG,
+			(errmsg("watchdog: listening on port %d for conmgr heartbeats (%d sessions at most, %s; %s)",
+					wd_port, wd_shared->max_sessions, cap,
+					auth_key_len > 0 ?
+					(wd_anyone_allowed() ? "key required, from any address" :
+					 "key required, from watchdog.allowed_addresses only") :
+					(wd_anyone_allowed() ?
+					 "no key and no watchdog.allowed_addresses: any host that reaches this port may register" :
+					 "no key, from watchdog.allowed_addresses only"))));
+}
+
 void
 watchdog_main(Datum arg)
 {
@@ -1265,21 +1338,21 @@ watchdog_main(Datum arg)
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epfd, NULL, NULL);
 
-	ereport(LOG,
-			(errmsg("watchdog: listening on port %d for conmgr heartbeats (%d sessions at most%s)",
-					wd_port, wd_shared->max_sessions,
-					auth_key_len > 0 ? ", key required" : ", no key: any host may register")));
+	wd_log_startup();
 
 	for (;;)
 	{
 		WaitEvent	events[3];
 		struct epoll_event evs[WD_EPOLL_BATCH];
-		TimestampTz next;
+		WdMono		next;
+		WdMono		now;
 		long		timeout;
 		int			n;
 
 		next = wd_run_timers();
-		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next);
+		now = wd_mono_now();
+		/* rounded up: waking a little early would only loop again */
+		timeout = next <= now ? 0 : (long) Min((next - now + 999) / 1000, INT_MAX);
 
 		n = WaitEventSetWait(wes, timeout, events, lengthof(events),
 							 PG_WAIT_EXTENSION);
@@ -1291,10 +1364,18 @@ watchdog_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
+			char	   *allowed = pstrdup(wd_allowed_addresses);
+			int			cap = wd_max_sessions_per_address;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			/* default_transaction_read_only may have changed: look now. */
 			next_attr_check = 0;
+			/* Registered sessions stay; new ones meet the new settings. */
+			if (strcmp(allowed, wd_allowed_addresses) != 0 ||
+				cap != wd_max_sessions_per_address)
+				wd_log_startup();
+			pfree(allowed);
 		}
 
 		n = epoll_wait(epfd, evs, lengthof(evs), 0);

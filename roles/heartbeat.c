@@ -72,6 +72,7 @@ typedef struct hb
 	uint32_t	seq;
 	uint32_t	attrs;
 	bool		was_up;
+	bool		watchdog_proved;	/* this attempt's HB_CHALLENGE proved the key */
 	uint8_t		nonce_c[CMPROTO_NONCE_LEN];
 	size_t		inlen;
 	uint8_t		inbuf[CMPROTO_MAX_MSG];
@@ -248,6 +249,7 @@ hb_send_hello(hb *h)
 		cm_fatal(ROLE_EXIT_RESTART, "could not read /dev/urandom: %s", strerror(errno));
 	close(r);
 	memcpy(m.u.hb_hello.nonce, h->nonce_c, CMPROTO_NONCE_LEN);
+	h->watchdog_proved = false;
 	if (hb_send(h, &m))
 		hb_set_state(h, HB_HANDSHAKE);
 }
@@ -264,6 +266,15 @@ hb_handle(hb *h, const cmproto_msg *m)
 		case CMPROTO_HB_CHALLENGE:
 			if (h->state != HB_HANDSHAKE)
 				break;
+			if (h->watchdog_proved)
+			{
+				/* One proof per session: conmgr signs no second nonce. */
+				hb_send_error(h, CMPROTO_ERR_PROTOCOL, "unexpected second HB_CHALLENGE");
+				if (h->fd >= 0)
+					hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+							"protocol violation: a second HB_CHALLENGE");
+				return;
+			}
 			if (h->ctx->keylen == 0)
 			{
 				hb_send_error(h, CMPROTO_ERR_AUTH, "conmgr has no key");
@@ -286,6 +297,7 @@ hb_handle(hb *h, const cmproto_msg *m)
 								"authentication failed: the watchdog does not hold conmgr's key");
 					return;
 				}
+				h->watchdog_proved = true;
 				memset(&reply, 0, sizeof(reply));
 				reply.type = CMPROTO_HB_AUTH;
 				cmproto_hb_proof(h->ctx->key, h->ctx->keylen, CMPROTO_AUTH_LABEL_CONMGR,
@@ -296,12 +308,17 @@ hb_handle(hb *h, const cmproto_msg *m)
 		case CMPROTO_HB_WELCOME:
 			if (h->state != HB_HANDSHAKE)
 				break;
-			if (h->ctx->keylen > 0 &&
-				(m->u.hb_welcome.flags & CMPROTO_HB_AUTHENTICATED) == 0)
+			/*
+			 * With a key, only the proof conmgr checked itself counts: the
+			 * WELCOME's flag is the peer's word, and any peer can set it.
+			 */
+			if (h->ctx->keylen > 0 && !h->watchdog_proved)
 			{
 				hb_send_error(h, CMPROTO_ERR_AUTH, "authentication required");
 				if (h->fd >= 0)
 					hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+							(m->u.hb_welcome.flags & CMPROTO_HB_AUTHENTICATED) != 0 ?
+							"authentication failed: the watchdog claimed authentication without proving the key" :
 							"authentication failed: the watchdog has no key, and conmgr requires one");
 				return;
 			}

@@ -31,7 +31,23 @@ ALTER SYSTEM SET watchdog.port = 0;
 ALTER SYSTEM SET watchdog.port = 65536;
 ALTER SYSTEM SET watchdog.max_heartbeat_connections = -2;
 ALTER SYSTEM SET watchdog.max_heartbeat_connections = 1073741824;
+ALTER SYSTEM SET watchdog.max_sessions_per_address = -1;
 ALTER SYSTEM SET watchdog.no_such_setting = 1;
+
+-- watchdog.allowed_addresses: IPv4 and IPv6 networks, each checked.
+SHOW watchdog.max_sessions_per_address;
+SHOW watchdog.allowed_addresses;
+ALTER SYSTEM SET watchdog.allowed_addresses = '10.0.0.0/8, 192.168.1.7, fd00::/8, ::1';
+ALTER SYSTEM SET watchdog.allowed_addresses = '';
+ALTER SYSTEM SET watchdog.allowed_addresses = '10.0.0.0/33';
+ALTER SYSTEM SET watchdog.allowed_addresses = '::1/129';
+ALTER SYSTEM SET watchdog.allowed_addresses = '10.0.0.0/';
+ALTER SYSTEM SET watchdog.allowed_addresses = '10.0.0.0/8x';
+ALTER SYSTEM SET watchdog.allowed_addresses = '10.0.0.0/-1';
+ALTER SYSTEM SET watchdog.allowed_addresses = '127.0.0.1, db.example.com';
+ALTER SYSTEM SET watchdog.allowed_addresses = '10.0.0.0/8,,10.1.0.0/16';
+ALTER SYSTEM SET watchdog.allowed_addresses = '"10.0.0.0/8';
+SET watchdog.allowed_addresses = '127.0.0.1';
 SET watchdog.check_attr_interval = 500;
 SET watchdog.port = 1234;
 ALTER SYSTEM RESET ALL;

@@ -840,7 +840,8 @@ if ($only{7} || $only{9})
 	$wnode = PostgreSQL::Test::Cluster->new('wd');
 	$wnode->init;
 	$wnode->append_conf('postgresql.conf', watchdog_conf($wport,
-		"watchdog.max_heartbeat_connections = $R{wd_sessions}\n"));
+		"watchdog.max_heartbeat_connections = $R{wd_sessions}\n"
+		  . "watchdog.max_sessions_per_address = 0\n"));
 	$wnode->start;
 	$wnode->safe_psql('postgres', 'CREATE EXTENSION watchdog');
 }

@@ -28,7 +28,7 @@ use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
   wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid
-  cm_confdir fake_listener cm_status app_connects);
+  cm_confdir fake_listener cm_status app_connects watchdog_node read_whole_frame);
 
 # A test that dies leaves the conmgrs it started running (an IPC::Run
 # harness is not stopped at exit, and a conmgr outlives its parent); stop
@@ -258,6 +258,64 @@ watchdog.check_attr_interval = 200
 		$node{$k}->start;
 	}
 	return (\%node, \%wd);
+}
+
+=pod
+
+=head2 watchdog_node($name, $conf)
+
+A started server with the watchdog preloaded, PostgreSQL and the watchdog
+listening on 127.0.0.1, trust for 127.0.0.0/8, CREATE EXTENSION done;
+$conf is added to postgresql.conf before the start.  Returns the node and
+its watchdog port.
+
+=cut
+
+sub watchdog_node
+{
+	my ($name, $conf) = @_;
+	require PostgreSQL::Test::Cluster;
+	my $wdport = PostgreSQL::Test::Cluster::get_free_port();
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'watchdog'
+listen_addresses = '127.0.0.1'
+watchdog.port = $wdport
+watchdog.listen_addresses = '127.0.0.1'
+} . ($conf // ''));
+	$node->append_conf('pg_hba.conf', "host all all 127.0.0.0/8 trust\n");
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION watchdog');
+	return ($node, $wdport);
+}
+
+=pod
+
+=head2 read_whole_frame($sock, $secs)
+
+One whole protocol frame (docs/protocol.md, section 1) read from $sock,
+blocking: what arrived before end of file if the peer closed first ('' if
+nothing did), undef if none came within $secs (default 5).
+
+=cut
+
+sub read_whole_frame
+{
+	my ($s, $secs) = @_;
+	my $got = '';
+	my $ok = eval {
+		local $SIG{ALRM} = sub { die "timeout\n" };
+		alarm($secs // 5);
+		while (length($got) < 4 || length($got) < unpack('n', substr($got, 2, 2)))
+		{
+			last unless sysread($s, $got, 512, length $got);
+		}
+		alarm 0;
+		1;
+	};
+	alarm 0;
+	return $ok ? $got : undef;
 }
 
 # Poll $cond every 20 ms for up to $secs; returns the time it became true.

@@ -321,7 +321,7 @@ ok(wait_until(sub { view_hosts() eq '127.0.0.1:t' }, 15), 'conmgr registers, aut
 	$node->append_conf('postgresql.conf', "watchdog.auth_key_file = ''\n");
 	my $offset = -s $node->logfile;
 	$node->restart;
-	ok($node->wait_for_log(qr/watchdog: listening on port $wdport for conmgr heartbeats \(\d+ sessions at most, no key: any host may register\)/, $offset),
+	ok($node->wait_for_log(qr/watchdog: listening on port $wdport for conmgr heartbeats \(\d+ sessions at most, \d+ per address; no key and no watchdog\.allowed_addresses: any host that reaches this port may register\)/, $offset),
 		'without a key the server log says any host may register');
 	my $victim = raw_pg_session('127.0.0.2', $node->port, 'bystander');
 	my $c = hb_start(port => $wdport, bind => '127.0.0.2', interval => 1, timeout => 3);
