@@ -86,6 +86,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "cmlog.h"
 #include "cmproto.h"
 #include "cmsha256.h"
 #include "watchdog.h"
@@ -686,13 +687,15 @@ wd_handle_auth(WdSession *s, const cmproto_msg *msg)
 static bool
 wd_handle(WdSession *s, const cmproto_msg *msg)
 {
-	char		why[CMPROTO_ERRMSG_MAX + 64];
+	/* A peer's text goes into the log escaped: one record, one line. */
+	char		text[4 * CMPROTO_ERRMSG_MAX + 1];
+	char		why[sizeof(text) + 64];
 
 	if (msg->type == CMPROTO_ERROR)
 	{
+		cmlog_escape(text, sizeof(text), msg->u.error.message);
 		snprintf(why, sizeof(why), "conmgr reported: %s: %s",
-				 cmproto_error_code_name(msg->u.error.code),
-				 msg->u.error.message);
+				 cmproto_error_code_name(msg->u.error.code), text);
 		if (s->state == WD_SESS_AUTH && msg->u.error.code == CMPROTO_ERR_AUTH)
 		{
 			wd_auth_failed(s, "conmgr rejected the watchdog's proof or has no key");
