@@ -28,7 +28,8 @@ use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
   wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid
-  cm_confdir fake_listener cm_status app_connects watchdog_node read_whole_frame);
+  cm_confdir fake_listener cm_status app_connects watchdog_node read_whole_frame
+  faketime_env set_fake_offset watchdog_workers_restart);
 
 # A test that dies leaves the conmgrs it started running (an IPC::Run
 # harness is not stopped at exit, and a conmgr outlives its parent); stop
@@ -288,6 +289,67 @@ watchdog.listen_addresses = '127.0.0.1'
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION watchdog');
 	return ($node, $wdport);
+}
+
+=pod
+
+=head2 faketime_env($file), set_fake_offset($file, $secs)
+
+The environment that runs a program under libfaketime (Debian's
+faketime) with its wall clock $secs off the real one, as set_fake_offset
+last wrote into $file (re-read on every call; CLOCK_MONOTONIC is left
+alone), as a list of NAME=VALUE for env(1); %ENV takes it as a hash.
+set_fake_offset writes the file whole (rename), so that no read finds it
+half written.
+
+=cut
+
+sub faketime_env
+{
+	my ($file) = @_;
+	my ($lib) = glob('/usr/lib/*/faketime/libfaketime.so.1');
+	die "libfaketime is not installed (tools/install-deps test)\n" unless defined $lib;
+	return ("LD_PRELOAD=$lib", "FAKETIME_TIMESTAMP_FILE=$file",
+		'FAKETIME_NO_CACHE=1', 'FAKETIME_DONT_FAKE_MONOTONIC=1');
+}
+
+sub set_fake_offset
+{
+	my ($file, $secs) = @_;
+	open(my $f, '>', "$file.new") or die "$file.new: $!";
+	printf $f "%+d\n", $secs;
+	close $f or die "$file.new: $!";
+	rename("$file.new", $file) or die "rename $file: $!";
+}
+
+=pod
+
+=head2 watchdog_workers_restart($node, $wdport)
+
+Ends the watchdog's two workers once and waits until the postmaster has
+started them again and the watchdog listens on $wdport.  A server started
+under libfaketime needs it: libfaketime does not fake the clock while a
+process is inside select(), and a child forked from a signal handler at
+that moment keeps that state for good, which is how the postmaster starts
+the workers at first; it restarts them from its main loop.
+
+=cut
+
+sub watchdog_workers_restart
+{
+	my ($node, $wdport) = @_;
+	my $pid = sub {
+		$node->safe_psql('postgres',
+			"SELECT pid FROM pg_stat_activity WHERE backend_type = '$_[0]'");
+	};
+	for my $type ('watchdog', 'watchdog terminator')
+	{
+		my $old = $pid->($type);
+		kill('TERM', $old) or die "could not stop the $type worker: $!";
+		wait_until(sub { my $p = $pid->($type); $p ne '' && $p ne $old }, 20)
+		  or die "the $type worker was not restarted\n";
+	}
+	$node->wait_for_log(qr/watchdog: listening on port $wdport /);
 }
 
 =pod

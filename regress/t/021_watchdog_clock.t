@@ -23,10 +23,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my ($faketime) = glob('/usr/lib/*/faketime/libfaketime.so.1');
-die "libfaketime is not installed (tools/install-deps test)\n"
-  unless defined $faketime;
-
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my $stampfile = "$dir/faketime";
 my $key = 'correct-horse-battery-staple';
@@ -35,22 +31,12 @@ PostgreSQL::Test::Utils::append_to_file($keyfile, "$key\n");
 chmod 0600, $keyfile;
 
 # The offset the server's wall clock has from the real one, in seconds.
-sub set_offset
-{
-	my ($secs) = @_;
-	open(my $f, '>', "$stampfile.new") or die "$stampfile.new: $!";
-	printf $f "%+d\n", $secs;
-	close $f;
-	rename("$stampfile.new", $stampfile) or die "rename: $!";
-}
+sub set_offset { set_fake_offset($stampfile, @_) }
 set_offset(0);
 
 my ($node, $wdport);
 {
-	local $ENV{LD_PRELOAD} = $faketime;
-	local $ENV{FAKETIME_TIMESTAMP_FILE} = $stampfile;
-	local $ENV{FAKETIME_NO_CACHE} = '1';
-	local $ENV{FAKETIME_DONT_FAKE_MONOTONIC} = '1';
+	local %ENV = (%ENV, map { split /=/, $_, 2 } faketime_env($stampfile));
 	($node, $wdport) = watchdog_node('clock', qq{
 watchdog.auth_key_file = '$keyfile'
 watchdog.max_heartbeat_connections = 200
@@ -58,26 +44,15 @@ watchdog.max_heartbeat_connections = 200
 }
 my $pgport = $node->port;
 
-# libfaketime does not fake the clock while the process is inside select(),
-# and a child forked from a signal handler at that moment inherits that
-# state for good: the postmaster starts the watchdog's workers from its
-# signal handler.  Workers restarted after their bgw_restart_time are
-# started from the postmaster's main loop, so both are ended once here;
-# the view shows below that the watchdog's wall clock does follow the file.
+# The workers as libfaketime can fake them (CmTest); the view shows below
+# that the watchdog's wall clock does follow the file.
+watchdog_workers_restart($node, $wdport);
 sub worker_pid
 {
 	my ($type) = @_;
 	return $node->safe_psql('postgres',
 		"SELECT pid FROM pg_stat_activity WHERE backend_type = '$type'");
 }
-for my $type ('watchdog', 'watchdog terminator')
-{
-	my $old = worker_pid($type);
-	kill 'TERM', $old or die "could not stop the $type worker: $!";
-	ok(wait_until(sub { my $p = worker_pid($type); $p ne '' && $p ne $old }, 20),
-		"the $type worker was restarted");
-}
-$node->wait_for_log(qr/watchdog: listening on port $wdport /);
 
 # The server's wall clock minus the real one, in seconds.
 sub server_offset

@@ -1,6 +1,7 @@
-# Test that a step of the wall clock changes nothing in conmgr: conmgr
-# runs under libfaketime (FAKETIME_TIMESTAMP_FILE, re-read on every call;
-# CLOCK_MONOTONIC left alone), whose offset the test rewrites: +10 min,
+# Test that a step of the wall clock changes nothing in conmgr and in the
+# watchdog: conmgr and the server run under libfaketime
+# (FAKETIME_TIMESTAMP_FILE, re-read on every call; CLOCK_MONOTONIC left
+# alone), both from the one file whose offset the test rewrites: +10 min,
 # back to 0 (-10 min), -10 min, back to 0 (+10 min).  Around each step,
 # sessions in every phase: libpq-cm applications attached to the instance
 # with a query running and raw attached sessions (all through the test),
@@ -8,9 +9,11 @@
 # and ATTACHED (each across its step), and silent connections, which
 # the listener must close 10 s after they connected, neither sooner nor
 # later.  Each step is checked to have moved the listener's
-# CLOCK_REALTIME (cm_ctl status's since= of a new session).  Asserted: no
-# session is closed or told its instance is down, no application gets an
-# error, new applications connect, the heartbeat never goes down; then a
+# CLOCK_REALTIME (cm_ctl status's since= of a new session) and the
+# server's (clock_timestamp()).  Asserted: no session is closed or told its
+# instance is down, no application gets an error, new applications
+# connect, the heartbeat never goes down on either side and the terminator
+# ends nothing; then a
 # real loss (the instance stopped with SIGSTOP) reaches every attached
 # application within heartbeat_timeout.
 use strict;
@@ -25,18 +28,27 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $libfaketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
-die "$libfaketime is missing: install the Debian package faketime (tools/install-deps test)\n"
-  unless -f $libfaketime;
-
 my $top = cm_top();
 my $cmapp = "$top/build/regress/tools/cmapp";
 my $resolve = "$top/build/regress/tools/cmresolve";
 my ($hb_interval, $hb_timeout) = (1, 3);
 my $handshake_secs = 10;    # LSN_HANDSHAKE_SECS
 
-my ($nodes, $wd) = watchdog_cluster(p => 'clock');
+# The fake clock's offset, one file for conmgr and the server.
+my $rc = PostgreSQL::Test::Utils::tempdir() . '/faketime.rc';
+sub set_offset { set_fake_offset($rc, @_) }
+set_offset(0);
+my @faketime = faketime_env($rc);
+
+my ($nodes, $wd);
+{
+	local %ENV = (%ENV, map { split /=/, $_, 2 } @faketime);
+	($nodes, $wd) = watchdog_cluster(p => 'clock');
+}
 my ($node, $wdport) = ($nodes->{p}, $wd->{p});
+watchdog_workers_restart($node, $wdport);
+$node->safe_psql('postgres', 'CREATE EXTENSION watchdog');
+my $server_log_from = -s $node->logfile;
 
 my $cmport = PostgreSQL::Test::Cluster::get_free_port();
 my $cmdata = cm_confdir(qq{
@@ -51,31 +63,25 @@ attach_timeout = 30
 log_min_messages = LOG
 });
 
-# The fake clock's offset, rewritten whole (rename) so that no read finds
-# the file half written.
-my $rc = "$cmdata/faketime.rc";
-sub set_offset
-{
-	my ($secs) = @_;
-	open my $f, '>', "$rc.new" or die "$rc.new: $!";
-	printf $f "%+d\n", $secs;
-	close $f;
-	rename "$rc.new", $rc or die "rename $rc: $!";
-}
-set_offset(0);
-my @preload = ($libfaketime);
-unshift @preload, CmTest::asan_runtime() if sanitized();
+my ($preload) = map { /^LD_PRELOAD=(.*)/ ? $1 : () } @faketime;
+$preload = CmTest::asan_runtime() . ":$preload" if sanitized();
 my ($cm_out, $cm_err) = ('', '');
 my $cm = IPC::Run::start(
-	[ 'env', 'LD_PRELOAD=' . join(':', @preload), "FAKETIME_TIMESTAMP_FILE=$rc",
-		'FAKETIME_NO_CACHE=1', 'FAKETIME_DONT_FAKE_MONOTONIC=1',
-		"$top/build/bin/conmgr", '-D', $cmdata ],
+	[ 'env', @faketime, "LD_PRELOAD=$preload", "$top/build/bin/conmgr", '-D', $cmdata ],
 	'<', \undef, '>', \$cm_out, '2>', \$cm_err);
 my @procs;
 # CmTest's END stops conmgr; this one the test's other programs.
 END
 {
 	eval { $_->kill_kill if $_->pumpable; } for @procs;
+}
+
+# The server's wall clock minus ours, in seconds.
+sub server_offset
+{
+	my $t0 = time();
+	my $now = $node->safe_psql('postgres', 'SELECT extract(epoch FROM clock_timestamp())');
+	return $now - ($t0 + time()) / 2;
 }
 
 my $conninfo = "host=127.0.0.1 port=$cmport dbname=postgres target_session_attrs=any";
@@ -120,11 +126,11 @@ sub listener_offset
 
 # For the whole test: libpq-cm applications blocked in a query on the
 # instance, and raw attached sessions.
-my @blocked = map { start_proc($cmapp, 'block', $conninfo, 'SELECT pg_sleep(600)') } 1 .. 8;
+my @blocked = map { start_proc($cmapp, 'block', $conninfo, 'SELECT pg_sleep(3600)') } 1 .. 8;
 my @attached = map { start_proc($resolve, '-p', $cmport, '-t', 'any', '-a', '-w', 600) } 1 .. 8;
 ok(wait_until(sub {
 	$node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'") == 8 }, 30),
+		"SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'") == 8 }, 30),
 	'8 libpq-cm applications are running a query on the instance');
 ok(wait_until(sub { (grep { out_of($_) =~ /^attached/m } @attached) == 8 }, 30),
 	'8 raw sessions are attached');
@@ -186,6 +192,8 @@ for my $step (600, -600, -600, 600)
 	my $off = listener_offset();
 	ok(defined $off && abs($off - $to) < 5,
 		sprintf("$what: the listener's wall clock moved (%+.1f s from ours)", $off // 0));
+	$off = server_offset();
+	ok(abs($off - $to) < 5, sprintf("$what: the server's wall clock moved (%+.1f s from ours)", $off));
 	ok(app_connects($conninfo), "$what: a new application connects");
 }
 
@@ -199,6 +207,12 @@ $cm->pump_nb;
 my $cm_log = substr($cm_err, $log_from);
 unlike($cm_log, qr/is down|lost|FATAL|PANIC|exited/, 'conmgr logged no loss and no exit')
   or diag($cm_log);
+is($node->safe_psql('postgres', 'SELECT count(*) FROM pgx_stat_watchdog'), '1',
+	'the watchdog still has conmgr\'s session');
+my $server_log = substr(slurp_file($node->logfile), $server_log_from);
+unlike($server_log, qr/lost heartbeat session|watchdog terminator: terminating/,
+	'the watchdog lost no session and terminated nothing')
+  or diag($server_log);
 
 # A real loss is still seen within heartbeat_timeout.
 my $pm = $node->{_pid};
