@@ -259,21 +259,24 @@ extern bool cm_candidate_valid(const cmproto_msg *m, char *why, size_t whylen);
 extern void cm_watch(cm_conn *c, int sql_sock);
 extern void cm_unwatch(cm_conn *c);
 extern void cm_mark_lost(cm_conn *c);
-extern void cm_sql_check(cm_conn *c);
+extern void cm_sql_release(cm_conn *c);
 
 /*
- * After a real call on conn's inner connection: libpq closes its socket
- * itself when the server hangs up or the protocol breaks, and the
- * watcher's duplicate of it must go at once, or the socket would stay
- * open and the server would not see the connection end (watcher.c).
+ * After a real call on conn's inner connection that may do I/O: libpq
+ * closes its socket itself when the server hangs up or the protocol
+ * breaks, and the watcher's duplicate of it must go at once, or the socket
+ * would stay open and the server would not see the connection end
+ * (watcher.c).  Inline, since it follows nearly every call of a busy
+ * connection.
  */
 static inline void
 cm_follow_sql(const PGconn *conn)
 {
 	cm_conn    *c = cm_conn_of(conn);
 
-	if (c != NULL && __atomic_load_n(&c->sql_fd, __ATOMIC_RELAXED) >= 0)
-		cm_sql_check(c);
+	if (c != NULL && __atomic_load_n(&c->sql_fd, __ATOMIC_RELAXED) >= 0 &&
+		(c->inner == NULL || REAL(PQsocket) (c->inner) < 0))
+		cm_sql_release(c);
 }
 
 #endif							/* CM_INT_H */

@@ -3,8 +3,9 @@
  * forward.c
  *	  The plain forwarders: every libpq function of forward.h, defined
  *	  here with libpq's own prototype, hands the inner connection to the
- *	  real function, and then lets the watcher's duplicate of the SQL
- *	  socket follow libpq's if the call closed it (cm_follow_sql()).
+ *	  real function, and then (CM_FN: a call that may do I/O) lets the
+ *	  watcher's duplicate of the SQL socket follow libpq's if the call
+ *	  closed it (cm_follow_sql()).
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +23,13 @@ name params \
 \
 	cm_follow_sql(conn); \
 	return r_; \
+}
+
+#define CM_FN_STATE(type, name, params, args) \
+type \
+name params \
+{ \
+	return REAL(name) args; \
 }
 
 #include "forward.h"

@@ -316,14 +316,12 @@ cm_unwatch(cm_conn *c)
 }
 
 /*
- * c holds a duplicate of its SQL socket and a libpq call on it returned
- * (cm_follow_sql()): if libpq has closed its socket, close ours too.
+ * libpq has closed c's SQL socket (cm_follow_sql() saw it after a call):
+ * close the duplicate too.
  */
 void
-cm_sql_check(cm_conn *c)
+cm_sql_release(cm_conn *c)
 {
-	if (c->inner != NULL && REAL(PQsocket) (c->inner) >= 0)
-		return;
 	pthread_mutex_lock(&w_lock);
 	release_sql_locked(c);
 	pthread_mutex_unlock(&w_lock);
