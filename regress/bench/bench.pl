@@ -582,9 +582,15 @@ if ($only{3})
 		  . "through libpq-cm (`LD_PRELOAD`) and plain; the difference of the two totals over %d "
 		  . "transactions is the client's instructions for one transaction, start-up left out, every "
 		  . "thread counted. libpq-cm adds %.0f instructions a transaction (%.1f %% of the client's): "
-		  . "the wrappers in front of each libpq call, and libc's multi-threaded paths (the watcher "
+		  . "the wrappers in front of each libpq call; after each call that may do I/O, the check "
+		  . "that libpq still holds its socket, so that the watcher's duplicate of it is closed with "
+		  . "libpq's (docs/libpq-cm.md, \"Whose socket the thread shuts down\"); and libc's "
+		  . "multi-threaded paths (the watcher "
 		  . "thread makes the process multi-threaded, so each send, recv and malloc takes the locked "
-		  . "path). It adds no system call to a transaction: the SQL connection is libpq's own.",
+		  . "path). It adds no system call to a transaction: the SQL connection is libpq's own. "
+		  . "The count varies a little from run to run (up to about 120 instructions in three runs "
+		  . "here), with how often pgbench "
+		  . "finds the reply not there yet (each such turn is one more pass through the wrappers).",
 		$t1, $t2, $t2 - $t1, $ipt{cm} - $ipt{direct}, 100 * ($iq - 1));
 	row(id => '3c', name => 'pgbench -S, instructions per transaction, client + server backend',
 		value => sprintf('%.0f', $ipt{cm} + $server), comp => sprintf('plain libpq: %.0f', $ipt{direct} + $server),
