@@ -588,9 +588,8 @@ if ($only{3})
 		  . "multi-threaded paths (the watcher "
 		  . "thread makes the process multi-threaded, so each send, recv and malloc takes the locked "
 		  . "path). It adds no system call to a transaction: the SQL connection is libpq's own. "
-		  . "The count varies a little from run to run (up to about 120 instructions in three runs "
-		  . "here), with how often pgbench "
-		  . "finds the reply not there yet (each such turn is one more pass through the wrappers).",
+		  . "The count varies a little from run to run, with how often pgbench finds the reply "
+		  . "not there yet (each such turn is one more pass through the wrappers).",
 		$t1, $t2, $t2 - $t1, $ipt{cm} - $ipt{direct}, 100 * ($iq - 1));
 	row(id => '3c', name => 'pgbench -S, instructions per transaction, client + server backend',
 		value => sprintf('%.0f', $ipt{cm} + $server), comp => sprintf('plain libpq: %.0f', $ipt{direct} + $server),
