@@ -22,7 +22,7 @@ package CmProc;
 use strict;
 use warnings;
 use Exporter 'import';
-use CmTest qw(sanitized);
+use CmTest qw(sanitized cm_confdir);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
@@ -41,16 +41,13 @@ and the application port.
 sub conmgr_dir
 {
 	my (%param) = @_;
-	my $dir = PostgreSQL::Test::Utils::tempdir();
-	chmod 0700, $dir;
 	my %conf = (
 		port => PostgreSQL::Test::Cluster::get_free_port(),
 		backend_hostaddr0 => "'127.0.0.1'",
 		watchdog_port0 => PostgreSQL::Test::Cluster::get_free_port(),
 		log_min_messages => 'LOG',
 		%param);
-	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf",
-		join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
+	my $dir = cm_confdir(join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
 	return ($dir, $conf{port});
 }
 

@@ -414,16 +414,15 @@ sub role_pid
 	return $pid;
 }
 
-# A conmgr directory (mode 0700, removed when the test ends) whose
+# A conmgr directory (mode 0700, in the test's own scratch space) whose
 # conmgr.conf holds $conf.
 sub cm_confdir
 {
 	my ($conf) = @_;
-	my $dir = File::Temp::tempdir('cmdir.XXXXXX', TMPDIR => 1, CLEANUP => 1);
+	require PostgreSQL::Test::Utils;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
 	chmod 0700, $dir or die "chmod $dir: $!";
-	open(my $f, '>', "$dir/conmgr.conf") or die "$dir/conmgr.conf: $!";
-	print $f $conf;
-	close $f or die "$dir/conmgr.conf: $!";
+	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
 	return $dir;
 }
 
