@@ -67,6 +67,20 @@ typedef struct WdTarget
  * the signals was preempted by the exiting backends it had just woken and
  * took seconds on a small machine to reach the last one.
  */
+/*
+ * The i-th (from 1) entry of this process's snapshot of backend states:
+ * PostgreSQL 16 renamed the function that returns it.
+ */
+static LocalPgBackendStatus *
+wd_local_beentry(int i)
+{
+#if PG_VERSION_NUM >= 160000
+	return pgstat_get_local_beentry_by_index(i);
+#else
+	return pgstat_fetch_stat_local_beentry(i);
+#endif
+}
+
 static int
 wd_terminate_host(const WdLoss *loss)
 {
@@ -83,7 +97,7 @@ wd_terminate_host(const WdLoss *loss)
 	targets = palloc(sizeof(WdTarget) * Max(nbackends, 1));
 	for (int i = 1; i <= nbackends; i++)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		LocalPgBackendStatus *local = wd_local_beentry(i);
 		PgBackendStatus *be;
 		WdAddr		client;
 

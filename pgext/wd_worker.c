@@ -1336,7 +1336,16 @@ watchdog_main(Datum arg)
 	cur_attrs = wd_current_attrs();
 	next_attr_check = 0;
 
+	/*
+	 * The set lives as long as the worker.  PostgreSQL 17 ties a set to a
+	 * resource owner instead of a memory context; the worker has none, and
+	 * none is needed for a set that is never freed.
+	 */
+#if PG_VERSION_NUM >= 170000
+	wes = CreateWaitEventSet(NULL, 3);
+#else
 	wes = CreateWaitEventSet(TopMemoryContext, 3);
+#endif
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epfd, NULL, NULL);
