@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "libpq-cm.h"
+#include "pq_newer.h"
 #include "cmproto.h"
 
 #define CM_CONN_MAGIC		UINT64_C(0x21216e6e6f634d43)	/* "CMconn!!" */
