@@ -14,6 +14,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use PostgreSQL::Test::Utils ();
 use Test::More;
 use IPC::Run;
 
@@ -309,6 +310,93 @@ SKIP:
 			qr/^libpq-cm: symbol lookup error: undefined symbol: PQcancelCreate \(the loaded libpq is version 15\.\d+\)$/m,
 			'the message names the function and the loaded version');
 		unlike($out, qr/returned/, 'the call did not return');
+	}
+}
+
+# --- 7: the accessors while connecting answer as libpq's -----------------
+
+# While libpq-cm talks to conmgr (or probes a destination) there is no real
+# connection yet, and libpq answers PQdb(), PQuser(), PQpass(),
+# PQoptions(), PQconninfo(), PQprotocolVersion()… from the options at once:
+# so must libpq-cm.  cmaccess (libpq-cm) and cmaccess-plain (libpq alone)
+# start the same connection to a listener that never answers (libpq-cm
+# probes it, libpq waits for its answer) and print every accessor; then
+# the same to a closed port, after the connection failed.  The lines must
+# be the same but for what differs by design: while connecting,
+# PQerrorMessage() is libpq's scratch text ("connection to server at …
+# failed: " before any failure) and libpq-cm's empty string; after the
+# failure libpq keeps its socket open until PQfinish() and libpq-cm does
+# not.
+SKIP:
+{
+	my ($cm, $plain) = map { "$top/build/regress/tools/$_" } qw(cmaccess cmaccess-plain);
+	skip 'cmaccess not built', 1 if !-x $cm || !-x $plain;
+
+	my $silent = fake_listener();
+	my $sport = $silent->sockport;
+	my $closed = fake_listener();
+	my $cport = $closed->sockport;
+	close($closed);
+
+	my $tmp = PostgreSQL::Test::Utils::tempdir();
+	my $passfile = "$tmp/pgpass";
+	PostgreSQL::Test::Utils::append_to_file($passfile,
+		"127.0.0.1:$sport:*:*:from-the-file\n127.0.0.1:$cport:*:*:from-the-file\n");
+	chmod(0600, $passfile);
+
+	# [test name, arguments of cmaccess, environment]
+	my @cases = (
+		[ 'string, password given', [ 'string', 'now', 'host=127.0.0.1', "port=$sport",
+			'dbname=appdb', 'user=app', 'password=the-pass-word', 'options=-c work_mem=64kB' ], {} ],
+		[ 'string, no password, defaults', [ 'string', 'now', 'host=127.0.0.1', "port=$sport" ], {} ],
+		[ 'string, password from the environment', [ 'string', 'now', 'host=127.0.0.1', "port=$sport" ],
+			{ PGPASSWORD => 'env-pass', PGUSER => 'envuser', PGDATABASE => 'envdb' } ],
+		[ 'string, password from the password file', [ 'string', 'now', 'host=127.0.0.1', "port=$sport",
+			'user=app' ], { PGPASSFILE => $passfile } ],
+		[ 'string, hostaddr only, password file', [ 'string', 'now', 'hostaddr=127.0.0.1', "port=$sport" ],
+			{ PGPASSFILE => $passfile, PGOPTIONS => '-c geqo=off' } ],
+		[ 'URI', [ 'raw', 'now', "postgresql://u1:pw1\@127.0.0.1:$sport/uridb?application_name=a1" ], {} ],
+		[ 'params, password given', [ 'params', 'now', 'host=127.0.0.1', "port=$sport",
+			'user=app', 'password=the-pass-word' ], {} ],
+		[ 'params, no password', [ 'params', 'now', 'host=127.0.0.1', "port=$sport", 'dbname=' ], {} ],
+		[ 'params, dbname expanded, password file', [ 'params', 'now',
+			"dbname=host=127.0.0.1 port=$sport user=u2 dbname=db2", 'application_name=a2' ],
+			{ PGPASSFILE => $passfile } ],
+		[ 'params, nonblocking', [ 'params', 'now', 'host=127.0.0.1', "port=$sport" ], { CMACCESS_NONBLOCKING => 1 } ],
+		[ 'string, failed, password given', [ 'string', 'end', 'host=127.0.0.1', "port=$cport",
+			'password=the-pass-word' ], {} ],
+		[ 'params, failed, password file', [ 'params', 'end', 'host=127.0.0.1', "port=$cport" ],
+			{ PGPASSFILE => $passfile } ],
+	);
+	for my $case (@cases)
+	{
+		my ($name, $args, $env) = @$case;
+		my %out;
+		for my $prog ($cm, $plain)
+		{
+			# only the case's own libpq settings
+			local %ENV = %ENV;
+			delete $ENV{$_} for grep { /^PG/ } keys %ENV;
+			$ENV{HOME} = $tmp;
+			$ENV{PGPASSFILE} = "$tmp/none";
+			%ENV = (%ENV, %$env);
+			my ($out, $err) = ('', '');
+			IPC::Run::run([ $prog, @$args ], '<', \undef, '>', \$out, '2>', \$err,
+				IPC::Run::timeout(30));
+			is($? >> 8, 0, "$name: $prog ran") or diag($err);
+			$out{$prog} = $out;
+		}
+		my ($mine, $libpqs) = ($out{$cm}, $out{$plain});
+		my $failed = $args->[1] eq 'end';
+		for ($mine, $libpqs)
+		{
+			s/^PQerrorMessage=.*$/PQerrorMessage=(not compared)/m if !$failed;
+			s/^PQsocket=.*$/PQsocket=(not compared)/m if $failed;
+		}
+		like($mine, $failed ? qr/^PQstatus=BAD$/m : qr/^PQstatus=in progress$/m,
+			"$name: libpq-cm's connection is " . ($failed ? 'failed' : 'in progress'));
+		like($mine, qr/^PQdb='[^']+'$/m, "$name: libpq-cm's PQdb() names the database");
+		is($mine, $libpqs, "$name: every accessor of libpq-cm answers as libpq's");
 	}
 }
 
