@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "portability/instr_time.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -130,6 +131,9 @@ typedef struct WdShared
 	uint32		attrs;			/* last attributes the watchdog published */
 	uint64		sessions_lost;
 	uint64		backends_terminated;
+	/* Written by the watchdog alone, read without the lock. */
+	pg_atomic_uint64 wakeups;	/* waits of its event loop that ended */
+	pg_atomic_uint64 timers_run;	/* session timers it ran */
 	WdSessionStat sessions[FLEXIBLE_ARRAY_MEMBER];
 	/* followed by WdLoss losses[loss_capacity] */
 } WdShared;
