@@ -4,43 +4,43 @@
  *	  A binary min-heap of timers (see cmheap.h).
  *
  * The array is the usual implicit tree: the children of i are 2i+1 and
- * 2i+2.  Every move of an element writes its new index into its node, so
- * that cmheap_set() and cmheap_remove() start from where it is.
+ * 2i+2.  Every move of an entry writes its new index into its element's
+ * node, so that cmheap_set() and cmheap_remove() start from where it is.
  *
  *-------------------------------------------------------------------------
  */
 #include "cmheap.h"
 
 static inline void
-cmheap_place(cmheap *h, cmheap_node *x, int i)
+cmheap_place(cmheap *h, cmheap_entry e, int i)
 {
-	h->nodes[i] = x;
-	x->pos = i;
+	h->entries[i] = e;
+	e.node->pos = i;
 }
 
-/* Move the element at i towards the root while its parent is due later. */
+/* Move the entry at i towards the root while its parent is due later. */
 static void
 cmheap_sift_up(cmheap *h, int i)
 {
-	cmheap_node *x = h->nodes[i];
+	cmheap_entry e = h->entries[i];
 
 	while (i > 0)
 	{
 		int			parent = (i - 1) / 2;
 
-		if (h->nodes[parent]->key <= x->key)
+		if (h->entries[parent].key <= e.key)
 			break;
-		cmheap_place(h, h->nodes[parent], i);
+		cmheap_place(h, h->entries[parent], i);
 		i = parent;
 	}
-	cmheap_place(h, x, i);
+	cmheap_place(h, e, i);
 }
 
-/* Move the element at i towards the leaves while a child is due earlier. */
+/* Move the entry at i towards the leaves while a child is due earlier. */
 static void
 cmheap_sift_down(cmheap *h, int i)
 {
-	cmheap_node *x = h->nodes[i];
+	cmheap_entry e = h->entries[i];
 
 	for (;;)
 	{
@@ -48,21 +48,21 @@ cmheap_sift_down(cmheap *h, int i)
 
 		if (child >= h->n)
 			break;
-		if (child + 1 < h->n && h->nodes[child + 1]->key < h->nodes[child]->key)
+		if (child + 1 < h->n && h->entries[child + 1].key < h->entries[child].key)
 			child++;
-		if (x->key <= h->nodes[child]->key)
+		if (e.key <= h->entries[child].key)
 			break;
-		cmheap_place(h, h->nodes[child], i);
+		cmheap_place(h, h->entries[child], i);
 		i = child;
 	}
-	cmheap_place(h, x, i);
+	cmheap_place(h, e, i);
 }
 
-/* An empty heap over the caller's array of "cap" pointers. */
+/* An empty heap over the caller's array of "cap" entries. */
 void
-cmheap_init(cmheap *h, cmheap_node **storage, int cap)
+cmheap_init(cmheap *h, cmheap_entry *storage, int cap)
 {
-	h->nodes = storage;
+	h->entries = storage;
 	h->n = 0;
 	h->cap = cap;
 }
@@ -74,25 +74,22 @@ cmheap_init(cmheap *h, cmheap_node **storage, int cap)
 bool
 cmheap_set(cmheap *h, cmheap_node *x, int64_t key)
 {
+	int64_t		was;
+
 	if (!cmheap_queued(x))
 	{
 		if (h->n >= h->cap)
 			return false;
-		x->key = key;
-		cmheap_place(h, x, h->n++);
+		cmheap_place(h, (cmheap_entry) {key, x}, h->n++);
 		cmheap_sift_up(h, x->pos);
 		return true;
 	}
-	if (key < x->key)
-	{
-		x->key = key;
+	was = h->entries[x->pos].key;
+	h->entries[x->pos].key = key;
+	if (key < was)
 		cmheap_sift_up(h, x->pos);
-	}
-	else if (key > x->key)
-	{
-		x->key = key;
+	else if (key > was)
 		cmheap_sift_down(h, x->pos);
-	}
 	return true;
 }
 
@@ -101,17 +98,17 @@ void
 cmheap_remove(cmheap *h, cmheap_node *x)
 {
 	int			i = x->pos;
-	cmheap_node *last;
+	cmheap_entry last;
 
 	if (i < 0)
 		return;
 	x->pos = -1;
-	last = h->nodes[--h->n];
-	if (last == x)
+	last = h->entries[--h->n];
+	if (last.node == x)
 		return;
-	/* The last element fills the hole and goes up or down from there. */
+	/* The last entry fills the hole and goes up or down from there. */
 	cmheap_place(h, last, i);
-	if (i > 0 && h->nodes[(i - 1) / 2]->key > last->key)
+	if (i > 0 && h->entries[(i - 1) / 2].key > last.key)
 		cmheap_sift_up(h, i);
 	else
 		cmheap_sift_down(h, i);

@@ -48,6 +48,7 @@ int			wd_check_attr_interval = 1000;
 int			wd_max_heartbeat_connections = -1;
 char	   *wd_auth_key_file = NULL;
 int			wd_max_sessions_per_address = 4;
+bool		wd_log_registrations = true;
 char	   *wd_allowed_addresses = NULL;
 
 /* watchdog.allowed_addresses parsed by its check hook; NULL: anyone */
@@ -224,6 +225,13 @@ _PG_init(void)
 							   wd_check_allowed_addresses,
 							   wd_assign_allowed_addresses,
 							   NULL);
+	DefineCustomBoolVariable("watchdog.log_registrations",
+							 "Logs each registration of a conmgr heartbeat session.",
+							 "Like log_connections; losses are logged whatever it says.",
+							 &wd_log_registrations,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("watchdog");
 
 	prev_shmem_request_hook = shmem_request_hook;

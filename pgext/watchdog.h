@@ -150,6 +150,7 @@ extern int	wd_check_attr_interval;
 extern int	wd_max_heartbeat_connections;
 extern char *wd_auth_key_file;
 extern int	wd_max_sessions_per_address;
+extern bool wd_log_registrations;
 extern char *wd_allowed_addresses;
 extern bool wd_address_allowed(const WdAddr *addr);
 extern bool wd_anyone_allowed(void);

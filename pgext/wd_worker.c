@@ -631,7 +631,7 @@ wd_welcome(WdSession *s, bool authenticated)
 	msg.u.hb_welcome.attrs = cur_attrs;
 	msg.u.hb_welcome.server_version_num = PG_VERSION_NUM;
 	msg.u.hb_welcome.system_identifier = GetSystemIdentifier();
-	if (!wd_send(s, &msg))
+	if (!wd_send(s, &msg) || !wd_log_registrations)
 		return;
 	wd_log_limited(&sessionlog, &s->peer, "registered",
 				   "watchdog: conmgr at %s registered (heartbeat_interval %d s, heartbeat_timeout %d s%s)",
@@ -1184,7 +1184,7 @@ wd_run_timers(void)
 	wd_log_window(&sessionlog, now);
 
 	while ((top = cmheap_top(&timers)) != NULL &&
-		   top->key <= now + WD_SEND_SLACK_US)
+		   cmheap_top_key(&timers) <= now + WD_SEND_SLACK_US)
 	{
 		WdSession  *s = (WdSession *) ((char *) top - offsetof(WdSession, timer));
 
@@ -1206,8 +1206,8 @@ wd_run_timers(void)
 	}
 
 	next = next_attr_check;
-	if ((top = cmheap_top(&timers)) != NULL)
-		next = Min(next, top->key);
+	if (cmheap_top(&timers) != NULL)
+		next = Min(next, cmheap_top_key(&timers));
 	return next;
 }
 
@@ -1445,7 +1445,7 @@ watchdog_main(Datum arg)
 	free_slots = wd_alloc_huge(sizeof(int), wd_shared->max_sessions);
 	for (int i = wd_shared->max_sessions - 1; i >= 0; i--)
 		free_slots[nfree_slots++] = i;
-	cmheap_init(&timers, wd_alloc_huge(sizeof(cmheap_node *), nsessions),
+	cmheap_init(&timers, wd_alloc_huge(sizeof(cmheap_entry), nsessions),
 				nsessions);
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -29,7 +29,7 @@ typedef struct elem
 } elem;
 
 static elem elems[NELEM];
-static cmheap_node *storage[NELEM];
+static cmheap_entry storage[NELEM];
 static int64_t model[NELEM];	/* key of each element, or -1 if not queued */
 
 /* Every queued element in place and no child due before its parent. */
@@ -40,9 +40,9 @@ heap_consistent(const cmheap *h)
 
 	for (int i = 0; i < h->n; i++)
 	{
-		if (h->nodes[i]->pos != i)
+		if (h->entries[i].node->pos != i)
 			return false;
-		if (i > 0 && h->nodes[(i - 1) / 2]->key > h->nodes[i]->key)
+		if (i > 0 && h->entries[(i - 1) / 2].key > h->entries[i].key)
 			return false;
 	}
 	for (int i = 0; i < NELEM; i++)
@@ -54,8 +54,9 @@ heap_consistent(const cmheap *h)
 			continue;
 		}
 		queued++;
-		if (!cmheap_queued(&elems[i].node) || elems[i].node.key != model[i] ||
-			h->nodes[elems[i].node.pos] != &elems[i].node)
+		if (!cmheap_queued(&elems[i].node) ||
+			cmheap_key(h, &elems[i].node) != model[i] ||
+			h->entries[elems[i].node.pos].node != &elems[i].node)
 			return false;
 	}
 	return queued == h->n;
@@ -129,7 +130,8 @@ main(void)
 		if (!heap_consistent(&h))
 			bad_state++;
 		x = cmheap_top(&h);
-		if ((x == NULL) != (model_min() < 0) || (x != NULL && x->key != model_min()))
+		if ((x == NULL) != (model_min() < 0) ||
+			(x != NULL && cmheap_top_key(&h) != model_min()))
 			bad_top++;
 	}
 	is_int(bad_state, 0, "%d random operations keep every position and the heap order", NOPS);
@@ -137,10 +139,10 @@ main(void)
 
 	for (int i = 0; i < NELEM; i++)
 	{
-		(void) cmheap_set(&h, &elems[i].node, random() % 100000);
-		model[i] = elems[i].node.key;
+		model[i] = random() % 100000;
+		(void) cmheap_set(&h, &elems[i].node, model[i]);
 	}
-	ok(!cmheap_set(&h, &(elem) {.node = {0, -1}}.node, 1),
+	ok(!cmheap_set(&h, &(elem) {.node = {-1}}.node, 1),
 	   "a full heap refuses one more element");
 	ok(cmheap_set(&h, &elems[7].node, 5), "a queued element can move in a full heap");
 	model[7] = 5;
@@ -153,11 +155,14 @@ main(void)
 	   "removing an element that is not queued changes nothing");
 
 	last = INT64_MIN;
-	while ((x = cmheap_pop(&h)) != NULL)
+	while (h.n > 0)
 	{
-		if (x->key < last || cmheap_queued(x))
+		int64_t		key = cmheap_top_key(&h);
+
+		x = cmheap_pop(&h);
+		if (key < last || cmheap_queued(x))
 			ordered = false;
-		last = x->key;
+		last = key;
 		popped++;
 	}
 	ok(ordered, "popping gives the keys in order and dequeues each element");
