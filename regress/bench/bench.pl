@@ -1019,12 +1019,18 @@ if ($only{7})
 	# What one send and one recv of a beat cost here with as many
 	# connections: the floor under the worker's CPU per beat, whatever the
 	# worker does around them.
+	# The best of 3 runs: other load only adds.
 	for my $r (@runs)
 	{
 		my $rounds = int(200_000 / $r->{n});
-		my $out = `$sysfloor -c $r->{n} -n $rounds`;
-		($r->{pair_us}, $r->{epoll_us}) = $out =~ /^pair_us=(\S+) conns=\d+ beats=\d+ epoll_us=(\S+)/m
-		  or die "bench: sysfloor said: $out";
+		for (1 .. 3)
+		{
+			my $out = `$sysfloor -c $r->{n} -n $rounds`;
+			my ($pair, $epoll) = $out =~ /^pair_us=(\S+) conns=\d+ beats=\d+ epoll_us=(\S+)/m
+			  or die "bench: sysfloor said: $out";
+			$r->{pair_us} = $pair if !defined $r->{pair_us} || $pair < $r->{pair_us};
+			$r->{epoll_us} = $epoll if !defined $r->{epoll_us} || $epoll < $r->{epoll_us};
+		}
 		$r->{floor} = 100 * $r->{n} * $r->{pair_us} / 1e6;
 	}
 	my $shm = $wnode->safe_psql('postgres',
@@ -1085,7 +1091,8 @@ if ($only{7})
 		  . "`pgx_stat_watchdog`. %s. %s. CPU per session at %d against %d: %.2f. The floor: "
 		  . "`build/bench/sysfloor -c N` holds N loopback TCP connections, sends a 12-byte HB_BEAT "
 		  . "on each in turn and receives one from each in turn, which a child process sends back, "
-		  . "200,000 beats after a round not counted, and divides its own CPU time by the beats: "
+		  . "200,000 beats after a round not counted, and divides its own CPU time by the beats "
+		  . "(the best of 3 runs, since other load only adds): "
 		  . "%.2f µs a send and recv with %d connections, %.2f µs with %d (an `epoll_wait` that finds "
 		  . "a socket ready: %.2f µs); the kernel's data for 10,000 connections does not stay in "
 		  . "the caches as that of 1,000 does. A beat each way per session a second puts %.2f %% "
