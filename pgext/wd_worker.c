@@ -154,8 +154,9 @@ typedef struct WdSession
  * ones and WD_MAX_PENDING in handshake.  A session's memory (its buffers
  * are most of it) is allocated when a connection is accepted and freed by
  * wd_release() once it is closed, so an idle slot costs a pointer here,
- * one in the timer heap and an int in each free stack: taking an entry or
- * a shared slot, like running a timer, never searches all sessions.
+ * an entry in the timer heap (a key and a pointer) and an int in each free
+ * stack: taking an entry or a shared slot, like running a timer, never
+ * searches all sessions.
  */
 static WdSession **sessions;
 static int	nsessions;			/* entries in sessions[] */
