@@ -21,8 +21,26 @@ LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 CREATE VIEW pgx_stat_watchdog AS
     SELECT * FROM pgx_stat_watchdog();
 
--- Client host addresses are as sensitive as pg_stat_activity's client_addr.
+CREATE FUNCTION pgx_stat_watchdog_worker(
+    OUT pid integer,
+    OUT wakeups bigint,
+    OUT timers_run bigint,
+    OUT sessions_lost bigint,
+    OUT backends_terminated bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pgx_stat_watchdog_worker'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW pgx_stat_watchdog_worker AS
+    SELECT * FROM pgx_stat_watchdog_worker();
+
+-- Client host addresses are as sensitive as pg_stat_activity's client_addr;
+-- the worker's counters go with them.
 REVOKE ALL ON FUNCTION pgx_stat_watchdog() FROM PUBLIC;
 REVOKE ALL ON pgx_stat_watchdog FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgx_stat_watchdog() TO pg_read_all_stats;
 GRANT SELECT ON pgx_stat_watchdog TO pg_read_all_stats;
+REVOKE ALL ON FUNCTION pgx_stat_watchdog_worker() FROM PUBLIC;
+REVOKE ALL ON pgx_stat_watchdog_worker FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgx_stat_watchdog_worker() TO pg_read_all_stats;
+GRANT SELECT ON pgx_stat_watchdog_worker TO pg_read_all_stats;

@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "access/htup_details.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -47,6 +48,7 @@ int			wd_check_attr_interval = 1000;
 int			wd_max_heartbeat_connections = -1;
 char	   *wd_auth_key_file = NULL;
 int			wd_max_sessions_per_address = 4;
+bool		wd_log_registrations = true;
 char	   *wd_allowed_addresses = NULL;
 
 /* watchdog.allowed_addresses parsed by its check hook; NULL: anyone */
@@ -68,6 +70,7 @@ static bool wd_check_allowed_addresses(char **newval, void **extra, GucSource so
 static void wd_assign_allowed_addresses(const char *newval, void *extra);
 
 PG_FUNCTION_INFO_V1(pgx_stat_watchdog);
+PG_FUNCTION_INFO_V1(pgx_stat_watchdog_worker);
 
 /* The number of session slots: the GUC, or max_connections when -1. */
 static int
@@ -115,6 +118,8 @@ wd_shmem_startup(void)
 		wd_shared->lock = &(GetNamedLWLockTranche("watchdog"))->lock;
 		wd_shared->max_sessions = wd_session_slots();
 		wd_shared->loss_capacity = wd_session_slots() + 1;
+		pg_atomic_init_u64(&wd_shared->wakeups, 0);
+		pg_atomic_init_u64(&wd_shared->timers_run, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -220,6 +225,13 @@ _PG_init(void)
 							   wd_check_allowed_addresses,
 							   wd_assign_allowed_addresses,
 							   NULL);
+	DefineCustomBoolVariable("watchdog.log_registrations",
+							 "Logs each registration of a conmgr heartbeat session.",
+							 "Like log_connections; losses are logged whatever it says.",
+							 &wd_log_registrations,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("watchdog");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -468,6 +480,19 @@ wd_inet_datum(const WdAddr *addr)
 }
 
 #define PGX_STAT_WATCHDOG_COLS 10
+#define PGX_STAT_WATCHDOG_WORKER_COLS 5
+
+/* The views have something to show only when the library is preloaded. */
+static void
+wd_require_loaded(void)
+{
+	if (wd_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("watchdog is not loaded"),
+				 errdetail("The heartbeat session table exists only when the library is preloaded."),
+				 errhint("Add \"watchdog\" to shared_preload_libraries and restart the server.")));
+}
 
 /*
  * pgx_stat_watchdog(): one row per registered heartbeat session.  The
@@ -480,13 +505,7 @@ pgx_stat_watchdog(PG_FUNCTION_ARGS)
 	WdSessionStat *copy;
 	int			n;
 
-	if (wd_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("watchdog is not loaded"),
-				 errdetail("The heartbeat session table exists only when the library is preloaded."),
-				 errhint("Add \"watchdog\" to shared_preload_libraries and restart the server.")));
-
+	wd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
 
 	n = wd_shared->max_sessions;
@@ -522,4 +541,42 @@ pgx_stat_watchdog(PG_FUNCTION_ARGS)
 	}
 	pfree(copy);
 	return (Datum) 0;
+}
+
+/*
+ * pgx_stat_watchdog_worker(): one row about the watchdog worker: its
+ * process, its wake-ups and the session timers they ran (a wake-up runs
+ * only the timers that are due, docs/watchdog.md), the sessions lost and
+ * the backends the terminator ended.
+ */
+Datum
+pgx_stat_watchdog_worker(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[PGX_STAT_WATCHDOG_WORKER_COLS];
+	bool		nulls[PGX_STAT_WATCHDOG_WORKER_COLS];
+	pid_t		pid;
+	uint64		lost;
+	uint64		terminated;
+
+	wd_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	LWLockAcquire(wd_shared->lock, LW_SHARED);
+	pid = wd_shared->watchdog_pid;
+	lost = wd_shared->sessions_lost;
+	terminated = wd_shared->backends_terminated;
+	LWLockRelease(wd_shared->lock);
+
+	memset(nulls, 0, sizeof(nulls));
+	if (pid != 0)
+		values[0] = Int32GetDatum(pid);
+	else
+		nulls[0] = true;
+	values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&wd_shared->wakeups));
+	values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&wd_shared->timers_run));
+	values[3] = Int64GetDatum((int64) lost);
+	values[4] = Int64GetDatum((int64) terminated);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

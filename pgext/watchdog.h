@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "portability/instr_time.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -138,6 +139,9 @@ typedef struct WdShared
 	uint32		attrs;			/* last attributes the watchdog published */
 	uint64		sessions_lost;
 	uint64		backends_terminated;
+	/* Written by the watchdog alone, read without the lock. */
+	pg_atomic_uint64 wakeups;	/* waits of its event loop that ended */
+	pg_atomic_uint64 timers_run;	/* session timers it ran */
 	WdSessionStat sessions[FLEXIBLE_ARRAY_MEMBER];
 	/* followed by WdLoss losses[loss_capacity] */
 } WdShared;
@@ -154,6 +158,7 @@ extern int	wd_check_attr_interval;
 extern int	wd_max_heartbeat_connections;
 extern char *wd_auth_key_file;
 extern int	wd_max_sessions_per_address;
+extern bool wd_log_registrations;
 extern char *wd_allowed_addresses;
 extern bool wd_address_allowed(const WdAddr *addr);
 extern bool wd_anyone_allowed(void);

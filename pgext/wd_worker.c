@@ -9,20 +9,20 @@
  * connected conmgr process, and it is the only writer of the session table
  * in shared memory.  It is stopped with SIGTERM (die), like any worker.
  *
- * Everything runs in one loop.  The WaitEventSet holds the latch, the
- * postmaster-death event and one epoll descriptor; the listen sockets and
- * every session live in that epoll set.  PostgreSQL 15's WaitEventSet can
- * add events but not remove them, and sessions come and go, so the
- * sessions sit in an epoll set of our own, which is readable whenever one
- * of them is (docs/design.md).  The loop's timeout is the earliest of the
- * sessions' deadlines (next heartbeat to send, end of the peer's timeout,
- * end of a handshake) and the next attribute check.  Every deadline and
- * rate window is on the monotonic clock (WdMono): a step of the wall clock
- * neither declares every session lost at once nor delays a detection.  A
- * session whose deadline has passed is read before it is judged, since
- * its frames may be waiting unread (this process was descheduled, or
- * more sessions were ready than one batch of events holds).  A wake-up
- * accepts at most WD_ACCEPT_BATCH connections.
+ * Everything runs in one loop around one epoll set, which holds the
+ * listen sockets, every session and the postmaster-death pipe, and one
+ * epoll_pwait() per wake-up (see watchdog_main() for why this is not a
+ * WaitEventSet).  The wait ends at the earliest of the sessions' timers
+ * and the next attribute check.  A session's timer is its next heartbeat
+ * to send, the end of its peer's timeout or the end of its handshake,
+ * whichever comes first; the timers sit in a heap (common/cmheap.c), so a
+ * wake-up looks at the sessions whose time has come and at no other.
+ * Every deadline and rate window is on the monotonic clock (WdMono): a
+ * step of the wall clock neither declares every session lost at once nor
+ * delays a detection.  A session whose deadline has passed is read before
+ * it is judged, since its frames may be waiting unread (this process was
+ * descheduled, or more sessions were ready than one batch of events
+ * holds).  A wake-up accepts at most WD_ACCEPT_BATCH connections.
  *
  * Per session (docs/protocol.md section 3): HB_HELLO, then HB_CHALLENGE /
  * HB_AUTH when watchdog.auth_key_file is set, then HB_WELCOME, which
@@ -67,6 +67,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,15 +78,18 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "postmaster/postmaster.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "cmheap.h"
 #include "cmlog.h"
 #include "cmproto.h"
 #include "cmsha256.h"
@@ -103,9 +107,11 @@
  * epoll data: a session's generation (never 0) in the high half and its
  * index in sessions[] in the low half, so that an event still queued for
  * a session closed earlier in the same batch is not taken for the one
- * that reuses its entry; generation 0 marks a listen socket.
+ * that reuses its entry; generation 0 marks a listen socket, or with
+ * index WD_MAX_LISTEN the postmaster-death pipe.
  */
 #define WD_EV(gen, idx)		(((uint64) (gen) << 32) | (uint32) (idx))
+#define WD_EV_POSTMASTER	WD_EV(0, WD_MAX_LISTEN)
 
 /* Session states; the one setter is wd_set_state(). */
 typedef enum WdSessState
@@ -131,6 +137,8 @@ typedef struct WdSession
 	WdMono		accepted_at;
 	WdMono		last_received;
 	WdMono		next_send;
+	cmheap_node timer;			/* in timers, keyed by wd_timer_due() */
+	struct WdSession *due_next; /* in the list of one wake-up's due timers */
 	uint32		seq;
 	bool		want_write;		/* EPOLLOUT registered */
 	uint8		nonce_c[CMPROTO_NONCE_LEN];
@@ -145,10 +153,18 @@ typedef struct WdSession
  * One pointer per possible session: max_heartbeat_connections registered
  * ones and WD_MAX_PENDING in handshake.  A session's memory (its buffers
  * are most of it) is allocated when a connection is accepted and freed by
- * wd_release() once it is closed, so an idle slot costs a pointer here.
+ * wd_release() once it is closed, so an idle slot costs a pointer here,
+ * an entry in the timer heap (a key and a pointer) and an int in each free
+ * stack: taking an entry or a shared slot, like running a timer, never
+ * searches all sessions.
  */
 static WdSession **sessions;
 static int	nsessions;			/* entries in sessions[] */
+static int *free_entries;		/* stack of the NULL entries of sessions[] */
+static int	nfree_entries;
+static int *free_slots;			/* stack of the free wd_shared->sessions[] */
+static int	nfree_slots;
+static cmheap timers;			/* every open session's timer */
 static uint32 last_gen;			/* of the last session allocated */
 static WdSession *pending[WD_MAX_PENDING];	/* sessions in HELLO or AUTH */
 static int	npending;
@@ -159,6 +175,8 @@ static int	epfd = -1;
 static int	reserve_fd = -1;	/* spare descriptor for EMFILE */
 static uint32 cur_attrs;
 static WdMono next_attr_check;
+static uint64 wd_wakeups;		/* waits ended */
+static uint64 wd_timers_run;	/* session timers run */
 static uint8 auth_key[WD_KEY_MAX];
 static size_t auth_key_len;
 static WdLogLimit authlog = {"failed authentications", 1, 50};
@@ -240,6 +258,40 @@ wd_set_state(WdSession *s, WdSessState state)
 		nregistered++;
 }
 
+/* When a session's silence or its handshake ends it. */
+static WdMono
+wd_deadline(const WdSession *s)
+{
+	if (s->state == WD_SESS_UP)
+		return s->last_received + (WdMono) s->timeout * USECS_PER_SEC;
+	return s->accepted_at + (WdMono) WD_HANDSHAKE_TIMEOUT_MS * 1000;
+}
+
+/*
+ * When the session's timer must run: its deadline, or its next heartbeat
+ * if that comes first.  A frame received moves the deadline later without
+ * touching the heap: the timer then runs early, finds nothing due and is
+ * set again, which costs one heap operation an interval instead of one a
+ * frame.
+ */
+static WdMono
+wd_timer_due(const WdSession *s)
+{
+	WdMono		due = wd_deadline(s);
+
+	if (s->state == WD_SESS_UP)
+		due = Min(due, s->next_send);
+	return due;
+}
+
+static void
+wd_timer_arm(WdSession *s)
+{
+	/* There is room: the heap has an entry for every session. */
+	if (!cmheap_set(&timers, &s->timer, wd_timer_due(s)))
+		elog(ERROR, "watchdog: timer heap is full");
+}
+
 /*
  * LOG "watchdog: <message>", limited by noiselog under the kind of
  * "reason"; for what unregistered connections cause.
@@ -270,27 +322,24 @@ static int
 wd_register(WdSession *s, bool authenticated)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	int			slot = -1;
+	WdSessionStat *st;
+	int			slot;
 
+	/* This process is the only writer: its stack says which are free. */
+	if (nfree_slots == 0)
+		return -1;
+	slot = free_slots[--nfree_slots];
+	st = &wd_shared->sessions[slot];
+	Assert(!st->in_use);
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < wd_shared->max_sessions; i++)
-	{
-		if (!wd_shared->sessions[i].in_use)
-		{
-			WdSessionStat *st = &wd_shared->sessions[i];
-
-			memset(st, 0, sizeof(*st));
-			st->in_use = true;
-			st->authenticated = authenticated;
-			st->peer = s->peer;
-			st->interval = s->interval;
-			st->timeout = s->timeout;
-			st->connected_since = now;
-			st->last_received = now;
-			slot = i;
-			break;
-		}
-	}
+	memset(st, 0, sizeof(*st));
+	st->in_use = true;
+	st->authenticated = authenticated;
+	st->peer = s->peer;
+	st->interval = s->interval;
+	st->timeout = s->timeout;
+	st->connected_since = now;
+	st->last_received = now;
 	LWLockRelease(wd_shared->lock);
 	return slot;
 }
@@ -343,6 +392,7 @@ wd_unregister_lost(WdSession *s, bool terminate)
 	wd_shared->sessions_lost++;
 	latch = terminate ? wd_shared->terminator_latch : NULL;
 	LWLockRelease(wd_shared->lock);
+	free_slots[nfree_slots++] = s->slot;
 	s->slot = -1;
 	if (latch != NULL)
 		SetLatch(latch);
@@ -455,6 +505,7 @@ wd_close(WdSession *s)
 	(void) epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
 	s->fd = -1;
+	cmheap_remove(&timers, &s->timer);
 	wd_set_state(s, WD_SESS_FREE);
 }
 
@@ -572,6 +623,7 @@ wd_welcome(WdSession *s, bool authenticated)
 	wd_set_state(s, WD_SESS_UP);
 	s->last_received = now;
 	s->next_send = now + (WdMono) s->interval * USECS_PER_SEC;
+	wd_timer_arm(s);
 
 	memset(&msg, 0, sizeof(msg));
 	msg.type = CMPROTO_HB_WELCOME;
@@ -580,7 +632,7 @@ wd_welcome(WdSession *s, bool authenticated)
 	msg.u.hb_welcome.attrs = cur_attrs;
 	msg.u.hb_welcome.server_version_num = PG_VERSION_NUM;
 	msg.u.hb_welcome.system_identifier = GetSystemIdentifier();
-	if (!wd_send(s, &msg))
+	if (!wd_send(s, &msg) || !wd_log_registrations)
 		return;
 	wd_log_limited(&sessionlog, &s->peer, "registered",
 				   "watchdog: conmgr at %s registered (heartbeat_interval %d s, heartbeat_timeout %d s%s)",
@@ -768,11 +820,15 @@ wd_process_input(WdSession *s)
 static void
 wd_read(WdSession *s)
 {
-	/* A few reads at most, so one busy peer cannot starve the others. */
+	/*
+	 * A few reads at most, so one busy peer cannot starve the others; a
+	 * read that does not fill the buffer has taken all there was, and the
+	 * next frame will make the socket readable again.
+	 */
 	for (int i = 0; i < 4 && s->state != WD_SESS_FREE; i++)
 	{
-		ssize_t		n = recv(s->fd, s->inbuf + s->inlen,
-							 sizeof(s->inbuf) - s->inlen, 0);
+		size_t		room = sizeof(s->inbuf) - s->inlen;
+		ssize_t		n = recv(s->fd, s->inbuf + s->inlen, room, 0);
 
 		if (n < 0)
 		{
@@ -791,6 +847,8 @@ wd_read(WdSession *s)
 		s->inlen += n;
 		s->last_received = wd_mono_now();
 		wd_process_input(s);
+		if ((size_t) n < room)
+			return;
 	}
 }
 
@@ -823,29 +881,29 @@ wd_refuse_fd(int fd, int code, const char *message)
 static WdSession *
 wd_new_session(void)
 {
-	for (int i = 0; i < nsessions; i++)
-	{
-		WdSession  *s;
+	WdSession  *s;
+	int			i;
 
-		if (sessions[i] != NULL)
-			continue;
-		s = MemoryContextAllocExtended(TopMemoryContext, sizeof(WdSession),
-									   MCXT_ALLOC_NO_OOM);
-		if (s == NULL)
-			return NULL;
-		memset(s, 0, offsetof(WdSession, inbuf));
-		s->state = WD_SESS_FREE;
-		s->idx = i;
-		if (++last_gen == 0)
-			last_gen = 1;
-		s->gen = last_gen;
-		s->pidx = -1;
-		s->fd = -1;
-		s->slot = -1;
-		sessions[i] = s;
-		return s;
-	}
-	return NULL;
+	if (nfree_entries == 0)
+		return NULL;
+	s = MemoryContextAllocExtended(TopMemoryContext, sizeof(WdSession),
+								   MCXT_ALLOC_NO_OOM);
+	if (s == NULL)
+		return NULL;
+	i = free_entries[--nfree_entries];
+	Assert(sessions[i] == NULL);
+	memset(s, 0, offsetof(WdSession, inbuf));
+	s->state = WD_SESS_FREE;
+	s->idx = i;
+	if (++last_gen == 0)
+		last_gen = 1;
+	s->gen = last_gen;
+	s->pidx = -1;
+	s->fd = -1;
+	s->slot = -1;
+	cmheap_node_init(&s->timer);
+	sessions[i] = s;
+	return s;
 }
 
 /*
@@ -859,8 +917,10 @@ wd_release(int i)
 
 	if (s != NULL && s->state == WD_SESS_FREE)
 	{
+		Assert(!cmheap_queued(&s->timer));
 		pfree(s);
 		sessions[i] = NULL;
+		free_entries[nfree_entries++] = i;
 	}
 }
 
@@ -1016,6 +1076,7 @@ wd_accept(int lfd)
 		s->accepted_at = wd_mono_now();
 		s->last_received = s->accepted_at;
 		wd_set_state(s, WD_SESS_HELLO);
+		wd_timer_arm(s);
 	}
 }
 
@@ -1057,81 +1118,97 @@ wd_check_attrs(WdMono now)
 	}
 }
 
-/* When a session's silence or its handshake ends it. */
-static WdMono
-wd_deadline(const WdSession *s)
+/*
+ * A session's timer has come: read it if its deadline has passed, lose it
+ * if it stays silent, send its heartbeat when that is due.  False when
+ * the session was closed.
+ */
+static bool
+wd_session_timer(WdSession *s, WdMono now)
 {
-	if (s->state == WD_SESS_UP)
-		return s->last_received + (WdMono) s->timeout * USECS_PER_SEC;
-	return s->accepted_at + (WdMono) WD_HANDSHAKE_TIMEOUT_MS * 1000;
+	if (now >= wd_deadline(s))
+	{
+		/*
+		 * Read what is waiting first: this process may have been busy or
+		 * descheduled, or its batch of events may not have reached this
+		 * session yet, and a frame that arrived in time is a sign of life
+		 * even when it is read late.
+		 */
+		wd_read(s);
+		if (s->state == WD_SESS_FREE)
+			return false;
+	}
+	if (now >= wd_deadline(s))
+	{
+		char		why[64];
+
+		if (s->state == WD_SESS_UP)
+			snprintf(why, sizeof(why),
+					 "nothing received for %d s (heartbeat_timeout)",
+					 s->timeout);
+		else
+			strlcpy(why, "handshake not completed in time", sizeof(why));
+		wd_lose(s, why);
+		return false;
+	}
+	if (s->state == WD_SESS_UP && now >= s->next_send - WD_SEND_SLACK_US)
+	{
+		s->next_send += (WdMono) s->interval * USECS_PER_SEC;
+		if (s->next_send <= now)
+			s->next_send = now + (WdMono) s->interval * USECS_PER_SEC;
+		if (!wd_send_beat(s))
+			return false;
+	}
+	return true;
 }
 
-/* Run every due timer; returns the monotonic time of the next one. */
+/*
+ * Run the timers that are due; returns the monotonic time of the next one.
+ * Heartbeats are sent up to WD_SEND_SLACK_US early, so that the sessions
+ * whose beats fall within that much of each other share a wake-up; so
+ * every timer due by then is taken off the heap first, and run after,
+ * which also runs each at most once here even when it stays due (a
+ * deadline a little ahead).
+ */
 static WdMono
 wd_run_timers(void)
 {
 	WdMono		now = wd_mono_now();
 	WdMono		next;
+	WdSession  *due = NULL;
+	WdSession **tail = &due;
+	cmheap_node *top;
 
 	wd_check_attrs(now);
-	next = next_attr_check;
 	wd_log_window(&noiselog, now);
 	wd_log_window(&authlog, now);
 	wd_log_window(&sessionlog, now);
 
-	for (int i = 0; i < nsessions; i++)
+	while ((top = cmheap_top(&timers)) != NULL &&
+		   cmheap_top_key(&timers) <= now + WD_SEND_SLACK_US)
 	{
-		WdSession  *s = sessions[i];
-		WdMono		deadline;
+		WdSession  *s = (WdSession *) ((char *) top - offsetof(WdSession, timer));
 
-		if (s == NULL || s->state == WD_SESS_FREE)
-			continue;
-		if (now >= wd_deadline(s))
-		{
-			/*
-			 * Read what is waiting first: this process may have been busy
-			 * or descheduled, or its batch of events may not have reached
-			 * this session yet, and a frame that arrived in time is a sign
-			 * of life even when it is read late.
-			 */
-			wd_read(s);
-			if (s->state == WD_SESS_FREE)
-			{
-				wd_release(i);
-				continue;
-			}
-		}
-		deadline = wd_deadline(s);
-		if (now >= deadline)
-		{
-			char		why[64];
-
-			if (s->state == WD_SESS_UP)
-				snprintf(why, sizeof(why),
-						 "nothing received for %d s (heartbeat_timeout)",
-						 s->timeout);
-			else
-				strlcpy(why, "handshake not completed in time", sizeof(why));
-			wd_lose(s, why);
-			wd_release(i);
-			continue;
-		}
-		next = Min(next, deadline);
-		if (s->state != WD_SESS_UP)
-			continue;
-		if (now >= s->next_send - WD_SEND_SLACK_US)
-		{
-			s->next_send += (WdMono) s->interval * USECS_PER_SEC;
-			if (s->next_send <= now)
-				s->next_send = now + (WdMono) s->interval * USECS_PER_SEC;
-			if (!wd_send_beat(s))
-			{
-				wd_release(i);
-				continue;
-			}
-		}
-		next = Min(next, s->next_send);
+		(void) cmheap_pop(&timers);
+		s->due_next = NULL;
+		*tail = s;
+		tail = &s->due_next;
 	}
+	while (due != NULL)
+	{
+		WdSession  *s = due;
+
+		due = s->due_next;
+		pg_atomic_write_u64(&wd_shared->timers_run, ++wd_timers_run);
+		if (wd_session_timer(s, now))
+			wd_timer_arm(s);
+		else
+			wd_release(s->idx);
+	}
+
+	next = next_attr_check;
+	if (cmheap_top(&timers) != NULL)
+		next = Min(next, cmheap_top_key(&timers));
 	return next;
 }
 
@@ -1299,10 +1376,51 @@ wd_log_startup(void)
 					 "no key, from watchdog.allowed_addresses only"))));
 }
 
+/* An array of n items that may pass 1 GB near the GUC's maximum. */
+static void *
+wd_alloc_huge(Size size, int n)
+{
+	return MemoryContextAllocExtended(TopMemoryContext, size * n,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+}
+
+/*
+ * Why the worker does not wait in a WaitEventSet: a set cannot remove a
+ * socket (PostgreSQL 15) and sessions come and go, so the sessions would
+ * live in an epoll set of their own inside it, and every wake-up would
+ * cost two waits, the set's and then one on the sessions.  So the worker
+ * waits on its own epoll set, once a wake-up, and does for itself what
+ * latch.c does on Linux: the postmaster-death pipe (postmaster_alive_fds)
+ * is in the set, and a signal ends the wait.  Where latch.c uses a
+ * self-pipe (15) or a signalfd (16 and later) so that a signal arriving
+ * just before the wait still ends it, the worker keeps the signals whose
+ * handlers set its flags (SIGHUP: reload, SIGTERM: die, SIGINT, SIGUSR1:
+ * procsignal) blocked except inside epoll_pwait(), which unblocks them
+ * atomically: one that came earlier ends the wait at once, its handler
+ * run.  The latch: those handlers set it, and ResetLatch() clears it
+ * after each wait, without a system call.  The worker never marks its
+ * latch as slept on (maybe_sleeping), so a SetLatch() from another
+ * process sends no signal and is seen at the next wake-up; other
+ * processes reach the worker by the signals above.
+ */
+static void
+wd_init_signals(sigset_t *wait_mask)
+{
+	sigset_t	block;
+
+	sigprocmask(SIG_SETMASK, NULL, wait_mask);
+	block = *wait_mask;
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_SETMASK, &block, NULL);
+}
+
 void
 watchdog_main(Datum arg)
 {
-	WaitEventSet *wes;
+	sigset_t	wait_mask;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1319,60 +1437,64 @@ watchdog_main(Datum arg)
 
 	wd_load_key();
 
-	/* Huge: a pointer per slot may pass 1 GB near the GUC's maximum. */
+	/* The lowest entries and slots are taken first. */
 	nsessions = wd_shared->max_sessions + WD_MAX_PENDING;
-	sessions = MemoryContextAllocExtended(TopMemoryContext,
-										  sizeof(WdSession *) * nsessions,
-										  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	sessions = wd_alloc_huge(sizeof(WdSession *), nsessions);
+	free_entries = wd_alloc_huge(sizeof(int), nsessions);
+	for (int i = nsessions - 1; i >= 0; i--)
+		free_entries[nfree_entries++] = i;
+	free_slots = wd_alloc_huge(sizeof(int), wd_shared->max_sessions);
+	for (int i = wd_shared->max_sessions - 1; i >= 0; i--)
+		free_slots[nfree_slots++] = i;
+	cmheap_init(&timers, wd_alloc_huge(sizeof(cmheap_entry), nsessions),
+				nsessions);
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
 		ereport(ERROR,
 				(errcode_for_socket_access(),
 				 errmsg("watchdog: could not create epoll descriptor: %m")));
+	if (!wd_epoll_ctl(EPOLL_CTL_ADD, postmaster_alive_fds[POSTMASTER_FD_WATCH],
+					  EPOLLIN, WD_EV_POSTMASTER))
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("watchdog: could not wait for postmaster death: %m")));
 	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	wd_open_listeners();
 
 	cur_attrs = wd_current_attrs();
 	next_attr_check = 0;
 
-	/*
-	 * The set lives as long as the worker.  PostgreSQL 17 ties a set to a
-	 * resource owner instead of a memory context; the worker has none, and
-	 * none is needed for a set that is never freed.
-	 */
-#if PG_VERSION_NUM >= 170000
-	wes = CreateWaitEventSet(NULL, 3);
-#else
-	wes = CreateWaitEventSet(TopMemoryContext, 3);
-#endif
-	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epfd, NULL, NULL);
-
+	wd_init_signals(&wait_mask);
 	wd_log_startup();
 
 	for (;;)
 	{
-		WaitEvent	events[3];
 		struct epoll_event evs[WD_EPOLL_BATCH];
 		WdMono		next;
 		WdMono		now;
-		long		timeout;
+		int			timeout;
 		int			n;
 
 		next = wd_run_timers();
 		now = wd_mono_now();
 		/* rounded up: waking a little early would only loop again */
-		timeout = next <= now ? 0 : (long) Min((next - now + 999) / 1000, INT_MAX);
+		timeout = next <= now ? 0 : (int) Min((next - now + 999) / 1000, INT_MAX);
 
-		n = WaitEventSetWait(wes, timeout, events, lengthof(events),
-							 PG_WAIT_EXTENSION);
-		for (int i = 0; i < n; i++)
+		pgstat_report_wait_start(PG_WAIT_EXTENSION);
+		n = epoll_pwait(epfd, evs, lengthof(evs), timeout, &wait_mask);
+		pgstat_report_wait_end();
+		pg_atomic_write_u64(&wd_shared->wakeups, ++wd_wakeups);
+		if (n < 0)
 		{
-			if (events[i].events & WL_LATCH_SET)
-				ResetLatch(MyLatch);
+			if (errno != EINTR)
+				ereport(ERROR,
+						(errcode_for_socket_access(),
+						 errmsg("watchdog: could not wait for events: %m")));
+			n = 0;
 		}
+		if (MyLatch->is_set)
+			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -1390,13 +1512,19 @@ watchdog_main(Datum arg)
 			pfree(allowed);
 		}
 
-		n = epoll_wait(epfd, evs, lengthof(evs), 0);
 		for (int i = 0; i < n; i++)
 		{
 			uint32		gen = (uint32) (evs[i].data.u64 >> 32);
 			uint32		idx = (uint32) evs[i].data.u64;
 			WdSession  *s;
 
+			if (evs[i].data.u64 == WD_EV_POSTMASTER)
+			{
+				/* What WL_EXIT_ON_PM_DEATH does. */
+				if (!PostmasterIsAliveInternal())
+					proc_exit(1);
+				continue;
+			}
 			if (gen == 0)
 			{
 				wd_accept(listen_fds[idx]);

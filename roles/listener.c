@@ -688,8 +688,9 @@ app_resolve(app *a, const cmproto_msg *req)
 	app_set_state(a, APP_RESOLVED);
 }
 
-static void
-app_send_down(app *a, int reason)
+/* INSTANCE_DOWN to a; false (and a closed) if it could not be sent. */
+static bool
+app_notify_down(app *a, int reason)
 {
 	cmproto_msg m;
 
@@ -697,7 +698,14 @@ app_send_down(app *a, int reason)
 	m.type = CMPROTO_INSTANCE_DOWN;
 	m.u.instance_down.instance = a->instance;
 	m.u.instance_down.reason = reason;
-	if (app_send(a, &m))
+	return app_send(a, &m);
+}
+
+/* INSTANCE_DOWN to a, which is then closed. */
+static void
+app_send_down(app *a, int reason)
+{
+	if (app_notify_down(a, reason))
 		app_close(a);
 }
 
@@ -721,13 +729,21 @@ app_attach(app *a, const cmproto_msg *m)
 		app_send_down(a, s.down_reason ? (int) s.down_reason : CMPROTO_DOWN_LOST);
 }
 
-/* A wake-up: notify sessions whose instance went down. */
+/*
+ * A wake-up: notify sessions whose instance went down.  Every notice is
+ * sent before any of those sessions is closed: a close costs more than a
+ * send (its FIN, and on loopback the peer's side of both), and the last
+ * session of thousands would otherwise wait for all the closes before
+ * its own notice went out.
+ */
 static void
 check_instances(void)
 {
 	shm_slot	slots[CMCONF_MAX_INSTANCES];
 	int			notified[CMCONF_MAX_INSTANCES] = {0};
 	int64_t		start = cmclock_us();
+	int		   *sent = malloc(sizeof(int) * (napps_alloc > 0 ? napps_alloc : 1));
+	int			nsent = 0;
 
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
 		slots[i] = slot_read((int) i);
@@ -735,16 +751,23 @@ check_instances(void)
 	{
 		app		   *a = &apps[k];
 		shm_slot   *s;
+		int			reason;
 
 		if (a->state != APP_ATTACHED)
 			continue;
 		s = &slots[a->instance];
-		if (s->state != SHM_UP || s->downs != a->downs_seen)
-		{
-			notified[a->instance]++;
-			app_send_down(a, s->down_reason ? (int) s->down_reason : CMPROTO_DOWN_LOST);
-		}
+		if (s->state == SHM_UP && s->downs == a->downs_seen)
+			continue;
+		notified[a->instance]++;
+		reason = s->down_reason ? (int) s->down_reason : CMPROTO_DOWN_LOST;
+		if (sent == NULL)
+			app_send_down(a, reason);	/* out of memory: close at once */
+		else if (app_notify_down(a, reason))
+			sent[nsent++] = k;
 	}
+	for (int i = 0; i < nsent; i++)
+		app_close(&apps[sent[i]]);
+	free(sent);
 	/* one line per instance and pass, written once the pass is over */
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
 		if (notified[i] > 0)

@@ -12,6 +12,16 @@ SELECT attnum, attname, atttypid::regtype
 
 SELECT count(*) AS sessions FROM pgx_stat_watchdog;
 
+-- The worker's view: one row, its columns, the worker's pid.
+SELECT attnum, attname, atttypid::regtype
+  FROM pg_attribute
+ WHERE attrelid = 'pgx_stat_watchdog_worker'::regclass AND attnum > 0
+ ORDER BY attnum;
+SELECT w.pid = a.pid AS worker_pid, w.wakeups > 0 AS woke_up,
+       w.sessions_lost, w.backends_terminated
+  FROM pgx_stat_watchdog_worker w, pg_stat_activity a
+ WHERE a.backend_type = 'watchdog';
+
 -- The workers run, under their own names.
 SELECT backend_type, count(*)
   FROM pg_stat_activity
@@ -56,12 +66,14 @@ ALTER SYSTEM RESET ALL;
 CREATE ROLE wd_nobody;
 SET ROLE wd_nobody;
 SELECT * FROM pgx_stat_watchdog;
+SELECT * FROM pgx_stat_watchdog_worker;
 RESET ROLE;
 GRANT pg_read_all_stats TO wd_nobody;
 SET ROLE wd_nobody;
 SELECT count(*) FROM pgx_stat_watchdog;
+SELECT count(*) FROM pgx_stat_watchdog_worker;
 RESET ROLE;
 DROP ROLE wd_nobody;
 
 DROP EXTENSION watchdog;
-SELECT count(*) FROM pg_class WHERE relname = 'pgx_stat_watchdog';
+SELECT count(*) FROM pg_class WHERE relname LIKE 'pgx_stat_watchdog%';

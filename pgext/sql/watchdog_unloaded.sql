@@ -3,4 +3,5 @@
 -- error instead of returning rows from memory that does not exist.
 CREATE EXTENSION watchdog;
 SELECT * FROM pgx_stat_watchdog;
+SELECT * FROM pgx_stat_watchdog_worker;
 DROP EXTENSION watchdog;

@@ -8,6 +8,9 @@
  *	     opens N sessions (probe, RESOLVE any, ATTACHED to INSTANCE), says
  *	     "attached", then waits (at most SECONDS, default 60) until every
  *	     session got INSTANCE_DOWN, and reports when each notice arrived;
+ *	     a session is read once (its event is one-shot) and closed only
+ *	     after the last notice, so that the tool's own closes do not
+ *	     delay the reading of the notices it times;
  *	 cmload resolve -p PORT -c CLIENTS -d SECONDS [-h HOST] [-t TARGET] [-P] [-F]
  *	     CLIENTS threads run whole sessions (connect, probe, RESOLVE,
  *	     close) back to back for SECONDS and report the throughput.  A
@@ -244,7 +247,7 @@ do_attach(int n, int instance, int wait_s)
 			return 1;
 		}
 		{
-			struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+			struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = i};
 
 			epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
 		}
@@ -288,12 +291,19 @@ do_attach(int n, int instance, int wait_s)
 					arrived[i] = -1;
 					eof++;
 				}
-				epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-				close(c->fd);
 				done++;
+			}
+			else
+			{
+				/* part of a frame: wait for the rest */
+				struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = i};
+
+				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 			}
 		}
 	}
+	for (int i = 0; i < n; i++)
+		close(cs[i].fd);
 	printf("down n=%d got=%d eof=%d missed=%d first_us=%lld last_us=%lld\n",
 		   n, got, eof, n - got, first, last);
 	return got == n ? 0 : 1;

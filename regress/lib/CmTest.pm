@@ -116,7 +116,8 @@ sub asan_runtime
 =head2 hb_start(port => P, interval => I, timeout => T, ...)
 
 Start hbclient against 127.0.0.1:P. Options: bind (source address),
-sessions, key (key file), silent_after (seconds), duration (default 120),
+sessions, handshakes (at most that many sessions in their handshake at
+once), key (key file), silent_after (seconds), duration (default 120),
 verbose (print every beat). Returns a handle for hb_wait/hb_events/hb_stop.
 
 =cut
@@ -135,6 +136,7 @@ sub hb_start
 		'-n', $o{sessions} // 1,
 		'-d', $o{duration} // 120);
 	push @cmd, '-b', $o{bind} if defined $o{bind};
+	push @cmd, '-c', $o{handshakes} if defined $o{handshakes};
 	push @cmd, '-k', $o{key} if defined $o{key};
 	push @cmd, '-s', $o{silent_after} if defined $o{silent_after};
 	push @cmd, '-v' if $o{verbose};

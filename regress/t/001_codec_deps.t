@@ -1,6 +1,7 @@
-# Test that the shared protocol code needs nothing a PostgreSQL backend
-# forbids: no allocation, no stdio, no exit.  The same objects are compiled
-# into the watchdog extension, where exit() or printf() would be a bug.
+# Test that the code shared with the extension (the protocol codec, its
+# hash, the timer heap) needs nothing a PostgreSQL backend forbids: no
+# allocation, no stdio, no exit.  The same objects are compiled into the
+# watchdog extension, where exit() or printf() would be a bug.
 use strict;
 use warnings;
 use FindBin;
@@ -20,7 +21,8 @@ my %allowed = map { $_ => 1 } qw(
 
 my @objects = (
 	"$top/build/common/cmproto.o",  "$top/build/common/cmsha256.o",
-	"$top/pgext/cmproto.o",         "$top/pgext/cmsha256.o",
+	"$top/build/common/cmheap.o",   "$top/pgext/cmproto.o",
+	"$top/pgext/cmsha256.o",        "$top/pgext/cmheap.o",
 );
 
 for my $obj (@objects)

@@ -2,7 +2,8 @@
 # primary and a standby, conmgr in front.  Resolve answers for every target
 # before and after promotion and with a read-only primary, load balancing
 # between equal instances, down-notices to the sessions of a stopped
-# instance only (and how fast they reach 100 sessions), every role killed
+# instance only (and how fast they reach 100 sessions, every notice sent
+# before any of those sessions is closed), every role killed
 # and restarted with a back-off, the lock file, the open-files check and a
 # listener out of descriptors, plain clients told what they reached,
 # malformed input on the port, the handshake time limit, and a smart stop.
@@ -323,6 +324,17 @@ ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back
 		return $n;
 	};
 	ok(wait_until(sub { $count->(qr/attached instance=1/) == 100 }, 30), '100 sessions attached to the standby');
+	# The listener's sends and closes, to see their order.
+	my $trace = "$dir/listener.strace";
+	my $strace;
+	if (system('sh', '-c', 'command -v strace >/dev/null') == 0)
+	{
+		$strace = IPC::Run::start(
+			[ 'strace', '-q', '-p', listener_pid($cmdata, $cmport), '-e', 'trace=sendto,close', '-o', $trace ],
+			'<', \undef, '>', \my $sout, '2>', \my $serr);
+		wait_until(sub { -e $trace }, 10);
+		usleep(200_000);
+	}
 	$cm->pump_nb;
 	my $logged = length $cm_err;
 	my $t0 = time();
@@ -332,6 +344,25 @@ ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back
 	note(sprintf('100 down-notices delivered %.3f s after the standby was stopped (pg_ctl stop included)', $t1 - $t0))
 	  if defined $t1;
 	$_->finish for @h;
+	SKIP:
+	{
+		skip 'strace is not installed', 1 unless $strace;
+		$strace->signal('INT');
+		$strace->finish;
+		# From the first notice (a sendto to an application session) to
+		# the 100th, how many of the listener's closes came in between.
+		my ($sends, $closes_between) = (0, 0);
+		for my $line (split /\n/, slurp_file($trace))
+		{
+			if ($line =~ /^sendto\(\d+, .*MSG_DONTWAIT/)
+			{
+				$sends++;
+				last if $sends == 100;
+			}
+			$closes_between++ if $sends > 0 && $line =~ /^close\(/;
+		}
+		is($closes_between, 0, "every notice was sent before any session was closed ($sends sends seen)");
+	}
 
 	# From the heartbeat role's "is down" (its log time) to the last notice
 	# received (cmresolve's at_us), on the same wall clock.

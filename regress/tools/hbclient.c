@@ -15,7 +15,10 @@
  * comparison with events the test sees elsewhere.  SIGUSR1 makes every session
  * go silent (it keeps reading but sends nothing, like a host whose link
  * died one way); SIGTERM or the --duration deadline ends the run, closing
- * every socket.  Not installed; built into build/regress/.
+ * every socket.  With -c N, at most N sessions are in their handshake at
+ * once (the next connects when one is welcomed or closed), so that many
+ * sessions register without meeting the watchdog's limit of connections
+ * in handshake.  Not installed; built into build/regress/.
  *
  *-------------------------------------------------------------------------
  */
@@ -101,7 +104,8 @@ usage(void)
 {
 	fprintf(stderr,
 			"usage: hbclient -h HOST -p PORT [-b BINDADDR] [-i INTERVAL] [-t TIMEOUT]\n"
-			"                [-n SESSIONS] [-k KEYFILE] [-d DURATION] [-s SILENT_AFTER] [-v]\n");
+			"                [-n SESSIONS] [-c MAX_HANDSHAKES] [-k KEYFILE] [-d DURATION]\n"
+			"                [-s SILENT_AFTER] [-v]\n");
 	exit(2);
 }
 
@@ -311,6 +315,33 @@ receive(session *s, int i, int interval)
 	}
 }
 
+/* Connect session i and send its HB_HELLO. */
+static void
+open_session(session *s, int i, const char *host, const char *port,
+			 const char *bindaddr, int interval, int timeout)
+{
+	cmproto_msg m;
+	int			r = open("/dev/urandom", O_RDONLY);
+
+	s->fd = connect_to(host, port, bindaddr);
+	if (r < 0 || read(r, s->nonce_c, CMPROTO_NONCE_LEN) != CMPROTO_NONCE_LEN)
+	{
+		perror("hbclient: /dev/urandom");
+		exit(1);
+	}
+	close(r);
+	memset(&m, 0, sizeof(m));
+	m.type = CMPROTO_HB_HELLO;
+	m.u.hb_hello.min_version = CMPROTO_MIN_VERSION;
+	m.u.hb_hello.max_version = CMPROTO_VERSION;
+	m.u.hb_hello.interval = interval;
+	m.u.hb_hello.timeout = timeout;
+	m.u.hb_hello.flags = keylen > 0 ? CMPROTO_HB_HAS_KEY : 0;
+	memcpy(m.u.hb_hello.nonce, s->nonce_c, CMPROTO_NONCE_LEN);
+	send_msg(s, i, &m);
+	s->last_received = now();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -320,6 +351,8 @@ main(int argc, char **argv)
 	int			interval = 10,
 				timeout = 20,
 				nsess = 1,
+				max_handshakes = 0,
+				opened = 0,
 				c;
 	double		duration = 60,
 				silent_after = -1,
@@ -328,7 +361,7 @@ main(int argc, char **argv)
 	struct pollfd *pfds;
 	bool		announced_silent = false;
 
-	while ((c = getopt(argc, argv, "h:p:b:i:t:n:k:d:s:v")) != -1)
+	while ((c = getopt(argc, argv, "h:p:b:i:t:n:c:k:d:s:v")) != -1)
 	{
 		switch (c)
 		{
@@ -349,6 +382,9 @@ main(int argc, char **argv)
 				break;
 			case 'n':
 				nsess = atoi(optarg);
+				break;
+			case 'c':
+				max_handshakes = atoi(optarg);
 				break;
 			case 'k':
 				load_key(optarg);
@@ -378,38 +414,38 @@ main(int argc, char **argv)
 	ss = calloc(nsess, sizeof(session));
 	pfds = calloc(nsess, sizeof(struct pollfd));
 	for (int i = 0; i < nsess; i++)
+		ss[i].fd = -1;
+	if (max_handshakes <= 0)
 	{
-		cmproto_msg m;
-		int			r = open("/dev/urandom", O_RDONLY);
-
-		ss[i].fd = connect_to(host, port, bindaddr);
-		if (r < 0 || read(r, ss[i].nonce_c, CMPROTO_NONCE_LEN) != CMPROTO_NONCE_LEN)
-		{
-			perror("hbclient: /dev/urandom");
-			exit(1);
-		}
-		close(r);
-		memset(&m, 0, sizeof(m));
-		m.type = CMPROTO_HB_HELLO;
-		m.u.hb_hello.min_version = CMPROTO_MIN_VERSION;
-		m.u.hb_hello.max_version = CMPROTO_VERSION;
-		m.u.hb_hello.interval = interval;
-		m.u.hb_hello.timeout = timeout;
-		m.u.hb_hello.flags = keylen > 0 ? CMPROTO_HB_HAS_KEY : 0;
-		memcpy(m.u.hb_hello.nonce, ss[i].nonce_c, CMPROTO_NONCE_LEN);
-		send_msg(&ss[i], i, &m);
-		ss[i].last_received = now();
+		for (; opened < nsess; opened++)
+			open_session(&ss[opened], opened, host, port, bindaddr,
+						 interval, timeout);
+		event(-1, "started sessions=%d", nsess);
 	}
-	event(-1, "started sessions=%d", nsess);
 
 	while (!stop)
 	{
 		double		t = now();
 		double		next = deadline;
 		int			live = 0;
+		int			handshaking = 0;
 
 		if (t >= deadline)
 			break;
+		if (opened < nsess)
+		{
+			for (int i = 0; i < opened; i++)
+				if (!ss[i].up && !ss[i].done)
+					handshaking++;
+			for (; opened < nsess && handshaking < max_handshakes; handshaking++)
+			{
+				open_session(&ss[opened], opened, host, port, bindaddr,
+							 interval, timeout);
+				opened++;
+			}
+			if (opened == nsess)
+				event(-1, "started sessions=%d", nsess);
+		}
 		if (silent_after >= 0 && t - t0 >= silent_after)
 			go_silent = 1;
 		if (go_silent && !announced_silent)
@@ -427,6 +463,8 @@ main(int argc, char **argv)
 			if (s->done)
 				continue;
 			live++;
+			if (s->fd < 0)
+				continue;		/* not opened yet */
 			if (s->up && t - s->last_received >= timeout)
 			{
 				finish(s, i, "heartbeat timeout");
@@ -461,7 +499,7 @@ main(int argc, char **argv)
 				receive(&ss[i], i, interval);
 		}
 	}
-	for (int i = 0; i < nsess; i++)
+	for (int i = 0; i < opened; i++)
 		if (!ss[i].done)
 			finish(&ss[i], i, "client exiting");
 	event(-1, "exit");
