@@ -17,6 +17,16 @@ SELECT attnum, attname, atttypid::regtype
   FROM pg_attribute
  WHERE attrelid = 'pgx_stat_watchdog_worker'::regclass AND attnum > 0
  ORDER BY attnum;
+-- The worker wakes up at least once a check_attr_interval (1 s): wait for
+-- its first wake-up, up to 10 s, as a fast server start may be queried first.
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN (SELECT wakeups FROM pgx_stat_watchdog_worker) > 0;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END
+$$;
 SELECT w.pid = a.pid AS worker_pid, w.wakeups > 0 AS woke_up,
        w.sessions_lost, w.backends_terminated
   FROM pgx_stat_watchdog_worker w, pg_stat_activity a
