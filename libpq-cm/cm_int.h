@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "libpq-cm.h"
+#include "pq_newer.h"
 #include "cmproto.h"
 
 #define CM_CONN_MAGIC		UINT64_C(0x21216e6e6f634d43)	/* "CMconn!!" */
@@ -148,6 +149,8 @@ typedef struct cm_conn
 	int			ai_next;		/* next attempt to start */
 
 	cm_settings settings;
+	/* per destination: the options connection (options.c), or NULL */
+	PGconn	   *opts_pg[CM_MAX_DESTS];
 	char		errbuf[CM_ERRBUF_SIZE];
 	size_t		errlen;
 
@@ -224,6 +227,26 @@ extern void cm_conn_free(cm_conn *c);
 extern const char *cm_opt(const cm_conn *c, const char *key);
 extern PGconn *cm_start_real(cm_conn *c, const cm_attempt *a, bool sync);
 extern PGconn *cm_start_passthrough(cm_conn *c, bool sync);
+extern PGconn *cm_opts_conn(cm_conn *c);
+extern void cm_opts_restore(const cm_conn *c, PQconninfoOption *o);
+extern void cm_opts_free(cm_conn *c);
+
+/*
+ * The real PGconn that answers the accessors of the application's options
+ * (PQdb(), PQuser(), PQpass(), PQconninfo()…): the inner connection once
+ * there is one, else the options connection of the destination being
+ * tried (options.c), as libpq answers them from the options at once.
+ */
+static inline PGconn *
+cm_inner_or_opts(const PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+	PGconn	   *inner = cm_inner(conn);
+
+	if (c == NULL || inner != NULL)
+		return inner;
+	return cm_opts_conn(c);
+}
 
 /* probe.c: results of the probe and resolve steps */
 typedef enum cm_step

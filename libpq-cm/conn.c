@@ -101,6 +101,35 @@ PQerrorMessage(const PGconn *conn)
 	return REAL(PQerrorMessage) (c->inner);
 }
 
+/*
+ * libpq sets protocol 3.0 for each server from the start of the attempt
+ * (PG_PROTOCOL(3, 0)) and says 3 until the connection fails: so do we
+ * while there is no inner connection.
+ */
+int
+PQprotocolVersion(const PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+	PGconn	   *inner = cm_inner(conn);
+
+	if (c == NULL || inner != NULL)
+		return REAL(PQprotocolVersion) (inner);
+	return c->phase == CMP_FAILED ? 0 : 3;
+}
+
+/* The options the connection was made with, as libpq shows them. */
+PQconninfoOption *
+PQconninfo(PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+	PGconn	   *pg = cm_inner_or_opts(conn);
+	PQconninfoOption *o = REAL(PQconninfo) (pg);
+
+	if (c != NULL && pg != c->inner && o != NULL)
+		cm_opts_restore(c, o);
+	return o;
+}
+
 /* While we talk to conmgr, the destination being tried; then the server. */
 static const cm_dest *
 current_dest(const cm_conn *c)
@@ -260,6 +289,19 @@ PQsetTraceFlags(PGconn *conn, int flags)
 	c->settings.trace_flags = flags;
 	if (c->inner)
 		REAL(PQsetTraceFlags) (c->inner, flags);
+}
+
+/* libpq keeps the setting from the start; a failed connection says 0. */
+int
+PQisnonblocking(const PGconn *conn)
+{
+	cm_conn    *c = cm_conn_of(conn);
+	PGconn	   *inner = cm_inner(conn);
+
+	if (c == NULL || inner != NULL)
+		return REAL(PQisnonblocking) (inner);
+	return c->phase != CMP_FAILED && c->settings.has_nonblocking &&
+		c->settings.nonblocking != 0;
 }
 
 int

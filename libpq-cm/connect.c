@@ -631,6 +631,7 @@ teardown(cm_conn *c)
 	if (c->spent)
 		REAL(PQfinish) (c->spent);
 	c->inner = c->spent = NULL;
+	cm_opts_free(c);
 	if (c->ai)
 		freeaddrinfo(c->ai);
 	c->ai = c->ai_cur = NULL;

@@ -14,6 +14,7 @@
 #include "cm_int.h"
 
 #define INNER cm_inner(conn)
+#define OPTS cm_inner_or_opts(conn)
 
 #define CM_FN(type, name, params, args) \
 type \

@@ -8,26 +8,27 @@
  *	  CM_FN_STATE(...), the same for a function that only reads or sets the
  *	  connection's state and never touches its socket
  *
- * In the arguments, INNER is the inner connection of the parameter conn.  Functions
+ * In the arguments, INNER is the inner connection of the parameter conn;
+ * OPTS is the same once there is one, and until then the connection that
+ * answers from the application's options (cm_inner_or_opts()), for the
+ * accessors that libpq answers from the options at once.  Functions
  * with their own behaviour live in connect.c (the connect family, reset,
- * finish) and conn.c (status, socket, error message, host/port, settings
- * kept across attempts).  regress/t/061_libpq_cm_api.t checks that
+ * finish) and conn.c (status, socket, error message, host/port, protocol
+ * version, PQconninfo(), settings kept across attempts).  regress/t/061_libpq_cm_api.t checks that
  * together they cover every such function of the installed libpq-fe.h and
  * libpq-events.h.
  *
  *-------------------------------------------------------------------------
  */
-CM_FN_STATE(PQconninfoOption *, PQconninfo, (PGconn *conn), (INNER))
 CM_FN_STATE(PGcancel *, PQgetCancel, (PGconn *conn), (INNER))
 CM_FN_STATE(int, PQrequestCancel, (PGconn *conn), (INNER))
-CM_FN_STATE(char *, PQdb, (const PGconn *conn), (INNER))
-CM_FN_STATE(char *, PQuser, (const PGconn *conn), (INNER))
-CM_FN_STATE(char *, PQpass, (const PGconn *conn), (INNER))
-CM_FN_STATE(char *, PQtty, (const PGconn *conn), (INNER))
-CM_FN_STATE(char *, PQoptions, (const PGconn *conn), (INNER))
+CM_FN_STATE(char *, PQdb, (const PGconn *conn), (OPTS))
+CM_FN_STATE(char *, PQuser, (const PGconn *conn), (OPTS))
+CM_FN_STATE(char *, PQpass, (const PGconn *conn), (OPTS))
+CM_FN_STATE(char *, PQtty, (const PGconn *conn), (OPTS))
+CM_FN_STATE(char *, PQoptions, (const PGconn *conn), (OPTS))
 CM_FN_STATE(PGTransactionStatusType, PQtransactionStatus, (const PGconn *conn), (INNER))
 CM_FN_STATE(const char *, PQparameterStatus, (const PGconn *conn, const char *paramName), (INNER, paramName))
-CM_FN_STATE(int, PQprotocolVersion, (const PGconn *conn), (INNER))
 CM_FN_STATE(int, PQserverVersion, (const PGconn *conn), (INNER))
 CM_FN_STATE(int, PQbackendPID, (const PGconn *conn), (INNER))
 CM_FN_STATE(PGpipelineStatus, PQpipelineStatus, (const PGconn *conn), (INNER))
@@ -67,7 +68,6 @@ CM_FN(int, PQputline, (PGconn *conn, const char *string), (INNER, string))
 CM_FN(int, PQgetlineAsync, (PGconn *conn, char *buffer, int bufsize), (INNER, buffer, bufsize))
 CM_FN(int, PQputnbytes, (PGconn *conn, const char *buffer, int nbytes), (INNER, buffer, nbytes))
 CM_FN(int, PQendcopy, (PGconn *conn), (INNER))
-CM_FN_STATE(int, PQisnonblocking, (const PGconn *conn), (INNER))
 CM_FN(int, PQflush, (PGconn *conn), (INNER))
 CM_FN(PGresult *, PQfn, (PGconn *conn, int fnid, int *result_buf, int *result_len, int result_is_int, const PQArgBlock *fargs, int nargs), (INNER, fnid, result_buf, result_len, result_is_int, fargs, nargs))
 CM_FN(PGresult *, PQdescribePrepared, (PGconn *conn, const char *stmt), (INNER, stmt))
@@ -97,6 +97,19 @@ CM_FN(Oid, lo_import_with_oid, (PGconn *conn, const char *filename, Oid lobjId),
 CM_FN(int, lo_export, (PGconn *conn, Oid lobjId, const char *filename), (INNER, lobjId, filename))
 CM_FN(char *, PQencryptPasswordConn, (PGconn *conn, const char *passwd, const char *user, const char *algorithm), (INNER, passwd, user, algorithm))
 CM_FN_STATE(int, PQdefaultSSLKeyPassHook_OpenSSL, (char *buf, int size, PGconn *conn), (buf, size, INNER))
+/* libpq 16 to 18 (pq_newer.h) */
+CM_FN_STATE(int, PQconnectionUsedGSSAPI, (const PGconn *conn), (INNER))
+CM_FN_STATE(PGcancelConn *, PQcancelCreate, (PGconn *conn), (INNER))
+CM_FN_STATE(int, PQsetChunkedRowsMode, (PGconn *conn, int chunkSize), (INNER, chunkSize))
+CM_FN(int, PQsendPipelineSync, (PGconn *conn), (INNER))
+CM_FN(PGresult *, PQclosePrepared, (PGconn *conn, const char *stmt), (INNER, stmt))
+CM_FN(PGresult *, PQclosePortal, (PGconn *conn, const char *portal), (INNER, portal))
+CM_FN(int, PQsendClosePrepared, (PGconn *conn, const char *stmt), (INNER, stmt))
+CM_FN(int, PQsendClosePortal, (PGconn *conn, const char *portal), (INNER, portal))
+CM_FN(PGresult *, PQchangePassword, (PGconn *conn, const char *user, const char *passwd), (INNER, user, passwd))
+CM_FN_STATE(char *, PQservice, (const PGconn *conn), (OPTS))
+CM_FN_STATE(int, PQfullProtocolVersion, (const PGconn *conn), (INNER))
+CM_FN_STATE(int, PQdefaultAuthDataHook, (PGauthData type, PGconn *conn, void *data), (type, INNER, data))
 /* libpq-events.h */
 CM_FN_STATE(int, PQregisterEventProc, (PGconn *conn, PGEventProc proc, const char *name, void *passThrough), (INNER, proc, name, passThrough))
 CM_FN_STATE(int, PQsetInstanceData, (PGconn *conn, PGEventProc proc, void *data), (INNER, proc, data))

@@ -462,3 +462,108 @@ cm_start_passthrough(cm_conn *c, bool sync)
 		pg = REAL(PQconnectStart) (c->orig_conninfo);
 	return pg;
 }
+
+/*
+ * The options connection of the destination being tried: a real libpq
+ * connection started with the application's own options, exactly as given
+ * (libpq flattens them, expands dbname and applies the environment, the
+ * defaults and the password file itself), but with that destination's
+ * host and port and a hostaddr that is no address ("-").  libpq fails it at
+ * its first step, the numeric parse of hostaddr, before any I/O, and it
+ * then holds what libpq makes of the options: PQdb(), PQuser(), PQpass()
+ * (the password file's entry for this host and port), PQoptions(),
+ * PQconninfo().  Made on the first such question while there is no inner
+ * connection, kept until the handle is torn down, so that the strings
+ * returned stay valid as libpq's do.  NULL when it cannot be made.
+ */
+PGconn *
+cm_opts_conn(cm_conn *c)
+{
+	int			di = c->di < c->ndests ? c->di : c->ndests - 1;
+	const cm_dest *d;
+	/* the connection string, expanded as the first dbname, or nothing */
+	const char *keys[5] = {"dbname", "host", "hostaddr", "port", NULL};
+	const char *vals[5];
+	const char **k = keys,
+			  **v = vals;
+	int			expand = 1;
+	int			n = 0;
+	PGconn	   *pg;
+
+	if (di < 0)
+		return NULL;
+	if (c->opts_pg[di] != NULL)
+		return c->opts_pg[di];
+	d = &c->dests[di];
+	/* libpq looks up the password file by host, else by hostaddr */
+	vals[0] = c->orig_conninfo && is_connstr(c->orig_conninfo) ? c->orig_conninfo : NULL;
+	vals[1] = d->host[0] ? d->host : d->hostaddr ? d->hostaddr : "";
+	vals[2] = "-";
+	vals[3] = d->port;
+	vals[4] = NULL;
+	if (c->orig_keys)
+	{
+		while (c->orig_keys[n])
+			n++;
+		if ((k = calloc(n + 4, sizeof(char *))) == NULL ||
+			(v = calloc(n + 4, sizeof(char *))) == NULL)
+		{
+			free(k);
+			return NULL;
+		}
+		memcpy(k, c->orig_keys, n * sizeof(char *));
+		memcpy(v, c->orig_vals, n * sizeof(char *));
+		memcpy(k + n, keys + 1, 4 * sizeof(char *));
+		memcpy(v + n, vals + 1, 4 * sizeof(char *));
+		expand = c->orig_expand;
+	}
+	pg = REAL(PQconnectStartParams) (k, v, expand);
+	if (k != keys)
+	{
+		free(k);
+		free(v);
+	}
+	if (pg != NULL && REAL(PQstatus) (pg) != CONNECTION_BAD)
+	{
+		/* not what libpq does with that hostaddr: make no other attempt */
+		REAL(PQfinish) (pg);
+		pg = NULL;
+	}
+	c->opts_pg[di] = pg;
+	return pg;
+}
+
+/*
+ * PQconninfo() of an options connection, made to show the application's
+ * host, hostaddr and port (those libpq would show: the option, else its
+ * environment variable, else its default) rather than the destination's.
+ */
+void
+cm_opts_restore(const cm_conn *c, PQconninfoOption *o)
+{
+	for (; o->keyword != NULL; o++)
+	{
+		const char *v;
+
+		if (strcmp(o->keyword, "host") != 0 &&
+			strcmp(o->keyword, "hostaddr") != 0 &&
+			strcmp(o->keyword, "port") != 0)
+			continue;
+		if ((v = cm_opt(c, o->keyword)) == NULL &&
+			(o->envvar == NULL || (v = getenv(o->envvar)) == NULL || v[0] == '\0'))
+			v = o->compiled;
+		free(o->val);
+		o->val = xstrdup(v);
+	}
+}
+
+void
+cm_opts_free(cm_conn *c)
+{
+	for (int i = 0; i < CM_MAX_DESTS; i++)
+		if (c->opts_pg[i] != NULL)
+		{
+			REAL(PQfinish) (c->opts_pg[i]);
+			c->opts_pg[i] = NULL;
+		}
+}

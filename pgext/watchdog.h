@@ -21,6 +21,14 @@
 #include "portability/instr_time.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+/*
+ * PostgreSQL 18 moved WaitEventSet and its functions out of storage/latch.h
+ * into storage/waiteventset.h (latch.h still includes it, for WaitLatch's
+ * WL_* flags only); the worker's loop uses the set itself.
+ */
+#if PG_VERSION_NUM >= 180000
+#include "storage/waiteventset.h"
+#endif
 
 #define WD_DEFAULT_PORT			27545
 #define WD_HANDSHAKE_TIMEOUT_MS 10000	/* accept -> registered */

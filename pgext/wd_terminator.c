@@ -69,7 +69,10 @@ typedef struct WdTarget
  */
 /*
  * The i-th (from 1) entry of this process's snapshot of backend states:
- * PostgreSQL 16 renamed the function that returns it.
+ * PostgreSQL 16.0 renamed the function that returns it
+ * (pgstat_fetch_stat_local_beentry() became
+ * pgstat_get_local_beentry_by_index(), same argument); 17 and 18 keep
+ * the new name.
  */
 static LocalPgBackendStatus *
 wd_local_beentry(int i)

@@ -155,6 +155,29 @@ for my $target (sort keys %expect)
 	is_deeply([ sort keys %seen ], [qw(s1 s2)], 'read-only connections go to both standbys');
 }
 
+# --- the accessors while talking to conmgr answer as libpq's ---
+# psycopg's test_conninfo::test_no_password: PQpass(), PQdb() and
+# PQconninfo() of a connection just started, still talking to conmgr, are
+# those of its options, as plain libpq's are for the same options (061
+# compares every accessor); once connected, the instance's connection
+# answers with the same options.
+{
+	my @args = ('host=localhost', "port=$cm1->{port}", 'dbname=postgres',
+		'password=the-pass-word', 'target_session_attrs=any');
+	my ($mine) = run_cmd("$top/build/regress/tools/cmaccess", 'string', 'now', @args);
+	my ($libpqs) = run_cmd("$top/build/regress/tools/cmaccess-plain", 'string', 'now', @args);
+	like($mine, qr/^PQstatus=in progress$/m, 'cmaccess: just started, still with conmgr');
+	like($mine, qr/^PQpass='the-pass-word'$/m, 'cmaccess: PQpass() is the password given');
+	like($mine, qr/^PQdb='postgres'$/m, 'cmaccess: PQdb() is the database given');
+	like($mine, qr/^PQprotocolVersion=3$/m, 'cmaccess: PQprotocolVersion() is 3');
+	s/^PQerrorMessage=.*$//m for $mine, $libpqs;
+	is($mine, $libpqs, 'cmaccess: every accessor answers as plain libpq\'s for the same options');
+	($mine) = run_cmd("$top/build/regress/tools/cmaccess", 'string', 'end', @args);
+	like($mine, qr/^PQstatus=OK$/m, 'cmaccess: connected through conmgr');
+	like($mine, qr/^PQpass='the-pass-word'$/m, 'cmaccess: connected, PQpass() is the same');
+	like($mine, qr/^dbname='postgres'$/m, 'cmaccess: connected, PQconninfo() has the same dbname');
+}
+
 # --- descriptors, threads, fork ---
 {
 	my ($out) = run_cmd($cmapp, 'fds', cm_conninfo($cm1, 'read-write'));
