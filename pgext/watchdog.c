@@ -342,6 +342,21 @@ wd_parse_cidr(const char *text, WdCidr *out)
 	return true;
 }
 
+/*
+ * The GUC machinery frees a check hook's "extra" itself: with free() up to
+ * PostgreSQL 15, with guc_free() since 16, which keeps GUC data in a memory
+ * context of its own (postgres commit 407b50f2d) and so needs it allocated
+ * there by guc_malloc(); free() memory given to 16 or later makes every
+ * change of the parameter fail with "pfree called with invalid pointer".
+ */
+#if PG_VERSION_NUM >= 160000
+#define wd_guc_malloc(size)		guc_malloc(LOG, (size))
+#define wd_guc_free(ptr)		guc_free(ptr)
+#else
+#define wd_guc_malloc(size)		malloc(size)
+#define wd_guc_free(ptr)		free(ptr)
+#endif
+
 static bool
 wd_check_allowed_addresses(char **newval, void **extra, GucSource source)
 {
@@ -358,8 +373,8 @@ wd_check_allowed_addresses(char **newval, void **extra, GucSource source)
 		list_free(items);
 		return false;
 	}
-	list = malloc(offsetof(WdCidrList, cidrs) +
-				  sizeof(WdCidr) * Max(list_length(items), 1));
+	list = wd_guc_malloc(offsetof(WdCidrList, cidrs) +
+						 sizeof(WdCidr) * Max(list_length(items), 1));
 	if (list == NULL)
 	{
 		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
@@ -376,7 +391,7 @@ wd_check_allowed_addresses(char **newval, void **extra, GucSource source)
 		{
 			GUC_check_errdetail("\"%s\" is not an IPv4 or IPv6 address with an optional prefix length, like 10.1.0.0/16 or fd00::/8.",
 								item);
-			free(list);
+			wd_guc_free(list);
 			pfree(raw);
 			list_free(items);
 			return false;

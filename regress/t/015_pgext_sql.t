@@ -2,6 +2,10 @@
 # workers in pg_stat_activity, GUC ranges, privileges, DROP EXTENSION; and,
 # in a server without the library preloaded, the view's clear error.
 # Needs the extension installed (make check does that when run as root).
+# make check runs it against PostgreSQL 15 and 17 (regress/pg17/run):
+# pgext/expected/watchdog_1.out is the output of 16 and later, which word
+# a parameter's range with its unit and refuse an unknown name under a
+# reserved prefix as invalid.
 use strict;
 use warnings;
 use File::Temp qw(tempdir);
