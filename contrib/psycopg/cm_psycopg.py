@@ -11,12 +11,16 @@ regress/t/082_psycopg.t.
     cm_psycopg.py aconnect CONNINFO       psycopg.AsyncConnection.connect()
     cm_psycopg.py block CONNINFO SQL      connect, run SQL, say how it ended
     cm_psycopg.py ablock CONNINFO SQL     the same with AsyncConnection
+    cm_psycopg.py info CONNINFO           ConnectionInfo of a connection just
+                                          started (PGconn.connect_start())
 
 Output lines:
     connected mode=M host=H hostaddr=A port=P recovery=t|f libpq=PATH
     running
     result error=CLASS elapsed=SECONDS closed=True|False message=M
     failed error=CLASS message=M
+    info password=P dbname=D parameters_dbname=D parameters_password=yes|no
+         dsn=DSN
 """
 import asyncio
 import sys
@@ -82,15 +86,33 @@ async def run_async(mode, conninfo, sql):
     await conn.close()
 
 
+def run_info(conninfo):
+    # What psycopg's own test_conninfo.py (test_no_password,
+    # test_dsn_no_password) asks of a connection that is still connecting.
+    pgconn = psycopg.pq.PGconn.connect_start(conninfo.encode())
+    try:
+        info = psycopg.ConnectionInfo(pgconn)
+        params = info.get_parameters()
+        print("info password=%s dbname=%s parameters_dbname=%s "
+              "parameters_password=%s dsn=%s"
+              % (info.password, info.dbname, params.get("dbname"),
+                 "yes" if "password" in params else "no", flat(info.dsn)),
+              flush=True)
+    finally:
+        pgconn.finish()
+
+
 def main(argv):
-    modes = {"connect": 3, "aconnect": 3, "block": 4, "ablock": 4}
+    modes = {"connect": 3, "aconnect": 3, "block": 4, "ablock": 4, "info": 3}
     if len(argv) < 2 or modes.get(argv[1]) != len(argv):
         print(__doc__, file=sys.stderr)
         return 2
     mode, conninfo = argv[1], argv[2]
     sql = argv[3] if len(argv) > 3 else None
     try:
-        if mode.startswith("a"):
+        if mode == "info":
+            run_info(conninfo)
+        elif mode.startswith("a"):
             asyncio.run(run_async(mode, conninfo, sql))
         else:
             run_sync(mode, conninfo, sql)

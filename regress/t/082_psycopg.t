@@ -4,7 +4,9 @@
 # name the instance (manual 3.6.4); a query blocked in pg_sleep() gets
 # OperationalError within heartbeat_timeout + 0.5 s when its instance is
 # lost, in a plain and in an asyncio application (the manual says psycopg
-# cannot have the heartbeat error; through the drop-in it can).
+# cannot have the heartbeat error; through the drop-in it can); the
+# ConnectionInfo of a connection still talking to conmgr is that of its
+# options, as psycopg's own tests expect.
 # 060_libpq_cm.t already covers psycopg.connect() for read-write and standby.
 use strict;
 use warnings;
@@ -54,6 +56,18 @@ for my $case ((map { [ 'aconnect', $_ ] } sort keys %expect), (map { [ 'connect'
 	is($rec, ($where eq 'p' ? 'f' : 't'), "$mode $target: pg_is_in_recovery() agrees");
 	is("$host $addr", '127.0.0.1 127.0.0.1', "$mode $target: conn.info.host and hostaddr are the instance's, not localhost");
 	is($lib, "$dropin/libpq.so.5", "$mode $target: the drop-in libpq.so.5 is loaded") if $target eq 'any';
+}
+
+# psycopg's test_conninfo::test_no_password and test_dsn_no_password: a
+# connection just started, still talking to conmgr, tells its password,
+# database and parameters (from the options, as libpq does), and its DSN
+# leaves the password out.
+{
+	my ($out, $err) = py('info', conninfo('any') . ' password=the-pass-word');
+	like($out, qr/^info password=the-pass-word dbname=postgres parameters_dbname=postgres parameters_password=no dsn=\S/m,
+		'ConnectionInfo of a connection still talking to conmgr: password, dbname, parameters')
+	  or diag("$out$err");
+	unlike($out, qr/dsn=.*the-pass-word/, 'its DSN leaves the password out');
 }
 
 # Without the drop-in, psycopg's libpq meets conmgr as a plain client.
