@@ -2,26 +2,27 @@
 # installed, fetched by tools/foreign-sources) through conmgr with
 # libpq-cm's drop-in libpq.so.5, against the same suite run directly.
 #
-# One instance with the watchdog, conmgr in front of it.  pytest runs the
-# suite twice, the same way: once with PSYCOPG_TEST_DSN naming the
-# instance (host=127.0.0.1, its port), once naming conmgr (host=localhost,
-# conmgr's port) with LD_LIBRARY_PATH=build/lib/dropin.  Each run's
-# outcome per test comes from its JUnit XML.  Every test that passes
-# directly must pass through conmgr, except the differences by design
-# listed in %by_design below, each with its reason; those must differ as
-# described (pass directly, fail through conmgr), so that the list cannot
-# go stale.  Without the drop-in, conmgr refuses psycopg: the suite can
-# only pass through libpq-cm.
+# Two instances with the watchdog, configured alike, conmgr in front of
+# the second.  pytest runs the suite twice, the same way and side by side:
+# once with PSYCOPG_TEST_DSN naming the first instance (host=127.0.0.1,
+# its port), once naming conmgr (host=localhost, conmgr's port) with
+# LD_LIBRARY_PATH=build/lib/dropin.  Each run's outcome per test comes from
+# its JUnit XML.  Every test that passes directly must pass through
+# conmgr, except the differences by design listed in %by_design below,
+# each with its reason; those must differ as described (pass directly,
+# fail through conmgr), so that the list cannot go stale.  Without the
+# drop-in, conmgr refuses psycopg: the suite can only pass through
+# libpq-cm.
 #
 # What is left out of both runs, and why (none of it is about connecting):
 #   - tests/pool: psycopg_pool's tests; the pool is another Debian package
 #     (python3-psycopg-pool), not python3-psycopg;
 #   - the "mypy" marker: runs the mypy type checker over example files;
 #   - the "proxy" marker: needs pproxy, which Debian does not package;
-#   - %slow: the leak and big-copy tests, which repeat one cursor or COPY
-#     operation thousands of times on one connection (they are most of the
-#     suite's time, 320 of 370 s here) and test psycopg's objects and
-#     buffers, not how the connection was made.
+#   - @slow: the leak and big-copy tests, which repeat one cursor or COPY
+#     operation thousands of times on one connection (they take most of
+#     the suite's time) and test psycopg's objects and buffers, not how
+#     the connection was made.
 use strict;
 use warnings;
 use Cwd ();
@@ -77,32 +78,50 @@ my @slow = qw(
   tests/test_copy_async.py::test_copy_big_size_record
 );
 
-# The instance: the watchdog, and prepared transactions for the suite's
-# two-phase commit tests.
-my ($node, $wdport) = watchdog_node('psycopg', "max_prepared_transactions = 10\n");
-my $cm = foreign_conmgr(port => $node->port, watchdog_port => $wdport);
+# An instance for each run, so that the runs go side by side without
+# meeting in one database (the two-phase commit tests roll back and count
+# every prepared transaction of theirs; tables have fixed names): the
+# watchdog, and prepared transactions for the two-phase commit tests.
+# conmgr is in front of the second.
+my %node;
+my %wdport;
+($node{$_}, $wdport{$_}) = watchdog_node("psycopg_$_", "max_prepared_transactions = 10\n")
+  for qw(direct through);
+my $cm = foreign_conmgr(port => $node{through}->port, watchdog_port => $wdport{through});
 
-# One run of the suite: outcome per test (passed, failed, error, skipped),
-# pytest's output and its duration.
-sub suite
+# One run of the suite, started in the background.
+sub suite_start
 {
 	my ($dsn, @env) = @_;
-	my $scratch = PostgreSQL::Test::Utils::tempdir();
+	my $run = { scratch => PostgreSQL::Test::Utils::tempdir(), out => '', err => '', t0 => time() };
 	# The test framework's PGHOST and friends would be libpq's defaults in
 	# the suite's own connection strings.
 	delete local @ENV{ grep { /^PG/ } keys %ENV };
 	my @cmd = (foreign_env(PSYCOPG_TEST_DSN => $dsn, PYTHONDONTWRITEBYTECODE => 1, @env),
 		$python, '-m', 'pytest', '-q', '-p', 'no:randomly',
-		'-o', "cache_dir=$scratch/cache", "--junitxml=$scratch/junit.xml",
+		'-o', "cache_dir=$run->{scratch}/cache", "--junitxml=$run->{scratch}/junit.xml",
 		'-m', 'not mypy and not proxy', '--ignore=tests/pool',
 		map({ ('--deselect', $_) } @slow), 'tests');
-	my ($out, $err) = ('', '');
-	my $t0 = time();
-	IPC::Run::run(\@cmd, init => sub { chdir $src or die "chdir $src: $!" },
-		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(600));
-	my $took = time() - $t0;
+	$run->{h} = IPC::Run::start(\@cmd, init => sub { chdir $src or die "chdir $src: $!" },
+		'<', \undef, '>', \$run->{out}, '2>', \$run->{err}, IPC::Run::timeout(600));
+	return $run;
+}
+
+# Wait for a run to end: outcome per test (passed, failed, error,
+# skipped), pytest's output and the run's duration.
+sub suite_finish
+{
+	my ($run) = @_;
+	eval { $run->{h}->finish; };
+	if ($@)
+	{
+		$run->{err} .= "\n$@";
+		$run->{h}->kill_kill;
+	}
+	my $took = time() - $run->{t0};
 	my %outcome;
-	my $xml = -f "$scratch/junit.xml" ? slurp_file("$scratch/junit.xml") : '';
+	my $file = "$run->{scratch}/junit.xml";
+	my $xml = -f $file ? slurp_file($file) : '';
 	while ($xml =~ m{<testcase classname="([^"]*)" name="([^"]*)"[^>]*?(/>|>(.*?)</testcase>)}sg)
 	{
 		my ($class, $name, $body) = ($1, $2, $4 // '');
@@ -116,7 +135,7 @@ sub suite
 		  : $body =~ /<skipped/ ? 'skipped'
 		  : 'passed';
 	}
-	return (\%outcome, "$out$err", $took);
+	return (\%outcome, "$run->{out}$run->{err}", $took);
 }
 
 sub counts
@@ -127,9 +146,12 @@ sub counts
 	return join(', ', map { "$n{$_} $_" } sort keys %n);
 }
 
-my ($direct, $direct_out, $direct_took) = suite('host=127.0.0.1 port=' . $node->port . ' dbname=postgres');
-my ($through, $through_out, $through_took) =
-  suite("host=localhost port=$cm->{port} dbname=postgres", LD_LIBRARY_PATH => $dropin);
+my $t0 = time();
+my @runs = (suite_start('host=127.0.0.1 port=' . $node{direct}->port . ' dbname=postgres'),
+	suite_start("host=localhost port=$cm->{port} dbname=postgres", LD_LIBRARY_PATH => $dropin));
+my ($direct, $direct_out, $direct_took) = suite_finish($runs[0]);
+my ($through, $through_out, $through_took) = suite_finish($runs[1]);
+note(sprintf('both runs side by side: %.0f s', time() - $t0));
 note(sprintf('psycopg suite directly: %s in %.0f s', counts($direct), $direct_took));
 note(sprintf('psycopg suite through conmgr: %s in %.0f s', counts($through), $through_took));
 
