@@ -136,6 +136,12 @@ for my $node ($primary, $standby)
 	  or diag('view: ' . view_rows($node) . "\nconmgr: $cmerr");
 }
 
+# Both instances routable: conmgr has each one's attributes.
+ok(wait_until(sub {
+	my (undef, $out) = host_run("$top/build/regress/tools/cmresolve", '-p', $cmport, '-t', 'any');
+	(() = $out =~ /^candidate /mg) == 2 }, 30),
+	'conmgr routes to both instances');
+
 # --- psql 15 and psql 17 through conmgr ---
 my %port_of = (primary => $primary->port, standby => $standby->port);
 my %name_of = reverse %port_of;
