@@ -37,7 +37,10 @@ The directory tools/foreign-sources unpacked $part into
 C<CM_FOREIGN_SRC> (default /var/cache/conmgr/src), and its VERSION
 file's text; or (undef, why not) when it is not there: make check
 fetches it as root before the tests, a test run by hand needs
-C<tools/foreign-sources> run once (as root).
+C<tools/foreign-sources> run once (as root).  Why not is what
+tools/foreign-sources wrote in C<$part.unavailable> when it could not have
+the part (e.g. the archive does not serve the source, and which variable
+makes the test run), else that it has not run.
 
 =cut
 
@@ -46,8 +49,18 @@ sub foreign_src
 	my ($part) = @_;
 	my $base = $ENV{CM_FOREIGN_SRC} // '/var/cache/conmgr/src';
 	my $dir = "$base/$part";
-	return (undef, "no $dir (tools/foreign-sources fetches it; it said why if it could not)")
-	  unless -f "$dir/VERSION";
+	if (!-f "$dir/VERSION")
+	{
+		# Why tools/foreign-sources could not have it, in its words.
+		if (open(my $u, '<', "$dir.unavailable"))
+		{
+			my $why = do { local $/; <$u> };
+			close $u;
+			chomp $why;
+			return (undef, "tools/foreign-sources could not have it: $why");
+		}
+		return (undef, "no $dir (tools/foreign-sources fetches it, as root)");
+	}
 	open(my $f, '<', "$dir/VERSION") or return (undef, "$dir/VERSION: $!");
 	my $version = do { local $/; <$f> };
 	close $f;

@@ -33,9 +33,18 @@ my $chroot = $ENV{CM_PG17_CHROOT} // '/var/cache/conmgr/trixie';
 skip_all("no PostgreSQL 17 chroot in $chroot (tools/pg17-chroot ensure)")
   if !-x "$chroot/usr/lib/postgresql/17/bin/postgres";
 my $src = $ENV{CM_FOREIGN_SRC} // '/var/cache/conmgr/src';
-skip_all("no libpq_pipeline source of PostgreSQL 17 in $src/postgresql-17 "
-	  . '(tools/foreign-sources fetches it; it said why if it could not)')
-  unless -f "$src/postgresql-17/VERSION";
+if (!-f "$src/postgresql-17/VERSION")
+{
+	# Why tools/foreign-sources could not have it, in its words.
+	my $why = "no $src/postgresql-17 (tools/foreign-sources fetches it)";
+	if (open(my $u, '<', "$src/postgresql-17.unavailable"))
+	{
+		$why = 'tools/foreign-sources could not have it: ' . do { local $/; <$u> };
+		chomp $why;
+		close $u;
+	}
+	skip_all("no libpq_pipeline source of PostgreSQL 17: $why");
+}
 if (!-f "$chroot/usr/lib/postgresql/17/lib/watchdog.so")
 {
 	print "Bail out! the watchdog extension is not installed in the chroot\n";
