@@ -742,7 +742,8 @@ check_instances(void)
 	shm_slot	slots[CMCONF_MAX_INSTANCES];
 	int			notified[CMCONF_MAX_INSTANCES] = {0};
 	int64_t		start = cmclock_us();
-	int		   *sent = malloc(sizeof(int) * (napps_alloc > 0 ? napps_alloc : 1));
+	int		   *sent = NULL;	/* made at the first notice: most passes send none */
+	bool		sent_made = false;
 	int			nsent = 0;
 
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
@@ -760,6 +761,11 @@ check_instances(void)
 			continue;
 		notified[a->instance]++;
 		reason = s->down_reason ? (int) s->down_reason : CMPROTO_DOWN_LOST;
+		if (!sent_made)
+		{
+			sent = malloc(sizeof(int) * napps_alloc);
+			sent_made = true;
+		}
 		if (sent == NULL)
 			app_send_down(a, reason);	/* out of memory: close at once */
 		else if (app_notify_down(a, reason))

@@ -79,15 +79,25 @@ print_accessors(PGconn *conn)
 	PQconninfoFree(o);
 }
 
+/* Seconds on the monotonic clock (deadlines, STYLE rule 22). */
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* Poll until the connection is made or fails, for at most 10 s. */
 static void
 finish_connecting(PGconn *conn)
 {
-	time_t		end = time(NULL) + 10;
+	double		end = mono_s() + 10;
 	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
 
 	while (ps != PGRES_POLLING_OK && ps != PGRES_POLLING_FAILED &&
-		   time(NULL) < end)
+		   mono_s() < end)
 	{
 		struct pollfd p = {PQsocket(conn),
 		ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
