@@ -9,6 +9,14 @@
  * validate() holds the field ranges and is run by both, so that conmgr
  * never sends what it would refuse to receive.
  *
+ * Both run at a protocol version (cmproto_decode_version(),
+ * cmproto_encode_version()): what a version adds (HB_WELCOME's and
+ * HB_ATTRS's timeline, INSTANCE_DOWN's reason 5, ERROR's code 7) is out
+ * of range at an older one, so a session that agreed on version 1 neither
+ * sends nor accepts it.  msgtypes[]'s length bounds cover the layouts of
+ * every version, since framing happens before anyone looks at a version;
+ * the decoder then holds a body to its version's exact layout.
+ *
  * Reading goes through a bounds-checked cursor: every get_*() fails with
  * CMPROTO_ETRUNCATED instead of reading past the frame, and a length from
  * the wire is only ever compared with what was actually received.
@@ -47,9 +55,9 @@ static const msgtype msgtypes[] = {
 	{CMPROTO_HB_CHALLENGE, CMPROTO_PEER_WATCHDOG, 2 + CMPROTO_NONCE_LEN + CMPROTO_PROOF_LEN,
 	2 + CMPROTO_NONCE_LEN + CMPROTO_PROOF_LEN, "HB_CHALLENGE"},
 	{CMPROTO_HB_AUTH, CMPROTO_PEER_CONMGR, CMPROTO_PROOF_LEN, CMPROTO_PROOF_LEN, "HB_AUTH"},
-	{CMPROTO_HB_WELCOME, CMPROTO_PEER_WATCHDOG, 20, 20, "HB_WELCOME"},
+	{CMPROTO_HB_WELCOME, CMPROTO_PEER_WATCHDOG, 20, 24, "HB_WELCOME"},
 	{CMPROTO_HB_BEAT, CMPROTO_PEER_CONMGR | CMPROTO_PEER_WATCHDOG, 8, 8, "HB_BEAT"},
-	{CMPROTO_HB_ATTRS, CMPROTO_PEER_WATCHDOG, 4, 4, "HB_ATTRS"},
+	{CMPROTO_HB_ATTRS, CMPROTO_PEER_WATCHDOG, 4, 8, "HB_ATTRS"},
 	{CMPROTO_ERROR, CMPROTO_PEER_APP | CMPROTO_PEER_LISTENER |
 		CMPROTO_PEER_CONMGR | CMPROTO_PEER_WATCHDOG,
 	2 + 2, 2 + STR(CMPROTO_ERRMSG_MAX), "ERROR"},
@@ -238,8 +246,20 @@ check_versions(uint16_t min_version, uint16_t max_version)
 	return 0;
 }
 
+/*
+ * A timeline field: absent (0) in version 1, a PostgreSQL timeline ID
+ * (1 or more) from version 2 on.
+ */
 static int
-validate(const cmproto_msg *m)
+check_timeline(uint32_t timeline, int version)
+{
+	if (version < 2 ? timeline != 0 : timeline < 1)
+		return CMPROTO_ERANGE;
+	return 0;
+}
+
+static int
+validate(const cmproto_msg *m, int version)
 {
 	switch (m->type)
 	{
@@ -270,11 +290,13 @@ validate(const cmproto_msg *m)
 		case CMPROTO_INSTANCE_DOWN:
 			if (m->u.instance_down.instance >= CMPROTO_MAX_INSTANCES ||
 				m->u.instance_down.reason < 1 ||
-				m->u.instance_down.reason > CMPROTO_DOWN_LAST)
+				m->u.instance_down.reason >
+				(version < 2 ? CMPROTO_DOWN_LAST_V1 : CMPROTO_DOWN_LAST))
 				return CMPROTO_ERANGE;
 			return 0;
 		case CMPROTO_ERROR:
-			if (m->u.error.code < 1 || m->u.error.code > CMPROTO_ERR_LAST)
+			if (m->u.error.code < 1 ||
+				m->u.error.code > (version < 2 ? CMPROTO_ERR_LAST_V1 : CMPROTO_ERR_LAST))
 				return CMPROTO_ERANGE;
 			return 0;
 		case CMPROTO_HB_HELLO:
@@ -294,11 +316,14 @@ validate(const cmproto_msg *m)
 		case CMPROTO_HB_AUTH:
 			return 0;
 		case CMPROTO_HB_WELCOME:
+			/* Its layout is that of the version it names. */
 			if (m->u.hb_welcome.version < 1 ||
+				m->u.hb_welcome.version > version ||
 				(m->u.hb_welcome.flags & ~CMPROTO_HB_AUTHENTICATED) != 0 ||
 				(m->u.hb_welcome.attrs & ~CMPROTO_ATTR_ALL) != 0)
 				return CMPROTO_ERANGE;
-			return 0;
+			return check_timeline(m->u.hb_welcome.timeline,
+								  m->u.hb_welcome.version);
 		case CMPROTO_HB_BEAT:
 			if ((m->u.hb_beat.attrs & ~CMPROTO_ATTR_ALL) != 0)
 				return CMPROTO_ERANGE;
@@ -306,7 +331,7 @@ validate(const cmproto_msg *m)
 		case CMPROTO_HB_ATTRS:
 			if ((m->u.hb_attrs.attrs & ~CMPROTO_ATTR_ALL) != 0)
 				return CMPROTO_ERANGE;
-			return 0;
+			return check_timeline(m->u.hb_attrs.timeline, version);
 	}
 	return CMPROTO_EUNKNOWNTYPE;
 }
@@ -353,7 +378,7 @@ cmproto_frame(const uint8_t *buf, size_t avail, size_t *msglen)
 }
 
 static int
-decode_body(rbuf *b, cmproto_msg *m)
+decode_body(rbuf *b, int version, cmproto_msg *m)
 {
 	int			rc = 0;
 	uint32_t	magic;
@@ -436,6 +461,8 @@ decode_body(rbuf *b, cmproto_msg *m)
 				(rc = get_u32(b, &m->u.hb_welcome.server_version_num)) < 0 ||
 				(rc = get_u64(b, &m->u.hb_welcome.system_identifier)) < 0)
 				return rc;
+			if (m->u.hb_welcome.version >= 2 && m->u.hb_welcome.version <= version)
+				rc = get_u32(b, &m->u.hb_welcome.timeline);
 			break;
 		case CMPROTO_HB_BEAT:
 			if ((rc = get_u32(b, &m->u.hb_beat.seq)) < 0 ||
@@ -443,7 +470,10 @@ decode_body(rbuf *b, cmproto_msg *m)
 				return rc;
 			break;
 		case CMPROTO_HB_ATTRS:
-			rc = get_u32(b, &m->u.hb_attrs.attrs);
+			if ((rc = get_u32(b, &m->u.hb_attrs.attrs)) < 0)
+				return rc;
+			if (version >= 2)
+				rc = get_u32(b, &m->u.hb_attrs.timeline);
 			break;
 		default:
 			return CMPROTO_EUNKNOWNTYPE;
@@ -452,13 +482,27 @@ decode_body(rbuf *b, cmproto_msg *m)
 }
 
 /*
- * Decode exactly one frame of "len" bytes, sent by a peer of kind "from".
- * On any error *msg is left zeroed, but for its type once the header and
- * the sender were found valid.
+ * Decode exactly one frame of "len" bytes, sent by a peer of kind "from",
+ * at this codec's version: what a receiver that has not agreed on an older
+ * one uses.
  */
 int
 cmproto_decode(const uint8_t *buf, size_t len, cmproto_peer from,
 			   cmproto_msg *msg)
+{
+	return cmproto_decode_version(buf, len, from, CMPROTO_VERSION, msg);
+}
+
+/*
+ * Decode exactly one frame at the protocol version the session agreed on
+ * (CMPROTO_MIN_VERSION..CMPROTO_VERSION; HB_WELCOME, which names the
+ * version, is read at that one if it is not above "version").  On any
+ * error *msg is left zeroed, but for its type once the header and the
+ * sender were found valid.
+ */
+int
+cmproto_decode_version(const uint8_t *buf, size_t len, cmproto_peer from,
+					   int version, cmproto_msg *msg)
 {
 	const msgtype *t;
 	size_t		msglen;
@@ -482,8 +526,13 @@ cmproto_decode(const uint8_t *buf, size_t len, cmproto_peer from,
 	b.p = buf;
 	b.len = msglen;
 	b.off = CMPROTO_HEADER_LEN;
-	if ((rc = decode_body(&b, msg)) < 0 ||
-		(rc = validate(msg)) < 0)
+	if (version < CMPROTO_MIN_VERSION || version > CMPROTO_VERSION)
+	{
+		rc = CMPROTO_ERANGE;
+		goto fail;
+	}
+	if ((rc = decode_body(&b, version, msg)) < 0 ||
+		(rc = validate(msg, version)) < 0)
 		goto fail;
 	if (b.off != b.len)
 	{
@@ -505,7 +554,7 @@ fail:
 }
 
 static void
-encode_body(wbuf *b, const cmproto_msg *m)
+encode_body(wbuf *b, int version, const cmproto_msg *m)
 {
 	switch (m->type)
 	{
@@ -566,6 +615,8 @@ encode_body(wbuf *b, const cmproto_msg *m)
 			put_u32(b, m->u.hb_welcome.attrs);
 			put_u32(b, m->u.hb_welcome.server_version_num);
 			put_u64(b, m->u.hb_welcome.system_identifier);
+			if (m->u.hb_welcome.version >= 2)
+				put_u32(b, m->u.hb_welcome.timeline);
 			break;
 		case CMPROTO_HB_BEAT:
 			put_u32(b, m->u.hb_beat.seq);
@@ -573,6 +624,8 @@ encode_body(wbuf *b, const cmproto_msg *m)
 			break;
 		case CMPROTO_HB_ATTRS:
 			put_u32(b, m->u.hb_attrs.attrs);
+			if (version >= 2)
+				put_u32(b, m->u.hb_attrs.timeline);
 			break;
 	}
 }
@@ -582,14 +635,25 @@ encode_body(wbuf *b, const cmproto_msg *m)
  * status: the same range checks as decoding, and CMPROTO_ENOSPACE when the
  * buffer is too small (a buffer of CMPROTO_MAX_MSG bytes always suffices).
  * The encoder does not know who sends: the one sender-dependent rule (a
- * conmgr HB_BEAT carries attrs 0) is the heartbeat role's to keep.
+ * conmgr HB_BEAT carries attrs 0) is the heartbeat role's to keep.  This
+ * encodes at the codec's version; cmproto_encode_version() at another.
  */
 int
 cmproto_encode(const cmproto_msg *msg, uint8_t *buf, size_t cap)
 {
+	return cmproto_encode_version(msg, CMPROTO_VERSION, buf, cap);
+}
+
+/* cmproto_encode() at the protocol version a session agreed on. */
+int
+cmproto_encode_version(const cmproto_msg *msg, int version,
+					   uint8_t *buf, size_t cap)
+{
 	wbuf		b;
 	int			rc;
 
+	if (version < CMPROTO_MIN_VERSION || version > CMPROTO_VERSION)
+		return CMPROTO_ERANGE;
 	if (lookup_type(msg->type) == NULL)
 		return CMPROTO_EUNKNOWNTYPE;
 	switch (msg->type)
@@ -607,7 +671,7 @@ cmproto_encode(const cmproto_msg *msg, uint8_t *buf, size_t cap)
 			rc = 0;
 			break;
 	}
-	if (rc < 0 || (rc = validate(msg)) < 0)
+	if (rc < 0 || (rc = validate(msg, version)) < 0)
 		return rc;
 
 	b.p = buf;
@@ -617,7 +681,7 @@ cmproto_encode(const cmproto_msg *msg, uint8_t *buf, size_t cap)
 	put_u8(&b, msg->type);
 	put_u8(&b, 0);
 	put_u16(&b, 0);				/* length, filled in below */
-	encode_body(&b, msg);
+	encode_body(&b, version, msg);
 	if (b.overflow)
 		return CMPROTO_ENOSPACE;
 	buf[2] = (uint8_t) (b.off >> 8);
@@ -747,6 +811,8 @@ cmproto_error_code_name(int code)
 			return "shutting down";
 		case CMPROTO_ERR_INTERNAL:
 			return "internal error";
+		case CMPROTO_ERR_CONFLICT:
+			return "instances in conflict";
 	}
 	return "unknown error code";
 }
@@ -764,6 +830,8 @@ cmproto_down_reason_name(int reason)
 			return "heartbeat protocol violation";
 		case CMPROTO_DOWN_SHUTDOWN:
 			return "conmgr shutting down";
+		case CMPROTO_DOWN_STALE:
+			return "stale primary";
 	}
 	return "unknown reason";
 }

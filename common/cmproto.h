@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CMPROTO_VERSION			1	/* the version this codec speaks */
+#define CMPROTO_VERSION			2	/* the version this codec speaks */
 #define CMPROTO_MIN_VERSION		1	/* the oldest it still speaks */
 
 #define CMPROTO_HEADER_LEN		4	/* type, flags, length (u16) */
@@ -126,9 +126,11 @@ typedef enum cmproto_down_reason
 	CMPROTO_DOWN_TIMEOUT = 1,	/* nothing received for heartbeat_timeout */
 	CMPROTO_DOWN_LOST = 2,		/* heartbeat connection closed or reset */
 	CMPROTO_DOWN_PROTOCOL = 3,	/* the watchdog broke the protocol */
-	CMPROTO_DOWN_SHUTDOWN = 4	/* conmgr is stopping (fast mode) */
+	CMPROTO_DOWN_SHUTDOWN = 4,	/* conmgr is stopping (fast mode) */
+	CMPROTO_DOWN_STALE = 5		/* version 2: a primary on an older timeline */
 } cmproto_down_reason;
-#define CMPROTO_DOWN_LAST		CMPROTO_DOWN_SHUTDOWN
+#define CMPROTO_DOWN_LAST		CMPROTO_DOWN_STALE
+#define CMPROTO_DOWN_LAST_V1	CMPROTO_DOWN_SHUTDOWN
 
 /* ERROR.code */
 typedef enum cmproto_error_code
@@ -138,9 +140,11 @@ typedef enum cmproto_error_code
 	CMPROTO_ERR_AUTH = 3,
 	CMPROTO_ERR_TOO_MANY = 4,
 	CMPROTO_ERR_SHUTDOWN = 5,
-	CMPROTO_ERR_INTERNAL = 6
+	CMPROTO_ERR_INTERNAL = 6,
+	CMPROTO_ERR_CONFLICT = 7	/* version 2: instances in conflict */
 } cmproto_error_code;
-#define CMPROTO_ERR_LAST		CMPROTO_ERR_INTERNAL
+#define CMPROTO_ERR_LAST		CMPROTO_ERR_CONFLICT
+#define CMPROTO_ERR_LAST_V1		CMPROTO_ERR_INTERNAL
 
 /*
  * The HB_HELLO interval and timeout (seconds) a watchdog accepts, and so
@@ -230,6 +234,7 @@ typedef struct cmproto_msg
 			uint32_t	attrs;
 			uint32_t	server_version_num;
 			uint64_t	system_identifier;
+			uint32_t	timeline;	/* version 2; 0 (absent) in version 1 */
 		}			hb_welcome; /* HB_WELCOME */
 		struct
 		{
@@ -239,6 +244,7 @@ typedef struct cmproto_msg
 		struct
 		{
 			uint32_t	attrs;
+			uint32_t	timeline;	/* version 2; 0 (absent) in version 1 */
 		}			hb_attrs;	/* HB_ATTRS */
 	}			u;
 } cmproto_msg;
@@ -271,6 +277,10 @@ extern int	cmproto_frame(const uint8_t *buf, size_t avail, size_t *msglen);
 extern int	cmproto_decode(const uint8_t *buf, size_t len, cmproto_peer from,
 						   cmproto_msg *msg);
 extern int	cmproto_encode(const cmproto_msg *msg, uint8_t *buf, size_t cap);
+extern int	cmproto_decode_version(const uint8_t *buf, size_t len, cmproto_peer from,
+								   int version, cmproto_msg *msg);
+extern int	cmproto_encode_version(const cmproto_msg *msg, int version,
+								   uint8_t *buf, size_t cap);
 extern int	cmproto_encode_resolve(uint8_t *buf, size_t cap, int version, int target,
 								   uint32_t client_pid, const char *application_name);
 extern int	cmproto_negotiate(uint16_t min_a, uint16_t max_a,

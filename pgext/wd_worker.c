@@ -27,7 +27,8 @@
  * Per session (docs/protocol.md section 3): HB_HELLO, then HB_CHALLENGE /
  * HB_AUTH when watchdog.auth_key_file is set, then HB_WELCOME, which
  * registers the session; then HB_BEAT every interval each way, and HB_ATTRS
- * at once when the instance's attributes change.  A registered session
+ * at once when the instance's attributes or (protocol version 2) its
+ * timeline change.  A registered session
  * that times out, closes, resets or breaks the protocol is lost: its
  * address is queued for the terminator (wd_terminator.c).  A session that
  * never registered causes no termination.  Nothing a peer sends can make
@@ -74,6 +75,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlogrecovery.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -174,6 +176,7 @@ static int	nlisten;
 static int	epfd = -1;
 static int	reserve_fd = -1;	/* spare descriptor for EMFILE */
 static uint32 cur_attrs;
+static uint32 cur_timeline;		/* what the sessions were last told */
 static WdMono next_attr_check;
 static uint64 wd_wakeups;		/* waits ended */
 static uint64 wd_timers_run;	/* session timers run */
@@ -222,6 +225,26 @@ wd_current_attrs(void)
 	if (DefaultXactReadOnly)
 		attrs |= CMPROTO_ATTR_READ_ONLY;
 	return attrs;
+}
+
+/*
+ * The timeline this instance is on: the one it writes WAL on, or on a
+ * standby the one of the last record it replayed, which moves to a new
+ * primary's timeline once the standby follows it.  conmgr compares them to
+ * tell the newest primary from one left behind by a promotion.  Both calls
+ * take a spinlock at most (no WAL is read), and exist from PostgreSQL 15
+ * on, the oldest version pgext builds for.  Recovery never starts again
+ * once over, so the first branch cannot meet a server back in recovery.
+ */
+static uint32
+wd_current_timeline(void)
+{
+	TimeLineID	tli;
+
+	if (!RecoveryInProgress())
+		return GetWALInsertionTimeLine();
+	(void) GetXLogReplayRecPtr(&tli);
+	return tli;
 }
 
 static inline bool
@@ -452,7 +475,8 @@ static bool
 wd_send(WdSession *s, const cmproto_msg *msg)
 {
 	uint8		buf[CMPROTO_MAX_MSG];
-	int			n = cmproto_encode(msg, buf, sizeof(buf));
+	int			n = cmproto_encode_version(msg, s->version ? s->version : CMPROTO_VERSION,
+										   buf, sizeof(buf));
 
 	if (n < 0)
 	{
@@ -632,6 +656,8 @@ wd_welcome(WdSession *s, bool authenticated)
 	msg.u.hb_welcome.attrs = cur_attrs;
 	msg.u.hb_welcome.server_version_num = PG_VERSION_NUM;
 	msg.u.hb_welcome.system_identifier = GetSystemIdentifier();
+	if (s->version >= 2)
+		msg.u.hb_welcome.timeline = cur_timeline;
 	if (!wd_send(s, &msg) || !wd_log_registrations)
 		return;
 	wd_log_limited(&sessionlog, &s->peer, "registered",
@@ -1082,23 +1108,35 @@ wd_accept(int lfd)
 
 /* ---- timers ---- */
 
+/*
+ * Every watchdog.check_attr_interval: when the attributes or the timeline
+ * changed, tell every registered session with HB_ATTRS.  A version 1
+ * session's HB_ATTRS has no timeline, so it hears only of attribute
+ * changes.
+ */
 static void
 wd_check_attrs(WdMono now)
 {
 	uint32		attrs;
+	uint32		timeline;
+	bool		attrs_changed;
 
 	if (now < next_attr_check)
 		return;
 	next_attr_check = now + (WdMono) wd_check_attr_interval * 1000;
 
 	attrs = wd_current_attrs();
-	if (attrs == cur_attrs)
+	timeline = wd_current_timeline();
+	if (attrs == cur_attrs && timeline == cur_timeline)
 		return;
 	ereport(LOG,
-			(errmsg("watchdog: instance attributes changed: %s, %s",
+			(errmsg("watchdog: instance attributes changed: %s, %s, timeline %u",
 					(attrs & CMPROTO_ATTR_IN_RECOVERY) ? "in recovery" : "not in recovery",
-					(attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only by default" : "read-write by default")));
+					(attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only by default" : "read-write by default",
+					timeline)));
+	attrs_changed = attrs != cur_attrs;
 	cur_attrs = attrs;
+	cur_timeline = timeline;
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
 	wd_shared->attrs = attrs;
 	LWLockRelease(wd_shared->lock);
@@ -1108,11 +1146,14 @@ wd_check_attrs(WdMono now)
 		WdSession  *s = sessions[i];
 		cmproto_msg msg;
 
-		if (s == NULL || s->state != WD_SESS_UP)
+		if (s == NULL || s->state != WD_SESS_UP ||
+			(s->version < 2 && !attrs_changed))
 			continue;
 		memset(&msg, 0, sizeof(msg));
 		msg.type = CMPROTO_HB_ATTRS;
 		msg.u.hb_attrs.attrs = attrs;
+		if (s->version >= 2)
+			msg.u.hb_attrs.timeline = timeline;
 		(void) wd_send(s, &msg);
 		wd_release(i);
 	}
@@ -1463,6 +1504,7 @@ watchdog_main(Datum arg)
 	wd_open_listeners();
 
 	cur_attrs = wd_current_attrs();
+	cur_timeline = wd_current_timeline();
 	next_attr_check = 0;
 
 	wd_init_signals(&wait_mask);

@@ -7,8 +7,9 @@
  * "conmgr: heartbeat N host:port".  It keeps the heartbeat session with
  * that instance's watchdog (docs/protocol.md, section 3) and is the only
  * writer of the instance's slot in the shared table: state, attributes,
- * times.  Every change that matters for routing (up, down, attributes)
- * also writes the listener's eventfd, so routing never waits for a poll.
+ * timeline, times.  Every change that matters for routing (up, down,
+ * attributes, timeline) also writes the listener's eventfd, so routing
+ * never waits for a poll.
  *
  * States (hb_set_state() is the one setter):
  *	 HB_CONNECTING	non-blocking connect in progress
@@ -71,6 +72,8 @@ typedef struct hb
 	int64_t		retry_at;		/* monotonic ms */
 	uint32_t	seq;
 	uint32_t	attrs;
+	uint32_t	timeline;		/* 0 when the watchdog does not say */
+	int			version;		/* the session's protocol version, once known */
 	bool		was_up;
 	bool		watchdog_proved;	/* this attempt's HB_CHALLENGE proved the key */
 	uint8_t		nonce_c[CMPROTO_NONCE_LEN];
@@ -102,7 +105,7 @@ hb_publish(hb *h, int state, uint32_t reason)
 {
 	shm_slot   *s = h->slot;
 	bool		routing = (s->state == SHM_UP) != (state == SHM_UP) ||
-		(state == SHM_UP && s->attrs != h->attrs);
+		(state == SHM_UP && (s->attrs != h->attrs || s->timeline != h->timeline));
 
 	shm_write_begin(s);
 	if (s->state != state)
@@ -114,10 +117,23 @@ hb_publish(hb *h, int state, uint32_t reason)
 	}
 	s->state = state;
 	s->attrs = h->attrs;
+	s->timeline = h->timeline;
 	s->writer_pid = getpid();
 	shm_write_end(s);
 	if (routing)
 		wake_listener(h);
+}
+
+/* "timeline N", or what a version 1 watchdog leaves unsaid; for the log. */
+static const char *
+hb_timeline_str(uint32_t timeline)
+{
+	static char buf[32];
+
+	if (timeline == 0)
+		return "timeline not reported";
+	snprintf(buf, sizeof(buf), "timeline %u", timeline);
+	return buf;
 }
 
 static void
@@ -154,6 +170,8 @@ hb_fail(hb *h, uint32_t reason, const char *fmt,...)
 	h->fd = -1;
 	h->was_up = h->state == HB_UP;
 	h->attrs = 0;
+	h->timeline = 0;
+	h->version = 0;
 	hb_publish(h, SHM_DOWN, reason);
 	h->retry_at = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_connect_interval * 1000;
 	hb_set_state(h, HB_WAIT);
@@ -163,7 +181,8 @@ static bool
 hb_send(hb *h, const cmproto_msg *m)
 {
 	uint8_t		buf[CMPROTO_MAX_MSG];
-	int			n = cmproto_encode(m, buf, sizeof(buf));
+	int			n = cmproto_encode_version(m, h->version ? h->version : CMPROTO_VERSION,
+										   buf, sizeof(buf));
 
 	if (n < 0)
 		cm_fatal(ROLE_EXIT_RESTART, "could not encode %s: %s",
@@ -298,6 +317,7 @@ hb_handle(hb *h, const cmproto_msg *m)
 					return;
 				}
 				h->watchdog_proved = true;
+				h->version = m->u.hb_challenge.version;
 				memset(&reply, 0, sizeof(reply));
 				reply.type = CMPROTO_HB_AUTH;
 				cmproto_hb_proof(h->ctx->key, h->ctx->keylen, CMPROTO_AUTH_LABEL_CONMGR,
@@ -323,6 +343,8 @@ hb_handle(hb *h, const cmproto_msg *m)
 				return;
 			}
 			h->attrs = m->u.hb_welcome.attrs;
+			h->timeline = m->u.hb_welcome.timeline;
+			h->version = m->u.hb_welcome.version;
 			shm_write_begin(h->slot);
 			h->slot->system_identifier = m->u.hb_welcome.system_identifier;
 			h->slot->server_version_num = m->u.hb_welcome.server_version_num;
@@ -333,9 +355,10 @@ hb_handle(hb *h, const cmproto_msg *m)
 			h->deadline = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
 			shm_set_last_received(h->slot);
 			hb_publish(h, SHM_UP, 0);
-			cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s)", h->instno, h->where,
+			cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s, %s)", h->instno, h->where,
 				   (h->attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
-				   (h->attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write");
+				   (h->attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write",
+				   hb_timeline_str(h->timeline));
 			return;
 		case CMPROTO_HB_BEAT:
 		case CMPROTO_HB_ATTRS:
@@ -344,14 +367,19 @@ hb_handle(hb *h, const cmproto_msg *m)
 			{
 				uint32_t	attrs = m->type == CMPROTO_HB_BEAT ?
 					m->u.hb_beat.attrs : m->u.hb_attrs.attrs;
+				/* HB_BEAT carries no timeline: the last HB_ATTRS' stands. */
+				uint32_t	timeline = m->type == CMPROTO_HB_ATTRS && h->version >= 2 ?
+					m->u.hb_attrs.timeline : h->timeline;
 
-				if (attrs != h->attrs)
+				if (attrs != h->attrs || timeline != h->timeline)
 				{
-					cm_log(CMLOG_LOG, "instance %d at %s attributes changed: %s, %s",
+					cm_log(CMLOG_LOG, "instance %d at %s attributes changed: %s, %s, %s",
 						   h->instno, h->where,
 						   (attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
-						   (attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write");
+						   (attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write",
+						   hb_timeline_str(timeline));
 					h->attrs = attrs;
+					h->timeline = timeline;
 					hb_publish(h, SHM_UP, 0);
 				}
 			}
@@ -395,7 +423,8 @@ hb_read(hb *h)
 		if (rc == CMPROTO_INCOMPLETE)
 			return;
 		if (rc == CMPROTO_OK)
-			rc = cmproto_decode(h->inbuf, len, CMPROTO_PEER_WATCHDOG, &m);
+			rc = cmproto_decode_version(h->inbuf, len, CMPROTO_PEER_WATCHDOG,
+										h->version ? h->version : CMPROTO_VERSION, &m);
 		if (rc < 0)
 		{
 			hb_send_error(h, CMPROTO_ERR_PROTOCOL, cmproto_strerror(rc));

@@ -35,7 +35,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC			0x434d5348	/* "CMSH" */
-#define SHM_LAYOUT_VERSION	3
+#define SHM_LAYOUT_VERSION	4
 #define SHM_IDENT_LEN		64	/* syslog_ident, with its NUL */
 
 /*
@@ -70,6 +70,8 @@ typedef struct shm_slot
 	int64_t		last_received_mono; /* cmclock_us(): the listener's "late" */
 	uint64_t	system_identifier;
 	uint32_t	server_version_num;
+	uint32_t	timeline;		/* while UP; 0 = its watchdog does not say
+								 * (protocol version 1) */
 	pid_t		writer_pid;
 } shm_slot;
 

@@ -118,7 +118,8 @@ sub asan_runtime
 Start hbclient against 127.0.0.1:P. Options: bind (source address),
 sessions, handshakes (at most that many sessions in their handshake at
 once), key (key file), silent_after (seconds), duration (default 120),
-verbose (print every beat). Returns a handle for hb_wait/hb_events/hb_stop.
+verbose (print every beat), max_version (offer protocol versions up to it
+only, as an older conmgr). Returns a handle for hb_wait/hb_events/hb_stop.
 
 =cut
 
@@ -139,6 +140,7 @@ sub hb_start
 	push @cmd, '-c', $o{handshakes} if defined $o{handshakes};
 	push @cmd, '-k', $o{key} if defined $o{key};
 	push @cmd, '-s', $o{silent_after} if defined $o{silent_after};
+	push @cmd, '-V', $o{max_version} if defined $o{max_version};
 	push @cmd, '-v' if $o{verbose};
 	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>', \$err);
 	return { h => $h, out => \$out, err => \$err, cmd => "@cmd" };

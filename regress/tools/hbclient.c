@@ -7,8 +7,8 @@
  * for one or many sessions at once, and prints one line per event so that
  * a TAP test can follow what happened and when:
  *
- *	 T=0.004 s=0 welcome version=1 attrs=0 flags=0
- *	 T=1.503 s=0 attrs attrs=1
+ *	 T=0.004 s=0 welcome version=2 attrs=0 flags=0 timeline=1
+ *	 T=1.503 s=0 attrs attrs=1 timeline=1
  *	 T=9.998 s=0 closed connection closed by peer
  *
  * T is seconds since start (CLOCK_MONOTONIC), W the wall clock, for
@@ -18,7 +18,9 @@
  * every socket.  With -c N, at most N sessions are in their handshake at
  * once (the next connects when one is welcomed or closed), so that many
  * sessions register without meeting the watchdog's limit of connections
- * in handshake.  Not installed; built into build/regress/.
+ * in handshake.  -V N offers protocol versions up to N only (a conmgr of
+ * that version, for the compatibility tests).  Not installed; built into
+ * build/regress/.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +51,7 @@ typedef struct session
 	bool		up;
 	bool		done;
 	uint32_t	seq;
+	int			version;		/* agreed, once the watchdog named it */
 	double		next_send;
 	double		last_sent;		/* wall clock, for the tests */
 	double		last_received;
@@ -61,6 +64,7 @@ static volatile sig_atomic_t go_silent;
 static volatile sig_atomic_t stop;
 static double t0;
 static bool verbose;
+static int	max_version = CMPROTO_VERSION;
 static uint8_t key[1024];
 static size_t keylen;
 
@@ -105,7 +109,7 @@ usage(void)
 	fprintf(stderr,
 			"usage: hbclient -h HOST -p PORT [-b BINDADDR] [-i INTERVAL] [-t TIMEOUT]\n"
 			"                [-n SESSIONS] [-c MAX_HANDSHAKES] [-k KEYFILE] [-d DURATION]\n"
-			"                [-s SILENT_AFTER] [-v]\n");
+			"                [-s SILENT_AFTER] [-V MAX_VERSION] [-v]\n");
 	exit(2);
 }
 
@@ -221,6 +225,8 @@ handle(session *s, int i, const cmproto_msg *m, int interval)
 			{
 				uint8_t		expected[CMPROTO_PROOF_LEN];
 
+				s->version = m->u.hb_challenge.version;
+
 				if (keylen == 0)
 				{
 					event(i, "challenge without key");
@@ -255,9 +261,10 @@ handle(session *s, int i, const cmproto_msg *m, int interval)
 		case CMPROTO_HB_WELCOME:
 			s->up = true;
 			s->next_send = now() + interval;
-			event(i, "welcome version=%u attrs=%u flags=%u",
+			s->version = m->u.hb_welcome.version;
+			event(i, "welcome version=%u attrs=%u flags=%u timeline=%u",
 				  m->u.hb_welcome.version, m->u.hb_welcome.attrs,
-				  m->u.hb_welcome.flags);
+				  m->u.hb_welcome.flags, m->u.hb_welcome.timeline);
 			return;
 		case CMPROTO_HB_BEAT:
 			if (verbose)
@@ -265,7 +272,8 @@ handle(session *s, int i, const cmproto_msg *m, int interval)
 					  m->u.hb_beat.attrs);
 			return;
 		case CMPROTO_HB_ATTRS:
-			event(i, "attrs attrs=%u", m->u.hb_attrs.attrs);
+			event(i, "attrs attrs=%u timeline=%u", m->u.hb_attrs.attrs,
+				  m->u.hb_attrs.timeline);
 			return;
 		case CMPROTO_ERROR:
 			event(i, "error code=%u message=%s", m->u.error.code,
@@ -303,7 +311,8 @@ receive(session *s, int i, int interval)
 		if (rc == CMPROTO_INCOMPLETE)
 			return;
 		if (rc == CMPROTO_OK)
-			rc = cmproto_decode(s->inbuf, len, CMPROTO_PEER_WATCHDOG, &m);
+			rc = cmproto_decode_version(s->inbuf, len, CMPROTO_PEER_WATCHDOG,
+										s->version ? s->version : max_version, &m);
 		if (rc < 0)
 		{
 			finish(s, i, cmproto_strerror(rc));
@@ -333,11 +342,12 @@ open_session(session *s, int i, const char *host, const char *port,
 	memset(&m, 0, sizeof(m));
 	m.type = CMPROTO_HB_HELLO;
 	m.u.hb_hello.min_version = CMPROTO_MIN_VERSION;
-	m.u.hb_hello.max_version = CMPROTO_VERSION;
+	m.u.hb_hello.max_version = (uint16_t) max_version;
 	m.u.hb_hello.interval = interval;
 	m.u.hb_hello.timeout = timeout;
 	m.u.hb_hello.flags = keylen > 0 ? CMPROTO_HB_HAS_KEY : 0;
 	memcpy(m.u.hb_hello.nonce, s->nonce_c, CMPROTO_NONCE_LEN);
+	s->version = 0;
 	send_msg(s, i, &m);
 	s->last_received = now();
 }
@@ -361,7 +371,7 @@ main(int argc, char **argv)
 	struct pollfd *pfds;
 	bool		announced_silent = false;
 
-	while ((c = getopt(argc, argv, "h:p:b:i:t:n:c:k:d:s:v")) != -1)
+	while ((c = getopt(argc, argv, "h:p:b:i:t:n:c:k:d:s:V:v")) != -1)
 	{
 		switch (c)
 		{
@@ -394,6 +404,11 @@ main(int argc, char **argv)
 				break;
 			case 's':
 				silent_after = atof(optarg);
+				break;
+			case 'V':
+				max_version = atoi(optarg);
+				if (max_version < CMPROTO_MIN_VERSION || max_version > CMPROTO_VERSION)
+					usage();
 				break;
 			case 'v':
 				verbose = true;

@@ -65,9 +65,9 @@ static const spec_type spec_types[] = {
 	{'h', "HB_HELLO", P_C, 4 + 2 + 2 + 4 + 4 + 2 + 32, 4 + 2 + 2 + 4 + 4 + 2 + 32},
 	{'c', "HB_CHALLENGE", P_W, 2 + 32 + 32, 2 + 32 + 32},
 	{'a', "HB_AUTH", P_C, 32, 32},
-	{'w', "HB_WELCOME", P_W, 2 + 2 + 4 + 4 + 8, 2 + 2 + 4 + 4 + 8},
+	{'w', "HB_WELCOME", P_W, 2 + 2 + 4 + 4 + 8, 2 + 2 + 4 + 4 + 8 + 4},
 	{'b', "HB_BEAT", P_C | P_W, 8, 8},
-	{'t', "HB_ATTRS", P_W, 4, 4},
+	{'t', "HB_ATTRS", P_W, 4, 4 + 4},
 };
 #define N_TYPES ((int) (sizeof(spec_types) / sizeof(spec_types[0])))
 
@@ -307,13 +307,17 @@ spec_encode(const cmproto_msg *m, bb *o)
 			b_u32(o, m->u.hb_welcome.attrs);
 			b_u32(o, m->u.hb_welcome.server_version_num);
 			b_u64(o, m->u.hb_welcome.system_identifier);
+			if (m->u.hb_welcome.version >= 2)
+				b_u32(o, m->u.hb_welcome.timeline);
 			break;
 		case 'b':
 			b_u32(o, m->u.hb_beat.seq);
 			b_u32(o, m->u.hb_beat.attrs);
 			break;
 		case 't':
+			/* version 2's layout; test_versions() builds version 1's */
 			b_u32(o, m->u.hb_attrs.attrs);
+			b_u32(o, m->u.hb_attrs.timeline);
 			break;
 		default:
 			abort();
@@ -374,12 +378,14 @@ msg_equal(const cmproto_msg *a, const cmproto_msg *b)
 				a->u.hb_welcome.server_version_num ==
 				b->u.hb_welcome.server_version_num &&
 				a->u.hb_welcome.system_identifier ==
-				b->u.hb_welcome.system_identifier;
+				b->u.hb_welcome.system_identifier &&
+				a->u.hb_welcome.timeline == b->u.hb_welcome.timeline;
 		case 'b':
 			return a->u.hb_beat.seq == b->u.hb_beat.seq &&
 				a->u.hb_beat.attrs == b->u.hb_beat.attrs;
 		case 't':
-			return a->u.hb_attrs.attrs == b->u.hb_attrs.attrs;
+			return a->u.hb_attrs.attrs == b->u.hb_attrs.attrs &&
+				a->u.hb_attrs.timeline == b->u.hb_attrs.timeline;
 	}
 	return false;
 }
@@ -667,27 +673,34 @@ test_roundtrips(void)
 		roundtrip(&m, P_C, desc);
 	}
 
-	/* HB_WELCOME: every attrs, both flags, system identifier high bit set */
+	/*
+	 * HB_WELCOME: every attrs, both flags, system identifier high bit set;
+	 * version 1 (no timeline) and version 2 (timeline 1, 2, the largest).
+	 */
 	{
 		static const uint64_t sysids[] = {
 			0, UINT64_C(0x8000000000000000), UINT64_C(0xFFFFFFFFFFFFFFFF),
 			UINT64_C(7263548765382976234)
 		};
+		static const uint32_t timelines[] = {0, 1, 2, 0xFFFFFFFFu};
 
 		for (int attrs = 0; attrs <= 3; attrs++)
 			for (int flags = 0; flags <= 1; flags++)
-			{
-				m = mk(CMPROTO_HB_WELCOME);
-				m.u.hb_welcome.version = 1;
-				m.u.hb_welcome.flags = (uint16_t) flags;
-				m.u.hb_welcome.attrs = (uint32_t) attrs;
-				m.u.hb_welcome.server_version_num = attrs == 3 ? 0xFFFFFFFFu : 150004;
-				m.u.hb_welcome.system_identifier = sysids[attrs];
-				snprintf(desc, sizeof(desc),
-						 "HB_WELCOME attrs %d flags %d system_identifier %llu",
-						 attrs, flags, (unsigned long long) sysids[attrs]);
-				roundtrip(&m, P_W, desc);
-			}
+				for (int v = 1; v <= 2; v++)
+				{
+					m = mk(CMPROTO_HB_WELCOME);
+					m.u.hb_welcome.version = (uint16_t) v;
+					m.u.hb_welcome.flags = (uint16_t) flags;
+					m.u.hb_welcome.attrs = (uint32_t) attrs;
+					m.u.hb_welcome.server_version_num = attrs == 3 ? 0xFFFFFFFFu : 150004;
+					m.u.hb_welcome.system_identifier = sysids[attrs];
+					m.u.hb_welcome.timeline = v >= 2 ? timelines[attrs] + (attrs == 0) : 0;
+					snprintf(desc, sizeof(desc),
+							 "HB_WELCOME version %d attrs %d flags %d system_identifier %llu timeline %u",
+							 v, attrs, flags, (unsigned long long) sysids[attrs],
+							 m.u.hb_welcome.timeline);
+					roundtrip(&m, P_W, desc);
+				}
 	}
 
 	/* HB_BEAT: attrs 0 from both sides, other attrs from the watchdog only */
@@ -706,12 +719,14 @@ test_roundtrips(void)
 			}
 	}
 
-	/* HB_ATTRS */
+	/* HB_ATTRS (version 2: with a timeline) */
 	for (int attrs = 0; attrs <= 3; attrs++)
 	{
 		m = mk(CMPROTO_HB_ATTRS);
 		m.u.hb_attrs.attrs = (uint32_t) attrs;
-		snprintf(desc, sizeof(desc), "HB_ATTRS attrs %d", attrs);
+		m.u.hb_attrs.timeline = attrs == 3 ? 0xFFFFFFFFu : (uint32_t) attrs + 1;
+		snprintf(desc, sizeof(desc), "HB_ATTRS attrs %d timeline %u", attrs,
+				 m.u.hb_attrs.timeline);
 		roundtrip(&m, P_W, desc);
 	}
 
@@ -908,10 +923,21 @@ test_golden(void)
 	b_hex(&want, "62 00 00 0c 01 02 03 04 00 00 00 02");
 	golden(&m, P_W, &want, "HB_BEAT(0x01020304, 0x02) from W");
 
+	/* HB_WELCOME(2, 0, 0, 170002, 0x8123456789abcdef, timeline 0x0102): 28 */
+	m = mk(CMPROTO_HB_WELCOME);
+	m.u.hb_welcome.version = 2;
+	m.u.hb_welcome.server_version_num = 170002;
+	m.u.hb_welcome.system_identifier = UINT64_C(0x8123456789abcdef);
+	m.u.hb_welcome.timeline = 0x0102;
+	b_hex(&want, "77 00 00 1c 00 02 00 00 00 00 00 00 00 02 98 12 81 23 45 67 89 ab cd ef"
+		  " 00 00 01 02");
+	golden(&m, P_W, &want, "HB_WELCOME(2, 0, 0, 170002, 0x8123456789abcdef, 0x0102)");
+
 	m = mk(CMPROTO_HB_ATTRS);
 	m.u.hb_attrs.attrs = CMPROTO_ATTR_IN_RECOVERY | CMPROTO_ATTR_READ_ONLY;
-	b_hex(&want, "74 00 00 08 00 00 00 03");
-	golden(&m, P_W, &want, "HB_ATTRS(3)");
+	m.u.hb_attrs.timeline = 2;
+	b_hex(&want, "74 00 00 0c 00 00 00 03 00 00 00 02");
+	golden(&m, P_W, &want, "HB_ATTRS(3, timeline 2)");
 
 	/* the header constants are the document's */
 	ok(CMPROTO_HELLO_MAGIC == 0x434D4752 && memcmp("CMGR", "\x43\x4d\x47\x52", 4) == 0,
@@ -919,7 +945,8 @@ test_golden(void)
 	ok(CMPROTO_HB_MAGIC == 0x434D4842 && memcmp("CMHB", "\x43\x4d\x48\x42", 4) == 0,
 	   "HB_HELLO magic is \"CMHB\" = 0x434D4842");
 	is_int(CMPROTO_MAX_MSG, 512, "CMPROTO_MAX_MSG is 512");
-	is_int(CMPROTO_VERSION, 1, "CMPROTO_VERSION is 1");
+	is_int(CMPROTO_VERSION, 2, "CMPROTO_VERSION is 2");
+	is_int(CMPROTO_MIN_VERSION, 1, "CMPROTO_MIN_VERSION is 1");
 	ok(CMPROTO_APPNAME_MAX == 63 && CMPROTO_HOST_MAX == 255 && CMPROTO_ERRMSG_MAX == 255,
 	   "string maxima are 63, 255, 255");
 	ok(CMPROTO_ATTR_IN_RECOVERY == 0x01 && CMPROTO_ATTR_READ_ONLY == 0x02,
@@ -929,11 +956,12 @@ test_golden(void)
 	   CMPROTO_TARGET_STANDBY == 4 && CMPROTO_TARGET_PREFER_STANDBY == 5 &&
 	   CMPROTO_TARGET_PREFER_PRIMARY == 6, "target values are the spec's 0..6");
 	ok(CMPROTO_DOWN_TIMEOUT == 1 && CMPROTO_DOWN_LOST == 2 &&
-	   CMPROTO_DOWN_PROTOCOL == 3 && CMPROTO_DOWN_SHUTDOWN == 4,
-	   "INSTANCE_DOWN reasons are the spec's 1..4");
+	   CMPROTO_DOWN_PROTOCOL == 3 && CMPROTO_DOWN_SHUTDOWN == 4 && CMPROTO_DOWN_STALE == 5,
+	   "INSTANCE_DOWN reasons are the spec's 1..5");
 	ok(CMPROTO_ERR_PROTOCOL == 1 && CMPROTO_ERR_VERSION == 2 && CMPROTO_ERR_AUTH == 3 &&
-	   CMPROTO_ERR_TOO_MANY == 4 && CMPROTO_ERR_SHUTDOWN == 5 && CMPROTO_ERR_INTERNAL == 6,
-	   "ERROR codes are the spec's 1..6");
+	   CMPROTO_ERR_TOO_MANY == 4 && CMPROTO_ERR_SHUTDOWN == 5 && CMPROTO_ERR_INTERNAL == 6 &&
+	   CMPROTO_ERR_CONFLICT == 7,
+	   "ERROR codes are the spec's 1..7");
 	ok(strcmp(CMPROTO_AUTH_LABEL_WATCHDOG, "conmgr-heartbeat-v1 watchdog") == 0 &&
 	   strcmp(CMPROTO_AUTH_LABEL_CONMGR, "conmgr-heartbeat-v1 conmgr") == 0,
 	   "HMAC labels are the spec's");
@@ -998,7 +1026,9 @@ valid_frame(int type, bb *b)
 			m.u.hb_welcome.version = 1;
 			break;
 		case 'b':
+			break;
 		case 't':
+			m.u.hb_attrs.timeline = 1;
 			break;
 	}
 	spec_encode(&m, b);
@@ -1527,8 +1557,8 @@ test_fields(void)
 	m.u.instance_down.instance = 0;
 	m.u.instance_down.reason = 0;
 	check_range(&m, P_L, "INSTANCE_DOWN reason 0");
-	m.u.instance_down.reason = 5;
-	check_range(&m, P_L, "INSTANCE_DOWN reason 5");
+	m.u.instance_down.reason = 6;
+	check_range(&m, P_L, "INSTANCE_DOWN reason 6");
 	m.u.instance_down.reason = 255;
 	check_range(&m, P_L, "INSTANCE_DOWN reason 255");
 
@@ -1536,8 +1566,8 @@ test_fields(void)
 	m = mk('X');
 	m.u.error.code = 0;
 	check_range(&m, P_A, "ERROR code 0");
-	m.u.error.code = 7;
-	check_range(&m, P_W, "ERROR code 7");
+	m.u.error.code = 8;
+	check_range(&m, P_W, "ERROR code 8");
 	m.u.error.code = 65535;
 	check_range(&m, P_C, "ERROR code 65535");
 	b_hdr(&b, 'X');
@@ -1668,10 +1698,102 @@ test_fields(void)
 
 	/* HB_ATTRS */
 	m = mk('t');
+	m.u.hb_attrs.timeline = 1;
 	m.u.hb_attrs.attrs = 0x04;
 	check_range(&m, P_W, "HB_ATTRS attrs bit 0x04");
 	m.u.hb_attrs.attrs = 0x80000000u;
 	check_range(&m, P_W, "HB_ATTRS attrs bit 0x80000000");
+	m.u.hb_attrs.attrs = 0;
+	m.u.hb_attrs.timeline = 0;
+	check_range(&m, P_W, "HB_ATTRS timeline 0 (version 2)");
+
+	/* HB_WELCOME version 2: timeline 0 */
+	m = mk('w');
+	m.u.hb_welcome.version = 2;
+	check_range(&m, P_W, "HB_WELCOME version 2 timeline 0");
+}
+
+/*
+ * Decode at the given version: the status, and the message in *out.
+ */
+static int
+decode_at(const bb *b, int version, cmproto_msg *out)
+{
+	uint8_t    *buf = dup_exact(b->d, b->n);
+	int			rc = cmproto_decode_version(buf, b->n, P_W | P_L, version, out);
+
+	free_exact(buf);
+	return rc;
+}
+
+/*
+ * docs/protocol.md, section 5: what version 2 adds is out of range at
+ * version 1, both ways, and each version's layouts are exact at it.
+ */
+static void
+test_versions(void)
+{
+	bb			b;
+	cmproto_msg m,
+				out;
+	uint8_t		enc[CMPROTO_MAX_MSG];
+	int			rc;
+
+	/* HB_ATTRS: 4 bytes at version 1, 8 at version 2, each exact */
+	m = mk('t');
+	m.u.hb_attrs.attrs = CMPROTO_ATTR_IN_RECOVERY;
+	rc = cmproto_encode_version(&m, 1, enc, sizeof(enc));
+	b_hex(&b, "74 00 00 08 00 00 00 01");
+	ok(rc == 8 && memcmp(enc, b.d, 8) == 0, "HB_ATTRS at version 1: 8 bytes, no timeline");
+	is_int(decode_at(&b, 1, &out), CMPROTO_OK, "HB_ATTRS without timeline decodes at version 1");
+	is_int(out.u.hb_attrs.timeline, 0, "and its timeline is 0 (absent)");
+	is_int(decode_at(&b, 2, &out), CMPROTO_ETRUNCATED, "HB_ATTRS without timeline at version 2: ETRUNCATED");
+	b_hex(&b, "74 00 00 0c 00 00 00 01 00 00 00 02");
+	is_int(decode_at(&b, 1, &out), CMPROTO_ETRAILING, "HB_ATTRS with timeline at version 1: ETRAILING");
+	is_int(decode_at(&b, 2, &out), CMPROTO_OK, "HB_ATTRS with timeline at version 2: OK");
+	is_int(out.u.hb_attrs.timeline, 2, "and its timeline is 2");
+	m.u.hb_attrs.timeline = 2;
+	is_int(cmproto_encode_version(&m, 1, enc, sizeof(enc)), CMPROTO_ERANGE,
+		   "encode HB_ATTRS with a timeline at version 1: ERANGE");
+
+	/* HB_WELCOME: its layout is its own version's, if not above the session's */
+	m = mk('w');
+	m.u.hb_welcome.version = 2;
+	m.u.hb_welcome.timeline = 3;
+	is_int(cmproto_encode_version(&m, 1, enc, sizeof(enc)), CMPROTO_ERANGE,
+		   "encode HB_WELCOME version 2 at version 1: ERANGE");
+	spec_encode(&m, &b);
+	is_int(decode_at(&b, 1, &out), CMPROTO_ERANGE, "decode HB_WELCOME version 2 at version 1: ERANGE");
+	is_int(decode_at(&b, 2, &out), CMPROTO_OK, "decode HB_WELCOME version 2 at version 2: OK");
+	m.u.hb_welcome.version = 1;
+	is_int(cmproto_encode_version(&m, 2, enc, sizeof(enc)), CMPROTO_ERANGE,
+		   "encode HB_WELCOME version 1 with a timeline: ERANGE");
+	m.u.hb_welcome.timeline = 0;
+	spec_encode(&m, &b);
+	is_int(decode_at(&b, 2, &out), CMPROTO_OK, "decode HB_WELCOME version 1 (20 bytes) at version 2: OK");
+
+	/* INSTANCE_DOWN reason 5 and ERROR code 7 exist from version 2 on */
+	m = mk('D');
+	m.u.instance_down.reason = CMPROTO_DOWN_STALE;
+	is_int(cmproto_encode_version(&m, 1, enc, sizeof(enc)), CMPROTO_ERANGE,
+		   "encode INSTANCE_DOWN reason 5 at version 1: ERANGE");
+	spec_encode(&m, &b);
+	is_int(decode_at(&b, 1, &out), CMPROTO_ERANGE, "decode INSTANCE_DOWN reason 5 at version 1: ERANGE");
+	is_int(decode_at(&b, 2, &out), CMPROTO_OK, "decode INSTANCE_DOWN reason 5 at version 2: OK");
+	m = mk('X');
+	m.u.error.code = CMPROTO_ERR_CONFLICT;
+	strcpy(m.u.error.message, "m");
+	is_int(cmproto_encode_version(&m, 1, enc, sizeof(enc)), CMPROTO_ERANGE,
+		   "encode ERROR code 7 at version 1: ERANGE");
+	spec_encode(&m, &b);
+	is_int(decode_at(&b, 1, &out), CMPROTO_ERANGE, "decode ERROR code 7 at version 1: ERANGE");
+	is_int(decode_at(&b, 2, &out), CMPROTO_OK, "decode ERROR code 7 at version 2: OK");
+
+	/* versions the codec does not speak */
+	is_int(decode_at(&b, 0, &out), CMPROTO_ERANGE, "decode at version 0: ERANGE");
+	is_int(decode_at(&b, 3, &out), CMPROTO_ERANGE, "decode at version 3: ERANGE");
+	is_int(cmproto_encode_version(&m, 3, enc, sizeof(enc)), CMPROTO_ERANGE,
+		   "encode at version 3: ERANGE");
 }
 
 /* Encoding into a too-small buffer: ENOSPACE, and nothing past cap. */
@@ -2172,6 +2294,7 @@ test_names(void)
 	like(cmproto_down_reason_name(2), "lost", "reason 2 names the lost connection");
 	like(cmproto_down_reason_name(3), "protocol", "reason 3 names the protocol");
 	like(cmproto_down_reason_name(4), "shutting down", "reason 4 names the shutdown");
+	like(cmproto_down_reason_name(5), "stale primary", "reason 5 names the stale primary");
 }
 
 /* ---- 6. PostgreSQL-compatible packets ---- */
@@ -2636,6 +2759,7 @@ main(void)
 	test_type_bytes();
 	test_peers();
 	test_fields();
+	test_versions();
 	test_enospace();
 	test_fuzz();
 	test_negotiate();
