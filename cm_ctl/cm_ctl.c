@@ -720,13 +720,22 @@ format_time(long long us, char *out, size_t len)
 	strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+/*
+ * The role shown for an instance.  "route" is the listener's verdict
+ * (docs/conmgr.md, "One primary at a time"), "" from a conmgr that gives
+ * none: a stale primary or a primary in a configuration fault says so.
+ */
 static const char *
-role_name(unsigned attrs, const char *state)
+role_name(unsigned attrs, const char *state, const char *route)
 {
 	if (strcmp(state, "up") != 0)
 		return "-";
 	if (attrs & CMPROTO_ATTR_IN_RECOVERY)
 		return "standby";
+	if (strcmp(route, "stale-primary") == 0)
+		return "stale primary";
+	if (strcmp(route, "conflict") == 0)
+		return "primary (conflict)";
 	return (attrs & CMPROTO_ATTR_READ_ONLY) ? "primary (read-only)" : "primary";
 }
 
@@ -875,24 +884,31 @@ do_status(const char *info, bool json, int timeout)
 		if (json)
 			printf(", \"instances\": [");
 		else
-			printf("\n%-8s %-30s %-12s %-13s %-10s %-20s %s\n", "instance", "address",
-				   "backend_port", "watchdog_port", "heartbeat", "role", "since");
+			printf("\n%-8s %-30s %-12s %-13s %-10s %-20s %-8s %s\n", "instance", "address",
+				   "backend_port", "watchdog_port", "heartbeat", "role", "timeline", "since");
 		char	   *copy = strdup(answer);
 
 		for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 		{
 			int			i;
 			char		state[32];
+			char		route[32] = "";
 			unsigned	attrs;
+			unsigned	timeline = 0;
 			long long	since,
 						last;
 			char		when[32];
+			const char *p;
 			const struct cmconf_instance *in;
 
 			if (sscanf(line, "instance %d state=%31s attrs=%u since=%lld last_received=%lld",
 					   &i, state, &attrs, &since, &last) != 5 ||
 				i < 0 || i >= CMCONF_MAX_INSTANCES)
 				continue;
+			if ((p = strstr(line, " timeline=")) != NULL)
+				(void) sscanf(p, " timeline=%u", &timeline);
+			if ((p = strstr(line, " route=")) != NULL)
+				(void) sscanf(p, " route=%31s", route);
 			in = &conf.inst[i];
 			format_time(since, when, sizeof(when));
 			if (json)
@@ -903,14 +919,25 @@ do_status(const char *info, bool json, int timeout)
 					   in->backend_port, in->watchdog_port);
 				json_str(state);
 				printf(", \"role\": ");
-				json_str(role_name(attrs, state));
+				json_str(role_name(attrs, state, route));
+				if (timeline > 0)
+					printf(", \"timeline\": %u", timeline);
+				else
+					printf(", \"timeline\": null");
 				printf(", \"since\": ");
 				json_str(when);
 				printf("}");
 			}
 			else
-				printf("%-8d %-30s %-12d %-13d %-10s %-20s %s\n", i, cmconf_connect_host(in),
-					   in->backend_port, in->watchdog_port, state, role_name(attrs, state), when);
+			{
+				char		tl[16] = "-";
+
+				if (timeline > 0)
+					snprintf(tl, sizeof(tl), "%u", timeline);
+				printf("%-8d %-30s %-12d %-13d %-10s %-20s %-8s %s\n", i, cmconf_connect_host(in),
+					   in->backend_port, in->watchdog_port, state,
+					   role_name(attrs, state, route), tl, when);
+			}
 			ninst++;
 		}
 		if (json)

@@ -10,7 +10,7 @@
  * the shared instance table.  Heartbeat roles write its eventfd when an
  * instance's routing changes; it then re-reads the table and sends
  * INSTANCE_DOWN to every session attached to an instance that is no longer
- * up, and closes them.
+ * up or has become a stale primary (route.c), and closes them.
  *
  * Session states (app_set_state() is the one setter):
  *	 APP_STARTUP	waiting for the first PostgreSQL-framed packet
@@ -110,6 +110,7 @@ typedef struct app
 	uint64_t	offered;		/* bit per instance offered as candidate */
 	uint32_t	client_pid;
 	int			target;			/* enum cmproto_target, -1 before RESOLVE */
+	int			version;		/* protocol version of its RESOLVE */
 	int64_t		since;			/* connected, then attached (wall clock us,
 								 * for cm_ctl status) */
 	int64_t		timer_from;		/* its time limit runs from (cmclock_us()) */
@@ -507,19 +508,26 @@ app_send(app *a, const cmproto_msg *m)
 	return app_write(a, buf, app_encode(m, buf, sizeof(buf)));
 }
 
-/* ERROR to the client, then close. */
+/* ERROR to the client, then close; logged by the caller, if at all. */
 static void
-app_reject(app *a, int code, const char *why)
+app_send_error(app *a, int code, const char *why)
 {
 	cmproto_msg m;
 
-	lsn_log_noise(a->host, why, "app %s: %s", a->peer, why);
 	memset(&m, 0, sizeof(m));
 	m.type = CMPROTO_ERROR;
 	m.u.error.code = code;
 	snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", why);
 	if (app_send(a, &m))
 		app_close(a);
+}
+
+/* ERROR to the client, then close; logged through the noise limit. */
+static void
+app_reject(app *a, int code, const char *why)
+{
+	lsn_log_noise(a->host, why, "app %s: %s", a->peer, why);
+	app_send_error(a, code, why);
 }
 
 static void
@@ -541,33 +549,6 @@ typedef struct candidate
 	int			instno;
 	uint32_t	attrs;
 } candidate;
-
-/* rank 0 = best; -1 = does not match */
-static int
-target_rank(int target, uint32_t attrs)
-{
-	bool		standby = (attrs & CMPROTO_ATTR_IN_RECOVERY) != 0;
-	bool		ro = (attrs & CMPROTO_ATTR_READ_ONLY) != 0;
-
-	switch (target)
-	{
-		case CMPROTO_TARGET_ANY:
-			return 0;
-		case CMPROTO_TARGET_READ_WRITE:
-			return !standby && !ro ? 0 : -1;
-		case CMPROTO_TARGET_READ_ONLY:
-			return standby || ro ? 0 : -1;
-		case CMPROTO_TARGET_PRIMARY:
-			return !standby ? 0 : -1;
-		case CMPROTO_TARGET_STANDBY:
-			return standby ? 0 : -1;
-		case CMPROTO_TARGET_PREFER_STANDBY:
-			return standby ? 0 : 1;
-		case CMPROTO_TARGET_PREFER_PRIMARY:
-			return !standby ? 0 : 1;
-	}
-	return -1;
-}
 
 /*
  * An instance's slot, from the listener's copy of it.  A writer that stays
@@ -595,16 +576,97 @@ slot_read(int i)
 }
 
 /*
- * The up instances that match, best rank first.  Within a rank, instances
- * whose last heartbeat is older than one and a half heartbeat_interval
- * (a beat missed: the server or its link may have died, and the heartbeat
- * has not timed out yet) come after those heard from on time; each of the
- * two groups is rotated by one position per request, so equal instances
- * share the load.  After a crash and a promotion, the new primary is thus
- * offered before the silent old one until the old one is declared down.
+ * The roles and fault of the last route_view_read(), against which the
+ * next one finds what changed and so what to log.
+ */
+static route_view view_logged;
+static bool view_logged_valid;
+
+static void
+log_fault(const route_view *v, const shm_slot *slots)
+{
+	const struct cmconf_instance *a,
+			   *b;
+
+	if (v->fault == ROUTE_FAULT_NONE)
+	{
+		cm_log(CMLOG_LOG, "instances no longer in conflict: routing to the primary again");
+		return;
+	}
+	a = &ctx->conf->inst[v->fault_a];
+	b = &ctx->conf->inst[v->fault_b];
+	if (v->fault == ROUTE_FAULT_TWO_PRIMARIES)
+		cm_log(CMLOG_LOG, "configuration fault: instances %d (%s:%d) and %d (%s:%d) are both primaries on timeline %u; "
+			   "no primary is routed until one of them is demoted or stopped",
+			   v->fault_a, cmconf_connect_host(a), a->backend_port,
+			   v->fault_b, cmconf_connect_host(b), b->backend_port,
+			   slots[v->fault_a].timeline);
+	else
+		cm_log(CMLOG_LOG, "configuration fault: instances %d (%s:%d) and %d (%s:%d) have different database system identifiers "
+			   "(%llu, %llu); no primary is routed until conmgr.conf names instances of one database",
+			   v->fault_a, cmconf_connect_host(a), a->backend_port,
+			   v->fault_b, cmconf_connect_host(b), b->backend_port,
+			   (unsigned long long) slots[v->fault_a].system_identifier,
+			   (unsigned long long) slots[v->fault_b].system_identifier);
+}
+
+/*
+ * Read every slot into slots[] and classify the instances; log what
+ * changed since the last call, so that a fault or a stale primary is
+ * logged once per change, whichever of a resolve or a wake-up sees it
+ * first.
+ */
+static void
+route_view_read(shm_slot *slots, route_view *v)
+{
+	bool		up[CMCONF_MAX_INSTANCES] = {false};
+	int			n = (int) ctx->shm->nslots;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (!ctx->conf->inst[i].configured)
+		{
+			memset(&slots[i], 0, sizeof(slots[i]));
+			continue;
+		}
+		slots[i] = slot_read(i);
+		up[i] = slots[i].state == SHM_UP;
+	}
+	route_classify(slots, up, n, v);
+
+	if (!view_logged_valid ? v->fault != ROUTE_FAULT_NONE :
+		v->fault != view_logged.fault || v->fault_a != view_logged.fault_a ||
+		v->fault_b != view_logged.fault_b)
+		log_fault(v, slots);
+	for (int i = 0; i < n; i++)
+	{
+		if (v->role[i] == ROUTE_STALE_PRIMARY &&
+			(!view_logged_valid || view_logged.role[i] != ROUTE_STALE_PRIMARY))
+			cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and an instance on timeline %u is up; "
+				   "it gets no new sessions, and its attached sessions are told it is lost",
+				   i, slots[i].timeline, v->max_timeline);
+		else if (view_logged_valid && view_logged.role[i] == ROUTE_STALE_PRIMARY &&
+				 v->role[i] != ROUTE_STALE_PRIMARY)
+			cm_log(CMLOG_LOG, "instance %d is no longer a stale primary (%s)",
+				   i, route_role_name(v->role[i]));
+	}
+	view_logged = *v;
+	view_logged_valid = true;
+}
+
+/*
+ * The up instances that match, best rank first (route.c: a stale primary,
+ * or a primary in a configuration fault, matches nothing).  Within a
+ * rank, instances whose last heartbeat is older than one and a half
+ * heartbeat_interval (a beat missed: the server or its link may have
+ * died, and the heartbeat has not timed out yet) come after those heard
+ * from on time; each of the two groups is rotated by one position per
+ * request, so equal instances share the load.  After a crash and a
+ * promotion, the new primary is thus offered before the silent old one
+ * until the old one is declared down.
  */
 static int
-resolve(int target, candidate *out)
+resolve(int target, const shm_slot *slots, const route_view *v, candidate *out)
 {
 	candidate	group[4][CMCONF_MAX_INSTANCES];	/* rank * 2 + late */
 	int			ngroup[4] = {0, 0, 0, 0};
@@ -615,21 +677,16 @@ resolve(int target, candidate *out)
 
 	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
 	{
-		shm_slot	s;
+		const shm_slot *s = &slots[i];
 		int			r;
 		int			g;
 
-		if (!ctx->conf->inst[i].configured)
-			continue;
-		s = slot_read((int) i);
-		if (s.state != SHM_UP)
-			continue;
-		r = target_rank(target, s.attrs);
+		r = route_rank(target, v->role[i], s->attrs);
 		if (r < 0)
 			continue;
-		g = r * 2 + (now - s.last_received_mono > late_after ? 1 : 0);
+		g = r * 2 + (now - s->last_received_mono > late_after ? 1 : 0);
 		group[g][ngroup[g]].instno = (int) i;
-		group[g][ngroup[g]].attrs = s.attrs;
+		group[g][ngroup[g]].attrs = s->attrs;
 		ngroup[g]++;
 	}
 	for (int g = 0; g < 4; g++)
@@ -637,6 +694,8 @@ resolve(int target, candidate *out)
 			out[n++] = group[g][(k + rot) % ngroup[g]];
 	return n;
 }
+
+static void app_refuse_fault(app *a, const route_view *v, const shm_slot *slots);
 
 /*
  * The answer to a RESOLVE: every CANDIDATE and the CANDIDATES_END in one
@@ -647,6 +706,8 @@ app_resolve(app *a, const cmproto_msg *req)
 {
 	static uint8_t out[(CMCONF_MAX_INSTANCES + 1) * CMPROTO_MAX_MSG];
 	candidate	cands[CMCONF_MAX_INSTANCES];
+	shm_slot	slots[CMCONF_MAX_INSTANCES];
+	route_view	v;
 	size_t		len = 0;
 	uint64_t	offered = 0;
 	int			n;
@@ -661,7 +722,15 @@ app_resolve(app *a, const cmproto_msg *req)
 	}
 	a->client_pid = req->u.resolve.client_pid;
 	a->target = req->u.resolve.target;
-	n = resolve(req->u.resolve.target, cands);
+	a->version = version;
+	route_view_read(slots, &v);
+	n = resolve(req->u.resolve.target, slots, &v, cands);
+	if (v.fault != ROUTE_FAULT_NONE &&
+		(n == 0 || route_fault_refuses(req->u.resolve.target)))
+	{
+		app_refuse_fault(a, &v, slots);
+		return;
+	}
 	for (int i = 0; i < n; i++)
 	{
 		const struct cmconf_instance *in = &ctx->conf->inst[cands[i].instno];
@@ -688,12 +757,41 @@ app_resolve(app *a, const cmproto_msg *req)
 	app_set_state(a, APP_RESOLVED);
 }
 
+/*
+ * The refusal of a target that a configuration fault leaves without a
+ * safe instance: ERROR naming both instances, which libpq-cm turns into
+ * the connection's error (SQLSTATE 08001 in the drivers that give one).
+ * Not logged here: route_view_read() logged the fault once.
+ */
+static void
+app_refuse_fault(app *a, const route_view *v, const shm_slot *slots)
+{
+	const struct cmconf_instance *ia = &ctx->conf->inst[v->fault_a];
+	const struct cmconf_instance *ib = &ctx->conf->inst[v->fault_b];
+	char		why[CMPROTO_ERRMSG_MAX + 1];
+
+	if (v->fault == ROUTE_FAULT_TWO_PRIMARIES)
+		snprintf(why, sizeof(why),
+				 "refusing target_session_attrs=%s: instances %d (%s:%d) and %d (%s:%d) are both primaries on timeline %u",
+				 cmproto_target_name(a->target), v->fault_a, cmconf_connect_host(ia), ia->backend_port,
+				 v->fault_b, cmconf_connect_host(ib), ib->backend_port, slots[v->fault_a].timeline);
+	else
+		snprintf(why, sizeof(why),
+				 "refusing target_session_attrs=%s: instances %d (%s:%d) and %d (%s:%d) belong to different databases (system identifiers differ)",
+				 cmproto_target_name(a->target), v->fault_a, cmconf_connect_host(ia), ia->backend_port,
+				 v->fault_b, cmconf_connect_host(ib), ib->backend_port);
+	app_send_error(a, a->version >= 2 ? CMPROTO_ERR_CONFLICT : CMPROTO_ERR_INTERNAL, why);
+}
+
 /* INSTANCE_DOWN to a; false (and a closed) if it could not be sent. */
 static bool
 app_notify_down(app *a, int reason)
 {
 	cmproto_msg m;
 
+	/* A version 1 client knows no stale primary: to it the instance is lost. */
+	if (reason == CMPROTO_DOWN_STALE && a->version < 2)
+		reason = CMPROTO_DOWN_LOST;
 	memset(&m, 0, sizeof(m));
 	m.type = CMPROTO_INSTANCE_DOWN;
 	m.u.instance_down.instance = a->instance;
@@ -713,6 +811,8 @@ static void
 app_attach(app *a, const cmproto_msg *m)
 {
 	int			inst = m->u.attached.instance;
+	shm_slot	slots[CMCONF_MAX_INSTANCES];
+	route_view	v;
 	shm_slot	s;
 
 	if ((a->offered & (UINT64_C(1) << inst)) == 0)
@@ -723,14 +823,21 @@ app_attach(app *a, const cmproto_msg *m)
 	a->instance = inst;
 	a->since = shm_now();
 	app_set_state(a, APP_ATTACHED);
-	s = slot_read(inst);
+	route_view_read(slots, &v);
+	s = slots[inst];
 	a->downs_seen = s.downs;
 	if (s.state != SHM_UP)
 		app_send_down(a, s.down_reason ? (int) s.down_reason : CMPROTO_DOWN_LOST);
+	else if (v.role[inst] == ROUTE_STALE_PRIMARY)
+		app_send_down(a, CMPROTO_DOWN_STALE);
 }
 
 /*
- * A wake-up: notify sessions whose instance went down.  Every notice is
+ * A wake-up: notify sessions whose instance went down or became a stale
+ * primary (its writes would be lost: the application must reconnect, and
+ * is routed to the new primary then).  A primary in a configuration fault
+ * keeps its sessions: conmgr does not know which of the two is right, and
+ * refusing new sessions is what it can do without guessing.  Every notice is
  * sent before any of those sessions is closed: a close costs more than a
  * send (its FIN, and on loopback the peer's side of both), and the last
  * session of thousands would otherwise wait for all the closes before
@@ -740,14 +847,14 @@ static void
 check_instances(void)
 {
 	shm_slot	slots[CMCONF_MAX_INSTANCES];
+	route_view	v;
 	int			notified[CMCONF_MAX_INSTANCES] = {0};
 	int64_t		start = cmclock_us();
 	int		   *sent = NULL;	/* made at the first notice: most passes send none */
 	bool		sent_made = false;
 	int			nsent = 0;
 
-	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
-		slots[i] = slot_read((int) i);
+	route_view_read(slots, &v);
 	for (int k = 0; k < napps_alloc; k++)
 	{
 		app		   *a = &apps[k];
@@ -757,10 +864,14 @@ check_instances(void)
 		if (a->state != APP_ATTACHED)
 			continue;
 		s = &slots[a->instance];
-		if (s->state == SHM_UP && s->downs == a->downs_seen)
+		if (s->state == SHM_UP && s->downs == a->downs_seen &&
+			v.role[a->instance] != ROUTE_STALE_PRIMARY)
 			continue;
 		notified[a->instance]++;
-		reason = s->down_reason ? (int) s->down_reason : CMPROTO_DOWN_LOST;
+		if (s->state == SHM_UP && s->downs == a->downs_seen)
+			reason = CMPROTO_DOWN_STALE;
+		else
+			reason = s->down_reason ? (int) s->down_reason : CMPROTO_DOWN_LOST;
 		if (!sent_made)
 		{
 			sent = malloc(sizeof(int) * napps_alloc);
@@ -893,7 +1004,14 @@ static void
 ctl_answer(app *a)
 {
 	static const char *const states[] = {"unknown", "connecting", "up", "down"};
+	/* route_role as one word each, for cm_ctl */
+	static const char *const routes[] = {
+		[ROUTE_DOWN] = "down", [ROUTE_STANDBY] = "standby", [ROUTE_PRIMARY] = "primary",
+		[ROUTE_STALE_PRIMARY] = "stale-primary", [ROUTE_CONFLICT] = "conflict"
+	};
 	size_t		cap = 4096 + 256 * (size_t) (napps_alloc + CMCONF_MAX_INSTANCES);
+	shm_slot	slots[CMCONF_MAX_INSTANCES];
+	route_view	v;
 	char	   *buf = malloc(cap);
 	size_t		len = 0;
 	int			ninst = 0,
@@ -905,18 +1023,20 @@ ctl_answer(app *a)
 		app_close(a);
 		return;
 	}
-	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+	route_view_read(slots, &v);
+	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
 	{
-		shm_slot	sl;
+		const shm_slot *sl = &slots[i];
 
 		if (!ctx->conf->inst[i].configured)
 			continue;
-		sl = slot_read(i);
 		len += snprintf(buf + len, cap - len,
-						"instance %d state=%s attrs=%u since=%lld last_received=%lld downs=%llu\n",
-						i, sl.state >= 0 && sl.state <= SHM_DOWN ? states[sl.state] : "?",
-						sl.attrs, (long long) sl.state_since,
-						(long long) sl.last_received, (unsigned long long) sl.downs);
+						"instance %u state=%s attrs=%u since=%lld last_received=%lld downs=%llu "
+						"timeline=%u route=%s\n",
+						i, sl->state >= 0 && sl->state <= SHM_DOWN ? states[sl->state] : "?",
+						sl->attrs, (long long) sl->state_since,
+						(long long) sl->last_received, (unsigned long long) sl->downs,
+						sl->timeline, routes[v.role[i]]);
 		ninst++;
 	}
 	for (int k = 0; k < napps_alloc; k++)

@@ -64,6 +64,40 @@ extern noreturn void logger_main(cm_ctx *ctx, int readfd);
 /* roles/listener.c */
 extern noreturn void listener_main(cm_ctx *ctx);
 
+/* What routing makes of an instance (roles/route.c). */
+typedef enum route_role
+{
+	ROUTE_DOWN = 0,				/* heartbeat not up, or not configured */
+	ROUTE_STANDBY,				/* in recovery */
+	ROUTE_PRIMARY,				/* the primary on the highest timeline */
+	ROUTE_STALE_PRIMARY,		/* a primary on an older timeline */
+	ROUTE_CONFLICT				/* a primary in a configuration fault */
+} route_role;
+
+/* A configuration fault: conmgr will not choose a primary. */
+typedef enum route_fault
+{
+	ROUTE_FAULT_NONE = 0,
+	ROUTE_FAULT_TWO_PRIMARIES,	/* two primaries on the highest timeline */
+	ROUTE_FAULT_SYSTEM_ID		/* instances of different databases */
+} route_fault;
+
+typedef struct route_view
+{
+	route_role	role[CMCONF_MAX_INSTANCES];
+	uint32_t	max_timeline;	/* highest among up instances; 0 = none said */
+	route_fault fault;
+	int			fault_a;		/* the two instances it names, -1 if none */
+	int			fault_b;
+} route_view;
+
+/* roles/route.c */
+extern void route_classify(const shm_slot *slots, const bool *up, int n,
+						   route_view *v);
+extern int	route_rank(int target, route_role role, uint32_t attrs);
+extern bool route_fault_refuses(int target);
+extern const char *route_role_name(route_role role);
+
 /* roles/heartbeat.c */
 extern noreturn void heartbeat_main(cm_ctx *ctx, int instno);
 

@@ -29,7 +29,7 @@ use Time::HiRes qw(time usleep);
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
   wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid
   cm_confdir fake_listener cm_status app_connects watchdog_node read_whole_frame
-  faketime_env set_fake_offset watchdog_workers_restart);
+  faketime_env set_fake_offset watchdog_workers_restart cmapp_start cmapp_wait);
 
 # A test that dies leaves the conmgrs it started running (an IPC::Run
 # harness is not stopped at exit, and a conmgr outlives its parent); stop
@@ -468,6 +468,30 @@ sub cm_status
 	}
 	close $s;
 	return $text =~ /^end instances=\d+ apps=\d+$/m ? $text : undef;
+}
+
+# cmapp (regress/tools/libpq-cm/cmapp.c) run in the background with @args,
+# its standard output and error in one buffer; cmapp_wait() follows it.
+sub cmapp_start
+{
+	my (@args) = @_;
+	my $out = '';
+	my $h = IPC::Run::start([ cm_top() . '/build/regress/tools/cmapp', @args ], '<', \undef, '>', \$out, '2>&1');
+	return { h => $h, out => \$out };
+}
+
+# Whether cmapp's output matches $re within $secs (30 by default).
+sub cmapp_wait
+{
+	my ($app, $re, $secs) = @_;
+	my $deadline = time() + ($secs // 30);
+	while (time() < $deadline)
+	{
+		$app->{h}->pump_nb if $app->{h}->pumpable;
+		return 1 if ${ $app->{out} } =~ $re;
+		usleep(10_000);
+	}
+	return 0;
 }
 
 sub wait_until

@@ -490,27 +490,6 @@ print("psycopg host=%s port=%s recovery=%s" % (c.info.host, c.info.port, r))
 # An instance is "lost" by stopping all its processes (SIGSTOP): its
 # heartbeat falls silent, exactly as behind a dead link, while its sockets
 # stay open, so nothing but conmgr's down-notice can end the query.
-sub start_app
-{
-	my (@args) = @_;
-	my $out = '';
-	my $h = IPC::Run::start([ $cmapp, @args ], '<', \undef, '>', \$out, '2>&1');
-	return { h => $h, out => \$out };
-}
-
-sub app_wait
-{
-	my ($app, $re, $secs) = @_;
-	my $deadline = time() + ($secs // 30);
-	while (time() < $deadline)
-	{
-		$app->{h}->pump_nb if $app->{h}->pumpable;
-		return 1 if ${ $app->{out} } =~ $re;
-		usleep(10_000);
-	}
-	return 0;
-}
-
 sub instance_pids
 {
 	my ($n) = @_;
@@ -531,8 +510,8 @@ sub queries_running
 }
 
 {
-	my $blocked = start_app('block', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
-	my $async = start_app('pollcm', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
+	my $blocked = cmapp_start('block', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
+	my $async = cmapp_start('pollcm', cm_conninfo($cm1, 'standby'), 'SELECT pg_sleep(60)');
 	my ($psql_out, $bench_out) = ('', '');
 	my $psql = IPC::Run::start([ foreign_env(LD_PRELOAD => $preload), 'psql', '-X', '-d',
 		cm_conninfo($cm1, 'standby'), '-c', 'SELECT pg_sleep(60)' ],
@@ -541,8 +520,8 @@ sub queries_running
 	PostgreSQL::Test::Utils::append_to_file($script, "SELECT pg_sleep(0.2);\n");
 	my $bench = IPC::Run::start([ foreign_env(LD_PRELOAD => $preload), 'pgbench', '-n', '-c', '2',
 		'-T', '60', '-f', $script, cm_conninfo($cm1, 'standby') ], '<', \undef, '>&', \$bench_out);
-	ok(app_wait($blocked, qr/^running/m), 'a blocking PQexec is running on a standby');
-	ok(app_wait($async, qr/^running/m), 'an async query watching PQcmSocket() is running');
+	ok(cmapp_wait($blocked, qr/^running/m), 'a blocking PQexec is running on a standby');
+	ok(cmapp_wait($async, qr/^running/m), 'an async query watching PQcmSocket() is running');
 	ok(wait_until(sub { queries_running('SELECT pg_sleep(60)') == 3
 		  && queries_running('SELECT pg_sleep(0.2)%') == 2 }, 30),
 		'psql and pgbench (LD_PRELOAD) are waiting on standbys too');
@@ -551,9 +530,9 @@ sub queries_running
 	my $t0 = time();
 	kill 'STOP', @pids;
 	my ($t_psql, $t_bench);
-	my $ok1 = app_wait($blocked, qr/^result /m, $hb_timeout + 5);
+	my $ok1 = cmapp_wait($blocked, qr/^result /m, $hb_timeout + 5);
 	my $t1 = time() - $t0;
-	my $ok2 = app_wait($async, qr/^result .*connstatus=BAD/m, 5);
+	my $ok2 = cmapp_wait($async, qr/^result .*connstatus=BAD/m, 5);
 	my $t2 = time() - $t0;
 	my $deadline = time() + 5;
 	while ((!defined $t_psql || !defined $t_bench) && time() < $deadline)
@@ -635,7 +614,7 @@ for my $event ('the listener restarts', 'the instance is declared down')
 	for my $how (sort keys %app)
 	{
 		my $ap = $app{$how};
-		ok(app_wait($ap, qr/^backend pid=\d+ sqlfd=\d+ app=\d+$/m), "$event, $how: connected to a standby")
+		ok(cmapp_wait($ap, qr/^backend pid=\d+ sqlfd=\d+ app=\d+$/m), "$event, $how: connected to a standby")
 		  or diag(${ $ap->{out} });
 		my ($where) = landed(${ $ap->{out} });
 		my ($bpid, $sqlfd, $apid) = ${ $ap->{out} } =~ /^backend pid=(\d+) sqlfd=(\d+) app=(\d+)$/m;
@@ -649,7 +628,7 @@ for my $event ('the listener restarts', 'the instance is declared down')
 			"$event, $how: the server hung up; the watcher closed its duplicate, libpq's descriptor remains")
 		  or diag(join(',', app_sockets($ap->{pid}, $ap->{port})));
 		say_go($ap);
-		ok(app_wait($ap, qr/^reused fd=/m), "$event, $how: libpq saw the hang-up, an unrelated socket was opened")
+		ok(cmapp_wait($ap, qr/^reused fd=/m), "$event, $how: libpq saw the hang-up, an unrelated socket was opened")
 		  or diag(${ $ap->{out} });
 		like(${ $ap->{out} }, qr/^closed connstatus=BAD sqlfd=-1$/m, "$event, $how: libpq closed its socket");
 		like(${ $ap->{out} }, qr/^reused fd=$ap->{sqlfd}$/m,
@@ -676,7 +655,7 @@ for my $event ('the listener restarts', 'the instance is declared down')
 	{
 		my $ap = $app{$how};
 		say_go($ap);
-		ok(app_wait($ap, qr/^unrelated /m, 40), "$event, $how: the unrelated connection was used")
+		ok(cmapp_wait($ap, qr/^unrelated /m, 40), "$event, $how: the unrelated connection was used")
 		  or diag(${ $ap->{out} });
 		like(${ $ap->{out} }, qr/^cmsocket readable$/m, "$event, poll: PQcmSocket() turned readable")
 		  if $how eq 'poll';
@@ -741,10 +720,10 @@ for my $event ('the listener restarts', 'the instance is declared down')
 	my $cmport = $cm->sockport;
 	close $cm;
 	close $pg;
-	my $app = start_app('block-hold',
+	my $app = cmapp_start('block-hold',
 		"host=$host port=$cmport dbname=postgres sslmode=disable gssencmode=disable connect_timeout=5",
 		'SELECT 1');
-	ok(app_wait($app, qr/^result /m, 10), 'the scripted server broke the protocol under the application')
+	ok(cmapp_wait($app, qr/^result /m, 10), 'the scripted server broke the protocol under the application')
 	  or diag(${ $app->{out} });
 	like(${ $app->{out} }, qr/^connected .*cmsocket=yes recovery=\?$/m, 'connected through the scripted conmgr, the query failed');
 	ok(wait_until(sub { -e $verdict }, 10), 'the scripted server waited for the end of the connection');
@@ -763,7 +742,7 @@ for my $event ('the listener restarts', 'the instance is declared down')
 	my ($in, $out) = ('', '');
 	my $h = IPC::Run::start([ $cmapp, 'finish', cm_conninfo($cm1, 'standby') ], '<', \$in, '>', \$out, '2>&1');
 	my $ap = { h => $h, in => \$in, out => \$out };
-	ok(app_wait($ap, qr/^backend pid=\d+ /m), 'a connection to a standby, to be finished') or diag($out);
+	ok(cmapp_wait($ap, qr/^backend pid=\d+ /m), 'a connection to a standby, to be finished') or diag($out);
 	my ($where) = landed($out);
 	my ($bpid, $apid) = $out =~ /^backend pid=(\d+) sqlfd=\d+ app=(\d+)$/m;
 	my $backend_gone = sub {
@@ -772,7 +751,7 @@ for my $event ('the listener restarts', 'the instance is declared down')
 	ok(!$backend_gone->(), 'its backend is in pg_stat_activity');
 	my $t0 = time();
 	say_go($ap);
-	ok(app_wait($ap, qr/^finished$/m), 'PQfinish() returned');
+	ok(cmapp_wait($ap, qr/^finished$/m), 'PQfinish() returned');
 	ok(wait_until($backend_gone, 5), sprintf('the backend ended %.3f s after PQfinish()', time() - $t0));
 	is(join(',', app_sockets($apid, $port{$where})), '', 'the application holds no socket towards the standby');
 	is(join(',', app_sockets($apid, $cm1->{port})), '', 'nor towards conmgr');
@@ -786,12 +765,12 @@ for my $event ('the listener restarts', 'the instance is declared down')
 		'<', \my $in, '>', \my $out, '2>&1');
 	$in = '';
 	my $w = { h => $app, out => \$out };
-	ok(app_wait($w, qr/^connected .*port=$port{p} /m), 'a read-write connection on the primary');
+	ok(cmapp_wait($w, qr/^connected .*port=$port{p} /m), 'a read-write connection on the primary');
 	$primary->stop('immediate');
 	$node{s1}->promote;
 	ok(wait_until(sub { routable($cm1, 'read-write') == 1 }, 30), 'conmgr sees the promoted standby');
 	$in .= "go\n";
-	ok(app_wait($w, qr/^reset\nconnected .*port=$port{s1} .*recovery=f\nbackend pid=\d+ sqlfd=\d+ app=\d+$/m, 30),
+	ok(cmapp_wait($w, qr/^reset\nconnected .*port=$port{s1} .*recovery=f\nbackend pid=\d+ sqlfd=\d+ app=\d+$/m, 30),
 		'PQreset() went through conmgr again and reached the new primary') or diag($out);
 	my ($apid) = $out =~ /^backend pid=\d+ sqlfd=\d+ app=(\d+)$/m;
 	is(join(',', app_sockets($apid // 0, $port{s1})), 'ESTAB/2',
@@ -802,12 +781,12 @@ for my $event ('the listener restarts', 'the instance is declared down')
 
 # --- a killed conmgr: a blocked query fails at once ---
 {
-	my $blocked = start_app('block', cm_conninfo($cm1, 'read-write'), 'SELECT pg_sleep(60)');
-	ok(app_wait($blocked, qr/^running/m), 'a blocking PQexec runs on the new primary');
+	my $blocked = cmapp_start('block', cm_conninfo($cm1, 'read-write'), 'SELECT pg_sleep(60)');
+	ok(cmapp_wait($blocked, qr/^running/m), 'a blocking PQexec runs on the new primary');
 	usleep(200_000);
 	my $t0 = time();
 	$cm1->{h}->signal('KILL');
-	my $ok = app_wait($blocked, qr/^result /m, 10);
+	my $ok = cmapp_wait($blocked, qr/^result /m, 10);
 	my $t = time() - $t0;
 	ok($ok && ${ $blocked->{out} } =~ /connstatus=BAD/, 'conmgr killed: the query failed, connection bad')
 	  or diag(${ $blocked->{out} });

@@ -1,0 +1,234 @@
+/*-------------------------------------------------------------------------
+ *
+ * test_route.c
+ *	  Test roles/route.c: one primary at a time (docs/conmgr.md).
+ *
+ * Tables of instances as the heartbeat roles would publish them (up or
+ * not, in recovery or not, timeline, system identifier), and what
+ * route_classify() must make of them: the primary on the highest
+ * timeline, stale primaries below it, a fault for two primaries on that
+ * timeline or for two databases; then route_rank() for every target and
+ * role, so that no target ever reaches a stale or conflicting primary.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <string.h>
+
+#include "cmproto.h"
+#include "conmgr.h"
+#include "tap.h"
+
+#define SYSID	UINT64_C(7300000000000000001)
+#define P		0				/* attrs of a primary */
+#define S		CMPROTO_ATTR_IN_RECOVERY
+
+typedef struct inst
+{
+	bool		up;
+	uint32_t	attrs;
+	uint32_t	timeline;
+	uint64_t	sysid;
+} inst;
+
+static void
+classify(const inst *in, int n, route_view *v)
+{
+	shm_slot	slots[CMCONF_MAX_INSTANCES];
+	bool		up[CMCONF_MAX_INSTANCES];
+
+	memset(slots, 0, sizeof(slots));
+	for (int i = 0; i < n; i++)
+	{
+		slots[i].state = in[i].up ? SHM_UP : SHM_DOWN;
+		slots[i].attrs = in[i].attrs;
+		slots[i].timeline = in[i].timeline;
+		slots[i].system_identifier = in[i].sysid;
+		up[i] = in[i].up;
+	}
+	route_classify(slots, up, n, v);
+}
+
+static void
+test_classify(void)
+{
+	route_view	v;
+
+	/* one primary, one standby: nothing to see */
+	{
+		inst		in[] = {{true, P, 1, SYSID}, {true, S, 1, SYSID}};
+
+		classify(in, 2, &v);
+		ok(v.role[0] == ROUTE_PRIMARY && v.role[1] == ROUTE_STANDBY &&
+		   v.fault == ROUTE_FAULT_NONE && v.max_timeline == 1,
+		   "primary and standby on timeline 1: primary, standby, no fault");
+	}
+
+	/* the standby promoted, the old primary still running */
+	{
+		inst		in[] = {{true, P, 1, SYSID}, {true, P, 2, SYSID}};
+
+		classify(in, 2, &v);
+		ok(v.role[0] == ROUTE_STALE_PRIMARY && v.role[1] == ROUTE_PRIMARY &&
+		   v.fault == ROUTE_FAULT_NONE && v.max_timeline == 2,
+		   "primaries on timelines 1 and 2: the one on 1 is stale, no fault");
+	}
+
+	/* order does not matter, nor does a third instance down */
+	{
+		inst		in[] = {{true, P, 5, SYSID}, {false, P, 9, SYSID}, {true, P, 4, SYSID}};
+
+		classify(in, 3, &v);
+		ok(v.role[0] == ROUTE_PRIMARY && v.role[1] == ROUTE_DOWN &&
+		   v.role[2] == ROUTE_STALE_PRIMARY && v.max_timeline == 5,
+		   "an instance that is down counts for nothing, not even its timeline");
+	}
+
+	/* a standby that follows the new primary makes the lone old one stale */
+	{
+		inst		in[] = {{true, P, 1, SYSID}, {true, S, 2, SYSID}};
+
+		classify(in, 2, &v);
+		ok(v.role[0] == ROUTE_STALE_PRIMARY && v.role[1] == ROUTE_STANDBY,
+		   "primary on 1, standby on 2: the primary is stale");
+	}
+
+	/* two primaries on one timeline: a fault naming both */
+	{
+		inst		in[] = {{true, S, 1, SYSID}, {true, P, 1, SYSID}, {true, P, 1, SYSID}};
+
+		classify(in, 3, &v);
+		ok(v.fault == ROUTE_FAULT_TWO_PRIMARIES && v.fault_a == 1 && v.fault_b == 2,
+		   "two primaries on timeline 1: fault, naming instances 1 and 2");
+		ok(v.role[1] == ROUTE_CONFLICT && v.role[2] == ROUTE_CONFLICT &&
+		   v.role[0] == ROUTE_STANDBY,
+		   "both are in conflict, the standby stays a standby");
+	}
+
+	/* two on the highest timeline, one below: stale and a fault */
+	{
+		inst		in[] = {{true, P, 1, SYSID}, {true, P, 3, SYSID}, {true, P, 3, SYSID}};
+
+		classify(in, 3, &v);
+		ok(v.fault == ROUTE_FAULT_TWO_PRIMARIES && v.fault_a == 1 && v.fault_b == 2 &&
+		   v.role[0] == ROUTE_STALE_PRIMARY,
+		   "timelines 1, 3, 3: instance 0 stale, 1 and 2 in fault");
+	}
+
+	/* a later primary is judged stale even after a fault was found */
+	{
+		inst		in[] = {{true, P, 3, SYSID}, {true, P, 3, SYSID}, {true, P, 1, SYSID}};
+
+		classify(in, 3, &v);
+		ok(v.role[2] == ROUTE_STALE_PRIMARY && v.role[0] == ROUTE_CONFLICT,
+		   "timelines 3, 3, 1: instance 2 stale whatever the order");
+	}
+
+	/* different databases */
+	{
+		inst		in[] = {{true, P, 2, SYSID}, {true, S, 1, SYSID + 1}};
+
+		classify(in, 2, &v);
+		ok(v.fault == ROUTE_FAULT_SYSTEM_ID && v.fault_a == 0 && v.fault_b == 1,
+		   "different system identifiers: fault naming both");
+		ok(v.role[0] == ROUTE_CONFLICT && v.role[1] == ROUTE_STANDBY,
+		   "the primary is in conflict, the standby a standby");
+	}
+	{
+		inst		in[] = {{true, P, 1, SYSID}, {true, P, 2, SYSID + 1}};
+
+		classify(in, 2, &v);
+		ok(v.fault == ROUTE_FAULT_SYSTEM_ID && v.role[0] == ROUTE_CONFLICT &&
+		   v.role[1] == ROUTE_CONFLICT,
+		   "two databases: timelines are not compared, neither is the primary");
+	}
+	{
+		inst		in[] = {{true, P, 1, SYSID}, {false, P, 2, SYSID + 1}};
+
+		classify(in, 2, &v);
+		ok(v.fault == ROUTE_FAULT_NONE && v.role[0] == ROUTE_PRIMARY,
+		   "another database that is down is no fault");
+	}
+
+	/* protocol version 1 watchdogs: no timeline */
+	{
+		inst		in[] = {{true, P, 0, SYSID}, {true, S, 0, SYSID}};
+
+		classify(in, 2, &v);
+		ok(v.role[0] == ROUTE_PRIMARY && v.fault == ROUTE_FAULT_NONE,
+		   "a primary without timeline, alone: the primary");
+	}
+	{
+		inst		in[] = {{true, P, 0, SYSID}, {true, P, 2, SYSID}};
+
+		classify(in, 2, &v);
+		ok(v.fault == ROUTE_FAULT_TWO_PRIMARIES && v.role[0] == ROUTE_CONFLICT &&
+		   v.role[1] == ROUTE_CONFLICT,
+		   "a primary without timeline and one on timeline 2: a fault, not a guess");
+	}
+	{
+		inst		in[] = {{true, P, 0, SYSID}, {true, S, 3, SYSID}};
+
+		classify(in, 2, &v);
+		ok(v.role[0] == ROUTE_PRIMARY,
+		   "a primary without timeline is never judged stale");
+	}
+
+	/* nothing up */
+	{
+		inst		in[] = {{false, P, 1, SYSID}, {false, S, 1, SYSID}};
+
+		classify(in, 2, &v);
+		ok(v.role[0] == ROUTE_DOWN && v.role[1] == ROUTE_DOWN &&
+		   v.fault == ROUTE_FAULT_NONE && v.max_timeline == 0,
+		   "nothing up: every instance down, no fault");
+	}
+}
+
+static void
+test_rank(void)
+{
+	static const int want[CMPROTO_TARGET_LAST + 1][3] = {
+		/* primary, read-only primary, standby */
+		[CMPROTO_TARGET_ANY] = {0, 0, 0},
+		[CMPROTO_TARGET_READ_WRITE] = {0, -1, -1},
+		[CMPROTO_TARGET_READ_ONLY] = {-1, 0, 0},
+		[CMPROTO_TARGET_PRIMARY] = {0, 0, -1},
+		[CMPROTO_TARGET_STANDBY] = {-1, -1, 0},
+		[CMPROTO_TARGET_PREFER_STANDBY] = {1, 1, 0},
+		[CMPROTO_TARGET_PREFER_PRIMARY] = {0, 0, 1},
+	};
+
+	for (int t = 0; t <= CMPROTO_TARGET_LAST; t++)
+	{
+		const char *name = cmproto_target_name(t);
+
+		is_int(route_rank(t, ROUTE_PRIMARY, 0), want[t][0], "%s: primary ranks %d", name, want[t][0]);
+		is_int(route_rank(t, ROUTE_PRIMARY, CMPROTO_ATTR_READ_ONLY), want[t][1],
+			   "%s: read-only primary ranks %d", name, want[t][1]);
+		is_int(route_rank(t, ROUTE_STANDBY, S), want[t][2], "%s: standby ranks %d", name, want[t][2]);
+		is_int(route_rank(t, ROUTE_STALE_PRIMARY, 0), -1, "%s: a stale primary never matches", name);
+		is_int(route_rank(t, ROUTE_STALE_PRIMARY, CMPROTO_ATTR_READ_ONLY), -1,
+			   "%s: a read-only stale primary never matches", name);
+		is_int(route_rank(t, ROUTE_CONFLICT, 0), -1, "%s: a primary in conflict never matches", name);
+		is_int(route_rank(t, ROUTE_DOWN, 0), -1, "%s: an instance down never matches", name);
+	}
+	ok(route_fault_refuses(CMPROTO_TARGET_READ_WRITE) &&
+	   route_fault_refuses(CMPROTO_TARGET_PRIMARY) &&
+	   route_fault_refuses(CMPROTO_TARGET_PREFER_PRIMARY),
+	   "a fault refuses read-write, primary, prefer-primary");
+	ok(!route_fault_refuses(CMPROTO_TARGET_ANY) &&
+	   !route_fault_refuses(CMPROTO_TARGET_READ_ONLY) &&
+	   !route_fault_refuses(CMPROTO_TARGET_STANDBY) &&
+	   !route_fault_refuses(CMPROTO_TARGET_PREFER_STANDBY),
+	   "and leaves any, read-only, standby, prefer-standby to the standbys");
+	ok(strcmp(route_role_name(ROUTE_STALE_PRIMARY), "stale primary") == 0,
+	   "the stale primary's name");
+}
+
+int
+main(void)
+{
+	test_classify();
+	test_rank();
+	return tap_done();
+}

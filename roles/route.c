@@ -1,0 +1,170 @@
+/*-------------------------------------------------------------------------
+ *
+ * route.c
+ *	  Which instance is the primary: the listener's rule, as a pure function.
+ *
+ * A promotion leaves two instances that say they are primaries for as long
+ * as the old one keeps running: the new one, on a new timeline, and the
+ * old one, on the timeline it was promoted from, whose writes are lost
+ * when it is rewound.  The watchdogs report each instance's timeline and
+ * system identifier (docs/protocol.md, section 3), and route_classify()
+ * turns the table of up instances into a role per instance:
+ *
+ *	 - the primary on the highest timeline among the up instances is the
+ *	   primary; a primary below that timeline is a stale primary;
+ *	 - two primaries on that timeline, or up instances with different system
+ *	   identifiers, are a configuration fault: no primary is routable until
+ *	   it is resolved, rather than conmgr guessing which one is right.
+ *
+ * A stale primary, or one in a fault, matches no target at all: its data
+ * is, or may be, a branch that the other primary does not have and that a
+ * rewind will throw away, so reads from it are no better than writes
+ * (docs/conmgr.md, "One primary at a time").  A watchdog that speaks
+ * protocol version 1 reports no timeline (0): its primary is never judged
+ * stale, and conmgr cannot order it against another primary, so two
+ * primaries where one of them has no timeline are a fault as well.
+ *
+ * Nothing here reads shared memory, logs or allocates: the listener passes
+ * copies of the slots, and regress/unit/test_route.c drives it directly.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <string.h>
+
+#include "cmproto.h"
+#include "conmgr.h"
+
+static bool
+is_primary(const shm_slot *s)
+{
+	return (s->attrs & CMPROTO_ATTR_IN_RECOVERY) == 0;
+}
+
+static void
+set_fault(route_view *v, route_fault fault, int a, int b)
+{
+	if (v->fault != ROUTE_FAULT_NONE)
+		return;
+	v->fault = fault;
+	v->fault_a = a;
+	v->fault_b = b;
+}
+
+/*
+ * The role of each of the n instances whose slot copies are slots[]; an
+ * instance counts only when up[i] (configured, and its heartbeat up).
+ */
+void
+route_classify(const shm_slot *slots, const bool *up, int n, route_view *v)
+{
+	int			first_sysid = -1;
+	int			first_primary = -1;
+	bool		comparable;
+
+	memset(v, 0, sizeof(*v));
+	v->fault_a = v->fault_b = -1;
+	for (int i = 0; i < n; i++)
+	{
+		if (!up[i])
+			continue;
+		if (slots[i].timeline > v->max_timeline)
+			v->max_timeline = slots[i].timeline;
+		if (slots[i].system_identifier == 0)
+			continue;
+		if (first_sysid < 0)
+			first_sysid = i;
+		else if (slots[i].system_identifier != slots[first_sysid].system_identifier)
+			set_fault(v, ROUTE_FAULT_SYSTEM_ID, first_sysid, i);
+	}
+
+	/* Timelines of different databases do not compare. */
+	comparable = v->fault == ROUTE_FAULT_NONE;
+	for (int i = 0; i < n; i++)
+	{
+		if (!up[i])
+			v->role[i] = ROUTE_DOWN;
+		else if (!is_primary(&slots[i]))
+			v->role[i] = ROUTE_STANDBY;
+		else if (comparable && slots[i].timeline != 0 &&
+				 slots[i].timeline < v->max_timeline)
+			v->role[i] = ROUTE_STALE_PRIMARY;
+		else
+		{
+			v->role[i] = ROUTE_PRIMARY;
+			if (first_primary < 0)
+				first_primary = i;
+			else
+				set_fault(v, ROUTE_FAULT_TWO_PRIMARIES, first_primary, i);
+		}
+	}
+
+	/* In a fault, no primary is the primary. */
+	if (v->fault != ROUTE_FAULT_NONE)
+		for (int i = 0; i < n; i++)
+			if (v->role[i] == ROUTE_PRIMARY)
+				v->role[i] = ROUTE_CONFLICT;
+}
+
+/*
+ * How well an instance of this role and these attributes matches the
+ * target: 0 best, 1 second choice, -1 not at all.
+ */
+int
+route_rank(int target, route_role role, uint32_t attrs)
+{
+	bool		standby = role == ROUTE_STANDBY;
+	bool		ro = (attrs & CMPROTO_ATTR_READ_ONLY) != 0;
+
+	if (role != ROUTE_STANDBY && role != ROUTE_PRIMARY)
+		return -1;
+	switch (target)
+	{
+		case CMPROTO_TARGET_ANY:
+			return 0;
+		case CMPROTO_TARGET_READ_WRITE:
+			return !standby && !ro ? 0 : -1;
+		case CMPROTO_TARGET_READ_ONLY:
+			return standby || ro ? 0 : -1;
+		case CMPROTO_TARGET_PRIMARY:
+			return !standby ? 0 : -1;
+		case CMPROTO_TARGET_STANDBY:
+			return standby ? 0 : -1;
+		case CMPROTO_TARGET_PREFER_STANDBY:
+			return standby ? 0 : 1;
+		case CMPROTO_TARGET_PREFER_PRIMARY:
+			return !standby ? 0 : 1;
+	}
+	return -1;
+}
+
+/*
+ * Whether a fault makes conmgr refuse this target outright: those that ask
+ * for the primary first.  The others are served by the standbys, and are
+ * refused only when no standby is up (the listener's choice).
+ */
+bool
+route_fault_refuses(int target)
+{
+	return target == CMPROTO_TARGET_READ_WRITE ||
+		target == CMPROTO_TARGET_PRIMARY ||
+		target == CMPROTO_TARGET_PREFER_PRIMARY;
+}
+
+const char *
+route_role_name(route_role role)
+{
+	switch (role)
+	{
+		case ROUTE_DOWN:
+			return "down";
+		case ROUTE_STANDBY:
+			return "standby";
+		case ROUTE_PRIMARY:
+			return "primary";
+		case ROUTE_STALE_PRIMARY:
+			return "stale primary";
+		case ROUTE_CONFLICT:
+			return "primary in conflict";
+	}
+	return "?";
+}
