@@ -29,23 +29,27 @@ static const cmproto_peer peers[] = {CMPROTO_PEER_CONMGR, CMPROTO_PEER_WATCHDOG}
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Decode one frame as each peer; a success must round-trip. */
+/*
+ * Decode one frame as each peer, at each protocol version; a success must
+ * round-trip at that version.
+ */
 static void
 check_frame(const uint8_t *frame, size_t len)
 {
 	for (size_t p = 0; p < sizeof(peers) / sizeof(peers[0]); p++)
-	{
-		cmproto_msg m;
-		uint8_t		again[CMPROTO_MAX_MSG];
-		int			n;
+		for (int v = CMPROTO_MIN_VERSION; v <= CMPROTO_VERSION; v++)
+		{
+			cmproto_msg m;
+			uint8_t		again[CMPROTO_MAX_MSG];
+			int			n;
 
-		if (cmproto_decode(frame, len, peers[p], &m) != CMPROTO_OK)
-			continue;
-		n = cmproto_encode(&m, again, sizeof(again));
-		if (n < 0 || (size_t) n != len || memcmp(again, frame, len) != 0)
-			abort();
-		(void) cmproto_type_name(m.type);
-	}
+			if (cmproto_decode_version(frame, len, peers[p], v, &m) != CMPROTO_OK)
+				continue;
+			n = cmproto_encode_version(&m, v, again, sizeof(again));
+			if (n < 0 || (size_t) n != len || memcmp(again, frame, len) != 0)
+				abort();
+			(void) cmproto_type_name(m.type);
+		}
 }
 
 int
