@@ -162,6 +162,16 @@ is($node{p}->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'"), 1,
 	'on p');
 
+# Two protocol sessions (cmresolve) on p as well: one attached now, one
+# resolved now that reports ATTACHED only 6 s later, when p is stale.
+my ($att_out, $late_out) = ('', '');
+my $att = IPC::Run::start([ $resolve, '-p', $cm->{port}, '-t', 'read-write', '-a', '-w', 30 ], '>', \$att_out);
+my $late = IPC::Run::start([ $resolve, '-p', $cm->{port}, '-t', 'read-write', '-a', '-S', 6, '-w', 30 ],
+	'>', \$late_out);
+ok(wait_until(sub { $_->pump_nb for grep { $_->pumpable } $att, $late; $att_out =~ /^attached instance=0$/m && $late_out =~ /^resolved$/m }, 10),
+	'a protocol session attached to p, another offered p and not yet attached')
+  or diag("$att_out\n$late_out");
+
 my $t_before = time();
 $node{s1}->promote;
 my $t_promoted = time();
@@ -176,7 +186,12 @@ note(sprintf('the blocked application failed %.3f s after pg_ctl promote began, 
 ok($t_err - $t_before <= $bound,
 	sprintf('within check_attr_interval + 1 s of the promotion (%.3f s from the start of pg_ctl promote, bound %.1f s)',
 		$t_err - $t_before, $bound));
-$blocked->{h}->finish;
+$blocked->{h}->kill_kill;
+ok(wait_until(sub { $att->pump_nb if $att->pumpable; $att_out =~ /^down instance=0 reason=5 /m }, 10),
+	'the attached protocol session got INSTANCE_DOWN reason 5 (stale primary)') or diag($att_out);
+ok(wait_until(sub { $late->pump_nb if $late->pumpable; $late_out =~ /^down instance=0 reason=5 /m }, 15),
+	'the one that attached to p after it became stale got it at once') or diag($late_out);
+$_->kill_kill for $att, $late;
 is($node{p}->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 'f', 'p is still running, still a primary');
 
 # Past check_attr_interval, every read-write connection goes to s1.
