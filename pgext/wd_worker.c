@@ -182,6 +182,7 @@ static uint32 cur_attrs;
 static WdMono next_attr_check;
 static uint64 wd_wakeups;		/* waits ended */
 static sigset_t wd_wait_mask;	/* signals unblocked while waiting */
+static TimestampTz wd_woke_ts;	/* when the last wait ended */
 static uint64 wd_timers_run;	/* session timers run */
 static uint8 auth_key[WD_KEY_MAX];
 static size_t auth_key_len;
@@ -352,28 +353,32 @@ wd_register(WdSession *s, bool authenticated)
 	return slot;
 }
 
+/*
+ * A beat received or sent, in the session's slot; written without the
+ * lock (see WdSessionStat), at the time of the wake-up that handles it.
+ */
 static void
 wd_update_stats(WdSession *s, bool received, bool sent)
 {
-	WdSessionStat *st;
-	TimestampTz now;
+	volatile WdSessionStat *st;
 
 	if (s->slot < 0)
 		return;
-	now = GetCurrentTimestamp();
 	st = &wd_shared->sessions[s->slot];
-	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	st->changecount++;
+	pg_write_barrier();
 	if (received)
 	{
-		st->last_received = now;
+		st->last_received = wd_woke_ts;
 		st->frames_received++;
 	}
 	if (sent)
 	{
-		st->last_sent = now;
+		st->last_sent = wd_woke_ts;
 		st->beats_sent++;
 	}
-	LWLockRelease(wd_shared->lock);
+	pg_write_barrier();
+	st->changecount++;
 }
 
 /* Free the slot and, if "terminate", queue the address for the terminator. */
@@ -1516,6 +1521,7 @@ watchdog_main(Datum arg)
 
 	cur_attrs = wd_current_attrs();
 	next_attr_check = 0;
+	wd_woke_ts = GetCurrentTimestamp();
 
 	wd_init_signals(&wd_wait_mask);
 	wd_log_startup();
@@ -1538,6 +1544,7 @@ watchdog_main(Datum arg)
 		n = epoll_pwait(epfd, evs, lengthof(evs), timeout, &wd_wait_mask);
 		pgstat_report_wait_end();
 		woke_at = wd_mono_now();
+		wd_woke_ts = GetCurrentTimestamp();
 		pg_atomic_write_u64(&wd_shared->wakeups, ++wd_wakeups);
 		if (n < 0)
 		{
