@@ -496,7 +496,8 @@ wd_require_loaded(void)
 
 /*
  * pgx_stat_watchdog(): one row per registered heartbeat session.  The
- * table is copied under the lock, then turned into tuples without it.
+ * table is copied under the lock, each slot whole (see WdSessionStat),
+ * then turned into tuples without it.
  */
 Datum
 pgx_stat_watchdog(PG_FUNCTION_ARGS)
@@ -511,7 +512,22 @@ pgx_stat_watchdog(PG_FUNCTION_ARGS)
 	n = wd_shared->max_sessions;
 	copy = palloc(sizeof(WdSessionStat) * Max(n, 1));
 	LWLockAcquire(wd_shared->lock, LW_SHARED);
-	memcpy(copy, wd_shared->sessions, sizeof(WdSessionStat) * n);
+	for (int i = 0; i < n; i++)
+	{
+		volatile WdSessionStat *shared = &wd_shared->sessions[i];
+
+		for (;;)
+		{
+			uint32		before = shared->changecount;
+
+			pg_read_barrier();
+			memcpy(&copy[i], (const void *) shared, sizeof(WdSessionStat));
+			pg_read_barrier();
+			if (before == shared->changecount && (before & 1) == 0)
+				break;
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
 	LWLockRelease(wd_shared->lock);
 
 	for (int i = 0; i < n; i++)

@@ -95,7 +95,14 @@ typedef struct WdCidr
 	uint8		addr[16];		/* host bits are zero */
 } WdCidr;
 
-/* One registered heartbeat session, as pgx_stat_watchdog shows it. */
+/*
+ * One registered heartbeat session, as pgx_stat_watchdog shows it.  A
+ * slot is taken and freed under the lock; the counters and times of each
+ * beat are written without it, between two increments of changecount (as
+ * PostgreSQL's backend status entries are), since the worker is their
+ * only writer: a reader copies a slot again while changecount is odd or
+ * has moved.
+ */
 typedef struct WdSessionStat
 {
 	bool		in_use;
@@ -103,6 +110,7 @@ typedef struct WdSessionStat
 	WdAddr		peer;
 	int32		interval;		/* seconds, the conmgr's heartbeat_interval */
 	int32		timeout;		/* seconds, the conmgr's heartbeat_timeout */
+	uint32		changecount;	/* odd while a beat's update is written */
 	TimestampTz connected_since;
 	TimestampTz last_received;
 	TimestampTz last_sent;

@@ -68,6 +68,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -91,6 +92,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "cmaddrcount.h"
 #include "cmheap.h"
 #include "cmlog.h"
 #include "cmproto.h"
@@ -99,11 +101,12 @@
 
 #define WD_MAX_LISTEN		16
 #define WD_OUTBUF			1024
-#define WD_EPOLL_BATCH		64
+#define WD_EPOLL_BATCH		256
 #define WD_KEY_MIN			16
 #define WD_KEY_MAX			1024
 #define WD_SEND_SLACK_US	5000	/* send a beat up to 5 ms early */
 #define WD_ACCEPT_BATCH		32	/* connections taken per wake-up, at most */
+#define WD_GATHER_US		10000	/* least time between busy wake-ups */
 
 /*
  * epoll data: a session's generation (never 0) in the high half and its
@@ -158,7 +161,8 @@ typedef struct WdSession
  * wd_release() once it is closed, so an idle slot costs a pointer here,
  * an entry in the timer heap (a key and a pointer) and an int in each free
  * stack: taking an entry or a shared slot, like running a timer, never
- * searches all sessions.
+ * searches all sessions; nor does counting a client address's registered
+ * sessions (host_counts).
  */
 static WdSession **sessions;
 static int	nsessions;			/* entries in sessions[] */
@@ -171,6 +175,7 @@ static uint32 last_gen;			/* of the last session allocated */
 static WdSession *pending[WD_MAX_PENDING];	/* sessions in HELLO or AUTH */
 static int	npending;
 static int	nregistered;		/* sessions UP */
+static cmaddrcount host_counts; /* sessions UP per client address */
 static int	listen_fds[WD_MAX_LISTEN];
 static int	nlisten;
 static int	epfd = -1;
@@ -179,6 +184,8 @@ static uint32 cur_attrs;
 static uint32 cur_timeline;		/* what the sessions were last told */
 static WdMono next_attr_check;
 static uint64 wd_wakeups;		/* waits ended */
+static sigset_t wd_wait_mask;	/* signals unblocked while waiting */
+static TimestampTz wd_woke_ts;	/* when the last wait ended */
 static uint64 wd_timers_run;	/* session timers run */
 static uint8 auth_key[WD_KEY_MAX];
 static size_t auth_key_len;
@@ -275,10 +282,18 @@ wd_set_state(WdSession *s, WdSessState state)
 		pending[npending++] = s;
 	}
 	if (s->state == WD_SESS_UP)
+	{
 		nregistered--;
+		(void) cmaddrcount_remove(&host_counts, s->peer.family, s->peer.addr);
+	}
 	s->state = state;
 	if (state == WD_SESS_UP)
+	{
 		nregistered++;
+		/* There is room: the table is sized for every slot. */
+		if (cmaddrcount_add(&host_counts, s->peer.family, s->peer.addr) < 0)
+			elog(ERROR, "watchdog: address table is full");
+	}
 }
 
 /* When a session's silence or its handshake ends it. */
@@ -326,16 +341,10 @@ wd_timer_arm(WdSession *s)
 static int
 wd_host_sessions(const WdAddr *peer, const WdSession *self)
 {
-	int			n = 0;
+	int			n = cmaddrcount_get(&host_counts, peer->family, peer->addr);
 
-	for (int i = 0; i < nsessions; i++)
-	{
-		WdSession  *o = sessions[i];
-
-		if (o != NULL && o != self && o->state == WD_SESS_UP &&
-			wd_addr_same_host(&o->peer, peer))
-			n++;
-	}
+	if (self->state == WD_SESS_UP && wd_addr_same_host(&self->peer, peer))
+		n--;
 	return n;
 }
 
@@ -367,28 +376,32 @@ wd_register(WdSession *s, bool authenticated)
 	return slot;
 }
 
+/*
+ * A beat received or sent, in the session's slot; written without the
+ * lock (see WdSessionStat), at the time of the wake-up that handles it.
+ */
 static void
 wd_update_stats(WdSession *s, bool received, bool sent)
 {
-	WdSessionStat *st;
-	TimestampTz now;
+	volatile WdSessionStat *st;
 
 	if (s->slot < 0)
 		return;
-	now = GetCurrentTimestamp();
 	st = &wd_shared->sessions[s->slot];
-	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	st->changecount++;
+	pg_write_barrier();
 	if (received)
 	{
-		st->last_received = now;
+		st->last_received = wd_woke_ts;
 		st->frames_received++;
 	}
 	if (sent)
 	{
-		st->last_sent = now;
+		st->last_sent = wd_woke_ts;
 		st->beats_sent++;
 	}
-	LWLockRelease(wd_shared->lock);
+	pg_write_barrier();
+	st->changecount++;
 }
 
 /* Free the slot and, if "terminate", queue the address for the terminator. */
@@ -1436,8 +1449,8 @@ wd_alloc_huge(Size size, int n)
  * self-pipe (15) or a signalfd (16 and later) so that a signal arriving
  * just before the wait still ends it, the worker keeps the signals whose
  * handlers set its flags (SIGHUP: reload, SIGTERM: die, SIGINT, SIGUSR1:
- * procsignal) blocked except inside epoll_pwait(), which unblocks them
- * atomically: one that came earlier ends the wait at once, its handler
+ * procsignal) blocked except inside epoll_pwait() (and wd_gather()'s
+ * ppoll()), which unblocks them atomically: one that came earlier ends the wait at once, its handler
  * run.  The latch: those handlers set it, and ResetLatch() clears it
  * after each wait, without a system call.  The worker never marks its
  * latch as slept on (maybe_sleeping), so a SetLatch() from another
@@ -1458,10 +1471,50 @@ wd_init_signals(sigset_t *wait_mask)
 	sigprocmask(SIG_SETMASK, &block, NULL);
 }
 
+/*
+ * Before a wait that follows a wake-up with events, let frames gather.
+ * Thousands of peers beat at phases of their own, so a worker that waits
+ * again at once wakes for every few frames, and the wake-up costs more
+ * than the frames; sleeping first until WD_GATHER_US after the last
+ * wake-up (or until "next", the next timer, if sooner) bounds busy
+ * wake-ups to 1 s / WD_GATHER_US, and every frame that arrived meanwhile
+ * comes back from one wait.  A frame waits at most that long, a small
+ * part of the shortest heartbeat_interval; an idle worker, or one woken
+ * by a timer, does not sleep here.  Signals end the sleep as they end a
+ * wait; false then, so that the wait does not block before they are
+ * handled.
+ */
+static bool
+wd_gather(WdMono woke_at, int last_events, WdMono next)
+{
+	WdMono		now;
+	WdMono		until;
+	struct timespec ts;
+
+	if (last_events == 0 || last_events == WD_EPOLL_BATCH)
+		return true;
+	now = wd_mono_now();
+	until = Min(woke_at + WD_GATHER_US, next);
+	if (until <= now)
+		return true;
+	ts.tv_sec = (until - now) / USECS_PER_SEC;
+	ts.tv_nsec = ((until - now) % USECS_PER_SEC) * 1000;
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	if (ppoll(NULL, 0, &ts, &wd_wait_mask) < 0 && errno == EINTR)
+	{
+		pgstat_report_wait_end();
+		return false;
+	}
+	pgstat_report_wait_end();
+	pg_atomic_write_u64(&wd_shared->wakeups, ++wd_wakeups);
+	return true;
+}
+
 void
 watchdog_main(Datum arg)
 {
-	sigset_t	wait_mask;
+	WdMono		woke_at = 0;
+	int			n = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1489,6 +1542,10 @@ watchdog_main(Datum arg)
 		free_slots[nfree_slots++] = i;
 	cmheap_init(&timers, wd_alloc_huge(sizeof(cmheap_entry), nsessions),
 				nsessions);
+	cmaddrcount_init(&host_counts,
+					 wd_alloc_huge(sizeof(cmaddrcount_entry),
+								   cmaddrcount_size(wd_shared->max_sessions)),
+					 cmaddrcount_size(wd_shared->max_sessions));
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
@@ -1506,8 +1563,9 @@ watchdog_main(Datum arg)
 	cur_attrs = wd_current_attrs();
 	cur_timeline = wd_current_timeline();
 	next_attr_check = 0;
+	wd_woke_ts = GetCurrentTimestamp();
 
-	wd_init_signals(&wait_mask);
+	wd_init_signals(&wd_wait_mask);
 	wd_log_startup();
 
 	for (;;)
@@ -1516,16 +1574,19 @@ watchdog_main(Datum arg)
 		WdMono		next;
 		WdMono		now;
 		int			timeout;
-		int			n;
 
 		next = wd_run_timers();
+		if (!wd_gather(woke_at, n, next))
+			next = 0;
 		now = wd_mono_now();
 		/* rounded up: waking a little early would only loop again */
 		timeout = next <= now ? 0 : (int) Min((next - now + 999) / 1000, INT_MAX);
 
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
-		n = epoll_pwait(epfd, evs, lengthof(evs), timeout, &wait_mask);
+		n = epoll_pwait(epfd, evs, lengthof(evs), timeout, &wd_wait_mask);
 		pgstat_report_wait_end();
+		woke_at = wd_mono_now();
+		wd_woke_ts = GetCurrentTimestamp();
 		pg_atomic_write_u64(&wd_shared->wakeups, ++wd_wakeups);
 		if (n < 0)
 		{

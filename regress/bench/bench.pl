@@ -920,6 +920,14 @@ if ($only{7} || $only{9})
 
 sub registered { return $wnode->safe_psql('postgres', 'SELECT count(*) FROM pgx_stat_watchdog'); }
 
+# A process's CPU time in ns (the scheduler's, finer than the ticks).
+sub proc_cpu_ns
+{
+	my ($pid) = @_;
+	my ($ns) = split ' ', PostgreSQL::Test::Utils::slurp_file("/proc/$pid/schedstat");
+	return $ns;
+}
+
 sub proc_ticks
 {
 	my ($pid) = @_;
@@ -992,18 +1000,20 @@ sub watchdog_run
 	{
 		$r{lost_client} += () = ${ $h->{out} } =~ /^T=\S+ W=\S+ s=\d+ closed (?!client exiting)/mg;
 	}
-	for my $h (@hb)
-	{
-		$h->{h}->signal('TERM') if $h->{h}->pumpable;
-		bg_finish($h, 10);
-	}
+	# Every session lost at once (the clients exit): what the worker's CPU
+	# time grows by until none is left, per session.
+	my $drop0 = proc_cpu_ns($pid);
+	$_->{h}->signal('TERM') for grep { $_->{h}->pumpable } @hb;
+	bg_finish($_, 10) for @hb;
 	$r{missing} = $n - $still;
 	$r{false} = $r{lost_server} + $r{lost_client} + $r{missing};
 	wait_until(sub { registered() == 0 }, 30) or die "bench: figure 7: sessions left after the run\n";
+	$r{drop_us} = (proc_cpu_ns($pid) - $drop0) / 1e3 / $n;
 	progress(sprintf('  %d sessions: worker CPU %.2f %% of a core (windows %s), %.2f µs a beat; '
 		  . '%.0f wake-ups/s, %.0f timers/s, %.0f frames received/s, %.0f beats sent/s; false timeouts %d',
 		$n, stats(@cpu)->{med}, join(' ', map { sprintf('%.2f', $_) } @cpu), $r{us_per_beat},
 		@r{qw(wakeups timers frames beats)}, $r{false}));
+	progress(sprintf('  all %d lost at once: %.1f µs of the worker\'s CPU a session', $n, $r{drop_us}));
 	return \%r;
 }
 
@@ -1062,6 +1072,12 @@ if ($only{7})
 		comp => sprintf('%.2f µs/s a session at %d, %.2f at %d', $per_big * 1e4, $big->{n},
 			$per_small * 1e4, $small->{n}),
 		ratio => '—', target => '≤ 1.2 (linear)', met => met($linear <= 1.2));
+	my $drop_ratio = $big->{drop_us} / $small->{drop_us};
+	row(id => '7f', name => "watchdog: CPU per session to lose all at once, $big->{n} against $small->{n}",
+		value => sprintf('%.2f', $drop_ratio),
+		comp => sprintf('%.1f µs a session at %d, %.1f at %d', $big->{drop_us}, $big->{n},
+			$small->{drop_us}, $small->{n}),
+		ratio => '—', target => '≤ 1.2 (linear)', met => met($drop_ratio <= 1.2));
 	row(id => '7b', name => 'watchdog: shared memory per session',
 		value => sprintf('%.1f B', $per_session), comp => '—', ratio => '—', target => '≤ 200 B',
 		met => met($per_session <= 200));

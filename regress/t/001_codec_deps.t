@@ -1,7 +1,8 @@
 # Test that the code shared with the extension (the protocol codec, its
-# hash, the timer heap) needs nothing a PostgreSQL backend forbids: no
-# allocation, no stdio, no exit.  The same objects are compiled into the
-# watchdog extension, where exit() or printf() would be a bug.
+# hash, the timer heap, the counts per address) needs nothing a
+# PostgreSQL backend forbids: no allocation, no stdio, no exit.  The same
+# objects are compiled into the watchdog extension, where exit() or
+# printf() would be a bug.
 use strict;
 use warnings;
 use FindBin;
@@ -23,6 +24,7 @@ my @objects = (
 	"$top/build/common/cmproto.o",  "$top/build/common/cmsha256.o",
 	"$top/build/common/cmheap.o",   "$top/pgext/cmproto.o",
 	"$top/pgext/cmsha256.o",        "$top/pgext/cmheap.o",
+	"$top/build/common/cmaddrcount.o", "$top/pgext/cmaddrcount.o",
 );
 
 for my $obj (@objects)
