@@ -27,7 +27,7 @@
  *
  * SIGHUP (cm_ctl reload) re-reads conmgr.conf.  A file with errors is
  * reported and changes nothing.  Otherwise the parameters that may change
- * at run time (the logging ones, marked in cmconf.c's table) are taken
+ * at run time (the logging ones, marked in cmconf_param.c's table) are taken
  * over and published in the shared table, where every role reads them;
  * each other parameter that differs is named in the log as needing a
  * restart and keeps its value.  Roles are not signalled: they read the
