@@ -6,9 +6,10 @@
  * The syntax is a strict subset of postgresql.conf's: one "name = value"
  * per line, "#" comments, values quoted ('it''s', 'a\'b', 'c\\d') or bare
  * ([A-Za-z0-9_.:+-], so 27546 and ::1 need no quotes).  Every parameter is
- * a row of cmconf_params[]; a row marked per-instance takes a number suffix
- * (backend_host0, backend_port12).  A line is lexed, its name looked up,
- * duplicates refused, its value converted by type and range; the checks
+ * a row of cmconf_params[] (cmconf_param.c, with its default and the
+ * conversion of its values); a row marked per-instance takes a number
+ * suffix (backend_host0, backend_port12).  A line is lexed, its name looked
+ * up, duplicates refused, its value converted by type and range; the checks
  * that need the whole file (a port for an instance without a host, no
  * instance at all, timeout not above interval) run at the end.
  *
@@ -19,7 +20,8 @@
  * Each row also says whether a reload may change the parameter: for a
  * reload, the daemon parses the file into a new struct, lists the
  * differences (cmconf_compare) and copies only the reloadable ones
- * (cmconf_apply_reloadable).
+ * (cmconf_apply_reloadable).  The defaults and conmgr -v's output
+ * (cmconf_format) come from the same rows.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,74 +32,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cmconf.h"
-#include "cmhost.h"
+#include "cmconf_int.h"
 #include "cmlog.h"
-#include "cmproto.h"
 
-typedef enum param_type
-{
-	PT_INT,
-	PT_STRING,
-	PT_FACILITY,				/* LOCAL0..LOCAL7 */
-	PT_LEVEL,					/* a cmlog level name */
-	PT_LOGDEST,					/* 'stderr', 'syslog' or both */
-	PT_HOST,					/* host name or numeric address */
-	PT_HOSTADDR,				/* numeric address only */
-	PT_LISTEN					/* "*" or a list of host names/addresses */
-} param_type;
-
-/* When a new value takes effect, as PostgreSQL's GucContext. */
-typedef enum param_context
-{
-	PC_RESTART,					/* read at start; a reload keeps the old value */
-	PC_RELOAD					/* a reload (SIGHUP) applies it */
-} param_context;
-
-typedef struct cmconf_param
-{
-	const char *name;
-	param_type	type;
-	bool		per_instance;
-	size_t		offset;			/* in struct cmconf or cmconf_instance */
-	long		min;			/* PT_INT range; PT_STRING max length */
-	long		max;
-	param_context context;
-} cmconf_param;
-
-#define G(f)	offsetof(struct cmconf, f)
-#define I(f)	offsetof(struct cmconf_instance, f)
-
-/*
- * Per-instance rows first, and backend_hostaddr before backend_host, so
- * that the longest prefix is tried first.
- */
-static const cmconf_param cmconf_params[] = {
-	{"backend_hostaddr", PT_HOSTADDR, true, I(hostaddr), 1, CMCONF_HOST_MAX, PC_RESTART},
-	{"backend_host", PT_HOST, true, I(host), 1, CMCONF_HOST_MAX, PC_RESTART},
-	{"backend_port", PT_INT, true, I(backend_port), 1, 65535, PC_RESTART},
-	{"watchdog_port", PT_INT, true, I(watchdog_port), 1, 65535, PC_RESTART},
-	{"port", PT_INT, false, G(port), 1, 65535, PC_RESTART},
-	{"listen_addresses", PT_LISTEN, false, G(listen_addresses), 1, CMCONF_LISTEN_MAX, PC_RESTART},
-	{"heartbeat_interval", PT_INT, false, G(heartbeat_interval), 1, CMPROTO_HB_INTERVAL_MAX, PC_RESTART},
-	{"heartbeat_timeout", PT_INT, false, G(heartbeat_timeout), 1, CMPROTO_HB_TIMEOUT_MAX, PC_RESTART},
-	{"heartbeat_connect_interval", PT_INT, false, G(heartbeat_connect_interval), 1, INT_MAX, PC_RESTART},
-	{"heartbeat_connect_timeout", PT_INT, false, G(heartbeat_connect_timeout), 1, INT_MAX, PC_RESTART},
-	{"log_destination", PT_LOGDEST, false, G(log_destination), 0, 0, PC_RELOAD},
-	{"syslog_facility", PT_FACILITY, false, G(syslog_facility), 0, 7, PC_RELOAD},
-	{"syslog_ident", PT_STRING, false, G(syslog_ident), 1, CMCONF_IDENT_MAX, PC_RELOAD},
-	{"log_min_messages", PT_LEVEL, false, G(log_min_messages), 0, CMLOG_LAST, PC_RELOAD},
-	{"max_connections", PT_INT, false, G(max_connections), 0, INT_MAX, PC_RESTART},
-	{"attach_timeout", PT_INT, false, G(attach_timeout), 1, INT_MAX, PC_RESTART},
-	{"heartbeat_key_file", PT_STRING, false, G(heartbeat_key_file), 0, CMCONF_HOST_MAX, PC_RESTART},
-};
-
-#define NPARAMS		((int) (sizeof(cmconf_params) / sizeof(cmconf_params[0])))
-#define NINSTPARAMS 4			/* the per-instance rows above */
+#define NPARAMS		cmconf_nparams
 
 /* Where each parameter was set, for duplicate and consistency messages. */
 typedef struct parse_state
@@ -106,8 +47,8 @@ typedef struct parse_state
 	struct cmconf *conf;
 	struct cmconf_diags *diags;
 	int			line;
-	int			global_line[NPARAMS];
-	int			inst_line[CMCONF_MAX_INSTANCES][NINSTPARAMS];
+	int			global_line[CMCONF_MAX_PARAMS];
+	int			inst_line[CMCONF_MAX_INSTANCES][CMCONF_MAX_PARAMS];
 } parse_state;
 
 static void
@@ -164,244 +105,17 @@ warn_at(parse_state *st, int line, const char *fmt,...)
 	va_end(ap);
 }
 
-/*
- * Bytes from the file as a diagnostic shows them: printable ASCII as is,
- * anything else (control characters, bytes of a non-UTF-8 or multi-byte
- * text) as \xNN, and at most SHOW_MAX bytes of it followed by "...", so
- * that a terminal never receives raw control bytes and a long value never
- * pushes the parameter's name and rule out of the message.
- */
-#define SHOW_MAX	48
-#define SHOW_BUF	(SHOW_MAX * 4 + 4)
-
-static const char *
-show(const char *s, size_t len, char *buf)
-{
-	char	   *o = buf;
-
-	for (size_t i = 0; i < len && i < SHOW_MAX; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
-
-		if (c >= 0x20 && c < 0x7f)
-			*o++ = (char) c;
-		else
-			o += snprintf(o, 5, "\\x%02X", c);
-	}
-	if (len > SHOW_MAX)
-		o += snprintf(o, 4, "...");
-	*o = '\0';
-	return buf;
-}
-
-/* ---- value conversion ---- */
-
-static bool
-parse_int(const char *s, long min, long max, int *out)
-{
-	const char *p = s;
-	bool		neg = false;
-	long long	v = 0;
-
-	if (*p == '+' || *p == '-')
-		neg = (*p++ == '-');
-	if (*p == '\0')
-		return false;
-	for (; *p; p++)
-	{
-		if (*p < '0' || *p > '9')
-			return false;
-		v = v * 10 + (*p - '0');
-		if (v > (long long) INT_MAX + 1)
-			return false;
-	}
-	if (neg)
-		v = -v;
-	if (v < min || v > max)
-		return false;
-	*out = (int) v;
-	return true;
-}
-
-/*
- * Next item of a comma-separated list, blanks around it cut; false at the
- * end of the list.  An empty item comes back as "" (callers refuse it).
- */
-static bool
-next_item(const char **pp, char *item, size_t cap)
-{
-	const char *p = *pp;
-	const char *start,
-			   *end;
-	size_t		n;
-
-	if (p == NULL)
-		return false;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	start = p;
-	while (*p && *p != ',')
-		p++;
-	end = p;
-	while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	n = (size_t) (end - start) < cap ? (size_t) (end - start) : cap - 1;
-	memcpy(item, start, n);
-	item[n] = '\0';
-	*pp = *p ? p + 1 : NULL;
-	return true;
-}
-
-static bool
-parse_logdest(const char *s, int *out)
-{
-	char		item[16];
-	int			mask = 0;
-
-	for (const char *p = s; next_item(&p, item, sizeof(item));)
-	{
-		if (strcasecmp(item, "stderr") == 0)
-			mask |= CMCONF_LOG_STDERR;
-		else if (strcasecmp(item, "syslog") == 0)
-			mask |= CMCONF_LOG_SYSLOG;
-		else
-			return false;
-	}
-	*out = mask;
-	return true;
-}
-
-/* "*", or comma-separated host names / numeric addresses. */
-static bool
-parse_listen(const char *s)
-{
-	char		item[CMCONF_HOST_MAX + 2];
-
-	if (strcmp(s, "*") == 0)
-		return true;
-	for (const char *p = s; next_item(&p, item, sizeof(item));)
-	{
-		if (item[0] == '\0' || strlen(item) > CMCONF_HOST_MAX ||
-			(!cmhost_is_numeric(item) && !cmhost_is_name(item)))
-			return false;
-	}
-	return true;
-}
-
-/* Convert and store one value; false with an error recorded otherwise. */
+/* Convert and store one value; an error recorded otherwise. */
 static void
 set_value(parse_state *st, const cmconf_param *par, int instno,
 		  const char *name, const char *value)
 {
-	char	   *base = par->per_instance ?
-		(char *) &st->conf->inst[instno] : (char *) st->conf;
-	void	   *field = base + par->offset;
-	int			v;
-	char		shown[SHOW_BUF];
+	char		err[CMCONF_DIAG_LEN];
 
-	show(value, strlen(value), shown);
-	switch (par->type)
-	{
-		case PT_INT:
-			if (!parse_int(value, par->min, par->max, &v))
-			{
-				err_at(st, st->line,
-					   "invalid value \"%s\" for parameter \"%s\": must be an integer between %ld and %ld",
-					   shown, name, par->min, par->max);
-				return;
-			}
-			*(int *) field = v;
-			return;
-		case PT_STRING:
-			if ((long) strlen(value) < par->min || (long) strlen(value) > par->max)
-			{
-				err_at(st, st->line,
-					   "invalid value \"%s\" for parameter \"%s\": must be %ld to %ld characters long",
-					   shown, name, par->min, par->max);
-				return;
-			}
-			strcpy((char *) field, value);
-			return;
-		case PT_HOST:
-		case PT_HOSTADDR:
-			if (value[0] == '\0')
-			{
-				err_at(st, st->line, "parameter \"%s\" must not be empty", name);
-				return;
-			}
-			if (strlen(value) > CMCONF_HOST_MAX)
-			{
-				err_at(st, st->line,
-					   "value of parameter \"%s\" is too long: at most %d characters",
-					   name, CMCONF_HOST_MAX);
-				return;
-			}
-			if (par->type == PT_HOSTADDR && !cmhost_is_numeric(value))
-			{
-				err_at(st, st->line,
-					   "invalid value \"%s\" for parameter \"%s\": must be a numeric IPv4 or IPv6 address (host names go in backend_host%d)",
-					   shown, name, instno);
-				return;
-			}
-			if (par->type == PT_HOST && !cmhost_is_numeric(value) &&
-				!cmhost_is_name(value))
-			{
-				err_at(st, st->line,
-					   "invalid value \"%s\" for parameter \"%s\": not a host name or an IP address",
-					   shown, name);
-				return;
-			}
-			strcpy((char *) field, value);
-			return;
-		case PT_FACILITY:
-			if (strncasecmp(value, "LOCAL", 5) != 0 || value[5] < '0' ||
-				value[5] > '7' || value[6] != '\0')
-			{
-				err_at(st, st->line,
-					   "invalid value \"%s\" for parameter \"%s\": must be one of LOCAL0 to LOCAL7",
-					   shown, name);
-				return;
-			}
-			*(int *) field = value[5] - '0';
-			return;
-		case PT_LEVEL:
-			v = cmlog_level_from_name(value);
-			if (v < 0)
-			{
-				err_at(st, st->line,
-					   "invalid value \"%s\" for parameter \"%s\": must be one of DEBUG5 to DEBUG1, DEBUG, INFO, NOTICE, WARNING, ERROR, LOG, FATAL, PANIC",
-					   shown, name);
-				return;
-			}
-			*(int *) field = v;
-			return;
-		case PT_LISTEN:
-			if (!parse_listen(value))
-			{
-				err_at(st, st->line,
-					   "invalid value \"%s\" for parameter \"%s\": must be \"*\" or a list of host names and IP addresses",
-					   shown, name);
-				return;
-			}
-			if (strlen(value) > CMCONF_LISTEN_MAX)
-			{
-				err_at(st, st->line, "value of parameter \"%s\" is too long: at most %d characters",
-					   name, CMCONF_LISTEN_MAX);
-				return;
-			}
-			strcpy((char *) field, value);
-			return;
-		case PT_LOGDEST:
-			if (!parse_logdest(value, &v))
-			{
-				err_at(st, st->line,
-					   "invalid value \"%s\" for parameter \"%s\": must be a list of \"stderr\" and \"syslog\"",
-					   shown, name);
-				return;
-			}
-			*(int *) field = v;
-			return;
-	}
+	if (!cmconf_param_store(par, name, instno, value,
+							cmconf_param_field(par, st->conf, instno),
+							err, sizeof(err)))
+		err_at(st, st->line, "%s", err);
 }
 
 /* ---- names ---- */
@@ -413,7 +127,7 @@ set_value(parse_state *st, const cmconf_param *par, int instno,
 static const cmconf_param *
 lookup_param(parse_state *st, const char *name, int *instno)
 {
-	char		shown[SHOW_BUF];
+	char		shown[CMCONF_SHOW_BUF];
 
 	*instno = -1;
 	for (int i = 0; i < NPARAMS; i++)
@@ -445,7 +159,7 @@ lookup_param(parse_state *st, const char *name, int *instno)
 		{
 			err_at(st, st->line,
 				   "invalid instance number in \"%s\": no leading zeros",
-				   show(name, strlen(name), shown));
+				   cmconf_show(name, strlen(name), shown));
 			return NULL;
 		}
 		for (const char *p = num; *p && n <= CMCONF_MAX_INSTANCES; p++)
@@ -454,14 +168,14 @@ lookup_param(parse_state *st, const char *name, int *instno)
 		{
 			err_at(st, st->line,
 				   "invalid instance number in \"%s\": must be between 0 and %d",
-				   show(name, strlen(name), shown), CMCONF_MAX_INSTANCES - 1);
+				   cmconf_show(name, strlen(name), shown), CMCONF_MAX_INSTANCES - 1);
 			return NULL;
 		}
 		*instno = (int) n;
 		return par;
 	}
 	err_at(st, st->line, "unrecognized configuration parameter \"%s\"",
-		   show(name, strlen(name), shown));
+		   cmconf_show(name, strlen(name), shown));
 	return NULL;
 }
 
@@ -493,62 +207,16 @@ is_bare_char(char c)
 }
 
 /*
- * One line, NUL-terminated, without its newline: at most CMCONF_LINE_MAX
- * bytes, so a value, which is a part of it, always fits value[]; a name is
- * checked against name[] before it is copied.
+ * The value that starts at p, quoted ('it''s', 'a\'b') or bare, into
+ * value[] (CMCONF_LINE_MAX + 1 bytes: a value is part of a line).  Returns
+ * where the line goes on after it, or NULL with an error recorded.
  */
-static void
-parse_line(parse_state *st, const char *p)
+static const char *
+lex_value(parse_state *st, const char *p, const char *name, char *value)
 {
-	char		name[CMCONF_NAME_MAX + 1];
-	char		value[CMCONF_LINE_MAX + 1];
-	const char *start;
 	size_t		n = 0;
-	const cmconf_param *par;
-	int			instno;
-	int		   *where;
-	char		shown[SHOW_BUF];
+	char		shown[CMCONF_SHOW_BUF];
 
-	while (*p == ' ' || *p == '\t' || *p == '\r')
-		p++;
-	if (*p == '\0' || *p == '#')
-		return;
-
-	if (!is_name_char(*p, true))
-	{
-		err_at(st, st->line, "syntax error at \"%s\": expected a parameter name",
-			   show(p, 1, shown));
-		return;
-	}
-	start = p;
-	while (is_name_char(*p, p == start))
-		p++;
-	if ((size_t) (p - start) > CMCONF_NAME_MAX)
-	{
-		err_at(st, st->line, "parameter name \"%s\" is too long: at most %d characters",
-			   show(start, (size_t) (p - start), shown), CMCONF_NAME_MAX);
-		return;
-	}
-	for (; start < p; start++)
-		name[n++] = (*start >= 'A' && *start <= 'Z') ? *start - 'A' + 'a' : *start;
-	name[n] = '\0';
-
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*p != '=')
-	{
-		if (*p == '\0' || *p == '#' || *p == '\r')
-			err_at(st, st->line, "syntax error: \"=\" and a value expected after \"%s\"", name);
-		else
-			err_at(st, st->line, "syntax error at \"%s\": \"=\" expected after \"%s\"",
-				   show(p, 1, shown), name);
-		return;
-	}
-	p++;
-	while (*p == ' ' || *p == '\t')
-		p++;
-
-	n = 0;
 	if (*p == '\'')
 	{
 		p++;
@@ -557,7 +225,7 @@ parse_line(parse_state *st, const char *p)
 			if (*p == '\0')
 			{
 				err_at(st, st->line, "unterminated quoted string in the value of \"%s\"", name);
-				return;
+				return NULL;
 			}
 			if (*p == '\'' && p[1] == '\'')
 			{
@@ -575,14 +243,14 @@ parse_line(parse_state *st, const char *p)
 				{
 					/* "\" at the end of the line: the quote is still open */
 					err_at(st, st->line, "unterminated quoted string in the value of \"%s\"", name);
-					return;
+					return NULL;
 				}
 				if (p[1] != '\'' && p[1] != '\\')
 				{
 					err_at(st, st->line,
 						   "invalid escape \"\\%s\" in the value of \"%s\": only \\' and \\\\ are allowed",
-						   show(p + 1, 1, shown), name);
-					return;
+						   cmconf_show(p + 1, 1, shown), name);
+					return NULL;
 				}
 				value[n++] = p[1];
 				p += 2;
@@ -602,11 +270,72 @@ parse_line(parse_state *st, const char *p)
 			else
 				err_at(st, st->line,
 					   "syntax error at \"%s\" in the value of \"%s\": quote values that contain it",
-					   show(p, 1, shown), name);
-			return;
+					   cmconf_show(p, 1, shown), name);
+			return NULL;
 		}
 	}
 	value[n] = '\0';
+	return p;
+}
+
+/*
+ * One line, NUL-terminated, without its newline: at most CMCONF_LINE_MAX
+ * bytes, so a value, which is a part of it, always fits value[]; a name is
+ * checked against name[] before it is copied.
+ */
+static void
+parse_line(parse_state *st, const char *p)
+{
+	char		name[CMCONF_NAME_MAX + 1];
+	char		value[CMCONF_LINE_MAX + 1];
+	const char *start;
+	size_t		n = 0;
+	const cmconf_param *par;
+	int			instno;
+	int		   *where;
+	char		shown[CMCONF_SHOW_BUF];
+
+	while (*p == ' ' || *p == '\t' || *p == '\r')
+		p++;
+	if (*p == '\0' || *p == '#')
+		return;
+
+	if (!is_name_char(*p, true))
+	{
+		err_at(st, st->line, "syntax error at \"%s\": expected a parameter name",
+			   cmconf_show(p, 1, shown));
+		return;
+	}
+	start = p;
+	while (is_name_char(*p, p == start))
+		p++;
+	if ((size_t) (p - start) > CMCONF_NAME_MAX)
+	{
+		err_at(st, st->line, "parameter name \"%s\" is too long: at most %d characters",
+			   cmconf_show(start, (size_t) (p - start), shown), CMCONF_NAME_MAX);
+		return;
+	}
+	for (; start < p; start++)
+		name[n++] = (*start >= 'A' && *start <= 'Z') ? *start - 'A' + 'a' : *start;
+	name[n] = '\0';
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '=')
+	{
+		if (*p == '\0' || *p == '#' || *p == '\r')
+			err_at(st, st->line, "syntax error: \"=\" and a value expected after \"%s\"", name);
+		else
+			err_at(st, st->line, "syntax error at \"%s\": \"=\" expected after \"%s\"",
+				   cmconf_show(p, 1, shown), name);
+		return;
+	}
+	p++;
+	while (*p == ' ' || *p == '\t')
+		p++;
+
+	if ((p = lex_value(st, p, name, value)) == NULL)
+		return;
 
 	while (*p == ' ' || *p == '\t' || *p == '\r')
 		p++;
@@ -614,7 +343,7 @@ parse_line(parse_state *st, const char *p)
 	{
 		err_at(st, st->line,
 			   "syntax error at \"%s\" after the value of \"%s\": one parameter per line, quote values with spaces or commas",
-			   show(p, 1, shown), name);
+			   cmconf_show(p, 1, shown), name);
 		return;
 	}
 
@@ -633,26 +362,28 @@ parse_line(parse_state *st, const char *p)
 
 /* ---- whole file ---- */
 
+/*
+ * Every row's default; a row whose default is "" leaves its field empty
+ * (not set).  The defaults are values their rows accept, as the unit tests
+ * check, so storing them reports nothing.
+ */
 void
 cmconf_set_defaults(struct cmconf *conf)
 {
+	char		err[CMCONF_DIAG_LEN];
+
 	memset(conf, 0, sizeof(*conf));
-	conf->port = 27546;
-	strcpy(conf->listen_addresses, "localhost");
-	conf->heartbeat_interval = 10;
-	conf->heartbeat_timeout = 20;
-	conf->heartbeat_connect_interval = 1;
-	conf->heartbeat_connect_timeout = 10;
-	conf->log_destination = CMCONF_LOG_STDERR;
-	conf->syslog_facility = 0;
-	strcpy(conf->syslog_ident, "conmgr");
-	conf->log_min_messages = CMLOG_WARNING;
-	conf->max_connections = 0;
-	conf->attach_timeout = 600;
-	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+	for (int i = 0; i < NPARAMS; i++)
 	{
-		conf->inst[i].backend_port = 27500;
-		conf->inst[i].watchdog_port = 27545;
+		const cmconf_param *par = &cmconf_params[i];
+		int			ninst = par->per_instance ? CMCONF_MAX_INSTANCES : 1;
+
+		if (par->boot_val[0] == '\0')
+			continue;
+		for (int k = 0; k < ninst; k++)
+			(void) cmconf_param_store(par, par->name, k, par->boot_val,
+									  cmconf_param_field(par, conf, k),
+									  err, sizeof(err));
 	}
 }
 
@@ -668,16 +399,17 @@ check_whole(parse_state *st)
 	{
 		int		   *lines = st->inst_line[i];
 
-		/* rows 0 and 1 are hostaddr and host, 2 and 3 the ports */
-		conf->inst[i].configured = lines[0] != 0 || lines[1] != 0;
+		for (int k = 0; k < NPARAMS; k++)
+			if (lines[k] != 0 && cmconf_param_names_instance(&cmconf_params[k]))
+				conf->inst[i].configured = true;
 		if (conf->inst[i].configured)
 		{
 			conf->ninstances++;
 			continue;
 		}
-		for (int k = 2; k < NINSTPARAMS; k++)
+		for (int k = 0; k < NPARAMS; k++)
 		{
-			if (lines[k] != 0)
+			if (lines[k] != 0 && !cmconf_param_names_instance(&cmconf_params[k]))
 				err_at(st, lines[k],
 					   "%s%d is set but instance %d has neither backend_host%d nor backend_hostaddr%d",
 					   cmconf_params[k].name, i, i, i, i);
@@ -842,6 +574,29 @@ out_quoted(outbuf *o, const char *name, const char *value)
 }
 
 /*
+ * One parameter as conmgr.conf spells it.  An instance's address rows that
+ * are not set are left out: an empty one is an error in the file.
+ */
+static void
+out_param(outbuf *o, const cmconf_param *par, const struct cmconf *conf, int instno)
+{
+	char		name[CMCONF_NAME_MAX + 16];
+	char		value[CMCONF_LISTEN_MAX + 1];
+
+	cmconf_param_format(par, conf, instno, value, sizeof(value));
+	if (par->per_instance && cmconf_param_names_instance(par) && value[0] == '\0')
+		return;
+	if (par->per_instance)
+		snprintf(name, sizeof(name), "%s%d", par->name, instno);
+	else
+		snprintf(name, sizeof(name), "%s", par->name);
+	if (cmconf_param_quoted(par))
+		out_quoted(o, name, value);
+	else
+		out(o, "%s = %s\n", name, value);
+}
+
+/*
  * The normalised configuration: every parameter, defaults included,
  * instances in number order.  Re-parsing it gives the same struct.  Returns
  * the length it needs (like snprintf); truncated when cap is too small.
@@ -853,43 +608,17 @@ cmconf_format(const struct cmconf *conf, char *buf, size_t cap)
 
 	if (cap > 0)
 		buf[0] = '\0';
-	out(&o, "port = %d\n", conf->port);
-	out_quoted(&o, "listen_addresses", conf->listen_addresses);
-	out(&o, "heartbeat_interval = %d\n", conf->heartbeat_interval);
-	out(&o, "heartbeat_timeout = %d\n", conf->heartbeat_timeout);
-	out(&o, "heartbeat_connect_interval = %d\n", conf->heartbeat_connect_interval);
-	out(&o, "heartbeat_connect_timeout = %d\n", conf->heartbeat_connect_timeout);
-	out(&o, "log_destination = '%s%s%s'\n",
-		(conf->log_destination & CMCONF_LOG_STDERR) ? "stderr" : "",
-		(conf->log_destination & CMCONF_LOG_STDERR) &&
-		(conf->log_destination & CMCONF_LOG_SYSLOG) ? "," : "",
-		(conf->log_destination & CMCONF_LOG_SYSLOG) ? "syslog" : "");
-	out(&o, "syslog_facility = LOCAL%d\n", conf->syslog_facility);
-	out_quoted(&o, "syslog_ident", conf->syslog_ident);
-	out(&o, "log_min_messages = %s\n", cmlog_level_name(conf->log_min_messages));
-	out(&o, "max_connections = %d\n", conf->max_connections);
-	out(&o, "attach_timeout = %d\n", conf->attach_timeout);
-	out_quoted(&o, "heartbeat_key_file", conf->heartbeat_key_file);
-	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+	for (int i = 0; i < NPARAMS; i++)
+		if (!cmconf_params[i].per_instance)
+			out_param(&o, &cmconf_params[i], conf, -1);
+	for (int k = 0; k < CMCONF_MAX_INSTANCES; k++)
 	{
-		const struct cmconf_instance *in = &conf->inst[i];
-		char		name[32];
-
-		if (!in->configured)
+		if (!conf->inst[k].configured)
 			continue;
-		out(&o, "\n# instance %d\n", i);
-		if (in->host[0])
-		{
-			snprintf(name, sizeof(name), "backend_host%d", i);
-			out_quoted(&o, name, in->host);
-		}
-		if (in->hostaddr[0])
-		{
-			snprintf(name, sizeof(name), "backend_hostaddr%d", i);
-			out_quoted(&o, name, in->hostaddr);
-		}
-		out(&o, "backend_port%d = %d\n", i, in->backend_port);
-		out(&o, "watchdog_port%d = %d\n", i, in->watchdog_port);
+		out(&o, "\n# instance %d\n", k);
+		for (int i = 0; i < NPARAMS; i++)
+			if (cmconf_params[i].per_instance)
+				out_param(&o, &cmconf_params[i], conf, k);
 	}
 	return o.len;
 }
@@ -912,55 +641,6 @@ cmconf_nofile_needed(const struct cmconf *conf)
 
 /* ---- reload ---- */
 
-/*
- * One parameter's value as text, as conmgr.conf would spell it (without
- * quotes); "" for a parameter of an instance the file does not configure.
- */
-static void
-format_value(const cmconf_param *par, const struct cmconf *conf, int instno,
-			 char *buf, size_t cap)
-{
-	const char *base;
-	const void *field;
-
-	if (par->per_instance && !conf->inst[instno].configured)
-	{
-		buf[0] = '\0';
-		return;
-	}
-	base = par->per_instance ? (const char *) &conf->inst[instno] : (const char *) conf;
-	field = base + par->offset;
-	switch (par->type)
-	{
-		case PT_INT:
-			snprintf(buf, cap, "%d", *(const int *) field);
-			return;
-		case PT_STRING:
-		case PT_HOST:
-		case PT_HOSTADDR:
-		case PT_LISTEN:
-			snprintf(buf, cap, "%s", (const char *) field);
-			return;
-		case PT_FACILITY:
-			snprintf(buf, cap, "LOCAL%d", *(const int *) field);
-			return;
-		case PT_LEVEL:
-			snprintf(buf, cap, "%s", cmlog_level_name(*(const int *) field));
-			return;
-		case PT_LOGDEST:
-			{
-				int			v = *(const int *) field;
-
-				snprintf(buf, cap, "%s%s%s",
-						 (v & CMCONF_LOG_STDERR) ? "stderr" : "",
-						 (v & CMCONF_LOG_STDERR) && (v & CMCONF_LOG_SYSLOG) ? "," : "",
-						 (v & CMCONF_LOG_SYSLOG) ? "syslog" : "");
-				return;
-			}
-	}
-	buf[0] = '\0';
-}
-
 static int
 compare_one(const cmconf_param *par, int instno, const struct cmconf *oldconf,
 			const struct cmconf *newconf, cmconf_change_fn fn, void *arg)
@@ -976,8 +656,8 @@ compare_one(const cmconf_param *par, int instno, const struct cmconf *oldconf,
 	if (par->per_instance && par->type == PT_INT &&
 		oldconf->inst[instno].configured != newconf->inst[instno].configured)
 		return 0;
-	format_value(par, oldconf, instno, a, sizeof(a));
-	format_value(par, newconf, instno, b, sizeof(b));
+	cmconf_param_format(par, oldconf, instno, a, sizeof(a));
+	cmconf_param_format(par, newconf, instno, b, sizeof(b));
 	if (strcmp(a, b) == 0)
 		return 0;
 	if (par->per_instance)

@@ -45,8 +45,21 @@ usage(FILE *f)
 			progname, progname, progname);
 }
 
-int
-main(int argc, char **argv)
+/* What the command line asks for. */
+typedef struct cm_options
+{
+	const char *cmdata;
+	const char *log_file;		/* absolute, or NULL */
+	bool		check;
+	bool		verbose;
+} cm_options;
+
+/*
+ * Read the options into *o.  Returns -1 to go on, otherwise the exit code
+ * (0 after --help or --version).
+ */
+static int
+parse_options(int argc, char **argv, cm_options *o)
 {
 	static const struct option long_options[] = {
 		{"cmdata", required_argument, NULL, 'D'},
@@ -57,32 +70,24 @@ main(int argc, char **argv)
 		{"help", no_argument, NULL, '?'},
 		{NULL, 0, NULL, 0}
 	};
-	const char *cmdata = getenv("CMDATA");
-	const char *log_file = NULL;
-	static char log_path[PATH_MAX];
-	bool		check = false;
-	bool		verbose = false;
 	int			c;
-	char		path[4096];
-	static struct cmconf conf;
-	static struct cmconf_diags diags;
-	int			rc;
 
+	o->cmdata = getenv("CMDATA");
 	while ((c = getopt_long(argc, argv, "D:l:nvV?", long_options, NULL)) != -1)
 	{
 		switch (c)
 		{
 			case 'D':
-				cmdata = optarg;
+				o->cmdata = optarg;
 				break;
 			case 'l':
-				log_file = optarg;
+				o->log_file = optarg;
 				break;
 			case 'n':
-				check = true;
+				o->check = true;
 				break;
 			case 'v':
-				verbose = true;
+				o->verbose = true;
 				break;
 			case 'V':
 				printf("conmgr (protocol version %d)\n", CMPROTO_VERSION);
@@ -112,34 +117,54 @@ main(int argc, char **argv)
 				progname, argv[optind]);
 		return 2;
 	}
-	if (cmdata == NULL || cmdata[0] == '\0')
+	return -1;
+}
+
+/*
+ * Check the options that need more than getopt, and make the log file's
+ * path absolute, so that it names the same file whatever happens to cwd.
+ * Returns -1 to go on, otherwise the exit code.
+ */
+static int
+check_options(cm_options *o)
+{
+	static char log_path[PATH_MAX];
+	char		cwd[PATH_MAX];
+
+	if (o->cmdata == NULL || o->cmdata[0] == '\0')
 	{
 		fprintf(stderr, "%s: no conmgr directory specified\n"
 				"Specify it with -D or set the environment variable CMDATA.\n",
 				progname);
 		return 2;
 	}
-	if (log_file != NULL && log_file[0] == '\0')
+	if (o->log_file != NULL && o->log_file[0] == '\0')
 	{
 		fprintf(stderr, "%s: the log file name must not be empty\n", progname);
 		return 2;
 	}
-	/* Absolute, so that it names the same file whatever happens to cwd. */
-	if (log_file != NULL && log_file[0] != '/')
+	if (o->log_file == NULL || o->log_file[0] == '/')
+		return -1;
+	if (getcwd(cwd, sizeof(cwd)) == NULL ||
+		(size_t) snprintf(log_path, sizeof(log_path), "%s/%s", cwd, o->log_file) >= sizeof(log_path))
 	{
-		char		cwd[PATH_MAX];
-
-		if (getcwd(cwd, sizeof(cwd)) == NULL ||
-			(size_t) snprintf(log_path, sizeof(log_path), "%s/%s", cwd, log_file) >= sizeof(log_path))
-		{
-			fprintf(stderr, "%s: could not make the log file path \"%s\" absolute\n",
-					progname, log_file);
-			return 1;
-		}
-		log_file = log_path;
+		fprintf(stderr, "%s: could not make the log file path \"%s\" absolute\n",
+				progname, o->log_file);
+		return 1;
 	}
-	if (!check)
-		return supervisor_main(cmdata, log_file, argc, argv);
+	o->log_file = log_path;
+	return -1;
+}
+
+/* conmgr -n [-v]: every problem on stderr; with -v the normalised file. */
+static int
+check_config(const char *cmdata, bool verbose)
+{
+	static struct cmconf conf;
+	static struct cmconf_diags diags;
+	char		path[4096];
+	int			rc;
+
 	if ((size_t) snprintf(path, sizeof(path), "%s/%s", cmdata, CMCONF_FILENAME) >= sizeof(path))
 	{
 		fprintf(stderr, "%s: conmgr directory path is too long\n", progname);
@@ -166,4 +191,19 @@ main(int argc, char **argv)
 		fwrite(out, 1, n < sizeof(out) ? n : sizeof(out) - 1, stdout);
 	}
 	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	cm_options	o = {0};
+	int			rc;
+
+	if ((rc = parse_options(argc, argv, &o)) >= 0)
+		return rc;
+	if ((rc = check_options(&o)) >= 0)
+		return rc;
+	if (!o.check)
+		return supervisor_main(o.cmdata, o.log_file, argc, argv);
+	return check_config(o.cmdata, o.verbose);
 }

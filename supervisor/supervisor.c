@@ -27,7 +27,7 @@
  *
  * SIGHUP (cm_ctl reload) re-reads conmgr.conf.  A file with errors is
  * reported and changes nothing.  Otherwise the parameters that may change
- * at run time (the logging ones, marked in cmconf.c's table) are taken
+ * at run time (the logging ones, marked in cmconf_param.c's table) are taken
  * over and published in the shared table, where every role reads them;
  * each other parameter that differs is named in the log as needing a
  * restart and keeps its value.  Roles are not signalled: they read the
@@ -36,6 +36,15 @@
  * SIGUSR1 (cm_ctl logrotate) opens the log file (conmgr -l) again, here
  * and then in the logger, so that after "mv conmgr.log conmgr.log.1" the
  * next lines go to a new conmgr.log.
+ *
+ * The loop has the postmaster's ServerLoop's shape: signal handlers only
+ * set a pending flag and wake the loop through a pipe; each turn handles
+ * every pending flag in a process_*() function of its own, moves the
+ * shutdown on (advance_shutdown), and ends in launch_missing_roles(), the
+ * one place that starts roles.  Where the shutdown stands is one sup_state,
+ * changed only by sup_set_state(), which logs each change at DEBUG1.  The
+ * roles are rows of role_types[] (kind, ps title, main, restart policy,
+ * shutdown stage): a new role is a row there and its main in conmgr.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -48,39 +57,139 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/file.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <syslog.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cmclock.h"
 #include "conmgr.h"
+#include "supervisor.h"
 
-#define SUP_KILL_AFTER_MS	5000
+#define SUP_KILL_AFTER_MS	5000	/* SIGTERM to SIGKILL */
+#define SUP_REKILL_MS		60000	/* SIGKILL again, should one not suffice */
 #define SUP_BACKOFF_MAX_MS	30000
+
+/*
+ * The supervisor's state, as the postmaster's PMState: which roles it
+ * starts and what it waits for.  It moves only forward, from top to
+ * bottom (a step may be skipped), and only through sup_set_state().
+ */
+typedef enum sup_state
+{
+	SUP_STARTING,				/* checks done; the roles are being started */
+	SUP_RUNNING,				/* a role that dies is restarted after its
+								 * back-off */
+	SUP_STOP_SMART,				/* SIGTERM: the first-stopped roles (the
+								 * listener) end once their sessions have; the
+								 * others run on and are restarted as usual */
+	SUP_STOP_FAST,				/* SIGINT: the first-stopped roles were sent
+								 * SIGTERM, and get SIGKILL at kill_at */
+	SUP_WAIT_ROLES,				/* every role but the logger was sent SIGTERM;
+								 * nothing is restarted; SIGKILL at kill_at */
+	SUP_WAIT_LOGGER,			/* the log pipe is closed: the logger drains it
+								 * and exits */
+	SUP_EXIT					/* every role is gone: conmgr stops */
+} sup_state;
+
+static const char *const sup_state_names[] = {
+	[SUP_STARTING] = "starting",
+	[SUP_RUNNING] = "running",
+	[SUP_STOP_SMART] = "smart shutdown",
+	[SUP_STOP_FAST] = "fast shutdown",
+	[SUP_WAIT_ROLES] = "waiting for roles to exit",
+	[SUP_WAIT_LOGGER] = "waiting for the logger to exit",
+	[SUP_EXIT] = "exit",
+};
 
 typedef enum role_kind
 {
-	ROLE_LOGGER,
+	ROLE_LOGGER,				/* reads the log pipe; there is one */
 	ROLE_LISTENER,
 	ROLE_HEARTBEAT
 } role_kind;
 
-typedef struct role
+/* How many processes of a role run. */
+typedef enum role_count
+{
+	ROLE_ONE,
+	ROLE_PER_INSTANCE			/* one per configured instance */
+} role_count;
+
+/*
+ * When a role is restarted.  Every role follows the exit-code contract
+ * of conmgr.h: 0 is done, 2 stops conmgr, and 1 or death by a signal is
+ * a failure.
+ */
+typedef enum role_restart
+{
+	ROLE_RESTART_ON_FAILURE		/* after the back-off (1 s, doubling up to
+								 * 30 s while it keeps dying within 10 s) */
+} role_restart;
+
+/* How a role is stopped at shutdown; the stages run in this order. */
+typedef enum role_stop
+{
+	ROLE_STOP_FIRST,			/* smart: SIGUSR1, it exits once its sessions
+								 * have; fast: SIGTERM, SIGKILL 5 s later */
+	ROLE_STOP_WITH_ROLES,		/* SIGTERM once the first stage is gone */
+	ROLE_STOP_LAST				/* end of file on the log pipe, once every
+								 * other role is gone */
+} role_stop;
+
+/* A role's main, as the supervisor calls it in the child; never returns. */
+typedef void (*role_main_fn) (cm_ctx *ctx, int instno) __attribute__((__noreturn__));
+
+/* A row of role_types[]: everything the supervisor knows about a role. */
+typedef struct role_type
 {
 	role_kind	kind;
-	int			instno;			/* heartbeat only */
-	pid_t		pid;
+	const char *title;			/* ps title and log name, a printf format
+								 * given the application port (ROLE_ONE) or
+								 * the instance's number, host and watchdog
+								 * port (ROLE_PER_INSTANCE) */
+	role_count	count;
+	role_main_fn main;
+	role_restart restart;
+	role_stop	stop;
+	bool		owns_slot;		/* writes its instance's shared slot, which
+								 * is repaired when it dies */
+	bool		keeps_key;		/* keeps heartbeat_key_file's bytes */
+} role_type;
+
+/* A process of a role: one per ROLE_ONE row, one per instance otherwise. */
+typedef struct role
+{
+	const role_type *type;
+	int			instno;			/* ROLE_PER_INSTANCE only, else -1 */
+	pid_t		pid;			/* 0 = not running */
 	int64_t		started_at;		/* monotonic ms */
 	int64_t		restart_at;		/* monotonic ms, 0 = none pending */
 	int			backoff_ms;
 } role;
 
+static noreturn void logger_role(cm_ctx *c, int instno);
+static noreturn void listener_role(cm_ctx *c, int instno);
+
+/*
+ * The roles, in the order they are started.  The logger comes first, so
+ * that every other role's first line has a reader.
+ */
+static const role_type role_types[] = {
+	{ROLE_LOGGER, "logger", ROLE_ONE, logger_role,
+	ROLE_RESTART_ON_FAILURE, ROLE_STOP_LAST, false, false},
+	{ROLE_LISTENER, "listener :%d", ROLE_ONE, listener_role,
+	ROLE_RESTART_ON_FAILURE, ROLE_STOP_FIRST, false, false},
+	{ROLE_HEARTBEAT, "heartbeat %d %s:%d", ROLE_PER_INSTANCE, heartbeat_main,
+	ROLE_RESTART_ON_FAILURE, ROLE_STOP_WITH_ROLES, true, true},
+};
+
+#define NROLE_TYPES		((int) (sizeof(role_types) / sizeof(role_types[0])))
+
 static cm_ctx ctx;
-static role roles[1 + CMCONF_MAX_INSTANCES];
+static struct cmconf conf;		/* ours; a reload changes its logging part */
+static sup_state state = SUP_STARTING;
+static int64_t kill_at;			/* monotonic ms: SIGKILL to roles asked to
+								 * stop (SUP_STOP_FAST, SUP_WAIT_*) */
+static role roles[NROLE_TYPES * CMCONF_MAX_INSTANCES];
 static int	nroles;
 static int	selfpipe[2];
 static int	logpipe[2];			/* roles -> logger; we keep both ends */
@@ -91,8 +200,6 @@ static volatile sig_atomic_t pending_child,
 			pending_quit,
 			pending_reload,
 			pending_logrotate;
-static int	pidfile_fd = -1;
-static char pidfile_path[4200];
 
 static void
 sup_signal(int sig)
@@ -124,17 +231,85 @@ sup_signal(int sig)
 	errno = saved;
 }
 
+/* The one place the state changes. */
+static void
+sup_set_state(sup_state newstate)
+{
+	if (newstate == state)
+		return;
+	cm_log(CMLOG_DEBUG1, "supervisor state changed from \"%s\" to \"%s\"",
+		   sup_state_names[state], sup_state_names[newstate]);
+	state = newstate;
+}
+
+static noreturn void
+logger_role(cm_ctx *c, int instno)
+{
+	(void) instno;
+	logger_main(c, logpipe[0]);
+}
+
+static noreturn void
+listener_role(cm_ctx *c, int instno)
+{
+	(void) instno;
+	listener_main(c);
+}
+
 static void
 role_title(const role *r, char *buf, size_t len)
 {
-	if (r->kind == ROLE_LOGGER)
-		snprintf(buf, len, "logger");
-	else if (r->kind == ROLE_LISTENER)
-		snprintf(buf, len, "listener :%d", ctx.conf->port);
+	const struct cmconf_instance *in;
+
+	if (r->type->count == ROLE_ONE)
+	{
+		snprintf(buf, len, r->type->title, conf.port);
+		return;
+	}
+	in = &conf.inst[r->instno];
+	snprintf(buf, len, r->type->title, r->instno, cmconf_connect_host(in),
+			 in->watchdog_port);
+}
+
+/*
+ * The child's side of launch(): our signal handlers and descriptors off,
+ * then the role's main.
+ */
+static noreturn void
+launch_child(const role *r, const char *title)
+{
+	close(selfpipe[0]);
+	close(selfpipe[1]);
+	close(deathpipe[1]);		/* else our own copy keeps the pipe open */
+	sup_pidfile_close();
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGQUIT, SIG_DFL);
+	signal(SIGUSR1, SIG_DFL);
+	/* Reload is the supervisor's business; roles read the shared settings. */
+	signal(SIGHUP, SIG_IGN);
+	/* A terminal's ^C reaches the whole group: it is the supervisor's. */
+	signal(SIGINT, SIG_IGN);
+
+	/*
+	 * Only heartbeat roles use the key; a listener or logger that leaks its
+	 * memory (it faces applications, or writes what peers send) must not
+	 * leak the key with it.
+	 */
+	if (!r->type->keeps_key)
+	{
+		explicit_bzero(ctx.key, sizeof(ctx.key));
+		ctx.keylen = 0;
+	}
+	setproctitle("-conmgr: %s", title);
+	if (r->type->kind == ROLE_LOGGER)
+		close(logpipe[1]);
 	else
-		snprintf(buf, len, "heartbeat %d %s:%d", r->instno,
-				 cmconf_connect_host(&ctx.conf->inst[r->instno]),
-				 ctx.conf->inst[r->instno].watchdog_port);
+	{
+		close(logpipe[0]);
+		cm_log_use_pipe(logpipe[1]);
+	}
+	r->type->main(&ctx, r->instno);
 }
 
 /*
@@ -166,213 +341,12 @@ launch(role *r)
 		return;
 	}
 	if (pid == 0)
-	{
-		close(selfpipe[0]);
-		close(selfpipe[1]);
-		close(deathpipe[1]);	/* else our own copy keeps the pipe open */
-		if (pidfile_fd >= 0)
-			close(pidfile_fd);
-		signal(SIGCHLD, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGQUIT, SIG_DFL);
-		signal(SIGUSR1, SIG_DFL);
-		/* Reload is the supervisor's business; roles read the shared settings. */
-		signal(SIGHUP, SIG_IGN);
-		/* A terminal's ^C reaches the whole group: it is the supervisor's. */
-		signal(SIGINT, SIG_IGN);
-
-		/*
-		 * Only heartbeat roles use the key; a listener or logger that leaks
-		 * its memory (it faces applications, or writes what peers send)
-		 * must not leak the key with it.
-		 */
-		if (r->kind != ROLE_HEARTBEAT)
-		{
-			explicit_bzero(ctx.key, sizeof(ctx.key));
-			ctx.keylen = 0;
-		}
-		setproctitle("-conmgr: %s", title);
-		if (r->kind == ROLE_LOGGER)
-		{
-			close(logpipe[1]);
-			logger_main(&ctx, logpipe[0]);
-		}
-		close(logpipe[0]);
-		cm_log_use_pipe(logpipe[1]);
-		if (r->kind == ROLE_LISTENER)
-			listener_main(&ctx);
-		heartbeat_main(&ctx, r->instno);
-	}
+		launch_child(r, title);
 	sigprocmask(SIG_SETMASK, &saved, NULL);
 	r->pid = pid;
 	r->started_at = cmclock_ms();
 	r->restart_at = 0;
 	cm_log(CMLOG_DEBUG1, "started %s (pid %d)", title, (int) pid);
-}
-
-static void
-write_pidfile_status(const char *status)
-{
-	char		buf[256];
-	int			n;
-
-	n = snprintf(buf, sizeof(buf), "%d\n%s\n%lld\n%d\n%s\n", (int) getpid(),
-				 ctx.cmdata, (long long) (shm_now() / 1000000), ctx.conf->port, status);
-	/* Overwrite, then cut: a reader never finds the file empty. */
-	if (pwrite(pidfile_fd, buf, n, 0) == n && ftruncate(pidfile_fd, n) == 0)
-		return;
-	cm_log(CMLOG_WARNING, "could not write \"%s\": %s", pidfile_path, strerror(errno));
-}
-
-/* Whether the file we hold open as the pid file is the one at its path. */
-static bool
-pidfile_at_path(void)
-{
-	struct stat held,
-				atpath;
-
-	return fstat(pidfile_fd, &held) == 0 && stat(pidfile_path, &atpath) == 0 &&
-		held.st_dev == atpath.st_dev && held.st_ino == atpath.st_ino;
-}
-
-/*
- * Take CMDATA/conmgr.pid; a lock held by a live conmgr means "already
- * running".  A stopping conmgr removes the file while it still holds the
- * lock (removing it after would remove a file another conmgr may have
- * locked meanwhile), so a start that opened the file just before that
- * gets the lock of a file no longer in CMDATA: it must find the file it
- * locked still at the path, or start again with the one there now.
- * Without that check it would run with a pid file nobody can see, and
- * the next start would make a second conmgr beside it.
- */
-static void
-take_pidfile(void)
-{
-	snprintf(pidfile_path, sizeof(pidfile_path), "%s/conmgr.pid", ctx.cmdata);
-	for (int attempt = 1;; attempt++)
-	{
-		pidfile_fd = open(pidfile_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (pidfile_fd < 0)
-			cm_fatal(1, "could not open lock file \"%s\": %s", pidfile_path, strerror(errno));
-		if (flock(pidfile_fd, LOCK_EX | LOCK_NB) < 0)
-		{
-			char		buf[32] = "";
-
-			if (errno != EWOULDBLOCK)
-				cm_fatal(1, "could not lock \"%s\": %s", pidfile_path, strerror(errno));
-			(void) !pread(pidfile_fd, buf, sizeof(buf) - 1, 0);
-			cm_fatal(1, "another conmgr (pid %d) is running in \"%s\"", atoi(buf), ctx.cmdata);
-		}
-		if (pidfile_at_path())
-			break;
-		close(pidfile_fd);
-		pidfile_fd = -1;
-		if (attempt == 100)
-			cm_fatal(1, "could not lock \"%s\": it was replaced 100 times while being locked",
-					 pidfile_path);
-	}
-	/* The lock is free: any pid in the file is from a conmgr that crashed. */
-	write_pidfile_status("starting");
-}
-
-/*
- * Remove our pid file, while we still hold its lock (see take_pidfile()),
- * and only if it is still ours: a file put at the path by someone else
- * (ours was removed by hand) is not ours to remove.
- */
-static void
-remove_pidfile(void)
-{
-	if (pidfile_at_path())
-		unlink(pidfile_path);
-}
-
-static void
-check_directory(void)
-{
-	struct stat st;
-
-	if (stat(ctx.cmdata, &st) < 0)
-		cm_fatal(1, "could not access directory \"%s\": %s", ctx.cmdata, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		cm_fatal(1, "\"%s\" is not a directory", ctx.cmdata);
-	if (st.st_uid != geteuid())
-		cm_fatal(1, "directory \"%s\" is not owned by the user running conmgr (uid %d)",
-				 ctx.cmdata, (int) geteuid());
-	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-		cm_fatal(1, "directory \"%s\" has group or world access (mode %04o); chmod 0700 it",
-				 ctx.cmdata, (unsigned) (st.st_mode & 07777));
-}
-
-/*
- * heartbeat_key_file (relative to CMDATA): a regular file only its owner
- * can read, 16 to 1023 bytes once trailing white space is cut.
- */
-static void
-load_key(void)
-{
-	char		path[4200];
-	const char *f = ctx.conf->heartbeat_key_file;
-	struct stat st;
-	ssize_t		n;
-	int			fd;
-
-	if (f[0] == '\0')
-		return;
-	if (f[0] == '/')
-		snprintf(path, sizeof(path), "%s", f);
-	else
-		snprintf(path, sizeof(path), "%s/%s", ctx.cmdata, f);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		cm_fatal(1, "could not open heartbeat_key_file \"%s\": %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		cm_fatal(1, "heartbeat_key_file \"%s\" is not a regular file", path);
-	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-		cm_fatal(1, "heartbeat_key_file \"%s\" is accessible to group or others (mode %04o); chmod 0600 it",
-				 path, (unsigned) (st.st_mode & 07777));
-	n = read(fd, ctx.key, sizeof(ctx.key));
-	close(fd);
-	while (n > 0 && (ctx.key[n - 1] == '\n' || ctx.key[n - 1] == '\r' ||
-					 ctx.key[n - 1] == ' ' || ctx.key[n - 1] == '\t'))
-		n--;
-	if (n < 16 || (size_t) n >= sizeof(ctx.key))
-		cm_fatal(1, "the key in heartbeat_key_file \"%s\" must be 16 to %zu bytes long",
-				 path, sizeof(ctx.key) - 1);
-	ctx.keylen = (size_t) n;
-}
-
-/*
- * The open-files limit: the soft one is raised to the hard one first.  A
- * soft limit of 1024 protects programs that use select(); conmgr waits with
- * epoll and poll, and holds a descriptor per application session, so it
- * takes what the hard limit allows (as systemd advises such daemons to),
- * then checks that this covers what the configuration needs.
- */
-static void
-check_nofile(void)
-{
-	struct rlimit rl;
-	int			need = cmconf_nofile_needed(ctx.conf);
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
-	{
-		rlim_t		was = rl.rlim_cur;
-
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
-			cm_log(CMLOG_DEBUG1, "open-files limit raised from %llu to the hard limit, %llu",
-				   (unsigned long long) was, (unsigned long long) rl.rlim_max);
-		else
-			cm_log(CMLOG_DEBUG1, "could not raise the open-files limit from %llu to %llu: %s",
-				   (unsigned long long) was, (unsigned long long) rl.rlim_max, strerror(errno));
-	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-		rl.rlim_cur < (rlim_t) need)
-		cm_fatal(1, "open-files limit %llu is too low: conmgr needs %d "
-				 "(9 + %d instances x 2 + max_connections %d); raise the hard limit (\"ulimit -Hn\")",
-				 (unsigned long long) rl.rlim_cur, need, ctx.conf->ninstances,
-				 ctx.conf->max_connections);
 }
 
 static const char *
@@ -383,86 +357,77 @@ signame(int sig)
 	return s ? s : "?";
 }
 
-/* Record exits; launches happen at the loop's tail. */
+/*
+ * Record the exit of role r with the given wait status: log it, and set
+ * its restart time if it is to come back.  True if it asks conmgr to stop.
+ */
 static bool
-process_child_exits(bool stopping)
+record_exit(role *r, int status)
 {
-	bool		fatal = false;
-	int			status;
-	pid_t		pid;
+	char		title[320];
+	pid_t		pid = r->pid;
+	int64_t		now = cmclock_ms();
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	r->pid = 0;
+	role_title(r, title, sizeof(title));
+	if (r->type->owns_slot)
 	{
-		for (int i = 0; i < nroles; i++)
-		{
-			role	   *r = &roles[i];
-			char		title[320];
-			int64_t		now = cmclock_ms();
+		uint64_t	one = 1;
 
-			if (r->pid != pid)
-				continue;
-			r->pid = 0;
-			role_title(r, title, sizeof(title));
-			if (r->kind == ROLE_HEARTBEAT)
-			{
-				shm_repair(&ctx.shm->slots[r->instno]);
-				{
-					uint64_t	one = 1;
-
-					(void) !write(ctx.wake_fd, &one, sizeof(one));
-				}
-			}
-			if (stopping)
-				break;
-			if (WIFEXITED(status) && WEXITSTATUS(status) == ROLE_EXIT_FATAL)
-			{
-				cm_log(CMLOG_LOG, "%s (pid %d) exited with a fatal error; stopping", title, (int) pid);
-				fatal = true;
-				break;
-			}
-			if (WIFEXITED(status) && WEXITSTATUS(status) == ROLE_EXIT_DONE)
-			{
-				cm_log(CMLOG_LOG, "%s (pid %d) exited", title, (int) pid);
-				break;			/* done: not restarted */
-			}
-			if (WIFSIGNALED(status))
-				cm_log(CMLOG_LOG, "%s (pid %d) was terminated by signal %d (SIG%s)%s",
-					   title, (int) pid, WTERMSIG(status), signame(WTERMSIG(status)),
-					   WCOREDUMP(status) ? " (core dumped)" : "");
-			else
-				cm_log(CMLOG_LOG, "%s (pid %d) exited with code %d", title, (int) pid,
-					   WEXITSTATUS(status));
-			if (now - r->started_at < 10000)
-				r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 1000;
-			else
-				r->backoff_ms = 1000;
-			if (r->backoff_ms > SUP_BACKOFF_MAX_MS)
-				r->backoff_ms = SUP_BACKOFF_MAX_MS;
-			r->restart_at = now + r->backoff_ms;
-			cm_log(CMLOG_LOG, "restarting %s in %d ms", title, r->backoff_ms);
-			break;
-		}
+		shm_repair(&ctx.shm->slots[r->instno]);
+		(void) !write(ctx.wake_fd, &one, sizeof(one));
 	}
-	return fatal;
+	if (state >= SUP_WAIT_ROLES)
+		return false;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == ROLE_EXIT_FATAL)
+	{
+		cm_log(CMLOG_LOG, "%s (pid %d) exited with a fatal error; stopping", title, (int) pid);
+		return true;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == ROLE_EXIT_DONE)
+	{
+		cm_log(CMLOG_LOG, "%s (pid %d) exited", title, (int) pid);
+		return false;			/* done: not restarted */
+	}
+	if (WIFSIGNALED(status))
+		cm_log(CMLOG_LOG, "%s (pid %d) was terminated by signal %d (SIG%s)%s",
+			   title, (int) pid, WTERMSIG(status), signame(WTERMSIG(status)),
+			   WCOREDUMP(status) ? " (core dumped)" : "");
+	else
+		cm_log(CMLOG_LOG, "%s (pid %d) exited with code %d", title, (int) pid,
+			   WEXITSTATUS(status));
+	if (r->type->restart != ROLE_RESTART_ON_FAILURE)
+		return false;
+	if (now - r->started_at < 10000)
+		r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 1000;
+	else
+		r->backoff_ms = 1000;
+	if (r->backoff_ms > SUP_BACKOFF_MAX_MS)
+		r->backoff_ms = SUP_BACKOFF_MAX_MS;
+	r->restart_at = now + r->backoff_ms;
+	cm_log(CMLOG_LOG, "restarting %s in %d ms", title, r->backoff_ms);
+	return false;
 }
 
-/* Roles still running, the logger not counted. */
+/* Roles still running that stop at the given stage. */
 static int
-live_roles(void)
+live_roles(role_stop stage)
 {
 	int			n = 0;
 
 	for (int i = 0; i < nroles; i++)
-		if (roles[i].pid > 0 && roles[i].kind != ROLE_LOGGER)
+		if (roles[i].pid > 0 && roles[i].type->stop == stage)
 			n++;
 	return n;
 }
 
-/* roles[0] is the logger, roles[1] the listener. */
-static bool
-listener_alive(void)
+/* Signal the running roles of one shutdown stage. */
+static void
+signal_stage(role_stop stage, int sig)
 {
-	return roles[1].pid > 0;
+	for (int i = 0; i < nroles; i++)
+		if (roles[i].pid > 0 && roles[i].type->stop == stage)
+			kill(roles[i].pid, sig);
 }
 
 /* The logger is not asked to stop: it ends when the log pipe is closed. */
@@ -470,100 +435,95 @@ static void
 signal_roles(int sig)
 {
 	for (int i = 0; i < nroles; i++)
-		if (roles[i].pid > 0 && (roles[i].kind != ROLE_LOGGER || sig == SIGKILL))
+		if (roles[i].pid > 0 && (roles[i].type->stop != ROLE_STOP_LAST || sig == SIGKILL))
 			kill(roles[i].pid, sig);
 }
 
-/* Put the reloadable logging settings where every process reads them. */
-static void
-publish_log_settings(void)
+static const role *
+logger(void)
 {
-	shm_logconf lc;
-
-	memset(&lc, 0, sizeof(lc));
-	lc.log_min_messages = ctx.conf->log_min_messages;
-	lc.log_destination = ctx.conf->log_destination;
-	lc.syslog_facility = ctx.conf->syslog_facility;
-	snprintf(lc.syslog_ident, sizeof(lc.syslog_ident), "%s", ctx.conf->syslog_ident);
-	shm_logconf_publish(&ctx.shm->logconf, &lc);
+	for (int i = 0; i < nroles; i++)
+		if (roles[i].type->kind == ROLE_LOGGER)
+			return &roles[i];
+	return NULL;
 }
 
-typedef struct reload_tally
-{
-	int			applied;
-	int			kept;
-} reload_tally;
-
+/* SIGTERM to every role but the logger; SIGKILL when they are slow. */
 static void
-reload_change(void *arg, const char *name, const char *oldval,
-			  const char *newval, bool reloadable)
+stop_roles(void)
 {
-	reload_tally *t = arg;
-
-	if (oldval[0] == '\0')
-		oldval = "(not set)";
-	if (newval[0] == '\0')
-		newval = "(not set)";
-	if (reloadable)
-	{
-		cm_log(CMLOG_LOG, "parameter \"%s\" changed from \"%s\" to \"%s\"",
-			   name, oldval, newval);
-		t->applied++;
-		return;
-	}
-	cm_log(CMLOG_LOG, "parameter \"%s\" needs a restart to change; keeping \"%s\" "
-		   "(%s now says \"%s\")", name, oldval, CMCONF_FILENAME, newval);
-	t->kept++;
+	sup_set_state(SUP_WAIT_ROLES);
+	signal_roles(SIGTERM);
+	kill_at = cmclock_ms() + SUP_KILL_AFTER_MS;
 }
 
-/*
- * SIGHUP: read conmgr.conf again.  All or nothing for a file with errors;
- * otherwise the reloadable parameters are taken over, the others keep the
- * value conmgr started with and are named.  conf is the supervisor's own
- * struct: roles restarted later get the reloaded logging settings too.
- */
+/* SIGCHLD: reap; launches happen at the loop's tail. */
 static void
-process_reload(struct cmconf *conf)
+process_child_exits(void)
 {
-	static struct cmconf newconf;
-	static struct cmconf before;
-	static struct cmconf_diags diags;
-	reload_tally tally = {0, 0};
-	char		path[4200];
+	bool		fatal = false;
+	int			status;
+	pid_t		pid;
 
-	snprintf(path, sizeof(path), "%s/%s", ctx.cmdata, CMCONF_FILENAME);
-	cm_log(CMLOG_LOG, "received SIGHUP, reloading configuration file \"%s\"", path);
-	if (cmconf_load_file(path, &newconf, &diags) != 0)
+	pending_child = 0;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 	{
-		/* at LOG, which no log_min_messages but FATAL and PANIC hides */
-		for (int i = 0; i < diags.count; i++)
-			cm_log(CMLOG_LOG, "%s", diags.d[i].msg);
-		if (diags.dropped > 0)
-			cm_log(CMLOG_LOG, "%d more problems not shown", diags.dropped);
-		cm_log(CMLOG_LOG, "configuration file \"%s\" contains errors; nothing was changed", path);
+		for (int i = 0; i < nroles; i++)
+		{
+			if (roles[i].pid == pid)
+			{
+				fatal |= record_exit(&roles[i], status);
+				break;
+			}
+		}
+	}
+	if (fatal)
+		stop_roles();
+}
+
+/* SIGQUIT: every role is killed at once, and so ends conmgr. */
+static noreturn void
+process_immediate_stop(void)
+{
+	cm_log(CMLOG_LOG, "received immediate shutdown request");
+	signal_roles(SIGKILL);
+	sup_pidfile_remove();
+	_exit(0);
+}
+
+/* SIGTERM: the listener stops once the last application session ends. */
+static void
+process_smart_stop(void)
+{
+	pending_smart = 0;
+	if (state != SUP_RUNNING)
 		return;
-	}
-	for (int i = 0; i < diags.count; i++)
-		cm_log(CMLOG_LOG, "%s", diags.d[i].msg);
+	cm_log(CMLOG_LOG, "received smart shutdown request; waiting for application sessions to end");
+	sup_pidfile_status("stopping");
+	sup_set_state(SUP_STOP_SMART);
+	signal_stage(ROLE_STOP_FIRST, SIGUSR1);
+}
 
-	before = *conf;
-	cmconf_apply_reloadable(conf, &newconf);
-	if (strcmp(before.syslog_ident, conf->syslog_ident) != 0 ||
-		before.syslog_facility != conf->syslog_facility ||
-		before.log_destination != conf->log_destination)
-	{
-		/* our own direct lines; the logger re-opens syslog by itself */
-		closelog();
-		if (conf->log_destination & CMCONF_LOG_SYSLOG)
-			cm_syslog_open(conf->syslog_ident, conf->syslog_facility);
-	}
-	publish_log_settings();
-	cmconf_compare(&before, &newconf, reload_change, &tally);
-	if (tally.applied + tally.kept == 0)
-		cm_log(CMLOG_LOG, "configuration file reloaded: no parameter changed");
-	else
-		cm_log(CMLOG_LOG, "configuration file reloaded: %d parameters changed, %d applied, "
-			   "%d need a restart", tally.applied + tally.kept, tally.applied, tally.kept);
+/* SIGINT: the listener goes first, so applications hear "shutting down". */
+static void
+process_fast_stop(void)
+{
+	pending_fast = 0;
+	if (state != SUP_RUNNING && state != SUP_STOP_SMART)
+		return;
+	cm_log(CMLOG_LOG, "received fast shutdown request; stopping the listener");
+	sup_pidfile_status("stopping");
+	sup_set_state(SUP_STOP_FAST);
+	signal_stage(ROLE_STOP_FIRST, SIGTERM);
+	kill_at = cmclock_ms() + SUP_KILL_AFTER_MS;
+}
+
+/* SIGHUP: conmgr.conf again, the logging part taken over (reload.c). */
+static void
+process_reload(void)
+{
+	pending_reload = 0;
+	sup_reload(ctx.cmdata, &conf, ctx.shm);
 }
 
 /*
@@ -575,6 +535,9 @@ process_reload(struct cmconf *conf)
 static void
 process_logrotate(void)
 {
+	const role *lg = logger();
+
+	pending_logrotate = 0;
 	if (ctx.log_file == NULL)
 	{
 		cm_log(CMLOG_LOG, "received SIGUSR1, but conmgr has no log file to reopen "
@@ -587,27 +550,148 @@ process_logrotate(void)
 			   ctx.log_file, strerror(errno));
 		return;
 	}
-	if (roles[0].pid > 0)
-		kill(roles[0].pid, SIGUSR1);
+	if (lg != NULL && lg->pid > 0)
+		kill(lg->pid, SIGUSR1);
 	cm_log(CMLOG_LOG, "received SIGUSR1, reopened log file \"%s\"", ctx.log_file);
 }
 
-int
-supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
+/*
+ * Move the shutdown on as far as the roles' state allows, as the
+ * postmaster's PostmasterStateMachine: the first stage gone starts the
+ * next, and SIGKILL follows SIGTERM after SUP_KILL_AFTER_MS.
+ */
+static void
+advance_shutdown(void)
 {
-	static struct cmconf conf;
-	static struct cmconf_diags diags;
-	char		path[4200];
-	bool		stopping = false;
-	bool		draining = false;	/* the listener was asked to stop */
-	bool		fast = false;
-	int64_t		kill_at = 0;
-	extern char **environ;
+	int64_t		now = cmclock_ms();
 
-	/*
-	 * setproctitle() reuses argv's memory: keep our own copies of the paths,
-	 * in ctx at once, so that they stay reachable whichever way we return.
-	 */
+	if (state == SUP_STOP_SMART || state == SUP_STOP_FAST)
+	{
+		if (live_roles(ROLE_STOP_FIRST) == 0)
+		{
+			cm_log(CMLOG_LOG, "listener stopped; stopping the heartbeats");
+			stop_roles();
+		}
+		else if (state == SUP_STOP_FAST && now >= kill_at)
+		{
+			cm_log(CMLOG_LOG, "listener still running after %d s; killing it", SUP_KILL_AFTER_MS / 1000);
+			signal_stage(ROLE_STOP_FIRST, SIGKILL);
+			kill_at = now + SUP_REKILL_MS;
+		}
+	}
+	if (state == SUP_WAIT_ROLES && live_roles(ROLE_STOP_FIRST) +
+		live_roles(ROLE_STOP_WITH_ROLES) == 0)
+	{
+		/* Last writer gone: the logger drains the pipe and exits. */
+		cm_log(CMLOG_LOG, "roles stopped; stopping the logger");
+		cm_log_use_pipe(-1);
+		close(logpipe[1]);
+		logpipe[1] = -1;
+		sup_set_state(SUP_WAIT_LOGGER);
+	}
+	if (state == SUP_WAIT_LOGGER && live_roles(ROLE_STOP_LAST) == 0)
+	{
+		sup_set_state(SUP_EXIT);
+		return;
+	}
+	if (state >= SUP_WAIT_ROLES && now >= kill_at)
+	{
+		cm_log(CMLOG_LOG, "roles still running after %d s; killing them", SUP_KILL_AFTER_MS / 1000);
+		signal_roles(SIGKILL);
+		kill_at = now + SUP_REKILL_MS;
+	}
+}
+
+/*
+ * The loop's tail: start every role the state wants and whose back-off
+ * is over.  Returns the milliseconds until the next launch is due, -1 if
+ * none is pending.
+ */
+static int
+launch_missing_roles(void)
+{
+	int64_t		now = cmclock_ms();
+	int			timeout = -1;
+
+	if (state >= SUP_WAIT_ROLES)
+		return -1;
+	for (int i = 0; i < nroles; i++)
+	{
+		role	   *r = &roles[i];
+
+		/* Asked to stop: not brought back. */
+		if (state != SUP_RUNNING && r->type->stop == ROLE_STOP_FIRST)
+			continue;
+		if (r->pid != 0 || r->restart_at == 0)
+			continue;
+		if (now >= r->restart_at)
+			launch(r);
+		else if (timeout < 0 || r->restart_at - now < timeout)
+			timeout = (int) (r->restart_at - now);
+	}
+	return timeout;
+}
+
+/* How long to wait for a signal: until the next launch or SIGKILL. */
+static int
+sleep_time(int next_launch)
+{
+	int64_t		now = cmclock_ms();
+	int			until_kill = kill_at > now ? (int) (kill_at - now) : 0;
+
+	if (state < SUP_STOP_FAST)
+		return next_launch;
+	if (next_launch >= 0 && next_launch < until_kill)
+		return next_launch;
+	return until_kill;
+}
+
+/*
+ * The supervisor's loop, as the postmaster's ServerLoop: wait for a
+ * signal, handle each pending one, move the shutdown on, start what is
+ * missing.
+ */
+static void
+server_loop(void)
+{
+	int			timeout;
+
+	while (state != SUP_EXIT)
+	{
+		struct pollfd pfd = {selfpipe[0], POLLIN, 0};
+		char		drain[64];
+
+		if (pending_quit)
+			process_immediate_stop();
+		if (pending_smart)
+			process_smart_stop();
+		if (pending_fast)
+			process_fast_stop();
+		if (pending_reload)
+			process_reload();
+		if (pending_logrotate)
+			process_logrotate();
+		if (pending_child)
+			process_child_exits();
+		advance_shutdown();
+		if (state == SUP_EXIT)
+			break;
+		timeout = sleep_time(launch_missing_roles());
+		if (poll(&pfd, 1, timeout) > 0)
+			while (read(selfpipe[0], drain, sizeof(drain)) > 0)
+				;
+	}
+}
+
+/*
+ * setproctitle() reuses argv's memory: keep our own copies of the paths,
+ * in ctx at once, so that they stay reachable whichever way we return.
+ * Returns 0, or 1 with the problem on stderr.
+ */
+static int
+init_process(const char *cmdata, const char *log_file, int argc, char **argv)
+{
+	extern char **environ;
 	bool		want_log_file = log_file != NULL && log_file[0] != '\0';
 
 	ctx.cmdata = cmdata = strdup(cmdata);
@@ -630,10 +714,20 @@ supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 				log_file, strerror(errno));
 		return 1;
 	}
+	return 0;
+}
+
+/* CMDATA, conmgr.conf, the open-files limit, the key and the pid file. */
+static void
+load_config(void)
+{
+	static struct cmconf_diags diags;
+	char		path[4200];
+
 	ctx.conf = &conf;
 	cm_log_init(NULL, "supervisor");
-	check_directory();
-	snprintf(path, sizeof(path), "%s/%s", cmdata, CMCONF_FILENAME);
+	sup_check_directory(ctx.cmdata);
+	snprintf(path, sizeof(path), "%s/%s", ctx.cmdata, CMCONF_FILENAME);
 	if (cmconf_load_file(path, &conf, &diags) != 0)
 	{
 		for (int i = 0; i < diags.count; i++)
@@ -643,16 +737,21 @@ supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 	cm_log_init(&conf, "supervisor");
 	for (int i = 0; i < diags.count; i++)
 		cm_log(diags.d[i].level, "%s", diags.d[i].msg);
-	check_nofile();
-	load_key();
-	take_pidfile();
+	sup_check_nofile(&conf);
+	sup_load_key(&ctx);
+	sup_pidfile_take(ctx.cmdata, conf.port);
+}
 
+/* What the roles inherit: the shared table and the pipes, made before fork. */
+static void
+create_shared(void)
+{
 	ctx.shm = shm_create(CMCONF_MAX_INSTANCES);
 	if (ctx.shm == NULL)
 		cm_fatal(1, "could not create shared memory: %s", strerror(errno));
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 		ctx.shm->slots[i].instno = i;
-	publish_log_settings();
+	sup_publish_log_settings(&conf, ctx.shm);
 	cm_log_attach_shared(&ctx.shm->logconf);
 	ctx.wake_fd = eventfd(0, EFD_NONBLOCK);
 	if (ctx.wake_fd < 0 || pipe2(deathpipe, 0) < 0 ||
@@ -662,156 +761,66 @@ supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 	fcntl(logpipe[1], F_SETFL, O_NONBLOCK);
 	ctx.death_fd = deathpipe[0];
 	fcntl(deathpipe[1], F_SETFD, FD_CLOEXEC);
+}
 
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sup_signal;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* One process per role_types[] row, or per configured instance. */
+static void
+start_roles(void)
+{
+	for (const role_type *rt = role_types; rt < role_types + NROLE_TYPES; rt++)
 	{
-		struct sigaction sa;
-
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = sup_signal;
-		sa.sa_flags = SA_RESTART;
-		sigaction(SIGCHLD, &sa, NULL);
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGINT, &sa, NULL);
-		sigaction(SIGQUIT, &sa, NULL);
-		sigaction(SIGHUP, &sa, NULL);
-		sigaction(SIGUSR1, &sa, NULL);
-		signal(SIGPIPE, SIG_IGN);
+		if (rt->count == ROLE_ONE)
+		{
+			roles[nroles++] = (role) {.type = rt, .instno = -1};
+			continue;
+		}
+		for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+			if (conf.inst[i].configured)
+				roles[nroles++] = (role) {.type = rt, .instno = i};
 	}
-
-	roles[nroles++] = (role)
+	for (int i = 0; i < nroles; i++)
 	{
-		.kind = ROLE_LOGGER, .instno = -1
-	};
-	roles[nroles++] = (role)
-	{
-		.kind = ROLE_LISTENER, .instno = -1
-	};
-	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
-		if (conf.inst[i].configured)
-			roles[nroles++] = (role)
-			{
-				.kind = ROLE_HEARTBEAT, .instno = i
-			};
-	launch(&roles[0]);
-	cm_log_use_pipe(logpipe[1]);
-	for (int i = 1; i < nroles; i++)
 		launch(&roles[i]);
+		/* From now on our own lines go through the logger too. */
+		if (roles[i].type->kind == ROLE_LOGGER)
+			cm_log_use_pipe(logpipe[1]);
+	}
+}
+
+int
+supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
+{
+	if (init_process(cmdata, log_file, argc, argv) != 0)
+		return 1;
+	load_config();
+	create_shared();
+	install_signals();
+	start_roles();
 	/* The children hold the death pipe's read end; our write end stays. */
-	write_pidfile_status("ready");
-	setproctitle("-conmgr: supervisor -D %s", cmdata);
+	sup_pidfile_status("ready");
+	setproctitle("-conmgr: supervisor -D %s", ctx.cmdata);
+	sup_set_state(SUP_RUNNING);
 	cm_log(CMLOG_LOG, "conmgr ready: %d instances, applications on \"%s\" port %d",
 		   conf.ninstances, conf.listen_addresses, conf.port);
-
-	for (;;)
-	{
-		int64_t		now = cmclock_ms();
-		int			timeout = -1;
-		struct pollfd pfd = {selfpipe[0], POLLIN, 0};
-		char		drain[64];
-
-		if (pending_quit)
-		{
-			cm_log(CMLOG_LOG, "received immediate shutdown request");
-			signal_roles(SIGKILL);
-			remove_pidfile();
-			_exit(0);
-		}
-		if (pending_smart && !stopping && !draining)
-		{
-			cm_log(CMLOG_LOG, "received smart shutdown request; waiting for application sessions to end");
-			write_pidfile_status("stopping");
-			draining = true;
-			if (listener_alive())
-				kill(roles[1].pid, SIGUSR1);
-		}
-		if (pending_fast && !stopping && !fast)
-		{
-			/* The listener goes first, so applications hear "shutting down". */
-			cm_log(CMLOG_LOG, "received fast shutdown request; stopping the listener");
-			write_pidfile_status("stopping");
-			draining = fast = true;
-			if (listener_alive())
-				kill(roles[1].pid, SIGTERM);
-			kill_at = now + SUP_KILL_AFTER_MS;
-		}
-		if (pending_reload)
-		{
-			pending_reload = 0;
-			process_reload(&conf);
-		}
-		if (pending_logrotate)
-		{
-			pending_logrotate = 0;
-			process_logrotate();
-		}
-		if (pending_child)
-		{
-			pending_child = 0;
-			if (process_child_exits(stopping) && !stopping)
-			{
-				stopping = true;
-				signal_roles(SIGTERM);
-				kill_at = now + SUP_KILL_AFTER_MS;
-			}
-		}
-		if (draining && !stopping && !listener_alive())
-		{
-			cm_log(CMLOG_LOG, "listener stopped; stopping the heartbeats");
-			stopping = true;
-			signal_roles(SIGTERM);
-			kill_at = now + SUP_KILL_AFTER_MS;
-		}
-		if (fast && !stopping && now >= kill_at && listener_alive())
-		{
-			cm_log(CMLOG_LOG, "listener still running after %d s; killing it", SUP_KILL_AFTER_MS / 1000);
-			kill(roles[1].pid, SIGKILL);
-			kill_at = now + 60000;
-		}
-		if (stopping)
-		{
-			if (live_roles() == 0 && logpipe[1] >= 0)
-			{
-				/* Last writer gone: the logger drains the pipe and exits. */
-				cm_log(CMLOG_LOG, "roles stopped; stopping the logger");
-				cm_log_use_pipe(-1);
-				close(logpipe[1]);
-				logpipe[1] = -1;
-			}
-			if (live_roles() == 0 && roles[0].pid == 0)
-				break;
-			if (now >= kill_at)
-			{
-				cm_log(CMLOG_LOG, "roles still running after %d s; killing them", SUP_KILL_AFTER_MS / 1000);
-				signal_roles(SIGKILL);
-				kill_at = now + 60000;
-			}
-			timeout = (int) (kill_at - now);
-		}
-		else
-		{
-			if (fast)
-				timeout = (int) (kill_at > now ? kill_at - now : 0);
-			/* Launch what is due; wait until the next due launch. */
-			for (int i = 0; i < nroles; i++)
-			{
-				role	   *r = &roles[i];
-
-				if (draining && r->kind == ROLE_LISTENER)
-					continue;
-				if (r->pid == 0 && r->restart_at != 0)
-				{
-					if (now >= r->restart_at)
-						launch(r);
-					else if (timeout < 0 || r->restart_at - now < timeout)
-						timeout = (int) (r->restart_at - now);
-				}
-			}
-		}
-		if (poll(&pfd, 1, timeout) > 0)
-			while (read(selfpipe[0], drain, sizeof(drain)) > 0)
-				;
-	}
+	server_loop();
 	cm_log(CMLOG_LOG, "conmgr stopped");
-	remove_pidfile();
+	sup_pidfile_remove();
 	return 0;
 }
