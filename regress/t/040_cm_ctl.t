@@ -83,16 +83,16 @@ ok(wait_until(sub { $attached->pump_nb; $c_out =~ /attached/ }, 10), 'an applica
 ($rc, $out) = ctl('status', '-D', $dir);
 is($rc, 0, 'status: exit 0');
 like($out, qr/conmgr is running \(PID: \d+\)/, 'status shows the pid');
-like($out, qr/^0\s+127\.0\.0\.1\s+27500\s+$wd_p\s+up\s+primary\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/m,
-	'status shows instance 0 as the primary, up since a time');
-like($out, qr/^1\s+127\.0\.0\.1\s+27500\s+$wd_s\s+up\s+standby\s+\S+ \S+$/m, 'status shows instance 1 as a standby');
+like($out, qr/^0\s+127\.0\.0\.1\s+27500\s+$wd_p\s+up\s+primary\s+1\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/m,
+	'status shows instance 0 as the primary, on timeline 1, up since a time');
+like($out, qr/^1\s+127\.0\.0\.1\s+27500\s+$wd_s\s+up\s+standby\s+1\s+\S+ \S+$/m, 'status shows instance 1 as a standby');
 like($out, qr/^127\.0\.0\.1:\d+\s+\d+\s+primary\s+attached\s+0\s+\S+ \S+$/m,
 	'status shows the application session: client, pid, target, instance, since');
 ($rc, $out) = ctl('status', '-D', $dir, '-i', 'application');
 unlike($out, qr/^instance/m, '-i application leaves the instances out');
 like($out, qr/primary\s+attached/, 'and shows the session');
 ($rc, $out) = ctl('status', '-D', $dir, '-i', 'instance');
-like($out, qr/^instance\s+address\s+backend_port\s+watchdog_port\s+heartbeat\s+role\s+since$/m,
+like($out, qr/^instance\s+address\s+backend_port\s+watchdog_port\s+heartbeat\s+role\s+timeline\s+since$/m,
 	'-i instance shows the instances');
 unlike($out, qr/^application|attached/m, 'and leaves the sessions out');
 {
@@ -121,7 +121,7 @@ like(slurp_file("$dir/conmgr.log"),
 	qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC \[$sup_pid\] supervisor LOG:  conmgr ready/m,
 	'log lines carry time, pid, role and level');
 ($rc, $out) = ctl('status', '-D', $dir, '-i', 'instance', '--json');
-like($out, qr/^\{"running": true, "pid": \d+, "port": \d+, "instances": \[\{"instance": 0, .*"heartbeat": "up", "role": "primary", "since": "[^"]+"\}, \{"instance": 1, .*"role": "standby".*\]\}$/,
+like($out, qr/^\{"running": true, "pid": \d+, "port": \d+, "instances": \[\{"instance": 0, .*"heartbeat": "up", "role": "primary", "timeline": 1, "since": "[^"]+"\}, \{"instance": 1, .*"role": "standby".*\]\}$/,
 	'status -i instance --json');
 ($rc, $out) = ctl('status', '-D', $dir, '--json');
 like($out, qr/"applications": \[\{"client": "127\.0\.0\.1:\d+", "pid": \d+, "target": "primary", "state": "attached", "instance": 0, "since": "[^"]+"\}\]\}$/,
@@ -190,7 +190,7 @@ ok(wait_until(sub { (ctl('status', '-D', $dir2))[0] == 3 }, 10), 'and conmgr goe
 	like(`$res -h 127.0.0.2 -p $port3 -t primary`, qr/candidate instance=0/, 'conmgr answers on 127.0.0.2');
 	like(`$res -h 127.0.0.1 -p $port3 -t primary`, qr/connect failed/, 'and not on 127.0.0.1');
 	($rc, $out) = ctl('status', '-D', $dir3);
-	like($out, qr/^0\s+127\.0\.0\.1\s+\d+\s+$wd_p\s+up\s+primary\s+\S+ \S+$/m, 'cm_ctl status reaches it');
+	like($out, qr/^0\s+127\.0\.0\.1\s+\d+\s+$wd_p\s+up\s+primary\s+1\s+\S+ \S+$/m, 'cm_ctl status reaches it');
 	like(slurp_file("$dir3/conmgr.log"), qr/conmgr ready: 1 instances, applications on "127\.0\.0\.2" port $port3/,
 		'the log names the address');
 	($rc) = ctl('stop', '-D', $dir3);
