@@ -1332,6 +1332,35 @@ sub promoted_at
 	return undef;
 }
 
+=pod
+
+=head2 start_haproxy()
+
+HAProxy (Debian's) on c1, in front of the Patroni nodes as Patroni's
+documentation sets it up: TCP mode, each node checked on its REST API
+(C<option httpchk GET /primary>, C<inter 1s fall 3 rise 1>), sessions
+shut down when a node is marked down. Returns the port it listens on
+(127.0.0.1).
+
+=cut
+
+sub start_haproxy
+{
+	my ($self) = @_;
+	croak('haproxy is missing (tools/install-deps bench installs it)') unless -x '/usr/sbin/haproxy';
+	my $port = free_port();
+	my $cfg = "global\n  maxconn 200\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30m\n"
+	  . "  timeout server 30m\n  timeout check 1s\n\nlisten primary\n  bind 127.0.0.1:$port\n"
+	  . "  option httpchk GET /primary\n  http-check expect status 200\n"
+	  . "  default-server inter 1s fall 3 rise 1 on-marked-down shutdown-sessions\n";
+	$cfg .= "  server $_ " . $self->addr($_, 'c1') . ":5432 check port 8008\n" for @{ $self->{servers} };
+	write_file("$self->{dir}/haproxy.cfg", $cfg);
+	$self->start_daemon('haproxy', 'c1', 0, [ '/usr/sbin/haproxy', '-db', '-f', "$self->{dir}/haproxy.cfg" ],
+		"$self->{dir}/haproxy.log");
+	$self->{haproxy_port} = $port;
+	return $port;
+}
+
 # A dead node's server started on its own, with no Patroni, no network
 # and no watchdog, so that the test can read what landed on it (sql()
 # over its Unix socket); inspect_end() stops it again.
@@ -1743,6 +1772,8 @@ sub cleanup
 	$self->{mon} = {};
 	my $c1pid = $self->{dir} ? $self->conmgr_pid('c1') : undef;
 	kill('KILL', -$c1pid) if $c1pid;
+	# daemons on c1 (HAProxy): their process groups
+	kill 'KILL', map { -$_ } grep { $self->{daemons}{$_} eq 'haproxy' } keys %{ $self->{daemons} // {} };
 	# Patroni would start a stopped server again: its namespace goes first
 	kill 'CONT', map { @$_ } values %{ $self->{frozen} // {} };
 	kill_ns($self->ns($_)) for $self->{patroni} ? @{ $self->{servers} } : ();

@@ -1346,7 +1346,10 @@ if (my @p = grep { $only{$_} } qw(p1 p2 p3))
 
 # --- summary ---------------------------------------------------------------
 my $took = time() - $t_begin;
-my $summary = sprintf("fault lab, N=%d, %.0f s; figures min / median / max:\n", $N, $took);
+my @ran = grep { $only{$_} } 1 .. 6;
+my @ran_p = grep { $only{$_} } qw(p1 p2 p3);
+my $summary = sprintf("fault lab, %s, %.0f s; figures min / median / max:\n",
+	join(', ', (@ran ? "N=$N" : ()), (@ran_p ? "Patroni scenarios N=$NP" : ())), $took);
 $summary .= sprintf("  %-60s %s\n", $_, stats(@{ $fig{$_} })) for @fig_order;
 if ($ENV{CM_FAULT_SUMMARY})
 {
