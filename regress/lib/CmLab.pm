@@ -305,11 +305,12 @@ sub sweep_leftovers
 	{
 		next unless $d =~ m{^/tmp/cmlab\.(\d+)\.\w+$} && -d $d;
 		next if $alive->($1);
-		# conmgr runs in the root namespace, from a copy under this directory
+		# conmgr runs in the root namespace, from a copy under this
+		# directory; HAProxy there with its configuration in it
 		for my $p (glob('/proc/[0-9]*'))
 		{
 			my $exe = readlink("$p/exe") // next;
-			kill('KILL', ($p =~ m{(\d+)$})[0]) if index($exe, "$d/") == 0;
+			kill('KILL', ($p =~ m{(\d+)$})[0]) if index($exe, "$d/") == 0 || index(slurp("$p/cmdline"), "$d/") >= 0;
 		}
 		for my $pidfile (glob("$d/n*/data/postmaster.pid"))
 		{
@@ -1197,6 +1198,8 @@ sub patroni_start
 	}
 	write_file("$d/patroni.yml", $self->patroni_config($s));
 	must([ 'chown', $USER, "$d/patroni.yml" ]);
+	# what Patroni checks of a configuration before it runs one
+	must([ $self->wrap($s, 1, '/usr/bin/patroni', '--validate-config', "$d/patroni.yml") ]);
 	$self->{log_from}{$s} = -s ("$d/log") // 0;
 	$self->start_daemon("patroni $s", $s, 1, [ '/usr/bin/patroni', "$d/patroni.yml" ], "$d/patroni.log");
 	return;

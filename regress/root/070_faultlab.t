@@ -1031,10 +1031,12 @@ scenario('3 primary crash + promote', \&scenario_failover) if $only{3};
 # what landed on it: the row's address says which server took the write,
 # its server time when. The promotion is the new leader's "selected new
 # timeline ID" line; conmgr knows of it once its log says the new leader's
-# attributes changed to primary (at most watchdog.check_attr_interval,
-# 200 ms in contrib/patroni, plus a heartbeat message later).
+# attributes changed to primary (at most watchdog.check_attr_interval
+# plus a heartbeat message later).
 
-my $check_attr = 0.2;    # watchdog.check_attr_interval of contrib/patroni, s
+# watchdog.check_attr_interval of contrib/patroni (s)
+my ($check_attr) = CmLab::slurp("$top/contrib/patroni/patroni.yml.in") =~ /^\s+watchdog\.check_attr_interval: (\d+)$/m;
+$check_attr = defined $check_attr ? $check_attr / 1000 : die('contrib/patroni/patroni.yml.in: no watchdog.check_attr_interval');
 
 # The loop writer: until $until or until $stop exists, one line per
 # attempt in $file, as connect_loop() writes them: start, end,
@@ -1329,9 +1331,22 @@ sub patroni_recover
 	return;
 }
 
+# The set-up retries of the labs, for the end.
+my %retries;
+
+sub lab_retries
+{
+	$retries{$_} += $lab ? $lab->{$_} // 0 : 0 for qw(basebackup_retries restream_retries);
+	return;
+}
+
 if (my @p = grep { $only{$_} } qw(p1 p2 p3))
 {
-	$lab->cleanup if $lab;
+	if ($lab)
+	{
+		lab_retries();
+		$lab->cleanup;
+	}
 	start_lab(patroni => 1);
 	($p_conmgr_pid, $p_conf_sum) = ($lab->conmgr_pid('c1'), conf_sum());
 	my %s = (p1 => [ 'patronictl switchover', \&scenario_switchover ], p2 => [ 'crash failover', \&scenario_crash ],
@@ -1359,16 +1374,17 @@ else
 {
 	note($summary);
 }
-diag("the lab retried $lab->{basebackup_retries} base backup(s) (the errors are above, '# [lab]')")
-  if $lab->{basebackup_retries};
-diag("the lab made standbys again $lab->{restream_retries} time(s): the primary was not streaming to them"
+lab_retries();
+diag("the lab retried $retries{basebackup_retries} base backup(s) (the errors are above, '# [lab]')")
+  if $retries{basebackup_retries};
+diag("the lab made standbys again $retries{restream_retries} time(s): the primary was not streaming to them"
 	  . " (the reasons are above, '# [lab]')")
-  if $lab->{restream_retries};
+  if $retries{restream_retries};
 if (my $f = $ENV{CM_FAULT_REPORT})
 {
 	open my $fh, '>', $f or die "$f: $!";
 	print $fh $summary;
 	close $fh;
 }
-$lab->cleanup;
+$lab->cleanup if $lab;
 done_testing();
