@@ -60,7 +60,7 @@ my $preload = "$B/lib/libpq-cm.so.1";
 CmBench::refuse_bad_settings($ERR);
 my $outdir = $ENV{BENCH_OUT} // "$top/docs";
 my $quick = $ENV{BENCH_QUICK} // 0;
-my %only = map { $_ => 1 } split /,/, ($ENV{BENCH_FIGURES} // '1,2,3,4,5,6,7,8,9');
+my %only = map { $_ => 1 } split /,/, ($ENV{BENCH_FIGURES} // '1,2,3,4,5,6,7,8,9,10');
 my $netns = $ENV{BENCH_NETNS} // 0;
 my $t_start = time();
 my $work = PostgreSQL::Test::Utils::tempdir('bench');
@@ -1298,6 +1298,62 @@ if ($only{5})
 }
 
 # ---------------------------------------------------------------------
+# 10. behind Patroni: promotion to the first read-write connection,
+#     conmgr against HAProxy (needs the fault lab's Patroni lab)
+# ---------------------------------------------------------------------
+if ($only{10})
+{
+	# Measured before this script by patroni.pl (as root, in the fault
+	# lab); its results come in the file $BENCH_PATRONI.
+	my $file = $ENV{BENCH_PATRONI};
+	my $text = defined $file && -r $file ? PostgreSQL::Test::Utils::slurp_file($file) : '';
+	my ($settings) = $text =~ /^settings (.*)$/m;
+	my %side;
+	while ($text =~ /^round \d+ (\w+) cm=(\S+) haproxy=(\S+)/mg)
+	{
+		push @{ $side{$1}{cm} }, $2;
+		push @{ $side{$1}{haproxy} }, $3;
+	}
+	my $name = 'behind Patroni, promotion → first read-write connect on the new primary';
+	if (!%side)
+	{
+		my ($why) = $text =~ /^error (.*)$/m;
+		$why //= defined $file ? 'the Patroni lab gave no result' : 'the Patroni lab needs root';
+		row(id => 10, name => $name, value => "not measured ($why)", comp => 'HAProxy, /primary check',
+			ratio => '—', target => '≤ HAProxy\'s', met => 'not measured');
+		$detail{10} = "Not measured: $why. It needs the fault lab's Patroni lab (regress/lib/CmLab.pm: network "
+		  . 'namespaces, Patroni, etcd, HAProxy from Debian), hence root.';
+	}
+	for my $kind (grep { $side{$_} } qw(switchover failover))
+	{
+		my @cm = grep { $_ ne 'none' } @{ $side{$kind}{cm} };
+		my @ha = grep { $_ ne 'none' } @{ $side{$kind}{haproxy} };
+		my $missing = grep { $_ eq 'none' } @{ $side{$kind}{cm} }, @{ $side{$kind}{haproxy} };
+		my @ratio = map { $side{$kind}{cm}[$_] ne 'none' && $side{$kind}{haproxy}[$_] ne 'none'
+			  && $side{$kind}{haproxy}[$_] > 0 ? $side{$kind}{cm}[$_] / $side{$kind}{haproxy}[$_] : () }
+		  0 .. $#{ $side{$kind}{cm} };
+		my ($c, $h, $q) = (stats(@cm), stats(@ha), stats(@ratio));
+		row(id => $kind eq 'switchover' ? '10a' : '10b', name => "$name, $kind",
+			value => 'conmgr: ' . fmt($c, 's', 3) . ($missing ? ", $missing not seen within 30 s" : ''),
+			comp => 'HAProxy, /primary check: ' . fmt($h, 's', 3), ratio => fmt($q, '', 2),
+			target => '≤ HAProxy\'s', met => met($c && $h && $c->{med} <= $h->{med} && !$missing));
+	}
+	$detail{10} //= sprintf('Measured in the fault lab\'s Patroni lab (regress/lib/CmLab.pm, by regress/bench/patroni.pl, '
+		  . 'as root; %s): two PostgreSQL 15 nodes with the watchdog under Patroni 3.0 (Debian\'s; configuration '
+		  . 'rendered from contrib/patroni), etcd 3.4 on a host of its own, conmgr on the client host. On the '
+		  . 'client host HAProxy 2.6 (Debian\'s) in TCP mode checks each node\'s Patroni REST API (`option httpchk '
+		  . 'GET /primary`, `inter 1s fall 3 rise 1`, `on-marked-down shutdown-sessions`). In each round two loops '
+		  . 'connect again and again with the same program (psql, connect_timeout 2 s, 20 ms between attempts): '
+		  . 'through conmgr (libpq-cm injected, target_session_attrs=read-write) and through HAProxy. Rounds '
+		  . 'alternate a switchover (`patronictl switchover`) and a failover (the leader\'s host cut off and every '
+		  . 'process on it killed; the replica promotes when the leader lock expires). The figure is the time from '
+		  . 'the promotion (the new primary\'s "selected new timeline ID" log line) to the end of the first attempt '
+		  . 'that reached the new primary and found it out of recovery; the ratio is conmgr\'s over HAProxy\'s, '
+		  . 'per round. Patroni\'s own part (the ttl before a failover) is outside the figure: docs/patroni.md.',
+		$settings // 'settings not reported');
+}
+
+# ---------------------------------------------------------------------
 # The table, the plots, docs/benchmarks.md
 # ---------------------------------------------------------------------
 my $elapsed = time() - $t_start;
@@ -1356,7 +1412,7 @@ for my $r (@rows)
 	$md .= "| $r->{id} | $r->{name} | $r->{value} | $r->{comp} | $r->{ratio} | $r->{target} | $r->{met} |\n";
 }
 $md .= "\n## How each figure was measured\n\n";
-for my $id (sort keys %detail)
+for my $id (sort { ($a =~ /^(\d+)/)[0] <=> ($b =~ /^(\d+)/)[0] || $a cmp $b } keys %detail)
 {
 	$md .= "**$id.** $detail{$id}\n\n";
 }

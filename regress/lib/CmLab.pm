@@ -171,7 +171,10 @@ sub must
 =head2 CmLab->new(%options)
 
 servers (3), hb_interval (1), hb_timeout (3), hb_connect_interval (1),
-hb_connect_timeout (2), top (the repository). Builds nothing yet.
+hb_connect_timeout (2), top (the repository), patroni (0). Builds nothing
+yet. With patroni => 1 the lab is the Patroni one (see "The Patroni lab"
+below): servers n1 and n2 under Patroni, etcd on a host e1 of its own,
+the client host c1 with conmgr.
 
 =cut
 
@@ -181,7 +184,8 @@ sub new
 	my $self = bless {
 		owner => $$,
 		tag => "cmlab$$",
-		nservers => $o{servers} // 3,
+		patroni => $o{patroni} // 0,
+		nservers => $o{patroni} ? 2 : $o{servers} // 3,
 		hb_interval => $o{hb_interval} // 1,
 		hb_timeout => $o{hb_timeout} // 3,
 		hb_connect_interval => $o{hb_connect_interval} // 1,
@@ -200,6 +204,9 @@ sub new
 	# c3 has no conmgr: the host of plain-libpq applications
 	$self->{clients} = [qw(c1 c2 c3)];
 	$self->{cm_clients} = [qw(c1 c2)];
+	# the Patroni lab: one client host; etcd on e1, linked to every host
+	$self->{clients} = $self->{cm_clients} = ['c1'] if $self->{patroni};
+	$self->{etcd_hosts} = $self->{patroni} ? ['e1'] : [];
 	$LIVE{"$self"} = $self;
 	return $self;
 }
@@ -298,11 +305,12 @@ sub sweep_leftovers
 	{
 		next unless $d =~ m{^/tmp/cmlab\.(\d+)\.\w+$} && -d $d;
 		next if $alive->($1);
-		# conmgr runs in the root namespace, from a copy under this directory
+		# conmgr runs in the root namespace, from a copy under this
+		# directory; HAProxy there with its configuration in it
 		for my $p (glob('/proc/[0-9]*'))
 		{
 			my $exe = readlink("$p/exe") // next;
-			kill('KILL', ($p =~ m{(\d+)$})[0]) if index($exe, "$d/") == 0;
+			kill('KILL', ($p =~ m{(\d+)$})[0]) if index($exe, "$d/") == 0 || index(slurp("$p/cmdline"), "$d/") >= 0;
 		}
 		for my $pidfile (glob("$d/n*/data/postmaster.pid"))
 		{
@@ -372,6 +380,13 @@ sub start
 	sweep_leftovers();
 	# the built tree (CM_LAB_BUILD: another one, e.g. a clean build of a commit)
 	my $build = $ENV{CM_LAB_BUILD} // "$self->{top}/build";
+	if ($self->{patroni})
+	{
+		for my $prog (qw(patroni patronictl etcd))
+		{
+			croak("$prog is missing (tools/install-deps test installs it)") unless -x "/usr/bin/$prog";
+		}
+	}
 	for my $f ("$build/bin/conmgr", "$build/bin/cm_ctl", "$build/regress/tools/cmapp",
 		"$build/regress/tools/cmresolve", "$build/lib/libpq-cm.so.1")
 	{
@@ -396,7 +411,14 @@ sub start
 	$self->{preload} = "$self->{dir}/build/lib/libpq-cm.so.1";
 
 	$self->setup_network;
-	$self->setup_servers;
+	if ($self->{patroni})
+	{
+		$self->setup_patroni;
+	}
+	else
+	{
+		$self->setup_servers;
+	}
 	$self->{conmgr_port} = free_port();
 	$self->start_conmgr($_, complete => 1) for @{ $self->{cm_clients} };
 	return $self;
@@ -431,7 +453,7 @@ sub setup_network
 	my $tag = $self->{tag};
 	my $x = $self->pick_net;
 	$self->{net} = $x;
-	my @hosts = (@{ $self->{clients} }, @{ $self->{servers} });
+	my @hosts = (@{ $self->{clients} }, @{ $self->{servers} }, @{ $self->{etcd_hosts} });
 	for my $h (@hosts)
 	{
 		next if $h eq 'c1';
@@ -449,6 +471,11 @@ sub setup_network
 	for my $i (0 .. $#s)
 	{
 		push @pairs, map { [ $s[$i], $s[$_] ] } $i + 1 .. $#s;
+	}
+	for my $e (@{ $self->{etcd_hosts} })
+	{
+		# (a link's first end may be c1, the root namespace; its second not)
+		push @pairs, (map { [ $_, $e ] } @{ $self->{clients} }), map { [ $e, $_ ] } @s;
 	}
 	my $idx = 0;
 	my %script = map { $_ => "set -e\n" . ($_ eq 'c1' ? '' : "ip link set lo up\n") } @hosts;
@@ -555,6 +582,12 @@ sub restore
 	delete $self->{cut}{$_} for @names;
 	logv("restored @names");
 	return $t;
+}
+
+sub links_between
+{
+	my ($self, $a, $b) = @_;
+	return $self->link_of($a, $b)->{name};
 }
 
 sub host_links
@@ -984,6 +1017,392 @@ sub restandby
 	return;
 }
 
+# --- the Patroni lab -------------------------------------------------------
+
+=pod
+
+=head2 The Patroni lab
+
+With C<< patroni => 1 >>: servers C<n1> and C<n2>, each running Patroni
+(Debian's) as user postgres with the configuration rendered from
+C<contrib/patroni/patroni.yml.in>, so that the example is what is tested;
+PostgreSQL 15 with the watchdog, started and stopped by Patroni only. etcd
+(Debian's, one member) runs on a host C<e1> of its own with a link to each
+of the other hosts, so that a node can be cut off from etcd alone
+(C<cut('e1-n1')>). conmgr on C<c1> runs with the configuration rendered
+from C<contrib/patroni/conmgr.conf.in>. Each node's Patroni REST API
+listens on port 8008 of all its addresses; Patroni's own watchdog (the
+Linux device) is off: the lab has none to give.
+
+The lab's only changes to the example: the DCS timings (C<patroni_timing>:
+ttl 8 s, loop_wait 1 s, retry_timeout 3 s), and a few PostgreSQL
+parameters of the lab's (the log where C<log_pos>/C<disconnections> read
+it, no fsync).
+
+C<leader()> asks the nodes' REST APIs; C<patronictl(@args)> runs patronictl
+on a node; C<patroni_freeze($s)>/C<patroni_thaw($s)> stop and continue a
+node's Patroni (SIGSTOP/SIGCONT); C<patroni_kill($s)> kills every process
+of the node; C<rejoin($s)> makes a node a fresh replica of the leader
+(data directory removed, Patroni started again, links restored).
+C<promoted_at($s, $pos)> is when the server logged its new timeline.
+
+=cut
+
+# The lab's DCS timings: a leader lock that expires in 8 s, a loop every
+# second, 3 s for a DCS operation (Patroni wants loop_wait + 2 x
+# retry_timeout <= ttl).
+my %PATRONI_TIMING = (ttl => 8, loop_wait => 1, retry_timeout => 3);
+
+sub patroni_timing { return %PATRONI_TIMING }
+
+sub write_file
+{
+	my ($path, $text) = @_;
+	open my $f, '>', $path or croak("$path: $!");
+	print $f $text;
+	close $f or croak("$path: $!");
+	return;
+}
+
+# A template with ${NAME} in it, every one replaced by its value; a name
+# without a value is an error, naming it.
+sub render_template
+{
+	my ($path, %v) = @_;
+	open my $f, '<', $path or croak("$path: $!");
+	local $/;
+	my $t = <$f>;
+	close $f;
+	my %missing;
+	$t =~ s/\$\{(\w+)\}/exists $v{$1} ? $v{$1} : do { $missing{$1} = 1; "\${$1}" }/ge;
+	croak("$path: no value for " . join(', ', map { "\${$_}" } sort keys %missing)) if %missing;
+	return $t;
+}
+
+# The text of a file ('' when it cannot be read).
+sub slurp
+{
+	my ($path) = @_;
+	open my $f, '<', $path or return '';
+	local $/;
+	my $t = <$f> // '';
+	close $f;
+	return $t;
+}
+
+# A long-running program on $host (as the test user when $as_user), its
+# output to $log; its own process group. Returns the pid.
+sub start_daemon
+{
+	my ($self, $name, $host, $as_user, $cmd, $log) = @_;
+	my @cmd = $self->wrap($host, $as_user, @$cmd);
+	my $pid = fork();
+	croak("fork: $!") unless defined $pid;
+	if ($pid == 0)
+	{
+		$SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+		POSIX::setsid();
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>>', $log) or POSIX::_exit(127);
+		open(STDERR, '>&', \*STDOUT);
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	$self->{daemons}{$pid} = $name;
+	logv("started $name (pid $pid) on $host");
+	return $pid;
+}
+
+sub reap_daemons
+{
+	my ($self) = @_;
+	for my $pid (keys %{ $self->{daemons} // {} })
+	{
+		delete $self->{daemons}{$pid} if waitpid($pid, POSIX::WNOHANG()) != 0;
+	}
+	return;
+}
+
+sub setup_patroni
+{
+	my ($self) = @_;
+	my $e = $self->{etcd_hosts}[0];
+	my $ed = "$self->{dir}/$e";
+	mkdir $ed or die "$ed: $!";
+	must([ 'chown', $USER, $ed ]);
+	$self->start_daemon('etcd', $e, 1, [ '/usr/bin/etcd', '--name', $e, '--data-dir', "$ed/data",
+			'--listen-client-urls', 'http://0.0.0.0:2379',
+			'--advertise-client-urls', 'http://' . $self->addr($e, $self->{servers}[0]) . ':2379',
+			'--listen-peer-urls', 'http://127.0.0.1:2380', '--initial-advertise-peer-urls', 'http://127.0.0.1:2380',
+			'--initial-cluster', "$e=http://127.0.0.1:2380", '--initial-cluster-state', 'new' ], "$ed/log");
+	$self->wait_until(sub { ((http_get($self->addr($e, 'c1'), 2379, '/health'))[0] // 0) == 200 }, 30)
+	  or croak("etcd on $e does not answer:\n" . substr(slurp("$ed/log"), -3000));
+	my ($first, @rest) = @{ $self->{servers} };
+	for my $s ($first, @rest)
+	{
+		my $d = $self->sdir($s);
+		mkdir $d or die "$d: $!";
+		must([ 'chown', $USER, $d ]);
+	}
+	$self->patroni_start($first);
+	$self->wait_until(sub { ($self->patroni_rest($first, '/primary') // 0) == 200 }, 90)
+	  or croak("Patroni on $first did not bootstrap a primary:\n" . $self->patroni_report($first));
+	$self->{primary} = $first;
+	$self->sql($first, q{CREATE TABLE lab_writes (writer text, seq int, t_client float8,
+		t_server float8 DEFAULT extract(epoch FROM clock_timestamp()), addr inet DEFAULT inet_server_addr())})
+	  // croak("CREATE TABLE on $first: $self->{sql_err}");
+	for my $s (@rest)
+	{
+		$self->patroni_start($s);
+	}
+	$self->patroni_wait_replicas(90);
+	return;
+}
+
+# Patroni's configuration for $s: the example, rendered, with the lab's
+# timings and parameters.
+sub patroni_config
+{
+	my ($self, $s) = @_;
+	my $d = $self->sdir($s);
+	my $e = $self->{etcd_hosts}[0];
+	my ($peer) = grep { $_ ne $s } @{ $self->{servers} };
+	my $y = render_template("$self->{top}/contrib/patroni/patroni.yml.in",
+		SCOPE => 'cmlab', NODE_NAME => $s,
+		# the address the other node (replication) reaches it at
+		NODE_ADDR => $self->addr($s, $peer),
+		ETCD_HOSTS => $self->addr($e, $s) . ':2379',
+		CLIENT_NET => '127.0.0.0/8', AUTH_METHOD => 'trust', LOCAL_AUTH => 'trust',
+		REPLICATION_USER => 'replicator', REPLICATION_PASSWORD => 'lab', SUPERUSER => $USER,
+		SUPERUSER_PASSWORD => 'lab', POST_INIT => "$self->{dir}/post-init.sh",
+		DATA_DIR => $self->data($s), PGPASS => "$d/pgpass", SOCKET_DIR => $d,
+		WATCHDOG_PORT => 27545, PATRONI_WATCHDOG_MODE => 'off');
+	for my $k (sort keys %PATRONI_TIMING)
+	{
+		$y =~ s/^(    $k:) \d+$/$1 $PATRONI_TIMING{$k}/m or croak("patroni.yml.in: no \"$k:\" under bootstrap.dcs");
+	}
+	my $lab = join('', map { "    $_\n" } 'logging_collector: "on"', "log_directory: $d", 'log_filename: log',
+		'log_line_prefix: "%n [%p] %h %a "', 'log_disconnections: "on"', 'fsync: "off"',
+		'synchronous_commit: "off"', 'shared_buffers: 32MB', 'dynamic_shared_memory_type: mmap');
+	$y =~ s/^(  parameters:\n)/$1    # the fault lab's\n$lab/m or croak('patroni.yml.in: no postgresql.parameters');
+	return $y;
+}
+
+sub patroni_start
+{
+	my ($self, $s) = @_;
+	my $d = $self->sdir($s);
+	if (!-e "$self->{dir}/post-init.sh")
+	{
+		must([ 'cp', "$self->{top}/contrib/patroni/post-init.sh", "$self->{dir}/post-init.sh" ]);
+		chmod 0755, "$self->{dir}/post-init.sh";
+	}
+	write_file("$d/patroni.yml", $self->patroni_config($s));
+	must([ 'chown', $USER, "$d/patroni.yml" ]);
+	# what Patroni checks of a configuration before it runs one
+	must([ $self->wrap($s, 1, '/usr/bin/patroni', '--validate-config', "$d/patroni.yml") ]);
+	$self->{log_from}{$s} = -s ("$d/log") // 0;
+	$self->start_daemon("patroni $s", $s, 1, [ '/usr/bin/patroni', "$d/patroni.yml" ], "$d/patroni.log");
+	return;
+}
+
+# (status code, body) of an HTTP GET from the client host, or () when
+# nothing answered within 2 s.
+sub http_get
+{
+	my ($addr, $port, $path) = @_;
+	my $sock = IO::Socket::INET->new(PeerAddr => $addr, PeerPort => $port, Proto => 'tcp', Timeout => 2)
+	  or return ();
+	$sock->autoflush(1);
+	print $sock "GET $path HTTP/1.0\r\nHost: $addr\r\n\r\n";
+	my $ans = read_to_eof($sock, 2);
+	return () unless $ans =~ m{^HTTP/\d\.\d (\d+)};
+	my $code = $1;
+	$ans =~ s/^.*?\r\n\r\n//s;
+	return ($code, $ans);
+}
+
+# The status code of Patroni's REST API on $s for $path (from c1).
+sub patroni_rest
+{
+	my ($self, $s, $path) = @_;
+	return (http_get($self->addr($s, 'c1'), 8008, $path))[0];
+}
+
+# The node whose Patroni says it is the running primary holding the lock
+# (undef: none).
+sub leader
+{
+	my ($self) = @_;
+	my @l = grep { ($self->patroni_rest($_, '/primary') // 0) == 200 } @{ $self->{servers} };
+	return @l == 1 ? $l[0] : undef;
+}
+
+sub patroni_report
+{
+	my ($self, $s) = @_;
+	return "--- $s patroni.log (end):\n" . substr(slurp($self->sdir($s) . '/patroni.log'), -3000)
+	  . "--- $s postgres log (end):\n" . substr(slurp($self->sdir($s) . '/log'), -2000);
+}
+
+# Waits until Patroni says the other nodes are replicas and the leader
+# streams to them; croaks with their logs otherwise.
+sub patroni_wait_replicas
+{
+	my ($self, $secs) = @_;
+	my @late;
+	my $ok = $self->wait_until(sub {
+		@late = grep { ($self->patroni_rest($_, '/replica') // 0) != 200 } $self->standbys;
+		@late = $self->not_streaming unless @late;
+		!@late;
+	}, $secs // 60);
+	croak(join("\n", "not replicas of $self->{primary}: @late", $self->streaming_report,
+		map { $self->patroni_report($_) } @late)) unless $ok;
+	return;
+}
+
+# Runs patronictl on $s (it reaches etcd and the nodes' REST APIs from
+# there). Returns (exit status, output).
+sub patronictl
+{
+	my ($self, $s, @args) = @_;
+	my ($rc, $out, $err) = run_cmd([ $self->wrap($s, 0, '/usr/bin/patronictl', '-c', $self->sdir($s) . '/patroni.yml',
+			@args) ], timeout => 60);
+	return ($rc, "$out$err");
+}
+
+# The pids of Patroni on $s.
+sub patroni_pids
+{
+	my ($self, $s) = @_;
+	my $ns = $self->ns($s);
+	return grep { slurp("/proc/$_/cmdline") =~ m{/usr/bin/patroni\0} } grep { /^\d+$/ }
+	  split /\s+/, `ip netns pids $ns 2>/dev/null`;
+}
+
+sub patroni_freeze
+{
+	my ($self, $s) = @_;
+	my @p = $self->patroni_pids($s) or croak("no Patroni on $s");
+	kill 'STOP', @p;
+	$self->{frozen}{$s} = \@p;
+	return time();
+}
+
+sub patroni_thaw
+{
+	my ($self, $s) = @_;
+	my $p = delete $self->{frozen}{$s} or return;
+	kill 'CONT', @$p;
+	return;
+}
+
+# kill -9 of every process on $s (Patroni, postgres); its links stay as
+# they are.
+sub patroni_kill
+{
+	my ($self, $s) = @_;
+	delete $self->{frozen}{$s};
+	my $t = time();
+	kill_ns($self->ns($s)) or croak("processes of $s survive kill -9");
+	$self->drop_session($s);
+	remove_shm($self->data($s) . '/postmaster.pid');
+	$self->remove_socket_lock($s);
+	$self->reap_daemons;
+	return $t;
+}
+
+# A killed server's Unix socket lock file, outside its data directory:
+# the next postmaster would believe the pid in it (processes of every
+# namespace share one pid space, and pids are reused) and refuse to start.
+sub remove_socket_lock
+{
+	my ($self, $s) = @_;
+	unlink glob($self->sdir($s) . '/.s.PGSQL.5432*');
+	return;
+}
+
+# When $s logged its promotion (its new timeline) after log position
+# $pos: epoch seconds, or undef.
+sub promoted_at
+{
+	my ($self, $s, $pos) = @_;
+	open my $f, '<', $self->sdir($s) . '/log' or return undef;
+	seek($f, $pos // 0, 0);
+	while (my $l = <$f>)
+	{
+		return $1 if $l =~ /^(\d+\.\d+) .*selected new timeline ID: \d+/;
+	}
+	return undef;
+}
+
+=pod
+
+=head2 start_haproxy()
+
+HAProxy (Debian's) on c1, in front of the Patroni nodes as Patroni's
+documentation sets it up: TCP mode, each node checked on its REST API
+(C<option httpchk GET /primary>, C<inter 1s fall 3 rise 1>), sessions
+shut down when a node is marked down. Returns the port it listens on
+(127.0.0.1).
+
+=cut
+
+sub start_haproxy
+{
+	my ($self) = @_;
+	croak('haproxy is missing (tools/install-deps bench installs it)') unless -x '/usr/sbin/haproxy';
+	my $port = free_port();
+	my $cfg = "global\n  maxconn 200\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30m\n"
+	  . "  timeout server 30m\n  timeout check 1s\n\nlisten primary\n  bind 127.0.0.1:$port\n"
+	  . "  option httpchk GET /primary\n  http-check expect status 200\n"
+	  . "  default-server inter 1s fall 3 rise 1 on-marked-down shutdown-sessions\n";
+	$cfg .= "  server $_ " . $self->addr($_, 'c1') . ":5432 check port 8008\n" for @{ $self->{servers} };
+	write_file("$self->{dir}/haproxy.cfg", $cfg);
+	$self->start_daemon('haproxy', 'c1', 0, [ '/usr/sbin/haproxy', '-db', '-f', "$self->{dir}/haproxy.cfg" ],
+		"$self->{dir}/haproxy.log");
+	$self->{haproxy_port} = $port;
+	return $port;
+}
+
+# A dead node's server started on its own, with no Patroni, no network
+# and no watchdog, so that the test can read what landed on it (sql()
+# over its Unix socket); inspect_end() stops it again.
+sub inspect_offline
+{
+	my ($self, $s) = @_;
+	my $d = $self->sdir($s);
+	$self->remove_socket_lock($s);
+	my ($rc, $out, $err) = run_cmd([ $self->wrap($s, 1, $self->pg('pg_ctl'), '-D', $self->data($s), '-l', "$d/inspect.log",
+			'-o', "-c listen_addresses='' -c unix_socket_directories='$d' -c shared_preload_libraries='' -c logging_collector=off",
+			'-w', '-t', '60', 'start') ], timeout => 90);
+	return $rc == 0;
+}
+
+sub inspect_end
+{
+	my ($self, $s) = @_;
+	$self->drop_session($s);
+	$self->pg_stop($s, 'immediate');
+	return;
+}
+
+# $s, after a failover away from it: all its processes killed, its data
+# directory removed, its links restored, Patroni started again, which
+# clones it from the leader; back once the leader streams to it.
+sub rejoin
+{
+	my ($self, $s) = @_;
+	$self->{broken}{$s} = 1;
+	$self->patroni_kill($s);
+	must([ 'rm', '-rf', $self->data($s) ]);
+	$self->restore($self->host_links($s));
+	$self->patroni_start($s);
+	$self->patroni_wait_replicas(90);
+	delete $self->{broken}{$s};
+	delete $self->{crashed}{$s};
+	return;
+}
+
 # --- conmgr ----------------------------------------------------------------
 
 sub cmdir { my ($self, $c) = @_; return "$self->{dir}/cm_$c" }
@@ -993,6 +1412,18 @@ sub start_conmgr
 	my ($self, $c, %o) = @_;
 	my $d = $self->cmdir($c);
 	my $port = $c eq 'c1' ? $self->{conmgr_port} : 27546;
+	if (!-d $d && $self->{patroni})
+	{
+		# the Patroni lab's conmgr.conf is the example's
+		mkdir $d or die $!;
+		my ($n1, $n2) = @{ $self->{servers} };
+		write_file("$d/conmgr.conf", render_template("$self->{top}/contrib/patroni/conmgr.conf.in",
+				CONMGR_PORT => $port, NODE1_NAME => $n1, NODE2_NAME => $n2,
+				NODE1_ADDR => $self->addr($n1, $c), NODE2_ADDR => $self->addr($n2, $c),
+				NODE1_WATCHDOG_PORT => 27545, NODE2_WATCHDOG_PORT => 27545));
+		must([ 'chown', '-R', $USER, $d ]);
+		chmod 0700, $d;
+	}
 	if (!-d $d)
 	{
 		mkdir $d or die $!;
@@ -1115,14 +1546,12 @@ downs, ...} }, apps => [ {peer, pid, target, state, instance} ] }.
 
 =cut
 
-sub ctl_status_text
+# What a socket sends until it closes, for at most $secs; then closed.
+sub read_to_eof
 {
-	my ($self, $c) = @_;
-	my $s = IO::Socket::UNIX->new(Peer => $self->cmdir($c) . '/conmgr.ctl', Type => SOCK_STREAM())
-	  or return '';
-	print $s "status\n";
+	my ($s, $secs) = @_;
 	my $ans = '';
-	my $deadline = time() + 5;
+	my $deadline = time() + $secs;
 	$s->blocking(0);
 	while (time() < $deadline)
 	{
@@ -1132,6 +1561,15 @@ sub ctl_status_text
 	}
 	close $s;
 	return $ans;
+}
+
+sub ctl_status_text
+{
+	my ($self, $c) = @_;
+	my $s = IO::Socket::UNIX->new(Peer => $self->cmdir($c) . '/conmgr.ctl', Type => SOCK_STREAM())
+	  or return '';
+	print $s "status\n";
+	return read_to_eof($s, 5);
 }
 
 sub ctl_status
@@ -1337,11 +1775,16 @@ sub cleanup
 	$self->{mon} = {};
 	my $c1pid = $self->{dir} ? $self->conmgr_pid('c1') : undef;
 	kill('KILL', -$c1pid) if $c1pid;
+	# daemons on c1 (HAProxy): their process groups
+	kill 'KILL', map { -$_ } grep { $self->{daemons}{$_} eq 'haproxy' } keys %{ $self->{daemons} // {} };
+	# Patroni would start a stopped server again: its namespace goes first
+	kill 'CONT', map { @$_ } values %{ $self->{frozen} // {} };
+	kill_ns($self->ns($_)) for $self->{patroni} ? @{ $self->{servers} } : ();
 	if ($self->{dir})
 	{
 		for my $s (@{ $self->{servers} })
 		{
-			next if $self->{crashed}{$s} || !-e $self->data($s) . '/postmaster.pid';
+			next if $self->{crashed}{$s} || $self->{patroni} || !-e $self->data($s) . '/postmaster.pid';
 			$self->pg_stop($s, 'immediate');
 		}
 	}
@@ -1357,6 +1800,8 @@ sub cleanup
 	{
 		system('ip', 'netns', 'del', $ns);
 	}
+	# (etcd's data and Patroni's go with the directory)
+	$self->reap_daemons;
 	system("nft delete table netdev $self->{tag} 2>/dev/null") if $self->{nft_made}{c1};
 	for my $dev (@{ $self->{root_devs} // [] })
 	{

@@ -19,7 +19,20 @@
 #  3    primary crash + promote: conmgr vs libpq multi-host (last: the set
 #       is rebuilt after each run)
 #
-# CM_FAULT_ONLY=1,4 runs some scenarios only (2 goes with 1).
+# Then the Patroni lab (a lab of its own: two nodes under Patroni, etcd on
+# a host of its own, conmgr on the client host; contrib/patroni is its
+# configuration), while writers insert through conmgr:
+#  p1   patronictl switchover
+#  p2   the leader's host crashes (links cut, every process kill -9)
+#  p3   the leader is cut off from etcd and the replica and its Patroni
+#       frozen (SIGSTOP), its server reachable from the client host and
+#       still a primary: the split-brain window
+# Each checks that no write through conmgr lands on the old leader once
+# conmgr knows of the promotion, and that conmgr.conf and conmgr's pid
+# never change. They run CM_FAULT_PATRONI_N times (default: CM_FAULT_N
+# when set, else once; `make check-faults`: 20).
+#
+# CM_FAULT_ONLY=1,4,p1 runs some scenarios only (2 goes with 1).
 # Runs as root only (namespaces, nftables): otherwise skipped.
 use strict;
 use warnings;
@@ -28,6 +41,7 @@ use lib "$FindBin::RealBin/../lib";
 use Test::More;
 use Time::HiRes qw(time usleep);
 use Time::Local qw(timegm);
+use Digest::SHA ();
 
 BEGIN
 {
@@ -36,7 +50,8 @@ BEGIN
 use CmLab;
 
 my $N = $ENV{CM_FAULT_N} // 3;
-my %only = map { $_ => 1 } split /[ ,]+/, ($ENV{CM_FAULT_ONLY} // '1,3,4,5,6');
+my $NP = $ENV{CM_FAULT_PATRONI_N} // $ENV{CM_FAULT_N} // 1;
+my %only = map { $_ => 1 } split /[ ,]+/, ($ENV{CM_FAULT_ONLY} // '1,3,4,5,6,p1,p2,p3');
 my $t_begin = time();
 my $top = "$FindBin::RealBin/../..";
 my $psql = CmLab::pgbin() . '/psql';
@@ -53,15 +68,25 @@ sub give_up
 	exit 1;
 }
 
-$lab = CmLab->new(top => $top, hb_interval => 1, hb_timeout => 3);
-eval { $lab->start; 1 } or do {
-	my $err = $@;
-	plan skip_all => "needs root with CAP_SYS_ADMIN/CAP_NET_ADMIN: $err" if $lab->{no_netns};
-	give_up("the lab did not start: $err");
-};
-my $T = $lab->hb_timeout;
-note(sprintf('lab up in %.1f s: %s; primary %s, standbys %s; heartbeat_interval %d s, heartbeat_timeout %d s',
-	time() - $t_begin, $lab->dir, $lab->primary, join(',', $lab->standbys), $lab->hb_interval, $T));
+# heartbeat_timeout of conmgr in both labs (heartbeat_interval: 1 s)
+my $T = 3;
+
+# Starts a lab, or skips (no namespaces here) or gives up.
+sub start_lab
+{
+	my (%o) = @_;
+	my $t = time();
+	$lab = CmLab->new(top => $top, hb_interval => 1, hb_timeout => $T, %o);
+	eval { $lab->start; 1 } or do {
+		my $err = $@;
+		plan skip_all => "needs root with CAP_SYS_ADMIN/CAP_NET_ADMIN: $err" if $lab->{no_netns};
+		give_up("the lab did not start: $err");
+	};
+	note(sprintf('lab up in %.1f s: %s; primary %s, standbys %s; heartbeat_interval %d s, heartbeat_timeout %d s',
+		time() - $t, $lab->dir, $lab->primary, join(',', $lab->standbys), $lab->hb_interval, $lab->hb_timeout));
+	return;
+}
+start_lab() if grep { $only{$_} } 1 .. 6;
 
 # --- figures ---------------------------------------------------------------
 my (%fig, @fig_order);
@@ -214,16 +239,19 @@ sub recover
 	return;
 }
 
+# Runs a scenario $o{n} times (N unless told), each run a subtest; after a
+# run that died, $o{recover} (recover() unless told) puts the lab back.
 sub scenario
 {
-	my ($name, $sub) = @_;
-	for my $i (1 .. $N)
+	my ($name, $sub, %o) = @_;
+	my $n = $o{n} // $N;
+	for my $i (1 .. $n)
 	{
-		my $ok = eval { subtest("$name, run $i/$N" => sub { $sub->($i) }); 1 };
+		my $ok = eval { subtest("$name, run $i/$n" => sub { $sub->($i) }); 1 };
 		if (!$ok)
 		{
 			fail("$name, run $i: $@");
-			recover($@);
+			($o{recover} // \&recover)->($@);
 		}
 	}
 	return;
@@ -993,9 +1021,350 @@ sub median
 }
 scenario('3 primary crash + promote', \&scenario_failover) if $only{3};
 
+# --- p1-p3: Patroni -----------------------------------------------------------
+#
+# Writers through conmgr (libpq-cm) on the client host while Patroni moves
+# the primary: "loop" connects for each write (cmapp: a read-write connect,
+# one INSERT of its client-side sequence number and start time, the
+# server's address and clock by default), "session" is one psql session
+# (libpq-cm injected) inserting every 50 ms. Afterwards each node is asked
+# what landed on it: the row's address says which server took the write,
+# its server time when. The promotion is the new leader's "selected new
+# timeline ID" line; conmgr knows of it once its log says the new leader's
+# attributes changed to primary (at most watchdog.check_attr_interval
+# plus a heartbeat message later).
+
+# watchdog.check_attr_interval of contrib/patroni (s)
+my ($check_attr) = CmLab::slurp("$top/contrib/patroni/patroni.yml.in") =~ /^\s+watchdog\.check_attr_interval: (\d+)$/m;
+$check_attr = defined $check_attr ? $check_attr / 1000 : die('contrib/patroni/patroni.yml.in: no watchdog.check_attr_interval');
+
+# The loop writer: until $until or until $stop exists, one line per
+# attempt in $file, as connect_loop() writes them: start, end,
+# ok|fail|hung, the server's address and recovery flag (once connected,
+# else -), then the sequence number.
+sub writer_loop
+{
+	my ($file, $stop, $until) = @_;
+	my $ci = $lab->conninfo('c1', 'read-write', connect_timeout => 2, application_name => 'lab_writer');
+	return $lab->fork_loop(sub {
+		open my $log, '>', $file or die $!;
+		$log->autoflush(1);
+		my $seq = 0;
+		while (time() < $until && !-e $stop)
+		{
+			my $t = time();
+			$seq++;
+			my $sql = sprintf("INSERT INTO lab_writes (writer, seq, t_client) VALUES ('loop', %d, %.6f)", $seq, $t);
+			my $out = `timeout -s KILL $hang '@{[ $lab->cmapp ]}' block '$ci' "$sql" 2>&1`;
+			my $killed = ($? >> 8) == 137;
+			my ($addr, $rec) = $out =~ /^connected host=\S+ hostaddr=(\S+) port=\d+ cmsocket=\w+ recovery=(\w)/m;
+			my $res = $out =~ /^result status=PGRES_COMMAND_OK/m ? 'ok' : $killed ? 'hung' : 'fail';
+			printf $log "%.6f %.6f %s %s %s %d\n", $t, time(), $res, $addr // '-', $rec // '-', $seq;
+			usleep(20_000);
+		}
+	});
+}
+
+# The loop writer's attempts, as read_loop() reads them, with seq.
+sub read_writer
+{
+	my ($file) = @_;
+	return map { $_->{seq} = $_->{msg} + 0; $_ } read_loop($file);
+}
+
+# Every row of lab_writes on the nodes that answer, once (a replica holds
+# its leader's rows too): { writer, seq, t_client, t_server, node }.
+sub rows_landed
+{
+	my ($since, @nodes) = @_;
+	my %name_of = map { $lab->addr($_, 'c1') => $_ } $lab->servers;
+	my %seen;
+	my @rows;
+	for my $s (@nodes)
+	{
+		my $r = $lab->sql($s, "SELECT writer, seq, t_client, t_server, host(addr) FROM lab_writes WHERE t_server > $since");
+		die "lab_writes on $s: $lab->{sql_err}" unless defined $r;
+		for my $l (split /\n/, $r)
+		{
+			my ($w, $seq, $tc, $ts, $addr) = split /\|/, $l;
+			next if $seen{"$w $seq $tc $ts"}++;
+			push @rows, { writer => $w, seq => $seq, t_client => $tc, t_server => $ts, node => $name_of{$addr} // $addr };
+		}
+	}
+	return @rows;
+}
+
+# When conmgr's log (from byte $cpos) says $s became a primary: epoch s.
+sub conmgr_knows
+{
+	my ($s, $cpos) = @_;
+	my $k = (grep { ($lab->servers)[$_] eq $s } 0 .. 1)[0];
+	for my $l (split /\n/, $lab->conmgr_log('c1', $cpos))
+	{
+		next unless $l =~ /^(\d+)-(\d+)-(\d+) (\d+):(\d+):(\d+)\.(\d+) UTC .*instance $k at \S+ attributes changed: primary/;
+		return timegm($6, $5, $4, $3, $2 - 1, $1) + $7 / 1000;
+	}
+	return undef;
+}
+
+sub conf_sum
+{
+	return Digest::SHA::sha256_hex(CmLab::slurp($lab->cmdir('c1') . '/conmgr.conf'));
+}
+my ($p_conmgr_pid, $p_conf_sum);
+
+# The writers of one run: the loop and the session, until $stop.
+sub start_writers
+{
+	my ($i) = @_;
+	my $d = $lab->dir;
+	my %w = (file => "$d/p$i.$$.writes", stop => "$d/p$i.$$.stop", t0 => time());
+	unlink $w{stop};
+	$w{pid} = writer_loop($w{file}, $w{stop}, time() + 120);
+	# one statement every 50 ms, for at most 2 minutes
+	my @feed = ('perl', '-e', q{
+		$| = 1;
+		for my $n (1 .. 2400) {
+			print "INSERT INTO lab_writes (writer, seq, t_client) VALUES ('session', $n, extract(epoch FROM clock_timestamp()));\n";
+			select(undef, undef, undef, 0.05);
+		}});
+	$w{session} = $lab->spawn('c1', [ $psql, '-X', '-At', '-q', '-d',
+			$lab->conninfo('c1', 'read-write', application_name => 'lab_session') ], preload => 1, feeder => \@feed,
+		stamp => 1);
+	my $old = $lab->primary;
+	my %name_of = map { $lab->addr($_, 'c1') => $_ } $lab->servers;
+	ok($lab->wait_until(sub {
+		(grep { $_->{ok} && ($name_of{ $_->{addr} } // '') eq $old } read_writer($w{file})) >= 5
+		  && ($lab->sql($old, "SELECT count(*) FROM lab_writes WHERE writer = 'session' AND t_server > $w{t0}") // 0) >= 5;
+	}, 30), "both writers write on the leader $old through conmgr");
+	return \%w;
+}
+
+sub stop_writers
+{
+	my ($w) = @_;
+	open my $s, '>', $w->{stop} or die $!;
+	close $s;
+	$lab->wait_until(sub { !$lab->reap }, $hang + 5);
+	$lab->kill_pids;
+	$w->{session}->kill;
+	return;
+}
+
+# Waits (up to $secs) until the loop has written on $new after $t_prom
+# and for 2 s more, so that a write gone wrong after the switch has time
+# to happen.
+sub write_on
+{
+	my ($w, $new, $t_prom, $secs) = @_;
+	my %name_of = map { $lab->addr($_, 'c1') => $_ } $lab->servers;
+	my $first;
+	$lab->wait_until(sub {
+		($first) = grep { $_->{ok} && $_->{e} > $t_prom && ($name_of{ $_->{addr} } // '') eq $new } read_writer($w->{file});
+		$first && time() > $first->{e} + 2;
+	}, $secs);
+	return $first;
+}
+
+# The checks and figures of one run: $w the writers, $old and $new the
+# leaders, $t_prom the promotion, $t_cmd when the fault began (or the
+# switchover command returned), @rows what landed where.
+sub judge_writes
+{
+	my ($what, $w, $old, $new, $t_prom, $t_event, $event, $cpos, @rows) = @_;
+	my %name_of = map { $lab->addr($_, 'c1') => $_ } $lab->servers;
+	my @att = read_writer($w->{file});
+	my $t_know = conmgr_knows($new, $cpos);
+	ok(defined $t_know && $t_know - $t_prom <= $check_attr + 0.5,
+		sprintf('conmgr learnt of the promotion within watchdog.check_attr_interval + 0.5 s: %s s',
+			defined $t_know ? f3($t_know - $t_prom) : 'never'));
+	my ($first) = grep { $_->{ok} && $_->{e} > $t_prom && ($name_of{ $_->{addr} } // '') eq $new } @att;
+	ok($first, "a read-write connect through conmgr reached the new leader $new");
+	my @wrong_conn = grep { $_->{addr} ne '-' && $_->{t} > ($t_know // $t_prom) && ($name_of{ $_->{addr} } // '') ne $new } @att;
+	is(scalar @wrong_conn, 0, sprintf('0 of %d read-write connections made once conmgr knew reached another server than %s',
+		scalar(grep { $_->{addr} ne '-' && $_->{t} > ($t_know // $t_prom) } @att), $new))
+	  or diag(join('', map { sprintf("  +%.3f s seq %d on %s recovery=%s\n", $_->{t} - $t_prom, $_->{seq},
+		$name_of{ $_->{addr} } // $_->{addr}, $_->{rec}) } @wrong_conn[0 .. ($#wrong_conn < 9 ? $#wrong_conn : 9)]));
+	my @on_old = grep { $_->{node} eq $old && $_->{t_server} > $t_prom } @rows;
+	my @loop_late = grep { $_->{writer} eq 'loop' && $_->{t_client} > ($t_know // $t_prom) } @on_old;
+	is(scalar @loop_late, 0, "0 writes of connections made once conmgr knew landed on the old leader $old")
+	  or diag(sprintf('%d of them, the last +%.3f s after the promotion', scalar @loop_late,
+		$loop_late[-1]{t_server} - $t_prom));
+	my @session_late = grep { $_->{writer} eq 'session' && $_->{t_server} > $t_prom + $check_attr + 1 } @on_old;
+	is(scalar @session_late, 0, "0 writes of the attached session on the old leader $old later than "
+		  . 'watchdog.check_attr_interval + 1 s after the promotion')
+	  or diag(sprintf('%d of them, the last +%.3f s after the promotion', scalar @session_late,
+		$session_late[-1]{t_server} - $t_prom));
+	my ($old_last) = sort { $b <=> $a } map { $_->{t_server} } grep { $_->{node} eq $old } @rows;
+	my $n_new = grep { $_->{node} eq $new && $_->{t_server} > $t_prom } @rows;
+	note(sprintf('%s: writes landed: %d on %s (the last %s s from the promotion), %d on %s after the promotion; '
+		  . 'the loop made %d attempts, %d failed', $what, scalar(grep { $_->{node} eq $old } @rows), $old,
+		defined $old_last ? f3($old_last - $t_prom) : '-', $n_new, $new, scalar @att, scalar(grep { !$_->{ok} } @att)));
+	is($lab->conmgr_pid('c1'), $p_conmgr_pid, 'conmgr never restarted (same pid)');
+	ok(kill(0, $p_conmgr_pid), 'conmgr is running');
+	is(conf_sum(), $p_conf_sum, 'conmgr.conf untouched (same SHA-256)');
+	fig("$what: promotion after $event (s)", $t_prom - $t_event);
+	fig("$what: conmgr knows of the promotion (s)", defined $t_know ? $t_know - $t_prom : undef);
+	fig("$what: promotion to first read-write connect through conmgr (s)", $first ? $first->{e} - $t_prom : undef);
+	fig("$what: writes on the old leader after the promotion (count)", scalar @on_old);
+	fig("$what: failed write attempts (count)", scalar(grep { !$_->{ok} } @att));
+	return;
+}
+
+# One run: the writers on the leader; the fault ($o{fault}->($old, $new),
+# which returns when it began); the promotion; writes on the new leader
+# for 2 s more ($o{during}->($old) then); the writers stopped; what landed
+# where ($o{rows}->($old, $new, $since)), judged. Returns the first
+# read-write connect on the new leader (an attempt of the loop writer).
+sub patroni_run
+{
+	my ($i, $what, $event, %o) = @_;
+	my $old = $lab->primary;
+	my ($new) = $lab->standbys;
+	my ($pos, $cpos) = ($lab->log_pos($new), length($lab->conmgr_log('c1')));
+	my $w = start_writers($i);
+	my $t_event = $o{fault}->($old, $new);
+	my %tm = $lab->patroni_timing;
+	my $t_prom;
+	ok($lab->wait_until(sub { $t_prom = $lab->promoted_at($new, $pos) }, $tm{ttl} + 20), "$new promoted")
+	  or diag($lab->patroni_report($new));
+	$t_prom //= time();
+	my $first = write_on($w, $new, $t_prom, 20);
+	$o{during}->($old) if $o{during};
+	stop_writers($w);
+	$lab->{primary} = $new;
+	judge_writes($what, $w, $old, $new, $t_prom, $t_event, $event, $cpos, $o{rows}->($old, $new, $w->{t0}));
+	return $first;
+}
+
+sub scenario_switchover
+{
+	my ($i) = @_;
+	my $t_ret;
+	my $first = patroni_run($i, 'p1 switchover', 'the command',
+		fault => sub {
+			my ($old, $new) = @_;
+			my $t_cmd = time();
+			my ($rc, $out) = $lab->patronictl($new, 'switchover', '--leader', $old, '--candidate', $new, '--force');
+			$t_ret = time();
+			is($rc, 0, "patronictl switchover from $old to $new") or diag($out);
+			return $t_cmd;
+		},
+		# the old leader is a replica of the new one: the new one has all
+		rows => sub {
+			my ($old, $new, $since) = @_;
+			$lab->patroni_wait_replicas(60);
+			return rows_landed($since, $new);
+		});
+	fig('p1 switchover: command returned to first read-write connect through conmgr (s)',
+		$first ? $first->{e} - $t_ret : undef);
+	return;
+}
+
+sub scenario_crash
+{
+	my ($i) = @_;
+	patroni_run($i, 'p2 crash', 'the crash',
+		fault => sub { return $lab->crash($_[0]) },
+		# what landed on the dead one: its server started alone, offline
+		rows => sub {
+			my ($old, $new, $since) = @_;
+			my @rows = rows_landed($since, $new);
+			if (ok($lab->inspect_offline($old), "the crashed ${old}'s server starts alone, to be read"))
+			{
+				push @rows, grep { $_->{node} eq $old } rows_landed($since, $old);
+				$lab->inspect_end($old);
+			}
+			$lab->rejoin($old);
+			return @rows;
+		});
+	return;
+}
+
+# Patroni on the old leader frozen: its server stays a primary, as when
+# Patroni hangs (docs/patroni.md: Patroni's watchdog device would reset
+# the host); its host cut off from etcd and from the other node, not from
+# the client host.
+sub scenario_isolated
+{
+	my ($i) = @_;
+	my $primary = sub {
+		my ($old, $when) = @_;
+		is($lab->sql($old, 'SELECT pg_is_in_recovery()'), 'f', "the old leader $old is still a primary $when");
+	};
+	patroni_run($i, 'p3 isolated leader', 'the isolation',
+		fault => sub {
+			my ($old, $new) = @_;
+			my $t = $lab->patroni_freeze($old);
+			$lab->cut("e1-$old", $lab->links_between($old, $new));
+			return $t;
+		},
+		during => sub { $primary->($_[0], 'at the end of the writes: two primaries') },
+		rows => sub {
+			my ($old, $new, $since) = @_;
+			my @rows = rows_landed($since, $old, $new);
+			$lab->rejoin($old);
+			return @rows;
+		});
+	return;
+}
+
+# After a run that died: writers stopped, Patroni thawed, the node that is
+# not the leader made a replica again.
+sub patroni_recover
+{
+	my ($why) = @_;
+	diag("recovering after: $why");
+	eval {
+		$lab->stop_procs;
+		$lab->kill_pids;
+		$lab->patroni_thaw($_) for $lab->servers;
+		$lab->restore(keys %{ $lab->{links} });
+		my $l;
+		$lab->wait_until(sub { $l = $lab->leader }, 60) or die "no Patroni leader\n";
+		$lab->{primary} = $l;
+		$lab->rejoin($_) for $lab->standbys;
+		die "conmgr is gone\n" unless kill(0, $lab->conmgr_pid('c1') // 0);
+		$lab->wait_routable('c1');
+		1;
+	} or give_up("the Patroni lab could not recover: $@");
+	return;
+}
+
+# The set-up retries of the labs, for the end.
+my %retries;
+
+sub lab_retries
+{
+	$retries{$_} += $lab ? $lab->{$_} // 0 : 0 for qw(basebackup_retries restream_retries);
+	return;
+}
+
+if (my @p = grep { $only{$_} } qw(p1 p2 p3))
+{
+	if ($lab)
+	{
+		lab_retries();
+		$lab->cleanup;
+	}
+	start_lab(patroni => 1);
+	($p_conmgr_pid, $p_conf_sum) = ($lab->conmgr_pid('c1'), conf_sum());
+	my %s = (p1 => [ 'patronictl switchover', \&scenario_switchover ], p2 => [ 'crash failover', \&scenario_crash ],
+		p3 => [ 'isolated leader, Patroni frozen', \&scenario_isolated ]);
+	for my $k (@p)
+	{
+		my $t = time();
+		scenario("$k $s{$k}[0]", $s{$k}[1], n => $NP, recover => \&patroni_recover);
+		note(sprintf('%s: %d run(s) in %.1f s', $k, $NP, time() - $t));
+	}
+}
+
 # --- summary ---------------------------------------------------------------
 my $took = time() - $t_begin;
-my $summary = sprintf("fault lab, N=%d, %.0f s; figures min / median / max:\n", $N, $took);
+my @ran = grep { $only{$_} } 1 .. 6;
+my @ran_p = grep { $only{$_} } qw(p1 p2 p3);
+my $summary = sprintf("fault lab, %s, %.0f s; figures min / median / max:\n",
+	join(', ', (@ran ? "N=$N" : ()), (@ran_p ? "Patroni scenarios N=$NP" : ())), $took);
 $summary .= sprintf("  %-60s %s\n", $_, stats(@{ $fig{$_} })) for @fig_order;
 if ($ENV{CM_FAULT_SUMMARY})
 {
@@ -1005,16 +1374,17 @@ else
 {
 	note($summary);
 }
-diag("the lab retried $lab->{basebackup_retries} base backup(s) (the errors are above, '# [lab]')")
-  if $lab->{basebackup_retries};
-diag("the lab made standbys again $lab->{restream_retries} time(s): the primary was not streaming to them"
+lab_retries();
+diag("the lab retried $retries{basebackup_retries} base backup(s) (the errors are above, '# [lab]')")
+  if $retries{basebackup_retries};
+diag("the lab made standbys again $retries{restream_retries} time(s): the primary was not streaming to them"
 	  . " (the reasons are above, '# [lab]')")
-  if $lab->{restream_retries};
+  if $retries{restream_retries};
 if (my $f = $ENV{CM_FAULT_REPORT})
 {
 	open my $fh, '>', $f or die "$f: $!";
 	print $fh $summary;
 	close $fh;
 }
-$lab->cleanup;
+$lab->cleanup if $lab;
 done_testing();
