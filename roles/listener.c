@@ -582,6 +582,9 @@ slot_read(int i)
 static route_view view_logged;
 static bool view_logged_valid;
 
+/* The highest timeline seen since the listener started (route.c). */
+static route_memory timelines_seen;
+
 static void
 log_fault(const route_view *v, const shm_slot *slots)
 {
@@ -632,7 +635,7 @@ route_view_read(shm_slot *slots, route_view *v)
 		slots[i] = slot_read(i);
 		up[i] = slots[i].state == SHM_UP;
 	}
-	route_classify(slots, up, n, v);
+	route_classify(slots, up, n, &timelines_seen, v);
 
 	if (!view_logged_valid ? v->fault != ROUTE_FAULT_NONE :
 		v->fault != view_logged.fault || v->fault_a != view_logged.fault_a ||
@@ -642,9 +645,12 @@ route_view_read(shm_slot *slots, route_view *v)
 	{
 		if (v->role[i] == ROUTE_STALE_PRIMARY &&
 			(!view_logged_valid || view_logged.role[i] != ROUTE_STALE_PRIMARY))
-			cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and an instance on timeline %u is up; "
+			cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and %s timeline %u; "
 				   "it gets no new sessions, and its attached sessions are told it is lost",
-				   i, slots[i].timeline, v->max_timeline);
+				   i, slots[i].timeline,
+				   v->up_timeline == v->max_timeline ? "an instance up is on" :
+				   "no instance up now, but one seen since conmgr started, was on",
+				   v->max_timeline);
 		else if (view_logged_valid && view_logged.role[i] == ROUTE_STALE_PRIMARY &&
 				 v->role[i] != ROUTE_STALE_PRIMARY)
 			cm_log(CMLOG_LOG, "instance %d is no longer a stale primary (%s)",

@@ -10,8 +10,12 @@
  * system identifier (docs/protocol.md, section 3), and route_classify()
  * turns the table of up instances into a role per instance:
  *
- *	 - the primary on the highest timeline among the up instances is the
- *	   primary; a primary below that timeline is a stale primary;
+ *	 - the primary on the highest timeline is the primary; a primary below
+ *	   that timeline is a stale primary.  The highest timeline is the
+ *	   highest the caller has seen of this database (route_memory), not
+ *	   only among the instances up now: when the new primary goes down in
+ *	   turn, the old one is still a branch that a rewind will cut, and
+ *	   routing writes back to it would lose them twice;
  *	 - two primaries on that timeline, or up instances with different system
  *	   identifiers, are a configuration fault: no primary is routable until
  *	   it is resolved, rather than conmgr guessing which one is right.
@@ -25,7 +29,8 @@
  * primaries where one of them has no timeline are a fault as well.
  *
  * Nothing here reads shared memory, logs or allocates: the listener passes
- * copies of the slots, and regress/unit/test_route.c drives it directly.
+ * copies of the slots and its memory of timelines, and
+ * regress/unit/test_route.c drives it directly.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,7 +60,8 @@ set_fault(route_view *v, route_fault fault, int a, int b)
  * instance counts only when up[i] (configured, and its heartbeat up).
  */
 void
-route_classify(const shm_slot *slots, const bool *up, int n, route_view *v)
+route_classify(const shm_slot *slots, const bool *up, int n,
+			   route_memory *mem, route_view *v)
 {
 	int			first_sysid = -1;
 	int			first_primary = -1;
@@ -79,6 +85,21 @@ route_classify(const shm_slot *slots, const bool *up, int n, route_view *v)
 
 	/* Timelines of different databases do not compare. */
 	comparable = v->fault == ROUTE_FAULT_NONE;
+	v->up_timeline = v->max_timeline;
+	if (comparable && first_sysid >= 0)
+	{
+		uint64_t	sysid = slots[first_sysid].system_identifier;
+
+		/* another database altogether: what was seen is of no use */
+		if (mem->system_identifier != sysid)
+		{
+			mem->system_identifier = sysid;
+			mem->timeline = 0;
+		}
+		if (mem->timeline > v->max_timeline)
+			v->max_timeline = mem->timeline;
+		mem->timeline = v->max_timeline;
+	}
 	for (int i = 0; i < n; i++)
 	{
 		if (!up[i])

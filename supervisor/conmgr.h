@@ -85,15 +85,26 @@ typedef enum route_fault
 typedef struct route_view
 {
 	route_role	role[CMCONF_MAX_INSTANCES];
-	uint32_t	max_timeline;	/* highest among up instances; 0 = none said */
+	uint32_t	max_timeline;	/* highest known (route_memory included); 0 = none */
+	uint32_t	up_timeline;	/* highest among up instances; 0 = none said */
 	route_fault fault;
 	int			fault_a;		/* the two instances it names, -1 if none */
 	int			fault_b;
 } route_view;
 
+/*
+ * The highest timeline seen of one database (system identifier), kept by
+ * the caller of route_classify() from one call to the next.
+ */
+typedef struct route_memory
+{
+	uint64_t	system_identifier;	/* 0: nothing seen yet */
+	uint32_t	timeline;
+} route_memory;
+
 /* roles/route.c */
 extern void route_classify(const shm_slot *slots, const bool *up, int n,
-						   route_view *v);
+						   route_memory *mem, route_view *v);
 extern int	route_rank(int target, route_role role, uint32_t attrs);
 extern bool route_fault_refuses(int target);
 extern const char *route_role_name(route_role role);

@@ -4,7 +4,8 @@
 # primary and none to the old one, which matches no target at all; an
 # application blocked on the old primary gets an error within
 # check_attr_interval + 1 s of the promotion; cm_ctl status shows the stale
-# primary.  The watchdog reports the timeline in HB_WELCOME and, when it
+# primary, and stays so when the instances on the new timeline go down.
+# The watchdog reports the timeline in HB_WELCOME and, when it
 # changes (also on a standby that follows the new primary), in HB_ATTRS,
 # to conmgrs of protocol version 2 only.  Two primaries on one timeline (a
 # restored base backup started as a primary) and instances of two
@@ -239,6 +240,26 @@ like(status_table($cm), qr/^0\s+127\.0\.0\.1\s.*\bup\s+stale primary\s+1\s/m,
 is(log_count($cm, qr/instance 0 is a stale primary/), 1,
 	'conmgr logged the stale primary once, for all those requests')
   or diag(${ $cm->{err} });
+
+# --- the new primary and its standby down: the old primary stays stale ---
+# conmgr remembers the highest timeline it has seen of this database, so
+# the old primary does not get writes back when the instances on timeline
+# 2 go away (a rewind would still cut what it holds).
+$node{s2}->stop('fast');
+$node{s1}->stop('fast');
+ok(wait_until(sub { my $st = cm_status($cm->{dir}) // ''; $st =~ /^instance 1 state=(?!up )/m && $st =~ /^instance 2 state=(?!up )/m }, 30),
+	's1 and s2 stopped: conmgr sees them down') or diag(cm_status($cm->{dir}));
+is(resolve_answer($cm, 'read-write'), '', 'read-write: no candidate, p is still stale');
+is(resolve_answer($cm, 'any'), '', 'any: none either');
+like(connect_lands($cm, 'read-write'), qr/^failed: /, 'a read-write application gets an error, not p');
+$j = status_json($cm);
+is($j->{instances}[0]{role}, 'stale primary', 'cm_ctl status --json: p is still a stale primary');
+$cm->{h}->pump_nb;
+unlike(${ $cm->{err} }, qr/instance 0 is no longer a stale primary/, 'conmgr did not log p as routable again');
+$node{s1}->start;
+$node{s2}->start;
+ok(wait_until(sub { all_up($cm) }, 60), 's1 and s2 back up') or diag(cm_status($cm->{dir}));
+is(resolve_answer($cm, 'read-write'), '1', 'read-write: s1 again');
 
 # --- two primaries on one timeline: a base backup of q started as a primary ---
 $node{q} = PostgreSQL::Test::Cluster->new('q');

@@ -7,8 +7,10 @@
  * not, in recovery or not, timeline, system identifier), and what
  * route_classify() must make of them: the primary on the highest
  * timeline, stale primaries below it, a fault for two primaries on that
- * timeline or for two databases; then route_rank() for every target and
- * role, so that no target ever reaches a stale or conflicting primary.
+ * timeline or for two databases; that the highest timeline seen stays the
+ * bar when the instances on it go down; then route_rank() for every
+ * target and role, so that no target ever reaches a stale or conflicting
+ * primary.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,8 +32,9 @@ typedef struct inst
 	uint64_t	sysid;
 } inst;
 
+/* Classify with the memory of earlier calls, as the listener does. */
 static void
-classify(const inst *in, int n, route_view *v)
+classify_with(const inst *in, int n, route_memory *mem, route_view *v)
 {
 	shm_slot	slots[CMCONF_MAX_INSTANCES];
 	bool		up[CMCONF_MAX_INSTANCES];
@@ -45,7 +48,16 @@ classify(const inst *in, int n, route_view *v)
 		slots[i].system_identifier = in[i].sysid;
 		up[i] = in[i].up;
 	}
-	route_classify(slots, up, n, v);
+	route_classify(slots, up, n, mem, v);
+}
+
+/* Classify as a listener that has seen nothing before. */
+static void
+classify(const inst *in, int n, route_view *v)
+{
+	route_memory mem = {0, 0};
+
+	classify_with(in, n, &mem, v);
 }
 
 static void
@@ -184,6 +196,38 @@ test_classify(void)
 	}
 }
 
+/*
+ * The highest timeline seen stays the bar when its instances go down, and
+ * is forgotten only for another database.
+ */
+static void
+test_memory(void)
+{
+	route_memory mem = {0, 0};
+	route_view	v;
+	inst		both[] = {{true, P, 1, SYSID}, {true, P, 2, SYSID}};
+	inst		old_alone[] = {{true, P, 1, SYSID}, {false, P, 2, SYSID}};
+	inst		rewound[] = {{true, S, 2, SYSID}, {false, P, 2, SYSID}};
+	inst		other_db[] = {{true, P, 1, SYSID + 1}, {false, P, 2, SYSID}};
+
+	classify_with(old_alone, 2, &mem, &v);
+	ok(v.role[0] == ROUTE_PRIMARY && mem.timeline == 1,
+	   "nothing seen before: the old primary alone on timeline 1 is the primary");
+	classify_with(both, 2, &mem, &v);
+	ok(v.role[0] == ROUTE_STALE_PRIMARY && v.role[1] == ROUTE_PRIMARY &&
+	   mem.system_identifier == SYSID && mem.timeline == 2,
+	   "the new primary on timeline 2 up: the old one is stale, timeline 2 remembered");
+	classify_with(old_alone, 2, &mem, &v);
+	ok(v.role[0] == ROUTE_STALE_PRIMARY && v.max_timeline == 2 && v.up_timeline == 1,
+	   "the new primary down: the old one on timeline 1 stays stale");
+	classify_with(rewound, 2, &mem, &v);
+	ok(v.role[0] == ROUTE_STANDBY && v.fault == ROUTE_FAULT_NONE,
+	   "the old primary rewound into a standby on timeline 2: a standby");
+	classify_with(other_db, 2, &mem, &v);
+	ok(v.role[0] == ROUTE_PRIMARY && mem.system_identifier == SYSID + 1 && mem.timeline == 1,
+	   "another database's primary on timeline 1: the memory of the first one is no bar");
+}
+
 static void
 test_rank(void)
 {
@@ -229,6 +273,7 @@ int
 main(void)
 {
 	test_classify();
+	test_memory();
 	test_rank();
 	return tap_done();
 }
