@@ -107,6 +107,7 @@
 #define WD_SEND_SLACK_US	5000	/* send a beat up to 5 ms early */
 #define WD_ACCEPT_BATCH		32	/* connections taken per wake-up, at most */
 #define WD_GATHER_US		10000	/* least time between busy wake-ups */
+#define WD_PROMOTION_POLL_US 20000	/* a standby looks for its promotion */
 
 /*
  * epoll data: a session's generation (never 0) in the high half and its
@@ -183,6 +184,7 @@ static int	reserve_fd = -1;	/* spare descriptor for EMFILE */
 static uint32 cur_attrs;
 static uint32 cur_timeline;		/* what the sessions were last told */
 static WdMono next_attr_check;
+static WdMono next_promotion_poll;	/* while in recovery */
 static uint64 wd_wakeups;		/* waits ended */
 static sigset_t wd_wait_mask;	/* signals unblocked while waiting */
 static TimestampTz wd_woke_ts;	/* when the last wait ended */
@@ -1134,8 +1136,21 @@ wd_check_attrs(WdMono now)
 	uint32		timeline;
 	bool		attrs_changed;
 
+	/*
+	 * A standby looks for its promotion every WD_PROMOTION_POLL_US, whatever
+	 * check_attr_interval says: until conmgr hears of it, the old primary
+	 * (if it still runs) is the only primary conmgr knows, and new writes
+	 * go there.  RecoveryInProgress() reads one shared variable, so the
+	 * cost is the wake-ups, fifty a second on a standby only.
+	 */
 	if (now < next_attr_check)
-		return;
+	{
+		if (!(cur_attrs & CMPROTO_ATTR_IN_RECOVERY) || now < next_promotion_poll)
+			return;
+		next_promotion_poll = now + WD_PROMOTION_POLL_US;
+		if (RecoveryInProgress())
+			return;
+	}
 	next_attr_check = now + (WdMono) wd_check_attr_interval * 1000;
 
 	attrs = wd_current_attrs();
@@ -1261,6 +1276,8 @@ wd_run_timers(void)
 	}
 
 	next = next_attr_check;
+	if (cur_attrs & CMPROTO_ATTR_IN_RECOVERY)
+		next = Min(next, next_promotion_poll);
 	if (cmheap_top(&timers) != NULL)
 		next = Min(next, cmheap_top_key(&timers));
 	return next;
