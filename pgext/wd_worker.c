@@ -1532,6 +1532,7 @@ watchdog_main(Datum arg)
 {
 	WdMono		woke_at = 0;
 	int			n = 0;
+	uint32		counts_size;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1559,10 +1560,10 @@ watchdog_main(Datum arg)
 		free_slots[nfree_slots++] = i;
 	cmheap_init(&timers, wd_alloc_huge(sizeof(cmheap_entry), nsessions),
 				nsessions);
+	counts_size = cmaddrcount_size(wd_shared->max_sessions);
 	cmaddrcount_init(&host_counts,
-					 wd_alloc_huge(sizeof(cmaddrcount_entry),
-								   cmaddrcount_size(wd_shared->max_sessions)),
-					 cmaddrcount_size(wd_shared->max_sessions));
+					 wd_alloc_huge(sizeof(cmaddrcount_entry), counts_size),
+					 counts_size);
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)

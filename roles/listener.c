@@ -1010,11 +1010,6 @@ static void
 ctl_answer(app *a)
 {
 	static const char *const states[] = {"unknown", "connecting", "up", "down"};
-	/* route_role as one word each, for cm_ctl */
-	static const char *const routes[] = {
-		[ROUTE_DOWN] = "down", [ROUTE_STANDBY] = "standby", [ROUTE_PRIMARY] = "primary",
-		[ROUTE_STALE_PRIMARY] = "stale-primary", [ROUTE_CONFLICT] = "conflict"
-	};
 	size_t		cap = 4096 + 256 * (size_t) (napps_alloc + CMCONF_MAX_INSTANCES);
 	shm_slot	slots[CMCONF_MAX_INSTANCES];
 	route_view	v;
@@ -1042,7 +1037,7 @@ ctl_answer(app *a)
 						i, sl->state >= 0 && sl->state <= SHM_DOWN ? states[sl->state] : "?",
 						sl->attrs, (long long) sl->state_since,
 						(long long) sl->last_received, (unsigned long long) sl->downs,
-						sl->timeline, routes[v.role[i]]);
+						sl->timeline, route_role_key(v.role[i]));
 		ninst++;
 	}
 	for (int k = 0; k < napps_alloc; k++)

@@ -171,6 +171,29 @@ route_fault_refuses(int target)
 		target == CMPROTO_TARGET_PREFER_PRIMARY;
 }
 
+/*
+ * The role as one word, as the control socket's instance lines carry it
+ * (route=...) and cm_ctl reads it.
+ */
+const char *
+route_role_key(route_role role)
+{
+	switch (role)
+	{
+		case ROUTE_DOWN:
+			return "down";
+		case ROUTE_STANDBY:
+			return "standby";
+		case ROUTE_PRIMARY:
+			return "primary";
+		case ROUTE_STALE_PRIMARY:
+			return "stale-primary";
+		case ROUTE_CONFLICT:
+			return "conflict";
+	}
+	return "?";
+}
+
 const char *
 route_role_name(route_role role)
 {

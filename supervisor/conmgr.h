@@ -108,6 +108,7 @@ extern void route_classify(const shm_slot *slots, const bool *up, int n,
 extern int	route_rank(int target, route_role role, uint32_t attrs);
 extern bool route_fault_refuses(int target);
 extern const char *route_role_name(route_role role);
+extern const char *route_role_key(route_role role);
 
 /* roles/heartbeat.c */
 extern noreturn void heartbeat_main(cm_ctx *ctx, int instno);

@@ -265,6 +265,9 @@ test_rank(void)
 	   !route_fault_refuses(CMPROTO_TARGET_STANDBY) &&
 	   !route_fault_refuses(CMPROTO_TARGET_PREFER_STANDBY),
 	   "and leaves any, read-only, standby, prefer-standby to the standbys");
+	ok(strcmp(route_role_key(ROUTE_STALE_PRIMARY), "stale-primary") == 0 &&
+	   strcmp(route_role_key(ROUTE_CONFLICT), "conflict") == 0,
+	   "the control socket's one-word role names");
 	ok(strcmp(route_role_name(ROUTE_STALE_PRIMARY), "stale primary") == 0,
 	   "the stale primary's name");
 }
