@@ -490,11 +490,15 @@ sub scenario_flap
 	my $classify = sub {
 		my ($a) = @_;
 		my $out = $a->all;
-		if ($out =~ /^connected host=\S+ hostaddr=(\S+) port=\d+ cmsocket=\w+ recovery=(\w)/m)
+		if ($out =~ /^connected host=\S+ hostaddr=(\S+) port=\d+ cmsocket=\w+ recovery=(\S)/m)
 		{
-			return 'wrong role' if $1 ne $ap || $2 ne 'f';
-			return 'query ok' if $out =~ /^result status=PGRES_TUPLES_OK/m;
-			return 'connection lost' if $out =~ /^result .*connstatus=BAD/m;
+			my ($addr, $recovery) = ($1, $2);
+			# recovery=? : the connection was lost before its first query
+			# (a cut, or conmgr's down-notice, right after the connect)
+			my $lost = $out =~ /^result .*connstatus=BAD/m;
+			return 'wrong role' if $addr ne $ap || ($recovery ne 'f' && !($recovery eq '?' && $lost));
+			return 'query ok' if $recovery eq 'f' && $out =~ /^result status=PGRES_TUPLES_OK/m;
+			return 'connection lost' if $lost;
 			return 'other: ' . $out;
 		}
 		return 'connect failed' if $out =~ /^failed message=/m;
