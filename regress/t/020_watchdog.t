@@ -511,9 +511,9 @@ log_line_prefix = '%n [%p] %q%a '
 # 8. Over watchdog.max_heartbeat_connections: refused with an error.
 ######################################################################
 # Restart the node and wait until its watchdog listens: the postmaster
-# accepts SQL before the worker has set up its session table (with
-# 640000 slots that took longer than a client's first connect on the
-# CI machine of 2026-12-04: "Connection refused").
+# accepts SQL before the worker has set up its session table, which with
+# 640000 slots can take longer than a client's first connect ("Connection
+# refused").
 sub restart_watchdog
 {
 	my $offset = -s $node->logfile;

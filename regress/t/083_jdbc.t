@@ -171,8 +171,8 @@ is(join(' ', (landed('deadfirst'))[0, 2]), 's yes', 'a dead host first, then con
 	# conmgr vanished (57P01).  The roles exit on their own once the
 	# supervisor is gone, in no set order: when a heartbeat role goes
 	# before the listener, the 57P01 can come before conmgr's socket has
-	# closed, and nothing names the loss yet (the ASan pass of a .ci/run
-	# here saw it twice).  The end-of-file path is the listener's test above.
+	# closed, and nothing names the loss yet.  The end-of-file path is the
+	# listener's test above.
 	like(bg_out($bg), qr/^result sqlstate=(?:08006 \S+ closed=true lost=conmgr_closed_the_connection|57P01 \S+ closed=true lost=(?:conmgr_closed_the_connection)?) /m,
 		'conmgr killed: the statement failed (08006 naming conmgr\'s end of file, or 57P01)');
 	ok($ok && $took < 0.5, sprintf('at once: %.3f s after kill -9 of conmgr', $took));
