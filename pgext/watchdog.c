@@ -8,7 +8,8 @@
  * and registers two background workers:
  *
  *	watchdog			 keeps one heartbeat session per conmgr process
- *						 (wd_worker.c, docs/protocol.md section 3)
+ *						 (wd_worker.c and its parts, docs/protocol.md
+ *						 section 3)
  *	watchdog terminator  terminates the SQL sessions coming from the host
  *						 of a conmgr whose heartbeat was lost
  *						 (wd_terminator.c)

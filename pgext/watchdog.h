@@ -3,12 +3,13 @@
  * watchdog.h
  *	  Shared declarations of the watchdog extension.
  *
- * The extension has three parts in three files: watchdog.c (module load:
- * GUCs, shared memory, worker registration, the SQL-callable view
- * function), wd_worker.c (the "watchdog" background worker: heartbeat
- * sessions with conmgr processes) and wd_terminator.c (the "watchdog
- * terminator" background worker: ends the SQL sessions of a lost conmgr's
- * host).  They meet in one shared-memory struct, WdShared, declared here.
+ * The extension has three parts: watchdog.c (module load: GUCs, shared
+ * memory, worker registration, the SQL-callable view function), the
+ * "watchdog" background worker (heartbeat sessions with conmgr processes:
+ * wd_worker.c and the files wd_worker_int.h lists) and wd_terminator.c
+ * (the "watchdog terminator" background worker: ends the SQL sessions of
+ * a lost conmgr's host); wd_log.c holds the rate limits both workers use.
+ * They meet in one shared-memory struct, WdShared, declared here.
  *
  *-------------------------------------------------------------------------
  */
