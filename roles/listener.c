@@ -645,12 +645,20 @@ route_view_read(shm_slot *slots, route_view *v)
 	{
 		if (v->role[i] == ROUTE_STALE_PRIMARY &&
 			(!view_logged_valid || view_logged.role[i] != ROUTE_STALE_PRIMARY))
-			cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and %s timeline %u; "
-				   "it gets no new sessions, and its attached sessions are told it is lost",
-				   i, slots[i].timeline,
-				   v->up_timeline == v->max_timeline ? "an instance up is on" :
-				   "no instance up now, but one seen since conmgr started, was on",
-				   v->max_timeline);
+		{
+			if (slots[i].timeline >= v->max_timeline && v->promoting >= 0)
+				cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and the promotion of "
+					   "instance %d, a standby on timeline %u, has been asked for; "
+					   "it gets no new sessions, and its attached sessions are told it is lost",
+					   i, slots[i].timeline, v->promoting, slots[v->promoting].timeline);
+			else
+				cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and %s timeline %u; "
+					   "it gets no new sessions, and its attached sessions are told it is lost",
+					   i, slots[i].timeline,
+					   v->up_timeline == v->max_timeline ? "an instance up is on" :
+					   "no instance up now, but one seen since conmgr started, was on",
+					   v->max_timeline);
+		}
 		else if (view_logged_valid && view_logged.role[i] == ROUTE_STALE_PRIMARY &&
 				 v->role[i] != ROUTE_STALE_PRIMARY)
 			cm_log(CMLOG_LOG, "instance %d is no longer a stale primary (%s)",
@@ -745,7 +753,8 @@ app_resolve(app *a, const cmproto_msg *req)
 		m.type = CMPROTO_CANDIDATE;
 		m.u.candidate.instance = cands[i].instno;
 		m.u.candidate.port = in->backend_port;
-		m.u.candidate.attrs = cands[i].attrs;
+		/* PROMOTING is the heartbeat's: applications see the role */
+		m.u.candidate.attrs = cands[i].attrs & CMPROTO_ATTR_ALL;
 		m.u.candidate.addr_kind = in->hostaddr[0] ? CMPROTO_ADDR_NUMERIC : CMPROTO_ADDR_HOSTNAME;
 		snprintf(m.u.candidate.host, sizeof(m.u.candidate.host), "%s", cmconf_connect_host(in));
 		len += app_encode(&m, out + len, sizeof(out) - len);
