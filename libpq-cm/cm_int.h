@@ -158,6 +158,18 @@ typedef enum cm_step
 } cm_step;
 
 /*
+ * The steps of one destination (probe.c), in the order the connect state
+ * machine takes them.
+ */
+typedef enum cm_probe_op
+{
+	CMO_START,					/* resolve its name, connect, send the probe */
+	CMO_CONNECTED,				/* the connect finished (socket writable) */
+	CMO_PROBE_READ,				/* read the answer to the probe */
+	CMO_RESOLVE_READ			/* read conmgr's candidate list */
+} cm_probe_op;
+
+/*
  * A step's result: where it got to, and the messages it has for the
  * connection's error message (libpq's words, each line ending in a
  * newline; empty when it has none).
@@ -235,14 +247,8 @@ extern void cm_opts_free(cm_conn *c);
 
 /* probe.c */
 extern bool cm_known_postmaster(const cm_dest *d);
-extern cm_result cm_probe_start(cm_session *s, const cm_dest *d,
-								const cm_request *q);
-extern cm_result cm_probe_connected(cm_session *s, const cm_dest *d,
-									const cm_request *q);
-extern cm_result cm_probe_read(cm_session *s, const cm_dest *d,
-							   const cm_request *q);
-extern cm_result cm_resolve_read(cm_session *s, const cm_dest *d,
-								 const cm_request *q);
+extern cm_result cm_probe_step(cm_probe_op op, cm_session *s,
+							   const cm_dest *d, const cm_request *q);
 extern bool cm_send_attached(cm_session *s, int instance, int backend_pid);
 extern void cm_session_close(cm_session *s);
 extern void cm_session_free(cm_session *s);

@@ -120,18 +120,15 @@ request(const cm_conn *c)
 	return q;
 }
 
-typedef cm_result (*probe_step) (cm_session *s, const cm_dest *d,
-								 const cm_request *q);
-
 /*
- * Run a step of probe.c on destination c->di: what it reached; its
+ * Take a step of probe.c on destination c->di: what it reached; its
  * messages join the connection's error.
  */
 static cm_step
-run_step(cm_conn *c, probe_step step)
+run_step(cm_conn *c, cm_probe_op op)
 {
 	cm_request	q = request(c);
-	cm_result	r = step(&c->sess, &c->dests[c->di], &q);
+	cm_result	r = cm_probe_step(op, &c->sess, &c->dests[c->di], &q);
 
 	if (r.err.len > 0)
 		cm_text_appendf(&c->err, "%s", r.err.buf);
@@ -360,7 +357,7 @@ at_postmaster(cm_conn *c)
 static int
 start_probe(cm_conn *c)
 {
-	switch (run_step(c, cm_probe_start))
+	switch (run_step(c, CMO_START))
 	{
 		case CMS_FAILED:
 			return next_dest(c);
@@ -448,7 +445,7 @@ step_next_dest(cm_conn *c)
 static int
 step_probe_connect(cm_conn *c)
 {
-	switch (run_step(c, cm_probe_connected))
+	switch (run_step(c, CMO_CONNECTED))
 	{
 		case CMS_MORE:
 			return PGRES_POLLING_WRITING;
@@ -464,7 +461,7 @@ step_probe_connect(cm_conn *c)
 static int
 step_probe_wait(cm_conn *c)
 {
-	switch (run_step(c, cm_probe_read))
+	switch (run_step(c, CMO_PROBE_READ))
 	{
 		case CMS_MORE:
 			return PGRES_POLLING_READING;
@@ -491,7 +488,7 @@ step_probe_wait(cm_conn *c)
 static int
 step_resolve_wait(cm_conn *c)
 {
-	switch (run_step(c, cm_resolve_read))
+	switch (run_step(c, CMO_RESOLVE_READ))
 	{
 		case CMS_MORE:
 			return PGRES_POLLING_READING;

@@ -19,12 +19,12 @@
  * restarted meanwhile with a version range that excludes the one sent,
  * the destination is probed again without it.
  *
- * Every step here is non-blocking: it does what the socket allows and
- * returns a cm_result, what it needs next (enum cm_step) and the messages
- * the connection's error gets.  A step works on the session (cm_session)
- * alone, with the destination and the request (cm_request) the connect
- * state machine gives it, and never calls back into connect.c: the state
- * machine decides every change of phase.
+ * Every step here (enum cm_probe_op, cm_probe_step()) is non-blocking: it
+ * does what the socket allows and returns a cm_result, what it needs next
+ * (enum cm_step) and the messages the connection's error gets.  A step
+ * works on the session (cm_session) alone, with the destination and the
+ * request (cm_request) the connect state machine gives it, and never calls
+ * back into connect.c: the state machine decides every change of phase.
  *
  *-------------------------------------------------------------------------
  */
@@ -308,7 +308,14 @@ connect_next(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 	return dest_failed(s, d, err, why);
 }
 
-/* See cm_probe_start(). */
+/*
+ * Start probing d: resolve it (blocking, as libpq does) and start a
+ * non-blocking connect.  CMS_MORE: wait until the socket is writable, then
+ * CMO_CONNECTED; CMS_PROBE_SENT: already connected and the probe is
+ * sent, wait for reading, then CMO_PROBE_READ; CMS_POSTMASTER: not on
+ * loopback and not named by PGCMADDRS, so not probed (trust.c): a server
+ * for libpq, remembered as such; CMS_FAILED.
+ */
 static cm_step
 probe_start(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 {
@@ -350,7 +357,11 @@ probe_start(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 	return connect_next(s, d, q, err);
 }
 
-/* See cm_probe_connected(). */
+/*
+ * The non-blocking connect finished (the socket became writable):
+ * CMS_PROBE_SENT, or as CMO_START when it went on with the next
+ * address.
+ */
 static cm_step
 probe_connected(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 {
@@ -460,7 +471,15 @@ read_probe_answer(cm_session *s, const cm_dest *d, cm_text *err, int rc)
 	return CMS_CONMGR;
 }
 
-/* See cm_probe_read(). */
+/*
+ * Read the answer to the probe.  CMS_MORE: wait for reading, then call
+ * again.  CMS_POSTMASTER: the socket is closed and the destination
+ * remembered.  CMS_CONMGR: conmgr answered, RESOLVE is sent (now, or with
+ * the probe), read the answer with CMO_RESOLVE_READ; some of it may be
+ * read already (s->rlen > 0).  CMS_REPROBE: the RESOLVE sent with the
+ * probe has a version this conmgr does not speak; the socket is closed.
+ * CMS_FAILED.
+ */
 static cm_step
 probe_read(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 {
@@ -577,7 +596,11 @@ resolve_message(cm_session *s, const cm_dest *d, const cm_request *q,
 	}
 }
 
-/* See cm_resolve_read(). */
+/*
+ * Read CANDIDATE frames up to CANDIDATES_END.  CMS_MORE: wait for reading,
+ * then call again; CMS_CANDIDATES: the list is complete, in s->cand[] in
+ * conmgr's order; CMS_FAILED.
+ */
 static cm_step
 resolve_read(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 {
@@ -614,66 +637,26 @@ resolve_read(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 typedef cm_step (*step_fn) (cm_session *s, const cm_dest *d,
 							const cm_request *q, cm_text *err);
 
-/* Run one step; its messages go into the result, for the caller to keep. */
-static cm_result
-run_step(step_fn fn, cm_session *s, const cm_dest *d, const cm_request *q)
+static const step_fn steps[] = {
+	[CMO_START] = probe_start,
+	[CMO_CONNECTED] = probe_connected,
+	[CMO_PROBE_READ] = probe_read,
+	[CMO_RESOLVE_READ] = resolve_read,
+};
+
+/*
+ * Take step op of destination d (enum cm_probe_op says which follows
+ * which); its messages go into the result, for the caller to keep.
+ */
+cm_result
+cm_probe_step(cm_probe_op op, cm_session *s, const cm_dest *d,
+			  const cm_request *q)
 {
 	cm_result	r;
 
 	cm_text_reset(&r.err);
-	r.step = fn(s, d, q, &r.err);
+	r.step = steps[op] (s, d, q, &r.err);
 	return r;
-}
-
-/*
- * Start probing d: resolve it (blocking, as libpq does) and start a
- * non-blocking connect.  CMS_MORE: wait until the socket is writable, then
- * cm_probe_connected(); CMS_PROBE_SENT: already connected and the probe is
- * sent, wait for reading, then cm_probe_read(); CMS_POSTMASTER: not on
- * loopback and not named by PGCMADDRS, so not probed (trust.c): a server
- * for libpq, remembered as such; CMS_FAILED.
- */
-cm_result
-cm_probe_start(cm_session *s, const cm_dest *d, const cm_request *q)
-{
-	return run_step(probe_start, s, d, q);
-}
-
-/*
- * The non-blocking connect finished (the socket became writable):
- * CMS_PROBE_SENT, or as cm_probe_start() when it went on with the next
- * address.
- */
-cm_result
-cm_probe_connected(cm_session *s, const cm_dest *d, const cm_request *q)
-{
-	return run_step(probe_connected, s, d, q);
-}
-
-/*
- * Read the answer to the probe.  CMS_MORE: wait for reading, then call
- * again.  CMS_POSTMASTER: the socket is closed and the destination
- * remembered.  CMS_CONMGR: conmgr answered, RESOLVE is sent (now, or with
- * the probe), read the answer with cm_resolve_read(); some of it may be
- * read already (s->rlen > 0).  CMS_REPROBE: the RESOLVE sent with the
- * probe has a version this conmgr does not speak; the socket is closed.
- * CMS_FAILED.
- */
-cm_result
-cm_probe_read(cm_session *s, const cm_dest *d, const cm_request *q)
-{
-	return run_step(probe_read, s, d, q);
-}
-
-/*
- * Read CANDIDATE frames up to CANDIDATES_END.  CMS_MORE: wait for reading,
- * then call again; CMS_CANDIDATES: the list is complete, in s->cand[] in
- * conmgr's order; CMS_FAILED.
- */
-cm_result
-cm_resolve_read(cm_session *s, const cm_dest *d, const cm_request *q)
-{
-	return run_step(resolve_read, s, d, q);
 }
 
 /* Tell conmgr which instance the application reached. */
