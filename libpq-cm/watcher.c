@@ -60,6 +60,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -112,7 +113,7 @@ unwatch_locked(cm_conn *c)
 	if (c->watch_slot >= 0)
 	{
 		if (w_epfd >= 0)
-			epoll_ctl(w_epfd, EPOLL_CTL_DEL, c->fd, NULL);
+			epoll_ctl(w_epfd, EPOLL_CTL_DEL, c->sess.fd, NULL);
 		w_slots[c->watch_slot].c = NULL;
 		c->watch_slot = -1;
 	}
@@ -292,7 +293,7 @@ cm_watch(cm_conn *c, int sql_sock)
 		goto fallback;
 	ev.events = EPOLLIN | EPOLLRDHUP;
 	ev.data.u64 = ((uint64_t) w_slots[slot].gen << 32) | (uint32_t) slot;
-	if (epoll_ctl(w_epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+	if (epoll_ctl(w_epfd, EPOLL_CTL_ADD, c->sess.fd, &ev) < 0)
 		goto fallback;
 	/* the server's hang-up, not its data: libpq reads that */
 	ev.events = EPOLLRDHUP;
@@ -327,11 +328,23 @@ cm_sql_release(cm_conn *c)
 	pthread_mutex_unlock(&w_lock);
 }
 
-/* conmgr's socket is readable: the connection is lost (see above). */
+/*
+ * An application that watches PQcmSocket() may call PQconsumeInput() the
+ * moment conmgr's socket turns readable, before the watcher thread has
+ * acted on it: look at the socket ourselves then (cm_inner()), so that the
+ * call already sees the connection lost.  A connection that has no thread
+ * to watch it relies on this alone.
+ */
 void
-cm_mark_lost(cm_conn *c)
+cm_check_lost(cm_conn *c)
 {
-	pthread_mutex_lock(&w_lock);
-	lost_locked(c);
-	pthread_mutex_unlock(&w_lock);
+	struct pollfd p = {c->sess.fd, POLLIN, 0};
+
+	if (c->sess.fd >= 0 && poll(&p, 1, 0) > 0)
+	{
+		/* readable: the connection is lost (see above) */
+		pthread_mutex_lock(&w_lock);
+		lost_locked(c);
+		pthread_mutex_unlock(&w_lock);
+	}
 }
