@@ -1,6 +1,6 @@
 # Test that the code shared with the extension (the protocol codec, its
-# hash, the timer heap, the counts per address) needs nothing a
-# PostgreSQL backend forbids: no allocation, no stdio, no exit.  The same
+# hash, the timer heap, the counts per address, the log rate limit) needs
+# nothing a PostgreSQL backend forbids: no allocation, no stdio, no exit.  The same
 # objects are compiled into the watchdog extension, where exit() or
 # printf() would be a bug.
 use strict;
@@ -25,6 +25,7 @@ my @objects = (
 	"$top/build/common/cmheap.o",   "$top/pgext/cmproto.o",
 	"$top/pgext/cmsha256.o",        "$top/pgext/cmheap.o",
 	"$top/build/common/cmaddrcount.o", "$top/pgext/cmaddrcount.o",
+	"$top/build/common/cmloglimit.o", "$top/pgext/cmloglimit.o",
 );
 
 for my $obj (@objects)
