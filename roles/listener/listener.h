@@ -96,10 +96,10 @@ typedef struct lsn_queue
 
 /*
  * One epoll set holds every descriptor the role waits on, so that a wake-up
- * costs what is ready, not what is open (a poll() over 1,000 attached
- * sessions spent two thirds of the listener's time in the kernel's per-socket
- * poll work).  An event's data is a session's index and generation, or one
- * of the tags below for the role's own descriptors.
+ * costs what is ready, not what is open (poll() does the kernel's
+ * per-socket work for every descriptor it is given, on every call).  An
+ * event's data is a session's index and generation, or one of the tags
+ * below for the role's own descriptors.
  */
 #define EV_TAG			UINT64_C(0xffffffff00000000)
 #define EV_DEATH		(EV_TAG | 1)

@@ -34,7 +34,7 @@
  * been in its handshake for LSN_EVICT_AGE_US: a client library's
  * handshake takes one round trip, so a flood of idle or trickling
  * connections cannot keep applications out, while a burst of real ones
- * is refused at the limit as before instead of evicting one another.
+ * is refused at the limit rather than evicting one another.
  * Resolved, attached or answered sessions are never evicted.  What such
  * connections make the listener log goes through lsn_log_noise(): once a
  * minute per source address and kind of message, and at most
