@@ -51,7 +51,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmclient.h"
 #include "cmconf.h"
+#include "cmctl.h"
 #include "cmproto.h"
 
 /* How long status waits for the control socket's answer without -t. */
@@ -213,133 +215,56 @@ load_conf(void)
 	return false;
 }
 
-/* Read exactly n bytes (with a deadline); false on EOF or timeout. */
-static bool
-read_full(int fd, uint8_t *buf, size_t *have, size_t need, double deadline)
+/* Milliseconds left until deadline, for poll(): 0 once it has passed. */
+static int
+ms_left(double deadline)
 {
-	while (*have < need)
-	{
-		struct pollfd p = {fd, POLLIN, 0};
-		int			ms = (int) ((deadline - now_s()) * 1000);
-		ssize_t		n;
+	double		ms = (deadline - now_s()) * 1000;
 
-		if (ms <= 0 || poll(&p, 1, ms) <= 0)
-			return false;
-		n = recv(fd, buf + *have, need - *have, 0);
-		if (n <= 0)
-			return false;
-		*have += n;
-	}
-	return true;
+	return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int) ms + 1;
 }
 
 /*
- * Ask conmgr for the candidates of a target, as an application would.
- * Returns their number, or -1 when conmgr does not answer properly.
+ * Ask conmgr for the candidates of a target, as an application would
+ * (common/cmclient.c).  Returns their number, or -1 when conmgr does not
+ * answer properly within timeout seconds.
  */
 static int
 ask_conmgr(int target, cand *out, double timeout)
 {
 	double		deadline = now_s() + timeout;
-	struct addrinfo hints,
-			   *res;
 	char		port[16];
 	char		host[CMCONF_LISTEN_MAX + 1];
-	uint8_t		buf[CMPROTO_PG_MAX_ERROR + CMPROTO_MAX_MSG];
-	size_t		have = 0,
-				len;
-	int			fd,
-				n = 0,
-				rc;
-	cmproto_pg_error err;
+	cmproto_msg cands[CMCONF_MAX_INSTANCES];
 	cmproto_msg m;
+	cmproto_pg_error err;
+	cmclient	c;
+	int			n;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
 	snprintf(port, sizeof(port), "%d", conf.port);
 	/* The first listen address; "*" is reachable on localhost. */
 	snprintf(host, sizeof(host), "%s", conf.listen_addresses);
 	host[strcspn(host, ", \t")] = '\0';
 	if (strcmp(host, "*") == 0)
 		strcpy(host, "localhost");
-	if (getaddrinfo(host, port, &hints, &res) != 0)
+	if (cmclient_connect(&c, host, port, ms_left(deadline)) != CMCLIENT_OK)
 		return -1;
-	fd = -1;
-	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+	if (cmclient_probe(&c, -1, "cm_ctl", &err, &m, ms_left(deadline)) != CMCLIENT_OK ||
+		cmclient_send_resolve(&c, target, "cm_ctl") != CMCLIENT_OK ||
+		cmclient_candidates(&c, cands, CMCONF_MAX_INSTANCES, &n, &m,
+							ms_left(deadline)) != CMCLIENT_OK ||
+		n > CMCONF_MAX_INSTANCES)
 	{
-		/* Not blocking: a full backlog would hold connect() for minutes. */
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-		{
-			struct pollfd p = {fd, POLLOUT, 0};
-			int			ms = (int) ((deadline - now_s()) * 1000);
-			int			soerr = 0;
-			socklen_t	errlen = sizeof(soerr);
-
-			if (errno != EINPROGRESS || ms <= 0 || poll(&p, 1, ms) <= 0 ||
-				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &errlen) < 0 || soerr != 0)
-			{
-				close(fd);
-				fd = -1;
-			}
-		}
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
+		cmclient_close(&c);
 		return -1;
-	len = cmproto_pg_encode_probe(buf, sizeof(buf));
-	if (send(fd, buf, len, MSG_NOSIGNAL) != (ssize_t) len ||
-		!read_full(fd, buf, &have, 1, deadline))
-		goto fail;
-	while ((rc = cmproto_pg_decode_error(buf, have, &len, &err)) == CMPROTO_INCOMPLETE)
-		if (!read_full(fd, buf, &have, len ? len : have + 1, deadline))
-			goto fail;
-	if (rc != CMPROTO_OK)
-		goto fail;
-	memmove(buf, buf + len, have - len);
-	have -= len;
-
-	memset(&m, 0, sizeof(m));
-	m.type = CMPROTO_RESOLVE;
-	m.u.resolve.version = CMPROTO_VERSION;
-	m.u.resolve.target = target;
-	m.u.resolve.client_pid = getpid();
-	snprintf(m.u.resolve.application_name, sizeof(m.u.resolve.application_name), "cm_ctl");
-	{
-		uint8_t		req[CMPROTO_MAX_MSG];
-		int			rl = cmproto_encode(&m, req, sizeof(req));
-
-		if (rl < 0 || send(fd, req, rl, MSG_NOSIGNAL) != rl)
-			goto fail;
 	}
-	for (;;)
+	cmclient_close(&c);
+	for (int i = 0; i < n; i++)
 	{
-		while ((rc = cmproto_frame(buf, have, &len)) == CMPROTO_INCOMPLETE)
-			if (!read_full(fd, buf, &have, len ? len : have + 1, deadline))
-				goto fail;
-		if (rc < 0 || cmproto_decode(buf, len, CMPROTO_PEER_LISTENER, &m) < 0)
-			goto fail;
-		memmove(buf, buf + len, have - len);
-		have -= len;
-		if (m.type == CMPROTO_HELLO)
-			continue;
-		if (m.type == CMPROTO_CANDIDATE && n < CMCONF_MAX_INSTANCES)
-		{
-			out[n].instance = m.u.candidate.instance;
-			out[n].attrs = m.u.candidate.attrs;
-			n++;
-			continue;
-		}
-		if (m.type == CMPROTO_CANDIDATES_END)
-			break;
-		goto fail;
+		out[i].instance = cands[i].u.candidate.instance;
+		out[i].attrs = cands[i].u.candidate.attrs;
 	}
-	close(fd);
 	return n;
-
-fail:
-	close(fd);
-	return -1;
 }
 
 static const char *
@@ -608,15 +533,6 @@ do_logrotate(void)
 	return 0;
 }
 
-/* Milliseconds left until deadline, for poll(): 0 once it has passed. */
-static int
-ms_left(double deadline)
-{
-	double		ms = (deadline - now_s()) * 1000;
-
-	return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int) ms + 1;
-}
-
 /*
  * Ask the listener's control socket for "status" within timeout seconds;
  * the whole answer, or NULL.  The socket is not blocking: a listener that
@@ -635,7 +551,7 @@ ask_control(int timeout)
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	if ((size_t) snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/conmgr.ctl", cmdata) >=
+	if ((size_t) snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/" CMCTL_SOCKET, cmdata) >=
 		sizeof(sun.sun_path))
 		return NULL;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -651,7 +567,8 @@ ask_control(int timeout)
 		}
 		usleep(20 * 1000);
 	}
-	if (send(fd, "status\n", 7, MSG_NOSIGNAL) != 7)
+	if (send(fd, CMCTL_STATUS "\n", strlen(CMCTL_STATUS "\n"), MSG_NOSIGNAL) !=
+		(ssize_t) strlen(CMCTL_STATUS "\n"))
 	{
 		close(fd);
 		return NULL;
@@ -696,7 +613,7 @@ ask_control(int timeout)
 	if (buf != NULL)
 	{
 		buf[len] = '\0';
-		if (strstr(buf, "\nend ") == NULL && strncmp(buf, "end ", 4) != 0)
+		if (strstr(buf, "\n" CMCTL_END) == NULL && strncmp(buf, CMCTL_END, strlen(CMCTL_END)) != 0)
 		{
 			free(buf);
 			return NULL;
@@ -901,14 +818,14 @@ do_status(const char *info, bool json, int timeout)
 			const char *p;
 			const struct cmconf_instance *in;
 
-			if (sscanf(line, "instance %d state=%31s attrs=%u since=%lld last_received=%lld",
+			if (sscanf(line, CMCTL_INSTANCE_SCAN,
 					   &i, state, &attrs, &since, &last) != 5 ||
 				i < 0 || i >= CMCONF_MAX_INSTANCES)
 				continue;
-			if ((p = strstr(line, " timeline=")) != NULL)
-				(void) sscanf(p, " timeline=%u", &timeline);
-			if ((p = strstr(line, " route=")) != NULL)
-				(void) sscanf(p, " route=%31s", route);
+			if ((p = strstr(line, CMCTL_TIMELINE_KEY)) != NULL)
+				(void) sscanf(p, CMCTL_TIMELINE_SCAN, &timeline);
+			if ((p = strstr(line, CMCTL_ROUTE_KEY)) != NULL)
+				(void) sscanf(p, CMCTL_ROUTE_SCAN, route);
 			in = &conf.inst[i];
 			format_time(since, when, sizeof(when));
 			if (json)
@@ -962,7 +879,7 @@ do_status(const char *info, bool json, int timeout)
 			int			inst;
 			long long	since;
 
-			if (sscanf(line, "app peer=%63s pid=%u target=%31s state=%31s instance=%d since=%lld",
+			if (sscanf(line, CMCTL_APP_SCAN,
 					   peer, &apid, target, state, &inst, &since) != 6)
 				continue;
 			format_time(since, when, sizeof(when));

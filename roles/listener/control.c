@@ -3,8 +3,8 @@
  * control.c
  *	  The control socket, CMDATA/conmgr.ctl: cm_ctl status (docs/conmgr.md).
  *
- * One request line, "status", then the answer and end of file.  Only the
- * owner can connect (mode 0600).  The answer is made at once, as one
+ * One request line, "status", then the answer and end of file, in the
+ * text format of common/cmctl.h.  Only the owner can connect (mode 0600).  The answer is made at once, as one
  * snapshot of the instances and sessions, and written as the client's
  * socket takes it, between the listener's other work: the listener never
  * waits for a control client, so a cm_ctl that does not read delays no
@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cmctl.h"
 #include "listener.h"
 
 int			lsn_ctl_fd = -1;
@@ -43,7 +44,7 @@ ctl_open(void)
 	struct sockaddr_un sun;
 	mode_t		old;
 
-	if ((size_t) snprintf(ctl_path, sizeof(ctl_path), "%s/conmgr.ctl", lsn_ctx->cmdata) >=
+	if ((size_t) snprintf(ctl_path, sizeof(ctl_path), "%s/" CMCTL_SOCKET, lsn_ctx->cmdata) >=
 		sizeof(sun.sun_path))
 	{
 		cm_log(CMLOG_WARNING, "control socket path \"%s\" is too long; cm_ctl status will not work",
@@ -93,9 +94,7 @@ ctl_status(size_t *lenp)
 
 		if (!lsn_ctx->conf->inst[i].configured)
 			continue;
-		len += snprintf(buf + len, cap - len,
-						"instance %u state=%s attrs=%u since=%lld last_received=%lld downs=%llu "
-						"timeline=%u route=%s\n",
+		len += snprintf(buf + len, cap - len, CMCTL_INSTANCE_FMT,
 						i, sl->state >= 0 && sl->state <= SHM_DOWN ? states[sl->state] : "?",
 						sl->attrs, (long long) sl->state_since,
 						(long long) sl->last_received, (unsigned long long) sl->downs,
@@ -108,14 +107,13 @@ ctl_status(size_t *lenp)
 
 		if (o->state == APP_FREE || o->state == APP_CONTROL || o->state == APP_ANSWERING)
 			continue;
-		len += snprintf(buf + len, cap - len,
-						"app peer=%s pid=%u target=%s state=%s instance=%d since=%lld\n",
+		len += snprintf(buf + len, cap - len, CMCTL_APP_FMT,
 						o->peer, o->client_pid,
 						o->target >= 0 ? cmproto_target_name(o->target) : "-",
 						app_state_names[o->state], o->instance, (long long) o->since);
 		napp++;
 	}
-	len += snprintf(buf + len, cap - len, "end instances=%d apps=%d\n", ninst, napp);
+	len += snprintf(buf + len, cap - len, CMCTL_END_FMT, ninst, napp);
 	*lenp = len;
 	return buf;
 }
@@ -174,21 +172,21 @@ ctl_read(app *a)
 {
 	char	   *nl;
 
-	a->inbuf[a->inlen < 64 ? a->inlen : 63] = '\0';
+	a->inbuf[a->inlen <= CMCTL_REQUEST_MAX ? a->inlen : CMCTL_REQUEST_MAX] = '\0';
 	nl = strchr((char *) a->inbuf, '\n');
 	if (nl == NULL)
 	{
-		if (a->inlen >= 63)
+		if (a->inlen >= CMCTL_REQUEST_MAX)
 			app_close(a);		/* no command is that long */
 		return;
 	}
 	*nl = '\0';
-	if (strcmp((char *) a->inbuf, "status") == 0)
+	if (strcmp((char *) a->inbuf, CMCTL_STATUS) == 0)
 	{
 		ctl_answer(a);
 		return;
 	}
-	(void) app_write(a, "error unknown command\n", 22);
+	(void) app_write(a, CMCTL_UNKNOWN, strlen(CMCTL_UNKNOWN));
 	if (a->state != APP_FREE)
 		app_close(a);
 }
