@@ -28,7 +28,7 @@
  *
  * Exit codes, as pg_ctl's: 0 success, 1 failure (for reload and
  * logrotate also: not running), 3 not running (status),
- * 4 no such directory (status).
+ * 4 no such directory (status).  status is in status.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,6 +55,7 @@
 #include "cmconf.h"
 #include "cmctl.h"
 #include "cmproto.h"
+#include "cm_ctl.h"
 
 /* How long status waits for the control socket's answer without -t. */
 #define STATUS_TIMEOUT	5
@@ -99,10 +100,10 @@ static const struct
 
 #define lengthof(a)	(sizeof(a) / sizeof((a)[0]))
 
-static const char *progname = "cm_ctl";
-static const char *cmdata;
+const char *progname = "cm_ctl";
+const char *cmdata;
+struct cmconf conf;
 static char pidpath[PATH_MAX];
-static struct cmconf conf;
 
 typedef struct cand
 {
@@ -110,7 +111,7 @@ typedef struct cand
 	uint8_t		attrs;
 } cand;
 
-static double
+double
 now_s(void)
 {
 	struct timespec ts;
@@ -159,7 +160,7 @@ lock_held(void)
 }
 
 /* The pid of a running conmgr in cmdata, or 0 when none holds the lock. */
-static pid_t
+pid_t
 running_pid(void)
 {
 	int			fd = open(pidpath, O_RDONLY | O_CLOEXEC);
@@ -180,7 +181,7 @@ running_pid(void)
 }
 
 /* Line n of the pid file: 4 is the port, 5 the status (starting, ready, stopping). */
-static void
+void
 pidfile_line(int n, char *out, size_t len)
 {
 	FILE	   *f = fopen(pidpath, "r");
@@ -201,7 +202,7 @@ pidfile_line(int n, char *out, size_t len)
 	fclose(f);
 }
 
-static bool
+bool
 load_conf(void)
 {
 	static struct cmconf_diags diags;
@@ -216,7 +217,7 @@ load_conf(void)
 }
 
 /* Milliseconds left until deadline, for poll(): 0 once it has passed. */
-static int
+int
 ms_left(double deadline)
 {
 	double		ms = (deadline - now_s()) * 1000;
@@ -533,392 +534,23 @@ do_logrotate(void)
 	return 0;
 }
 
-/*
- * Ask the listener's control socket for "status" within timeout seconds;
- * the whole answer, or NULL.  The socket is not blocking: a listener that
- * stopped accepting leaves its backlog full, and a blocking connect() or
- * send() would then wait past the deadline.
- */
-static char *
-ask_control(int timeout)
+/* What the command line asks for. */
+typedef struct cm_args
 {
-	struct sockaddr_un sun;
-	int			fd;
-	size_t		cap = 65536,
-				len = 0;
-	char	   *buf;
-	double		deadline = now_s() + timeout;
+	const char *cmd;
+	bool		nowait;
+	bool		complete;
+	bool		json;
+	int			timeout;		/* -1: the operation's default */
+	const char *mode;
+	const char *info;
+	const char *logfile;
+	int			given;			/* OPT_* bits of the options given */
+} cm_args;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if ((size_t) snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/" CMCTL_SOCKET, cmdata) >=
-		sizeof(sun.sun_path))
-		return NULL;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return NULL;
-	/* A full backlog answers EAGAIN at once: try again until the deadline. */
-	while (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0)
-	{
-		if ((errno != EAGAIN && errno != EINTR) || ms_left(deadline) == 0)
-		{
-			close(fd);
-			return NULL;
-		}
-		usleep(20 * 1000);
-	}
-	if (send(fd, CMCTL_STATUS "\n", strlen(CMCTL_STATUS "\n"), MSG_NOSIGNAL) !=
-		(ssize_t) strlen(CMCTL_STATUS "\n"))
-	{
-		close(fd);
-		return NULL;
-	}
-	buf = malloc(cap);
-	while (buf != NULL)
-	{
-		struct pollfd p = {fd, POLLIN, 0};
-		ssize_t		n;
-		int			ready;
-
-		if (len + 1 >= cap)
-		{
-			char	   *nb = realloc(buf, cap * 2);
-
-			if (nb == NULL)
-			{
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		ready = poll(&p, 1, ms_left(deadline));
-		if (ready < 0 && errno == EINTR)
-			continue;			/* the next poll() ends at the deadline */
-		if (ready <= 0)
-		{
-			free(buf);
-			buf = NULL;
-			break;
-		}
-		n = recv(fd, buf + len, cap - len - 1, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n <= 0)
-			break;
-		len += n;
-	}
-	close(fd);
-	if (buf != NULL)
-	{
-		buf[len] = '\0';
-		if (strstr(buf, "\n" CMCTL_END) == NULL && strncmp(buf, CMCTL_END, strlen(CMCTL_END)) != 0)
-		{
-			free(buf);
-			return NULL;
-		}
-	}
-	return buf;
-}
-
-static void
-format_time(long long us, char *out, size_t len)
-{
-	time_t		t = (time_t) (us / 1000000);
-	struct tm	tm;
-
-	if (us <= 0)
-	{
-		snprintf(out, len, "-");
-		return;
-	}
-	localtime_r(&t, &tm);
-	strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm);
-}
-
-/*
- * The role shown for an instance.  "route" is the listener's verdict
- * (docs/conmgr.md, "One primary at a time"), "" from a conmgr that gives
- * none: a stale primary or a primary in a configuration fault says so.
- */
-static const char *
-role_name(unsigned attrs, const char *state, const char *route)
-{
-	if (strcmp(state, "up") != 0)
-		return "-";
-	if (attrs & CMPROTO_ATTR_IN_RECOVERY)
-		return "standby";
-	if (strcmp(route, "stale-primary") == 0)
-		return "stale primary";
-	if (strcmp(route, "conflict") == 0)
-		return "primary (conflict)";
-	return (attrs & CMPROTO_ATTR_READ_ONLY) ? "primary (read-only)" : "primary";
-}
-
-/* Length of the valid UTF-8 sequence (2 to 4 bytes) at p, or 0 if none. */
+/* The options into *a; -1 when they are good, else the exit code. */
 static int
-utf8_len(const unsigned char *p)
-{
-	int			len;
-	unsigned char lo = 0x80,
-				hi = 0xBF;		/* bounds of the second byte */
-
-	if (p[0] >= 0xC2 && p[0] <= 0xDF)
-		len = 2;
-	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-	{
-		len = 3;
-		if (p[0] == 0xE0)
-			lo = 0xA0;			/* no overlong forms */
-		else if (p[0] == 0xED)
-			hi = 0x9F;			/* no surrogates */
-	}
-	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-	{
-		len = 4;
-		if (p[0] == 0xF0)
-			lo = 0x90;
-		else if (p[0] == 0xF4)
-			hi = 0x8F;			/* nothing above U+10FFFF */
-	}
-	else
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	/* the NUL at the end is no continuation byte: this stops there */
-	for (int i = 2; i < len; i++)
-		if (p[i] < 0x80 || p[i] > 0xBF)
-			return 0;
-	return len;
-}
-
-/*
- * s as a JSON string (RFC 8259), quotes included: '"' and '\' escaped,
- * control characters (and DEL) as \n, \r, \t or \u00XX, valid UTF-8 as
- * it is, and any other byte as U+FFFD, so that the output parses whatever
- * the control socket or conmgr.conf hold.
- */
-static void
-json_str(const char *s)
-{
-	const unsigned char *p = (const unsigned char *) s;
-
-	putchar('"');
-	while (*p)
-	{
-		int			len;
-
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p++);
-		else if (*p == '\n' || *p == '\r' || *p == '\t')
-		{
-			printf("\\%c", *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
-			p++;
-		}
-		else if (*p < 0x20 || *p == 0x7F)
-			printf("\\u%04X", *p++);
-		else if (*p < 0x80)
-			putchar(*p++);
-		else if ((len = utf8_len(p)) > 0)
-		{
-			fwrite(p, 1, len, stdout);
-			p += len;
-		}
-		else
-		{
-			fputs("\\uFFFD", stdout);
-			p++;
-		}
-	}
-	putchar('"');
-}
-
-static int
-do_status(const char *info, bool json, int timeout)
-{
-	struct stat st;
-	pid_t		pid;
-	char	   *answer,
-			   *save = NULL;
-	bool		want_inst = strcmp(info, "all") == 0 || strcmp(info, "instance") == 0;
-	bool		want_app = strcmp(info, "all") == 0 || strcmp(info, "application") == 0;
-	int			ninst = 0,
-				napp = 0;
-
-	if (!want_inst && !want_app)
-	{
-		fprintf(stderr, "%s: invalid -i value \"%s\" (all, instance or application)\n", progname, info);
-		return 1;
-	}
-	if (stat(cmdata, &st) < 0 || !S_ISDIR(st.st_mode))
-	{
-		fprintf(stderr, "%s: directory \"%s\" does not exist\n", progname, cmdata);
-		return 4;
-	}
-	pid = running_pid();
-	if (pid == 0)
-	{
-		if (json)
-			printf("{\"running\": false}\n");
-		else
-			printf("%s: no conmgr running\n", progname);
-		return 3;
-	}
-	/*
-	 * A running conmgr may have refused a reload of a broken file: it still
-	 * runs, so say so, with the addresses the file gives (defaults where it
-	 * fails) and a warning.
-	 */
-	if (!load_conf())
-		fprintf(stderr, "%s: warning: the configuration file has errors; the instance "
-				"addresses shown may not be those conmgr uses\n", progname);
-	answer = ask_control(timeout);
-	if (answer == NULL)
-	{
-		fprintf(stderr, "%s: conmgr (PID %d) is running but did not answer on its control socket \"%s/conmgr.ctl\" within %d s\n",
-				progname, (int) pid, cmdata, timeout);
-		return 1;
-	}
-	/* The port in use: conmgr.conf may have changed since (a restart applies it). */
-	{
-		char		port[32];
-		int			p;
-
-		pidfile_line(4, port, sizeof(port));
-		p = atoi(port);
-		if (p > 0 && p <= 65535)
-			conf.port = p;
-	}
-	if (json)
-		printf("{\"running\": true, \"pid\": %d, \"port\": %d", (int) pid, conf.port);
-	else
-		printf("%s: conmgr is running (PID: %d), applications on \"%s\" port %d\n",
-			   progname, (int) pid, conf.listen_addresses, conf.port);
-
-	if (want_inst)
-	{
-		if (json)
-			printf(", \"instances\": [");
-		else
-			printf("\n%-8s %-30s %-12s %-13s %-10s %-20s %-8s %s\n", "instance", "address",
-				   "backend_port", "watchdog_port", "heartbeat", "role", "timeline", "since");
-		char	   *copy = strdup(answer);
-
-		for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		{
-			int			i;
-			char		state[32];
-			char		route[32] = "";
-			unsigned	attrs;
-			unsigned	timeline = 0;
-			long long	since,
-						last;
-			char		when[32];
-			const char *p;
-			const struct cmconf_instance *in;
-
-			if (sscanf(line, CMCTL_INSTANCE_SCAN,
-					   &i, state, &attrs, &since, &last) != 5 ||
-				i < 0 || i >= CMCONF_MAX_INSTANCES)
-				continue;
-			if ((p = strstr(line, CMCTL_TIMELINE_KEY)) != NULL)
-				(void) sscanf(p, CMCTL_TIMELINE_SCAN, &timeline);
-			if ((p = strstr(line, CMCTL_ROUTE_KEY)) != NULL)
-				(void) sscanf(p, CMCTL_ROUTE_SCAN, route);
-			in = &conf.inst[i];
-			format_time(since, when, sizeof(when));
-			if (json)
-			{
-				printf("%s{\"instance\": %d, \"address\": ", ninst ? ", " : "", i);
-				json_str(cmconf_connect_host(in));
-				printf(", \"backend_port\": %d, \"watchdog_port\": %d, \"heartbeat\": ",
-					   in->backend_port, in->watchdog_port);
-				json_str(state);
-				printf(", \"role\": ");
-				json_str(role_name(attrs, state, route));
-				if (timeline > 0)
-					printf(", \"timeline\": %u", timeline);
-				else
-					printf(", \"timeline\": null");
-				printf(", \"since\": ");
-				json_str(when);
-				printf("}");
-			}
-			else
-			{
-				char		tl[16] = "-";
-
-				if (timeline > 0)
-					snprintf(tl, sizeof(tl), "%u", timeline);
-				printf("%-8d %-30s %-12d %-13d %-10s %-20s %-8s %s\n", i, cmconf_connect_host(in),
-					   in->backend_port, in->watchdog_port, state,
-					   role_name(attrs, state, route), tl, when);
-			}
-			ninst++;
-		}
-		if (json)
-			printf("]");
-		free(copy);
-		save = NULL;
-	}
-	if (want_app)
-	{
-		if (json)
-			printf(", \"applications\": [");
-		else
-			printf("\n%-24s %-8s %-15s %-10s %-8s %s\n", "application", "pid", "target",
-				   "state", "instance", "since");
-		for (char *line = strtok_r(answer, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		{
-			char		peer[64],
-						target[32],
-						state[32],
-						when[32];
-			unsigned	apid;
-			int			inst;
-			long long	since;
-
-			if (sscanf(line, CMCTL_APP_SCAN,
-					   peer, &apid, target, state, &inst, &since) != 6)
-				continue;
-			format_time(since, when, sizeof(when));
-			if (json)
-			{
-				printf("%s{\"client\": ", napp ? ", " : "");
-				json_str(peer);
-				printf(", \"pid\": %u, \"target\": ", apid);
-				json_str(target);
-				printf(", \"state\": ");
-				json_str(state);
-				printf(", \"instance\": %d, \"since\": ", inst);
-				json_str(when);
-				printf("}");
-			}
-			else
-			{
-				char		instno[16] = "-";
-
-				if (inst >= 0)
-					snprintf(instno, sizeof(instno), "%d", inst);
-				printf("%-24s %-8u %-15s %-10s %-8s %s\n", peer, apid, target, state,
-					   instno, when);
-			}
-			napp++;
-		}
-		if (json)
-			printf("]");
-		else if (napp == 0)
-			printf("(no application session)\n");
-	}
-	if (json)
-		printf("}\n");
-	free(answer);
-	return 0;
-}
-
-int
-main(int argc, char **argv)
+parse_options(int argc, char **argv, cm_args *a)
 {
 	static const struct option opts[] = {
 		{"cmdata", required_argument, NULL, 'D'},
@@ -932,44 +564,28 @@ main(int argc, char **argv)
 		{"help", no_argument, NULL, '?'},
 		{NULL, 0, NULL, 0}
 	};
-	bool		nowait = false,
-				complete = false,
-				json = false;
-	int			timeout = -1,
-				given = 0,
-				op,
-				c;
-	const char *mode = "smart",
-			   *info = "all",
-			   *logfile = NULL,
-			   *cmd;
+	int			c;
 	char	   *end;
 	long		lval;
 
-	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-?") == 0))
-	{
-		usage(stdout);
-		return 0;
-	}
-	cmdata = getenv("CMDATA");
 	while ((c = getopt_long(argc, argv, "D:Wt:l:m:i:", opts, NULL)) != -1)
 	{
 		switch (c)
 		{
 			case 'D':
-				given |= OPT_CMDATA;
+				a->given |= OPT_CMDATA;
 				cmdata = optarg;
 				break;
 			case 'W':
-				given |= OPT_NOWAIT;
-				nowait = true;
+				a->given |= OPT_NOWAIT;
+				a->nowait = true;
 				break;
 			case 'c':
-				given |= OPT_COMPLETE;
-				complete = true;
+				a->given |= OPT_COMPLETE;
+				a->complete = true;
 				break;
 			case 't':
-				given |= OPT_TIMEOUT;
+				a->given |= OPT_TIMEOUT;
 				errno = 0;
 				lval = strtol(optarg, &end, 10);
 				if (errno || *end || end == optarg || lval < 0 || lval > INT_MAX)
@@ -977,29 +593,41 @@ main(int argc, char **argv)
 					fprintf(stderr, "%s: invalid timeout \"%s\": a number of seconds\n", progname, optarg);
 					return 1;
 				}
-				timeout = (int) lval;
+				a->timeout = (int) lval;
 				break;
 			case 'l':
-				given |= OPT_LOG;
-				logfile = optarg;
+				a->given |= OPT_LOG;
+				a->logfile = optarg;
 				break;
 			case 'm':
-				given |= OPT_MODE;
-				mode = optarg;
+				a->given |= OPT_MODE;
+				a->mode = optarg;
 				break;
 			case 'i':
-				given |= OPT_INFO;
-				info = optarg;
+				a->given |= OPT_INFO;
+				a->info = optarg;
 				break;
 			case 'j':
-				given |= OPT_JSON;
-				json = true;
+				a->given |= OPT_JSON;
+				a->json = true;
 				break;
 			default:
 				fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
 				return 1;
 		}
 	}
+	return -1;
+}
+
+/*
+ * The operation named after the options, and whether it takes each option
+ * given; -1 when it does, else the exit code.
+ */
+static int
+check_operation(int argc, char **argv, cm_args *a)
+{
+	int			op;
+
 	if (optind != argc - 1)
 	{
 		fprintf(stderr, "%s: %s\nTry \"%s --help\" for more information.\n", progname,
@@ -1007,27 +635,45 @@ main(int argc, char **argv)
 				progname);
 		return 1;
 	}
-	cmd = argv[optind];
+	a->cmd = argv[optind];
 	for (op = 0; op < (int) lengthof(operations); op++)
-		if (strcmp(cmd, operations[op].name) == 0)
+		if (strcmp(a->cmd, operations[op].name) == 0)
 			break;
 	if (op == (int) lengthof(operations))
 	{
 		fprintf(stderr, "%s: unrecognized operation \"%s\" (start, stop, status, reload or logrotate)\n",
-				progname, cmd);
+				progname, a->cmd);
 		return 1;
 	}
 	for (int i = 0; i < (int) lengthof(opt_names); i++)
 	{
-		if ((given & opt_names[i].bit) && !(operations[op].opts & opt_names[i].bit))
+		if ((a->given & opt_names[i].bit) && !(operations[op].opts & opt_names[i].bit))
 		{
 			fprintf(stderr, "%s: option %s is not valid for \"%s\"\nTry \"%s --help\" for more information.\n",
-					progname, opt_names[i].spelling, cmd, progname);
+					progname, opt_names[i].spelling, a->cmd, progname);
 			return 1;
 		}
 	}
-	if (timeout < 0)
-		timeout = strcmp(cmd, "status") == 0 ? STATUS_TIMEOUT : 60;
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	cm_args		a = {NULL, false, false, false, -1, "smart", "all", NULL, 0};
+	int			rc;
+
+	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-?") == 0))
+	{
+		usage(stdout);
+		return 0;
+	}
+	cmdata = getenv("CMDATA");
+	if ((rc = parse_options(argc, argv, &a)) >= 0 ||
+		(rc = check_operation(argc, argv, &a)) >= 0)
+		return rc;
+	if (a.timeout < 0)
+		a.timeout = strcmp(a.cmd, "status") == 0 ? STATUS_TIMEOUT : 60;
 	if (cmdata == NULL || cmdata[0] == '\0')
 	{
 		fprintf(stderr, "%s: no conmgr directory specified\n"
@@ -1036,13 +682,13 @@ main(int argc, char **argv)
 	}
 	snprintf(pidpath, sizeof(pidpath), "%s/conmgr.pid", cmdata);
 
-	if (strcmp(cmd, "start") == 0)
-		return do_start(nowait, complete, timeout, logfile);
-	if (strcmp(cmd, "stop") == 0)
-		return do_stop(nowait, mode, timeout);
-	if (strcmp(cmd, "status") == 0)
-		return do_status(info, json, timeout);
-	if (strcmp(cmd, "reload") == 0)
+	if (strcmp(a.cmd, "start") == 0)
+		return do_start(a.nowait, a.complete, a.timeout, a.logfile);
+	if (strcmp(a.cmd, "stop") == 0)
+		return do_stop(a.nowait, a.mode, a.timeout);
+	if (strcmp(a.cmd, "status") == 0)
+		return do_status(a.info, a.json, a.timeout);
+	if (strcmp(a.cmd, "reload") == 0)
 		return do_reload();
 	return do_logrotate();
 }
