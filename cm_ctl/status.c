@@ -140,7 +140,7 @@ role_name(unsigned attrs, const char *state, const char *route)
 	if (strcmp(state, "up") != 0)
 		return "-";
 	if (attrs & CMPROTO_ATTR_IN_RECOVERY)
-		return "standby";
+		return strcmp(route, "promoting") == 0 ? "standby (promoting)" : "standby";
 	if (strcmp(route, "stale-primary") == 0)
 		return "stale primary";
 	if (strcmp(route, "conflict") == 0)

@@ -320,16 +320,17 @@ validate(const cmproto_msg *m, int version)
 			if (m->u.hb_welcome.version < 1 ||
 				m->u.hb_welcome.version > version ||
 				(m->u.hb_welcome.flags & ~CMPROTO_HB_AUTHENTICATED) != 0 ||
-				(m->u.hb_welcome.attrs & ~CMPROTO_ATTR_ALL) != 0)
+				(m->u.hb_welcome.attrs &
+				 ~cmproto_hb_attrs_valid(m->u.hb_welcome.version)) != 0)
 				return CMPROTO_ERANGE;
 			return check_timeline(m->u.hb_welcome.timeline,
 								  m->u.hb_welcome.version);
 		case CMPROTO_HB_BEAT:
-			if ((m->u.hb_beat.attrs & ~CMPROTO_ATTR_ALL) != 0)
+			if ((m->u.hb_beat.attrs & ~cmproto_hb_attrs_valid(version)) != 0)
 				return CMPROTO_ERANGE;
 			return 0;
 		case CMPROTO_HB_ATTRS:
-			if ((m->u.hb_attrs.attrs & ~CMPROTO_ATTR_ALL) != 0)
+			if ((m->u.hb_attrs.attrs & ~cmproto_hb_attrs_valid(version)) != 0)
 				return CMPROTO_ERANGE;
 			return check_timeline(m->u.hb_attrs.timeline, version);
 	}

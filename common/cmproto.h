@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CMPROTO_VERSION			2	/* the version this codec speaks */
+#define CMPROTO_VERSION			3	/* the version this codec speaks */
 #define CMPROTO_MIN_VERSION		1	/* the oldest it still speaks */
 
 #define CMPROTO_HEADER_LEN		4	/* type, flags, length (u16) */
@@ -111,10 +111,18 @@ typedef enum cmproto_target
 } cmproto_target;
 #define CMPROTO_TARGET_LAST		CMPROTO_TARGET_PREFER_PRIMARY
 
-/* Instance attributes, carried by CANDIDATE, HB_WELCOME, HB_BEAT, HB_ATTRS. */
+/*
+ * Instance attributes, carried by CANDIDATE, HB_WELCOME, HB_BEAT, HB_ATTRS.
+ * PROMOTING is a heartbeat attribute of version 3 on: a standby whose
+ * promotion has been asked for and is not over.
+ */
 #define CMPROTO_ATTR_IN_RECOVERY	0x01
 #define CMPROTO_ATTR_READ_ONLY		0x02
-#define CMPROTO_ATTR_ALL			0x03
+#define CMPROTO_ATTR_PROMOTING		0x04
+#define CMPROTO_ATTR_ALL			0x03	/* CANDIDATE; heartbeat before 3 */
+#define CMPROTO_ATTR_ALL_V3			0x07	/* heartbeat from version 3 */
+#define cmproto_hb_attrs_valid(version) \
+	((version) >= 3 ? CMPROTO_ATTR_ALL_V3 : CMPROTO_ATTR_ALL)
 
 /* CANDIDATE.addr_kind */
 #define CMPROTO_ADDR_HOSTNAME	0

@@ -71,6 +71,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -118,6 +119,7 @@
  */
 #define WD_EV(gen, idx)		(((uint64) (gen) << 32) | (uint32) (idx))
 #define WD_EV_POSTMASTER	WD_EV(0, WD_MAX_LISTEN)
+#define WD_EV_PROMOTE		WD_EV(0, WD_MAX_LISTEN + 1)
 
 /* Session states; the one setter is wd_set_state(). */
 typedef enum WdSessState
@@ -185,6 +187,7 @@ static uint32 cur_attrs;
 static uint32 cur_timeline;		/* what the sessions were last told */
 static WdMono next_attr_check;
 static WdMono next_promotion_poll;	/* while in recovery */
+static int	promote_watch_fd = -1;	/* inotify, while in recovery */
 static uint64 wd_wakeups;		/* waits ended */
 static sigset_t wd_wait_mask;	/* signals unblocked while waiting */
 static TimestampTz wd_woke_ts;	/* when the last wait ended */
@@ -224,16 +227,43 @@ wd_epoll_ctl(int op, int fd, uint32 events, uint64 data)
 	return epoll_ctl(epfd, op, fd, &ev) == 0;
 }
 
+/*
+ * Whether this standby's promotion has been asked for: pg_ctl promote and
+ * pg_promote() create PROMOTE_SIGNAL_FILE, then signal the postmaster;
+ * the startup process removes the file when it takes the request, and
+ * from then on PromoteIsTriggered() says so until recovery ends (it also
+ * covers PostgreSQL 15's promote_trigger_file).  Both looks cost a
+ * spinlock and a stat().
+ */
+static bool
+wd_promotion_requested(void)
+{
+	struct stat st;
+
+	return PromoteIsTriggered() || stat(PROMOTE_SIGNAL_FILE, &st) == 0;
+}
+
 static uint32
 wd_current_attrs(void)
 {
 	uint32		attrs = 0;
 
 	if (RecoveryInProgress())
+	{
 		attrs |= CMPROTO_ATTR_IN_RECOVERY;
+		if (wd_promotion_requested())
+			attrs |= CMPROTO_ATTR_PROMOTING;
+	}
 	if (DefaultXactReadOnly)
 		attrs |= CMPROTO_ATTR_READ_ONLY;
 	return attrs;
+}
+
+/* The attributes as a session of its version may see them. */
+static inline uint32
+wd_session_attrs(const WdSession *s, uint32 attrs)
+{
+	return attrs & cmproto_hb_attrs_valid(s->version);
 }
 
 /*
@@ -527,7 +557,7 @@ wd_send_beat(WdSession *s)
 	memset(&msg, 0, sizeof(msg));
 	msg.type = CMPROTO_HB_BEAT;
 	msg.u.hb_beat.seq = ++s->seq;
-	msg.u.hb_beat.attrs = cur_attrs;
+	msg.u.hb_beat.attrs = wd_session_attrs(s, cur_attrs);
 	if (!wd_send(s, &msg))
 		return false;
 	wd_update_stats(s, false, true);
@@ -668,7 +698,7 @@ wd_welcome(WdSession *s, bool authenticated)
 	msg.type = CMPROTO_HB_WELCOME;
 	msg.u.hb_welcome.version = s->version;
 	msg.u.hb_welcome.flags = authenticated ? CMPROTO_HB_AUTHENTICATED : 0;
-	msg.u.hb_welcome.attrs = cur_attrs;
+	msg.u.hb_welcome.attrs = wd_session_attrs(s, cur_attrs);
 	msg.u.hb_welcome.server_version_num = PG_VERSION_NUM;
 	msg.u.hb_welcome.system_identifier = GetSystemIdentifier();
 	if (s->version >= 2)
@@ -1125,30 +1155,32 @@ wd_accept(int lfd)
 
 /*
  * Every watchdog.check_attr_interval: when the attributes or the timeline
- * changed, tell every registered session with HB_ATTRS.  A version 1
- * session's HB_ATTRS has no timeline, so it hears only of attribute
- * changes.
+ * changed, tell every registered session with HB_ATTRS.  A session hears
+ * of what its version carries: version 1 of attribute changes only (its
+ * HB_ATTRS has no timeline), version 2 of the timeline too, version 3 of
+ * a promotion asked for as well.
  */
 static void
 wd_check_attrs(WdMono now)
 {
 	uint32		attrs;
 	uint32		timeline;
-	bool		attrs_changed;
 
 	/*
 	 * A standby looks for its promotion every WD_PROMOTION_POLL_US, whatever
-	 * check_attr_interval says: until conmgr hears of it, the old primary
-	 * (if it still runs) is the only primary conmgr knows, and new writes
-	 * go there.  RecoveryInProgress() reads one shared variable, so the
-	 * cost is the wake-ups, fifty a second on a standby only.
+	 * check_attr_interval says, and at once when the promotion is asked for
+	 * (wd_promote_event()): until conmgr hears of it, the old primary (if
+	 * it still runs) is the only primary conmgr knows, and new writes go
+	 * there.  The looks cost a spinlock and a stat(), so the cost is the
+	 * wake-ups, fifty a second on a standby only.
 	 */
 	if (now < next_attr_check)
 	{
 		if (!(cur_attrs & CMPROTO_ATTR_IN_RECOVERY) || now < next_promotion_poll)
 			return;
 		next_promotion_poll = now + WD_PROMOTION_POLL_US;
-		if (RecoveryInProgress())
+		if (RecoveryInProgress() &&
+			wd_promotion_requested() == ((cur_attrs & CMPROTO_ATTR_PROMOTING) != 0))
 			return;
 	}
 	next_attr_check = now + (WdMono) wd_check_attr_interval * 1000;
@@ -1158,33 +1190,81 @@ wd_check_attrs(WdMono now)
 	if (attrs == cur_attrs && timeline == cur_timeline)
 		return;
 	ereport(LOG,
-			(errmsg("watchdog: instance attributes changed: %s, %s, timeline %u",
+			(errmsg("watchdog: instance attributes changed: %s%s, %s, timeline %u",
 					(attrs & CMPROTO_ATTR_IN_RECOVERY) ? "in recovery" : "not in recovery",
+					(attrs & CMPROTO_ATTR_PROMOTING) ? " (promotion requested)" : "",
 					(attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only by default" : "read-write by default",
 					timeline)));
-	attrs_changed = attrs != cur_attrs;
-	cur_attrs = attrs;
-	cur_timeline = timeline;
-	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
-	wd_shared->attrs = attrs;
-	LWLockRelease(wd_shared->lock);
-
 	for (int i = 0; i < nsessions; i++)
 	{
 		WdSession  *s = sessions[i];
 		cmproto_msg msg;
 
-		if (s == NULL || s->state != WD_SESS_UP ||
-			(s->version < 2 && !attrs_changed))
+		if (s == NULL || s->state != WD_SESS_UP)
+			continue;
+		if (wd_session_attrs(s, attrs) == wd_session_attrs(s, cur_attrs) &&
+			(s->version < 2 || timeline == cur_timeline))
 			continue;
 		memset(&msg, 0, sizeof(msg));
 		msg.type = CMPROTO_HB_ATTRS;
-		msg.u.hb_attrs.attrs = attrs;
+		msg.u.hb_attrs.attrs = wd_session_attrs(s, attrs);
 		if (s->version >= 2)
 			msg.u.hb_attrs.timeline = timeline;
 		(void) wd_send(s, &msg);
 		wd_release(i);
 	}
+	cur_attrs = attrs;
+	cur_timeline = timeline;
+	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
+	wd_shared->attrs = attrs;
+	LWLockRelease(wd_shared->lock);
+	if (!(attrs & CMPROTO_ATTR_IN_RECOVERY) && promote_watch_fd >= 0)
+	{
+		/* recovery never starts again: nothing more to watch for */
+		(void) epoll_ctl(epfd, EPOLL_CTL_DEL, promote_watch_fd, NULL);
+		close(promote_watch_fd);
+		promote_watch_fd = -1;
+	}
+}
+
+/*
+ * On a standby, hear of a promotion the moment it is asked for: pg_ctl
+ * promote and pg_promote() create PROMOTE_SIGNAL_FILE in the data
+ * directory before they signal the postmaster, so a watch on the
+ * directory wakes this process before the startup process has begun to
+ * promote, and conmgr can stop sending writes to the old primary before
+ * the new one takes any.  Without the watch (inotify refused), the poll of
+ * wd_check_attrs() still sees the request, within WD_PROMOTION_POLL_US.
+ */
+static void
+wd_watch_promotion(void)
+{
+	int			fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	if (fd >= 0 &&
+		inotify_add_watch(fd, DataDir, IN_CREATE | IN_MOVED_TO) >= 0 &&
+		wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, WD_EV_PROMOTE))
+	{
+		promote_watch_fd = fd;
+		return;
+	}
+	ereport(LOG,
+			(errmsg("watchdog: could not watch the data directory for a promotion request: %m"),
+			 errdetail("A promotion is seen within %d ms instead.",
+					   WD_PROMOTION_POLL_US / 1000)));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Something was created in the data directory: look for a promotion now. */
+static void
+wd_promote_event(void)
+{
+	char		buf[4096] pg_attribute_aligned(sizeof(struct inotify_event));
+
+	while (read(promote_watch_fd, buf, sizeof(buf)) > 0)
+		;
+	next_promotion_poll = 0;
 }
 
 /*
@@ -1507,6 +1587,7 @@ wd_gather(WdMono woke_at, int last_events, WdMono next)
 	WdMono		now;
 	WdMono		until;
 	struct timespec ts;
+	struct pollfd pfd;
 
 	if (last_events == 0 || last_events == WD_EPOLL_BATCH)
 		return true;
@@ -1516,8 +1597,11 @@ wd_gather(WdMono woke_at, int last_events, WdMono next)
 		return true;
 	ts.tv_sec = (until - now) / USECS_PER_SEC;
 	ts.tv_nsec = ((until - now) % USECS_PER_SEC) * 1000;
+	/* a promotion asked for ends the sleep: it is not to wait for others */
+	pfd.fd = promote_watch_fd;
+	pfd.events = POLLIN;
 	pgstat_report_wait_start(PG_WAIT_EXTENSION);
-	if (ppoll(NULL, 0, &ts, &wd_wait_mask) < 0 && errno == EINTR)
+	if (ppoll(&pfd, pfd.fd >= 0 ? 1 : 0, &ts, &wd_wait_mask) < 0 && errno == EINTR)
 	{
 		pgstat_report_wait_end();
 		return false;
@@ -1581,6 +1665,8 @@ watchdog_main(Datum arg)
 	cur_attrs = wd_current_attrs();
 	cur_timeline = wd_current_timeline();
 	next_attr_check = 0;
+	if (cur_attrs & CMPROTO_ATTR_IN_RECOVERY)
+		wd_watch_promotion();
 	wd_woke_ts = GetCurrentTimestamp();
 
 	wd_init_signals(&wd_wait_mask);
@@ -1639,6 +1725,11 @@ watchdog_main(Datum arg)
 			uint32		idx = (uint32) evs[i].data.u64;
 			WdSession  *s;
 
+			if (evs[i].data.u64 == WD_EV_PROMOTE)
+			{
+				wd_promote_event();
+				continue;
+			}
 			if (evs[i].data.u64 == WD_EV_POSTMASTER)
 			{
 				/* What WL_EXIT_ON_PM_DEATH does. */

@@ -373,9 +373,10 @@ hb_handle(hb *h, const cmproto_msg *m)
 
 				if (attrs != h->attrs || timeline != h->timeline)
 				{
-					cm_log(CMLOG_LOG, "instance %d at %s attributes changed: %s, %s, %s",
+					cm_log(CMLOG_LOG, "instance %d at %s attributes changed: %s%s, %s, %s",
 						   h->instno, h->where,
 						   (attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
+						   (attrs & CMPROTO_ATTR_PROMOTING) ? " (promotion requested)" : "",
 						   (attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write",
 						   hb_timeline_str(timeline));
 					h->attrs = attrs;

@@ -16,6 +16,13 @@
  *	   only among the instances up now: when the new primary goes down in
  *	   turn, the old one is still a branch that a rewind will cut, and
  *	   routing writes back to it would lose them twice;
+ *	 - a standby whose promotion has been asked for (protocol version 3)
+ *	   will be a primary on a timeline above its own: a primary on its
+ *	   timeline or below is stale from that moment, before the promotion
+ *	   is over, so that no write goes to the old primary once the new one
+ *	   can take writes.  That timeline is not remembered (route_memory):
+ *	   it is a promise, and a promotion that never ends leaves the primary
+ *	   stale only while the request stands;
  *	 - two primaries on that timeline, or up instances with different system
  *	   identifiers, are a configuration fault: no primary is routable until
  *	   it is resolved, rather than conmgr guessing which one is right.
@@ -47,6 +54,14 @@ is_primary(const shm_slot *s)
 	return (s->attrs & CMPROTO_ATTR_IN_RECOVERY) == 0;
 }
 
+/* A standby whose promotion was asked for, on a timeline it reported. */
+static bool
+is_promoting(const shm_slot *s)
+{
+	return !is_primary(s) && (s->attrs & CMPROTO_ATTR_PROMOTING) != 0 &&
+		s->timeline != 0;
+}
+
 static void
 set_fault(route_view *v, route_fault fault, int a, int b)
 {
@@ -68,9 +83,11 @@ route_classify(const shm_slot *slots, const bool *up, int n,
 	int			first_sysid = -1;
 	int			first_primary = -1;
 	bool		comparable;
+	uint32_t	stale_below;
 
 	memset(v, 0, sizeof(*v));
 	v->fault_a = v->fault_b = -1;
+	v->promoting = -1;
 	for (int i = 0; i < n; i++)
 	{
 		if (!up[i])
@@ -102,14 +119,24 @@ route_classify(const shm_slot *slots, const bool *up, int n,
 			v->max_timeline = mem->timeline;
 		mem->timeline = v->max_timeline;
 	}
+
+	/* Primaries below this timeline are stale. */
+	stale_below = v->max_timeline;
+	for (int i = 0; i < n && comparable; i++)
+		if (up[i] && is_promoting(&slots[i]) && slots[i].timeline >= stale_below)
+		{
+			stale_below = slots[i].timeline + 1;
+			v->promoting = i;
+		}
+
 	for (int i = 0; i < n; i++)
 	{
 		if (!up[i])
 			v->role[i] = ROUTE_DOWN;
 		else if (!is_primary(&slots[i]))
-			v->role[i] = ROUTE_STANDBY;
+			v->role[i] = is_promoting(&slots[i]) ? ROUTE_PROMOTING : ROUTE_STANDBY;
 		else if (comparable && slots[i].timeline != 0 &&
-				 slots[i].timeline < v->max_timeline)
+				 slots[i].timeline < stale_below)
 			v->role[i] = ROUTE_STALE_PRIMARY;
 		else
 		{
@@ -135,10 +162,10 @@ route_classify(const shm_slot *slots, const bool *up, int n,
 int
 route_rank(int target, route_role role, uint32_t attrs)
 {
-	bool		standby = role == ROUTE_STANDBY;
+	bool		standby = role == ROUTE_STANDBY || role == ROUTE_PROMOTING;
 	bool		ro = (attrs & CMPROTO_ATTR_READ_ONLY) != 0;
 
-	if (role != ROUTE_STANDBY && role != ROUTE_PRIMARY)
+	if (!standby && role != ROUTE_PRIMARY)
 		return -1;
 	switch (target)
 	{
@@ -239,6 +266,8 @@ route_role_key(route_role role)
 			return "down";
 		case ROUTE_STANDBY:
 			return "standby";
+		case ROUTE_PROMOTING:
+			return "promoting";
 		case ROUTE_PRIMARY:
 			return "primary";
 		case ROUTE_STALE_PRIMARY:
@@ -258,6 +287,8 @@ route_role_name(route_role role)
 			return "down";
 		case ROUTE_STANDBY:
 			return "standby";
+		case ROUTE_PROMOTING:
+			return "standby being promoted";
 		case ROUTE_PRIMARY:
 			return "primary";
 		case ROUTE_STALE_PRIMARY:

@@ -71,6 +71,24 @@ log_fault(const cm_ctx *ctx, const route_view *v, const shm_slot *slots)
 			   (unsigned long long) slots[v->fault_b].system_identifier);
 }
 
+/* Instance i has become a stale primary: say why, once. */
+static void
+log_stale(const route_view *v, const shm_slot *slots, int i)
+{
+	if (slots[i].timeline >= v->max_timeline && v->promoting >= 0)
+		cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and the promotion of "
+			   "instance %d, a standby on timeline %u, has been asked for; "
+			   "it gets no new sessions, and its attached sessions are told it is lost",
+			   i, slots[i].timeline, v->promoting, slots[v->promoting].timeline);
+	else
+		cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and %s timeline %u; "
+			   "it gets no new sessions, and its attached sessions are told it is lost",
+			   i, slots[i].timeline,
+			   v->up_timeline == v->max_timeline ? "an instance up is on" :
+			   "no instance up now, but one seen since conmgr started, was on",
+			   v->max_timeline);
+}
+
 /* Log the fault and the stale primaries that changed since the last read. */
 static void
 log_changes(route_reader *r, const cm_ctx *ctx, const shm_slot *slots,
@@ -86,12 +104,7 @@ log_changes(route_reader *r, const cm_ctx *ctx, const shm_slot *slots,
 	{
 		if (v->role[i] == ROUTE_STALE_PRIMARY &&
 			(!r->logged_valid || old->role[i] != ROUTE_STALE_PRIMARY))
-			cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and %s timeline %u; "
-				   "it gets no new sessions, and its attached sessions are told it is lost",
-				   i, slots[i].timeline,
-				   v->up_timeline == v->max_timeline ? "an instance up is on" :
-				   "no instance up now, but one seen since conmgr started, was on",
-				   v->max_timeline);
+			log_stale(v, slots, i);
 		else if (r->logged_valid && old->role[i] == ROUTE_STALE_PRIMARY &&
 				 v->role[i] != ROUTE_STALE_PRIMARY)
 			cm_log(CMLOG_LOG, "instance %d is no longer a stale primary (%s)",

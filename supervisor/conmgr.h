@@ -70,6 +70,7 @@ typedef enum route_role
 {
 	ROUTE_DOWN = 0,				/* heartbeat not up, or not configured */
 	ROUTE_STANDBY,				/* in recovery */
+	ROUTE_PROMOTING,			/* in recovery, its promotion asked for */
 	ROUTE_PRIMARY,				/* the primary on the highest timeline */
 	ROUTE_STALE_PRIMARY,		/* a primary on an older timeline */
 	ROUTE_CONFLICT				/* a primary in a configuration fault */
@@ -88,6 +89,7 @@ typedef struct route_view
 	route_role	role[CMCONF_MAX_INSTANCES];
 	uint32_t	max_timeline;	/* highest known (route_memory included); 0 = none */
 	uint32_t	up_timeline;	/* highest among up instances; 0 = none said */
+	int			promoting;		/* the promotion that makes primaries stale, -1 none */
 	route_fault fault;
 	int			fault_a;		/* the two instances it names, -1 if none */
 	int			fault_b;

@@ -52,6 +52,7 @@ sub lab_start
 	my %wd = %$wdp;
 	$lab{node} = $node;
 	$lab{port} = { map { $_ => $node->{$_}->port } keys %$node };
+	$lab{wd} = \%wd;
 	$lab{name_of} = { reverse %{ $lab{port} } };
 
 	$lab{cmport} = PostgreSQL::Test::Cluster::get_free_port();

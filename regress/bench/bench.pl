@@ -1235,9 +1235,9 @@ if ($only{9})
 			  . "a side, in turn; the ratios per round, then their medians. Per unit: %.2f packets per "
 			  . "heartbeat session per heartbeat_interval (each side's beat and its ACK, some ACKs riding "
 			  . "on the other side's beat), %.2f and %.2f packets per keepalive connection per keepalive "
-			  . "idle period (a probe and its ACK from each end). Until 2026-12-02 the figure compared with "
-			  . "the second keepalive alone (its ratio is in the comparator column): it sends fewer "
-			  . "packets only by allowing half the heartbeat's margin, so it is not the same detection.",
+			  . "idle period (a probe and its ACK from each end). The second keepalive's ratio is in the "
+			  . "comparator column, not the headline: it sends fewer packets only by allowing half the "
+			  . "heartbeat's margin, so it is not the same detection.",
 			$baseline, $ht, $hosts, $hosts, $hi, $ht, $ht - $hi, $hosts * $conns, $conns, $hosts,
 			@{ $ka{ka} }, $ka{ka}[1], @{ $ka{ka1} }, $ka{ka1}[1], $R{pkt_rounds}, $R{pkt_window},
 			$h->{med} / $hosts * $hi, $k->{med} / ($hosts * $conns) * $ka{ka}[0],

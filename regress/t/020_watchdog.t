@@ -177,8 +177,8 @@ sub beat_gaps
 {
 	my $a = hb_start(port => $wdport, interval => 3, timeout => 9, verbose => 1);
 	my $b = hb_start(port => $wdport, interval => 5, timeout => 15, verbose => 1);
-	ok(hb_wait($a, qr/welcome version=2 attrs=0 flags=0/), 'client A registered');
-	ok(hb_wait($b, qr/welcome version=2 attrs=0 flags=0/), 'client B registered');
+	ok(hb_wait($a, qr/welcome version=3 attrs=0 flags=0/), 'client A registered');
+	ok(hb_wait($b, qr/welcome version=3 attrs=0 flags=0/), 'client B registered');
 	is(view_rows(), "127.0.0.1|3|9|f\n127.0.0.1|5|15|f",
 		'pgx_stat_watchdog shows both sessions with their own intervals');
 	like($node->safe_psql('postgres',
@@ -480,7 +480,7 @@ log_line_prefix = '%n [%p] %q%a '
 		'and the standby reconnected by itself');
 
 	my $c = hb_start(port => $sbport, interval => 1, timeout => 5, verbose => 1);
-	ok(hb_wait($c, qr/welcome version=2 attrs=1/), 'standby reports in_recovery in the handshake');
+	ok(hb_wait($c, qr/welcome version=3 attrs=1/), 'standby reports in_recovery in the handshake');
 	ok(hb_wait($c, qr/beat seq=1 attrs=1/, 5), 'and in its heartbeats');
 	my $t0 = time();
 	$standby->safe_psql('postgres', 'SELECT pg_promote(wait => false)');
@@ -511,9 +511,9 @@ log_line_prefix = '%n [%p] %q%a '
 # 8. Over watchdog.max_heartbeat_connections: refused with an error.
 ######################################################################
 # Restart the node and wait until its watchdog listens: the postmaster
-# accepts SQL before the worker has set up its session table (with
-# 640000 slots that took longer than a client's first connect on the
-# CI machine of 2026-12-04: "Connection refused").
+# accepts SQL before the worker has set up its session table, which with
+# 640000 slots can take longer than a client's first connect ("Connection
+# refused").
 sub restart_watchdog
 {
 	my $offset = -s $node->logfile;
@@ -567,7 +567,7 @@ my $keyfile;
 	ok(running($sleeper->{h}), 'and neither caused a termination');
 
 	my $good = hb_start(port => $wdport, interval => 5, timeout => 20, key => $keyfile);
-	ok(hb_wait($good, qr/welcome version=2 attrs=0 flags=1/), 'the client with the key registers, authenticated');
+	ok(hb_wait($good, qr/welcome version=3 attrs=0 flags=1/), 'the client with the key registers, authenticated');
 	is(view_rows(), '127.0.0.1|5|20|t', 'the view shows it authenticated');
 	hb_stop($good);
 	ok(defined sleeper_end($sleeper, 5), 'its loss terminates its host\'s sessions');
@@ -599,7 +599,7 @@ watchdog.check_attr_interval = 0
 		'and the default is used instead');
 	my $c = hb_start(port => $wdport, interval => 5, timeout => 20,
 		key => $keyfile);
-	ok(hb_wait($c, qr/welcome version=2 attrs=0 flags=1/, 15),
+	ok(hb_wait($c, qr/welcome version=3 attrs=0 flags=1/, 15),
 		"with max_heartbeat_connections = $slots a client registers")
 	  or diag("hbclient said: ${ $c->{out} }${ $c->{err} }");
 	hb_stop($c);

@@ -89,12 +89,12 @@ ok(wait_until(sub { instances_for('any') =~ /^(0,1|1,0)$/ }, 30),
 
 my $out = resolve('any');
 like($out, qr/probe-error sqlstate=08004 message=this is conmgr/, 'the probe is answered with an ErrorResponse');
-like($out, qr/hello versions=1-2/, 'then HELLO');
+like($out, qr/hello versions=1-3/, 'then HELLO');
 
 # RESOLVE sent with the probe: the ErrorResponse, HELLO and both candidates
 # come back in one write, hence one TCP segment (docs/protocol.md, 2.3).
 $out = resolve('any', '-P');
-like($out, qr/hello versions=1-2\n(candidate instance=\d+ .*\n){2}end count=2\n/,
+like($out, qr/hello versions=1-3\n(candidate instance=\d+ .*\n){2}end count=2\n/,
 	'a RESOLVE sent with the probe is answered');
 like($out, qr/^segments data_in=1$/m, 'the whole answer arrives in one segment') or diag($out);
 

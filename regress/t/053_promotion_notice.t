@@ -40,7 +40,7 @@ sub wakeups
 
 # A heartbeat session with the standby, as conmgr's would be.
 my $hb = hb_start(port => $wd{s}, interval => 1, timeout => 10);
-ok(hb_wait($hb, qr/welcome version=2 attrs=1 flags=0 timeline=1\n/, 20),
+ok(hb_wait($hb, qr/welcome version=3 attrs=1 flags=0 timeline=1\n/, 20),
 	'the standby welcomes the session: in recovery, timeline 1') or diag(${ $hb->{out} });
 
 # The standby's worker wakes for its poll; the primary's, with no session

@@ -6,14 +6,17 @@
 # work through DriverManager whichever driver it asks first; host lists mix
 # postmasters and conmgr; a statement blocked on a lost instance fails
 # within heartbeat_timeout + 0.5 s (the connection is aborted), and at
-# once when conmgr's listener or conmgr itself is killed.  Skipped
-# with a clear line when no JDK is installed.
+# once when conmgr's listener or conmgr itself is killed; in a
+# configuration fault (here: instances of two databases in one
+# conmgr.conf) a primary is refused with SQLState 08001 and a message
+# naming both instances.  Skipped with a clear line when no JDK is
+# installed.
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
 use CmDriverLab;
-use CmTest qw(time_wait_ports new_time_wait);
+use CmTest qw(time_wait_ports new_time_wait watchdog_node wait_until);
 use PostgreSQL::Test::Cluster;
 use Test::More;
 use Time::HiRes ();
@@ -168,8 +171,8 @@ is(join(' ', (landed('deadfirst'))[0, 2]), 's yes', 'a dead host first, then con
 	# conmgr vanished (57P01).  The roles exit on their own once the
 	# supervisor is gone, in no set order: when a heartbeat role goes
 	# before the listener, the 57P01 can come before conmgr's socket has
-	# closed, and nothing names the loss yet (the ASan pass of a .ci/run
-	# here saw it twice).  The end-of-file path is the listener's test above.
+	# closed, and nothing names the loss yet.  The end-of-file path is the
+	# listener's test above.
 	like(bg_out($bg), qr/^result sqlstate=(?:08006 \S+ closed=true lost=conmgr_closed_the_connection|57P01 \S+ closed=true lost=(?:conmgr_closed_the_connection)?) /m,
 		'conmgr killed: the statement failed (08006 naming conmgr\'s end of file, or 57P01)');
 	ok($ok && $took < 0.5, sprintf('at once: %.3f s after kill -9 of conmgr', $took));
@@ -208,6 +211,32 @@ is(join(' ', (landed('deadfirst'))[0, 2]), 's yes', 'a dead host first, then con
 		$f->{h}->kill_kill;
 	}
 	is(scalar(() = IO::Select->new($trap)->can_read(0)), 0, 'no bad candidate was connected to');
+}
+
+# A configuration fault: a second conmgr whose conmgr.conf names the
+# primary and an instance of another database (its own initdb).  conmgr
+# refuses to pick a primary; the driver reports it as a connection that
+# could not be made (08001), with conmgr's message naming both instances.
+{
+	my ($other, $owd) = watchdog_node('other');
+	my $port2 = PostgreSQL::Test::Cluster::get_free_port();
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	chmod 0700, $dir;
+	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf",
+		"port = $port2\nheartbeat_interval = 1\nheartbeat_timeout = 2\n"
+		  . "backend_hostaddr0 = '127.0.0.1'\nbackend_port0 = $lab->{port}{p}\nwatchdog_port0 = $lab->{wd}{p}\n"
+		  . "backend_hostaddr1 = '127.0.0.1'\nbackend_port1 = " . $other->port . "\nwatchdog_port1 = $owd\n");
+	my $err = '';
+	my $cm2 = IPC::Run::start([ "$lab->{top}/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \my $out, '2>', \$err);
+	ok(wait_until(sub { $cm2->pump_nb; $err =~ /configuration fault: instances 0 \S+ and 1 \S+ have different database system identifiers/ }, 30),
+		'a conmgr naming instances of two databases logs a configuration fault') or diag($err);
+	my %l = connect_all($cp, url("localhost:$port2", 'targetServerType=primary'));
+	like($l{ url("localhost:$port2", 'targetServerType=primary') } // 'no output',
+		qr/^error sqlstate=08001 message=.*refusing target_session_attrs=primary: instances 0 \(127\.0\.0\.1:$lab->{port}{p}\) and 1 \(127\.0\.0\.1:@{[ $other->port ]}\) belong to different databases/,
+		'targetServerType=primary in the fault: SQLState 08001, the message names both instances');
+	$cm2->signal('TERM');
+	$cm2->finish;
+	$other->stop;
 }
 
 done_testing();

@@ -308,7 +308,7 @@ ok(wait_until(sub { view_hosts() eq '127.0.0.1:t' }, 15), 'conmgr registers, aut
 	ok(wait_until(sub {
 		hb_stop($c) if $c;
 		$c = hb_start(port => $wdport, interval => 1, timeout => 3, key => "$keys/wd.key");
-		hb_wait($c, qr/welcome version=2 attrs=0 flags=1/, 1) }, 15),
+		hb_wait($c, qr/welcome version=3 attrs=0 flags=1/, 1) }, 15),
 		'once the file is 0600, the worker starts by itself and a keyed client registers');
 	hb_stop($c);
 	is(q1('SELECT pg_postmaster_start_time()'), $start_time, 'without a server restart');
@@ -325,7 +325,7 @@ ok(wait_until(sub { view_hosts() eq '127.0.0.1:t' }, 15), 'conmgr registers, aut
 		'without a key the server log says any host may register');
 	my $victim = raw_pg_session('127.0.0.2', $node->port, 'bystander');
 	my $c = hb_start(port => $wdport, bind => '127.0.0.2', interval => 1, timeout => 3);
-	ok(hb_wait($c, qr/welcome version=2 attrs=0 flags=0/, 10), 'any client registers, unauthenticated');
+	ok(hb_wait($c, qr/welcome version=3 attrs=0 flags=0/, 10), 'any client registers, unauthenticated');
 	is(view_hosts(), '127.0.0.2:f', 'pgx_stat_watchdog shows it with authenticated = false');
 	hb_stop($c);
 	ok(wait_until(sub { q1("SELECT count(*) FROM pg_stat_activity WHERE client_addr = '127.0.0.2'") eq '0' }, 5),

@@ -7,7 +7,7 @@
  * for one or many sessions at once, and prints one line per event so that
  * a TAP test can follow what happened and when:
  *
- *	 T=0.004 s=0 welcome version=2 attrs=0 flags=0 timeline=1
+ *	 T=0.004 s=0 welcome version=3 attrs=0 flags=0 timeline=1
  *	 T=1.503 s=0 attrs attrs=1 timeline=1
  *	 T=9.998 s=0 closed connection closed by peer
  *

@@ -945,7 +945,7 @@ test_golden(void)
 	ok(CMPROTO_HB_MAGIC == 0x434D4842 && memcmp("CMHB", "\x43\x4d\x48\x42", 4) == 0,
 	   "HB_HELLO magic is \"CMHB\" = 0x434D4842");
 	is_int(CMPROTO_MAX_MSG, 512, "CMPROTO_MAX_MSG is 512");
-	is_int(CMPROTO_VERSION, 2, "CMPROTO_VERSION is 2");
+	is_int(CMPROTO_VERSION, 3, "CMPROTO_VERSION is 3");
 	is_int(CMPROTO_MIN_VERSION, 1, "CMPROTO_MIN_VERSION is 1");
 	ok(CMPROTO_APPNAME_MAX == 63 && CMPROTO_HOST_MAX == 255 && CMPROTO_ERRMSG_MAX == 255,
 	   "string maxima are 63, 255, 255");
@@ -1666,8 +1666,8 @@ test_fields(void)
 		m.u.hb_welcome.flags = 0x8000;
 		check_range(&m, P_W, "HB_WELCOME flags bit 0x8000");
 		m = g;
-		m.u.hb_welcome.attrs = 0x04;
-		check_range(&m, P_W, "HB_WELCOME attrs bit 0x04");
+		m.u.hb_welcome.attrs = 0x08;
+		check_range(&m, P_W, "HB_WELCOME attrs bit 0x08");
 		m.u.hb_welcome.attrs = 0x80000000u;
 		check_range(&m, P_W, "HB_WELCOME attrs bit 0x80000000");
 		m.u.hb_welcome.attrs = 0x100;
@@ -1675,7 +1675,7 @@ test_fields(void)
 	}
 
 	/* HB_BEAT */
-	for (uint32_t attrs = 1; attrs <= 3; attrs++)
+	for (uint32_t attrs = 1; attrs <= 7; attrs++)
 	{
 		char		desc[128];
 
@@ -1689,8 +1689,8 @@ test_fields(void)
 		check_bad(&b, P_W, CMPROTO_OK, NULL, 0, desc);
 	}
 	m = mk('b');
-	m.u.hb_beat.attrs = 0x04;
-	check_range(&m, P_W, "HB_BEAT attrs bit 0x04");
+	m.u.hb_beat.attrs = 0x08;
+	check_range(&m, P_W, "HB_BEAT attrs bit 0x08");
 	m.u.hb_beat.attrs = 0xFFFFFFFFu;
 	check_range(&m, P_W, "HB_BEAT attrs 0xffffffff");
 	spec_encode(&m, &b);
@@ -1699,8 +1699,8 @@ test_fields(void)
 	/* HB_ATTRS */
 	m = mk('t');
 	m.u.hb_attrs.timeline = 1;
-	m.u.hb_attrs.attrs = 0x04;
-	check_range(&m, P_W, "HB_ATTRS attrs bit 0x04");
+	m.u.hb_attrs.attrs = 0x08;
+	check_range(&m, P_W, "HB_ATTRS attrs bit 0x08");
 	m.u.hb_attrs.attrs = 0x80000000u;
 	check_range(&m, P_W, "HB_ATTRS attrs bit 0x80000000");
 	m.u.hb_attrs.attrs = 0;
@@ -1724,6 +1724,24 @@ decode_at(const bb *b, int version, cmproto_msg *out)
 
 	free_exact(buf);
 	return rc;
+}
+
+/*
+ * A message valid from version "first" on: refused by the encoder and the
+ * decoder at the version before, decoded at "first" (into *out).
+ */
+static void
+version_gate(const cmproto_msg *m, int first, const char *desc, cmproto_msg *out)
+{
+	uint8_t		enc[CMPROTO_MAX_MSG];
+	bb			b;
+
+	is_int(cmproto_encode_version(m, first - 1, enc, sizeof(enc)), CMPROTO_ERANGE,
+		   "encode %s at version %d: ERANGE", desc, first - 1);
+	spec_encode(m, &b);
+	is_int(decode_at(&b, first - 1, out), CMPROTO_ERANGE,
+		   "decode %s at version %d: ERANGE", desc, first - 1);
+	is_int(decode_at(&b, first, out), CMPROTO_OK, "decode %s at version %d: OK", desc, first);
 }
 
 /*
@@ -1789,11 +1807,35 @@ test_versions(void)
 	is_int(decode_at(&b, 1, &out), CMPROTO_ERANGE, "decode ERROR code 7 at version 1: ERANGE");
 	is_int(decode_at(&b, 2, &out), CMPROTO_OK, "decode ERROR code 7 at version 2: OK");
 
+	/* attribute PROMOTING (0x04) exists from version 3 on */
+	m = mk('b');
+	m.u.hb_beat.attrs = CMPROTO_ATTR_IN_RECOVERY | CMPROTO_ATTR_PROMOTING;
+	version_gate(&m, 3, "HB_BEAT attrs PROMOTING", &out);
+	m = mk('t');
+	m.u.hb_attrs.attrs = CMPROTO_ATTR_IN_RECOVERY | CMPROTO_ATTR_PROMOTING;
+	m.u.hb_attrs.timeline = 4;
+	version_gate(&m, 3, "HB_ATTRS attrs PROMOTING", &out);
+	is_int((int) out.u.hb_attrs.attrs, CMPROTO_ATTR_IN_RECOVERY | CMPROTO_ATTR_PROMOTING,
+		   "HB_ATTRS at version 3 keeps PROMOTING");
+	m = mk('w');
+	m.u.hb_welcome.version = 2;
+	m.u.hb_welcome.timeline = 4;
+	m.u.hb_welcome.attrs = CMPROTO_ATTR_IN_RECOVERY | CMPROTO_ATTR_PROMOTING;
+	spec_encode(&m, &b);
+	is_int(decode_at(&b, 3, &out), CMPROTO_ERANGE, "decode HB_WELCOME version 2 with PROMOTING: ERANGE");
+	m.u.hb_welcome.version = 3;
+	spec_encode(&m, &b);
+	is_int(decode_at(&b, 3, &out), CMPROTO_OK, "decode HB_WELCOME version 3 with PROMOTING: OK");
+	m = mk('C');
+	m.u.candidate.attrs = CMPROTO_ATTR_IN_RECOVERY | CMPROTO_ATTR_PROMOTING;
+	is_int(cmproto_encode_version(&m, 3, enc, sizeof(enc)), CMPROTO_ERANGE,
+		   "encode CANDIDATE attrs PROMOTING at version 3: ERANGE (a heartbeat attribute)");
+
 	/* versions the codec does not speak */
 	is_int(decode_at(&b, 0, &out), CMPROTO_ERANGE, "decode at version 0: ERANGE");
-	is_int(decode_at(&b, 3, &out), CMPROTO_ERANGE, "decode at version 3: ERANGE");
-	is_int(cmproto_encode_version(&m, 3, enc, sizeof(enc)), CMPROTO_ERANGE,
-		   "encode at version 3: ERANGE");
+	is_int(decode_at(&b, 4, &out), CMPROTO_ERANGE, "decode at version 4: ERANGE");
+	is_int(cmproto_encode_version(&m, 4, enc, sizeof(enc)), CMPROTO_ERANGE,
+		   "encode at version 4: ERANGE");
 }
 
 /* Encoding into a too-small buffer: ENOSPACE, and nothing past cap. */

@@ -8,10 +8,12 @@
  * route_classify() must make of them: the primary on the highest
  * timeline, stale primaries below it, a fault for two primaries on that
  * timeline or for two databases; that the highest timeline seen stays the
- * bar when the instances on it go down; then route_rank() for every
- * target and role, so that no target ever reaches a stale or conflicting
- * primary; route_choose()'s order (rank, then heartbeat on time, then the
- * rotation among equals) and route_refuses() in a fault.
+ * bar when the instances on it go down; that a standby whose promotion
+ * was asked for makes the primary on its timeline stale at once, without
+ * raising the remembered bar; then route_rank() for every target and
+ * role, so that no target ever reaches a stale or conflicting primary;
+ * route_choose()'s order (rank, then heartbeat on time, then the rotation
+ * among equals) and route_refuses() in a fault.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +27,7 @@
 #define SYSID	UINT64_C(7300000000000000001)
 #define P		0				/* attrs of a primary */
 #define S		CMPROTO_ATTR_IN_RECOVERY
+#define PR		(CMPROTO_ATTR_IN_RECOVERY | CMPROTO_ATTR_PROMOTING)
 
 typedef struct inst
 {
@@ -230,6 +233,57 @@ test_memory(void)
 	   "another database's primary on timeline 1: the memory of the first one is no bar");
 }
 
+/*
+ * A promotion asked for: the primary on the promoting standby's timeline
+ * (or below) is stale before the promotion is over; a standby behind the
+ * primary's timeline, or one that reports no timeline, makes nothing
+ * stale; a request withdrawn leaves nothing remembered.
+ */
+static void
+test_promoting(void)
+{
+	route_memory mem = {0, 0};
+	route_view	v;
+	inst		asked[] = {{true, P, 1, SYSID}, {true, PR, 1, SYSID}, {true, S, 1, SYSID}};
+	inst		withdrawn[] = {{true, P, 1, SYSID}, {true, S, 1, SYSID}, {true, S, 1, SYSID}};
+	inst		behind[] = {{true, P, 3, SYSID}, {true, PR, 2, SYSID}};
+	inst		no_timeline[] = {{true, P, 1, SYSID}, {true, PR, 0, SYSID}};
+	inst		done[] = {{true, P, 1, SYSID}, {true, P, 2, SYSID}, {true, S, 1, SYSID}};
+	inst		promoter_down[] = {{true, P, 1, SYSID}, {false, PR, 1, SYSID}};
+	inst		other_db[] = {{true, P, 1, SYSID}, {true, PR, 1, SYSID + 1}};
+
+	classify_with(asked, 3, &mem, &v);
+	ok(v.role[0] == ROUTE_STALE_PRIMARY && v.role[1] == ROUTE_PROMOTING &&
+	   v.role[2] == ROUTE_STANDBY && v.promoting == 1 && v.fault == ROUTE_FAULT_NONE,
+	   "a standby on timeline 1 being promoted: the primary on timeline 1 is stale at once");
+	ok(mem.timeline == 1 && v.max_timeline == 1,
+	   "and the timeline it will reach is not remembered");
+	classify_with(withdrawn, 3, &mem, &v);
+	ok(v.role[0] == ROUTE_PRIMARY && v.promoting == -1,
+	   "the request gone without a promotion: the primary is the primary again");
+	classify_with(asked, 3, &mem, &v);
+	classify_with(done, 3, &mem, &v);
+	ok(v.role[0] == ROUTE_STALE_PRIMARY && v.role[1] == ROUTE_PRIMARY && mem.timeline == 2,
+	   "the promotion over: the new primary on timeline 2, the old one stale, timeline 2 remembered");
+	classify(behind, 2, &v);
+	ok(v.role[0] == ROUTE_PRIMARY && v.role[1] == ROUTE_PROMOTING && v.promoting == -1,
+	   "a standby on timeline 2 promoted while the primary is on 3: the primary stays");
+	classify(no_timeline, 2, &v);
+	ok(v.role[0] == ROUTE_PRIMARY && v.role[1] == ROUTE_STANDBY,
+	   "a promoting standby without a timeline: nothing to compare, a standby");
+	classify(promoter_down, 2, &v);
+	ok(v.role[0] == ROUTE_PRIMARY && v.role[1] == ROUTE_DOWN,
+	   "the standby being promoted is down: the primary stays the primary");
+	classify(other_db, 2, &v);
+	ok(v.fault == ROUTE_FAULT_SYSTEM_ID && v.promoting == -1 && v.role[0] == ROUTE_CONFLICT,
+	   "a promoting standby of another database: the system identifier fault, no promotion");
+	for (int t = 0; t <= CMPROTO_TARGET_LAST; t++)
+		is_int(route_rank(t, ROUTE_PROMOTING, PR), route_rank(t, ROUTE_STANDBY, S),
+			   "%s: a standby being promoted ranks as a standby", cmproto_target_name(t));
+	ok(strcmp(route_role_key(ROUTE_PROMOTING), "promoting") == 0,
+	   "its one-word role name is promoting");
+}
+
 static void
 test_rank(void)
 {
@@ -374,6 +428,7 @@ main(void)
 {
 	test_classify();
 	test_memory();
+	test_promoting();
 	test_rank();
 	test_choose();
 	test_refuses();

@@ -67,7 +67,8 @@ app_resolve(app *a, const cmproto_msg *req)
 		m.type = CMPROTO_CANDIDATE;
 		m.u.candidate.instance = cands[i].instno;
 		m.u.candidate.port = in->backend_port;
-		m.u.candidate.attrs = cands[i].attrs;
+		/* PROMOTING is the heartbeat's: applications see the role */
+		m.u.candidate.attrs = cands[i].attrs & CMPROTO_ATTR_ALL;
 		m.u.candidate.addr_kind = in->hostaddr[0] ? CMPROTO_ADDR_NUMERIC : CMPROTO_ADDR_HOSTNAME;
 		snprintf(m.u.candidate.host, sizeof(m.u.candidate.host), "%s", cmconf_connect_host(in));
 		len += app_encode(&m, out + len, sizeof(out) - len);
