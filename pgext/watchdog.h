@@ -32,6 +32,8 @@
 #include "storage/waiteventset.h"
 #endif
 
+#include "cmloglimit.h"
+
 #define WD_DEFAULT_PORT			27545
 #define WD_HANDSHAKE_TIMEOUT_MS 10000	/* accept -> registered */
 #define WD_MAX_PENDING			64	/* connections still in handshake */
@@ -64,29 +66,11 @@ typedef struct WdAddr
 	uint8		addr[16];		/* 4 or 16 bytes used */
 } WdAddr;
 
-/* A log rate limit (wd_log.c); one entry per source address and kind. */
-#define WD_LOG_SLOTS		64	/* sources remembered per rate limit */
-
-typedef struct WdLogEntry
-{
-	WdAddr		addr;
-	uint32		kind;
-	WdMono		last_logged;	/* 0: entry unused */
-	WdMono		window_start;	/* of this entry's minute */
-	int			lines;			/* logged in that minute */
-	uint64		suppressed;		/* not logged since last_logged */
-} WdLogEntry;
-
-typedef struct WdLogLimit
-{
-	const char *what;			/* for the line that counts what was dropped */
-	int			burst;			/* lines a minute per source and kind */
-	int			budget;			/* lines a minute over all sources */
-	WdMono		window_start;
-	int			window_lines;
-	uint64		window_dropped; /* over the budget in this window */
-	WdLogEntry	entries[WD_LOG_SLOTS];
-} WdLogLimit;
+/*
+ * A log rate limit (common/cmloglimit.h, through wd_log.c): initialised as
+ * {what, burst, budget}, one entry per source address and kind.
+ */
+typedef cmloglimit WdLogLimit;
 
 /* One network of watchdog.allowed_addresses. */
 typedef struct WdCidr

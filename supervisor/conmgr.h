@@ -23,6 +23,7 @@
 
 #include "cmconf.h"
 #include "cmlog.h"
+#include "cmproto.h"
 #include "shm.h"
 
 typedef struct cm_ctx
@@ -61,7 +62,7 @@ extern noreturn void cm_fatal(int exitcode, const char *fmt,...)
 /* roles/logger.c */
 extern noreturn void logger_main(cm_ctx *ctx, int readfd);
 
-/* roles/listener.c */
+/* roles/listener/main.c */
 extern noreturn void listener_main(cm_ctx *ctx);
 
 /* What routing makes of an instance (roles/route.c). */
@@ -104,13 +105,45 @@ typedef struct route_memory
 	uint32_t	timeline;
 } route_memory;
 
+/* An instance offered for a target, as a RESOLVE's CANDIDATE names it. */
+typedef struct route_candidate
+{
+	int			instno;
+	uint32_t	attrs;
+} route_candidate;
+
 /* roles/route.c */
 extern void route_classify(const shm_slot *slots, const bool *up, int n,
 						   route_memory *mem, route_view *v);
 extern int	route_rank(int target, route_role role, uint32_t attrs);
+extern int	route_choose(int target, const shm_slot *slots, const route_view *v, int n,
+						 int64_t now_us, int64_t late_after_us, unsigned rot,
+						 route_candidate *out);
 extern bool route_fault_refuses(int target);
+extern bool route_refuses(const route_view *v, int target, int ncandidates);
 extern const char *route_role_name(route_role role);
 extern const char *route_role_key(route_role role);
+
+/*
+ * What a process that routes keeps between reads of the shared table
+ * (roles/route_view.c): its last consistent copy of each slot, what it
+ * last logged of the roles, the highest timeline seen, and the rotation
+ * among equal candidates of each target.  The listener has one; so may
+ * any other role that must choose as a RESOLVE does.
+ */
+typedef struct route_reader
+{
+	shm_slot	slot_seen[CMCONF_MAX_INSTANCES];
+	route_view	logged;
+	bool		logged_valid;
+	route_memory timelines_seen;
+	unsigned	rotation[CMPROTO_TARGET_LAST + 1];
+} route_reader;
+
+/* roles/route_view.c */
+extern void route_read(route_reader *r, const cm_ctx *ctx, shm_slot *slots, route_view *v);
+extern int	route_resolve(route_reader *r, const cm_ctx *ctx, int target,
+						  const shm_slot *slots, const route_view *v, route_candidate *out);
 
 /* roles/heartbeat.c */
 extern noreturn void heartbeat_main(cm_ctx *ctx, int instno);
