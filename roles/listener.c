@@ -355,9 +355,8 @@ log_window(int64_t now)
  * so that a flood cannot fill the log.  The next line of the same source
  * and kind says how many were not logged.
  */
-static void
-lsn_log_noise(const char *host, const char *kind, const char *fmt,...)
-	__attribute__((format(printf, 3, 4)));
+static void lsn_log_noise(const char *host, const char *kind, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
 
 static void
 lsn_log_noise(const char *host, const char *kind, const char *fmt,...)
