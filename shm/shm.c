@@ -65,15 +65,6 @@ seq_write_end(volatile uint32_t *changecount)
 	(*changecount)++;
 }
 
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
  * Copy a record (src and copy both start with the counter) if a consistent
  * copy can be had within the bound of shm.h; false otherwise, and then
@@ -114,8 +105,8 @@ seq_read(const void *src, void *copy, size_t len)
 			continue;
 		/* Past the spins the writer is not running: let it have the CPU. */
 		if (deadline == 0)
-			deadline = mono_us() + SHM_READ_WAIT_US;
-		else if (mono_us() >= deadline)
+			deadline = cmclock_us() + SHM_READ_WAIT_US;
+		else if (cmclock_us() >= deadline)
 		{
 			if (before & 1)
 				*copy_count = before;
