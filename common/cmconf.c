@@ -79,9 +79,9 @@ diag_add(struct cmconf_diags *diags, int level, const char *filename,
 	vsnprintf(d->msg + n, sizeof(d->msg) - n, fmt, ap);
 }
 
-static void
-err_at(parse_state *st, int line, const char *fmt,...)
-	__attribute__((format(printf, 3, 4)));
+static void err_at(parse_state *st, int line, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
 static void
 err_at(parse_state *st, int line, const char *fmt,...)
 {
@@ -92,9 +92,9 @@ err_at(parse_state *st, int line, const char *fmt,...)
 	va_end(ap);
 }
 
-static void
-warn_at(parse_state *st, int line, const char *fmt,...)
-	__attribute__((format(printf, 3, 4)));
+static void warn_at(parse_state *st, int line, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
 static void
 warn_at(parse_state *st, int line, const char *fmt,...)
 {
@@ -541,8 +541,9 @@ typedef struct outbuf
 	size_t		len;			/* what would have been written */
 } outbuf;
 
-static void
-out(outbuf *o, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+static void out(outbuf *o, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+
 static void
 out(outbuf *o, const char *fmt,...)
 {

@@ -70,11 +70,11 @@
 
 #include "cm_int.h"
 
-typedef struct watch_slot
+typedef struct watch_entry
 {
 	cm_conn    *c;
 	uint32_t	gen;
-} watch_slot;
+} watch_entry;
 
 /* An event's data: generation << 32 | EV_SQL if about the SQL socket | slot */
 #define EV_SQL		UINT32_C(0x80000000)
@@ -82,7 +82,7 @@ typedef struct watch_slot
 static pthread_mutex_t w_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t w_once = PTHREAD_ONCE_INIT;
 static int	w_epfd = -1;		/* -1: no thread in this process */
-static watch_slot *w_slots;
+static watch_entry *w_slots;
 static int	w_nslots;
 static uint32_t w_gen;
 
@@ -251,7 +251,7 @@ take_slot_locked(cm_conn *c)
 	if (slot < 0)
 	{
 		int			n = w_nslots ? w_nslots * 2 : 16;
-		watch_slot *s = realloc(w_slots, n * sizeof(watch_slot));
+		watch_entry *s = realloc(w_slots, n * sizeof(watch_entry));
 
 		if (s == NULL)
 			return -1;

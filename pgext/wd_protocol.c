@@ -283,14 +283,14 @@ static bool
 wd_handle(WdSession *s, const cmproto_msg *msg)
 {
 	/* A peer's text goes into the log escaped: one record, one line. */
-	char		text[4 * CMPROTO_ERRMSG_MAX + 1];
-	char		why[sizeof(text) + 64];
+	char		peer_text[4 * CMPROTO_ERRMSG_MAX + 1];
+	char		why[sizeof(peer_text) + 64];
 
 	if (msg->type == CMPROTO_ERROR)
 	{
-		cmlog_escape(text, sizeof(text), msg->u.error.message);
+		cmlog_escape(peer_text, sizeof(peer_text), msg->u.error.message);
 		snprintf(why, sizeof(why), "conmgr reported: %s: %s",
-				 cmproto_error_code_name(msg->u.error.code), text);
+				 cmproto_error_code_name(msg->u.error.code), peer_text);
 		if (s->state == WD_SESS_AUTH && msg->u.error.code == CMPROTO_ERR_AUTH)
 		{
 			wd_auth_failed(s, "conmgr rejected the watchdog's proof or has no key");

@@ -146,9 +146,9 @@ hb_set_state(hb *h, hb_state state)
 }
 
 /* The session ended or an attempt failed: close, publish, wait. */
-static void
-hb_fail(hb *h, uint32_t reason, const char *fmt,...)
-	__attribute__((format(printf, 3, 4)));
+static void hb_fail(hb *h, uint32_t reason, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
 static void
 hb_fail(hb *h, uint32_t reason, const char *fmt,...)
 {

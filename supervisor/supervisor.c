@@ -788,12 +788,18 @@ start_roles(void)
 	{
 		if (rt->count == ROLE_ONE)
 		{
-			roles[nroles++] = (role) {.type = rt, .instno = -1};
+			role		r = {.type = rt, .instno = -1};
+
+			roles[nroles++] = r;
 			continue;
 		}
 		for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+		{
+			role		r = {.type = rt, .instno = i};
+
 			if (conf.inst[i].configured)
-				roles[nroles++] = (role) {.type = rt, .instno = i};
+				roles[nroles++] = r;
+		}
 	}
 	for (int i = 0; i < nroles; i++)
 	{
