@@ -462,8 +462,8 @@ do_stop(bool nowait, const char *mode, int timeout)
 	{
 		/*
 		 * Gone when the pid file's lock is free: it is released as the
-		 * process exits, even while it waits, a zombie, for a parent that
-		 * may never reap it (cm_ctl start leaves it to init).
+		 * process exits, even while it waits, a zombie, for a parent that may
+		 * never reap it (cm_ctl start leaves it to init).
 		 */
 		if (!lock_held())
 		{

@@ -380,6 +380,7 @@ do_status(const char *info, bool json, int timeout)
 			printf("%s: no conmgr running\n", progname);
 		return 3;
 	}
+
 	/*
 	 * A running conmgr may have refused a reload of a broken file: it still
 	 * runs, so say so, with the addresses the file gives (defaults where it
@@ -395,7 +396,11 @@ do_status(const char *info, bool json, int timeout)
 				progname, (int) pid, cmdata, timeout);
 		return 1;
 	}
-	/* The port in use: conmgr.conf may have changed since (a restart applies it). */
+
+	/*
+	 * The port in use: conmgr.conf may have changed since (a restart applies
+	 * it).
+	 */
 	{
 		char		port[32];
 		int			p;

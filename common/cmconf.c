@@ -651,8 +651,8 @@ compare_one(const cmconf_param *par, int instno, const struct cmconf *oldconf,
 	char		b[CMCONF_LISTEN_MAX + 1];
 
 	/*
-	 * An instance added or removed is named by its host parameters alone:
-	 * its ports' defaults on the side where it is absent mean nothing.
+	 * An instance added or removed is named by its host parameters alone: its
+	 * ports' defaults on the side where it is absent mean nothing.
 	 */
 	if (par->per_instance && par->type == PT_INT &&
 		oldconf->inst[instno].configured != newconf->inst[instno].configured)

@@ -23,7 +23,7 @@
 #define CMCONF_HOST_MAX			255
 #define CMCONF_IDENT_MAX		63
 #define CMCONF_LINE_MAX			4096
-#define CMCONF_NAME_MAX			63	/* longest parameter name, as NAMEDATALEN - 1 */
+#define CMCONF_NAME_MAX			63	/* longest parameter name */
 #define CMCONF_FILE_MAX			(1024 * 1024)
 #define CMCONF_MAX_DIAGS		64
 #define CMCONF_DIAG_LEN			400

@@ -45,8 +45,8 @@ typedef struct cmconf_param
 	long		min;			/* PT_INT range; PT_STRING length range */
 	long		max;
 	cmconf_param_context context;
-	const char *boot_val;		/* default, as conmgr.conf spells it; "" =
-								 * not set */
+	const char *boot_val;		/* default, as conmgr.conf spells it; "" = not
+								 * set */
 	const char *desc;			/* one line: what it is for */
 } cmconf_param;
 

@@ -50,7 +50,7 @@ typedef struct msgtype
 	const char *name;
 } msgtype;
 
-#define STR(max)	(2 + (max))		/* length prefix + bytes */
+#define STR(max)	(2 + (max)) /* length prefix + bytes */
 
 static const msgtype msgtypes[] = {
 	{CMPROTO_HELLO, CMPROTO_PEER_LISTENER, 8, 8, "HELLO"},

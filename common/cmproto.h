@@ -44,8 +44,8 @@
 #define CMPROTO_PG_SSL_CODE		80877103
 #define CMPROTO_PG_CANCEL_CODE	80877102
 #define CMPROTO_PG_PROTO_3_0	196608
-#define CMPROTO_PG_MAX_STARTUP	10000	/* bytes after the length word, as
-									 * the postmaster's limit */
+#define CMPROTO_PG_MAX_STARTUP	10000	/* bytes after the length word, as the
+										 * postmaster's limit */
 #define CMPROTO_PG_PROBE_LEN	8
 #define CMPROTO_PG_MAX_ERROR	1024	/* an ErrorResponse conmgr sends */
 
@@ -308,7 +308,7 @@ extern void cmproto_hb_proof(const uint8_t *key, size_t keylen,
 extern const char *cmproto_strerror(int status);
 extern const char *cmproto_error_code_name(int code);
 extern const char *cmproto_down_reason_name(int reason);
-extern const char *cmproto_target_name(int target);	/* NULL if unknown */
+extern const char *cmproto_target_name(int target); /* NULL if unknown */
 extern int	cmproto_target_from_name(const char *name);
 
 /* cmproto_pg.c: the PostgreSQL-compatible first packets (2.1, 2.4) */

@@ -32,7 +32,7 @@
 #include "errtext.h"
 
 #define CM_CONN_MAGIC		UINT64_C(0x21216e6e6f634d43)	/* "CMconn!!" */
-#define CM_MAX_DESTS		64		/* entries of one host list */
+#define CM_MAX_DESTS		64	/* entries of one host list */
 
 /* One entry of the application's host list. */
 typedef struct cm_dest
@@ -126,8 +126,8 @@ typedef struct cm_session
 	size_t		rlen;
 	bool		got_error_response; /* conmgr's ErrorResponse read */
 	bool		conmgr_met;		/* fd is a session with conmgr (HELLO read) */
-	int			pipelined;		/* protocol version of a RESOLVE sent with
-								 * the probe, or 0 */
+	int			pipelined;		/* protocol version of a RESOLVE sent with the
+								 * probe, or 0 */
 	/* the candidate list read so far (the RESOLVE's answer) */
 	cm_candidate cand[CMPROTO_MAX_INSTANCES + 2];
 	int			ncand;
@@ -138,9 +138,9 @@ typedef struct cm_request
 {
 	int			target;			/* enum cmproto_target of this pass */
 	const char *app;			/* application_name to send, or NULL */
-	bool		classifying;	/* a first look at a prefer-* list: no
-								 * RESOLVE with the probe, nothing learnt
-								 * of a conmgr's version */
+	bool		classifying;	/* a first look at a prefer-* list: no RESOLVE
+								 * with the probe, nothing learnt of a
+								 * conmgr's version */
 } cm_request;
 
 /* What a step of the probe or the resolve reached. */
@@ -150,9 +150,9 @@ typedef enum cm_step
 	CMS_PROBE_SENT,				/* connected and probe sent: wait to read */
 	CMS_POSTMASTER,				/* the destination is a PostgreSQL server */
 	CMS_CONMGR,					/* conmgr: RESOLVE sent */
-	CMS_REPROBE,				/* conmgr no longer speaks the version of
-								 * the RESOLVE sent with the probe: probe
-								 * the same destination again */
+	CMS_REPROBE,				/* conmgr no longer speaks the version of the
+								 * RESOLVE sent with the probe: probe the same
+								 * destination again */
 	CMS_CANDIDATES,				/* the candidate list is complete */
 	CMS_FAILED					/* the destination failed; err says why */
 } cm_step;
@@ -184,8 +184,8 @@ typedef struct cm_conn
 {
 	uint64_t	magic;			/* CM_CONN_MAGIC while alive */
 	PGconn	   *inner;			/* real connection, or NULL */
-	PGconn	   *spent;			/* the last failed attempt, kept for its
-								 * error state (needs-password & co.) */
+	PGconn	   *spent;			/* the last failed attempt, kept for its error
+								 * state (needs-password & co.) */
 	cm_phase	phase;			/* changed only by connect.c's set_phase() */
 	bool		sync;			/* PQconnectdb & co.: we wait ourselves */
 
@@ -204,15 +204,14 @@ typedef struct cm_conn
 	cm_dest		dests[CM_MAX_DESTS];
 	int			ndests;
 	int			di;				/* current destination */
-	bool		classifying;	/* classifying a prefer-* list, see
-								 * connect.c */
+	bool		classifying;	/* classifying a prefer-* list, see connect.c */
 	int			pass;			/* 0 one pass; 1 strict, 2 fallback */
 	int8_t		kind[CM_MAX_DESTS]; /* what that pass found (CMK_*) */
 
 	cm_session	sess;			/* probe, then conmgr session */
 	int			cm_instance;	/* instance reached through conmgr, or -1 */
-	int64_t		deadline;		/* sync mode: end of this destination's
-								 * time (cmclock_ms()), or 0 */
+	int64_t		deadline;		/* sync mode: end of this destination's time
+								 * (cmclock_ms()), or 0 */
 
 	/* real connection attempts queued for the current destination */
 	cm_attempt	attempts[CMPROTO_MAX_INSTANCES + 2];
@@ -222,8 +221,8 @@ typedef struct cm_conn
 	cm_settings settings;
 	/* per destination: the options connection (options.c), or NULL */
 	PGconn	   *opts_pg[CM_MAX_DESTS];
-	cm_text		err;			/* the error message while there is no
-								 * inner connection to ask */
+	cm_text		err;			/* the error message while there is no inner
+								 * connection to ask */
 
 	/* watcher (watcher.c); watch_slot, sql_fd and lost change under its lock */
 	int			watch_slot;		/* index in the watch table, or -1 */

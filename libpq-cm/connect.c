@@ -175,8 +175,8 @@ queue_candidates(cm_conn *c)
 	/*
 	 * libpq checks the attributes it can check from the server's startup
 	 * reports (in_hot_standby, default_transaction_read_only) at no cost,
-	 * which catches a role that changed since conmgr last heard; the
-	 * "prefer" orders are conmgr's to decide.
+	 * which catches a role that changed since conmgr last heard; the "prefer"
+	 * orders are conmgr's to decide.
 	 */
 	switch (pass_target(c))
 	{

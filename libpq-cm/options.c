@@ -481,6 +481,7 @@ cm_opts_conn(cm_conn *c)
 {
 	int			di = c->di < c->ndests ? c->di : c->ndests - 1;
 	const cm_dest *d;
+
 	/* the connection string, expanded as the first dbname, or nothing */
 	const char *keys[5] = {"dbname", "host", "hostaddr", "port", NULL};
 	const char *vals[5];

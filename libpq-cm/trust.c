@@ -49,7 +49,8 @@
 
 #define CM_ADDRS_ENV	"PGCMADDRS"
 #define CM_OWNER_ENV	"PGCMOWNER"
-#define CM_OWNER_DEFAULT "conmgr"	/* User= of contrib/systemd/conmgr@.service */
+#define CM_OWNER_DEFAULT "conmgr"	/* User= of
+									 * contrib/systemd/conmgr@.service */
 
 /* ---- loopback, and the addresses the application names ---- */
 

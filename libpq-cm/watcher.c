@@ -94,6 +94,7 @@ release_sql_locked(cm_conn *c)
 
 	if (fd < 0)
 		return;
+
 	/*
 	 * Out of the epoll set first: libpq's descriptor may still hold the
 	 * socket open, and epoll forgets a socket only when it is closed

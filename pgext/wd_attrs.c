@@ -172,10 +172,10 @@ wd_check_attrs(WdMono now)
 	/*
 	 * A standby looks for its promotion every WD_PROMOTION_POLL_US, whatever
 	 * check_attr_interval says, and at once when the promotion is asked for
-	 * (wd_promote_event()): until conmgr hears of it, the old primary (if
-	 * it still runs) is the only primary conmgr knows, and new writes go
-	 * there.  The looks cost a spinlock and a stat(), so the cost is the
-	 * wake-ups, fifty a second on a standby only.
+	 * (wd_promote_event()): until conmgr hears of it, the old primary (if it
+	 * still runs) is the only primary conmgr knows, and new writes go there.
+	 * The looks cost a spinlock and a stat(), so the cost is the wake-ups,
+	 * fifty a second on a standby only.
 	 */
 	if (now < next_attr_check)
 	{

@@ -364,9 +364,9 @@ void
 wd_read(WdSession *s)
 {
 	/*
-	 * A few reads at most, so one busy peer cannot starve the others; a
-	 * read that does not fill the buffer has taken all there was, and the
-	 * next frame will make the socket readable again.
+	 * A few reads at most, so one busy peer cannot starve the others; a read
+	 * that does not fill the buffer has taken all there was, and the next
+	 * frame will make the socket readable again.
 	 */
 	for (int i = 0; i < 4 && s->state != WD_SESS_FREE; i++)
 	{

@@ -477,10 +477,10 @@ wd_lose_kind(WdSession *s, const char *why, const char *kind)
 	if (s->state == WD_SESS_UP)
 	{
 		/*
-		 * An address with other registered sessions is shared (two conmgrs
-		 * on one host, NAT, loopback), and its host has not lost its path
-		 * to this server: its SQL sessions are left alone until the last
-		 * of them is lost.
+		 * An address with other registered sessions is shared (two conmgrs on
+		 * one host, NAT, loopback), and its host has not lost its path to
+		 * this server: its SQL sessions are left alone until the last of them
+		 * is lost.
 		 */
 		int			others = wd_host_sessions(&s->peer, s);
 		uint64		suppressed;

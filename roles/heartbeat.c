@@ -75,7 +75,8 @@ typedef struct hb
 	uint32_t	timeline;		/* 0 when the watchdog does not say */
 	int			version;		/* the session's protocol version, once known */
 	bool		was_up;
-	bool		watchdog_proved;	/* this attempt's HB_CHALLENGE proved the key */
+	bool		watchdog_proved;	/* this attempt's HB_CHALLENGE proved the
+									 * key */
 	uint8_t		nonce_c[CMPROTO_NONCE_LEN];
 	size_t		inlen;
 	uint8_t		inbuf[CMPROTO_MAX_MSG];
@@ -324,8 +325,8 @@ static void
 hb_handle_welcome(hb *h, const cmproto_msg *m)
 {
 	/*
-	 * With a key, only the proof conmgr checked itself counts: the
-	 * WELCOME's flag is the peer's word, and any peer can set it.
+	 * With a key, only the proof conmgr checked itself counts: the WELCOME's
+	 * flag is the peer's word, and any peer can set it.
 	 */
 	if (h->ctx->keylen > 0 && !h->watchdog_proved)
 	{
@@ -365,6 +366,7 @@ hb_handle_attrs(hb *h, const cmproto_msg *m)
 {
 	uint32_t	attrs = m->type == CMPROTO_HB_BEAT ?
 		m->u.hb_beat.attrs : m->u.hb_attrs.attrs;
+
 	/* HB_BEAT carries no timeline: the last HB_ATTRS' stands. */
 	uint32_t	timeline = m->type == CMPROTO_HB_ATTRS && h->version >= 2 ?
 		m->u.hb_attrs.timeline : h->timeline;
@@ -544,6 +546,7 @@ heartbeat_main(cm_ctx *ctx, int instno)
 	signal(SIGTERM, handle_sigterm);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
+
 	/*
 	 * The supervisor forks us with every signal blocked; from here on only
 	 * SIGTERM is, and it is taken inside ppoll(), so it is never missed.

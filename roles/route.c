@@ -205,7 +205,7 @@ route_choose(int target, const shm_slot *slots, const route_view *v, int n,
 			 int64_t now_us, int64_t late_after_us, unsigned rot,
 			 route_candidate *out)
 {
-	route_candidate group[4][CMCONF_MAX_INSTANCES];	/* rank * 2 + late */
+	route_candidate group[4][CMCONF_MAX_INSTANCES]; /* rank * 2 + late */
 	int			ngroup[4] = {0, 0, 0, 0};
 	int			nout = 0;
 

@@ -33,9 +33,10 @@ typedef struct cm_ctx
 	int			wake_fd;		/* eventfd: heartbeat roles -> listener */
 	int			death_fd;		/* supervisor-death pipe, read end */
 	const char *cmdata;
-	const char *log_file;		/* conmgr -l, absolute; NULL = inherited stderr */
-	uint8_t		key[1024];		/* heartbeat_key_file's bytes; zeroes outside the
-								 * supervisor and the heartbeat roles */
+	const char *log_file;		/* conmgr -l, absolute; NULL = inherited
+								 * stderr */
+	uint8_t		key[1024];		/* heartbeat_key_file's bytes; zeroes outside
+								 * the supervisor and the heartbeat roles */
 	size_t		keylen;			/* 0 = no key */
 } cm_ctx;
 
@@ -87,9 +88,11 @@ typedef enum route_fault
 typedef struct route_view
 {
 	route_role	role[CMCONF_MAX_INSTANCES];
-	uint32_t	max_timeline;	/* highest known (route_memory included); 0 = none */
+	uint32_t	max_timeline;	/* highest known (route_memory included); 0 =
+								 * none */
 	uint32_t	up_timeline;	/* highest among up instances; 0 = none said */
-	int			promoting;		/* the promotion that makes primaries stale, -1 none */
+	int			promoting;		/* the promotion that makes primaries stale,
+								 * -1 none */
 	route_fault fault;
 	int			fault_a;		/* the two instances it names, -1 if none */
 	int			fault_b;

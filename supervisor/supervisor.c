@@ -85,8 +85,8 @@ typedef enum sup_state
 								 * SIGTERM, and get SIGKILL at kill_at */
 	SUP_WAIT_ROLES,				/* every role but the logger was sent SIGTERM;
 								 * nothing is restarted; SIGKILL at kill_at */
-	SUP_WAIT_LOGGER,			/* the log pipe is closed: the logger drains it
-								 * and exits */
+	SUP_WAIT_LOGGER,			/* the log pipe is closed: the logger drains
+								 * it and exits */
 	SUP_EXIT					/* every role is gone: conmgr stops */
 } sup_state;
 
@@ -121,8 +121,8 @@ typedef enum role_count
  */
 typedef enum role_restart
 {
-	ROLE_RESTART_ON_FAILURE		/* after the back-off (1 s, doubling up to
-								 * 30 s while it keeps dying within 10 s) */
+	ROLE_RESTART_ON_FAILURE		/* after the back-off (1 s, doubling up to 30
+								 * s while it keeps dying within 10 s) */
 } role_restart;
 
 /* How a role is stopped at shutdown; the stages run in this order. */
@@ -150,8 +150,8 @@ typedef struct role_type
 	role_main_fn main;
 	role_restart restart;
 	role_stop	stop;
-	bool		owns_slot;		/* writes its instance's shared slot, which
-								 * is repaired when it dies */
+	bool		owns_slot;		/* writes its instance's shared slot, which is
+								 * repaired when it dies */
 	bool		keeps_key;		/* keeps heartbeat_key_file's bytes */
 } role_type;
 
@@ -293,8 +293,8 @@ launch_child(const role *r, const char *title)
 
 	/*
 	 * Only heartbeat roles use the key; a listener or logger that leaks its
-	 * memory (it faces applications, or writes what peers send) must not
-	 * leak the key with it.
+	 * memory (it faces applications, or writes what peers send) must not leak
+	 * the key with it.
 	 */
 	if (!r->type->keeps_key)
 	{
@@ -788,14 +788,14 @@ start_roles(void)
 	{
 		if (rt->count == ROLE_ONE)
 		{
-			role		r = {.type = rt, .instno = -1};
+			role		r = {.type = rt,.instno = -1};
 
 			roles[nroles++] = r;
 			continue;
 		}
 		for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 		{
-			role		r = {.type = rt, .instno = i};
+			role		r = {.type = rt,.instno = i};
 
 			if (conf.inst[i].configured)
 				roles[nroles++] = r;

@@ -137,7 +137,7 @@ do_attach(int n, int instance, int wait_s)
 			return 1;
 		}
 		{
-			struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = i};
+			struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,.data.u32 = i};
 
 			epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
 		}
@@ -186,7 +186,7 @@ do_attach(int n, int instance, int wait_s)
 			else
 			{
 				/* part of a frame: wait for the rest */
-				struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = i};
+				struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,.data.u32 = i};
 
 				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 			}
@@ -307,20 +307,39 @@ main(int argc, char **argv)
 	{
 		switch (c)
 		{
-			case 'h': host = optarg; break;
-			case 'p': port = optarg; break;
-			case 'n': n = atoi(optarg); break;
-			case 'i': instance = atoi(optarg); break;
-			case 'w': wait_s = atoi(optarg); break;
-			case 'c': clients = atoi(optarg); break;
-			case 'd': seconds = atof(optarg); break;
-			case 'P': pipelined = true; break;
-			case 'F': orderly_close = true; break;
+			case 'h':
+				host = optarg;
+				break;
+			case 'p':
+				port = optarg;
+				break;
+			case 'n':
+				n = atoi(optarg);
+				break;
+			case 'i':
+				instance = atoi(optarg);
+				break;
+			case 'w':
+				wait_s = atoi(optarg);
+				break;
+			case 'c':
+				clients = atoi(optarg);
+				break;
+			case 'd':
+				seconds = atof(optarg);
+				break;
+			case 'P':
+				pipelined = true;
+				break;
+			case 'F':
+				orderly_close = true;
+				break;
 			case 't':
 				if ((target = cmproto_target_from_name(optarg)) < 0)
 					usage();
 				break;
-			default: usage();
+			default:
+				usage();
 		}
 	}
 	if (port == NULL || n < 1 || clients < 1)

@@ -137,8 +137,8 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 		if (m.type == CMPROTO_CANDIDATE)
 		{
 			say("candidate instance=%u host=%s port=%u attrs=%u\n",
-				   m.u.candidate.instance, m.u.candidate.host,
-				   m.u.candidate.port, m.u.candidate.attrs);
+				m.u.candidate.instance, m.u.candidate.host,
+				m.u.candidate.port, m.u.candidate.attrs);
 			if (first < 0)
 				first = m.u.candidate.instance;
 			continue;
@@ -227,15 +227,33 @@ main(int argc, char **argv)
 	{
 		switch (c)
 		{
-			case 'h': host = optarg; break;
-			case 'p': port = optarg; break;
-			case 't': target = optarg; break;
-			case 'a': attach = 1; break;
-			case 'w': wait_s = atoi(optarg); break;
-			case 'r': repeat = atoi(optarg); break;
-			case 'P': pipelined = true; break;
-			case 's': stall_resolve = atof(optarg); break;
-			case 'S': stall_attach = atof(optarg); break;
+			case 'h':
+				host = optarg;
+				break;
+			case 'p':
+				port = optarg;
+				break;
+			case 't':
+				target = optarg;
+				break;
+			case 'a':
+				attach = 1;
+				break;
+			case 'w':
+				wait_s = atoi(optarg);
+				break;
+			case 'r':
+				repeat = atoi(optarg);
+				break;
+			case 'P':
+				pipelined = true;
+				break;
+			case 's':
+				stall_resolve = atof(optarg);
+				break;
+			case 'S':
+				stall_attach = atof(optarg);
+				break;
 			default:
 				fprintf(stderr, "usage: cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS] [-r N] [-P] [-s SECONDS] [-S SECONDS]\n");
 				return 2;

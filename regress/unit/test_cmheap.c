@@ -99,6 +99,7 @@ main(void)
 	for (int op = 0; op < NOPS; op++)
 	{
 		int			i = random() % NELEM;
+
 		/* few distinct keys, so that equal keys are common */
 		int64_t		key = random() % 1000;
 

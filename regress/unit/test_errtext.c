@@ -25,7 +25,8 @@
 #define NRUNS		2000
 #define MAX_STEPS	6			/* steps of one run */
 #define MAX_MSGS	3			/* messages of one step */
-#define MSG_MAX		(CM_ERRBUF_SIZE + 200)	/* the longest message, NUL included */
+#define MSG_MAX		(CM_ERRBUF_SIZE + 200)	/* the longest message, NUL
+											 * included */
 #define MODEL_MAX	(MAX_STEPS * MAX_MSGS * MSG_MAX)
 
 /* A message of n bytes, none of them a NUL or a '%'. */

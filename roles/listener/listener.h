@@ -146,7 +146,7 @@ extern void app_send_down(app *a, int reason);
 extern void check_instances(void);
 
 /* control.c */
-extern int	lsn_ctl_fd;		/* the control socket, CMDATA/conmgr.ctl */
+extern int	lsn_ctl_fd;			/* the control socket, CMDATA/conmgr.ctl */
 extern void ctl_open(void);
 extern void ctl_read(app *a);
 extern void ctl_write(app *a);

@@ -179,7 +179,8 @@ check_instances(void)
 	route_view	v;
 	int			notified[CMCONF_MAX_INSTANCES] = {0};
 	int64_t		start = cmclock_us();
-	int		   *sent = NULL;	/* made at the first notice: most passes send none */
+	int		   *sent = NULL;	/* made at the first notice: most passes send
+								 * none */
 	bool		sent_made = false;
 	int			nsent = 0;
 

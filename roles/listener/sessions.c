@@ -60,7 +60,7 @@ app		   *lsn_apps;
 int			lsn_napps_alloc;
 int			lsn_napps;
 lsn_queue	lsn_queues[LSN_NQUEUES] = {{-1, -1}, {-1, -1}, {-1, -1}};
-cmloglimit	lsn_noise = {.what = "connections that never resolved", .burst = 1, .budget = LSN_LOG_BUDGET};
+cmloglimit	lsn_noise = {.what = "connections that never resolved",.burst = 1,.budget = LSN_LOG_BUDGET};
 
 /* The free slots of lsn_apps[], so that accepting does not scan them. */
 static int	free_head = -1;
@@ -482,4 +482,3 @@ lsn_evict_handshake(const char *why)
 	app_close(a);
 	return true;
 }
-
