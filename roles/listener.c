@@ -544,11 +544,7 @@ pg_reject(app *a, const char *sqlstate, const char *message, const char *hint)
 
 /* ---- routing ---- */
 
-typedef struct candidate
-{
-	int			instno;
-	uint32_t	attrs;
-} candidate;
+typedef route_candidate candidate;
 
 /*
  * An instance's slot, from the listener's copy of it.  A writer that stays
@@ -669,44 +665,15 @@ route_view_read(shm_slot *slots, route_view *v)
 }
 
 /*
- * The up instances that match, best rank first (route.c: a stale primary,
- * or a primary in a configuration fault, matches nothing).  Within a
- * rank, instances whose last heartbeat is older than one and a half
- * heartbeat_interval (a beat missed: the server or its link may have
- * died, and the heartbeat has not timed out yet) come after those heard
- * from on time; each of the two groups is rotated by one position per
- * request, so equal instances share the load.  After a crash and a
- * promotion, the new primary is thus offered before the silent old one
- * until the old one is declared down.
+ * The candidates for a RESOLVE (route_choose()): equal instances rotated
+ * one position per request of the target.
  */
 static int
 resolve(int target, const shm_slot *slots, const route_view *v, candidate *out)
 {
-	candidate	group[4][CMCONF_MAX_INSTANCES];	/* rank * 2 + late */
-	int			ngroup[4] = {0, 0, 0, 0};
-	int			n = 0;
-	unsigned	rot = rotation[target]++;
-	int64_t		now = cmclock_us();
-	int64_t		late_after = (int64_t) ctx->conf->heartbeat_interval * 1500000;
-
-	for (uint32_t i = 0; i < ctx->shm->nslots; i++)
-	{
-		const shm_slot *s = &slots[i];
-		int			r;
-		int			g;
-
-		r = route_rank(target, v->role[i], s->attrs);
-		if (r < 0)
-			continue;
-		g = r * 2 + (now - s->last_received_mono > late_after ? 1 : 0);
-		group[g][ngroup[g]].instno = (int) i;
-		group[g][ngroup[g]].attrs = s->attrs;
-		ngroup[g]++;
-	}
-	for (int g = 0; g < 4; g++)
-		for (int k = 0; k < ngroup[g]; k++)
-			out[n++] = group[g][(k + rot) % ngroup[g]];
-	return n;
+	return route_choose(target, slots, v, (int) ctx->shm->nslots,
+						(int64_t) ctx->conf->heartbeat_interval * 1500000,
+						cmclock_us(), rotation[target]++, out);
 }
 
 static void app_refuse_fault(app *a, const route_view *v, const shm_slot *slots);

@@ -154,6 +154,45 @@ route_classify(const shm_slot *slots, const bool *up, int n,
 }
 
 /*
+ * The up instances that match the target, best rank first, into out[]
+ * (n slots); returns how many.  Within a rank, instances whose last
+ * heartbeat is older than late_after_us (a beat missed: the server or its
+ * link may have died, and the heartbeat has not timed out yet) come after
+ * those heard from on time; each of the two groups is rotated by rot
+ * positions, so that callers that pass a counter spread equal instances'
+ * load.  After a crash and a promotion, the new primary is thus offered
+ * before the silent old one until the old one is declared down.  The
+ * listener's RESOLVE and the forwarder's ports both choose here.
+ */
+int
+route_choose(int target, const shm_slot *slots, const route_view *v, int n,
+			 int64_t late_after_us, int64_t now_us, unsigned rot,
+			 route_candidate *out)
+{
+	route_candidate group[4][CMCONF_MAX_INSTANCES];	/* rank * 2 + late */
+	int			ngroup[4] = {0, 0, 0, 0};
+	int			nout = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		const shm_slot *s = &slots[i];
+		int			r = route_rank(target, v->role[i], s->attrs);
+		int			g;
+
+		if (r < 0)
+			continue;
+		g = r * 2 + (now_us - s->last_received_mono > late_after_us ? 1 : 0);
+		group[g][ngroup[g]].instno = i;
+		group[g][ngroup[g]].attrs = s->attrs;
+		ngroup[g]++;
+	}
+	for (int g = 0; g < 4; g++)
+		for (int k = 0; k < ngroup[g]; k++)
+			out[nout++] = group[g][(k + rot) % ngroup[g]];
+	return nout;
+}
+
+/*
  * How well an instance of this role and these attributes matches the
  * target: 0 best, 1 second choice, -1 not at all.
  */

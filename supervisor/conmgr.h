@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <stdnoreturn.h>
 
 #include "cmconf.h"
@@ -30,6 +31,7 @@ typedef struct cm_ctx
 	const struct cmconf *conf;
 	shm_header *shm;
 	int			wake_fd;		/* eventfd: heartbeat roles -> listener */
+	int			fw_wake_fd;		/* eventfd: heartbeat roles -> forwarder */
 	int			death_fd;		/* supervisor-death pipe, read end */
 	const char *cmdata;
 	const char *log_file;		/* conmgr -l, absolute; NULL = inherited stderr */
@@ -63,6 +65,22 @@ extern noreturn void logger_main(cm_ctx *ctx, int readfd);
 
 /* roles/listener.c */
 extern noreturn void listener_main(cm_ctx *ctx);
+
+/* roles/forwarder.c */
+extern noreturn void forwarder_main(cm_ctx *ctx);
+
+/*
+ * A change of an instance's slot: the listener and the forwarder look
+ * again (heartbeat roles; the supervisor after repairing a slot).
+ */
+static inline void
+cm_wake_routers(const cm_ctx *ctx)
+{
+	uint64_t	one = 1;
+
+	(void) !write(ctx->wake_fd, &one, sizeof(one));
+	(void) !write(ctx->fw_wake_fd, &one, sizeof(one));
+}
 
 /* What routing makes of an instance (roles/route.c). */
 typedef enum route_role
@@ -104,7 +122,17 @@ typedef struct route_memory
 	uint32_t	timeline;
 } route_memory;
 
+/* An instance offered for a target (route_choose()). */
+typedef struct route_candidate
+{
+	int			instno;
+	uint32_t	attrs;
+} route_candidate;
+
 /* roles/route.c */
+extern int	route_choose(int target, const shm_slot *slots, const route_view *v, int n,
+						 int64_t late_after_us, int64_t now_us, unsigned rot,
+						 route_candidate *out);
 extern void route_classify(const shm_slot *slots, const bool *up, int n,
 						   route_memory *mem, route_view *v);
 extern int	route_rank(int target, route_role role, uint32_t attrs);
