@@ -44,10 +44,30 @@ struct cmconf_instance
 
 #define CMCONF_LISTEN_MAX		1023
 
+/*
+ * forward_ports: a port per target_session_attrs value at most (7 of
+ * them), as "TARGET=PORT, ...".
+ */
+#define CMCONF_MAX_FORWARDS		7
+
+struct cmconf_forward
+{
+	int			target;			/* cmproto_target */
+	int			port;
+};
+
+struct cmconf_forwards
+{
+	char		text[CMCONF_LISTEN_MAX + 1];	/* as written; "" = none */
+	int			n;
+	struct cmconf_forward f[CMCONF_MAX_FORWARDS];
+};
+
 struct cmconf
 {
 	int			port;
 	char		listen_addresses[CMCONF_LISTEN_MAX + 1];	/* "*" = all */
+	struct cmconf_forwards forward_ports;	/* the forwarder's ports */
 	int			heartbeat_interval; /* seconds */
 	int			heartbeat_timeout;	/* seconds */
 	int			heartbeat_connect_interval; /* seconds */

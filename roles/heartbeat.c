@@ -95,9 +95,7 @@ handle_sigterm(int sig)
 static void
 wake_listener(hb *h)
 {
-	uint64_t	one = 1;
-
-	(void) !write(h->ctx->wake_fd, &one, sizeof(one));
+	cm_wake_routers(h->ctx);
 }
 
 /* Publish state and attributes; wake the listener when routing changes. */

@@ -15,9 +15,11 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "cmclock.h"
+#include "cmproto.h"
 #include "conmgr.h"
 
 /*
@@ -96,6 +98,8 @@ log_changes(route_reader *r, const cm_ctx *ctx, const shm_slot *slots,
 {
 	const route_view *old = &r->logged;
 
+	if (r->quiet)
+		return;
 	if (!r->logged_valid ? v->fault != ROUTE_FAULT_NONE :
 		v->fault != old->fault || v->fault_a != old->fault_a ||
 		v->fault_b != old->fault_b)
@@ -151,4 +155,27 @@ route_resolve(route_reader *r, const cm_ctx *ctx, int target,
 
 	return route_choose(target, slots, v, (int) ctx->shm->nslots, cmclock_us(),
 						(int64_t) ctx->conf->heartbeat_interval * 1500000, rot, out);
+}
+
+/*
+ * The refusal of a target that the view's configuration fault leaves
+ * without a safe instance, naming both instances, into buf.
+ */
+void
+route_fault_text(const cm_ctx *ctx, const route_view *v, const shm_slot *slots,
+				 int target, char *buf, size_t len)
+{
+	const struct cmconf_instance *ia = &ctx->conf->inst[v->fault_a];
+	const struct cmconf_instance *ib = &ctx->conf->inst[v->fault_b];
+
+	if (v->fault == ROUTE_FAULT_TWO_PRIMARIES)
+		snprintf(buf, len,
+				 "refusing target_session_attrs=%s: instances %d (%s:%d) and %d (%s:%d) are both primaries on timeline %u",
+				 cmproto_target_name(target), v->fault_a, cmconf_connect_host(ia), ia->backend_port,
+				 v->fault_b, cmconf_connect_host(ib), ib->backend_port, slots[v->fault_a].timeline);
+	else
+		snprintf(buf, len,
+				 "refusing target_session_attrs=%s: instances %d (%s:%d) and %d (%s:%d) belong to different databases (system identifiers differ)",
+				 cmproto_target_name(target), v->fault_a, cmconf_connect_host(ia), ia->backend_port,
+				 v->fault_b, cmconf_connect_host(ib), ib->backend_port);
 }

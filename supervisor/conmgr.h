@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <stdnoreturn.h>
 
 #include "cmconf.h"
@@ -31,6 +32,7 @@ typedef struct cm_ctx
 	const struct cmconf *conf;
 	shm_header *shm;
 	int			wake_fd;		/* eventfd: heartbeat roles -> listener */
+	int			fw_wake_fd;		/* eventfd: heartbeat roles -> forwarder */
 	int			death_fd;		/* supervisor-death pipe, read end */
 	const char *cmdata;
 	const char *log_file;		/* conmgr -l, absolute; NULL = inherited
@@ -65,6 +67,27 @@ extern noreturn void logger_main(cm_ctx *ctx, int readfd);
 
 /* roles/listener/main.c */
 extern noreturn void listener_main(cm_ctx *ctx);
+
+/* roles/role_setup.c */
+extern void role_stop_signals(void (*on_term) (int), void (*on_smart) (int));
+extern int	role_listen(const char *addresses, int port, const char *what,
+						int *fds, int max);
+
+/* roles/forwarder.c */
+extern noreturn void forwarder_main(cm_ctx *ctx);
+
+/*
+ * A change of an instance's slot: the listener and the forwarder look
+ * again (heartbeat roles; the supervisor after repairing a slot).
+ */
+static inline void
+cm_wake_routers(const cm_ctx *ctx)
+{
+	uint64_t	one = 1;
+
+	(void) !write(ctx->wake_fd, &one, sizeof(one));
+	(void) !write(ctx->fw_wake_fd, &one, sizeof(one));
+}
 
 /* What routing makes of an instance (roles/route.c). */
 typedef enum route_role
@@ -139,12 +162,15 @@ typedef struct route_reader
 	shm_slot	slot_seen[CMCONF_MAX_INSTANCES];
 	route_view	logged;
 	bool		logged_valid;
+	bool		quiet;			/* log nothing: the listener logs the changes */
 	route_memory timelines_seen;
 	unsigned	rotation[CMPROTO_TARGET_LAST + 1];
 } route_reader;
 
 /* roles/route_view.c */
 extern void route_read(route_reader *r, const cm_ctx *ctx, shm_slot *slots, route_view *v);
+extern void route_fault_text(const cm_ctx *ctx, const route_view *v, const shm_slot *slots,
+							 int target, char *buf, size_t len);
 extern int	route_resolve(route_reader *r, const cm_ctx *ctx, int target,
 						  const shm_slot *slots, const route_view *v, route_candidate *out);
 

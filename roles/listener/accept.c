@@ -263,69 +263,10 @@ lsn_accept(int lfd, bool control)
 	}
 }
 
-static void
-lsn_listen_on(const char *name)
-{
-	struct addrinfo hints,
-			   *res;
-	char		port[16];
-	int			rc;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	snprintf(port, sizeof(port), "%d", lsn_ctx->conf->port);
-	rc = getaddrinfo(strcmp(name, "*") == 0 ? NULL : name, port, &hints, &res);
-	if (rc != 0)
-	{
-		cm_log(CMLOG_WARNING, "could not resolve listen address \"%s\": %s", name, gai_strerror(rc));
-		return;
-	}
-	for (struct addrinfo *ai = res; ai && lsn_nlisten < LSN_MAX_LISTEN; ai = ai->ai_next)
-	{
-		int			fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		int			one = 1;
-
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		/* Linux hands it on to every accepted socket: no call per session */
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (ai->ai_family == AF_INET6)
-			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0)
-		{
-			cm_log(CMLOG_WARNING, "could not listen on \"%s\" port %d (%s): %s",
-				   name, lsn_ctx->conf->port, ai->ai_family == AF_INET6 ? "IPv6" : "IPv4",
-				   strerror(errno));
-			close(fd);
-			continue;
-		}
-		lsn_listen_fds[lsn_nlisten++] = fd;
-	}
-	freeaddrinfo(res);
-}
-
 /* Every entry of listen_addresses ("localhost" unless configured). */
 void
 lsn_open(void)
 {
-	char		list[CMCONF_LISTEN_MAX + 1];
-	char	   *save = NULL;
-
-	snprintf(list, sizeof(list), "%s", lsn_ctx->conf->listen_addresses);
-	for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-	{
-		char	   *end;
-
-		while (*tok == ' ' || *tok == '\t')
-			tok++;
-		end = tok + strlen(tok);
-		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
-			*--end = '\0';
-		lsn_listen_on(tok);
-	}
-	if (lsn_nlisten == 0)
-		cm_fatal(ROLE_EXIT_FATAL, "could not listen on any address of \"%s\" port %d",
-				 lsn_ctx->conf->listen_addresses, lsn_ctx->conf->port);
+	lsn_nlisten = role_listen(lsn_ctx->conf->listen_addresses, lsn_ctx->conf->port, "port",
+							  lsn_listen_fds, LSN_MAX_LISTEN);
 }

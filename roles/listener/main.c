@@ -67,29 +67,6 @@ lsn_ev_data(const app *a)
 	return ((uint64_t) a->gen << 32) | (uint32_t) (a - lsn_apps);
 }
 
-/*
- * The stop signals, taken inside epoll_pwait() only: the supervisor forks
- * us with every signal blocked; from here on only the stop signals are,
- * and the wait unblocks them, so none is missed.
- */
-static void
-lsn_signals(void)
-{
-	struct sigaction sa;
-	sigset_t	stops;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = handle_sigterm; /* no SA_RESTART: the wait must wake */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&stops);
-	sigaddset(&stops, SIGTERM);
-	sigaddset(&stops, SIGUSR1);
-	sigprocmask(SIG_SETMASK, &stops, NULL);
-}
-
 /* The epoll set, with the role's own descriptors in it. */
 static void
 lsn_watch(void)
@@ -202,7 +179,7 @@ listener_main(cm_ctx *c)
 
 	lsn_ctx = c;
 	cm_log_init(lsn_ctx->conf, "listener");
-	lsn_signals();
+	role_stop_signals(handle_sigterm, handle_sigterm);
 	sigemptyset(&waitmask);
 	lsn_open();
 	ctl_open();

@@ -95,20 +95,9 @@ app_resolve(app *a, const cmproto_msg *req)
 static void
 app_refuse_fault(app *a, const route_view *v, const shm_slot *slots)
 {
-	const struct cmconf_instance *ia = &lsn_ctx->conf->inst[v->fault_a];
-	const struct cmconf_instance *ib = &lsn_ctx->conf->inst[v->fault_b];
 	char		why[CMPROTO_ERRMSG_MAX + 1];
 
-	if (v->fault == ROUTE_FAULT_TWO_PRIMARIES)
-		snprintf(why, sizeof(why),
-				 "refusing target_session_attrs=%s: instances %d (%s:%d) and %d (%s:%d) are both primaries on timeline %u",
-				 cmproto_target_name(a->target), v->fault_a, cmconf_connect_host(ia), ia->backend_port,
-				 v->fault_b, cmconf_connect_host(ib), ib->backend_port, slots[v->fault_a].timeline);
-	else
-		snprintf(why, sizeof(why),
-				 "refusing target_session_attrs=%s: instances %d (%s:%d) and %d (%s:%d) belong to different databases (system identifiers differ)",
-				 cmproto_target_name(a->target), v->fault_a, cmconf_connect_host(ia), ia->backend_port,
-				 v->fault_b, cmconf_connect_host(ib), ib->backend_port);
+	route_fault_text(lsn_ctx, v, slots, a->target, why, sizeof(why));
 	app_send_error(a, a->version >= 2 ? CMPROTO_ERR_CONFLICT : CMPROTO_ERR_INTERNAL, why);
 }
 
