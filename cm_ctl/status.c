@@ -297,6 +297,60 @@ print_instances(const char *answer, bool json)
 	free(copy);
 }
 
+/*
+ * The forward port lines of the answer (docs/conmgr.md, "Forward ports"):
+ * each port's sessions per instance, as a table or a JSON array.
+ */
+static void
+print_forwards(const char *answer, bool json)
+{
+	char	   *copy = strdup(answer);
+	char	   *save = NULL;
+	int			nport = 0;
+
+	if (json)
+		printf(", \"forward_ports\": [");
+	for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL; line;
+		 line = strtok_r(NULL, "\n", &save))
+	{
+		int			port;
+		char		target[32];
+		char		counts[1024];
+		char	   *csave = NULL;
+		int			ninst = 0;
+
+		if (sscanf(line, CMCTL_FORWARD_SCAN, &port, target, counts) != 3)
+			continue;
+		if (json)
+		{
+			printf("%s{\"port\": %d, \"target\": ", nport ? ", " : "", port);
+			json_str(target);
+			printf(", \"sessions\": [");
+		}
+		else if (nport == 0)
+			printf("\n%-12s %-15s %-8s %s\n", "forward port", "target", "instance", "sessions");
+		for (char *c = strtok_r(counts, ",", &csave); c; c = strtok_r(NULL, ",", &csave))
+		{
+			unsigned	inst,
+						n;
+
+			if (sscanf(c, "%u:%u", &inst, &n) != 2)
+				continue;
+			if (json)
+				printf("%s{\"instance\": %u, \"sessions\": %u}", ninst ? ", " : "", inst, n);
+			else
+				printf("%-12d %-15s %-8u %u\n", port, target, inst, n);
+			ninst++;
+		}
+		if (json)
+			printf("]}");
+		nport++;
+	}
+	if (json)
+		printf("]");
+	free(copy);
+}
+
 /* The application lines of the answer (which it consumes). */
 static void
 print_apps(char *answer, bool json)
@@ -416,7 +470,10 @@ do_status(const char *info, bool json, int timeout)
 		printf("%s: conmgr is running (PID: %d), applications on \"%s\" port %d\n",
 			   progname, (int) pid, conf.listen_addresses, conf.port);
 	if (want_inst)
+	{
 		print_instances(answer, json);
+		print_forwards(answer, json);
+	}
 	if (want_app)
 		print_apps(answer, json);
 	if (json)

@@ -641,12 +641,31 @@ cmconf_connect_host(const struct cmconf_instance *inst)
 	return inst->hostaddr[0] ? inst->hostaddr : inst->host;
 }
 
-/* Open files conmgr needs: 9 + instances x 2 + max_connections. */
+/*
+ * Open files a role of conmgr needs at most (each role is a process of its
+ * own with the same limit): the listener 9 + instances x 2 +
+ * max_connections; with forward_ports, the forwarder as much again plus,
+ * per forward port, 2 listen sockets (IPv4 and IPv6) per entry of
+ * listen_addresses, and 6 per session instead of 1 (two sockets, two
+ * pipes).
+ */
 int
 cmconf_nofile_needed(const struct cmconf *conf)
 {
 	long		n = 9L + 2L * conf->ninstances + conf->max_connections;
 
+	if (conf->forward_ports.n > 0)
+	{
+		long		entries = 1;
+		long		fw;
+
+		for (const char *p = conf->listen_addresses; *p; p++)
+			entries += *p == ',';
+		fw = 9L + 2L * conf->ninstances + 2L * entries * conf->forward_ports.n +
+			6L * conf->max_connections;
+		if (fw > n)
+			n = fw;
+	}
 	return n > INT_MAX ? INT_MAX : (int) n;
 }
 

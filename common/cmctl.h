@@ -40,6 +40,10 @@
 #define CMCTL_APP_SCAN \
 	"app peer=%63s pid=%u target=%31s state=%31s instance=%d since=%lld"
 
+/* a forward port: its port, target and sessions per instance ("0:3,1:0") */
+#define CMCTL_FORWARD_FMT	"forward port=%d target=%s sessions=%s\n"
+#define CMCTL_FORWARD_SCAN	"forward port=%d target=%31s sessions=%1023s"
+
 #define CMCTL_END_FMT		"end instances=%d apps=%d\n"
 #define CMCTL_END			"end "	/* how the last line starts */
 

@@ -88,9 +88,16 @@ typedef enum fw_state
 	FW_CANCEL					/* a CancelRequest on its way to an instance */
 } fw_state;
 
+_Static_assert(SHM_MAX_FORWARDS == CMCONF_MAX_FORWARDS &&
+			   SHM_MAX_INSTANCES == CMCONF_MAX_INSTANCES,
+			   "the shared counts have a place for every port and instance");
+
 typedef struct fw_sess
 {
 	fw_state	state;
+	bool		counted;		/* in ctx->shm->fw_sessions */
+	bool		client;			/* counted in nclients */
+	bool		over_limit;		/* beyond max_connections: refused */
 	uint32_t	gen;
 	int			cfd;			/* the client; -1 for FW_CANCEL */
 	int			sfd;			/* the instance; -1 until connecting */
@@ -128,6 +135,7 @@ static int	nlisten;
 static fw_sess *sessions;
 static int	nsessions_alloc;
 static int	nsessions_used;
+static int	nclients;			/* sessions with a client: max_connections */
 static route_reader reader = {.quiet = true};
 static int64_t accept_paused_until; /* monotonic ms; 0 = accepting */
 static volatile sig_atomic_t stop_requested;
@@ -209,6 +217,12 @@ fw_close_fd(int *fd)
 static void
 fw_end(fw_sess *s)
 {
+	if (s->counted)
+		__atomic_fetch_sub(&ctx->shm->fw_sessions[s->port][s->instno], 1, __ATOMIC_RELAXED);
+	if (s->client)
+		nclients--;
+	s->counted = false;
+	s->client = false;
 	fw_close_fd(&s->cfd);
 	fw_close_fd(&s->sfd);
 	for (int d = 0; d < 2; d++)
@@ -245,13 +259,20 @@ fw_watch(fw_sess *s, uint32_t cmask, uint32_t smask)
  * ErrorResponse, then the end of the session.
  */
 static void
-fw_refuse(fw_sess *s, const char *message)
+fw_refuse(fw_sess *s, const char *sqlstate, const char *message)
 {
 	uint8_t		buf[CMPROTO_PG_MAX_ERROR];
-	int			n = cmproto_pg_encode_error(buf, sizeof(buf), "08001", message, NULL);
+	int			n = cmproto_pg_encode_error(buf, sizeof(buf), sqlstate, message, NULL);
 
 	if (n > 0)
 		(void) !send(s->cfd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	/*
+	 * The rest of the client's packet, unread, would make the close a reset
+	 * that can overtake the ErrorResponse: read what has come.
+	 */
+	while (recv(s->cfd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
 	fw_end(s);
 }
 
@@ -328,6 +349,13 @@ fw_connect_next(fw_sess *s)
 
 	fw_close_fd(&s->sfd);
 	s->smask = 0;
+	if (s->over_limit)
+	{
+		cm_log(CMLOG_LOG, "forwarder: refused a client on forward port %d: max_connections (%d) reached",
+			   ctx->conf->forward_ports.f[s->port].port, ctx->conf->max_connections);
+		fw_refuse(s, "53300", "sorry, too many clients already");
+		return;
+	}
 	while (s->next_cand < s->ncands)
 	{
 		int			i = s->cands[s->next_cand++];
@@ -357,7 +385,7 @@ fw_connect_next(fw_sess *s)
 		snprintf(msg, sizeof(msg),
 				 "conmgr: could not connect to any instance that fits target_session_attrs=%s (forward port %d)",
 				 fw_target_name(s), ctx->conf->forward_ports.f[s->port].port);
-	fw_refuse(s, msg);
+	fw_refuse(s, "08001", msg);
 }
 
 /* The connect ended: relay, or try the next candidate. */
@@ -393,6 +421,8 @@ fw_connected(fw_sess *s)
 		return;
 	}
 	s->state = FW_RELAY;
+	s->counted = true;
+	__atomic_fetch_add(&ctx->shm->fw_sessions[s->port][s->instno], 1, __ATOMIC_RELAXED);
 }
 
 /* ---- relaying ---- */
@@ -531,7 +561,7 @@ fw_first(fw_sess *s)
 	rc = cmproto_pg_classify(s->first, s->firstlen, &pktlen, &kind);
 	if (rc < 0 && rc != CMPROTO_INCOMPLETE)
 	{
-		fw_refuse(s, "conmgr: invalid startup packet");
+		fw_refuse(s, "08P01", "conmgr: invalid startup packet");
 		return;
 	}
 	if (kind == CMPROTO_PG_CANCEL_REQUEST)
@@ -545,6 +575,8 @@ fw_first(fw_sess *s)
 		return;
 	}
 	fw_choose(s);
+	if (s->over_limit)
+		s->ncands = 0;
 	if (s->ncands == 0 &&
 		(kind == CMPROTO_PG_SSL_REQUEST || kind == CMPROTO_PG_GSSENC_REQUEST))
 	{
@@ -605,6 +637,11 @@ fw_accept(const fw_listen *l)
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		s->cfd = fd;
+		s->client = true;
+		nclients++;
+		/* refused, as a server over its limit, once its first packet is in */
+		s->over_limit = ctx->conf->max_connections > 0 &&
+			nclients > ctx->conf->max_connections;
 		s->port = l->port;
 		s->target = ctx->conf->forward_ports.f[l->port].target;
 		s->state = FW_FIRST;

@@ -35,8 +35,10 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC			0x434d5348	/* "CMSH" */
-#define SHM_LAYOUT_VERSION	4
+#define SHM_LAYOUT_VERSION	5
 #define SHM_IDENT_LEN		64	/* syslog_ident, with its NUL */
+#define SHM_MAX_FORWARDS	7	/* forward_ports: a port per target at most */
+#define SHM_MAX_INSTANCES	64	/* CMCONF_MAX_INSTANCES */
 
 /*
  * How long a reader waits for a writer to finish an update: far longer
@@ -96,6 +98,13 @@ typedef struct shm_header
 	pid_t		supervisor_pid;
 	int64_t		started_at;
 	shm_logconf logconf;
+
+	/*
+	 * Forwarded sessions open, per forward port (in conmgr.conf's order) and
+	 * instance: written by the forwarder alone, read for cm_ctl status; each
+	 * count is one aligned word, so a reader never sees half of one.
+	 */
+	uint32_t	fw_sessions[SHM_MAX_FORWARDS][SHM_MAX_INSTANCES];
 	shm_slot	slots[];
 } shm_header;
 

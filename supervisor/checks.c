@@ -102,8 +102,16 @@ sup_check_nofile(const struct cmconf *conf)
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 		rl.rlim_cur < (rlim_t) need)
+	{
+		if (conf->forward_ports.n > 0)
+			cm_fatal(1, "open-files limit %llu is too low: conmgr's forwarder needs %d "
+					 "(9 + %d instances x 2 + 2 per forward port and listen address + max_connections %d x 6); "
+					 "raise the hard limit (\"ulimit -Hn\")",
+					 (unsigned long long) rl.rlim_cur, need, conf->ninstances,
+					 conf->max_connections);
 		cm_fatal(1, "open-files limit %llu is too low: conmgr needs %d "
 				 "(9 + %d instances x 2 + max_connections %d); raise the hard limit (\"ulimit -Hn\")",
 				 (unsigned long long) rl.rlim_cur, need, conf->ninstances,
 				 conf->max_connections);
+	}
 }

@@ -16,6 +16,7 @@ use lib "$FindBin::RealBin/../lib";
 use CmTest;
 use IO::Socket::INET;
 use IPC::Run;
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -29,7 +30,9 @@ my %name_of = reverse %port_of;
 
 my $cmport = PostgreSQL::Test::Cluster::get_free_port();
 my %fwd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(read-write read-only standby);
+my $max_conn = 4;
 my $conf = "port = $cmport\nheartbeat_interval = 1\nheartbeat_timeout = $hb_timeout\nlog_min_messages = LOG\n"
+  . "max_connections = $max_conn\n"
   . "listen_addresses = '127.0.0.1'\n"
   . "forward_ports = '" . join(', ', map { "$_=$fwd{$_}" } sort keys %fwd) . "'\n";
 my $i = 0;
@@ -141,6 +144,18 @@ ok(wait_until(sub { (() = (cm_status($dir) // '') =~ /^instance \d+ state=up /mg
 # stopped, so the heartbeat times out): the forwarder cuts the session.
 {
 	my ($h, $err) = blocked_on_p('a query blocked on the primary through the read-write port');
+	my ($jout, $jerr) = ('', '');
+	IPC::Run::run([ "$top/build/bin/cm_ctl", '-D', $dir, 'status', '--json' ], '>', \$jout, '2>', \$jerr);
+	my $j = eval { JSON::PP::decode_json($jout) } // {};
+	my %sess = map { my $f = $_; map { ("$f->{target} $_->{instance}" => $_->{sessions}) } @{ $f->{sessions} } }
+	  @{ $j->{forward_ports} // [] };
+	is_deeply(\%sess, { 'read-write 0' => 1, 'read-write 1' => 0, 'read-only 0' => 0, 'read-only 1' => 0,
+			'standby 0' => 0, 'standby 1' => 0 },
+		'cm_ctl status --json: the session on the read-write port to instance 0, per port and instance')
+	  or diag($jout . $jerr);
+	my ($tout, $terr) = ('', '');
+	IPC::Run::run([ "$top/build/bin/cm_ctl", '-D', $dir, 'status' ], '>', \$tout, '2>', \$terr);
+	like($tout, qr/^$fwd{'read-write'}\s+read-write\s+0\s+1$/m, 'cm_ctl status: the table says so') or diag($tout);
 	my $wdpid = $node->{p}->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'watchdog'");
 	my $t_stop = time();
 	kill 'STOP', $wdpid;
@@ -167,6 +182,28 @@ ok(wait_until(sub { (() = (cm_status($dir) // '') =~ /^instance \d+ state=up /mg
 		'the read-write port now reaches s, the new primary');
 	ok(wait_until(sub { $cm->pump_nb; $cmerr =~ /forwarder LOG:  forwarder: cut 1 forwarded session to instance 0 \(stale primary\)/ }, 5),
 		'logged as a stale primary') or diag($cmerr);
+}
+
+# max_connections bounds the forwarder's clients too: one more than the
+# limit gets what a server over its own limit answers.  (A client that
+# goes away mid-query holds its place until its server side ends, as it
+# holds its backend: the forwarder passes the end of file on and waits.)
+{
+	my @held = map {
+		my ($out, $err) = ('', '');
+		IPC::Run::start([ 'psql', '-X', '-At', '-d', "host=127.0.0.1 port=$fwd{'read-write'} dbname=postgres",
+				'-c', 'SELECT pg_sleep(4)' ], '<', \undef, '>', \$out, '2>', \$err);
+	} 1 .. $max_conn;
+	ok(wait_until(sub { $node->{s}->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(4)'") eq $max_conn }, 10),
+		"$max_conn clients (max_connections) held on the read-write port (s, since the promotion)");
+	($o, $e) = psql_at($fwd{'read-write'}, 'SELECT 1');
+	like($e, qr/FATAL:  sorry, too many clients already/, 'one more: "sorry, too many clients already"')
+	  or diag("out=$o err=$e");
+	ok(wait_until(sub { $cm->pump_nb; $cmerr =~ /forwarder: refused a client on forward port $fwd{'read-write'}: max_connections \($max_conn\) reached/ }, 5),
+		'logged');
+	eval { $_->finish } for @held;
+	ok(wait_until(sub { (psql_at($fwd{'read-write'}, 'SELECT 1'))[0] eq '1' }, 10), 'room again once they are done');
 }
 
 # Smart shutdown: conmgr stops; the forwarder with it.

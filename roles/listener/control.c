@@ -69,6 +69,32 @@ ctl_open(void)
 	atexit(ctl_cleanup);
 }
 
+
+/*
+ * One line per forward port: its sessions open per configured instance,
+ * from the forwarder's counts in shared memory.
+ */
+static size_t
+forward_lines(char *buf, size_t cap)
+{
+	const struct cmconf_forwards *fw = &lsn_ctx->conf->forward_ports;
+	size_t		len = 0;
+
+	for (int p = 0; p < fw->n; p++)
+	{
+		char		counts[CMCONF_MAX_INSTANCES * 16] = "";
+		size_t		n = 0;
+
+		for (uint32_t i = 0; i < lsn_ctx->shm->nslots; i++)
+			if (lsn_ctx->conf->inst[i].configured)
+				n += snprintf(counts + n, sizeof(counts) - n, "%s%u:%u", n ? "," : "", i,
+							  __atomic_load_n(&lsn_ctx->shm->fw_sessions[p][i], __ATOMIC_RELAXED));
+		len += snprintf(buf + len, cap - len, CMCTL_FORWARD_FMT, fw->f[p].port,
+						cmproto_target_name(fw->f[p].target), n ? counts : "-");
+	}
+	return len;
+}
+
 /*
  * The status answer: a line per configured instance, a line per
  * application session, the end line.  NULL when out of memory.
@@ -77,7 +103,8 @@ static char *
 ctl_status(size_t *lenp)
 {
 	static const char *const states[] = {"unknown", "connecting", "up", "down"};
-	size_t		cap = 4096 + 256 * (size_t) (lsn_napps_alloc + CMCONF_MAX_INSTANCES);
+	size_t		cap = 4096 + 256 * (size_t) (lsn_napps_alloc + CMCONF_MAX_INSTANCES) +
+		CMCONF_MAX_FORWARDS * (CMCONF_MAX_INSTANCES * 16 + 64);
 	shm_slot	slots[CMCONF_MAX_INSTANCES];
 	route_view	v;
 	char	   *buf = malloc(cap);
@@ -113,6 +140,7 @@ ctl_status(size_t *lenp)
 						app_state_names[o->state], o->instance, (long long) o->since);
 		napp++;
 	}
+	len += forward_lines(buf + len, cap - len);
 	len += snprintf(buf + len, cap - len, CMCTL_END_FMT, ninst, napp);
 	*lenp = len;
 	return buf;
