@@ -289,13 +289,17 @@ conmgr_path(void)
 	return "conmgr";			/* from PATH */
 }
 
-/* After a failed start: show the log's FATAL lines, which name the cause. */
+/*
+ * After a failed start: show the log's FATAL lines, which name the cause,
+ * each with the DETAIL and HINT lines that follow it.
+ */
 static void
 show_fatal_lines(const char *logfile)
 {
 	FILE	   *f = fopen(logfile, "r");
 	char		line[4096];
 	long		size;
+	bool		in_fatal = false;
 
 	if (f == NULL)
 		return;
@@ -304,8 +308,15 @@ show_fatal_lines(const char *logfile)
 	else
 		rewind(f);
 	while (fgets(line, sizeof(line), f))
+	{
 		if (strstr(line, " FATAL:  ") != NULL)
+			in_fatal = true;
+		else if (!in_fatal ||
+				 (strstr(line, " DETAIL:  ") == NULL && strstr(line, " HINT:  ") == NULL))
+			in_fatal = false;
+		if (in_fatal)
 			fprintf(stderr, "%s", line);
+	}
 	fclose(f);
 }
 
