@@ -56,6 +56,7 @@
 #include "cmctl.h"
 #include "cmproto.h"
 #include "cm_ctl.h"
+#include "cmclock.h"
 
 /* How long status waits for the control socket's answer without -t. */
 #define STATUS_TIMEOUT	5
@@ -110,15 +111,6 @@ typedef struct cand
 	int			instance;
 	uint8_t		attrs;
 } cand;
-
-double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 usage(FILE *f)
@@ -220,7 +212,7 @@ load_conf(void)
 int
 ms_left(double deadline)
 {
-	double		ms = (deadline - now_s()) * 1000;
+	double		ms = (deadline - cmclock_s()) * 1000;
 
 	return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int) ms + 1;
 }
@@ -233,7 +225,7 @@ ms_left(double deadline)
 static int
 ask_conmgr(int target, cand *out, double timeout)
 {
-	double		deadline = now_s() + timeout;
+	double		deadline = cmclock_s() + timeout;
 	char		port[16];
 	char		host[CMCONF_LISTEN_MAX + 1];
 	cmproto_msg cands[CMCONF_MAX_INSTANCES];
@@ -383,8 +375,8 @@ do_start(bool nowait, bool complete, int timeout, const char *logfile)
 
 	printf("waiting for conmgr to start....");
 	fflush(stdout);
-	deadline = now_s() + timeout;
-	while (now_s() < deadline)
+	deadline = cmclock_s() + timeout;
+	while (cmclock_s() < deadline)
 	{
 		int			status;
 		char		st[64];
@@ -468,8 +460,8 @@ do_stop(bool nowait, const char *mode, int timeout)
 	}
 	printf("waiting for conmgr to shut down....");
 	fflush(stdout);
-	deadline = now_s() + timeout;
-	while (now_s() < deadline)
+	deadline = cmclock_s() + timeout;
+	while (cmclock_s() < deadline)
 	{
 		/*
 		 * Gone when the pid file's lock is free: it is released as the
