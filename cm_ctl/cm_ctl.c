@@ -56,6 +56,7 @@
 #include "cmctl.h"
 #include "cmproto.h"
 #include "cm_ctl.h"
+#include "cmclock.h"
 
 /* How long status waits for the control socket's answer without -t. */
 #define STATUS_TIMEOUT	5
@@ -110,15 +111,6 @@ typedef struct cand
 	int			instance;
 	uint8_t		attrs;
 } cand;
-
-double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 usage(FILE *f)
@@ -220,7 +212,7 @@ load_conf(void)
 int
 ms_left(double deadline)
 {
-	double		ms = (deadline - now_s()) * 1000;
+	double		ms = (deadline - cmclock_s()) * 1000;
 
 	return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int) ms + 1;
 }
@@ -233,7 +225,7 @@ ms_left(double deadline)
 static int
 ask_conmgr(int target, cand *out, double timeout)
 {
-	double		deadline = now_s() + timeout;
+	double		deadline = cmclock_s() + timeout;
 	char		port[16];
 	char		host[CMCONF_LISTEN_MAX + 1];
 	cmproto_msg cands[CMCONF_MAX_INSTANCES];
@@ -289,13 +281,17 @@ conmgr_path(void)
 	return "conmgr";			/* from PATH */
 }
 
-/* After a failed start: show the log's FATAL lines, which name the cause. */
+/*
+ * After a failed start: show the log's FATAL lines, which name the cause,
+ * each with the DETAIL and HINT lines that follow it.
+ */
 static void
 show_fatal_lines(const char *logfile)
 {
 	FILE	   *f = fopen(logfile, "r");
 	char		line[4096];
 	long		size;
+	bool		in_fatal = false;
 
 	if (f == NULL)
 		return;
@@ -304,8 +300,15 @@ show_fatal_lines(const char *logfile)
 	else
 		rewind(f);
 	while (fgets(line, sizeof(line), f))
+	{
 		if (strstr(line, " FATAL:  ") != NULL)
+			in_fatal = true;
+		else if (!in_fatal ||
+				 (strstr(line, " DETAIL:  ") == NULL && strstr(line, " HINT:  ") == NULL))
+			in_fatal = false;
+		if (in_fatal)
 			fprintf(stderr, "%s", line);
+	}
 	fclose(f);
 }
 
@@ -372,8 +375,8 @@ do_start(bool nowait, bool complete, int timeout, const char *logfile)
 
 	printf("waiting for conmgr to start....");
 	fflush(stdout);
-	deadline = now_s() + timeout;
-	while (now_s() < deadline)
+	deadline = cmclock_s() + timeout;
+	while (cmclock_s() < deadline)
 	{
 		int			status;
 		char		st[64];
@@ -457,8 +460,8 @@ do_stop(bool nowait, const char *mode, int timeout)
 	}
 	printf("waiting for conmgr to shut down....");
 	fflush(stdout);
-	deadline = now_s() + timeout;
-	while (now_s() < deadline)
+	deadline = cmclock_s() + timeout;
+	while (cmclock_s() < deadline)
 	{
 		/*
 		 * Gone when the pid file's lock is free: it is released as the

@@ -22,7 +22,6 @@ extern const char *cmdata;
 extern struct cmconf conf;		/* conmgr.conf, once load_conf() read it */
 
 /* cm_ctl.c */
-extern double now_s(void);
 extern int	ms_left(double deadline);
 extern pid_t running_pid(void);
 extern void pidfile_line(int n, char *out, size_t len);

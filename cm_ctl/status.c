@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cm_ctl.h"
+#include "cmclock.h"
 #include "cmctl.h"
 #include "cmproto.h"
 
@@ -39,7 +40,7 @@ ask_control(int timeout)
 	size_t		cap = 65536,
 				len = 0;
 	char	   *buf;
-	double		deadline = now_s() + timeout;
+	double		deadline = cmclock_s() + timeout;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;

@@ -25,3 +25,10 @@ cmclock_ms(void)
 {
 	return cmclock_us() / 1000;
 }
+
+/* CLOCK_MONOTONIC in seconds, for deadlines given in seconds (cm_ctl -t). */
+double
+cmclock_s(void)
+{
+	return cmclock_us() / 1e6;
+}

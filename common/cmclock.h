@@ -20,5 +20,6 @@
 /* cmclock.c */
 extern int64_t cmclock_us(void);
 extern int64_t cmclock_ms(void);
+extern double cmclock_s(void);
 
 #endif							/* CMCLOCK_H */

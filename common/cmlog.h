@@ -5,7 +5,7 @@
  *	  log_min_messages.
  *
  * Shared by the configuration parser (log_min_messages) and the daemon's
- * logging (supervisor/log.c).  Nothing here prints.
+ * logging (log/log.c).  Nothing here prints.
  *
  *-------------------------------------------------------------------------
  */

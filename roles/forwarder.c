@@ -410,7 +410,7 @@ fw_connected(fw_sess *s)
 	if (pipe2(s->pipes[0], O_NONBLOCK | O_CLOEXEC) < 0 ||
 		pipe2(s->pipes[1], O_NONBLOCK | O_CLOEXEC) < 0)
 	{
-		cm_log(CMLOG_WARNING, "forwarder: could not make a pipe: %s", strerror(errno));
+		cm_log(CMLOG_WARNING, "forwarder: could not make a pipe: %m");
 		fw_end(s);
 		return;
 	}
@@ -623,8 +623,8 @@ fw_accept(const fw_listen *l)
 		{
 			if (errno == EMFILE || errno == ENFILE)
 			{
-				cm_log(CMLOG_LOG, "forwarder: could not accept a connection: %s; not accepting for 1 s",
-					   strerror(errno));
+				cm_ereport(CMLOG_LOG, "Not accepting for 1 s.", NULL,
+						   "forwarder: could not accept a connection: %m");
 				fw_pause_accept(true);
 			}
 			return;
@@ -670,8 +670,7 @@ fw_open(void)
 		for (int k = 0; k < n; k++)
 		{
 			if (!ep_set(EPOLL_CTL_ADD, fds[k], EPOLLIN, EV_MAKE(EV_LISTEN, 0, nlisten)))
-				cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not wait on a listen socket: %s",
-						 strerror(errno));
+				cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not wait on a listen socket: %m");
 			listens[nlisten].fd = fds[k];
 			listens[nlisten].port = p;
 			nlisten++;
@@ -814,7 +813,7 @@ forwarder_main(cm_ctx *c)
 	if (epfd < 0 ||
 		!ep_set(EPOLL_CTL_ADD, ctx->fw_wake_fd, EPOLLIN, EV_MAKE(EV_WAKE, 0, 0)) ||
 		!ep_set(EPOLL_CTL_ADD, ctx->death_fd, EPOLLIN, EV_MAKE(EV_DEATH, 0, 0)))
-		cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not set up its wait: %s", strerror(errno));
+		cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not set up its wait: %m");
 	fw_open();
 	cm_log(CMLOG_LOG, "forwarder: forwarding %s", ctx->conf->forward_ports.text);
 
@@ -845,7 +844,7 @@ forwarder_main(cm_ctx *c)
 
 		n = epoll_pwait(epfd, evs, FW_EPOLL_BATCH, next < 0 ? -1 : (int) (next - now), &waitmask);
 		if (n < 0 && errno != EINTR)
-			cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not wait: %s", strerror(errno));
+			cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not wait: %m");
 		for (int i = 0; i < n; i++)
 		{
 			int			kind = EV_KIND(evs[i].data.u64);

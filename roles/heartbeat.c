@@ -264,7 +264,7 @@ hb_send_hello(hb *h)
 	m.u.hb_hello.flags = h->ctx->keylen > 0 ? CMPROTO_HB_HAS_KEY : 0;
 	r = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 	if (r < 0 || read(r, h->nonce_c, CMPROTO_NONCE_LEN) != CMPROTO_NONCE_LEN)
-		cm_fatal(ROLE_EXIT_RESTART, "could not read /dev/urandom: %s", strerror(errno));
+		cm_fatal(ROLE_EXIT_RESTART, "could not read /dev/urandom: %m");
 	close(r);
 	memcpy(m.u.hb_hello.nonce, h->nonce_c, CMPROTO_NONCE_LEN);
 	h->watchdog_proved = false;
@@ -576,7 +576,7 @@ heartbeat_main(cm_ctx *ctx, int instno)
 			n = ppoll(pfd, h.fd >= 0 ? 2 : 1, &ts, &waitmask);
 		}
 		if (n < 0 && errno != EINTR)
-			cm_fatal(ROLE_EXIT_RESTART, "poll failed: %s", strerror(errno));
+			cm_fatal(ROLE_EXIT_RESTART, "poll failed: %m");
 		if (n <= 0)
 			continue;
 		if (pfd[0].revents)

@@ -5,7 +5,7 @@
  *
  * Forked first by the supervisor; shows in ps as "conmgr: logger".  Every
  * other process sends its lines into one pipe made by the supervisor
- * before forking (supervisor/log.c: one record per write, at most
+ * before forking (log/log.c: one record per write, at most
  * PIPE_BUF bytes, so records never interleave; non-blocking, so a role
  * never waits on logging and counts what it had to drop instead).  The
  * logger writes each line to its stderr (the terminal, or the log file of
@@ -67,13 +67,7 @@ write_record(const char *rec, size_t len)
 	if (settings.log_destination & CMCONF_LOG_STDERR)
 		(void) !write(STDERR_FILENO, line, linelen);
 	if (settings.log_destination & CMCONF_LOG_SYSLOG)
-	{
-		/* syslog has its own time and pid: send "role LEVEL:  message" */
-		const char *p = strstr(line, "] ");
-
-		p = p ? p + 2 : line;
-		syslog(cm_syslog_priority(level), "%.*s", (int) (line + linelen - p - 1), p);
-	}
+		cm_syslog_record(level, line, linelen);
 }
 
 /* Take over newly published settings; syslog is opened again if they moved. */
@@ -117,8 +111,9 @@ reopen_log_file(cm_ctx *ctx)
 	if (ctx->log_file == NULL)
 		return;
 	if (cm_log_reopen_file(ctx->log_file) < 0)
-		cm_log(CMLOG_WARNING, "could not reopen log file \"%s\": %s; writing on to the old one",
-			   ctx->log_file, strerror(errno));
+		cm_ereport(CMLOG_WARNING, "Writing on to the old one.", NULL,
+				   "could not reopen log file \"%s\": %m",
+				   ctx->log_file);
 }
 
 void

@@ -77,9 +77,8 @@ listen_on(const char *name, int port, const char *what, int *fds, int *n, int ma
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0)
 		{
-			cm_log(CMLOG_WARNING, "could not listen on \"%s\" %s %d (%s): %s",
-				   name, what, port, ai->ai_family == AF_INET6 ? "IPv6" : "IPv4",
-				   strerror(errno));
+			cm_log(CMLOG_WARNING, "could not listen on \"%s\" %s %d (%s): %m",
+				   name, what, port, ai->ai_family == AF_INET6 ? "IPv6" : "IPv4");
 			close(fd);
 			continue;
 		}

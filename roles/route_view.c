@@ -59,36 +59,39 @@ log_fault(const cm_ctx *ctx, const route_view *v, const shm_slot *slots)
 	a = &ctx->conf->inst[v->fault_a];
 	b = &ctx->conf->inst[v->fault_b];
 	if (v->fault == ROUTE_FAULT_TWO_PRIMARIES)
-		cm_log(CMLOG_LOG, "configuration fault: instances %d (%s:%d) and %d (%s:%d) are both primaries on timeline %u; "
-			   "no primary is routed until one of them is demoted or stopped",
-			   v->fault_a, cmconf_connect_host(a), a->backend_port,
-			   v->fault_b, cmconf_connect_host(b), b->backend_port,
-			   slots[v->fault_a].timeline);
+		cm_ereport(CMLOG_LOG, "No primary is routed until one of them is demoted or stopped.", NULL,
+				   "configuration fault: instances %d (%s:%d) and %d (%s:%d) are both primaries on timeline %u",
+				   v->fault_a, cmconf_connect_host(a), a->backend_port,
+				   v->fault_b, cmconf_connect_host(b), b->backend_port,
+				   slots[v->fault_a].timeline);
 	else
-		cm_log(CMLOG_LOG, "configuration fault: instances %d (%s:%d) and %d (%s:%d) have different database system identifiers "
-			   "(%llu, %llu); no primary is routed until conmgr.conf names instances of one database",
-			   v->fault_a, cmconf_connect_host(a), a->backend_port,
-			   v->fault_b, cmconf_connect_host(b), b->backend_port,
-			   (unsigned long long) slots[v->fault_a].system_identifier,
-			   (unsigned long long) slots[v->fault_b].system_identifier);
+		cm_ereport(CMLOG_LOG, "No primary is routed until conmgr.conf names instances of one database.", NULL,
+				   "configuration fault: instances %d (%s:%d) and %d (%s:%d) have different database system identifiers "
+				   "(%llu, %llu)",
+				   v->fault_a, cmconf_connect_host(a), a->backend_port,
+				   v->fault_b, cmconf_connect_host(b), b->backend_port,
+				   (unsigned long long) slots[v->fault_a].system_identifier,
+				   (unsigned long long) slots[v->fault_b].system_identifier);
 }
+
+#define STALE_DETAIL "It gets no new sessions, and its attached sessions are told it is lost."
 
 /* Instance i has become a stale primary: say why, once. */
 static void
 log_stale(const route_view *v, const shm_slot *slots, int i)
 {
 	if (slots[i].timeline >= v->max_timeline && v->promoting >= 0)
-		cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and the promotion of "
-			   "instance %d, a standby on timeline %u, has been asked for; "
-			   "it gets no new sessions, and its attached sessions are told it is lost",
-			   i, slots[i].timeline, v->promoting, slots[v->promoting].timeline);
+		cm_ereport(CMLOG_LOG, STALE_DETAIL, NULL,
+				   "instance %d is a stale primary: it is on timeline %u, and the promotion of "
+				   "instance %d, a standby on timeline %u, has been asked for",
+				   i, slots[i].timeline, v->promoting, slots[v->promoting].timeline);
 	else
-		cm_log(CMLOG_LOG, "instance %d is a stale primary: it is on timeline %u, and %s timeline %u; "
-			   "it gets no new sessions, and its attached sessions are told it is lost",
-			   i, slots[i].timeline,
-			   v->up_timeline == v->max_timeline ? "an instance up is on" :
-			   "no instance up now, but one seen since conmgr started, was on",
-			   v->max_timeline);
+		cm_ereport(CMLOG_LOG, STALE_DETAIL, NULL,
+				   "instance %d is a stale primary: it is on timeline %u, and %s timeline %u",
+				   i, slots[i].timeline,
+				   v->up_timeline == v->max_timeline ? "an instance up is on" :
+				   "no instance up now, but one seen since conmgr started, was on",
+				   v->max_timeline);
 }
 
 /* Log the fault and the stale primaries that changed since the last read. */

@@ -26,15 +26,15 @@ sup_check_directory(const char *cmdata)
 	struct stat st;
 
 	if (stat(cmdata, &st) < 0)
-		cm_fatal(1, "could not access directory \"%s\": %s", cmdata, strerror(errno));
+		cm_fatal(1, "could not access directory \"%s\": %m", cmdata);
 	if (!S_ISDIR(st.st_mode))
 		cm_fatal(1, "\"%s\" is not a directory", cmdata);
 	if (st.st_uid != geteuid())
 		cm_fatal(1, "directory \"%s\" is not owned by the user running conmgr (uid %d)",
 				 cmdata, (int) geteuid());
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-		cm_fatal(1, "directory \"%s\" has group or world access (mode %04o); chmod 0700 it",
-				 cmdata, (unsigned) (st.st_mode & 07777));
+		cm_fatal_hint(1, "chmod 0700 it.", "directory \"%s\" has group or world access (mode %04o)",
+					  cmdata, (unsigned) (st.st_mode & 07777));
 }
 
 /*
@@ -58,12 +58,12 @@ sup_load_key(cm_ctx *ctx)
 		snprintf(path, sizeof(path), "%s/%s", ctx->cmdata, f);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		cm_fatal(1, "could not open heartbeat_key_file \"%s\": %s", path, strerror(errno));
+		cm_fatal(1, "could not open heartbeat_key_file \"%s\": %m", path);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		cm_fatal(1, "heartbeat_key_file \"%s\" is not a regular file", path);
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-		cm_fatal(1, "heartbeat_key_file \"%s\" is accessible to group or others (mode %04o); chmod 0600 it",
-				 path, (unsigned) (st.st_mode & 07777));
+		cm_fatal_hint(1, "chmod 0600 it.", "heartbeat_key_file \"%s\" is accessible to group or others (mode %04o)",
+					  path, (unsigned) (st.st_mode & 07777));
 	n = read(fd, ctx->key, sizeof(ctx->key));
 	close(fd);
 	while (n > 0 && (ctx->key[n - 1] == '\n' || ctx->key[n - 1] == '\r' ||
@@ -82,6 +82,8 @@ sup_load_key(cm_ctx *ctx)
  * takes what the hard limit allows (as systemd advises such daemons to),
  * then checks that this covers what the configuration needs.
  */
+#define NOFILE_HINT "Raise the hard limit (\"ulimit -Hn\", or LimitNOFILE= under systemd)."
+
 void
 sup_check_nofile(const struct cmconf *conf)
 {
@@ -97,21 +99,22 @@ sup_check_nofile(const struct cmconf *conf)
 			cm_log(CMLOG_DEBUG1, "open-files limit raised from %llu to the hard limit, %llu",
 				   (unsigned long long) was, (unsigned long long) rl.rlim_max);
 		else
-			cm_log(CMLOG_DEBUG1, "could not raise the open-files limit from %llu to %llu: %s",
-				   (unsigned long long) was, (unsigned long long) rl.rlim_max, strerror(errno));
+			cm_log(CMLOG_DEBUG1, "could not raise the open-files limit from %llu to %llu: %m",
+				   (unsigned long long) was, (unsigned long long) rl.rlim_max);
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 		rl.rlim_cur < (rlim_t) need)
 	{
 		if (conf->forward_ports.n > 0)
-			cm_fatal(1, "open-files limit %llu is too low: conmgr's forwarder needs %d "
-					 "(9 + %d instances x 2 + 2 per forward port and listen address + max_connections %d x 6); "
-					 "raise the hard limit (\"ulimit -Hn\")",
-					 (unsigned long long) rl.rlim_cur, need, conf->ninstances,
-					 conf->max_connections);
-		cm_fatal(1, "open-files limit %llu is too low: conmgr needs %d "
-				 "(9 + %d instances x 2 + max_connections %d); raise the hard limit (\"ulimit -Hn\")",
-				 (unsigned long long) rl.rlim_cur, need, conf->ninstances,
-				 conf->max_connections);
+			cm_fatal_hint(1, NOFILE_HINT,
+						  "open-files limit %llu is too low: conmgr's forwarder needs %d "
+						  "(9 + %d instances x 2 + 2 per forward port and listen address + max_connections %d x 6)",
+						  (unsigned long long) rl.rlim_cur, need, conf->ninstances,
+						  conf->max_connections);
+		cm_fatal_hint(1, NOFILE_HINT,
+					  "open-files limit %llu is too low: conmgr needs %d "
+					  "(9 + %d instances x 2 + max_connections %d)",
+					  (unsigned long long) rl.rlim_cur, need, conf->ninstances,
+					  conf->max_connections);
 	}
 }

@@ -47,20 +47,8 @@ typedef struct cm_ctx
 #define ROLE_EXIT_RESTART	1	/* restart after the back-off */
 #define ROLE_EXIT_FATAL		2	/* configuration problem: stop conmgr */
 
-/* A log record on the logger pipe: level byte + line, at most PIPE_BUF. */
-#define CM_LOG_RECORD_MAX	4096
-
-/* log.c */
-extern void cm_log_init(const struct cmconf *conf, const char *role);
-extern void cm_log_use_pipe(int writefd);
-extern void cm_log_attach_shared(const shm_logconf *shared);
-extern int	cm_log_reopen_file(const char *path);
-extern void cm_syslog_open(const char *ident, int facility);
-extern int	cm_syslog_priority(int level);
-extern void cm_log(int level, const char *fmt,...)
-			__attribute__((format(printf, 2, 3)));
-extern noreturn void cm_fatal(int exitcode, const char *fmt,...)
-			__attribute__((format(printf, 2, 3)));
+/* log/log.c: the daemon's messages */
+#include "log.h"
 
 /* roles/logger.c */
 extern noreturn void logger_main(cm_ctx *ctx, int readfd);

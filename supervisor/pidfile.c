@@ -39,7 +39,7 @@ sup_pidfile_status(const char *status)
 	/* Overwrite, then cut: a reader never finds the file empty. */
 	if (pwrite(pidfile_fd, buf, n, 0) == n && ftruncate(pidfile_fd, n) == 0)
 		return;
-	cm_log(CMLOG_WARNING, "could not write \"%s\": %s", pidfile_path, strerror(errno));
+	cm_log(CMLOG_WARNING, "could not write \"%s\": %m", pidfile_path);
 }
 
 /* Whether the file we hold open as the pid file is the one at its path. */
@@ -73,13 +73,13 @@ sup_pidfile_take(const char *cmdata, int port)
 	{
 		pidfile_fd = open(pidfile_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (pidfile_fd < 0)
-			cm_fatal(1, "could not open lock file \"%s\": %s", pidfile_path, strerror(errno));
+			cm_fatal(1, "could not open lock file \"%s\": %m", pidfile_path);
 		if (flock(pidfile_fd, LOCK_EX | LOCK_NB) < 0)
 		{
 			char		buf[32] = "";
 
 			if (errno != EWOULDBLOCK)
-				cm_fatal(1, "could not lock \"%s\": %s", pidfile_path, strerror(errno));
+				cm_fatal(1, "could not lock \"%s\": %m", pidfile_path);
 			(void) !pread(pidfile_fd, buf, sizeof(buf) - 1, 0);
 			cm_fatal(1, "another conmgr (pid %d) is running in \"%s\"", atoi(buf), cmdata);
 		}

@@ -348,7 +348,7 @@ launch(role *r)
 	if (pid < 0)
 	{
 		sigprocmask(SIG_SETMASK, &saved, NULL);
-		cm_log(CMLOG_WARNING, "could not fork %s: %s", title, strerror(errno));
+		cm_log(CMLOG_WARNING, "could not fork %s: %m", title);
 		r->restart_at = cmclock_ms() + 1000;
 		return;
 	}
@@ -556,8 +556,9 @@ process_logrotate(void)
 	}
 	if (cm_log_reopen_file(ctx.log_file) < 0)
 	{
-		cm_log(CMLOG_WARNING, "could not reopen log file \"%s\": %s; writing on to the old one",
-			   ctx.log_file, strerror(errno));
+		cm_ereport(CMLOG_WARNING, "Writing on to the old one.", NULL,
+				   "could not reopen log file \"%s\": %m",
+				   ctx.log_file);
 		return;
 	}
 	if (lg != NULL && lg->pid > 0)
@@ -758,7 +759,7 @@ create_shared(void)
 {
 	ctx.shm = shm_create(CMCONF_MAX_INSTANCES);
 	if (ctx.shm == NULL)
-		cm_fatal(1, "could not create shared memory: %s", strerror(errno));
+		cm_fatal(1, "could not create shared memory: %m");
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 		ctx.shm->slots[i].instno = i;
 	sup_publish_log_settings(&conf, ctx.shm);
@@ -767,7 +768,7 @@ create_shared(void)
 	ctx.fw_wake_fd = eventfd(0, EFD_NONBLOCK);
 	if (ctx.wake_fd < 0 || ctx.fw_wake_fd < 0 || pipe2(deathpipe, 0) < 0 ||
 		pipe2(selfpipe, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(logpipe, O_CLOEXEC) < 0)
-		cm_fatal(1, "could not create pipes: %s", strerror(errno));
+		cm_fatal(1, "could not create pipes: %m");
 	/* Writers never block on the log; the logger's reads do. */
 	fcntl(logpipe[1], F_SETFL, O_NONBLOCK);
 	ctx.death_fd = deathpipe[0];

@@ -71,8 +71,8 @@ copy("$confdir/001-minimal.conf", "$dir/conmgr.conf") or die $!;
 chmod 0755, $dir;
 run([ $conmgr, '-D', $dir ], '>', \$out, '2>', \$err);
 is($? >> 8, 1, 'daemon on a directory others can read: exit 1');
-like($err, qr/has group or world access \(mode 0755\); chmod 0700 it/,
-	'daemon on a directory others can read: says why');
+like($err, qr/FATAL:  directory "[^"]*" has group or world access \(mode 0755\)\n.* HINT:  chmod 0700 it\.\n/,
+	'daemon on a directory others can read: says why, and what to do (HINT)');
 
 {
 	local $ENV{CMDATA};

@@ -91,7 +91,7 @@ $nokey_wd->{h}->finish;
 chmod 0644, "$keys/good.key";
 my $open = run_conmgr("$keys/good.key");
 $open->{h}->finish;
-like(${ $open->{err} }, qr/heartbeat_key_file ".*good\.key" is accessible to group or others \(mode 0644\); chmod 0600 it/,
+like(${ $open->{err} }, qr/heartbeat_key_file ".*good\.key" is accessible to group or others \(mode 0644\)\n.* HINT:  chmod 0600 it\./,
 	'a key file others can read is refused');
 PostgreSQL::Test::Utils::append_to_file("$keys/short.key", "tiny\n");
 chmod 0600, "$keys/short.key";

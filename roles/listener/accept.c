@@ -63,7 +63,7 @@ lsn_watch_listen(bool on)
 {
 	for (int i = 0; i < lsn_nlisten; i++)
 		if (!lsn_ep_set(EPOLL_CTL_MOD, lsn_listen_fds[i], on ? EPOLLIN : 0, EV_LISTEN + i))
-			cm_fatal(ROLE_EXIT_RESTART, "could not watch a listen socket: %s", strerror(errno));
+			cm_fatal(ROLE_EXIT_RESTART, "could not watch a listen socket: %m");
 	accepting = on;
 }
 
@@ -147,13 +147,12 @@ accept_one(int lfd, bool control, struct sockaddr_storage *ss, socklen_t *sl,
 		return fd;
 	if ((errno == EMFILE || errno == ENFILE) && spare_fd < 0)
 	{
-		cm_log(CMLOG_LOG, "could not accept a connection: %s; not accepting for 1 s",
-			   strerror(errno));
+		cm_ereport(CMLOG_LOG, "Not accepting for 1 s.", NULL, "could not accept a connection: %m");
 		accept_paused_until = cmclock_us() + 1000000;
 		lsn_watch_listen(false);
 	}
 	else if (errno != EAGAIN && errno != EINTR)
-		cm_log(CMLOG_LOG, "could not accept a connection: %s", strerror(errno));
+		cm_log(CMLOG_LOG, "could not accept a connection: %m");
 	return -1;
 }
 
@@ -212,8 +211,8 @@ session_start(int fd, bool control, const char *host, const char *serv)
 		a->gen = 1;				/* stay clear of the EV_* tags */
 	if (!lsn_ep_set(EPOLL_CTL_ADD, fd, EPOLLIN, lsn_ev_data(a)))
 	{
-		cm_log(CMLOG_WARNING, "connection from %s:%s closed: could not watch it: %s",
-			   host, serv, strerror(errno));
+		cm_log(CMLOG_WARNING, "connection from %s:%s closed: could not watch it: %m",
+			   host, serv);
 		free(a->inbuf);
 		a->inbuf = NULL;
 		return false;

@@ -47,8 +47,8 @@ ctl_open(void)
 	if ((size_t) snprintf(ctl_path, sizeof(ctl_path), "%s/" CMCTL_SOCKET, lsn_ctx->cmdata) >=
 		sizeof(sun.sun_path))
 	{
-		cm_log(CMLOG_WARNING, "control socket path \"%s\" is too long; cm_ctl status will not work",
-			   ctl_path);
+		cm_ereport(CMLOG_WARNING, "cm_ctl status will not work.", "Use a shorter CMDATA path.",
+				   "control socket path \"%s\" is too long", ctl_path);
 		return;
 	}
 	memset(&sun, 0, sizeof(sun));
@@ -60,7 +60,7 @@ ctl_open(void)
 	if (lsn_ctl_fd < 0 || bind(lsn_ctl_fd, (struct sockaddr *) &sun, sizeof(sun)) < 0 ||
 		listen(lsn_ctl_fd, 16) < 0)
 	{
-		cm_log(CMLOG_WARNING, "could not create control socket \"%s\": %s", ctl_path, strerror(errno));
+		cm_log(CMLOG_WARNING, "could not create control socket \"%s\": %m", ctl_path);
 		if (lsn_ctl_fd >= 0)
 			close(lsn_ctl_fd);
 		lsn_ctl_fd = -1;
@@ -189,8 +189,7 @@ ctl_answer(app *a)
 	if (a->state == APP_ANSWERING &&
 		!lsn_ep_set(EPOLL_CTL_MOD, a->fd, EPOLLOUT, lsn_ev_data(a)))
 	{
-		cm_log(CMLOG_WARNING, "control client: could not wait to write its answer: %s",
-			   strerror(errno));
+		cm_log(CMLOG_WARNING, "control client: could not wait to write its answer: %m");
 		app_close(a);
 	}
 }

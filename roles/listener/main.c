@@ -72,14 +72,14 @@ static void
 lsn_watch(void)
 {
 	if ((lsn_ep_fd = epoll_create1(EPOLL_CLOEXEC)) < 0)
-		cm_fatal(ROLE_EXIT_RESTART, "could not create an epoll set: %s", strerror(errno));
+		cm_fatal(ROLE_EXIT_RESTART, "could not create an epoll set: %m");
 	if (!lsn_ep_set(EPOLL_CTL_ADD, lsn_ctx->death_fd, EPOLLIN, EV_DEATH) ||
 		!lsn_ep_set(EPOLL_CTL_ADD, lsn_ctx->wake_fd, EPOLLIN, EV_WAKE) ||
 		(lsn_ctl_fd >= 0 && !lsn_ep_set(EPOLL_CTL_ADD, lsn_ctl_fd, EPOLLIN, EV_CONTROL)))
-		cm_fatal(ROLE_EXIT_RESTART, "could not watch the role's descriptors: %s", strerror(errno));
+		cm_fatal(ROLE_EXIT_RESTART, "could not watch the role's descriptors: %m");
 	for (int i = 0; i < lsn_nlisten; i++)
 		if (!lsn_ep_set(EPOLL_CTL_ADD, lsn_listen_fds[i], EPOLLIN, EV_LISTEN + i))
-			cm_fatal(ROLE_EXIT_RESTART, "could not watch a listen socket: %s", strerror(errno));
+			cm_fatal(ROLE_EXIT_RESTART, "could not watch a listen socket: %m");
 }
 
 /*
@@ -197,7 +197,7 @@ listener_main(cm_ctx *c)
 			lsn_smart_stop();
 		n = epoll_pwait(lsn_ep_fd, ev, 64, lsn_next_timeout(), &waitmask);
 		if (n < 0 && errno != EINTR)
-			cm_fatal(ROLE_EXIT_RESTART, "epoll_pwait failed: %s", strerror(errno));
+			cm_fatal(ROLE_EXIT_RESTART, "epoll_pwait failed: %m");
 		for (int i = 0; i < n; i++)
 			lsn_dispatch(ev[i].data.u64);
 	}
