@@ -144,13 +144,15 @@ for my $c (@clients)
 # pgJDBC's Statement.cancel(): its CancelRequest goes to the forward port.
 SKIP:
 {
-	skip "jdbc: $why_not{jdbc}", 2 if defined $why_not{jdbc};
+	skip "jdbc: $why_not{jdbc}", 3 if defined $why_not{jdbc};
 	my $bg = bg_start($cmd{jdbc}->('cancel', $fwd{'read-write'}));
 	ok(bg_wait($bg, qr/^result /m, 30), 'jdbc: Statement.cancel() through the read-write port ended the statement')
 	  or $bg->{h}->kill_kill;
 	my $out = bg_out($bg);
 	like($out, qr/^cancel\n.*^result sqlstate=57014 \S+ message=ERROR: canceling statement due to user request/ms,
 		'jdbc: SQLState 57014, canceled by the user') or diag($out);
+	my ($took) = $out =~ /^result \S+ elapsed=(\S+)/m;
+	cmp_ok($took // 60, '<', 5, sprintf('jdbc: at once (%.3f s after the statement began)', $took // -1));
 }
 
 $lab->stop;
