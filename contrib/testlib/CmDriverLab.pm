@@ -32,9 +32,10 @@ our @EXPORT = qw(lab_start build_contrib run_cmd bg_start bg_wait bg_out);
 
 =pod
 
-=head2 lab_start()
+=head2 lab_start(%opt)
 
-Start the instances and conmgr; wait until conmgr routes to both. Returns
+Start the instances and conmgr; wait until conmgr routes to both.
+C<< conf => TEXT >> adds lines to conmgr.conf. Returns
 the lab: C<< $lab->{port}{p|s} >>, C<< $lab->{cmport} >>,
 C<< $lab->{hb_timeout} >>, C<< $lab->{node}{p|s} >>, C<< $lab->{top} >>
 (the tree), C<< $lab->{lib} >> (build/lib), C<< $lab->{dropin} >> and
@@ -45,6 +46,7 @@ is the pid of conmgr's role whose ps title begins with $title.
 
 sub lab_start
 {
+	my (%opt) = @_;
 	my $top = Cwd::realpath(cm_top());
 	my %lab = (top => $top, hb_interval => 1, hb_timeout => 2,
 		lib => "$top/build/lib", dropin => "$top/build/lib/dropin");
@@ -67,6 +69,7 @@ sub lab_start
 		  . "watchdog_port$i = $wd{$n}\n";
 		$i++;
 	}
+	$conf .= $opt{conf} // '';
 	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
 	$lab{cmdir} = $dir;
 	my $err = '';

@@ -1,0 +1,160 @@
+# Stock clients through conmgr's forward ports (conmgr.conf forward_ports,
+# docs/conmgr.md "Forward ports"), none of them preloaded or relinked: no
+# LD_PRELOAD, no libpq-cm, each with its own protocol code or the system's
+# libpq.  psql is 055_forward_ports.t's; here:
+#
+#  - Debian's pgJDBC jar with a plain jdbc:postgresql: URL and with
+#    PGSimpleDataSource (regress/tools/stock/FwdJdbc.java, compiled here);
+#  - python3-psycopg as installed (regress/tools/stock/fwd_psycopg.py);
+#  - node-postgres, npm's pg under Debian's Node (fwd_pg.js; the package
+#    comes from tools/npm-modules into /var/cache/conmgr/npm).
+#
+# Each reaches the instance its port names (inet_server_port(),
+# pg_is_in_recovery()), and a statement blocked on the primary through the
+# read-write port fails when conmgr loses the primary: the forwarder cuts
+# the session.  The loss is made here by stopping every process of the
+# primary (SIGSTOP, CmDriverLab's lose): its heartbeat falls silent as
+# behind a dead link while its sockets stay open, so only the forwarder's
+# cut can end the client's wait.  A black-holed link itself needs root and
+# network namespaces and is the fault lab's business
+# (regress/root/070_faultlab.t), not done here.  The delay is measured
+# from the stop and must be at most heartbeat_timeout + 0.5 s: conmgr
+# declares an instance lost heartbeat_timeout after the last frame it
+# received (roles/heartbeat.c), which came before the stop.  pgJDBC's Statement.cancel() sends its
+# CancelRequest to the forward port, which the forwarder sends on to every
+# instance that is up, and ends the statement.
+#
+# Each client is skipped with a clear line when it is not installed (no
+# JDK or pgJDBC, no psycopg, no node or no pg in the npm cache).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
+use CmDriverLab;
+use CmTest qw(wait_until);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils ();
+use Test::More;
+
+# Nothing may slip libpq-cm or anything else under a client.
+delete @ENV{qw(LD_PRELOAD LD_LIBRARY_PATH PGCMADDRS)};
+
+my $stock = "$FindBin::RealBin/../tools/stock";
+my $pgjdbc = $ENV{PGJDBC} // '/usr/share/java/postgresql.jar';
+my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
+my $npmdir = $ENV{CM_NPM_DIR} // '/var/cache/conmgr/npm';
+
+# Which clients can run here: name => undef, or why not.
+my %why_not;
+{
+	my (undef, undef, $rc) = eval { run_cmd('javac', '-version') };
+	$why_not{jdbc} = !defined $rc || $rc ? 'no JDK (javac not found; Debian package openjdk-17-jdk-headless)'
+	  : !-r $pgjdbc ? "no pgJDBC ($pgjdbc; Debian package libpostgresql-jdbc-java)" : undef;
+	(undef, undef, $rc) = eval { run_cmd($python, '-c', 'import psycopg') };
+	$why_not{psycopg} = !defined $rc || $rc ? 'no psycopg (Debian package python3-psycopg)' : undef;
+	(undef, undef, $rc) = eval { run_cmd('node', '--version') };
+	my $unavail = -r "$npmdir/pg.unavailable" ? PostgreSQL::Test::Utils::slurp_file("$npmdir/pg.unavailable") : '';
+	chomp $unavail;
+	$why_not{node} = !defined $rc || $rc ? 'no node (Debian package nodejs)'
+	  : !-r "$npmdir/node_modules/pg/package.json"
+	  ? "no node-postgres in $npmdir (run tools/npm-modules as root" . ($unavail ? "; it said: $unavail" : '') . ')'
+	  : undef;
+}
+plan skip_all => 'skipped: no stock client can run: ' . join('; ', map { "$_: $why_not{$_}" } sort keys %why_not)
+  unless grep { !defined } values %why_not;
+for my $c (sort keys %why_not)
+{
+  SKIP:
+	{
+		skip "$c: $why_not{$c}", 1 if defined $why_not{$c};
+		pass("$c: can run");
+	}
+}
+
+my %fwd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(read-write read-only);
+my $lab = lab_start(conf => "log_min_messages = LOG\nforward_ports = 'read-write=$fwd{'read-write'}, read-only=$fwd{'read-only'}'\n");
+my $bound = $lab->{hb_timeout} + 0.5;
+my %want = ('read-write' => [ 'p', 'f' ], 'read-only' => [ 's', 't' ]);
+
+my $jdir = PostgreSQL::Test::Utils::tempdir();
+if (!defined $why_not{jdbc})
+{
+	my ($out, $err, $rc) = run_cmd('javac', '-d', $jdir, '-cp', $pgjdbc, "$stock/FwdJdbc.java");
+	die "javac FwdJdbc.java failed:\n$out$err" if $rc;
+}
+
+# Each client's command for a mode and a forward port.
+my %cmd = (
+	jdbc => sub {
+		my ($mode, $port) = @_;
+		my @j = ('java', '-cp', "$pgjdbc:$jdir", 'FwdJdbc');
+		return $mode eq 'ds' ? (@j, 'ds', '127.0.0.1', $port)
+		  : (@j, $mode, "jdbc:postgresql://127.0.0.1:$port/postgres");
+	},
+	psycopg => sub { my ($mode, $port) = @_; return ($python, "$stock/fwd_psycopg.py", $mode, $port); },
+	node => sub {
+		my ($mode, $port) = @_;
+		return ('node', "$stock/fwd_pg.js", "$npmdir/node_modules/pg", $mode, $port);
+	});
+my %modes = (jdbc => [ 'where', 'ds' ], psycopg => ['where'], node => ['where']);
+my @clients = grep { !defined $why_not{$_} } qw(jdbc psycopg node);
+
+# Where each client lands through each port.
+for my $c (@clients)
+{
+	for my $mode (@{ $modes{$c} })
+	{
+		for my $target (sort keys %fwd)
+		{
+			my ($out, $err) = run_cmd($cmd{$c}->($mode, $fwd{$target}));
+			my ($port) = $out =~ /^where port=(\d+) recovery=(\w)/m;
+			my $got = defined $port ? join(' ', $lab->name_of($port), $2) : "nothing: $out$err";
+			is($got, "@{ $want{$target} }", "$c ($mode): $target port reaches "
+				  . ($target eq 'read-write' ? 'the primary' : 'the standby')) or diag($out, $err);
+			note("$c: $1") if $out =~ / ((?:libpq|pg)=\S+)/;
+		}
+	}
+}
+
+# A statement blocked on the primary through the read-write port; conmgr
+# loses the primary; the forwarder cuts the session.
+my %error = (
+	jdbc => qr/^result sqlstate=08006 \S+ message=An I\/O error occurred while sending to the backend/m,
+	psycopg => qr/^result sqlstate=none \S+ class=OperationalError closed=True message=.*server closed the connection unexpectedly/m,
+	node => qr/^result sqlstate=none \S+ message=Connection terminated unexpectedly/m);
+for my $c (@clients)
+{
+	my $bg = bg_start($cmd{$c}->('block', $fwd{'read-write'}));
+	ok(bg_wait($bg, qr/^running/m), "$c: connected through the read-write port") or diag(bg_out($bg));
+	ok($lab->wait_query('p', 'SELECT pg_sleep(60)'), "$c: the primary runs its statement");
+	my $cut_before = () = ${ $lab->{cmerr} } =~ /forwarder: cut 1 forwarded session to instance 0 \(lost\)/g;
+	my ($took) = $lab->lose('p', $bound + 5, [ $bg, qr/^result /m ]);
+	$bg->{h}->kill_kill unless defined $took;
+	my $out = bg_out($bg);
+	like($out, $error{$c}, "$c: the statement fails, the connection lost") or diag($out);
+	ok(defined $took && $took <= $bound,
+		sprintf('%s: within heartbeat_timeout + 0.5 s of the stop: %.3f s', $c, $took // -1));
+	note(sprintf('%s: blocked statement failed %.3f s after the primary stopped (heartbeat_timeout %d s)',
+		$c, $took // -1, $lab->{hb_timeout}));
+	ok(wait_until(sub { $lab->{cm}->pump_nb;
+		(() = ${ $lab->{cmerr} } =~ /forwarder: cut 1 forwarded session to instance 0 \(lost\)/g) > $cut_before }, 5),
+		"$c: the forwarder cut it") or diag(${ $lab->{cmerr} });
+}
+
+# pgJDBC's Statement.cancel(): its CancelRequest goes to the forward port.
+SKIP:
+{
+	skip "jdbc: $why_not{jdbc}", 3 if defined $why_not{jdbc};
+	my $bg = bg_start($cmd{jdbc}->('cancel', $fwd{'read-write'}));
+	ok(bg_wait($bg, qr/^result /m, 30), 'jdbc: Statement.cancel() through the read-write port ended the statement')
+	  or $bg->{h}->kill_kill;
+	my $out = bg_out($bg);
+	like($out, qr/^cancel\n.*^result sqlstate=57014 \S+ message=ERROR: canceling statement due to user request/ms,
+		'jdbc: SQLState 57014, canceled by the user') or diag($out);
+	my ($took) = $out =~ /^result \S+ elapsed=(\S+)/m;
+	cmp_ok($took // 60, '<', 5, sprintf('jdbc: at once (%.3f s after the statement began)', $took // -1));
+}
+
+$lab->stop;
+$lab->{node}{$_}->stop for qw(p s);
+done_testing();
