@@ -29,6 +29,8 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "tcop/tcopprot.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
@@ -141,6 +143,21 @@ wd_attach_shmem(void)
 	LWLockRelease(AddinShmemInitLock);
 	if (!found)
 		elog(ERROR, "watchdog shared memory was not initialized");
+}
+
+/*
+ * The start of both background workers: the usual signal handlers (SIGHUP
+ * reloads, SIGTERM ends the process), signals unblocked, no database, and
+ * the shared memory.
+ */
+void
+wd_bgworker_start(void)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	wd_attach_shmem();
 }
 
 static void

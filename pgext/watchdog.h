@@ -156,6 +156,7 @@ extern char *wd_allowed_addresses;
 extern bool wd_address_allowed(const WdAddr *addr);
 extern bool wd_anyone_allowed(void);
 extern void wd_attach_shmem(void);
+extern void wd_bgworker_start(void);
 extern const char *wd_addr_to_string(const WdAddr *addr, char *buf, size_t len);
 extern bool wd_addr_from_sockaddr(const struct sockaddr *sa, WdAddr *out);
 extern bool wd_addr_same_host(const WdAddr *a, const WdAddr *b);

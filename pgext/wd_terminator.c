@@ -219,12 +219,7 @@ wd_terminator_exit(int code, Datum arg)
 void
 watchdog_terminator_main(Datum arg)
 {
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-
-	wd_attach_shmem();
+	wd_bgworker_start();
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
 	wd_shared->terminator_pid = MyProcPid;
 	wd_shared->terminator_latch = MyLatch;

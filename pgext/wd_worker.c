@@ -245,12 +245,7 @@ wd_run_timers(void)
 static void
 wd_start(void)
 {
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-
-	wd_attach_shmem();
+	wd_bgworker_start();
 	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
 	/* Sessions of an earlier incarnation are gone with their sockets. */
 	memset(wd_shared->sessions, 0,

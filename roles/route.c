@@ -254,47 +254,34 @@ route_refuses(const route_view *v, int target, int ncandidates)
 }
 
 /*
- * The role as one word, as the control socket's instance lines carry it
- * (route=...) and cm_ctl reads it.
+ * Each role as one word, as the control socket's instance lines carry it
+ * (route=...) and cm_ctl reads it, and as words for the log.
  */
+static const struct
+{
+	const char *key;
+	const char *name;
+}			route_roles[] = {
+	[ROUTE_DOWN] = {"down", "down"},
+	[ROUTE_STANDBY] = {"standby", "standby"},
+	[ROUTE_PROMOTING] = {"promoting", "standby being promoted"},
+	[ROUTE_PRIMARY] = {"primary", "primary"},
+	[ROUTE_STALE_PRIMARY] = {"stale-primary", "stale primary"},
+	[ROUTE_CONFLICT] = {"conflict", "primary in conflict"},
+};
+
 const char *
 route_role_key(route_role role)
 {
-	switch (role)
-	{
-		case ROUTE_DOWN:
-			return "down";
-		case ROUTE_STANDBY:
-			return "standby";
-		case ROUTE_PROMOTING:
-			return "promoting";
-		case ROUTE_PRIMARY:
-			return "primary";
-		case ROUTE_STALE_PRIMARY:
-			return "stale-primary";
-		case ROUTE_CONFLICT:
-			return "conflict";
-	}
-	return "?";
+	if ((unsigned) role >= sizeof(route_roles) / sizeof(route_roles[0]))
+		return "?";
+	return route_roles[role].key;
 }
 
 const char *
 route_role_name(route_role role)
 {
-	switch (role)
-	{
-		case ROUTE_DOWN:
-			return "down";
-		case ROUTE_STANDBY:
-			return "standby";
-		case ROUTE_PROMOTING:
-			return "standby being promoted";
-		case ROUTE_PRIMARY:
-			return "primary";
-		case ROUTE_STALE_PRIMARY:
-			return "stale primary";
-		case ROUTE_CONFLICT:
-			return "primary in conflict";
-	}
-	return "?";
+	if ((unsigned) role >= sizeof(route_roles) / sizeof(route_roles[0]))
+		return "?";
+	return route_roles[role].name;
 }

@@ -321,6 +321,12 @@ test_rank(void)
 	   !route_fault_refuses(CMPROTO_TARGET_STANDBY) &&
 	   !route_fault_refuses(CMPROTO_TARGET_PREFER_STANDBY),
 	   "and leaves any, read-only, standby, prefer-standby to the standbys");
+	for (int r = ROUTE_DOWN; r <= ROUTE_CONFLICT; r++)
+		ok(route_role_key(r) != NULL && strcmp(route_role_key(r), "?") != 0 &&
+		   strchr(route_role_key(r), ' ') == NULL &&
+		   route_role_name(r) != NULL && strcmp(route_role_name(r), "?") != 0,
+		   "role %d has a one-word key (%s) and a name (%s)", r, route_role_key(r), route_role_name(r));
+	ok(strcmp(route_role_key((route_role) 99), "?") == 0, "an unknown role: ?");
 	ok(strcmp(route_role_key(ROUTE_STALE_PRIMARY), "stale-primary") == 0 &&
 	   strcmp(route_role_key(ROUTE_CONFLICT), "conflict") == 0,
 	   "the control socket's one-word role names");
