@@ -58,6 +58,9 @@ my $top = abs_path(dirname(__FILE__) . '/../../..');
 # Every object started, for the cleanup at exit.
 my @started;
 
+# The names given to new, for unique log file names.
+my %names;
+
 END
 {
 	local ($?, $!, $@);
@@ -100,6 +103,9 @@ instead of a new one; C<port> then names its port.
 
 =back
 
+$name names the log file; a name given again in the same test gets a
+suffix (C<cm_1>, C<cm_2>), so that each object reads only its own log.
+
 =cut
 
 sub new
@@ -107,6 +113,7 @@ sub new
 	my ($class, $name, %o) = @_;
 	my $testname = basename($0);
 	$testname =~ s/\.[^.]+$//;
+	$name .= '_' . $names{$name} if $names{$name}++;
 	my $self = bless {
 		name => $name,
 		port => $o{port} // PostgreSQL::Test::Cluster::get_free_port(),
@@ -189,10 +196,10 @@ More arguments for conmgr (C<-l FILE>, say).
 
 A command prefix, such as C<env LD_PRELOAD=...> or C<strace -f ...>.
 
-=item ulimit_n => 'SOFT' or 'SOFT:HARD'
+=item ulimit_n => 'N' or 'SOFT:HARD'
 
-Runs conmgr with that open-files limit (sh's ulimit; the hard limit is
-set first).
+Runs conmgr with that open-files limit (sh's C<ulimit -n N>, both
+limits, or the hard limit then the soft one).
 
 =item fail_ok => 1
 
@@ -213,7 +220,7 @@ sub start
 	if (defined $o{ulimit_n})
 	{
 		my ($soft, $hard) = split /:/, $o{ulimit_n};
-		my $limits = (defined $hard ? "ulimit -Hn $hard && " : '') . "ulimit -Sn $soft";
+		my $limits = defined $hard ? "ulimit -Hn $hard && ulimit -Sn $soft" : "ulimit -n $soft";
 		@cmd = ('sh', '-c', "$limits && exec \"\$@\"", 'sh', @cmd);
 	}
 	unshift @cmd, @{ $o{prefix} // [] };
