@@ -37,20 +37,11 @@ my $check_ms = 1000;			# watchdog.check_attr_interval
 my $n_after = 10;				# read-write connections after the promotion
 
 # --- p: primary; s1: its standby; s2: a standby of s1 (cascading) ---
-my %wd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(p s1 s2 q r);
-my $wdconf = "shared_preload_libraries = 'watchdog'\nlisten_addresses = '127.0.0.1'\n"
-  . "watchdog.listen_addresses = '127.0.0.1'\nwatchdog.check_attr_interval = $check_ms\n";
-my %node;
-$node{p} = PostgreSQL::Test::Cluster->new('p');
-$node{p}->init(allows_streaming => 1);
-$node{p}->append_conf('postgresql.conf', $wdconf . "watchdog.port = $wd{p}\n");
-$node{p}->start;
+my $wdconf = { conf => "watchdog.check_attr_interval = $check_ms\n" };
+my ($nodes, $wds) = watchdog_cluster($wdconf, p => 'p', s1 => 's1');
+my %node = %$nodes;
+my %wd = (%$wds, map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(s2 r));
 $node{p}->safe_psql('postgres', 'CREATE TABLE t (i int)');
-$node{p}->backup('b');
-$node{s1} = PostgreSQL::Test::Cluster->new('s1');
-$node{s1}->init_from_backup($node{p}, 'b', has_streaming => 1);
-$node{s1}->append_conf('postgresql.conf', "watchdog.port = $wd{s1}\n");
-$node{s1}->start;
 $node{p}->wait_for_catchup('s1');
 $node{s1}->backup('b1');
 $node{s2} = PostgreSQL::Test::Cluster->new('s2');
@@ -285,13 +276,10 @@ ok(wait_until(sub { all_up($cm) }, 60), 's1 and s2 back up') or diag(explain($cm
 is(resolve_answer($cm, 'read-write'), '1', 'read-write: s1 again');
 
 # --- two primaries on one timeline: a base backup of q started as a primary ---
-$node{q} = PostgreSQL::Test::Cluster->new('q');
-$node{q}->init(allows_streaming => 1);
-$node{q}->append_conf('postgresql.conf', $wdconf . "watchdog.port = $wd{q}\n");
-$node{q}->start;
-$node{q}->backup('bq');
+($nodes, $wds) = watchdog_cluster($wdconf, q => 'q');
+($node{q}, $wd{q}) = ($nodes->{q}, $wds->{q});
 $node{r} = PostgreSQL::Test::Cluster->new('r');
-$node{r}->init_from_backup($node{q}, 'bq');
+$node{r}->init_from_backup($node{q}, 'b');
 $node{r}->append_conf('postgresql.conf', "watchdog.port = $wd{r}\n");
 $node{r}->start;
 is($node{r}->safe_psql('postgres', 'SELECT pg_is_in_recovery(), timeline_id FROM pg_control_checkpoint()'),
