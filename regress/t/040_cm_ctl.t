@@ -21,18 +21,9 @@ use Time::HiRes qw(time);
 
 my $cm_ctl = cm_top() . '/build/bin/cm_ctl';
 
-my $wd_p = PostgreSQL::Test::Cluster::get_free_port();
-my $wd_s = PostgreSQL::Test::Cluster::get_free_port();
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'watchdog'\nwatchdog.port = $wd_p\nwatchdog.listen_addresses = '127.0.0.1'\n");
-$primary->start;
-$primary->backup('b');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->append_conf('postgresql.conf', "watchdog.port = $wd_s\n");
-$standby->start;
+my ($node, $wd) = watchdog_cluster(p => 'primary', s => 'standby');
+my ($primary, $standby) = @$node{qw(p s)};
+my ($wd_p, $wd_s) = @$wd{qw(p s)};
 
 # A conmgr directory for the given watchdog ports; a hash first overrides
 # parameters.
