@@ -55,11 +55,12 @@ sub rss_kb
 	return $kb;
 }
 
+# How many application sessions cm_ctl status --json shows in $state.
 sub count_state
 {
 	my ($state) = @_;
-	my $st = cm_status($cmdata) // '';
-	return scalar(() = $st =~ /^app .* state=\Q$state\E /mg);
+	my $st = $cm->status // {};
+	return scalar(grep { $_->{state} eq $state } @{ $st->{applications} // [] });
 }
 
 sub storm
