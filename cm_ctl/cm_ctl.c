@@ -28,7 +28,7 @@
  *
  * Exit codes, as pg_ctl's: 0 success, 1 failure (for reload and
  * logrotate also: not running), 3 not running (status),
- * 4 no such directory (status).
+ * 4 no such directory (status).  status is in status.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -51,8 +51,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmclient.h"
 #include "cmconf.h"
+#include "cmctl.h"
 #include "cmproto.h"
+#include "cm_ctl.h"
 
 /* How long status waits for the control socket's answer without -t. */
 #define STATUS_TIMEOUT	5
@@ -97,10 +100,10 @@ static const struct
 
 #define lengthof(a)	(sizeof(a) / sizeof((a)[0]))
 
-static const char *progname = "cm_ctl";
-static const char *cmdata;
+const char *progname = "cm_ctl";
+const char *cmdata;
+struct cmconf conf;
 static char pidpath[PATH_MAX];
-static struct cmconf conf;
 
 typedef struct cand
 {
@@ -108,7 +111,7 @@ typedef struct cand
 	uint8_t		attrs;
 } cand;
 
-static double
+double
 now_s(void)
 {
 	struct timespec ts;
@@ -157,7 +160,7 @@ lock_held(void)
 }
 
 /* The pid of a running conmgr in cmdata, or 0 when none holds the lock. */
-static pid_t
+pid_t
 running_pid(void)
 {
 	int			fd = open(pidpath, O_RDONLY | O_CLOEXEC);
@@ -178,7 +181,7 @@ running_pid(void)
 }
 
 /* Line n of the pid file: 4 is the port, 5 the status (starting, ready, stopping). */
-static void
+void
 pidfile_line(int n, char *out, size_t len)
 {
 	FILE	   *f = fopen(pidpath, "r");
@@ -199,7 +202,7 @@ pidfile_line(int n, char *out, size_t len)
 	fclose(f);
 }
 
-static bool
+bool
 load_conf(void)
 {
 	static struct cmconf_diags diags;
@@ -213,133 +216,56 @@ load_conf(void)
 	return false;
 }
 
-/* Read exactly n bytes (with a deadline); false on EOF or timeout. */
-static bool
-read_full(int fd, uint8_t *buf, size_t *have, size_t need, double deadline)
+/* Milliseconds left until deadline, for poll(): 0 once it has passed. */
+int
+ms_left(double deadline)
 {
-	while (*have < need)
-	{
-		struct pollfd p = {fd, POLLIN, 0};
-		int			ms = (int) ((deadline - now_s()) * 1000);
-		ssize_t		n;
+	double		ms = (deadline - now_s()) * 1000;
 
-		if (ms <= 0 || poll(&p, 1, ms) <= 0)
-			return false;
-		n = recv(fd, buf + *have, need - *have, 0);
-		if (n <= 0)
-			return false;
-		*have += n;
-	}
-	return true;
+	return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int) ms + 1;
 }
 
 /*
- * Ask conmgr for the candidates of a target, as an application would.
- * Returns their number, or -1 when conmgr does not answer properly.
+ * Ask conmgr for the candidates of a target, as an application would
+ * (common/cmclient.c).  Returns their number, or -1 when conmgr does not
+ * answer properly within timeout seconds.
  */
 static int
 ask_conmgr(int target, cand *out, double timeout)
 {
 	double		deadline = now_s() + timeout;
-	struct addrinfo hints,
-			   *res;
 	char		port[16];
 	char		host[CMCONF_LISTEN_MAX + 1];
-	uint8_t		buf[CMPROTO_PG_MAX_ERROR + CMPROTO_MAX_MSG];
-	size_t		have = 0,
-				len;
-	int			fd,
-				n = 0,
-				rc;
-	cmproto_pg_error err;
+	cmproto_msg cands[CMCONF_MAX_INSTANCES];
 	cmproto_msg m;
+	cmproto_pg_error err;
+	cmclient	c;
+	int			n;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
 	snprintf(port, sizeof(port), "%d", conf.port);
 	/* The first listen address; "*" is reachable on localhost. */
 	snprintf(host, sizeof(host), "%s", conf.listen_addresses);
 	host[strcspn(host, ", \t")] = '\0';
 	if (strcmp(host, "*") == 0)
 		strcpy(host, "localhost");
-	if (getaddrinfo(host, port, &hints, &res) != 0)
+	if (cmclient_connect(&c, host, port, ms_left(deadline)) != CMCLIENT_OK)
 		return -1;
-	fd = -1;
-	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+	if (cmclient_probe(&c, -1, "cm_ctl", &err, &m, ms_left(deadline)) != CMCLIENT_OK ||
+		cmclient_send_resolve(&c, target, "cm_ctl") != CMCLIENT_OK ||
+		cmclient_candidates(&c, cands, CMCONF_MAX_INSTANCES, &n, &m,
+							ms_left(deadline)) != CMCLIENT_OK ||
+		n > CMCONF_MAX_INSTANCES)
 	{
-		/* Not blocking: a full backlog would hold connect() for minutes. */
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-		{
-			struct pollfd p = {fd, POLLOUT, 0};
-			int			ms = (int) ((deadline - now_s()) * 1000);
-			int			soerr = 0;
-			socklen_t	errlen = sizeof(soerr);
-
-			if (errno != EINPROGRESS || ms <= 0 || poll(&p, 1, ms) <= 0 ||
-				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &errlen) < 0 || soerr != 0)
-			{
-				close(fd);
-				fd = -1;
-			}
-		}
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
+		cmclient_close(&c);
 		return -1;
-	len = cmproto_pg_encode_probe(buf, sizeof(buf));
-	if (send(fd, buf, len, MSG_NOSIGNAL) != (ssize_t) len ||
-		!read_full(fd, buf, &have, 1, deadline))
-		goto fail;
-	while ((rc = cmproto_pg_decode_error(buf, have, &len, &err)) == CMPROTO_INCOMPLETE)
-		if (!read_full(fd, buf, &have, len ? len : have + 1, deadline))
-			goto fail;
-	if (rc != CMPROTO_OK)
-		goto fail;
-	memmove(buf, buf + len, have - len);
-	have -= len;
-
-	memset(&m, 0, sizeof(m));
-	m.type = CMPROTO_RESOLVE;
-	m.u.resolve.version = CMPROTO_VERSION;
-	m.u.resolve.target = target;
-	m.u.resolve.client_pid = getpid();
-	snprintf(m.u.resolve.application_name, sizeof(m.u.resolve.application_name), "cm_ctl");
-	{
-		uint8_t		req[CMPROTO_MAX_MSG];
-		int			rl = cmproto_encode(&m, req, sizeof(req));
-
-		if (rl < 0 || send(fd, req, rl, MSG_NOSIGNAL) != rl)
-			goto fail;
 	}
-	for (;;)
+	cmclient_close(&c);
+	for (int i = 0; i < n; i++)
 	{
-		while ((rc = cmproto_frame(buf, have, &len)) == CMPROTO_INCOMPLETE)
-			if (!read_full(fd, buf, &have, len ? len : have + 1, deadline))
-				goto fail;
-		if (rc < 0 || cmproto_decode(buf, len, CMPROTO_PEER_LISTENER, &m) < 0)
-			goto fail;
-		memmove(buf, buf + len, have - len);
-		have -= len;
-		if (m.type == CMPROTO_HELLO)
-			continue;
-		if (m.type == CMPROTO_CANDIDATE && n < CMCONF_MAX_INSTANCES)
-		{
-			out[n].instance = m.u.candidate.instance;
-			out[n].attrs = m.u.candidate.attrs;
-			n++;
-			continue;
-		}
-		if (m.type == CMPROTO_CANDIDATES_END)
-			break;
-		goto fail;
+		out[i].instance = cands[i].u.candidate.instance;
+		out[i].attrs = cands[i].u.candidate.attrs;
 	}
-	close(fd);
 	return n;
-
-fail:
-	close(fd);
-	return -1;
 }
 
 static const char *
@@ -536,8 +462,8 @@ do_stop(bool nowait, const char *mode, int timeout)
 	{
 		/*
 		 * Gone when the pid file's lock is free: it is released as the
-		 * process exits, even while it waits, a zombie, for a parent that
-		 * may never reap it (cm_ctl start leaves it to init).
+		 * process exits, even while it waits, a zombie, for a parent that may
+		 * never reap it (cm_ctl start leaves it to init).
 		 */
 		if (!lock_held())
 		{
@@ -608,400 +534,23 @@ do_logrotate(void)
 	return 0;
 }
 
-/* Milliseconds left until deadline, for poll(): 0 once it has passed. */
+/* What the command line asks for. */
+typedef struct cm_args
+{
+	const char *cmd;
+	bool		nowait;
+	bool		complete;
+	bool		json;
+	int			timeout;		/* -1: the operation's default */
+	const char *mode;
+	const char *info;
+	const char *logfile;
+	int			given;			/* OPT_* bits of the options given */
+} cm_args;
+
+/* The options into *a; -1 when they are good, else the exit code. */
 static int
-ms_left(double deadline)
-{
-	double		ms = (deadline - now_s()) * 1000;
-
-	return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int) ms + 1;
-}
-
-/*
- * Ask the listener's control socket for "status" within timeout seconds;
- * the whole answer, or NULL.  The socket is not blocking: a listener that
- * stopped accepting leaves its backlog full, and a blocking connect() or
- * send() would then wait past the deadline.
- */
-static char *
-ask_control(int timeout)
-{
-	struct sockaddr_un sun;
-	int			fd;
-	size_t		cap = 65536,
-				len = 0;
-	char	   *buf;
-	double		deadline = now_s() + timeout;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if ((size_t) snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/conmgr.ctl", cmdata) >=
-		sizeof(sun.sun_path))
-		return NULL;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return NULL;
-	/* A full backlog answers EAGAIN at once: try again until the deadline. */
-	while (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0)
-	{
-		if ((errno != EAGAIN && errno != EINTR) || ms_left(deadline) == 0)
-		{
-			close(fd);
-			return NULL;
-		}
-		usleep(20 * 1000);
-	}
-	if (send(fd, "status\n", 7, MSG_NOSIGNAL) != 7)
-	{
-		close(fd);
-		return NULL;
-	}
-	buf = malloc(cap);
-	while (buf != NULL)
-	{
-		struct pollfd p = {fd, POLLIN, 0};
-		ssize_t		n;
-		int			ready;
-
-		if (len + 1 >= cap)
-		{
-			char	   *nb = realloc(buf, cap * 2);
-
-			if (nb == NULL)
-			{
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		ready = poll(&p, 1, ms_left(deadline));
-		if (ready < 0 && errno == EINTR)
-			continue;			/* the next poll() ends at the deadline */
-		if (ready <= 0)
-		{
-			free(buf);
-			buf = NULL;
-			break;
-		}
-		n = recv(fd, buf + len, cap - len - 1, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n <= 0)
-			break;
-		len += n;
-	}
-	close(fd);
-	if (buf != NULL)
-	{
-		buf[len] = '\0';
-		if (strstr(buf, "\nend ") == NULL && strncmp(buf, "end ", 4) != 0)
-		{
-			free(buf);
-			return NULL;
-		}
-	}
-	return buf;
-}
-
-static void
-format_time(long long us, char *out, size_t len)
-{
-	time_t		t = (time_t) (us / 1000000);
-	struct tm	tm;
-
-	if (us <= 0)
-	{
-		snprintf(out, len, "-");
-		return;
-	}
-	localtime_r(&t, &tm);
-	strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm);
-}
-
-/*
- * The role shown for an instance.  "route" is the listener's verdict
- * (docs/conmgr.md, "One primary at a time"), "" from a conmgr that gives
- * none: a stale primary or a primary in a configuration fault says so.
- */
-static const char *
-role_name(unsigned attrs, const char *state, const char *route)
-{
-	if (strcmp(state, "up") != 0)
-		return "-";
-	if (attrs & CMPROTO_ATTR_IN_RECOVERY)
-		return strcmp(route, "promoting") == 0 ? "standby (promoting)" : "standby";
-	if (strcmp(route, "stale-primary") == 0)
-		return "stale primary";
-	if (strcmp(route, "conflict") == 0)
-		return "primary (conflict)";
-	return (attrs & CMPROTO_ATTR_READ_ONLY) ? "primary (read-only)" : "primary";
-}
-
-/* Length of the valid UTF-8 sequence (2 to 4 bytes) at p, or 0 if none. */
-static int
-utf8_len(const unsigned char *p)
-{
-	int			len;
-	unsigned char lo = 0x80,
-				hi = 0xBF;		/* bounds of the second byte */
-
-	if (p[0] >= 0xC2 && p[0] <= 0xDF)
-		len = 2;
-	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-	{
-		len = 3;
-		if (p[0] == 0xE0)
-			lo = 0xA0;			/* no overlong forms */
-		else if (p[0] == 0xED)
-			hi = 0x9F;			/* no surrogates */
-	}
-	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-	{
-		len = 4;
-		if (p[0] == 0xF0)
-			lo = 0x90;
-		else if (p[0] == 0xF4)
-			hi = 0x8F;			/* nothing above U+10FFFF */
-	}
-	else
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	/* the NUL at the end is no continuation byte: this stops there */
-	for (int i = 2; i < len; i++)
-		if (p[i] < 0x80 || p[i] > 0xBF)
-			return 0;
-	return len;
-}
-
-/*
- * s as a JSON string (RFC 8259), quotes included: '"' and '\' escaped,
- * control characters (and DEL) as \n, \r, \t or \u00XX, valid UTF-8 as
- * it is, and any other byte as U+FFFD, so that the output parses whatever
- * the control socket or conmgr.conf hold.
- */
-static void
-json_str(const char *s)
-{
-	const unsigned char *p = (const unsigned char *) s;
-
-	putchar('"');
-	while (*p)
-	{
-		int			len;
-
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p++);
-		else if (*p == '\n' || *p == '\r' || *p == '\t')
-		{
-			printf("\\%c", *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
-			p++;
-		}
-		else if (*p < 0x20 || *p == 0x7F)
-			printf("\\u%04X", *p++);
-		else if (*p < 0x80)
-			putchar(*p++);
-		else if ((len = utf8_len(p)) > 0)
-		{
-			fwrite(p, 1, len, stdout);
-			p += len;
-		}
-		else
-		{
-			fputs("\\uFFFD", stdout);
-			p++;
-		}
-	}
-	putchar('"');
-}
-
-static int
-do_status(const char *info, bool json, int timeout)
-{
-	struct stat st;
-	pid_t		pid;
-	char	   *answer,
-			   *save = NULL;
-	bool		want_inst = strcmp(info, "all") == 0 || strcmp(info, "instance") == 0;
-	bool		want_app = strcmp(info, "all") == 0 || strcmp(info, "application") == 0;
-	int			ninst = 0,
-				napp = 0;
-
-	if (!want_inst && !want_app)
-	{
-		fprintf(stderr, "%s: invalid -i value \"%s\" (all, instance or application)\n", progname, info);
-		return 1;
-	}
-	if (stat(cmdata, &st) < 0 || !S_ISDIR(st.st_mode))
-	{
-		fprintf(stderr, "%s: directory \"%s\" does not exist\n", progname, cmdata);
-		return 4;
-	}
-	pid = running_pid();
-	if (pid == 0)
-	{
-		if (json)
-			printf("{\"running\": false}\n");
-		else
-			printf("%s: no conmgr running\n", progname);
-		return 3;
-	}
-	/*
-	 * A running conmgr may have refused a reload of a broken file: it still
-	 * runs, so say so, with the addresses the file gives (defaults where it
-	 * fails) and a warning.
-	 */
-	if (!load_conf())
-		fprintf(stderr, "%s: warning: the configuration file has errors; the instance "
-				"addresses shown may not be those conmgr uses\n", progname);
-	answer = ask_control(timeout);
-	if (answer == NULL)
-	{
-		fprintf(stderr, "%s: conmgr (PID %d) is running but did not answer on its control socket \"%s/conmgr.ctl\" within %d s\n",
-				progname, (int) pid, cmdata, timeout);
-		return 1;
-	}
-	/* The port in use: conmgr.conf may have changed since (a restart applies it). */
-	{
-		char		port[32];
-		int			p;
-
-		pidfile_line(4, port, sizeof(port));
-		p = atoi(port);
-		if (p > 0 && p <= 65535)
-			conf.port = p;
-	}
-	if (json)
-		printf("{\"running\": true, \"pid\": %d, \"port\": %d", (int) pid, conf.port);
-	else
-		printf("%s: conmgr is running (PID: %d), applications on \"%s\" port %d\n",
-			   progname, (int) pid, conf.listen_addresses, conf.port);
-
-	if (want_inst)
-	{
-		if (json)
-			printf(", \"instances\": [");
-		else
-			printf("\n%-8s %-30s %-12s %-13s %-10s %-20s %-8s %s\n", "instance", "address",
-				   "backend_port", "watchdog_port", "heartbeat", "role", "timeline", "since");
-		char	   *copy = strdup(answer);
-
-		for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		{
-			int			i;
-			char		state[32];
-			char		route[32] = "";
-			unsigned	attrs;
-			unsigned	timeline = 0;
-			long long	since,
-						last;
-			char		when[32];
-			const char *p;
-			const struct cmconf_instance *in;
-
-			if (sscanf(line, "instance %d state=%31s attrs=%u since=%lld last_received=%lld",
-					   &i, state, &attrs, &since, &last) != 5 ||
-				i < 0 || i >= CMCONF_MAX_INSTANCES)
-				continue;
-			if ((p = strstr(line, " timeline=")) != NULL)
-				(void) sscanf(p, " timeline=%u", &timeline);
-			if ((p = strstr(line, " route=")) != NULL)
-				(void) sscanf(p, " route=%31s", route);
-			in = &conf.inst[i];
-			format_time(since, when, sizeof(when));
-			if (json)
-			{
-				printf("%s{\"instance\": %d, \"address\": ", ninst ? ", " : "", i);
-				json_str(cmconf_connect_host(in));
-				printf(", \"backend_port\": %d, \"watchdog_port\": %d, \"heartbeat\": ",
-					   in->backend_port, in->watchdog_port);
-				json_str(state);
-				printf(", \"role\": ");
-				json_str(role_name(attrs, state, route));
-				if (timeline > 0)
-					printf(", \"timeline\": %u", timeline);
-				else
-					printf(", \"timeline\": null");
-				printf(", \"since\": ");
-				json_str(when);
-				printf("}");
-			}
-			else
-			{
-				char		tl[16] = "-";
-
-				if (timeline > 0)
-					snprintf(tl, sizeof(tl), "%u", timeline);
-				printf("%-8d %-30s %-12d %-13d %-10s %-20s %-8s %s\n", i, cmconf_connect_host(in),
-					   in->backend_port, in->watchdog_port, state,
-					   role_name(attrs, state, route), tl, when);
-			}
-			ninst++;
-		}
-		if (json)
-			printf("]");
-		free(copy);
-		save = NULL;
-	}
-	if (want_app)
-	{
-		if (json)
-			printf(", \"applications\": [");
-		else
-			printf("\n%-24s %-8s %-15s %-10s %-8s %s\n", "application", "pid", "target",
-				   "state", "instance", "since");
-		for (char *line = strtok_r(answer, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		{
-			char		peer[64],
-						target[32],
-						state[32],
-						when[32];
-			unsigned	apid;
-			int			inst;
-			long long	since;
-
-			if (sscanf(line, "app peer=%63s pid=%u target=%31s state=%31s instance=%d since=%lld",
-					   peer, &apid, target, state, &inst, &since) != 6)
-				continue;
-			format_time(since, when, sizeof(when));
-			if (json)
-			{
-				printf("%s{\"client\": ", napp ? ", " : "");
-				json_str(peer);
-				printf(", \"pid\": %u, \"target\": ", apid);
-				json_str(target);
-				printf(", \"state\": ");
-				json_str(state);
-				printf(", \"instance\": %d, \"since\": ", inst);
-				json_str(when);
-				printf("}");
-			}
-			else
-			{
-				char		instno[16] = "-";
-
-				if (inst >= 0)
-					snprintf(instno, sizeof(instno), "%d", inst);
-				printf("%-24s %-8u %-15s %-10s %-8s %s\n", peer, apid, target, state,
-					   instno, when);
-			}
-			napp++;
-		}
-		if (json)
-			printf("]");
-		else if (napp == 0)
-			printf("(no application session)\n");
-	}
-	if (json)
-		printf("}\n");
-	free(answer);
-	return 0;
-}
-
-int
-main(int argc, char **argv)
+parse_options(int argc, char **argv, cm_args *a)
 {
 	static const struct option opts[] = {
 		{"cmdata", required_argument, NULL, 'D'},
@@ -1015,44 +564,28 @@ main(int argc, char **argv)
 		{"help", no_argument, NULL, '?'},
 		{NULL, 0, NULL, 0}
 	};
-	bool		nowait = false,
-				complete = false,
-				json = false;
-	int			timeout = -1,
-				given = 0,
-				op,
-				c;
-	const char *mode = "smart",
-			   *info = "all",
-			   *logfile = NULL,
-			   *cmd;
+	int			c;
 	char	   *end;
 	long		lval;
 
-	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-?") == 0))
-	{
-		usage(stdout);
-		return 0;
-	}
-	cmdata = getenv("CMDATA");
 	while ((c = getopt_long(argc, argv, "D:Wt:l:m:i:", opts, NULL)) != -1)
 	{
 		switch (c)
 		{
 			case 'D':
-				given |= OPT_CMDATA;
+				a->given |= OPT_CMDATA;
 				cmdata = optarg;
 				break;
 			case 'W':
-				given |= OPT_NOWAIT;
-				nowait = true;
+				a->given |= OPT_NOWAIT;
+				a->nowait = true;
 				break;
 			case 'c':
-				given |= OPT_COMPLETE;
-				complete = true;
+				a->given |= OPT_COMPLETE;
+				a->complete = true;
 				break;
 			case 't':
-				given |= OPT_TIMEOUT;
+				a->given |= OPT_TIMEOUT;
 				errno = 0;
 				lval = strtol(optarg, &end, 10);
 				if (errno || *end || end == optarg || lval < 0 || lval > INT_MAX)
@@ -1060,29 +593,41 @@ main(int argc, char **argv)
 					fprintf(stderr, "%s: invalid timeout \"%s\": a number of seconds\n", progname, optarg);
 					return 1;
 				}
-				timeout = (int) lval;
+				a->timeout = (int) lval;
 				break;
 			case 'l':
-				given |= OPT_LOG;
-				logfile = optarg;
+				a->given |= OPT_LOG;
+				a->logfile = optarg;
 				break;
 			case 'm':
-				given |= OPT_MODE;
-				mode = optarg;
+				a->given |= OPT_MODE;
+				a->mode = optarg;
 				break;
 			case 'i':
-				given |= OPT_INFO;
-				info = optarg;
+				a->given |= OPT_INFO;
+				a->info = optarg;
 				break;
 			case 'j':
-				given |= OPT_JSON;
-				json = true;
+				a->given |= OPT_JSON;
+				a->json = true;
 				break;
 			default:
 				fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
 				return 1;
 		}
 	}
+	return -1;
+}
+
+/*
+ * The operation named after the options, and whether it takes each option
+ * given; -1 when it does, else the exit code.
+ */
+static int
+check_operation(int argc, char **argv, cm_args *a)
+{
+	int			op;
+
 	if (optind != argc - 1)
 	{
 		fprintf(stderr, "%s: %s\nTry \"%s --help\" for more information.\n", progname,
@@ -1090,27 +635,45 @@ main(int argc, char **argv)
 				progname);
 		return 1;
 	}
-	cmd = argv[optind];
+	a->cmd = argv[optind];
 	for (op = 0; op < (int) lengthof(operations); op++)
-		if (strcmp(cmd, operations[op].name) == 0)
+		if (strcmp(a->cmd, operations[op].name) == 0)
 			break;
 	if (op == (int) lengthof(operations))
 	{
 		fprintf(stderr, "%s: unrecognized operation \"%s\" (start, stop, status, reload or logrotate)\n",
-				progname, cmd);
+				progname, a->cmd);
 		return 1;
 	}
 	for (int i = 0; i < (int) lengthof(opt_names); i++)
 	{
-		if ((given & opt_names[i].bit) && !(operations[op].opts & opt_names[i].bit))
+		if ((a->given & opt_names[i].bit) && !(operations[op].opts & opt_names[i].bit))
 		{
 			fprintf(stderr, "%s: option %s is not valid for \"%s\"\nTry \"%s --help\" for more information.\n",
-					progname, opt_names[i].spelling, cmd, progname);
+					progname, opt_names[i].spelling, a->cmd, progname);
 			return 1;
 		}
 	}
-	if (timeout < 0)
-		timeout = strcmp(cmd, "status") == 0 ? STATUS_TIMEOUT : 60;
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	cm_args		a = {NULL, false, false, false, -1, "smart", "all", NULL, 0};
+	int			rc;
+
+	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-?") == 0))
+	{
+		usage(stdout);
+		return 0;
+	}
+	cmdata = getenv("CMDATA");
+	if ((rc = parse_options(argc, argv, &a)) >= 0 ||
+		(rc = check_operation(argc, argv, &a)) >= 0)
+		return rc;
+	if (a.timeout < 0)
+		a.timeout = strcmp(a.cmd, "status") == 0 ? STATUS_TIMEOUT : 60;
 	if (cmdata == NULL || cmdata[0] == '\0')
 	{
 		fprintf(stderr, "%s: no conmgr directory specified\n"
@@ -1119,13 +682,13 @@ main(int argc, char **argv)
 	}
 	snprintf(pidpath, sizeof(pidpath), "%s/conmgr.pid", cmdata);
 
-	if (strcmp(cmd, "start") == 0)
-		return do_start(nowait, complete, timeout, logfile);
-	if (strcmp(cmd, "stop") == 0)
-		return do_stop(nowait, mode, timeout);
-	if (strcmp(cmd, "status") == 0)
-		return do_status(info, json, timeout);
-	if (strcmp(cmd, "reload") == 0)
+	if (strcmp(a.cmd, "start") == 0)
+		return do_start(a.nowait, a.complete, a.timeout, a.logfile);
+	if (strcmp(a.cmd, "stop") == 0)
+		return do_stop(a.nowait, a.mode, a.timeout);
+	if (strcmp(a.cmd, "status") == 0)
+		return do_status(a.info, a.json, a.timeout);
+	if (strcmp(a.cmd, "reload") == 0)
 		return do_reload();
 	return do_logrotate();
 }

@@ -102,8 +102,8 @@ cmaddrcount_remove(cmaddrcount *t, int family, const uint8_t *addr)
 		return t->entries[hole].count;
 
 	/*
-	 * Free the entry, then pull back every later entry of the run that
-	 * its own probe would not find past the hole.
+	 * Free the entry, then pull back every later entry of the run that its
+	 * own probe would not find past the hole.
 	 */
 	t->used--;
 	for (;;)

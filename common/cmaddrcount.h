@@ -29,7 +29,7 @@ typedef struct cmaddrcount_entry
 
 typedef struct cmaddrcount
 {
-	cmaddrcount_entry *entries;	/* the caller's array */
+	cmaddrcount_entry *entries; /* the caller's array */
 	uint32_t	mask;			/* its size minus one; a power of two */
 	uint32_t	used;			/* addresses with a count */
 } cmaddrcount;

@@ -31,11 +31,13 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmconf_int.h"
+#include "cmproto.h"
 #include "cmlog.h"
 
 #define NPARAMS		cmconf_nparams
@@ -79,9 +81,9 @@ diag_add(struct cmconf_diags *diags, int level, const char *filename,
 	vsnprintf(d->msg + n, sizeof(d->msg) - n, fmt, ap);
 }
 
-static void
-err_at(parse_state *st, int line, const char *fmt,...)
-	__attribute__((format(printf, 3, 4)));
+static void err_at(parse_state *st, int line, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
 static void
 err_at(parse_state *st, int line, const char *fmt,...)
 {
@@ -92,9 +94,9 @@ err_at(parse_state *st, int line, const char *fmt,...)
 	va_end(ap);
 }
 
-static void
-warn_at(parse_state *st, int line, const char *fmt,...)
-	__attribute__((format(printf, 3, 4)));
+static void warn_at(parse_state *st, int line, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
 static void
 warn_at(parse_state *st, int line, const char *fmt,...)
 {
@@ -387,12 +389,22 @@ cmconf_set_defaults(struct cmconf *conf)
 	}
 }
 
+/* The row of a global parameter by name; the table has every one asked. */
+static int
+param_index(const char *name)
+{
+	for (int i = 0; i < NPARAMS; i++)
+		if (strcmp(cmconf_params[i].name, name) == 0)
+			return i;
+	abort();
+}
+
 static void
 check_whole(parse_state *st)
 {
 	struct cmconf *conf = st->conf;
-	int			interval_idx = -1,
-				timeout_idx = -1;
+	int			interval_idx = param_index("heartbeat_interval"),
+				timeout_idx = param_index("heartbeat_timeout");
 
 	conf->ninstances = 0;
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
@@ -418,13 +430,11 @@ check_whole(parse_state *st)
 	if (conf->ninstances == 0)
 		err_at(st, 0, "no instance is configured: set backend_host0 or backend_hostaddr0 at least");
 
-	for (int i = 0; i < NPARAMS; i++)
-	{
-		if (strcmp(cmconf_params[i].name, "heartbeat_interval") == 0)
-			interval_idx = i;
-		else if (strcmp(cmconf_params[i].name, "heartbeat_timeout") == 0)
-			timeout_idx = i;
-	}
+	for (int i = 0; i < conf->forward_ports.n; i++)
+		if (conf->forward_ports.f[i].port == conf->port)
+			err_at(st, st->global_line[param_index("forward_ports")],
+				   "invalid value for parameter \"forward_ports\": port %d of %s is conmgr's own port (parameter \"port\")",
+				   conf->port, cmproto_target_name(conf->forward_ports.f[i].target));
 	if (conf->heartbeat_timeout <= conf->heartbeat_interval)
 	{
 		int			line = st->global_line[timeout_idx];
@@ -541,8 +551,9 @@ typedef struct outbuf
 	size_t		len;			/* what would have been written */
 } outbuf;
 
-static void
-out(outbuf *o, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+static void out(outbuf *o, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+
 static void
 out(outbuf *o, const char *fmt,...)
 {
@@ -650,8 +661,8 @@ compare_one(const cmconf_param *par, int instno, const struct cmconf *oldconf,
 	char		b[CMCONF_LISTEN_MAX + 1];
 
 	/*
-	 * An instance added or removed is named by its host parameters alone:
-	 * its ports' defaults on the side where it is absent mean nothing.
+	 * An instance added or removed is named by its host parameters alone: its
+	 * ports' defaults on the side where it is absent mean nothing.
 	 */
 	if (par->per_instance && par->type == PT_INT &&
 		oldconf->inst[instno].configured != newconf->inst[instno].configured)

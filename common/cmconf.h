@@ -23,7 +23,7 @@
 #define CMCONF_HOST_MAX			255
 #define CMCONF_IDENT_MAX		63
 #define CMCONF_LINE_MAX			4096
-#define CMCONF_NAME_MAX			63	/* longest parameter name, as NAMEDATALEN - 1 */
+#define CMCONF_NAME_MAX			63	/* longest parameter name */
 #define CMCONF_FILE_MAX			(1024 * 1024)
 #define CMCONF_MAX_DIAGS		64
 #define CMCONF_DIAG_LEN			400
@@ -44,10 +44,30 @@ struct cmconf_instance
 
 #define CMCONF_LISTEN_MAX		1023
 
+/*
+ * forward_ports: a port per target_session_attrs value at most (7 of
+ * them), as "TARGET=PORT, ...".
+ */
+#define CMCONF_MAX_FORWARDS		7
+
+struct cmconf_forward
+{
+	int			target;			/* cmproto_target */
+	int			port;
+};
+
+struct cmconf_forwards
+{
+	char		text[CMCONF_LISTEN_MAX + 1];	/* as written; "" = none */
+	int			n;
+	struct cmconf_forward f[CMCONF_MAX_FORWARDS];
+};
+
 struct cmconf
 {
 	int			port;
 	char		listen_addresses[CMCONF_LISTEN_MAX + 1];	/* "*" = all */
+	struct cmconf_forwards forward_ports;	/* the forwarder's ports */
 	int			heartbeat_interval; /* seconds */
 	int			heartbeat_timeout;	/* seconds */
 	int			heartbeat_connect_interval; /* seconds */

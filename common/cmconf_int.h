@@ -26,7 +26,8 @@ typedef enum cmconf_param_type
 	PT_LOGDEST,					/* 'stderr', 'syslog' or both */
 	PT_HOST,					/* host name or numeric address */
 	PT_HOSTADDR,				/* numeric address only */
-	PT_LISTEN					/* "*" or a list of host names/addresses */
+	PT_LISTEN,					/* "*" or a list of host names/addresses */
+	PT_FORWARD					/* "TARGET=PORT, ..." (struct cmconf_forwards) */
 } cmconf_param_type;
 
 /* When a new value takes effect, as PostgreSQL's GucContext. */
@@ -45,8 +46,8 @@ typedef struct cmconf_param
 	long		min;			/* PT_INT range; PT_STRING length range */
 	long		max;
 	cmconf_param_context context;
-	const char *boot_val;		/* default, as conmgr.conf spells it; "" =
-								 * not set */
+	const char *boot_val;		/* default, as conmgr.conf spells it; "" = not
+								 * set */
 	const char *desc;			/* one line: what it is for */
 } cmconf_param;
 

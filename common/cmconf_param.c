@@ -49,6 +49,8 @@ const cmconf_param cmconf_params[] = {
 	"where applications connect to conmgr"},
 	{"listen_addresses", PT_LISTEN, false, G(listen_addresses), 1, CMCONF_LISTEN_MAX, PC_RESTART, "localhost",
 	"where conmgr listens for applications: \"*\" or a list of names and addresses"},
+	{"forward_ports", PT_FORWARD, false, G(forward_ports), 0, 0, PC_RESTART, "",
+	"ports forwarding clients to a target's instance: TARGET=PORT, ...; empty = none"},
 	{"heartbeat_interval", PT_INT, false, G(heartbeat_interval), 1, CMPROTO_HB_INTERVAL_MAX, PC_RESTART, "10",
 	"seconds between heartbeats, each way"},
 	{"heartbeat_timeout", PT_INT, false, G(heartbeat_timeout), 1, CMPROTO_HB_TIMEOUT_MAX, PC_RESTART, "20",
@@ -75,6 +77,8 @@ const cmconf_param cmconf_params[] = {
 
 const int	cmconf_nparams = (int) (sizeof(cmconf_params) / sizeof(cmconf_params[0]));
 
+_Static_assert(CMCONF_MAX_FORWARDS == CMPROTO_TARGET_LAST + 1,
+			   "forward_ports has room for one port per target");
 _Static_assert(sizeof(cmconf_params) / sizeof(cmconf_params[0]) <= CMCONF_MAX_PARAMS,
 			   "raise CMCONF_MAX_PARAMS");
 
@@ -196,6 +200,82 @@ parse_listen(const char *s)
 			(!cmhost_is_numeric(item) && !cmhost_is_name(item)))
 			return false;
 	}
+	return true;
+}
+
+/*
+ * "TARGET=PORT, ..." into *out; false with the reason in why.  Each
+ * target and each port at most once; whether a port is conmgr's own port
+ * is for the parser to check once the whole file is read.
+ */
+static bool
+parse_forward(const char *s, struct cmconf_forwards *out, char *why, size_t whylen)
+{
+	char		item[CMCONF_LISTEN_MAX + 2];
+	char		shown[CMCONF_SHOW_BUF];
+
+	memset(out, 0, sizeof(*out));
+	for (const char *p = s; s[0] != '\0' && next_item(&p, item, sizeof(item));)
+	{
+		char	   *eq = strchr(item, '=');
+		char	   *name = item;
+		char	   *port = eq ? eq + 1 : NULL;
+		char	   *end;
+		struct cmconf_forward fw;
+
+		if (item[0] == '\0')
+		{
+			snprintf(why, whylen, "an empty item in the list");
+			return false;
+		}
+		if (eq == NULL)
+		{
+			snprintf(why, whylen, "item \"%s\" is not TARGET=PORT",
+					 cmconf_show(item, strlen(item), shown));
+			return false;
+		}
+		/* blanks around "=" */
+		for (end = eq; end > name && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = '\0';
+		while (*port == ' ' || *port == '\t')
+			port++;
+		fw.target = cmproto_target_from_name(name);
+		if (fw.target < 0)
+		{
+			snprintf(why, whylen,
+					 "unknown target \"%s\" (one of any, read-write, read-only, primary, standby, prefer-standby, prefer-primary)",
+					 cmconf_show(name, strlen(name), shown));
+			return false;
+		}
+		if (!parse_int(port, 1, 65535, &fw.port))
+		{
+			snprintf(why, whylen, "port \"%s\" of %s must be an integer between 1 and 65535",
+					 cmconf_show(port, strlen(port), shown), name);
+			return false;
+		}
+		for (int i = 0; i < out->n; i++)
+		{
+			if (out->f[i].target == fw.target)
+			{
+				snprintf(why, whylen, "target %s is given twice", name);
+				return false;
+			}
+			if (out->f[i].port == fw.port)
+			{
+				snprintf(why, whylen, "port %d is given twice", fw.port);
+				return false;
+			}
+		}
+		/* seven targets, each once: no room is ever short */
+		out->f[out->n++] = fw;
+	}
+	if (strlen(s) > CMCONF_LISTEN_MAX)
+	{
+		snprintf(why, whylen, "at most %d characters", CMCONF_LISTEN_MAX);
+		return false;
+	}
+	strcpy(out->text, s);
 	return true;
 }
 
@@ -323,6 +403,20 @@ cmconf_param_store(const cmconf_param *par, const char *name, int instno,
 				return false;
 			}
 			break;
+		case PT_FORWARD:
+			{
+				struct cmconf_forwards fw;
+				char		why[CMCONF_DIAG_LEN];
+
+				if (!parse_forward(value, &fw, why, sizeof(why)))
+				{
+					snprintf(err, errlen, "invalid value \"%s\" for parameter \"%s\": %s",
+							 shown, name, why);
+					return false;
+				}
+				memcpy(field, &fw, sizeof(fw));
+				return true;
+			}
 		case PT_LISTEN:
 			if (!parse_listen(value))
 			{
@@ -362,6 +456,11 @@ cmconf_param_format(const cmconf_param *par, const struct cmconf *conf,
 		return;
 	}
 	field = cmconf_param_field(par, (struct cmconf *) conf, instno);
+	if (par->type == PT_FORWARD)
+	{
+		snprintf(buf, cap, "%s", ((const struct cmconf_forwards *) field)->text);
+		return;
+	}
 	if (par->type == PT_STRING || par->type == PT_HOST ||
 		par->type == PT_HOSTADDR || par->type == PT_LISTEN)
 	{

@@ -78,9 +78,11 @@ cmheap_set(cmheap *h, cmheap_node *x, int64_t key)
 
 	if (!cmheap_queued(x))
 	{
+		cmheap_entry entry = {key, x};
+
 		if (h->n >= h->cap)
 			return false;
-		cmheap_place(h, (cmheap_entry) {key, x}, h->n++);
+		cmheap_place(h, entry, h->n++);
 		cmheap_sift_up(h, x->pos);
 		return true;
 	}

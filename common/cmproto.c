@@ -4,10 +4,10 @@
  *	  Encoder and strict decoder for conmgr's two wire protocols.
  *
  * docs/protocol.md is the specification.  Every message type is described
- * once, in msgtypes[] (who may send it, its length bounds), and once more
- * in the pair encode_body()/decode_body(), which must mirror each other;
- * validate() holds the field ranges and is run by both, so that conmgr
- * never sends what it would refuse to receive.
+ * once, in msgtypes[] (who may send it, its length bounds, its name), and
+ * once more in the pair encode_body()/decode_body(), which must mirror
+ * each other; validate() holds the field ranges and is run by both, so
+ * that conmgr never sends what it would refuse to receive.
  *
  * Both run at a protocol version (cmproto_decode_version(),
  * cmproto_encode_version()): what a version adds (HB_WELCOME's and
@@ -19,7 +19,15 @@
  *
  * Reading goes through a bounds-checked cursor: every get_*() fails with
  * CMPROTO_ETRUNCATED instead of reading past the frame, and a length from
- * the wire is only ever compared with what was actually received.
+ * the wire is only ever compared with what was actually received.  Writing
+ * goes through the cursor of cmproto_int.h, which notes an overflow
+ * instead of writing past the buffer.
+ *
+ * The rest of the protocol's code sits beside this file:
+ * cmproto_handshake.c (the version two peers agree on, the shared-key
+ * proofs), cmproto_names.c (the text for statuses, error codes, reasons
+ * and targets) and cmproto_pg.c (the PostgreSQL-compatible first packets
+ * of conmgr's port).
  *
  * This file is compiled into the daemon, libpq-cm (-fPIC) and the watchdog
  * extension (PGXS), so it uses nothing but memcpy/memchr/strnlen-style
@@ -30,7 +38,7 @@
 #include <string.h>
 
 #include "cmproto.h"
-#include "cmsha256.h"
+#include "cmproto_int.h"
 
 /* The body-length bounds of each message type, and who may send it. */
 typedef struct msgtype
@@ -42,7 +50,7 @@ typedef struct msgtype
 	const char *name;
 } msgtype;
 
-#define STR(max)	(2 + (max))		/* length prefix + bytes */
+#define STR(max)	(2 + (max)) /* length prefix + bytes */
 
 static const msgtype msgtypes[] = {
 	{CMPROTO_HELLO, CMPROTO_PEER_LISTENER, 8, 8, "HELLO"},
@@ -163,59 +171,7 @@ get_str(rbuf *b, char *dst, size_t max)
 	return 0;
 }
 
-/* ---- writing ---- */
-
-typedef struct wbuf
-{
-	uint8_t    *p;
-	size_t		cap;
-	size_t		off;
-	bool		overflow;
-} wbuf;
-
-static void
-put_u8(wbuf *b, uint8_t v)
-{
-	if (b->cap - b->off < 1)
-	{
-		b->overflow = true;
-		return;
-	}
-	b->p[b->off++] = v;
-}
-
-static void
-put_u16(wbuf *b, uint16_t v)
-{
-	put_u8(b, (uint8_t) (v >> 8));
-	put_u8(b, (uint8_t) v);
-}
-
-static void
-put_u32(wbuf *b, uint32_t v)
-{
-	put_u16(b, (uint16_t) (v >> 16));
-	put_u16(b, (uint16_t) v);
-}
-
-static void
-put_u64(wbuf *b, uint64_t v)
-{
-	put_u32(b, (uint32_t) (v >> 32));
-	put_u32(b, (uint32_t) v);
-}
-
-static void
-put_bytes(wbuf *b, const void *src, size_t n)
-{
-	if (b->cap - b->off < n)
-	{
-		b->overflow = true;
-		return;
-	}
-	memcpy(b->p + b->off, src, n);
-	b->off += n;
-}
+/* ---- writing what only the codec writes ---- */
 
 /* The caller checked the length with str_fits(). */
 static void
@@ -712,394 +668,11 @@ cmproto_encode_resolve(uint8_t *buf, size_t cap, int version, int target,
 	return cmproto_encode(&m, buf, cap);
 }
 
-/*
- * The version two peers speak: the highest in both [min, max] ranges, or 0
- * when the ranges do not meet.
- */
-int
-cmproto_negotiate(uint16_t min_a, uint16_t max_a,
-				  uint16_t min_b, uint16_t max_b)
-{
-	uint16_t	hi = max_a < max_b ? max_a : max_b;
-	uint16_t	lo = min_a > min_b ? min_a : min_b;
-
-	if (min_a > max_a || min_b > max_b || hi < lo || hi < 1)
-		return 0;
-	return hi;
-}
-
-/*
- * HMAC-SHA256(key, label || nonce_c || nonce_w): the proof one side of a
- * heartbeat session sends to show it holds the shared key.  The label is
- * CMPROTO_AUTH_LABEL_WATCHDOG or CMPROTO_AUTH_LABEL_CONMGR.
- */
-void
-cmproto_hb_proof(const uint8_t *key, size_t keylen, const char *label,
-				 const uint8_t nonce_c[CMPROTO_NONCE_LEN],
-				 const uint8_t nonce_w[CMPROTO_NONCE_LEN],
-				 uint8_t proof[CMPROTO_PROOF_LEN])
-{
-	struct cmhmac_ctx ctx;
-
-	cmhmac_init(&ctx, key, keylen);
-	cmhmac_update(&ctx, label, strlen(label));
-	cmhmac_update(&ctx, nonce_c, CMPROTO_NONCE_LEN);
-	cmhmac_update(&ctx, nonce_w, CMPROTO_NONCE_LEN);
-	cmhmac_final(&ctx, proof);
-}
-
-/* ---- names ---- */
-
-const char *
-cmproto_strerror(int status)
-{
-	switch ((cmproto_status) status)
-	{
-		case CMPROTO_OK:
-			return "success";
-		case CMPROTO_INCOMPLETE:
-			return "message incomplete";
-		case CMPROTO_ETRUNCATED:
-			return "message truncated";
-		case CMPROTO_ETOOLONG:
-			return "message too long";
-		case CMPROTO_ESHORTLEN:
-			return "message length too short";
-		case CMPROTO_EBADFLAGS:
-			return "invalid header flags";
-		case CMPROTO_EUNKNOWNTYPE:
-			return "unknown message type";
-		case CMPROTO_EUNEXPECTED:
-			return "message type not expected from this peer";
-		case CMPROTO_ERANGE:
-			return "field out of range";
-		case CMPROTO_EBADSTRING:
-			return "invalid string";
-		case CMPROTO_ESTRTOOLONG:
-			return "string too long";
-		case CMPROTO_ETRAILING:
-			return "trailing bytes after message";
-		case CMPROTO_EBADMAGIC:
-			return "bad magic number";
-		case CMPROTO_ENOSPACE:
-			return "buffer too small";
-	}
-	return "unknown protocol status";
-}
-
+/* The name of a message type, from msgtypes[]. */
 const char *
 cmproto_type_name(int type)
 {
 	const msgtype *t = lookup_type(type);
 
 	return t ? t->name : "unknown";
-}
-
-const char *
-cmproto_error_code_name(int code)
-{
-	switch ((cmproto_error_code) code)
-	{
-		case CMPROTO_ERR_PROTOCOL:
-			return "protocol violation";
-		case CMPROTO_ERR_VERSION:
-			return "unsupported protocol version";
-		case CMPROTO_ERR_AUTH:
-			return "authentication failed";
-		case CMPROTO_ERR_TOO_MANY:
-			return "too many heartbeat sessions";
-		case CMPROTO_ERR_SHUTDOWN:
-			return "shutting down";
-		case CMPROTO_ERR_INTERNAL:
-			return "internal error";
-		case CMPROTO_ERR_CONFLICT:
-			return "instances in conflict";
-	}
-	return "unknown error code";
-}
-
-const char *
-cmproto_down_reason_name(int reason)
-{
-	switch ((cmproto_down_reason) reason)
-	{
-		case CMPROTO_DOWN_TIMEOUT:
-			return "heartbeat timeout";
-		case CMPROTO_DOWN_LOST:
-			return "heartbeat connection lost";
-		case CMPROTO_DOWN_PROTOCOL:
-			return "heartbeat protocol violation";
-		case CMPROTO_DOWN_SHUTDOWN:
-			return "conmgr shutting down";
-		case CMPROTO_DOWN_STALE:
-			return "stale primary";
-	}
-	return "unknown reason";
-}
-
-/* libpq's spellings; "prefer-primary" is conmgr's addition. */
-static const char *const target_names[] = {
-	[CMPROTO_TARGET_ANY] = "any",
-	[CMPROTO_TARGET_READ_WRITE] = "read-write",
-	[CMPROTO_TARGET_READ_ONLY] = "read-only",
-	[CMPROTO_TARGET_PRIMARY] = "primary",
-	[CMPROTO_TARGET_STANDBY] = "standby",
-	[CMPROTO_TARGET_PREFER_STANDBY] = "prefer-standby",
-	[CMPROTO_TARGET_PREFER_PRIMARY] = "prefer-primary",
-};
-
-const char *
-cmproto_target_name(int target)
-{
-	if (target < 0 || target > CMPROTO_TARGET_LAST)
-		return NULL;
-	return target_names[target];
-}
-
-/* Case-sensitive, as libpq compares target_session_attrs; -1 if unknown. */
-int
-cmproto_target_from_name(const char *name)
-{
-	for (int i = 0; i <= CMPROTO_TARGET_LAST; i++)
-	{
-		if (strcmp(name, target_names[i]) == 0)
-			return i;
-	}
-	return -1;
-}
-
-/* ---- PostgreSQL-compatible first packets ---- */
-
-static uint32_t
-read_be32(const uint8_t *p)
-{
-	return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16) |
-		((uint32_t) p[2] << 8) | (uint32_t) p[3];
-}
-
-static void
-write_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t) (v >> 24);
-	p[1] = (uint8_t) (v >> 16);
-	p[2] = (uint8_t) (v >> 8);
-	p[3] = (uint8_t) v;
-}
-
-/* The detection probe: a GSSENCRequest.  Returns 8, or 0 if cap < 8. */
-size_t
-cmproto_pg_encode_probe(uint8_t *buf, size_t cap)
-{
-	if (cap < CMPROTO_PG_PROBE_LEN)
-		return 0;
-	write_be32(buf, CMPROTO_PG_PROBE_LEN);
-	write_be32(buf + 4, CMPROTO_PG_GSSENC_CODE);
-	return CMPROTO_PG_PROBE_LEN;
-}
-
-/*
- * Classify the first packet a client sent to conmgr's port, in PostgreSQL's
- * startup framing (a 4-byte length that counts itself, then a 4-byte code).
- * CMPROTO_INCOMPLETE until the whole packet is there (*pktlen is set once
- * the length is known); a length or code a postmaster would reject is an
- * error.  Like the postmaster, at most CMPROTO_PG_MAX_STARTUP bytes may
- * follow the length word.
- */
-int
-cmproto_pg_classify(const uint8_t *buf, size_t avail, size_t *pktlen,
-					cmproto_pg_kind *kind)
-{
-	uint32_t	len,
-				code;
-
-	*pktlen = 0;
-	*kind = CMPROTO_PG_UNSUPPORTED;
-	if (avail < 4)
-		return CMPROTO_INCOMPLETE;
-	len = read_be32(buf);
-	if (len < 8)
-		return CMPROTO_ESHORTLEN;
-	if (len - 4 > CMPROTO_PG_MAX_STARTUP)
-		return CMPROTO_ETOOLONG;
-	*pktlen = len;
-	if (avail < 8)
-		return CMPROTO_INCOMPLETE;
-	code = read_be32(buf + 4);
-	switch (code)
-	{
-		case CMPROTO_PG_GSSENC_CODE:
-		case CMPROTO_PG_SSL_CODE:
-			if (len != 8)
-				return CMPROTO_ERANGE;
-			*kind = code == CMPROTO_PG_GSSENC_CODE ?
-				CMPROTO_PG_GSSENC_REQUEST : CMPROTO_PG_SSL_REQUEST;
-			break;
-		case CMPROTO_PG_CANCEL_CODE:
-			if (len != 16)
-				return CMPROTO_ERANGE;
-			*kind = CMPROTO_PG_CANCEL_REQUEST;
-			break;
-		default:
-			if ((code >> 16) == 3)
-				*kind = CMPROTO_PG_STARTUP;
-			else
-				*kind = CMPROTO_PG_UNSUPPORTED;
-			break;
-	}
-	if (avail < len)
-		return CMPROTO_INCOMPLETE;
-	return CMPROTO_OK;
-}
-
-static int
-put_pg_field(wbuf *b, char code, const char *value)
-{
-	size_t		n;
-
-	n = strnlen(value, CMPROTO_PG_MAX_ERROR);
-	if (n >= CMPROTO_PG_MAX_ERROR)
-		return CMPROTO_ETOOLONG;
-	put_u8(b, (uint8_t) code);
-	put_bytes(b, value, n + 1);
-	return 0;
-}
-
-/*
- * Build a PostgreSQL ErrorResponse of severity FATAL (hint may be NULL).
- * Returns its length, or a negative status: CMPROTO_ERANGE for a SQLSTATE
- * that is not five digits or capitals, CMPROTO_ETOOLONG past
- * CMPROTO_PG_MAX_ERROR bytes, CMPROTO_ENOSPACE when it does not fit in cap.
- */
-int
-cmproto_pg_encode_error(uint8_t *buf, size_t cap, const char *sqlstate,
-						const char *message, const char *hint)
-{
-	wbuf		b;
-	int			rc;
-
-	if (strnlen(sqlstate, 6) != 5)
-		return CMPROTO_ERANGE;
-	for (int i = 0; i < 5; i++)
-	{
-		char		c = sqlstate[i];
-
-		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')))
-			return CMPROTO_ERANGE;
-	}
-
-	b.p = buf;
-	b.cap = cap;
-	b.off = 0;
-	b.overflow = false;
-	put_u8(&b, 'E');
-	put_u32(&b, 0);				/* length, filled in below */
-	if ((rc = put_pg_field(&b, 'S', "FATAL")) < 0 ||
-		(rc = put_pg_field(&b, 'V', "FATAL")) < 0 ||
-		(rc = put_pg_field(&b, 'C', sqlstate)) < 0 ||
-		(rc = put_pg_field(&b, 'M', message)) < 0 ||
-		(hint != NULL && (rc = put_pg_field(&b, 'H', hint)) < 0))
-		return rc;
-	put_u8(&b, 0);
-	if (b.off > CMPROTO_PG_MAX_ERROR)
-		return CMPROTO_ETOOLONG;
-	if (b.overflow)
-		return CMPROTO_ENOSPACE;
-	write_be32(buf + 1, (uint32_t) (b.off - 1));
-	return (int) b.off;
-}
-
-/*
- * Decode an ErrorResponse of at most CMPROTO_PG_MAX_ERROR bytes from the
- * start of buf.  CMPROTO_INCOMPLETE until it is all there (*msglen is set
- * once its length is known).  The severity, SQLSTATE and message fields are
- * required; unknown field codes are skipped, as libpq does.
- */
-int
-cmproto_pg_decode_error(const uint8_t *buf, size_t avail, size_t *msglen,
-						cmproto_pg_error *err)
-{
-	uint32_t	len;
-	size_t		pos;
-	bool		terminated = false;
-
-	memset(err, 0, sizeof(*err));
-	*msglen = 0;
-	if (avail < 1)
-		return CMPROTO_INCOMPLETE;
-	if (buf[0] != 'E')
-		return CMPROTO_EUNKNOWNTYPE;
-	if (avail < 5)
-		return CMPROTO_INCOMPLETE;
-	len = read_be32(buf + 1);
-	if (len < 5)
-		return CMPROTO_ESHORTLEN;
-	if (len > CMPROTO_PG_MAX_ERROR - 1)
-		return CMPROTO_ETOOLONG;
-	*msglen = (size_t) len + 1;
-	if (avail < *msglen)
-		return CMPROTO_INCOMPLETE;
-
-	pos = 5;
-	while (pos < *msglen)
-	{
-		char		code = (char) buf[pos];
-		const uint8_t *nul;
-		const char *value;
-
-		if (code == '\0')
-		{
-			if (pos != *msglen - 1)
-				goto bad_trailing;
-			terminated = true;
-			break;
-		}
-		pos++;
-		nul = memchr(buf + pos, '\0', *msglen - pos);
-		if (nul == NULL)
-			goto bad_string;
-		value = (const char *) buf + pos;
-		switch (code)
-		{
-			case 'S':
-				err->severity = value;
-				break;
-			case 'V':
-				if (err->severity == NULL)
-					err->severity = value;
-				break;
-			case 'C':
-				err->sqlstate = value;
-				break;
-			case 'M':
-				err->message = value;
-				break;
-			case 'D':
-				err->detail = value;
-				break;
-			case 'H':
-				err->hint = value;
-				break;
-			default:
-				break;
-		}
-		pos = (size_t) (nul - buf) + 1;
-	}
-	if (!terminated)
-		goto bad_truncated;
-	if (err->severity == NULL || err->sqlstate == NULL || err->message == NULL)
-	{
-		memset(err, 0, sizeof(*err));
-		return CMPROTO_ERANGE;
-	}
-	return CMPROTO_OK;
-
-bad_trailing:
-	memset(err, 0, sizeof(*err));
-	return CMPROTO_ETRAILING;
-bad_string:
-	memset(err, 0, sizeof(*err));
-	return CMPROTO_EBADSTRING;
-bad_truncated:
-	memset(err, 0, sizeof(*err));
-	return CMPROTO_ETRUNCATED;
 }

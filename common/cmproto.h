@@ -6,7 +6,7 @@
  * One header for both protocols (application <-> conmgr listener, conmgr
  * heartbeat role <-> watchdog worker), shared by the daemon, libpq-cm and
  * the PostgreSQL extension.  docs/protocol.md is the specification; this
- * file and cmproto.c must say the same thing.
+ * file and the codec (cmproto.c and cmproto_*.c) must say the same thing.
  *
  * The codec allocates nothing, prints nothing and never exits, so that it
  * can run inside a PostgreSQL backend: it encodes into a caller's buffer,
@@ -44,8 +44,8 @@
 #define CMPROTO_PG_SSL_CODE		80877103
 #define CMPROTO_PG_CANCEL_CODE	80877102
 #define CMPROTO_PG_PROTO_3_0	196608
-#define CMPROTO_PG_MAX_STARTUP	10000	/* bytes after the length word, as
-									 * the postmaster's limit */
+#define CMPROTO_PG_MAX_STARTUP	10000	/* bytes after the length word, as the
+										 * postmaster's limit */
 #define CMPROTO_PG_PROBE_LEN	8
 #define CMPROTO_PG_MAX_ERROR	1024	/* an ErrorResponse conmgr sends */
 
@@ -291,25 +291,27 @@ extern int	cmproto_encode_version(const cmproto_msg *msg, int version,
 								   uint8_t *buf, size_t cap);
 extern int	cmproto_encode_resolve(uint8_t *buf, size_t cap, int version, int target,
 								   uint32_t client_pid, const char *application_name);
+extern const char *cmproto_type_name(int type);
+
+/* cmproto_handshake.c: the version two peers agree on (5) */
 extern int	cmproto_negotiate(uint16_t min_a, uint16_t max_a,
 							  uint16_t min_b, uint16_t max_b);
 
-/* cmproto.c: the shared-key proofs of the heartbeat handshake (3.2) */
+/* cmproto_handshake.c: the shared-key proofs of the heartbeat handshake (3.2) */
 extern void cmproto_hb_proof(const uint8_t *key, size_t keylen,
 							 const char *label,
 							 const uint8_t nonce_c[CMPROTO_NONCE_LEN],
 							 const uint8_t nonce_w[CMPROTO_NONCE_LEN],
 							 uint8_t proof[CMPROTO_PROOF_LEN]);
 
-/* cmproto.c: names */
+/* cmproto_names.c */
 extern const char *cmproto_strerror(int status);
-extern const char *cmproto_type_name(int type);
 extern const char *cmproto_error_code_name(int code);
 extern const char *cmproto_down_reason_name(int reason);
-extern const char *cmproto_target_name(int target);	/* NULL if unknown */
+extern const char *cmproto_target_name(int target); /* NULL if unknown */
 extern int	cmproto_target_from_name(const char *name);
 
-/* cmproto.c: the PostgreSQL-compatible first packets */
+/* cmproto_pg.c: the PostgreSQL-compatible first packets (2.1, 2.4) */
 extern size_t cmproto_pg_encode_probe(uint8_t *buf, size_t cap);
 extern int	cmproto_pg_classify(const uint8_t *buf, size_t avail,
 								size_t *pktlen, cmproto_pg_kind *kind);

@@ -1,17 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * cm_int.h
- *	  libpq-cm internals: the connection handle and the functions the
- *	  library's files share.
+ *	  libpq-cm internals: the connection handle, the types its parts
+ *	  share, and the prototypes of the files below the connect state
+ *	  machine.
  *
  * The application never holds a real libpq PGconn: it holds a cm_conn,
  * which owns the real connection to the instance ("inner") once there is
- * one, and conmgr's socket when the connection went through conmgr.  Every
- * exported function that takes a PGconn * turns a cm_conn into its inner
- * connection (cm_inner()) and calls the real libpq function.  Pointers
- * that are not ours are real PGconns -- libpq calls many of its own
- * exported functions through the PLT, so our wrappers receive its internal
- * calls too -- and are passed straight through.
+ * one, and conmgr's socket when the connection went through conmgr.  The
+ * functions that tell a cm_conn from a real PGconn and find its inner
+ * connection are in handle.h.
+ *
+ * The files call each other in one direction only (libpq-cm/README.md):
+ * connect.c, conn.c and forward.c, the entry points, call down into
+ * probe.c, options.c, watcher.c, trust.c, errtext.c and real.c, and none
+ * of those calls up.  This header declares only functions of the lower
+ * files and holds no code.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,15 +25,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "libpq-cm.h"
 #include "pq_newer.h"
 #include "cmproto.h"
+#include "errtext.h"
 
 #define CM_CONN_MAGIC		UINT64_C(0x21216e6e6f634d43)	/* "CMconn!!" */
-#define CM_ERRBUF_SIZE		4096
-#define CM_MAX_DESTS		64		/* entries of one host list */
+#define CM_MAX_DESTS		64	/* entries of one host list */
 
 /* One entry of the application's host list. */
 typedef struct cm_dest
@@ -58,17 +61,24 @@ typedef enum cm_phase
 	CMP_FAILED					/* every destination failed */
 } cm_phase;
 
+/* One instance conmgr offered (a CANDIDATE message). */
+typedef struct cm_candidate
+{
+	int			instance;
+	bool		numeric;		/* host is an address: it goes to libpq as
+								 * hostaddr too */
+	char		host[CMPROTO_HOST_MAX + 1];
+	char		port[8];
+} cm_candidate;
+
 /* A real libpq connection attempt still to make for this destination. */
 typedef struct cm_attempt
 {
 	bool		whole;			/* the application's own options, untouched */
 	int			first_dest;		/* a run of postmasters: dests[first..last] */
 	int			last_dest;
-	int			instance;		/* a conmgr candidate: its number, else -1 */
-	bool		numeric;		/* the candidate's host is an address: it
-								 * goes to libpq as hostaddr too */
-	char		host[CMPROTO_HOST_MAX + 1];
-	char		port[8];
+	const cm_candidate *cand;	/* else conmgr's candidate (in the session,
+								 * which outlives the attempt) */
 	const char *tsa;			/* target_session_attrs to give libpq */
 } cm_attempt;
 
@@ -98,13 +108,85 @@ typedef struct cm_settings
 	int			nonblocking;
 } cm_settings;
 
+/*
+ * The socket to the destination being tried, and what was read from it:
+ * the probe, then, when the destination is conmgr, the session with it,
+ * which a connection made through conmgr keeps for its whole life
+ * (probe.c owns it; watcher.c watches fd).
+ */
+typedef struct cm_session
+{
+	int			fd;				/* probe socket, then conmgr's socket */
+	struct addrinfo *ai;		/* addresses of the destination */
+	struct addrinfo *ai_cur;
+	char		cur_addr[64];	/* numeric address being tried */
+	bool		loopback;		/* every address of the destination is a
+								 * loopback one: its owner is checked */
+	uint8_t		rbuf[CMPROTO_PG_MAX_ERROR + 2 * CMPROTO_MAX_MSG];
+	size_t		rlen;
+	bool		got_error_response; /* conmgr's ErrorResponse read */
+	bool		conmgr_met;		/* fd is a session with conmgr (HELLO read) */
+	int			pipelined;		/* protocol version of a RESOLVE sent with the
+								 * probe, or 0 */
+	/* the candidate list read so far (the RESOLVE's answer) */
+	cm_candidate cand[CMPROTO_MAX_INSTANCES + 2];
+	int			ncand;
+} cm_session;
+
+/* What the connect state machine asks of probe.c for one destination. */
+typedef struct cm_request
+{
+	int			target;			/* enum cmproto_target of this pass */
+	const char *app;			/* application_name to send, or NULL */
+	bool		classifying;	/* a first look at a prefer-* list: no RESOLVE
+								 * with the probe, nothing learnt of a
+								 * conmgr's version */
+} cm_request;
+
+/* What a step of the probe or the resolve reached. */
+typedef enum cm_step
+{
+	CMS_MORE,					/* wait for the socket, then call again */
+	CMS_PROBE_SENT,				/* connected and probe sent: wait to read */
+	CMS_POSTMASTER,				/* the destination is a PostgreSQL server */
+	CMS_CONMGR,					/* conmgr: RESOLVE sent */
+	CMS_REPROBE,				/* conmgr no longer speaks the version of the
+								 * RESOLVE sent with the probe: probe the same
+								 * destination again */
+	CMS_CANDIDATES,				/* the candidate list is complete */
+	CMS_FAILED					/* the destination failed; err says why */
+} cm_step;
+
+/*
+ * The steps of one destination (probe.c), in the order the connect state
+ * machine takes them.
+ */
+typedef enum cm_probe_op
+{
+	CMO_START,					/* resolve its name, connect, send the probe */
+	CMO_CONNECTED,				/* the connect finished (socket writable) */
+	CMO_PROBE_READ,				/* read the answer to the probe */
+	CMO_RESOLVE_READ			/* read conmgr's candidate list */
+} cm_probe_op;
+
+/*
+ * A step's result: where it got to, and the messages it has for the
+ * connection's error message (libpq's words, each line ending in a
+ * newline; empty when it has none).
+ */
+typedef struct cm_result
+{
+	cm_step		step;
+	cm_text		err;
+} cm_result;
+
 typedef struct cm_conn
 {
 	uint64_t	magic;			/* CM_CONN_MAGIC while alive */
 	PGconn	   *inner;			/* real connection, or NULL */
-	PGconn	   *spent;			/* the last failed attempt, kept for its
-								 * error state (needs-password & co.) */
-	cm_phase	phase;
+	PGconn	   *spent;			/* the last failed attempt, kept for its error
+								 * state (needs-password & co.) */
+	cm_phase	phase;			/* changed only by connect.c's set_phase() */
 	bool		sync;			/* PQconnectdb & co.: we wait ourselves */
 
 	/* the application's options, flattened (last value of each wins) */
@@ -122,26 +204,14 @@ typedef struct cm_conn
 	cm_dest		dests[CM_MAX_DESTS];
 	int			ndests;
 	int			di;				/* current destination */
-	bool		classifying;	/* classifying a prefer-* list, see
-								 * connect.c */
+	bool		classifying;	/* classifying a prefer-* list, see connect.c */
 	int			pass;			/* 0 one pass; 1 strict, 2 fallback */
 	int8_t		kind[CM_MAX_DESTS]; /* what that pass found (CMK_*) */
 
-	/* probe and conmgr session */
-	int			fd;				/* probe socket, then conmgr's socket */
-	struct addrinfo *ai;		/* addresses of the current destination */
-	struct addrinfo *ai_cur;
-	char		cur_addr[64];	/* numeric address being tried */
-	bool		loopback;		/* every address of the destination is a
-								 * loopback one: its owner is checked */
-	uint8_t		rbuf[CMPROTO_PG_MAX_ERROR + 2 * CMPROTO_MAX_MSG];
-	size_t		rlen;
-	bool		got_error_response; /* conmgr's ErrorResponse read */
-	bool		conmgr_met;		/* fd is a session with conmgr (HELLO read) */
-	int			pipelined;		/* protocol version of a RESOLVE sent with
-								 * the probe, or 0 */
+	cm_session	sess;			/* probe, then conmgr session */
 	int			cm_instance;	/* instance reached through conmgr, or -1 */
-	double		deadline;		/* sync mode: end of this destination's time */
+	int64_t		deadline;		/* sync mode: end of this destination's time
+								 * (cmclock_ms()), or 0 */
 
 	/* real connection attempts queued for the current destination */
 	cm_attempt	attempts[CMPROTO_MAX_INSTANCES + 2];
@@ -151,8 +221,8 @@ typedef struct cm_conn
 	cm_settings settings;
 	/* per destination: the options connection (options.c), or NULL */
 	PGconn	   *opts_pg[CM_MAX_DESTS];
-	char		errbuf[CM_ERRBUF_SIZE];
-	size_t		errlen;
+	cm_text		err;			/* the error message while there is no inner
+								 * connection to ask */
 
 	/* watcher (watcher.c); watch_slot, sql_fd and lost change under its lock */
 	int			watch_slot;		/* index in the watch table, or -1 */
@@ -162,63 +232,6 @@ typedef struct cm_conn
 	volatile int lost;			/* conmgr said down, or went away */
 	volatile int cm_polled;		/* the application asked PQcmSocket() */
 } cm_conn;
-
-/* real.c */
-extern __thread int cm_in_real;
-extern void *cm_real_lookup(const char *name, void **slot);
-
-/*
- * The real libpq's function "name": the next definition after ours in the
- * symbol search order (dlsym(RTLD_NEXT)), looked up once per call site.
- */
-#define REAL(name) \
-	({ \
-		static void *real_slot_; \
-		void	   *real_p_ = __atomic_load_n(&real_slot_, __ATOMIC_ACQUIRE); \
-		if (real_p_ == NULL) \
-			real_p_ = cm_real_lookup(#name, &real_slot_); \
-		(__typeof__(&name)) real_p_; \
-	})
-
-/* conn.c */
-extern void cm_check_lost(cm_conn *c);
-
-/*
- * Ours, or NULL for a real libpq PGconn (or NULL).  A real PGconn starts
- * with a pointer, which never equals the magic, so reading the first eight
- * bytes of either kind is safe.  Inline, with cm_inner(): every forwarded
- * call of every query goes through both (docs/benchmarks.md, figure 3).
- */
-static inline cm_conn *
-cm_conn_of(const PGconn *conn)
-{
-	uint64_t	magic;
-
-	if (conn == NULL)
-		return NULL;
-	memcpy(&magic, conn, sizeof(magic));
-	return magic == CM_CONN_MAGIC ? (cm_conn *) conn : NULL;
-}
-
-/* The real PGconn to hand to libpq for conn (NULL while there is none). */
-static inline PGconn *
-cm_inner(const PGconn *conn)
-{
-	cm_conn    *c = cm_conn_of(conn);
-
-	if (c == NULL)
-		return (PGconn *) conn;
-	if (c->cm_polled && c->cm_instance >= 0 && !c->lost)
-		cm_check_lost(c);
-	return c->inner;
-}
-extern void cm_errorf(cm_conn *c, const char *fmt,...)
-			__attribute__((format(printf, 2, 3)));
-
-/* connect.c */
-extern PostgresPollingStatusType cm_poll(cm_conn *c);
-extern int	cm_pass_target(const cm_conn *c);
-extern void cm_apply_settings(cm_conn *c);
 
 /* options.c */
 extern cm_conn *cm_conn_new(const char *conninfo, const char *const *keys,
@@ -231,46 +244,13 @@ extern PGconn *cm_opts_conn(cm_conn *c);
 extern void cm_opts_restore(const cm_conn *c, PQconninfoOption *o);
 extern void cm_opts_free(cm_conn *c);
 
-/*
- * The real PGconn that answers the accessors of the application's options
- * (PQdb(), PQuser(), PQpass(), PQconninfo()…): the inner connection once
- * there is one, else the options connection of the destination being
- * tried (options.c), as libpq answers them from the options at once.
- */
-static inline PGconn *
-cm_inner_or_opts(const PGconn *conn)
-{
-	cm_conn    *c = cm_conn_of(conn);
-	PGconn	   *inner = cm_inner(conn);
-
-	if (c == NULL || inner != NULL)
-		return inner;
-	return cm_opts_conn(c);
-}
-
-/* probe.c: results of the probe and resolve steps */
-typedef enum cm_step
-{
-	CMS_MORE,					/* wait for the socket, then call again */
-	CMS_PROBE_SENT,				/* connected and probe sent: wait to read */
-	CMS_POSTMASTER,				/* the destination is a PostgreSQL server */
-	CMS_CONMGR,					/* conmgr: RESOLVE sent */
-	CMS_REPROBE,				/* conmgr no longer speaks the version of
-								 * the RESOLVE sent with the probe: probe
-								 * the same destination again */
-	CMS_CANDIDATES,				/* the candidate list is complete */
-	CMS_FAILED					/* the destination failed; errbuf says why */
-} cm_step;
-
+/* probe.c */
 extern bool cm_known_postmaster(const cm_dest *d);
-extern void cm_remember_postmaster(const cm_dest *d);
-extern cm_step cm_probe_start(cm_conn *c);
-extern cm_step cm_probe_connected(cm_conn *c);
-extern cm_step cm_probe_read(cm_conn *c);
-extern cm_step cm_resolve_read(cm_conn *c);
-extern void cm_close_fd(cm_conn *c);
-extern bool cm_send_attached(cm_conn *c, int instance, int backend_pid);
-extern const char *cm_dest_addr(const cm_conn *c);
+extern cm_result cm_probe_step(cm_probe_op op, cm_session *s,
+							   const cm_dest *d, const cm_request *q);
+extern bool cm_send_attached(cm_session *s, int instance, int backend_pid);
+extern void cm_session_close(cm_session *s);
+extern void cm_session_free(cm_session *s);
 
 /* trust.c */
 extern bool cm_all_loopback(const struct addrinfo *ai);
@@ -281,25 +261,7 @@ extern bool cm_candidate_valid(const cmproto_msg *m, char *why, size_t whylen);
 /* watcher.c */
 extern void cm_watch(cm_conn *c, int sql_sock);
 extern void cm_unwatch(cm_conn *c);
-extern void cm_mark_lost(cm_conn *c);
+extern void cm_check_lost(cm_conn *c);
 extern void cm_sql_release(cm_conn *c);
-
-/*
- * After a real call on conn's inner connection that may do I/O: libpq
- * closes its socket itself when the server hangs up or the protocol
- * breaks, and the watcher's duplicate of it must go at once, or the socket
- * would stay open and the server would not see the connection end
- * (watcher.c).  Inline, since it follows nearly every call of a busy
- * connection.
- */
-static inline void
-cm_follow_sql(const PGconn *conn)
-{
-	cm_conn    *c = cm_conn_of(conn);
-
-	if (c != NULL && __atomic_load_n(&c->sql_fd, __ATOMIC_RELAXED) >= 0 &&
-		(c->inner == NULL || REAL(PQsocket) (c->inner) < 0))
-		cm_sql_release(c);
-}
 
 #endif							/* CM_INT_H */

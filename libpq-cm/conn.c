@@ -1,34 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * conn.c
- *	  The handle: telling ours from libpq's, and the accessors whose answer
- *	  depends on where the connection is (talking to conmgr, connecting to
- *	  the instance, connected, lost).
+ *	  The accessors of the handle whose answer depends on where the
+ *	  connection is (talking to conmgr, connecting to the instance,
+ *	  connected, lost), and the settings an application makes on it.
  *
- * Every other function that takes a PGconn * is a plain forwarder
- * (forward.c).
+ * Telling our handle from libpq's is handle.h's.  Every other function
+ * that takes a PGconn * is a plain forwarder (forward.c); the connect
+ * family, reset and finish are connect.c's.
  *
  *-------------------------------------------------------------------------
  */
-#include <poll.h>
 #include <string.h>
 
-#include "cm_int.h"
-
-/*
- * An application that watches PQcmSocket() may call PQconsumeInput() the
- * moment conmgr's socket turns readable, before the watcher thread has
- * acted on it: look at the socket ourselves then, so that the call already
- * sees the connection lost.
- */
-void
-cm_check_lost(cm_conn *c)
-{
-	struct pollfd p = {c->fd, POLLIN, 0};
-
-	if (c->fd >= 0 && poll(&p, 1, 0) > 0)
-		cm_mark_lost(c);
-}
+#include "handle.h"
 
 static bool
 talking_to_conmgr(const cm_conn *c)
@@ -74,7 +59,7 @@ PQsocket(const PGconn *conn)
 	if (c == NULL)
 		return REAL(PQsocket) (conn);
 	if (talking_to_conmgr(c))
-		return c->fd;
+		return c->sess.fd;
 	return c->inner ? REAL(PQsocket) (c->inner) : -1;
 }
 
@@ -86,7 +71,7 @@ PQcmSocket(const PGconn *conn)
 	if (c == NULL || c->phase == CMP_PROBE_CONNECT || c->phase == CMP_PROBE_WAIT)
 		return -1;
 	c->cm_polled = 1;
-	return c->fd;
+	return c->sess.fd;
 }
 
 char *
@@ -97,7 +82,7 @@ PQerrorMessage(const PGconn *conn)
 	if (c == NULL)
 		return REAL(PQerrorMessage) (conn);
 	if (c->phase == CMP_FAILED || c->inner == NULL)
-		return c->errbuf;
+		return c->err.buf;
 	return REAL(PQerrorMessage) (c->inner);
 }
 
@@ -163,7 +148,7 @@ PQhostaddr(const PGconn *conn)
 		return REAL(PQhostaddr) (conn);
 	if (c->inner && !talking_to_conmgr(c))
 		return REAL(PQhostaddr) (c->inner);
-	return c->cur_addr;
+	return c->sess.cur_addr;
 }
 
 char *

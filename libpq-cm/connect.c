@@ -1,19 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * connect.c
- *	  Connecting: libpq's connect functions, with the conmgr detour.
+ *	  Connecting: libpq's connect functions, with the conmgr detour, and
+ *	  the state machine that runs them.
  *
  * A connection walks the application's host list in order.  Each
  * destination is a Unix socket or a known postmaster (connect to it with
  * libpq), or is probed (probe.c; only loopback destinations and those
  * PGCMADDRS names, trust.c: any other is a postmaster).  A postmaster,
  * and the known postmasters right after it, become one real libpq attempt
- * over that part of the list, so libpq's own multi-host rules apply there.  conmgr is asked for
- * the instances that fit target_session_attrs, and each candidate becomes a
- * real attempt, in conmgr's order; the first that connects is reported to
- * conmgr (ATTACHED) and conmgr's socket is kept, and watched (watcher.c),
- * for the life of the connection.  When every destination failed, the
- * messages of all of them are the connection's error, as with libpq.
+ * over that part of the list, so libpq's own multi-host rules apply
+ * there.  conmgr is asked for the instances that fit target_session_attrs,
+ * and each candidate becomes a real attempt, in conmgr's order; the first
+ * that connects is reported to conmgr (ATTACHED) and conmgr's socket is
+ * kept, and watched (watcher.c), for the life of the connection.  When
+ * every destination failed, the messages of all of them are the
+ * connection's error, as with libpq.
  *
  * prefer-standby and prefer-primary over several destinations follow
  * libpq's rule for its host list, generalised to conmgrs: a first pass
@@ -22,6 +24,13 @@
  * list is first classified: unknown destinations are probed (conmgrs are
  * hung up on and asked again when their turn comes); one that fails then
  * is not tried again.
+ *
+ * The state machine (cm_poll()) is the one owner of the connection's
+ * phase (enum cm_phase): one step function per phase, and every change
+ * goes through set_phase().  The probe and the resolve (probe.c) are steps
+ * that return their result, what they reached and their messages, and the
+ * state machine decides what follows and appends the messages to the
+ * connection's error; they never call back.
  *
  * The same state machine serves both styles.  Asynchronous (PQconnectStart
  * + PQconnectPoll): each step returns what to wait for, and PQsocket() is
@@ -36,43 +45,29 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "cm_int.h"
+#include "cmclock.h"
+#include "handle.h"
 
-static double
-now_s(void)
+/*
+ * A step function's answer when the phase changed and the next step is to
+ * run at once; else it returns the PostgresPollingStatusType to give the
+ * application.
+ */
+#define CM_AGAIN	(-1)
+
+static void
+set_phase(cm_conn *c, cm_phase phase)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-void
-cm_errorf(cm_conn *c, const char *fmt,...)
-{
-	va_list		ap;
-	int			n;
-
-	if (c->errlen >= sizeof(c->errbuf) - 1)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(c->errbuf + c->errlen, sizeof(c->errbuf) - c->errlen, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		c->errlen += (size_t) n;
-	if (c->errlen >= sizeof(c->errbuf))
-		c->errlen = sizeof(c->errbuf) - 1;
+	c->phase = phase;
 }
 
 /* Give a new inner connection the settings the application made. */
-void
-cm_apply_settings(cm_conn *c)
+static void
+apply_settings(cm_conn *c)
 {
 	cm_settings *s = &c->settings;
 	PGconn	   *pg = c->inner;
@@ -99,14 +94,45 @@ cm_apply_settings(cm_conn *c)
  * The target of this pass: the strict half of a prefer-* target in the
  * first of two passes, else the application's.
  */
-int
-cm_pass_target(const cm_conn *c)
+static int
+pass_target(const cm_conn *c)
 {
 	if (c->pass == 1 && c->target == CMPROTO_TARGET_PREFER_STANDBY)
 		return CMPROTO_TARGET_STANDBY;
 	if (c->pass == 1 && c->target == CMPROTO_TARGET_PREFER_PRIMARY)
 		return CMPROTO_TARGET_PRIMARY;
 	return c->target;
+}
+
+/* What to ask conmgr for at destination c->di, for probe.c. */
+static cm_request
+request(const cm_conn *c)
+{
+	cm_request	q;
+
+	q.target = pass_target(c);
+	q.app = cm_opt(c, "application_name");
+	if (q.app == NULL)
+		q.app = cm_opt(c, "fallback_application_name");
+	if (q.app == NULL)
+		q.app = getenv("PGAPPNAME");
+	q.classifying = c->classifying;
+	return q;
+}
+
+/*
+ * Take a step of probe.c on destination c->di: what it reached; its
+ * messages join the connection's error.
+ */
+static cm_step
+run_step(cm_conn *c, cm_probe_op op)
+{
+	cm_request	q = request(c);
+	cm_result	r = cm_probe_step(op, &c->sess, &c->dests[c->di], &q);
+
+	if (r.err.len > 0)
+		cm_text_appendf(&c->err, "%s", r.err.buf);
+	return r.step;
 }
 
 /* Queue the real attempts for the postmaster at c->di and known ones after. */
@@ -124,10 +150,9 @@ queue_postmasters(cm_conn *c)
 	c->ai_next = 0;
 	a = &c->attempts[c->nattempts++];
 	memset(a, 0, sizeof(*a));
-	a->instance = -1;
 	a->first_dest = c->di;
 	a->last_dest = last;
-	a->tsa = c->pass == 2 ? "any" : cmproto_target_name(cm_pass_target(c));
+	a->tsa = c->pass == 2 ? "any" : cmproto_target_name(pass_target(c));
 	/* the whole list: hand libpq the application's options untouched */
 	a->whole = c->pass == 0 && c->di == 0 && last == c->ndests - 1 &&
 		c->target != CMPROTO_TARGET_PREFER_PRIMARY;
@@ -139,6 +164,39 @@ queue_postmasters(cm_conn *c)
 		c->attempts[c->nattempts++].tsa = "any";
 	}
 	c->di = last;				/* the run ends here */
+}
+
+/* Queue conmgr's candidates (c->sess.cand) as real attempts, in its order. */
+static void
+queue_candidates(cm_conn *c)
+{
+	const char *tsa;
+
+	/*
+	 * libpq checks the attributes it can check from the server's startup
+	 * reports (in_hot_standby, default_transaction_read_only) at no cost,
+	 * which catches a role that changed since conmgr last heard; the "prefer"
+	 * orders are conmgr's to decide.
+	 */
+	switch (pass_target(c))
+	{
+		case CMPROTO_TARGET_PREFER_STANDBY:
+		case CMPROTO_TARGET_PREFER_PRIMARY:
+			tsa = "any";
+			break;
+		default:
+			tsa = cmproto_target_name(pass_target(c));
+	}
+	c->ai_next = 0;
+	for (c->nattempts = 0; c->nattempts < c->sess.ncand; c->nattempts++)
+	{
+		cm_attempt *a = &c->attempts[c->nattempts];
+
+		memset(a, 0, sizeof(*a));
+		a->first_dest = a->last_dest = c->di;
+		a->cand = &c->sess.cand[c->nattempts];
+		a->tsa = tsa;
+	}
 }
 
 static void
@@ -153,7 +211,7 @@ drop_inner(cm_conn *c)
 /* The calling thread's latest connection through conmgr (PQcmLastInstance). */
 static __thread unsigned long last_count;
 static __thread char last_host[CMPROTO_HOST_MAX + 1];
-static __thread char last_port[sizeof(((cm_attempt *) 0)->port)];
+static __thread char last_port[sizeof(((cm_candidate *) 0)->port)];
 
 unsigned long
 PQcmLastInstance(const char **host, const char **port)
@@ -169,25 +227,25 @@ PQcmLastInstance(const char **host, const char **port)
 static bool
 connected(cm_conn *c, const cm_attempt *a)
 {
-	if (a->instance >= 0)
+	if (a->cand != NULL)
 	{
-		if (!cm_send_attached(c, a->instance, REAL(PQbackendPID) (c->inner)))
+		if (!cm_send_attached(&c->sess, a->cand->instance,
+							  REAL(PQbackendPID) (c->inner)))
 		{
-			cm_errorf(c, "conmgr closed the connection before the instance was reached\n");
+			cm_text_appendf(&c->err, "conmgr closed the connection before the instance was reached\n");
 			return false;
 		}
-		c->cm_instance = a->instance;
+		c->cm_instance = a->cand->instance;
 		cm_watch(c, REAL(PQsocket) (c->inner));
-		snprintf(last_host, sizeof(last_host), "%s", a->host);
-		snprintf(last_port, sizeof(last_port), "%s", a->port);
+		snprintf(last_host, sizeof(last_host), "%s", a->cand->host);
+		snprintf(last_port, sizeof(last_port), "%s", a->cand->port);
 		last_count++;
 	}
 	if (c->spent)
 		REAL(PQfinish) (c->spent);
 	c->spent = NULL;
-	c->errlen = 0;
-	c->errbuf[0] = '\0';
-	c->phase = CMP_OK;
+	cm_text_reset(&c->err);
+	set_phase(c, CMP_OK);
 	return true;
 }
 
@@ -196,16 +254,16 @@ static void
 attempt_failed(cm_conn *c)
 {
 	if (c->inner)
-		cm_errorf(c, "%s", REAL(PQerrorMessage) (c->inner));
+		cm_text_appendf(&c->err, "%s", REAL(PQerrorMessage) (c->inner));
 	else
-		cm_errorf(c, "out of memory\n");
+		cm_text_appendf(&c->err, "out of memory\n");
 	drop_inner(c);
 }
 
 /*
  * Start the next queued attempt.  Returns the polling status for the
- * caller, or -1 when there is none left (or it failed at once), in which
- * case the caller moves on.
+ * caller, or CM_AGAIN when there is none left (or it failed at once), in
+ * which case the caller moves on.
  */
 static int
 start_attempt(cm_conn *c)
@@ -221,7 +279,7 @@ start_attempt(cm_conn *c)
 			attempt_failed(c);
 			continue;
 		}
-		cm_apply_settings(c);
+		apply_settings(c);
 		if (c->sync)
 		{
 			if (connected(c, a))
@@ -229,38 +287,41 @@ start_attempt(cm_conn *c)
 			drop_inner(c);
 			continue;
 		}
-		c->phase = CMP_BACKEND;
+		set_phase(c, CMP_BACKEND);
 		return PGRES_POLLING_WRITING;
 	}
 	c->nattempts = c->ai_next = 0;
-	return -1;
+	return CM_AGAIN;
 }
 
 /* Done with destination c->di (all its attempts failed); next one. */
-static void
+static int
 next_dest(cm_conn *c)
 {
 	if (c->classifying && c->di < c->ndests)
 		c->kind[c->di] = CMK_FAILED;
-	cm_close_fd(c);
+	cm_session_close(&c->sess);
 	c->di++;
-	c->phase = CMP_NEXT_DEST;
+	set_phase(c, CMP_NEXT_DEST);
+	return CM_AGAIN;
 }
 
 /* First pass: destination c->di is of kind k; on to the next. */
-static void
+static int
 classified(cm_conn *c, int k)
 {
 	c->kind[c->di] = (int8_t) k;
-	cm_close_fd(c);
+	cm_session_close(&c->sess);
 	c->di++;
-	c->phase = CMP_NEXT_DEST;
+	set_phase(c, CMP_NEXT_DEST);
+	return CM_AGAIN;
 }
 
-/* Set up the first pass where the target needs it. */
+/* Start from the first destination, with a first pass where needed. */
 static void
 begin(cm_conn *c)
 {
+	set_phase(c, CMP_NEXT_DEST);
 	memset(c->kind, 0, sizeof(c->kind));
 	c->classifying = !c->passthrough && c->ndests > 1 &&
 		(c->target == CMPROTO_TARGET_PREFER_STANDBY ||
@@ -268,207 +329,229 @@ begin(cm_conn *c)
 	c->pass = c->classifying ? 1 : 0;
 }
 
+/* Start the attempts queued, or go on with the next destination. */
+static int
+start_attempts(cm_conn *c)
+{
+	int			rc;
+
+	if ((rc = start_attempt(c)) != CM_AGAIN)
+		return rc;
+	return next_dest(c);
+}
+
 /*
  * Destination c->di is a server: classify it, or hand it and the known
- * servers after it to libpq.  What to wait for, or -1 when the caller is
- * to go on with the next destination (the phase says which).
+ * servers after it to libpq.
  */
 static int
 at_postmaster(cm_conn *c)
 {
-	int			rc;
-
 	if (c->classifying)
-	{
-		classified(c, CMK_POSTMASTER);
-		return -1;
-	}
+		return classified(c, CMK_POSTMASTER);
 	queue_postmasters(c);
-	if ((rc = start_attempt(c)) >= 0)
-		return rc;
-	next_dest(c);
-	return -1;
+	return start_attempts(c);
 }
 
-/*
- * Start probing c->dests[c->di]: what to wait for, or -1 when the caller
- * is to go on (the destination failed at once, errbuf says why; or it is
- * not to be probed, and went to libpq as a server).
- */
+/* Start probing c->dests[c->di] (again, after CMS_REPROBE). */
 static int
 start_probe(cm_conn *c)
 {
-	cm_step		st = cm_probe_start(c);
-
-	if (st == CMS_FAILED)
+	switch (run_step(c, CMO_START))
 	{
-		next_dest(c);
-		return -1;
+		case CMS_FAILED:
+			return next_dest(c);
+		case CMS_POSTMASTER:
+			return at_postmaster(c);
+		case CMS_PROBE_SENT:
+			set_phase(c, CMP_PROBE_WAIT);
+			return PGRES_POLLING_READING;
+		default:
+			set_phase(c, CMP_PROBE_CONNECT);
+			return PGRES_POLLING_WRITING;
 	}
-	if (st == CMS_POSTMASTER)
+}
+
+/* The application's options are left to libpq: one attempt with them. */
+static int
+start_passthrough(cm_conn *c)
+{
+	c->nattempts = 1;
+	memset(&c->attempts[0], 0, sizeof(cm_attempt));
+	c->attempts[0].whole = true;
+	c->ai_next = 0;
+	c->di = c->ndests > 0 ? c->ndests - 1 : 0;
+	return start_attempt(c);
+}
+
+/*
+ * The end of the list: a classifying pass is followed by the first real
+ * one, a strict pass by the one that takes what there is; after the last
+ * pass, the connection has failed.
+ */
+static int
+end_of_list(cm_conn *c)
+{
+	if (c->classifying)
+	{
+		c->classifying = false;
+		c->di = 0;
+		return CM_AGAIN;
+	}
+	if (c->pass == 1)
+	{
+		c->pass = 2;			/* nothing strict anywhere: take what there is */
+		c->di = 0;
+		return CM_AGAIN;
+	}
+	set_phase(c, CMP_FAILED);
+	if (c->inner == NULL)
+	{
+		c->inner = c->spent;
+		c->spent = NULL;
+	}
+	return PGRES_POLLING_FAILED;
+}
+
+/* CMP_NEXT_DEST: look at destination c->di. */
+static int
+step_next_dest(cm_conn *c)
+{
+	const cm_dest *d;
+	int			rc;
+
+	if (c->passthrough && c->di == 0 && c->nattempts == 0)
+	{
+		if ((rc = start_passthrough(c)) != CM_AGAIN)
+			return rc;
+		c->di = c->ndests;
+	}
+	if (c->di >= c->ndests)
+		return end_of_list(c);
+	d = &c->dests[c->di];
+	if (c->kind[c->di] == CMK_FAILED)
+	{
+		c->di++;
+		return CM_AGAIN;
+	}
+	if (d->unix_socket || cm_known_postmaster(d))
 		return at_postmaster(c);
-	c->phase = st == CMS_PROBE_SENT ? CMP_PROBE_WAIT : CMP_PROBE_CONNECT;
-	return st == CMS_PROBE_SENT ? PGRES_POLLING_READING : PGRES_POLLING_WRITING;
+	c->deadline = c->connect_timeout > 0 ?
+		cmclock_ms() + (int64_t) c->connect_timeout * 1000 : 0;
+	return start_probe(c);
+}
+
+/* CMP_PROBE_CONNECT: the probe's socket is writable. */
+static int
+step_probe_connect(cm_conn *c)
+{
+	switch (run_step(c, CMO_CONNECTED))
+	{
+		case CMS_MORE:
+			return PGRES_POLLING_WRITING;
+		case CMS_FAILED:
+			return next_dest(c);
+		default:
+			set_phase(c, CMP_PROBE_WAIT);
+			return PGRES_POLLING_READING;
+	}
+}
+
+/* CMP_PROBE_WAIT: the answer to the probe is readable. */
+static int
+step_probe_wait(cm_conn *c)
+{
+	switch (run_step(c, CMO_PROBE_READ))
+	{
+		case CMS_MORE:
+			return PGRES_POLLING_READING;
+		case CMS_FAILED:
+			return next_dest(c);
+		case CMS_REPROBE:
+			/* the same destination, probed plainly this time */
+			return start_probe(c);
+		case CMS_POSTMASTER:
+			return at_postmaster(c);
+		default:
+			break;
+	}
+	/* conmgr, which has our RESOLVE */
+	if (c->classifying)
+		return classified(c, CMK_CONMGR);
+	c->nattempts = c->ai_next = 0;
+	set_phase(c, CMP_RESOLVE_WAIT);
+	/* the answer to a RESOLVE sent with the probe may be read already */
+	return c->sess.rlen > 0 ? CM_AGAIN : PGRES_POLLING_READING;
+}
+
+/* CMP_RESOLVE_WAIT: conmgr's candidate list is readable. */
+static int
+step_resolve_wait(cm_conn *c)
+{
+	switch (run_step(c, CMO_RESOLVE_READ))
+	{
+		case CMS_MORE:
+			return PGRES_POLLING_READING;
+		case CMS_FAILED:
+			return next_dest(c);
+		default:
+			queue_candidates(c);
+			return start_attempts(c);
+	}
+}
+
+/* CMP_BACKEND: the real libpq connection attempt goes on. */
+static int
+step_backend(cm_conn *c)
+{
+	PostgresPollingStatusType ps = REAL(PQconnectPoll) (c->inner);
+	const cm_attempt *a = &c->attempts[c->ai_next - 1];
+
+	if (ps == PGRES_POLLING_OK)
+	{
+		if (connected(c, a))
+			return PGRES_POLLING_OK;
+		drop_inner(c);
+	}
+	else if (ps == PGRES_POLLING_FAILED)
+		attempt_failed(c);
+	else
+		return ps;
+	return start_attempts(c);
 }
 
 /* One step of the state machine; see the file header. */
-PostgresPollingStatusType
+static PostgresPollingStatusType
 cm_poll(cm_conn *c)
 {
 	for (;;)
 	{
-		cm_step		st;
-		int			rc;
+		int			rc = CM_AGAIN;
 
 		switch (c->phase)
 		{
 			case CMP_NEXT_DEST:
-				if (c->passthrough && c->di == 0 && c->nattempts == 0)
-				{
-					c->nattempts = 1;
-					memset(&c->attempts[0], 0, sizeof(cm_attempt));
-					c->attempts[0].whole = true;
-					c->attempts[0].instance = -1;
-					c->ai_next = 0;
-					c->di = c->ndests > 0 ? c->ndests - 1 : 0;
-					if ((rc = start_attempt(c)) >= 0)
-						return rc;
-					c->di = c->ndests;
-				}
-				if (c->classifying && c->di >= c->ndests)
-				{
-					c->classifying = false;
-					c->di = 0;
-					continue;
-				}
-				if (c->classifying && (c->dests[c->di].unix_socket ||
-									   cm_known_postmaster(&c->dests[c->di])))
-				{
-					classified(c, CMK_POSTMASTER);
-					continue;
-				}
-				if (c->pass == 1 && c->di >= c->ndests)
-				{
-					c->pass = 2;	/* nothing strict anywhere: take what there is */
-					c->di = 0;
-					continue;
-				}
-				if (c->di >= c->ndests)
-				{
-					c->phase = CMP_FAILED;
-					if (c->inner == NULL)
-					{
-						c->inner = c->spent;
-						c->spent = NULL;
-					}
-					return PGRES_POLLING_FAILED;
-				}
-				if (c->kind[c->di] == CMK_FAILED)
-				{
-					c->di++;
-					continue;
-				}
-				if (c->dests[c->di].unix_socket ||
-					cm_known_postmaster(&c->dests[c->di]))
-				{
-					queue_postmasters(c);
-					if ((rc = start_attempt(c)) >= 0)
-						return rc;
-					next_dest(c);
-					continue;
-				}
-				c->deadline = c->connect_timeout > 0 ? now_s() + c->connect_timeout : 0;
-				if ((rc = start_probe(c)) >= 0)
-					return rc;
-				continue;
-
+				rc = step_next_dest(c);
+				break;
 			case CMP_PROBE_CONNECT:
-				st = cm_probe_connected(c);
-				if (st == CMS_MORE)
-					return PGRES_POLLING_WRITING;
-				if (st == CMS_FAILED)
-				{
-					next_dest(c);
-					continue;
-				}
-				c->phase = CMP_PROBE_WAIT;
-				return PGRES_POLLING_READING;
-
+				rc = step_probe_connect(c);
+				break;
 			case CMP_PROBE_WAIT:
-				st = cm_probe_read(c);
-				if (st == CMS_MORE)
-					return PGRES_POLLING_READING;
-				if (st == CMS_FAILED)
-				{
-					next_dest(c);
-					continue;
-				}
-				if (st == CMS_REPROBE)
-				{
-					/* the same destination, probed plainly this time */
-					if ((rc = start_probe(c)) >= 0)
-						return rc;
-					continue;
-				}
-				if (st == CMS_POSTMASTER)
-				{
-					if ((rc = at_postmaster(c)) >= 0)
-						return rc;
-					continue;
-				}
-				if (c->classifying)
-				{
-					classified(c, CMK_CONMGR);
-					continue;
-				}
-				c->nattempts = c->ai_next = 0;
-				c->phase = CMP_RESOLVE_WAIT;
-				/* the answer to a RESOLVE sent with the probe may be read already */
-				if (c->rlen > 0)
-					continue;
-				return PGRES_POLLING_READING;
-
+				rc = step_probe_wait(c);
+				break;
 			case CMP_RESOLVE_WAIT:
-				st = cm_resolve_read(c);
-				if (st == CMS_MORE)
-					return PGRES_POLLING_READING;
-				if (st == CMS_FAILED)
-				{
-					next_dest(c);
-					continue;
-				}
-				if ((rc = start_attempt(c)) >= 0)
-					return rc;
-				next_dest(c);
-				continue;
-
+				rc = step_resolve_wait(c);
+				break;
 			case CMP_BACKEND:
-				{
-					PostgresPollingStatusType ps = REAL(PQconnectPoll) (c->inner);
-					const cm_attempt *a = &c->attempts[c->ai_next - 1];
-
-					if (ps == PGRES_POLLING_OK)
-					{
-						if (connected(c, a))
-							return PGRES_POLLING_OK;
-						drop_inner(c);
-					}
-					else if (ps == PGRES_POLLING_FAILED)
-						attempt_failed(c);
-					else
-						return ps;
-					if ((rc = start_attempt(c)) >= 0)
-						return rc;
-					next_dest(c);
-					continue;
-				}
-
+				rc = step_backend(c);
+				break;
 			case CMP_OK:
 				return PGRES_POLLING_OK;
-
 			case CMP_FAILED:
 				return PGRES_POLLING_FAILED;
 		}
+		if (rc != CM_AGAIN)
+			return (PostgresPollingStatusType) rc;
 	}
 }
 
@@ -486,14 +569,14 @@ connect_sync(cm_conn *c)
 
 		if (ps == PGRES_POLLING_OK || ps == PGRES_POLLING_FAILED)
 			break;
-		p.fd = c->fd;
+		p.fd = c->sess.fd;
 		p.events = ps == PGRES_POLLING_READING ? POLLIN : POLLOUT;
 		p.revents = 0;
 		if (c->deadline > 0)
 		{
-			double		left = c->deadline - now_s();
+			int64_t		left = c->deadline - cmclock_ms();
 
-			timeout_ms = left > 0 ? (int) (left * 1000) + 1 : 0;
+			timeout_ms = left > 0 ? (int) left + 1 : 0;
 		}
 		rc = poll(&p, 1, timeout_ms);
 		if (rc < 0 && errno == EINTR)
@@ -502,9 +585,9 @@ connect_sync(cm_conn *c)
 		{
 			const cm_dest *d = &c->dests[c->di];
 
-			cm_errorf(c, "connection to server at \"%s\" (%s), port %s failed: timeout expired\n",
-					  d->host[0] ? d->host : d->hostaddr, cm_dest_addr(c), d->port);
-			next_dest(c);
+			cm_text_failed(&c->err, d->host, d->hostaddr, c->sess.cur_addr,
+						   d->port, "timeout expired");
+			(void) next_dest(c);
 		}
 	}
 	c->sync = false;
@@ -625,29 +708,24 @@ static void
 teardown(cm_conn *c)
 {
 	cm_unwatch(c);
-	cm_close_fd(c);
+	cm_session_free(&c->sess);
 	if (c->inner)
 		REAL(PQfinish) (c->inner);
 	if (c->spent)
 		REAL(PQfinish) (c->spent);
 	c->inner = c->spent = NULL;
 	cm_opts_free(c);
-	if (c->ai)
-		freeaddrinfo(c->ai);
-	c->ai = c->ai_cur = NULL;
 }
 
 static void
 restart(cm_conn *c)
 {
 	teardown(c);
-	c->phase = CMP_NEXT_DEST;
 	c->di = 0;
 	c->nattempts = c->ai_next = 0;
 	c->cm_instance = -1;
 	c->lost = 0;
-	c->errlen = 0;
-	c->errbuf[0] = '\0';
+	cm_text_reset(&c->err);
 	begin(c);
 }
 

@@ -11,7 +11,7 @@
  */
 #include <libpq-events.h>
 
-#include "cm_int.h"
+#include "handle.h"
 
 #define INNER cm_inner(conn)
 #define OPTS cm_inner_or_opts(conn)

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "cm_int.h"
+#include "real.h"
 
 static char *
 xstrdup(const char *s)
@@ -247,11 +248,10 @@ cm_conn_new(const char *conninfo, const char *const *keys,
 	if (c == NULL)
 		return NULL;
 	c->magic = CM_CONN_MAGIC;
-	c->fd = -1;
+	c->sess.fd = -1;
 	c->sql_fd = -1;
 	c->watch_slot = -1;
 	c->cm_instance = -1;
-	c->phase = CMP_NEXT_DEST;
 	if (conninfo)
 	{
 		c->orig_conninfo = strdup(conninfo);
@@ -395,16 +395,16 @@ cm_start_real(cm_conn *c, const cm_attempt *a, bool sync)
 		keys[n] = k;
 		vals[n++] = c->opts[i].val;
 	}
-	if (a->instance >= 0)
+	if (a->cand != NULL)
 	{
 		keys[n] = "host";
-		vals[n++] = a->host;
+		vals[n++] = a->cand->host;
 		keys[n] = "port";
-		vals[n++] = a->port;
-		if (a->numeric)
+		vals[n++] = a->cand->port;
+		if (a->cand->numeric)
 		{
 			keys[n] = "hostaddr";
-			vals[n++] = a->host;
+			vals[n++] = a->cand->host;
 		}
 	}
 	else
@@ -481,6 +481,7 @@ cm_opts_conn(cm_conn *c)
 {
 	int			di = c->di < c->ndests ? c->di : c->ndests - 1;
 	const cm_dest *d;
+
 	/* the connection string, expanded as the first dbname, or nothing */
 	const char *keys[5] = {"dbname", "host", "hostaddr", "port", NULL};
 	const char *vals[5];

@@ -14,14 +14,17 @@
  * conmgrs are remembered too, in the same table, with the protocol version
  * agreed: the next connection through the same conmgr sends its RESOLVE
  * with the probe, in one packet, and saves a round trip (docs/protocol.md,
- * 2.3).  Never to
- * an unknown destination: a postmaster would read the RESOLVE as a
- * startup packet and log it.  Should the conmgr have been restarted
- * meanwhile with a version range that excludes the one sent, the
- * destination is probed again without it.
+ * 2.3).  Never to an unknown destination: a postmaster would read the
+ * RESOLVE as a startup packet and log it.  Should the conmgr have been
+ * restarted meanwhile with a version range that excludes the one sent,
+ * the destination is probed again without it.
  *
- * Every function here is non-blocking: it does what the socket allows and
- * says what it needs next (enum cm_step).
+ * Every step here (enum cm_probe_op, cm_probe_step()) is non-blocking: it
+ * does what the socket allows and returns a cm_result, what it needs next
+ * (enum cm_step) and the messages the connection's error gets.  A step
+ * works on the session (cm_session) alone, with the destination and the
+ * request (cm_request) the connect state machine gives it, and never calls
+ * back into connect.c: the state machine decides every change of phase.
  *
  *-------------------------------------------------------------------------
  */
@@ -158,12 +161,6 @@ cm_known_postmaster(const cm_dest *d)
 	return !remote || (!cm_named_conmgr(d, why, sizeof(why)) && why[0] == '\0');
 }
 
-void
-cm_remember_postmaster(const cm_dest *d)
-{
-	remember(d, 0);
-}
-
 /* ---- sockets ---- */
 
 /*
@@ -172,53 +169,53 @@ cm_remember_postmaster(const cm_dest *d)
  * socket in TIME_WAIT for a minute on this host, one per connection made,
  * all towards the same conmgr port (docs/protocol.md, 2.3).  A probe that
  * found a postmaster is closed normally, so that the server logs nothing.
+ * The candidates read stay: the attempts made from them outlive the
+ * session's socket.
  */
 void
-cm_close_fd(cm_conn *c)
+cm_session_close(cm_session *s)
 {
-	if (c->fd >= 0)
+	if (s->fd >= 0)
 	{
-		if (c->conmgr_met)
+		if (s->conmgr_met)
 		{
 			struct linger abort_close = {1, 0};
 
-			(void) setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
+			(void) setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
 		}
-		close(c->fd);
+		close(s->fd);
 	}
-	c->fd = -1;
-	c->rlen = 0;
-	c->got_error_response = false;
-	c->conmgr_met = false;
+	s->fd = -1;
+	s->rlen = 0;
+	s->got_error_response = false;
+	s->conmgr_met = false;
 }
 
-const char *
-cm_dest_addr(const cm_conn *c)
+/* Close the session and forget the destination's addresses. */
+void
+cm_session_free(cm_session *s)
 {
-	return c->cur_addr;
+	cm_session_close(s);
+	if (s->ai)
+		freeaddrinfo(s->ai);
+	s->ai = s->ai_cur = NULL;
 }
 
 static void
-note_addr(cm_conn *c, const struct addrinfo *ai)
+note_addr(cm_session *s, const struct addrinfo *ai)
 {
-	c->cur_addr[0] = '\0';
-	getnameinfo(ai->ai_addr, ai->ai_addrlen, c->cur_addr, sizeof(c->cur_addr),
+	s->cur_addr[0] = '\0';
+	getnameinfo(ai->ai_addr, ai->ai_addrlen, s->cur_addr, sizeof(s->cur_addr),
 				NULL, 0, NI_NUMERICHOST);
 }
 
-/* "connection to conmgr ... failed: <why>", in libpq's shape */
+/* "connection to server at ... failed: <why>", in libpq's shape */
 static cm_step
-dest_failed(cm_conn *c, const char *why)
+dest_failed(cm_session *s, const cm_dest *d, cm_text *err, const char *why)
 {
-	const cm_dest *d = &c->dests[c->di];
-
-	if (c->cur_addr[0])
-		cm_errorf(c, "connection to server at \"%s\" (%s), port %s failed: %s\n",
-				  d->host[0] ? d->host : d->hostaddr, c->cur_addr, d->port, why);
-	else
-		cm_errorf(c, "connection to server at \"%s\", port %s failed: %s\n",
-				  d->host[0] ? d->host : d->hostaddr, d->port, why);
-	cm_close_fd(c);
+	cm_text_failed(err, d->host, d->hostaddr, s->cur_addr[0] ? s->cur_addr : NULL,
+				   d->port, why);
+	cm_session_close(s);
 	return CMS_FAILED;
 }
 
@@ -239,180 +236,173 @@ send_all(int fd, const uint8_t *buf, size_t len)
 	return true;
 }
 
-static int	encode_resolve(cm_conn *c, int version, uint8_t *buf, size_t len);
+/* The RESOLVE frame for this connection; its length, or -1. */
+static int
+encode_resolve(const cm_request *q, int version, uint8_t *buf, size_t len)
+{
+	return cmproto_encode_resolve(buf, len, version, q->target,
+								  (uint32_t) getpid(), q->app);
+}
 
-/* The probe, with a RESOLVE when the destination is a conmgr we know. */
+/*
+ * The probe, with a RESOLVE when the destination is a conmgr we know.
+ * CMS_PROBE_SENT, or CMS_FAILED.
+ */
 static cm_step
-send_probe(cm_conn *c)
+send_probe(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 {
 	uint8_t		buf[CMPROTO_PG_PROBE_LEN + CMPROTO_MAX_MSG];
 	size_t		n = cmproto_pg_encode_probe(buf, sizeof(buf));
-	int			version = c->classifying ? 0 : known_version(&c->dests[c->di], NULL);
+	int			version = q->classifying ? 0 : known_version(d, NULL);
 
-	c->pipelined = 0;
+	s->pipelined = 0;
 	if (version > 0)
 	{
-		int			k = encode_resolve(c, version, buf + n, sizeof(buf) - n);
+		int			k = encode_resolve(q, version, buf + n, sizeof(buf) - n);
 
 		if (k > 0)
 		{
 			n += (size_t) k;
-			c->pipelined = version;
+			s->pipelined = version;
 		}
 	}
-	if (!send_all(c->fd, buf, n))
-		return dest_failed(c, strerror(errno));
-	return CMS_MORE;
+	if (!send_all(s->fd, buf, n))
+		return dest_failed(s, d, err, strerror(errno));
+	return CMS_PROBE_SENT;
 }
 
-/* Connect to c->ai_cur or the addresses after it; CMS_MORE or FAILED. */
+/*
+ * Connect to s->ai_cur or the addresses after it: CMS_MORE (connecting),
+ * CMS_PROBE_SENT or CMS_FAILED.
+ */
 static cm_step
-connect_next(cm_conn *c)
+connect_next(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 {
 	char		why[256] = "no address";
 
-	for (; c->ai_cur; c->ai_cur = c->ai_cur->ai_next)
+	for (; s->ai_cur; s->ai_cur = s->ai_cur->ai_next)
 	{
-		struct addrinfo *ai = c->ai_cur;
+		struct addrinfo *ai = s->ai_cur;
 		int			one = 1;
 
-		note_addr(c, ai);
-		c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (c->fd < 0)
+		note_addr(s, ai);
+		s->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (s->fd < 0)
 		{
 			snprintf(why, sizeof(why), "could not create socket: %s", strerror(errno));
 			continue;
 		}
-		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			return send_probe(c) == CMS_MORE ? CMS_PROBE_SENT : CMS_FAILED;
+		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(s->fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			return send_probe(s, d, q, err);
 		if (errno == EINPROGRESS)
 			return CMS_MORE;
 		snprintf(why, sizeof(why), "%s\n\tIs the server running on that host and accepting TCP/IP connections?",
 				 strerror(errno));
-		close(c->fd);
-		c->fd = -1;
-		if (c->ai_cur->ai_next)
-		{
-			/* libpq reports each address it could not reach */
-			const cm_dest *d = &c->dests[c->di];
-
-			cm_errorf(c, "connection to server at \"%s\" (%s), port %s failed: %s\n",
-					  d->host[0] ? d->host : d->hostaddr, c->cur_addr, d->port, why);
-		}
+		close(s->fd);
+		s->fd = -1;
+		/* libpq reports each address it could not reach */
+		if (s->ai_cur->ai_next)
+			cm_text_failed(err, d->host, d->hostaddr, s->cur_addr, d->port, why);
 	}
-	return dest_failed(c, why);
+	return dest_failed(s, d, err, why);
 }
 
 /*
- * Start probing c->dests[c->di]: resolve it (blocking, as libpq does) and
- * start a non-blocking connect.  CMS_MORE: wait until the socket is
- * writable, then cm_probe_connected(); CMS_PROBE_SENT (internal): already
- * connected and the probe is sent, wait for reading; CMS_POSTMASTER: not
- * on loopback and not named by PGCMADDRS, so not probed (trust.c): a
- * server for libpq, remembered as such.
+ * Start probing d: resolve it (blocking, as libpq does) and start a
+ * non-blocking connect.  CMS_MORE: wait until the socket is writable, then
+ * CMO_CONNECTED; CMS_PROBE_SENT: already connected and the probe is
+ * sent, wait for reading, then CMO_PROBE_READ; CMS_POSTMASTER: not on
+ * loopback and not named by PGCMADDRS, so not probed (trust.c): a server
+ * for libpq, remembered as such; CMS_FAILED.
  */
-cm_step
-cm_probe_start(cm_conn *c)
+static cm_step
+probe_start(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 {
-	const cm_dest *d = &c->dests[c->di];
 	struct addrinfo hints;
+	char		why[300];
 	int			rc;
 
-	if (c->ai)
-		freeaddrinfo(c->ai);
-	c->ai = c->ai_cur = NULL;
-	c->cur_addr[0] = '\0';
+	cm_session_free(s);
+	s->cur_addr[0] = '\0';
+	s->ncand = 0;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_family = AF_UNSPEC;
 	if (d->hostaddr)
 		hints.ai_flags = AI_NUMERICHOST;
-	rc = getaddrinfo(d->hostaddr ? d->hostaddr : d->host, d->port, &hints, &c->ai);
+	rc = getaddrinfo(d->hostaddr ? d->hostaddr : d->host, d->port, &hints, &s->ai);
 	if (rc != 0)
 	{
-		char		why[300];
-
-		c->ai = NULL;
+		s->ai = NULL;
 		if (d->hostaddr)
 			snprintf(why, sizeof(why), "could not parse network address \"%s\": %s",
 					 d->hostaddr, gai_strerror(rc));
 		else
 			snprintf(why, sizeof(why), "could not translate host name \"%s\" to address: %s",
 					 d->host, gai_strerror(rc));
-		cm_errorf(c, "%s\n", why);
+		cm_text_appendf(err, "%s\n", why);
 		return CMS_FAILED;
 	}
-	c->ai_cur = c->ai;
-	c->loopback = cm_all_loopback(c->ai);
-	if (!c->loopback)
+	s->ai_cur = s->ai;
+	s->loopback = cm_all_loopback(s->ai);
+	if (!s->loopback && !cm_named_conmgr(d, why, sizeof(why)))
 	{
-		char		why[300];
-
-		if (!cm_named_conmgr(d, why, sizeof(why)))
-		{
-			if (why[0])
-				return dest_failed(c, why);
-			freeaddrinfo(c->ai);
-			c->ai = c->ai_cur = NULL;
-			remember_as(d, 0, true);
-			return CMS_POSTMASTER;
-		}
+		if (why[0])
+			return dest_failed(s, d, err, why);
+		cm_session_free(s);
+		remember_as(d, 0, true);
+		return CMS_POSTMASTER;
 	}
-	return connect_next(c);
+	return connect_next(s, d, q, err);
 }
 
-/* The non-blocking connect finished (the socket became writable). */
-cm_step
-cm_probe_connected(cm_conn *c)
+/*
+ * The non-blocking connect finished (the socket became writable):
+ * CMS_PROBE_SENT, or as CMO_START when it went on with the next
+ * address.
+ */
+static cm_step
+probe_connected(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 {
-	int			err = 0;
-	socklen_t	len = sizeof(err);
+	int			e = 0;
+	socklen_t	len = sizeof(e);
+	char		why[256];
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err == EINPROGRESS || err == EALREADY)
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+		e = errno;
+	if (e == EINPROGRESS || e == EALREADY)
 		return CMS_MORE;
-	if (err != 0)
+	if (e == 0)
+		return send_probe(s, d, q, err);
+	close(s->fd);
+	s->fd = -1;
+	if (s->ai_cur->ai_next)
 	{
-		close(c->fd);
-		c->fd = -1;
-		if (c->ai_cur->ai_next)
-		{
-			const cm_dest *d = &c->dests[c->di];
-
-			cm_errorf(c, "connection to server at \"%s\" (%s), port %s failed: %s\n",
-					  d->host[0] ? d->host : d->hostaddr, c->cur_addr, d->port,
-					  strerror(err));
-			c->ai_cur = c->ai_cur->ai_next;
-			return connect_next(c);
-		}
-		errno = err;
-		{
-			char		why[256];
-
-			snprintf(why, sizeof(why), "%s\n\tIs the server running on that host and accepting TCP/IP connections?",
-					 strerror(err));
-			return dest_failed(c, why);
-		}
+		cm_text_failed(err, d->host, d->hostaddr, s->cur_addr, d->port, strerror(e));
+		s->ai_cur = s->ai_cur->ai_next;
+		return connect_next(s, d, q, err);
 	}
-	return send_probe(c) == CMS_MORE ? CMS_PROBE_SENT : CMS_FAILED;
+	snprintf(why, sizeof(why), "%s\n\tIs the server running on that host and accepting TCP/IP connections?",
+			 strerror(e));
+	errno = e;
+	return dest_failed(s, d, err, why);
 }
 
-/* Read what the socket has; false on end of file or error (errno). */
+/* Read what the socket has: 1 more may come, 0 end of file, -1 error (errno). */
 static int
-fill(cm_conn *c)
+fill(cm_session *s)
 {
 	for (;;)
 	{
 		ssize_t		n;
 
-		if (c->rlen == sizeof(c->rbuf))
+		if (s->rlen == sizeof(s->rbuf))
 			return 1;
-		n = recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
+		n = recv(s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen, 0);
 		if (n > 0)
 		{
-			c->rlen += (size_t) n;
+			s->rlen += (size_t) n;
 			continue;
 		}
 		if (n == 0)
@@ -426,227 +416,252 @@ fill(cm_conn *c)
 }
 
 static void
-consume(cm_conn *c, size_t n)
+consume(cm_session *s, size_t n)
 {
-	memmove(c->rbuf, c->rbuf + n, c->rlen - n);
-	c->rlen -= n;
-}
-
-/* The RESOLVE frame for this connection; its length, or -1. */
-static int
-encode_resolve(cm_conn *c, int version, uint8_t *buf, size_t len)
-{
-	const char *app = cm_opt(c, "application_name");
-
-	if (app == NULL)
-		app = cm_opt(c, "fallback_application_name");
-	if (app == NULL)
-		app = getenv("PGAPPNAME");
-	return cmproto_encode_resolve(buf, len, version, cm_pass_target(c), (uint32_t) getpid(), app);
+	memmove(s->rbuf, s->rbuf + n, s->rlen - n);
+	s->rlen -= n;
 }
 
 static cm_step
-send_resolve(cm_conn *c, int version)
+send_resolve(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err,
+			 int version)
 {
 	uint8_t		buf[CMPROTO_MAX_MSG];
-	int			n = encode_resolve(c, version, buf, sizeof(buf));
+	int			n = encode_resolve(q, version, buf, sizeof(buf));
 
-	if (n < 0 || !send_all(c->fd, buf, (size_t) n))
-		return dest_failed(c, "could not send the request to conmgr");
+	if (n < 0 || !send_all(s->fd, buf, (size_t) n))
+		return dest_failed(s, d, err, "could not send the request to conmgr");
 	return CMS_CONMGR;
 }
 
 /* The destination is a postmaster: hang up, remember it as one. */
 static cm_step
-postmaster_found(cm_conn *c)
+postmaster_found(cm_session *s, const cm_dest *d)
 {
-	cm_close_fd(c);
-	remember(&c->dests[c->di], 0);
+	cm_session_close(s);
+	remember(d, 0);
 	return CMS_POSTMASTER;
 }
 
 /*
- * Read the answer to the probe.  CMS_POSTMASTER: the socket is closed and
- * the destination remembered.  CMS_CONMGR: conmgr answered, RESOLVE is
- * sent (now, or with the probe).  CMS_REPROBE: the RESOLVE sent with the
- * probe has a version this conmgr does not speak; the socket is closed.
+ * The ErrorResponse that opens a conmgr's answer to the probe, or a
+ * postmaster's answer.  CMS_CONMGR: the ErrorResponse is read (or was),
+ * go on to the HELLO; rc is fill()'s.
  */
-cm_step
-cm_probe_read(cm_conn *c)
+static cm_step
+read_probe_answer(cm_session *s, const cm_dest *d, cm_text *err, int rc)
 {
-	int			rc = fill(c);
+	cmproto_pg_error e;
+	size_t		elen;
+	int			st;
+
+	if (s->got_error_response)
+		return CMS_CONMGR;
+	if (s->rbuf[0] == 'G' || s->rbuf[0] == 'N')
+		return postmaster_found(s, d);
+	if (s->rbuf[0] != 'E')
+		return dest_failed(s, d, err, "the server is neither PostgreSQL nor conmgr");
+	st = cmproto_pg_decode_error(s->rbuf, s->rlen, &elen, &e);
+	if (st == CMPROTO_INCOMPLETE && rc > 0)
+		return CMS_MORE;
+	if (st != CMPROTO_OK)
+		return postmaster_found(s, d);	/* a server too old for the request */
+	consume(s, elen);
+	s->got_error_response = true;
+	return CMS_CONMGR;
+}
+
+/*
+ * Read the answer to the probe.  CMS_MORE: wait for reading, then call
+ * again.  CMS_POSTMASTER: the socket is closed and the destination
+ * remembered.  CMS_CONMGR: conmgr answered, RESOLVE is sent (now, or with
+ * the probe), read the answer with CMO_RESOLVE_READ; some of it may be
+ * read already (s->rlen > 0).  CMS_REPROBE: the RESOLVE sent with the
+ * probe has a version this conmgr does not speak; the socket is closed.
+ * CMS_FAILED.
+ */
+static cm_step
+probe_read(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
+{
+	int			rc = fill(s);
+	cm_step		step;
+	size_t		flen;
+	cmproto_msg m;
+	int			st;
+	int			version;
 
 	if (rc < 0)
-		return dest_failed(c, strerror(errno));
-	if (c->rlen == 0)
-		return rc == 0 ? dest_failed(c, "server closed the connection unexpectedly") : CMS_MORE;
-	if (!c->got_error_response)
+		return dest_failed(s, d, err, strerror(errno));
+	if (s->rlen == 0)
+		return rc == 0 ? dest_failed(s, d, err, "server closed the connection unexpectedly") : CMS_MORE;
+	if ((step = read_probe_answer(s, d, err, rc)) != CMS_CONMGR)
+		return step;
+	st = cmproto_frame(s->rbuf, s->rlen, &flen);
+	if (st == CMPROTO_INCOMPLETE)
 	{
-		cmproto_pg_error err;
-		size_t		elen;
-		int			st;
-
-		if (c->rbuf[0] == 'G' || c->rbuf[0] == 'N')
-			return postmaster_found(c);
-		if (c->rbuf[0] != 'E')
-			return dest_failed(c, "the server is neither PostgreSQL nor conmgr");
-		st = cmproto_pg_decode_error(c->rbuf, c->rlen, &elen, &err);
-		if (st == CMPROTO_INCOMPLETE && rc > 0)
+		if (rc > 0)
 			return CMS_MORE;
-		if (st != CMPROTO_OK)
-			return postmaster_found(c); /* a server too old for the request */
-		consume(c, elen);
-		c->got_error_response = true;
+		/* an ErrorResponse and nothing more: an old postmaster */
+		return postmaster_found(s, d);
 	}
+	if (st == CMPROTO_OK)
+		st = cmproto_decode(s->rbuf, flen, CMPROTO_PEER_LISTENER, &m);
+	if (st != CMPROTO_OK || m.type != CMPROTO_HELLO)
+		return dest_failed(s, d, err, "conmgr sent an invalid greeting");
+	if (s->loopback)
 	{
-		size_t		flen;
-		cmproto_msg m;
-		int			st = cmproto_frame(c->rbuf, c->rlen, &flen);
-		int			version;
+		char		why[1024];
 
-		if (st == CMPROTO_INCOMPLETE)
+		if (!cm_trusted_server(s->fd, why, sizeof(why)))
 		{
-			if (rc > 0)
-				return CMS_MORE;
-			/* an ErrorResponse and nothing more: an old postmaster */
-			return postmaster_found(c);
+			remember(d, -1);
+			return dest_failed(s, d, err, why);
 		}
-		if (st == CMPROTO_OK)
-			st = cmproto_decode(c->rbuf, flen, CMPROTO_PEER_LISTENER, &m);
-		if (st != CMPROTO_OK || m.type != CMPROTO_HELLO)
-			return dest_failed(c, "conmgr sent an invalid greeting");
-		if (c->loopback)
-		{
-			char		why[1024];
-
-			if (!cm_trusted_server(c->fd, why, sizeof(why)))
-			{
-				remember(&c->dests[c->di], -1);
-				return dest_failed(c, why);
-			}
-		}
-		consume(c, flen);
-		c->conmgr_met = true;
-		version = cmproto_negotiate(CMPROTO_MIN_VERSION, CMPROTO_VERSION,
-									m.u.hello.min_version, m.u.hello.max_version);
-		if (version < 0)
-		{
-			remember(&c->dests[c->di], -1);
-			return dest_failed(c, "conmgr speaks no protocol version this library knows");
-		}
-		if (c->pipelined)
-		{
-			if (c->pipelined >= m.u.hello.min_version && c->pipelined <= m.u.hello.max_version)
-				return CMS_CONMGR;
-			/* restarted with other versions since we met it */
-			remember(&c->dests[c->di], -1);
-			cm_close_fd(c);
-			return CMS_REPROBE;
-		}
-		if (!c->classifying)
-			remember(&c->dests[c->di], version);
-		return send_resolve(c, version);
 	}
+	consume(s, flen);
+	s->conmgr_met = true;
+	version = cmproto_negotiate(CMPROTO_MIN_VERSION, CMPROTO_VERSION,
+								m.u.hello.min_version, m.u.hello.max_version);
+	if (version < 0)
+	{
+		remember(d, -1);
+		return dest_failed(s, d, err, "conmgr speaks no protocol version this library knows");
+	}
+	if (s->pipelined)
+	{
+		if (s->pipelined >= m.u.hello.min_version && s->pipelined <= m.u.hello.max_version)
+			return CMS_CONMGR;
+		/* restarted with other versions since we met it */
+		remember(d, -1);
+		cm_session_close(s);
+		return CMS_REPROBE;
+	}
+	if (!q->classifying)
+		remember(d, version);
+	return send_resolve(s, d, q, err, version);
 }
 
-/* Queue one candidate as a real connection attempt. */
+/* Keep one candidate (beyond the list's room, only count it). */
 static void
-queue_candidate(cm_conn *c, const cmproto_msg *m)
+add_candidate(cm_session *s, const cmproto_msg *m)
 {
-	cm_attempt *a;
+	cm_candidate *cand;
 
-	if (c->nattempts >= (int) (sizeof(c->attempts) / sizeof(c->attempts[0])))
+	if (s->ncand >= (int) (sizeof(s->cand) / sizeof(s->cand[0])))
 		return;
-	a = &c->attempts[c->nattempts++];
-	memset(a, 0, sizeof(*a));
-	a->first_dest = a->last_dest = c->di;
-	a->instance = m->u.candidate.instance;
-	a->numeric = m->u.candidate.addr_kind == CMPROTO_ADDR_NUMERIC;
-	snprintf(a->host, sizeof(a->host), "%s", m->u.candidate.host);
-	snprintf(a->port, sizeof(a->port), "%u", m->u.candidate.port);
+	cand = &s->cand[s->ncand++];
+	cand->instance = m->u.candidate.instance;
+	cand->numeric = m->u.candidate.addr_kind == CMPROTO_ADDR_NUMERIC;
+	snprintf(cand->host, sizeof(cand->host), "%s", m->u.candidate.host);
+	snprintf(cand->port, sizeof(cand->port), "%u", m->u.candidate.port);
+}
 
-	/*
-	 * libpq checks the attributes it can check from the server's startup
-	 * reports (in_hot_standby, default_transaction_read_only) at no cost,
-	 * which catches a role that changed since conmgr last heard; the
-	 * "prefer" orders are conmgr's to decide.
-	 */
-	switch (cm_pass_target(c))
+/* One message of the candidate list: CMS_MORE to read on, else the end. */
+static cm_step
+resolve_message(cm_session *s, const cm_dest *d, const cm_request *q,
+				cm_text *err, const cmproto_msg *m)
+{
+	switch (m->type)
 	{
-		case CMPROTO_TARGET_PREFER_STANDBY:
-		case CMPROTO_TARGET_PREFER_PRIMARY:
-			a->tsa = "any";
-			break;
+		case CMPROTO_CANDIDATE:
+			{
+				char		why[400];
+
+				if (!cm_candidate_valid(m, why, sizeof(why)))
+					return dest_failed(s, d, err, why);
+				add_candidate(s, m);
+				return CMS_MORE;
+			}
+		case CMPROTO_CANDIDATES_END:
+			if (m->u.candidates_end.count != s->ncand)
+				return dest_failed(s, d, err, "conmgr sent an inconsistent candidate list");
+			if (s->ncand == 0)
+			{
+				char		why[200];
+
+				snprintf(why, sizeof(why), "conmgr knows no instance that is up with target_session_attrs=%s",
+						 cmproto_target_name(q->target));
+				return dest_failed(s, d, err, why);
+			}
+			return CMS_CANDIDATES;
+		case CMPROTO_ERROR:
+			{
+				char		why[CMPROTO_ERRMSG_MAX + 32];
+
+				snprintf(why, sizeof(why), "conmgr: %s", m->u.error.message);
+				return dest_failed(s, d, err, why);
+			}
 		default:
-			a->tsa = cmproto_target_name(cm_pass_target(c));
+			return dest_failed(s, d, err, "unexpected message from conmgr");
 	}
 }
 
-/* Read CANDIDATE frames up to CANDIDATES_END. */
-cm_step
-cm_resolve_read(cm_conn *c)
+/*
+ * Read CANDIDATE frames up to CANDIDATES_END.  CMS_MORE: wait for reading,
+ * then call again; CMS_CANDIDATES: the list is complete, in s->cand[] in
+ * conmgr's order; CMS_FAILED.
+ */
+static cm_step
+resolve_read(cm_session *s, const cm_dest *d, const cm_request *q, cm_text *err)
 {
-	int			rc = fill(c);
+	int			rc = fill(s);
 
 	if (rc < 0)
-		return dest_failed(c, strerror(errno));
+		return dest_failed(s, d, err, strerror(errno));
 	for (;;)
 	{
 		size_t		flen;
 		cmproto_msg m;
-		int			st = cmproto_frame(c->rbuf, c->rlen, &flen);
+		int			st = cmproto_frame(s->rbuf, s->rlen, &flen);
+		cm_step		step;
 
 		if (st == CMPROTO_INCOMPLETE)
-			return rc > 0 ? CMS_MORE : dest_failed(c, "conmgr closed the connection unexpectedly");
+			return rc > 0 ? CMS_MORE : dest_failed(s, d, err, "conmgr closed the connection unexpectedly");
 		if (st == CMPROTO_OK)
-			st = cmproto_decode(c->rbuf, flen, CMPROTO_PEER_LISTENER, &m);
+			st = cmproto_decode(s->rbuf, flen, CMPROTO_PEER_LISTENER, &m);
 		if (st != CMPROTO_OK)
 		{
 			char		why[200];
 
 			snprintf(why, sizeof(why), "invalid message from conmgr: %s", cmproto_strerror(st));
-			return dest_failed(c, why);
+			return dest_failed(s, d, err, why);
 		}
-		consume(c, flen);
-		switch (m.type)
-		{
-			case CMPROTO_CANDIDATE:
-				{
-					char		why[400];
-
-					if (!cm_candidate_valid(&m, why, sizeof(why)))
-						return dest_failed(c, why);
-					queue_candidate(c, &m);
-					break;
-				}
-			case CMPROTO_CANDIDATES_END:
-				if (m.u.candidates_end.count != c->nattempts)
-					return dest_failed(c, "conmgr sent an inconsistent candidate list");
-				if (c->nattempts == 0)
-				{
-					char		why[200];
-
-					snprintf(why, sizeof(why), "conmgr knows no instance that is up with target_session_attrs=%s",
-							 cmproto_target_name(cm_pass_target(c)));
-					return dest_failed(c, why);
-				}
-				return CMS_CANDIDATES;
-			case CMPROTO_ERROR:
-				{
-					char		why[CMPROTO_ERRMSG_MAX + 32];
-
-					snprintf(why, sizeof(why), "conmgr: %s", m.u.error.message);
-					return dest_failed(c, why);
-				}
-			default:
-				return dest_failed(c, "unexpected message from conmgr");
-		}
+		consume(s, flen);
+		if ((step = resolve_message(s, d, q, err, &m)) != CMS_MORE)
+			return step;
 	}
+}
+
+/* ---- the steps, as the connect state machine sees them ---- */
+
+typedef cm_step (*step_fn) (cm_session *s, const cm_dest *d,
+							const cm_request *q, cm_text *err);
+
+static const step_fn steps[] = {
+	[CMO_START] = probe_start,
+	[CMO_CONNECTED] = probe_connected,
+	[CMO_PROBE_READ] = probe_read,
+	[CMO_RESOLVE_READ] = resolve_read,
+};
+
+/*
+ * Take step op of destination d (enum cm_probe_op says which follows
+ * which); its messages go into the result, for the caller to keep.
+ */
+cm_result
+cm_probe_step(cm_probe_op op, cm_session *s, const cm_dest *d,
+			  const cm_request *q)
+{
+	cm_result	r;
+
+	cm_text_reset(&r.err);
+	r.step = steps[op] (s, d, q, &r.err);
+	return r;
 }
 
 /* Tell conmgr which instance the application reached. */
 bool
-cm_send_attached(cm_conn *c, int instance, int backend_pid)
+cm_send_attached(cm_session *s, int instance, int backend_pid)
 {
 	cmproto_msg m;
 	uint8_t		buf[CMPROTO_MAX_MSG];
@@ -657,5 +672,5 @@ cm_send_attached(cm_conn *c, int instance, int backend_pid)
 	m.u.attached.instance = (uint16_t) instance;
 	m.u.attached.backend_pid = (uint32_t) backend_pid;
 	n = cmproto_encode(&m, buf, sizeof(buf));
-	return n > 0 && send_all(c->fd, buf, (size_t) n);
+	return n > 0 && send_all(s->fd, buf, (size_t) n);
 }

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "cm_int.h"
+#include "real.h"
 
 /*
  * Non-zero while this thread runs inside a real libpq connect function

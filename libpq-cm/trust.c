@@ -49,7 +49,8 @@
 
 #define CM_ADDRS_ENV	"PGCMADDRS"
 #define CM_OWNER_ENV	"PGCMOWNER"
-#define CM_OWNER_DEFAULT "conmgr"	/* User= of contrib/systemd/conmgr@.service */
+#define CM_OWNER_DEFAULT "conmgr"	/* User= of
+									 * contrib/systemd/conmgr@.service */
 
 /* ---- loopback, and the addresses the application names ---- */
 
@@ -165,23 +166,21 @@ bad:
 
 /* ---- who serves the socket we reached ---- */
 
+/* The inet_diag request for the socket that req's id names. */
+typedef struct diag_request
+{
+	struct nlmsghdr nlh;
+	struct inet_diag_req_v2 r;
+} diag_request;
+
 /*
- * The kernel's view of the server end of connected TCP socket fd: its
- * owner and state.  An exact lookup (NETLINK_SOCK_DIAG, inet_diag) of the
- * socket whose local end is our peer and whose remote end is us.
+ * Send req to the kernel (NETLINK_SOCK_DIAG) and read the owner, state and
+ * inode of the one socket it names from the answer.
  */
 static bool
-server_end(int fd, uid_t *uid, int *state, unsigned *inode, char *why, size_t whylen)
+diag_exchange(const diag_request *req, uid_t *uid, int *state, unsigned *inode,
+			  char *why, size_t whylen)
 {
-	struct sockaddr_storage local,
-				peer;
-	socklen_t	llen = sizeof(local),
-				plen = sizeof(peer);
-	struct
-	{
-		struct nlmsghdr nlh;
-		struct inet_diag_req_v2 r;
-	}			req;
 	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	union
 	{
@@ -191,48 +190,13 @@ server_end(int fd, uid_t *uid, int *state, unsigned *inode, char *why, size_t wh
 	ssize_t		n;
 	int			nl;
 
-	if (getsockname(fd, (struct sockaddr *) &local, &llen) < 0 ||
-		getpeername(fd, (struct sockaddr *) &peer, &plen) < 0)
-	{
-		snprintf(why, whylen, "could not read the connection's addresses: %s", strerror(errno));
-		return false;
-	}
-	memset(&req, 0, sizeof(req));
-	req.nlh.nlmsg_len = sizeof(req);
-	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	req.nlh.nlmsg_flags = NLM_F_REQUEST;
-	req.r.sdiag_family = peer.ss_family;
-	req.r.sdiag_protocol = IPPROTO_TCP;
-	req.r.idiag_states = ~0U;
-	req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-	if (peer.ss_family == AF_INET)
-	{
-		const struct sockaddr_in *p = (const struct sockaddr_in *) &peer;
-		const struct sockaddr_in *l = (const struct sockaddr_in *) &local;
-
-		req.r.id.idiag_sport = p->sin_port;
-		req.r.id.idiag_dport = l->sin_port;
-		memcpy(req.r.id.idiag_src, &p->sin_addr, 4);
-		memcpy(req.r.id.idiag_dst, &l->sin_addr, 4);
-	}
-	else
-	{
-		const struct sockaddr_in6 *p = (const struct sockaddr_in6 *) &peer;
-		const struct sockaddr_in6 *l = (const struct sockaddr_in6 *) &local;
-
-		req.r.id.idiag_sport = p->sin6_port;
-		req.r.id.idiag_dport = l->sin6_port;
-		memcpy(req.r.id.idiag_src, &p->sin6_addr, 16);
-		memcpy(req.r.id.idiag_dst, &l->sin6_addr, 16);
-	}
-
 	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (nl < 0)
 	{
 		snprintf(why, whylen, "could not open a NETLINK_SOCK_DIAG socket: %s", strerror(errno));
 		return false;
 	}
-	if (sendto(nl, &req, sizeof(req), 0, (struct sockaddr *) &kernel, sizeof(kernel)) < 0)
+	if (sendto(nl, req, sizeof(*req), 0, (struct sockaddr *) &kernel, sizeof(kernel)) < 0)
 	{
 		snprintf(why, whylen, "could not ask the kernel about the socket: %s", strerror(errno));
 		close(nl);
@@ -274,6 +238,57 @@ server_end(int fd, uid_t *uid, int *state, unsigned *inode, char *why, size_t wh
 		*inode = m->idiag_inode;
 	}
 	return true;
+}
+
+/*
+ * The kernel's view of the server end of connected TCP socket fd: its
+ * owner and state.  An exact lookup (NETLINK_SOCK_DIAG, inet_diag) of the
+ * socket whose local end is our peer and whose remote end is us.
+ */
+static bool
+server_end(int fd, uid_t *uid, int *state, unsigned *inode, char *why, size_t whylen)
+{
+	struct sockaddr_storage local,
+				peer;
+	socklen_t	llen = sizeof(local),
+				plen = sizeof(peer);
+	diag_request req;
+
+	if (getsockname(fd, (struct sockaddr *) &local, &llen) < 0 ||
+		getpeername(fd, (struct sockaddr *) &peer, &plen) < 0)
+	{
+		snprintf(why, whylen, "could not read the connection's addresses: %s", strerror(errno));
+		return false;
+	}
+	memset(&req, 0, sizeof(req));
+	req.nlh.nlmsg_len = sizeof(req);
+	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.nlh.nlmsg_flags = NLM_F_REQUEST;
+	req.r.sdiag_family = peer.ss_family;
+	req.r.sdiag_protocol = IPPROTO_TCP;
+	req.r.idiag_states = ~0U;
+	req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (peer.ss_family == AF_INET)
+	{
+		const struct sockaddr_in *p = (const struct sockaddr_in *) &peer;
+		const struct sockaddr_in *l = (const struct sockaddr_in *) &local;
+
+		req.r.id.idiag_sport = p->sin_port;
+		req.r.id.idiag_dport = l->sin_port;
+		memcpy(req.r.id.idiag_src, &p->sin_addr, 4);
+		memcpy(req.r.id.idiag_dst, &l->sin_addr, 4);
+	}
+	else
+	{
+		const struct sockaddr_in6 *p = (const struct sockaddr_in6 *) &peer;
+		const struct sockaddr_in6 *l = (const struct sockaddr_in6 *) &local;
+
+		req.r.id.idiag_sport = p->sin6_port;
+		req.r.id.idiag_dport = l->sin6_port;
+		memcpy(req.r.id.idiag_src, &p->sin6_addr, 16);
+		memcpy(req.r.id.idiag_dst, &l->sin6_addr, 16);
+	}
+	return diag_exchange(&req, uid, state, inode, why, whylen);
 }
 
 /* "user "name" (uid N)", or "uid N" for a uid without a name. */

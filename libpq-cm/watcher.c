@@ -60,6 +60,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -69,11 +70,11 @@
 
 #include "cm_int.h"
 
-typedef struct watch_slot
+typedef struct watch_entry
 {
 	cm_conn    *c;
 	uint32_t	gen;
-} watch_slot;
+} watch_entry;
 
 /* An event's data: generation << 32 | EV_SQL if about the SQL socket | slot */
 #define EV_SQL		UINT32_C(0x80000000)
@@ -81,7 +82,7 @@ typedef struct watch_slot
 static pthread_mutex_t w_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t w_once = PTHREAD_ONCE_INIT;
 static int	w_epfd = -1;		/* -1: no thread in this process */
-static watch_slot *w_slots;
+static watch_entry *w_slots;
 static int	w_nslots;
 static uint32_t w_gen;
 
@@ -93,6 +94,7 @@ release_sql_locked(cm_conn *c)
 
 	if (fd < 0)
 		return;
+
 	/*
 	 * Out of the epoll set first: libpq's descriptor may still hold the
 	 * socket open, and epoll forgets a socket only when it is closed
@@ -112,7 +114,7 @@ unwatch_locked(cm_conn *c)
 	if (c->watch_slot >= 0)
 	{
 		if (w_epfd >= 0)
-			epoll_ctl(w_epfd, EPOLL_CTL_DEL, c->fd, NULL);
+			epoll_ctl(w_epfd, EPOLL_CTL_DEL, c->sess.fd, NULL);
 		w_slots[c->watch_slot].c = NULL;
 		c->watch_slot = -1;
 	}
@@ -250,7 +252,7 @@ take_slot_locked(cm_conn *c)
 	if (slot < 0)
 	{
 		int			n = w_nslots ? w_nslots * 2 : 16;
-		watch_slot *s = realloc(w_slots, n * sizeof(watch_slot));
+		watch_entry *s = realloc(w_slots, n * sizeof(watch_entry));
 
 		if (s == NULL)
 			return -1;
@@ -292,7 +294,7 @@ cm_watch(cm_conn *c, int sql_sock)
 		goto fallback;
 	ev.events = EPOLLIN | EPOLLRDHUP;
 	ev.data.u64 = ((uint64_t) w_slots[slot].gen << 32) | (uint32_t) slot;
-	if (epoll_ctl(w_epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+	if (epoll_ctl(w_epfd, EPOLL_CTL_ADD, c->sess.fd, &ev) < 0)
 		goto fallback;
 	/* the server's hang-up, not its data: libpq reads that */
 	ev.events = EPOLLRDHUP;
@@ -327,11 +329,23 @@ cm_sql_release(cm_conn *c)
 	pthread_mutex_unlock(&w_lock);
 }
 
-/* conmgr's socket is readable: the connection is lost (see above). */
+/*
+ * An application that watches PQcmSocket() may call PQconsumeInput() the
+ * moment conmgr's socket turns readable, before the watcher thread has
+ * acted on it: look at the socket ourselves then (cm_inner()), so that the
+ * call already sees the connection lost.  A connection that has no thread
+ * to watch it relies on this alone.
+ */
 void
-cm_mark_lost(cm_conn *c)
+cm_check_lost(cm_conn *c)
 {
-	pthread_mutex_lock(&w_lock);
-	lost_locked(c);
-	pthread_mutex_unlock(&w_lock);
+	struct pollfd p = {c->sess.fd, POLLIN, 0};
+
+	if (c->sess.fd >= 0 && poll(&p, 1, 0) > 0)
+	{
+		/* readable: the connection is lost (see above) */
+		pthread_mutex_lock(&w_lock);
+		lost_locked(c);
+		pthread_mutex_unlock(&w_lock);
+	}
 }

@@ -8,7 +8,8 @@
  * and registers two background workers:
  *
  *	watchdog			 keeps one heartbeat session per conmgr process
- *						 (wd_worker.c, docs/protocol.md section 3)
+ *						 (wd_worker.c and its parts, docs/protocol.md
+ *						 section 3)
  *	watchdog terminator  terminates the SQL sessions coming from the host
  *						 of a conmgr whose heartbeat was lost
  *						 (wd_terminator.c)
@@ -148,10 +149,11 @@ wd_register_worker(const char *name, const char *function, int restart_secs)
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
+
 	/*
-	 * A connection to no database, like the logical replication launcher:
-	 * it gives the worker a row in pg_stat_activity and costs a worker slot,
-	 * not a client connection slot.
+	 * A connection to no database, like the logical replication launcher: it
+	 * gives the worker a row in pg_stat_activity and costs a worker slot, not
+	 * a client connection slot.
 	 */
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;

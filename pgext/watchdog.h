@@ -3,12 +3,13 @@
  * watchdog.h
  *	  Shared declarations of the watchdog extension.
  *
- * The extension has three parts in three files: watchdog.c (module load:
- * GUCs, shared memory, worker registration, the SQL-callable view
- * function), wd_worker.c (the "watchdog" background worker: heartbeat
- * sessions with conmgr processes) and wd_terminator.c (the "watchdog
- * terminator" background worker: ends the SQL sessions of a lost conmgr's
- * host).  They meet in one shared-memory struct, WdShared, declared here.
+ * The extension has three parts: watchdog.c (module load: GUCs, shared
+ * memory, worker registration, the SQL-callable view function), the
+ * "watchdog" background worker (heartbeat sessions with conmgr processes:
+ * wd_worker.c and the files wd_worker_int.h lists) and wd_terminator.c
+ * (the "watchdog terminator" background worker: ends the SQL sessions of
+ * a lost conmgr's host); wd_log.c holds the rate limits both workers use.
+ * They meet in one shared-memory struct, WdShared, declared here.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,6 +31,8 @@
 #if PG_VERSION_NUM >= 180000
 #include "storage/waiteventset.h"
 #endif
+
+#include "cmloglimit.h"
 
 #define WD_DEFAULT_PORT			27545
 #define WD_HANDSHAKE_TIMEOUT_MS 10000	/* accept -> registered */
@@ -63,29 +66,11 @@ typedef struct WdAddr
 	uint8		addr[16];		/* 4 or 16 bytes used */
 } WdAddr;
 
-/* A log rate limit (wd_log.c); one entry per source address and kind. */
-#define WD_LOG_SLOTS		64	/* sources remembered per rate limit */
-
-typedef struct WdLogEntry
-{
-	WdAddr		addr;
-	uint32		kind;
-	WdMono		last_logged;	/* 0: entry unused */
-	WdMono		window_start;	/* of this entry's minute */
-	int			lines;			/* logged in that minute */
-	uint64		suppressed;		/* not logged since last_logged */
-} WdLogEntry;
-
-typedef struct WdLogLimit
-{
-	const char *what;			/* for the line that counts what was dropped */
-	int			burst;			/* lines a minute per source and kind */
-	int			budget;			/* lines a minute over all sources */
-	WdMono		window_start;
-	int			window_lines;
-	uint64		window_dropped; /* over the budget in this window */
-	WdLogEntry	entries[WD_LOG_SLOTS];
-} WdLogLimit;
+/*
+ * A log rate limit (common/cmloglimit.h, through wd_log.c): initialised as
+ * {what, burst, budget}, one entry per source address and kind.
+ */
+typedef cmloglimit WdLogLimit;
 
 /* One network of watchdog.allowed_addresses. */
 typedef struct WdCidr

@@ -131,9 +131,9 @@ wd_terminate_host(const WdLoss *loss)
 	 * The snapshot may be a little old: a process that has exited since is
 	 * gone from the proc array, and its pid, which the system may already
 	 * have given to an unrelated process, is not signalled.  Holding
-	 * ProcArrayLock while signalling keeps a process that is still there
-	 * from leaving the array (and freeing its pid) before its signal: an
-	 * exiting backend needs the lock exclusively.
+	 * ProcArrayLock while signalling keeps a process that is still there from
+	 * leaving the array (and freeing its pid) before its signal: an exiting
+	 * backend needs the lock exclusively.
 	 */
 	LWLockAcquire(ProcArrayLock, LW_SHARED);
 	for (int i = 0; i < ntargets; i++)

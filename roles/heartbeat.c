@@ -75,7 +75,8 @@ typedef struct hb
 	uint32_t	timeline;		/* 0 when the watchdog does not say */
 	int			version;		/* the session's protocol version, once known */
 	bool		was_up;
-	bool		watchdog_proved;	/* this attempt's HB_CHALLENGE proved the key */
+	bool		watchdog_proved;	/* this attempt's HB_CHALLENGE proved the
+									 * key */
 	uint8_t		nonce_c[CMPROTO_NONCE_LEN];
 	size_t		inlen;
 	uint8_t		inbuf[CMPROTO_MAX_MSG];
@@ -94,9 +95,7 @@ handle_sigterm(int sig)
 static void
 wake_listener(hb *h)
 {
-	uint64_t	one = 1;
-
-	(void) !write(h->ctx->wake_fd, &one, sizeof(one));
+	cm_wake_routers(h->ctx);
 }
 
 /* Publish state and attributes; wake the listener when routing changes. */
@@ -146,9 +145,9 @@ hb_set_state(hb *h, hb_state state)
 }
 
 /* The session ended or an attempt failed: close, publish, wait. */
-static void
-hb_fail(hb *h, uint32_t reason, const char *fmt,...)
-	__attribute__((format(printf, 3, 4)));
+static void hb_fail(hb *h, uint32_t reason, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
 static void
 hb_fail(hb *h, uint32_t reason, const char *fmt,...)
 {
@@ -273,6 +272,117 @@ hb_send_hello(hb *h)
 		hb_set_state(h, HB_HANDSHAKE);
 }
 
+/*
+ * HB_CHALLENGE: check the watchdog's proof of the shared key, then prove
+ * conmgr's own with HB_AUTH.
+ */
+static void
+hb_handle_challenge(hb *h, const cmproto_msg *m)
+{
+	uint8_t		expected[CMPROTO_PROOF_LEN];
+	cmproto_msg reply;
+
+	if (h->watchdog_proved)
+	{
+		/* One proof per session: conmgr signs no second nonce. */
+		hb_send_error(h, CMPROTO_ERR_PROTOCOL, "unexpected second HB_CHALLENGE");
+		if (h->fd >= 0)
+			hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+					"protocol violation: a second HB_CHALLENGE");
+		return;
+	}
+	if (h->ctx->keylen == 0)
+	{
+		hb_send_error(h, CMPROTO_ERR_AUTH, "conmgr has no key");
+		if (h->fd >= 0)
+			hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+					"the watchdog requires a shared key, and conmgr has no heartbeat_key_file");
+		return;
+	}
+	cmproto_hb_proof(h->ctx->key, h->ctx->keylen, CMPROTO_AUTH_LABEL_WATCHDOG,
+					 h->nonce_c, m->u.hb_challenge.nonce, expected);
+	if (!cmsha256_equal(expected, m->u.hb_challenge.proof, CMPROTO_PROOF_LEN))
+	{
+		hb_send_error(h, CMPROTO_ERR_AUTH, "authentication failed");
+		if (h->fd >= 0)
+			hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+					"authentication failed: the watchdog does not hold conmgr's key");
+		return;
+	}
+	h->watchdog_proved = true;
+	h->version = m->u.hb_challenge.version;
+	memset(&reply, 0, sizeof(reply));
+	reply.type = CMPROTO_HB_AUTH;
+	cmproto_hb_proof(h->ctx->key, h->ctx->keylen, CMPROTO_AUTH_LABEL_CONMGR,
+					 h->nonce_c, m->u.hb_challenge.nonce, reply.u.hb_auth.proof);
+	(void) hb_send(h, &reply);
+}
+
+/* HB_WELCOME: the session is registered and the instance is up. */
+static void
+hb_handle_welcome(hb *h, const cmproto_msg *m)
+{
+	/*
+	 * With a key, only the proof conmgr checked itself counts: the WELCOME's
+	 * flag is the peer's word, and any peer can set it.
+	 */
+	if (h->ctx->keylen > 0 && !h->watchdog_proved)
+	{
+		hb_send_error(h, CMPROTO_ERR_AUTH, "authentication required");
+		if (h->fd >= 0)
+			hb_fail(h, CMPROTO_DOWN_PROTOCOL,
+					(m->u.hb_welcome.flags & CMPROTO_HB_AUTHENTICATED) != 0 ?
+					"authentication failed: the watchdog claimed authentication without proving the key" :
+					"authentication failed: the watchdog has no key, and conmgr requires one");
+		return;
+	}
+	h->attrs = m->u.hb_welcome.attrs;
+	h->timeline = m->u.hb_welcome.timeline;
+	h->version = m->u.hb_welcome.version;
+	shm_write_begin(h->slot);
+	h->slot->system_identifier = m->u.hb_welcome.system_identifier;
+	h->slot->server_version_num = m->u.hb_welcome.server_version_num;
+	shm_write_end(h->slot);
+	hb_set_state(h, HB_UP);
+	h->next_send = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_interval * 1000;
+	/* From now on the deadline is the peer's silence, not the attempt. */
+	h->deadline = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
+	shm_set_last_received(h->slot);
+	hb_publish(h, SHM_UP, 0);
+	cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s, %s)", h->instno, h->where,
+		   (h->attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
+		   (h->attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write",
+		   hb_timeline_str(h->timeline));
+}
+
+/*
+ * HB_BEAT or HB_ATTRS while up: publish the attributes and the timeline
+ * when they changed.
+ */
+static void
+hb_handle_attrs(hb *h, const cmproto_msg *m)
+{
+	uint32_t	attrs = m->type == CMPROTO_HB_BEAT ?
+		m->u.hb_beat.attrs : m->u.hb_attrs.attrs;
+
+	/* HB_BEAT carries no timeline: the last HB_ATTRS' stands. */
+	uint32_t	timeline = m->type == CMPROTO_HB_ATTRS && h->version >= 2 ?
+		m->u.hb_attrs.timeline : h->timeline;
+
+	if (attrs == h->attrs && timeline == h->timeline)
+		return;
+	cm_log(CMLOG_LOG, "instance %d at %s attributes changed: %s%s, %s, %s",
+		   h->instno, h->where,
+		   (attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
+		   (attrs & CMPROTO_ATTR_PROMOTING) ? " (promotion requested)" : "",
+		   (attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write",
+		   hb_timeline_str(timeline));
+	h->attrs = attrs;
+	h->timeline = timeline;
+	hb_publish(h, SHM_UP, 0);
+}
+
+/* One decoded frame from the watchdog, in any state. */
 static void
 hb_handle(hb *h, const cmproto_msg *m)
 {
@@ -285,105 +395,18 @@ hb_handle(hb *h, const cmproto_msg *m)
 		case CMPROTO_HB_CHALLENGE:
 			if (h->state != HB_HANDSHAKE)
 				break;
-			if (h->watchdog_proved)
-			{
-				/* One proof per session: conmgr signs no second nonce. */
-				hb_send_error(h, CMPROTO_ERR_PROTOCOL, "unexpected second HB_CHALLENGE");
-				if (h->fd >= 0)
-					hb_fail(h, CMPROTO_DOWN_PROTOCOL,
-							"protocol violation: a second HB_CHALLENGE");
-				return;
-			}
-			if (h->ctx->keylen == 0)
-			{
-				hb_send_error(h, CMPROTO_ERR_AUTH, "conmgr has no key");
-				if (h->fd >= 0)
-					hb_fail(h, CMPROTO_DOWN_PROTOCOL,
-							"the watchdog requires a shared key, and conmgr has no heartbeat_key_file");
-				return;
-			}
-			{
-				uint8_t		expected[CMPROTO_PROOF_LEN];
-				cmproto_msg reply;
-
-				cmproto_hb_proof(h->ctx->key, h->ctx->keylen, CMPROTO_AUTH_LABEL_WATCHDOG,
-								 h->nonce_c, m->u.hb_challenge.nonce, expected);
-				if (!cmsha256_equal(expected, m->u.hb_challenge.proof, CMPROTO_PROOF_LEN))
-				{
-					hb_send_error(h, CMPROTO_ERR_AUTH, "authentication failed");
-					if (h->fd >= 0)
-						hb_fail(h, CMPROTO_DOWN_PROTOCOL,
-								"authentication failed: the watchdog does not hold conmgr's key");
-					return;
-				}
-				h->watchdog_proved = true;
-				h->version = m->u.hb_challenge.version;
-				memset(&reply, 0, sizeof(reply));
-				reply.type = CMPROTO_HB_AUTH;
-				cmproto_hb_proof(h->ctx->key, h->ctx->keylen, CMPROTO_AUTH_LABEL_CONMGR,
-								 h->nonce_c, m->u.hb_challenge.nonce, reply.u.hb_auth.proof);
-				(void) hb_send(h, &reply);
-			}
+			hb_handle_challenge(h, m);
 			return;
 		case CMPROTO_HB_WELCOME:
 			if (h->state != HB_HANDSHAKE)
 				break;
-			/*
-			 * With a key, only the proof conmgr checked itself counts: the
-			 * WELCOME's flag is the peer's word, and any peer can set it.
-			 */
-			if (h->ctx->keylen > 0 && !h->watchdog_proved)
-			{
-				hb_send_error(h, CMPROTO_ERR_AUTH, "authentication required");
-				if (h->fd >= 0)
-					hb_fail(h, CMPROTO_DOWN_PROTOCOL,
-							(m->u.hb_welcome.flags & CMPROTO_HB_AUTHENTICATED) != 0 ?
-							"authentication failed: the watchdog claimed authentication without proving the key" :
-							"authentication failed: the watchdog has no key, and conmgr requires one");
-				return;
-			}
-			h->attrs = m->u.hb_welcome.attrs;
-			h->timeline = m->u.hb_welcome.timeline;
-			h->version = m->u.hb_welcome.version;
-			shm_write_begin(h->slot);
-			h->slot->system_identifier = m->u.hb_welcome.system_identifier;
-			h->slot->server_version_num = m->u.hb_welcome.server_version_num;
-			shm_write_end(h->slot);
-			hb_set_state(h, HB_UP);
-			h->next_send = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_interval * 1000;
-			/* From now on the deadline is the peer's silence, not the attempt. */
-			h->deadline = cmclock_ms() + (int64_t) h->ctx->conf->heartbeat_timeout * 1000;
-			shm_set_last_received(h->slot);
-			hb_publish(h, SHM_UP, 0);
-			cm_log(CMLOG_LOG, "instance %d at %s is up (%s, %s, %s)", h->instno, h->where,
-				   (h->attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
-				   (h->attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write",
-				   hb_timeline_str(h->timeline));
+			hb_handle_welcome(h, m);
 			return;
 		case CMPROTO_HB_BEAT:
 		case CMPROTO_HB_ATTRS:
 			if (h->state != HB_UP)
 				break;
-			{
-				uint32_t	attrs = m->type == CMPROTO_HB_BEAT ?
-					m->u.hb_beat.attrs : m->u.hb_attrs.attrs;
-				/* HB_BEAT carries no timeline: the last HB_ATTRS' stands. */
-				uint32_t	timeline = m->type == CMPROTO_HB_ATTRS && h->version >= 2 ?
-					m->u.hb_attrs.timeline : h->timeline;
-
-				if (attrs != h->attrs || timeline != h->timeline)
-				{
-					cm_log(CMLOG_LOG, "instance %d at %s attributes changed: %s%s, %s, %s",
-						   h->instno, h->where,
-						   (attrs & CMPROTO_ATTR_IN_RECOVERY) ? "standby" : "primary",
-						   (attrs & CMPROTO_ATTR_PROMOTING) ? " (promotion requested)" : "",
-						   (attrs & CMPROTO_ATTR_READ_ONLY) ? "read-only" : "read-write",
-						   hb_timeline_str(timeline));
-					h->attrs = attrs;
-					h->timeline = timeline;
-					hb_publish(h, SHM_UP, 0);
-				}
-			}
+			hb_handle_attrs(h, m);
 			return;
 	}
 	hb_send_error(h, CMPROTO_ERR_PROTOCOL, "unexpected message");
@@ -521,6 +544,7 @@ heartbeat_main(cm_ctx *ctx, int instno)
 	signal(SIGTERM, handle_sigterm);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
+
 	/*
 	 * The supervisor forks us with every signal blocked; from here on only
 	 * SIGTERM is, and it is taken inside ppoll(), so it is never missed.

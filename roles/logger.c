@@ -91,8 +91,8 @@ follow_settings(cm_ctx *ctx, bool first)
 	if (!shm_logconf_read(&ctx->shm->logconf, &now))
 	{
 		/*
-		 * The supervisor stopped mid-publication: keep ours (at start,
-		 * stderr alone) and look again with the next record.
+		 * The supervisor stopped mid-publication: keep ours (at start, stderr
+		 * alone) and look again with the next record.
 		 */
 		settings.changecount = now.changecount;
 		if (!first)
@@ -163,8 +163,8 @@ logger_main(cm_ctx *ctx, int readfd)
 			break;				/* every writer is gone */
 
 		/*
-		 * A signal sent before these bytes were written has been handled
-		 * by now: the supervisor's "reopened" line goes to the new file.
+		 * A signal sent before these bytes were written has been handled by
+		 * now: the supervisor's "reopened" line goes to the new file.
 		 */
 		if (got_reopen)
 			reopen_log_file(ctx);

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * route.c
- *	  Which instance is the primary: the listener's rule, as a pure function.
+ *	  Which instance is the primary, and which fit a target: pure functions.
  *
  * A promotion leaves two instances that say they are primaries for as long
  * as the old one keeps running: the new one, on a new timeline, and the
@@ -35,8 +35,10 @@
  * stale, and conmgr cannot order it against another primary, so two
  * primaries where one of them has no timeline are a fault as well.
  *
- * Nothing here reads shared memory, logs or allocates: the listener passes
- * copies of the slots and its memory of timelines, and
+ * route_choose() then ranks the instances that fit a target, as a RESOLVE
+ * is answered.  Nothing here reads shared memory or a clock, logs or
+ * allocates: the caller (route_view.c) passes copies of the slots, its
+ * memory of timelines, the time and its rotation, and
  * regress/unit/test_route.c drives it directly.
  *
  *-------------------------------------------------------------------------
@@ -186,9 +188,50 @@ route_rank(int target, route_role role, uint32_t attrs)
 }
 
 /*
+ * The up instances among the n of slots[] that match the target, best
+ * rank first, into out[] (room for n); returns how many.  Within a rank,
+ * instances whose last heartbeat (last_received_mono) is older than
+ * late_after_us at now_us (a beat missed: the server or its link may have
+ * died, and the heartbeat has not timed out yet) come after those heard
+ * from on time; each of the two groups is rotated by rot positions, which
+ * the caller advances by one per request of the target, so that equal
+ * instances share the load.  After a crash and a promotion, the new
+ * primary is thus offered before the silent old one until the old one is
+ * declared down.  A stale primary, or one in a fault, matches nothing
+ * (route_rank()).
+ */
+int
+route_choose(int target, const shm_slot *slots, const route_view *v, int n,
+			 int64_t now_us, int64_t late_after_us, unsigned rot,
+			 route_candidate *out)
+{
+	route_candidate group[4][CMCONF_MAX_INSTANCES]; /* rank * 2 + late */
+	int			ngroup[4] = {0, 0, 0, 0};
+	int			nout = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		const shm_slot *s = &slots[i];
+		int			r = route_rank(target, v->role[i], s->attrs);
+		int			g;
+
+		if (r < 0)
+			continue;
+		g = r * 2 + (now_us - s->last_received_mono > late_after_us ? 1 : 0);
+		group[g][ngroup[g]].instno = i;
+		group[g][ngroup[g]].attrs = s->attrs;
+		ngroup[g]++;
+	}
+	for (int g = 0; g < 4; g++)
+		for (int k = 0; k < ngroup[g]; k++)
+			out[nout++] = group[g][(k + rot) % ngroup[g]];
+	return nout;
+}
+
+/*
  * Whether a fault makes conmgr refuse this target outright: those that ask
  * for the primary first.  The others are served by the standbys, and are
- * refused only when no standby is up (the listener's choice).
+ * refused only when no standby is up (route_refuses()).
  */
 bool
 route_fault_refuses(int target)
@@ -196,6 +239,18 @@ route_fault_refuses(int target)
 	return target == CMPROTO_TARGET_READ_WRITE ||
 		target == CMPROTO_TARGET_PRIMARY ||
 		target == CMPROTO_TARGET_PREFER_PRIMARY;
+}
+
+/*
+ * Whether a request for the target, which route_choose() found
+ * ncandidates for, is refused for the view's configuration fault rather
+ * than answered.
+ */
+bool
+route_refuses(const route_view *v, int target, int ncandidates)
+{
+	return v->fault != ROUTE_FAULT_NONE &&
+		(ncandidates == 0 || route_fault_refuses(target));
 }
 
 /*

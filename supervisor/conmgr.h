@@ -19,10 +19,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <stdnoreturn.h>
 
 #include "cmconf.h"
 #include "cmlog.h"
+#include "cmproto.h"
 #include "shm.h"
 
 typedef struct cm_ctx
@@ -30,11 +32,13 @@ typedef struct cm_ctx
 	const struct cmconf *conf;
 	shm_header *shm;
 	int			wake_fd;		/* eventfd: heartbeat roles -> listener */
+	int			fw_wake_fd;		/* eventfd: heartbeat roles -> forwarder */
 	int			death_fd;		/* supervisor-death pipe, read end */
 	const char *cmdata;
-	const char *log_file;		/* conmgr -l, absolute; NULL = inherited stderr */
-	uint8_t		key[1024];		/* heartbeat_key_file's bytes; zeroes outside the
-								 * supervisor and the heartbeat roles */
+	const char *log_file;		/* conmgr -l, absolute; NULL = inherited
+								 * stderr */
+	uint8_t		key[1024];		/* heartbeat_key_file's bytes; zeroes outside
+								 * the supervisor and the heartbeat roles */
 	size_t		keylen;			/* 0 = no key */
 } cm_ctx;
 
@@ -61,8 +65,29 @@ extern noreturn void cm_fatal(int exitcode, const char *fmt,...)
 /* roles/logger.c */
 extern noreturn void logger_main(cm_ctx *ctx, int readfd);
 
-/* roles/listener.c */
+/* roles/listener/main.c */
 extern noreturn void listener_main(cm_ctx *ctx);
+
+/* roles/role_setup.c */
+extern void role_stop_signals(void (*on_term) (int), void (*on_smart) (int));
+extern int	role_listen(const char *addresses, int port, const char *what,
+						int *fds, int max);
+
+/* roles/forwarder.c */
+extern noreturn void forwarder_main(cm_ctx *ctx);
+
+/*
+ * A change of an instance's slot: the listener and the forwarder look
+ * again (heartbeat roles; the supervisor after repairing a slot).
+ */
+static inline void
+cm_wake_routers(const cm_ctx *ctx)
+{
+	uint64_t	one = 1;
+
+	(void) !write(ctx->wake_fd, &one, sizeof(one));
+	(void) !write(ctx->fw_wake_fd, &one, sizeof(one));
+}
 
 /* What routing makes of an instance (roles/route.c). */
 typedef enum route_role
@@ -86,9 +111,11 @@ typedef enum route_fault
 typedef struct route_view
 {
 	route_role	role[CMCONF_MAX_INSTANCES];
-	uint32_t	max_timeline;	/* highest known (route_memory included); 0 = none */
+	uint32_t	max_timeline;	/* highest known (route_memory included); 0 =
+								 * none */
 	uint32_t	up_timeline;	/* highest among up instances; 0 = none said */
-	int			promoting;		/* the promotion that makes primaries stale, -1 none */
+	int			promoting;		/* the promotion that makes primaries stale,
+								 * -1 none */
 	route_fault fault;
 	int			fault_a;		/* the two instances it names, -1 if none */
 	int			fault_b;
@@ -104,13 +131,48 @@ typedef struct route_memory
 	uint32_t	timeline;
 } route_memory;
 
+/* An instance offered for a target, as a RESOLVE's CANDIDATE names it. */
+typedef struct route_candidate
+{
+	int			instno;
+	uint32_t	attrs;
+} route_candidate;
+
 /* roles/route.c */
 extern void route_classify(const shm_slot *slots, const bool *up, int n,
 						   route_memory *mem, route_view *v);
 extern int	route_rank(int target, route_role role, uint32_t attrs);
+extern int	route_choose(int target, const shm_slot *slots, const route_view *v, int n,
+						 int64_t now_us, int64_t late_after_us, unsigned rot,
+						 route_candidate *out);
 extern bool route_fault_refuses(int target);
+extern bool route_refuses(const route_view *v, int target, int ncandidates);
 extern const char *route_role_name(route_role role);
 extern const char *route_role_key(route_role role);
+
+/*
+ * What a process that routes keeps between reads of the shared table
+ * (roles/route_view.c): its last consistent copy of each slot, what it
+ * last logged of the roles, the highest timeline seen, and the rotation
+ * among equal candidates of each target.  The listener has one; so may
+ * any other role that must choose as a RESOLVE does.
+ */
+typedef struct route_reader
+{
+	shm_slot	slot_seen[CMCONF_MAX_INSTANCES];
+	route_view	logged;
+	bool		logged_valid;
+	bool		quiet;			/* log nothing: the listener logs the changes */
+	route_memory timelines_seen;
+	unsigned	rotation[CMPROTO_TARGET_LAST + 1];
+} route_reader;
+
+/* roles/route_view.c */
+extern void route_read(route_reader *r, const cm_ctx *ctx, shm_slot *slots, route_view *v);
+extern void route_fault_text(const cm_ctx *ctx, const route_view *v, const shm_slot *slots,
+							 int target, char *buf, size_t len);
+extern int	route_resolve(route_reader *r, const cm_ctx *ctx, int target,
+						  const shm_slot *slots, const route_view *v, route_candidate *out);
 
 /* roles/heartbeat.c */
 extern noreturn void heartbeat_main(cm_ctx *ctx, int instno);

@@ -85,8 +85,8 @@ typedef enum sup_state
 								 * SIGTERM, and get SIGKILL at kill_at */
 	SUP_WAIT_ROLES,				/* every role but the logger was sent SIGTERM;
 								 * nothing is restarted; SIGKILL at kill_at */
-	SUP_WAIT_LOGGER,			/* the log pipe is closed: the logger drains it
-								 * and exits */
+	SUP_WAIT_LOGGER,			/* the log pipe is closed: the logger drains
+								 * it and exits */
 	SUP_EXIT					/* every role is gone: conmgr stops */
 } sup_state;
 
@@ -104,14 +104,16 @@ typedef enum role_kind
 {
 	ROLE_LOGGER,				/* reads the log pipe; there is one */
 	ROLE_LISTENER,
-	ROLE_HEARTBEAT
+	ROLE_HEARTBEAT,
+	ROLE_FORWARDER
 } role_kind;
 
 /* How many processes of a role run. */
 typedef enum role_count
 {
 	ROLE_ONE,
-	ROLE_PER_INSTANCE			/* one per configured instance */
+	ROLE_PER_INSTANCE,			/* one per configured instance */
+	ROLE_IF_FORWARDING			/* one when forward_ports is set */
 } role_count;
 
 /*
@@ -121,8 +123,8 @@ typedef enum role_count
  */
 typedef enum role_restart
 {
-	ROLE_RESTART_ON_FAILURE		/* after the back-off (1 s, doubling up to
-								 * 30 s while it keeps dying within 10 s) */
+	ROLE_RESTART_ON_FAILURE		/* after the back-off (1 s, doubling up to 30
+								 * s while it keeps dying within 10 s) */
 } role_restart;
 
 /* How a role is stopped at shutdown; the stages run in this order. */
@@ -150,8 +152,8 @@ typedef struct role_type
 	role_main_fn main;
 	role_restart restart;
 	role_stop	stop;
-	bool		owns_slot;		/* writes its instance's shared slot, which
-								 * is repaired when it dies */
+	bool		owns_slot;		/* writes its instance's shared slot, which is
+								 * repaired when it dies */
 	bool		keeps_key;		/* keeps heartbeat_key_file's bytes */
 } role_type;
 
@@ -168,6 +170,7 @@ typedef struct role
 
 static noreturn void logger_role(cm_ctx *c, int instno);
 static noreturn void listener_role(cm_ctx *c, int instno);
+static noreturn void forwarder_role(cm_ctx *c, int instno);
 
 /*
  * The roles, in the order they are started.  The logger comes first, so
@@ -180,6 +183,8 @@ static const role_type role_types[] = {
 	ROLE_RESTART_ON_FAILURE, ROLE_STOP_FIRST, false, false},
 	{ROLE_HEARTBEAT, "heartbeat %d %s:%d", ROLE_PER_INSTANCE, heartbeat_main,
 	ROLE_RESTART_ON_FAILURE, ROLE_STOP_WITH_ROLES, true, true},
+	{ROLE_FORWARDER, "forwarder", ROLE_IF_FORWARDING, forwarder_role,
+	ROLE_RESTART_ON_FAILURE, ROLE_STOP_FIRST, false, false},
 };
 
 #define NROLE_TYPES		((int) (sizeof(role_types) / sizeof(role_types[0])))
@@ -256,12 +261,19 @@ listener_role(cm_ctx *c, int instno)
 	listener_main(c);
 }
 
+static noreturn void
+forwarder_role(cm_ctx *c, int instno)
+{
+	(void) instno;
+	forwarder_main(c);
+}
+
 static void
 role_title(const role *r, char *buf, size_t len)
 {
 	const struct cmconf_instance *in;
 
-	if (r->type->count == ROLE_ONE)
+	if (r->type->count != ROLE_PER_INSTANCE)
 	{
 		snprintf(buf, len, r->type->title, conf.port);
 		return;
@@ -293,8 +305,8 @@ launch_child(const role *r, const char *title)
 
 	/*
 	 * Only heartbeat roles use the key; a listener or logger that leaks its
-	 * memory (it faces applications, or writes what peers send) must not
-	 * leak the key with it.
+	 * memory (it faces applications, or writes what peers send) must not leak
+	 * the key with it.
 	 */
 	if (!r->type->keeps_key)
 	{
@@ -372,10 +384,8 @@ record_exit(role *r, int status)
 	role_title(r, title, sizeof(title));
 	if (r->type->owns_slot)
 	{
-		uint64_t	one = 1;
-
 		shm_repair(&ctx.shm->slots[r->instno]);
-		(void) !write(ctx.wake_fd, &one, sizeof(one));
+		cm_wake_routers(&ctx);
 	}
 	if (state >= SUP_WAIT_ROLES)
 		return false;
@@ -754,7 +764,8 @@ create_shared(void)
 	sup_publish_log_settings(&conf, ctx.shm);
 	cm_log_attach_shared(&ctx.shm->logconf);
 	ctx.wake_fd = eventfd(0, EFD_NONBLOCK);
-	if (ctx.wake_fd < 0 || pipe2(deathpipe, 0) < 0 ||
+	ctx.fw_wake_fd = eventfd(0, EFD_NONBLOCK);
+	if (ctx.wake_fd < 0 || ctx.fw_wake_fd < 0 || pipe2(deathpipe, 0) < 0 ||
 		pipe2(selfpipe, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(logpipe, O_CLOEXEC) < 0)
 		cm_fatal(1, "could not create pipes: %s", strerror(errno));
 	/* Writers never block on the log; the logger's reads do. */
@@ -786,14 +797,22 @@ start_roles(void)
 {
 	for (const role_type *rt = role_types; rt < role_types + NROLE_TYPES; rt++)
 	{
-		if (rt->count == ROLE_ONE)
+		if (rt->count == ROLE_IF_FORWARDING && conf.forward_ports.n == 0)
+			continue;
+		if (rt->count != ROLE_PER_INSTANCE)
 		{
-			roles[nroles++] = (role) {.type = rt, .instno = -1};
+			role		r = {.type = rt,.instno = -1};
+
+			roles[nroles++] = r;
 			continue;
 		}
 		for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
+		{
+			role		r = {.type = rt,.instno = i};
+
 			if (conf.inst[i].configured)
-				roles[nroles++] = (role) {.type = rt, .instno = i};
+				roles[nroles++] = r;
+		}
 	}
 	for (int i = 0; i < nroles; i++)
 	{

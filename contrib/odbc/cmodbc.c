@@ -69,7 +69,9 @@ main(int argc, char **argv)
 	SQLCHAR		shortbuf[4] = "";
 	char		shortinfo[32];
 	SQLCHAR		out[1024];
-	char		port[16] = "", addr[64] = "", recovery[8] = "";
+	char		port[16] = "",
+				addr[64] = "",
+				recovery[8] = "";
 	SQLSMALLINT len;
 	SQLLEN		ind;
 	SQLRETURN	rc;

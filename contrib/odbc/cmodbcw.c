@@ -180,7 +180,7 @@ info_string(const char *s, bool wide, SQLPOINTER value, SQLSMALLINT buflen, SQLS
 	return value && copy < n ? SQL_SUCCESS_WITH_INFO : SQL_SUCCESS;
 }
 
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLConnect(SQLHDBC dbc, SQLCHAR *dsn, SQLSMALLINT dsnlen, SQLCHAR *uid, SQLSMALLINT uidlen,
 		   SQLCHAR *auth, SQLSMALLINT authlen)
 {
@@ -189,7 +189,7 @@ SQLConnect(SQLHDBC dbc, SQLCHAR *dsn, SQLSMALLINT dsnlen, SQLCHAR *uid, SQLSMALL
 	return landing_note(dbc, NEXT(SQLConnect) (dbc, dsn, dsnlen, uid, uidlen, auth, authlen), before);
 }
 
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLConnectW(SQLHDBC dbc, SQLWCHAR *dsn, SQLSMALLINT dsnlen, SQLWCHAR *uid, SQLSMALLINT uidlen,
 			SQLWCHAR *auth, SQLSMALLINT authlen)
 {
@@ -198,7 +198,7 @@ SQLConnectW(SQLHDBC dbc, SQLWCHAR *dsn, SQLSMALLINT dsnlen, SQLWCHAR *uid, SQLSM
 	return landing_note(dbc, NEXT(SQLConnectW) (dbc, dsn, dsnlen, uid, uidlen, auth, authlen), before);
 }
 
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLDriverConnect(SQLHDBC dbc, SQLHWND hwnd, SQLCHAR *in, SQLSMALLINT inlen, SQLCHAR *out,
 				 SQLSMALLINT outmax, SQLSMALLINT *outlen, SQLUSMALLINT completion)
 {
@@ -208,7 +208,7 @@ SQLDriverConnect(SQLHDBC dbc, SQLHWND hwnd, SQLCHAR *in, SQLSMALLINT inlen, SQLC
 						before);
 }
 
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLDriverConnectW(SQLHDBC dbc, SQLHWND hwnd, SQLWCHAR *in, SQLSMALLINT inlen, SQLWCHAR *out,
 				  SQLSMALLINT outmax, SQLSMALLINT *outlen, SQLUSMALLINT completion)
 {
@@ -218,7 +218,7 @@ SQLDriverConnectW(SQLHDBC dbc, SQLHWND hwnd, SQLWCHAR *in, SQLSMALLINT inlen, SQ
 						before);
 }
 
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLBrowseConnect(SQLHDBC dbc, SQLCHAR *in, SQLSMALLINT inlen, SQLCHAR *out, SQLSMALLINT outmax,
 				 SQLSMALLINT *outlen)
 {
@@ -227,7 +227,7 @@ SQLBrowseConnect(SQLHDBC dbc, SQLCHAR *in, SQLSMALLINT inlen, SQLCHAR *out, SQLS
 	return landing_note(dbc, NEXT(SQLBrowseConnect) (dbc, in, inlen, out, outmax, outlen), before);
 }
 
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLBrowseConnectW(SQLHDBC dbc, SQLWCHAR *in, SQLSMALLINT inlen, SQLWCHAR *out, SQLSMALLINT outmax,
 				  SQLSMALLINT *outlen)
 {
@@ -236,7 +236,7 @@ SQLBrowseConnectW(SQLHDBC dbc, SQLWCHAR *in, SQLSMALLINT inlen, SQLWCHAR *out, S
 	return landing_note(dbc, NEXT(SQLBrowseConnectW) (dbc, in, inlen, out, outmax, outlen), before);
 }
 
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLGetInfo(SQLHDBC dbc, SQLUSMALLINT type, SQLPOINTER value, SQLSMALLINT buflen, SQLSMALLINT *len)
 {
 	char		host[256];
@@ -246,7 +246,7 @@ SQLGetInfo(SQLHDBC dbc, SQLUSMALLINT type, SQLPOINTER value, SQLSMALLINT buflen,
 	return NEXT(SQLGetInfo) (dbc, type, value, buflen, len);
 }
 
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLGetInfoW(SQLHDBC dbc, SQLUSMALLINT type, SQLPOINTER value, SQLSMALLINT buflen, SQLSMALLINT *len)
 {
 	char		host[256];
@@ -256,7 +256,7 @@ SQLGetInfoW(SQLHDBC dbc, SQLUSMALLINT type, SQLPOINTER value, SQLSMALLINT buflen
 	return NEXT(SQLGetInfoW) (dbc, type, value, buflen, len);
 }
 
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLDisconnect(SQLHDBC dbc)
 {
 	SQLRETURN	rc = NEXT(SQLDisconnect) (dbc);
@@ -270,7 +270,7 @@ SQLDisconnect(SQLHDBC dbc)
  * Dropped once psqlODBC has freed it (it refuses a handle still connected,
  * which keeps its note).
  */
-SQLRETURN SQL_API
+SQLRETURN	SQL_API
 SQLFreeHandle(SQLSMALLINT type, SQLHANDLE handle)
 {
 	SQLRETURN	rc = NEXT(SQLFreeHandle) (type, handle);

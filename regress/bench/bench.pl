@@ -1429,7 +1429,7 @@ $md .= <<'EOF';
   loop until one succeeds, a promotion watcher. The conmgr side runs it
   with `LD_PRELOAD=build/lib/libpq-cm.so.1`.
 * `build/bench/cmload` (regress/bench/cmload.c) — the application protocol
-  with the shared codec: many attached sessions and the arrival of their
+  with the shared client (common/cmclient.c): many attached sessions and the arrival of their
   INSTANCE_DOWN; resolve throughput with parallel clients.
 * `build/bench/kaload` (regress/bench/kaload.c) — idle TCP connections kept
   alive by the kernel, the comparator of figure 9.

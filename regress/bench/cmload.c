@@ -46,153 +46,43 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cmclient.h"
 #include "cmproto.h"
 #include "benchutil.h"
 
-typedef struct conn
-{
-	int			fd;
-	size_t		len;
-	uint8_t		buf[2048];
-} conn;
+typedef cmclient conn;
 
 static struct addrinfo *dest;
 static bool pipelined;			/* -P: RESOLVE sent with the probe */
 static bool orderly_close;		/* -F: end sessions with a FIN */
 
-/* Read until "need" bytes are buffered: 1, 0 on EOF, -1 on timeout/error. */
-static int
-fill(conn *c, size_t need, int timeout_ms)
-{
-	while (c->len < need)
-	{
-		struct pollfd p = {c->fd, POLLIN, 0};
-		ssize_t		n;
-
-		if (poll(&p, 1, timeout_ms) <= 0)
-			return -1;
-		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-		if (n == 0)
-			return 0;
-		if (n < 0)
-			return -1;
-		c->len += n;
-	}
-	return 1;
-}
-
-static void
-consume(conn *c, size_t n)
-{
-	memmove(c->buf, c->buf + n, c->len - n);
-	c->len -= n;
-}
-
-/* The next frame from the listener; 1 ok, 0 eof, -1 error. */
-static int
-next_frame(conn *c, cmproto_msg *m, int timeout_ms)
-{
-	for (;;)
-	{
-		size_t		flen;
-		int			rc = cmproto_frame(c->buf, c->len, &flen);
-
-		if (rc == CMPROTO_OK)
-		{
-			rc = cmproto_decode(c->buf, flen, CMPROTO_PEER_LISTENER, m);
-			consume(c, flen);
-			return rc < 0 ? -1 : 1;
-		}
-		if (rc < 0)
-			return -1;
-		rc = fill(c, c->len + 1, timeout_ms);
-		if (rc <= 0)
-			return rc;
-	}
-}
-
-static int
-send_msg(conn *c, const cmproto_msg *m)
-{
-	uint8_t		out[CMPROTO_MAX_MSG];
-	int			n = cmproto_encode(m, out, sizeof(out));
-
-	return n > 0 && send(c->fd, out, n, MSG_NOSIGNAL) == n ? 0 : -1;
-}
-
 /*
- * Connect, probe, RESOLVE; on success the socket stays open in c->fd and
- * *found tells whether "want" (an instance number, or -1) was a candidate.
+ * Connect, probe, RESOLVE (common/cmclient.c, with a blocking connect);
+ * on success the socket stays open in c->fd and *found tells whether
+ * "want" (an instance number, or -1) was a candidate.
  */
 static int
 session(conn *c, int target, int want, bool *found)
 {
+	cmproto_msg cands[CMPROTO_MAX_INSTANCES];
 	cmproto_msg m;
 	cmproto_pg_error err;
-	size_t		elen;
-	int			rc;
+	int			n;
 
-	c->len = 0;
 	*found = false;
-	c->fd = socket(dest->ai_family, SOCK_STREAM, 0);
-	if (c->fd < 0)
+	if (cmclient_connect_addr(c, dest, -1) != CMCLIENT_OK)
 		return -1;
-	if (connect(c->fd, dest->ai_addr, dest->ai_addrlen) < 0)
-		goto fail;
-	c->len = cmproto_pg_encode_probe(c->buf, sizeof(c->buf));
-	if (pipelined)
+	if (cmclient_probe(c, pipelined ? target : -1, "cmload", &err, &m, 5000) != CMCLIENT_OK ||
+		(!pipelined && cmclient_send_resolve(c, target, "cmload") != CMCLIENT_OK) ||
+		cmclient_candidates(c, cands, CMPROTO_MAX_INSTANCES, &n, &m, 5000) != CMCLIENT_OK)
 	{
-		/* as libpq-cm does with a conmgr it has met: RESOLVE with the probe */
-		rc = cmproto_encode_resolve(c->buf + c->len, sizeof(c->buf) - c->len, CMPROTO_VERSION,
-									target, (uint32_t) getpid(), "cmload");
-		if (rc < 0)
-			goto fail;
-		c->len += (size_t) rc;
+		cmclient_close(c);
+		return -1;
 	}
-	if (send(c->fd, c->buf, c->len, MSG_NOSIGNAL) != (ssize_t) c->len)
-		goto fail;
-	c->len = 0;
-	if (fill(c, 1, 5000) <= 0)
-		goto fail;
-	while ((rc = cmproto_pg_decode_error(c->buf, c->len, &elen, &err)) == CMPROTO_INCOMPLETE)
-		if (fill(c, c->len + 1, 5000) <= 0)
-			goto fail;
-	if (rc != CMPROTO_OK)
-		goto fail;
-	consume(c, elen);
-	{
-		cmproto_msg hello;
-
-		if (next_frame(c, &hello, 5000) != 1 || hello.type != CMPROTO_HELLO)
-			goto fail;
-	}
-	if (!pipelined)
-	{
-		uint8_t		out[CMPROTO_MAX_MSG];
-
-		rc = cmproto_encode_resolve(out, sizeof(out), CMPROTO_VERSION, target,
-									(uint32_t) getpid(), "cmload");
-		if (rc < 0 || send(c->fd, out, rc, MSG_NOSIGNAL) != rc)
-			goto fail;
-	}
-	for (;;)
-	{
-		if (next_frame(c, &m, 5000) != 1)
-			goto fail;
-		if (m.type == CMPROTO_CANDIDATE)
-		{
-			if (m.u.candidate.instance == want)
-				*found = true;
-			continue;
-		}
-		if (m.type == CMPROTO_CANDIDATES_END)
-			return 0;
-		goto fail;
-	}
-fail:
-	close(c->fd);
-	c->fd = -1;
-	return -1;
+	for (int i = 0; i < n && i < CMPROTO_MAX_INSTANCES; i++)
+		if (cands[i].u.candidate.instance == want)
+			*found = true;
+	return 0;
 }
 
 /* End a session as libpq-cm does: with a reset (docs/protocol.md, 2.3). */
@@ -241,13 +131,13 @@ do_attach(int n, int instance, int wait_s)
 		m.type = CMPROTO_ATTACHED;
 		m.u.attached.instance = instance;
 		m.u.attached.backend_pid = 0;
-		if (send_msg(&cs[i], &m) < 0)
+		if (cmclient_send(&cs[i], &m) != CMCLIENT_OK)
 		{
 			printf("failed session=%d: ATTACHED: %s\n", i, strerror(errno));
 			return 1;
 		}
 		{
-			struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = i};
+			struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,.data.u32 = i};
 
 			epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
 		}
@@ -296,7 +186,7 @@ do_attach(int n, int instance, int wait_s)
 			else
 			{
 				/* part of a frame: wait for the rest */
-				struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = i};
+				struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,.data.u32 = i};
 
 				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 			}
@@ -417,20 +307,39 @@ main(int argc, char **argv)
 	{
 		switch (c)
 		{
-			case 'h': host = optarg; break;
-			case 'p': port = optarg; break;
-			case 'n': n = atoi(optarg); break;
-			case 'i': instance = atoi(optarg); break;
-			case 'w': wait_s = atoi(optarg); break;
-			case 'c': clients = atoi(optarg); break;
-			case 'd': seconds = atof(optarg); break;
-			case 'P': pipelined = true; break;
-			case 'F': orderly_close = true; break;
+			case 'h':
+				host = optarg;
+				break;
+			case 'p':
+				port = optarg;
+				break;
+			case 'n':
+				n = atoi(optarg);
+				break;
+			case 'i':
+				instance = atoi(optarg);
+				break;
+			case 'w':
+				wait_s = atoi(optarg);
+				break;
+			case 'c':
+				clients = atoi(optarg);
+				break;
+			case 'd':
+				seconds = atof(optarg);
+				break;
+			case 'P':
+				pipelined = true;
+				break;
+			case 'F':
+				orderly_close = true;
+				break;
 			case 't':
 				if ((target = cmproto_target_from_name(optarg)) < 0)
 					usage();
 				break;
-			default: usage();
+			default:
+				usage();
 		}
 	}
 	if (port == NULL || n < 1 || clients < 1)

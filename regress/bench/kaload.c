@@ -83,15 +83,33 @@ main(int argc, char **argv)
 	{
 		switch (c)
 		{
-			case 'n': n = atoi(optarg); break;
-			case 'a': hosts = atoi(optarg); break;
-			case 'i': idle = atoi(optarg); break;
-			case 'v': intvl = atoi(optarg); break;
-			case 'c': cnt = atoi(optarg); break;
-			case 'e': ends = optarg; break;
-			case 's': stagger = atof(optarg); break;
-			case 'd': duration = atof(optarg); break;
-			case 'l': laddr = optarg; break;
+			case 'n':
+				n = atoi(optarg);
+				break;
+			case 'a':
+				hosts = atoi(optarg);
+				break;
+			case 'i':
+				idle = atoi(optarg);
+				break;
+			case 'v':
+				intvl = atoi(optarg);
+				break;
+			case 'c':
+				cnt = atoi(optarg);
+				break;
+			case 'e':
+				ends = optarg;
+				break;
+			case 's':
+				stagger = atof(optarg);
+				break;
+			case 'd':
+				duration = atof(optarg);
+				break;
+			case 'l':
+				laddr = optarg;
+				break;
 			default:
 				fprintf(stderr, "usage: kaload -n N -a HOSTS -i IDLE -v INTERVAL -c COUNT "
 						"[-e both|client|server] [-s STAGGER] [-d DURATION] [-l ADDR]\n");

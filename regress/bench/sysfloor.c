@@ -75,7 +75,7 @@ echo(int *fds, int conns)
 		die("sysfloor: epoll");
 	for (int i = 0; i < conns; i++)
 	{
-		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+		struct epoll_event ev = {.events = EPOLLIN,.data.u32 = i};
 
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0)
 			die("sysfloor: epoll_ctl");

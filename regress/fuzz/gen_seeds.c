@@ -25,25 +25,25 @@ typedef struct seed
 } seed;
 
 static const seed app_seeds[] = {
-	{"hello", {.type = CMPROTO_HELLO, .u.hello = {1, 1}}},
-	{"resolve", {.type = CMPROTO_RESOLVE, .u.resolve = {1, CMPROTO_TARGET_READ_WRITE, 4711, "psql"}}},
-	{"candidate", {.type = CMPROTO_CANDIDATE, .u.candidate = {2, 5432, CMPROTO_ATTR_IN_RECOVERY, CMPROTO_ADDR_NUMERIC, "10.0.0.3"}}},
-	{"candidates_end", {.type = CMPROTO_CANDIDATES_END, .u.candidates_end = {1}}},
-	{"attached", {.type = CMPROTO_ATTACHED, .u.attached = {2, 31337}}},
-	{"instance_down", {.type = CMPROTO_INSTANCE_DOWN, .u.instance_down = {2, CMPROTO_DOWN_TIMEOUT}}},
-	{"instance_down_stale", {.type = CMPROTO_INSTANCE_DOWN, .u.instance_down = {1, CMPROTO_DOWN_STALE}}},
-	{"error", {.type = CMPROTO_ERROR, .u.error = {CMPROTO_ERR_PROTOCOL, "protocol violation"}}},
+	{"hello", {.type = CMPROTO_HELLO,.u.hello = {1, 1}}},
+	{"resolve", {.type = CMPROTO_RESOLVE,.u.resolve = {1, CMPROTO_TARGET_READ_WRITE, 4711, "psql"}}},
+	{"candidate", {.type = CMPROTO_CANDIDATE,.u.candidate = {2, 5432, CMPROTO_ATTR_IN_RECOVERY, CMPROTO_ADDR_NUMERIC, "10.0.0.3"}}},
+	{"candidates_end", {.type = CMPROTO_CANDIDATES_END,.u.candidates_end = {1}}},
+	{"attached", {.type = CMPROTO_ATTACHED,.u.attached = {2, 31337}}},
+	{"instance_down", {.type = CMPROTO_INSTANCE_DOWN,.u.instance_down = {2, CMPROTO_DOWN_TIMEOUT}}},
+	{"instance_down_stale", {.type = CMPROTO_INSTANCE_DOWN,.u.instance_down = {1, CMPROTO_DOWN_STALE}}},
+	{"error", {.type = CMPROTO_ERROR,.u.error = {CMPROTO_ERR_PROTOCOL, "protocol violation"}}},
 };
 
 static const seed hb_seeds[] = {
-	{"hb_hello", {.type = CMPROTO_HB_HELLO, .u.hb_hello = {1, 1, 10, 20, CMPROTO_HB_HAS_KEY, {0x5a}}}},
-	{"hb_challenge", {.type = CMPROTO_HB_CHALLENGE, .u.hb_challenge = {1, {1}, {2}}}},
-	{"hb_auth", {.type = CMPROTO_HB_AUTH, .u.hb_auth = {{3}}}},
-	{"hb_welcome", {.type = CMPROTO_HB_WELCOME, .u.hb_welcome = {1, CMPROTO_HB_AUTHENTICATED, CMPROTO_ATTR_IN_RECOVERY, 150020, UINT64_C(7300000000000000001), 0}}},
-	{"hb_welcome_v2", {.type = CMPROTO_HB_WELCOME, .u.hb_welcome = {2, 0, 0, 170002, UINT64_C(7300000000000000001), 2}}},
-	{"hb_beat", {.type = CMPROTO_HB_BEAT, .u.hb_beat = {7, 0}}},
-	{"hb_attrs", {.type = CMPROTO_HB_ATTRS, .u.hb_attrs = {CMPROTO_ATTR_READ_ONLY, 3}}},
-	{"error", {.type = CMPROTO_ERROR, .u.error = {CMPROTO_ERR_AUTH, "authentication failed"}}},
+	{"hb_hello", {.type = CMPROTO_HB_HELLO,.u.hb_hello = {1, 1, 10, 20, CMPROTO_HB_HAS_KEY, {0x5a}}}},
+	{"hb_challenge", {.type = CMPROTO_HB_CHALLENGE,.u.hb_challenge = {1, {1}, {2}}}},
+	{"hb_auth", {.type = CMPROTO_HB_AUTH,.u.hb_auth = {{3}}}},
+	{"hb_welcome", {.type = CMPROTO_HB_WELCOME,.u.hb_welcome = {1, CMPROTO_HB_AUTHENTICATED, CMPROTO_ATTR_IN_RECOVERY, 150020, UINT64_C(7300000000000000001), 0}}},
+	{"hb_welcome_v2", {.type = CMPROTO_HB_WELCOME,.u.hb_welcome = {2, 0, 0, 170002, UINT64_C(7300000000000000001), 2}}},
+	{"hb_beat", {.type = CMPROTO_HB_BEAT,.u.hb_beat = {7, 0}}},
+	{"hb_attrs", {.type = CMPROTO_HB_ATTRS,.u.hb_attrs = {CMPROTO_ATTR_READ_ONLY, 3}}},
+	{"error", {.type = CMPROTO_ERROR,.u.error = {CMPROTO_ERR_AUTH, "authentication failed"}}},
 };
 
 static void

@@ -44,67 +44,22 @@
 #include <unistd.h>
 #include <linux/tcp.h>
 
+#include "cmclient.h"
 #include "cmproto.h"
 
-static int	fd;
-static uint8_t buf[4096];
-static size_t len;
+static cmclient cc;
 
-/* Read until at least "need" bytes are buffered; false on EOF/timeout. */
-static int
-fill(size_t need, int timeout_ms)
-{
-	while (len < need)
-	{
-		struct pollfd p = {fd, POLLIN, 0};
-		ssize_t		n;
-
-		if (poll(&p, 1, timeout_ms) <= 0)
-			return -1;
-		n = recv(fd, buf + len, sizeof(buf) - len, 0);
-		if (n <= 0)
-			return 0;
-		len += n;
-	}
-	return 1;
-}
-
-static void
-consume(size_t n)
-{
-	memmove(buf, buf + n, len - n);
-	len -= n;
-}
-
-/* Next frame into *m; 1 ok, 0 eof, -1 timeout or bad frame. */
+/* Next frame into *m; 1 ok, 0 eof, -1 timeout or bad frame (said). */
 static int
 next_frame(cmproto_msg *m, int timeout_ms)
 {
-	for (;;)
-	{
-		size_t		flen;
-		int			rc = cmproto_frame(buf, len, &flen);
+	int			rc = cmclient_next(&cc, m, timeout_ms);
 
-		if (rc == CMPROTO_OK)
-		{
-			rc = cmproto_decode(buf, flen, CMPROTO_PEER_LISTENER, m);
-			consume(flen);
-			if (rc < 0)
-			{
-				printf("bad frame: %s\n", cmproto_strerror(rc));
-				return -1;
-			}
-			return 1;
-		}
-		if (rc < 0)
-		{
-			printf("bad frame: %s\n", cmproto_strerror(rc));
-			return -1;
-		}
-		rc = fill(len + 1, timeout_ms);
-		if (rc <= 0)
-			return rc;
-	}
+	if (rc == CMCLIENT_BAD)
+		printf("bad frame: %s\n", cmproto_strerror(cc.proto_rc));
+	if (rc == CMCLIENT_OK)
+		return 1;
+	return rc == CMCLIENT_EOF || rc == CMCLIENT_IO ? 0 : -1;
 }
 
 static bool quiet;
@@ -127,63 +82,37 @@ stall(double secs)
 static int
 session(const char *host, const char *port, int t, bool q, int *firstp)
 {
-	struct addrinfo hints,
-			   *res;
 	cmproto_msg m;
-	size_t		elen;
 	cmproto_pg_error err;
 	int			rc,
 				first = -1;
 
 	quiet = q;
-	len = 0;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, port, &hints, &res) != 0)
+	if (cmclient_connect(&cc, host, port, 5000) != CMCLIENT_OK)
 	{
 		say("connect failed: %s\n", strerror(errno));
 		return 1;
 	}
-	if ((fd = socket(res->ai_family, SOCK_STREAM, 0)) < 0 ||
-		connect(fd, res->ai_addr, res->ai_addrlen) < 0)
-	{
-		say("connect failed: %s\n", strerror(errno));
-		freeaddrinfo(res);
+	if (cmclient_send_probe(&cc, pipelined ? t : -1, "cmresolve") != CMCLIENT_OK)
 		return 1;
-	}
-	freeaddrinfo(res);
-	len = cmproto_pg_encode_probe(buf, sizeof(buf));
-	if (pipelined)
-	{
-		rc = cmproto_encode_resolve(buf + len, sizeof(buf) - len, CMPROTO_VERSION, t,
-									(uint32_t) getpid(), "cmresolve");
-		if (rc < 0)
-			return 1;
-		len += (size_t) rc;
-	}
-	if (send(fd, buf, len, 0) != (ssize_t) len)
-		return 1;
-	len = 0;
-	if (fill(1, 5000) <= 0)
-	{
-		say("no answer to the probe\n");
-		return 1;
-	}
-	if (buf[0] == 'G' || buf[0] == 'N')
+	rc = cmclient_probe_answer(&cc, &err, 5000);
+	if (rc == CMCLIENT_POSTMASTER)
 	{
 		say("postmaster\n");
 		return 0;
 	}
-	while ((rc = cmproto_pg_decode_error(buf, len, &elen, &err)) == CMPROTO_INCOMPLETE)
-		if (fill(len + 1, 5000) <= 0)
-			return 1;
-	if (rc != CMPROTO_OK)
+	if (rc == CMCLIENT_BAD)
 	{
-		say("bad answer to the probe: %s\n", cmproto_strerror(rc));
+		say("bad answer to the probe: %s\n", cmproto_strerror(cc.proto_rc));
+		return 1;
+	}
+	if (rc != CMCLIENT_OK)
+	{
+		if (cc.len == 0)
+			say("no answer to the probe\n");
 		return 1;
 	}
 	say("probe-error sqlstate=%s message=%s\n", err.sqlstate, err.message);
-	consume(elen);
 	if (next_frame(&m, 5000) != 1 || m.type != CMPROTO_HELLO)
 	{
 		say("no HELLO\n");
@@ -193,13 +122,9 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 
 	if (!pipelined)
 	{
-		uint8_t		out[CMPROTO_MAX_MSG];
-
 		fflush(stdout);
 		stall(stall_resolve);
-		rc = cmproto_encode_resolve(out, sizeof(out), CMPROTO_VERSION, t,
-									(uint32_t) getpid(), "cmresolve");
-		if (rc < 0 || send(fd, out, rc, 0) != rc)
+		if (cmclient_send_resolve(&cc, t, "cmresolve") != CMCLIENT_OK)
 			return 1;
 	}
 	for (;;)
@@ -212,8 +137,8 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 		if (m.type == CMPROTO_CANDIDATE)
 		{
 			say("candidate instance=%u host=%s port=%u attrs=%u\n",
-				   m.u.candidate.instance, m.u.candidate.host,
-				   m.u.candidate.port, m.u.candidate.attrs);
+				m.u.candidate.instance, m.u.candidate.host,
+				m.u.candidate.port, m.u.candidate.attrs);
 			if (first < 0)
 				first = m.u.candidate.instance;
 			continue;
@@ -227,7 +152,7 @@ session(const char *host, const char *port, int t, bool q, int *firstp)
 				socklen_t	tl = sizeof(ti);
 
 				memset(&ti, 0, sizeof(ti));
-				if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0)
+				if (getsockopt(cc.fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0)
 					say("segments data_in=%u\n", ti.tcpi_data_segs_in);
 			}
 			break;
@@ -272,7 +197,7 @@ measure(const char *host, const char *port, int t, int n)
 			free(us);
 			return 1;
 		}
-		close(fd);
+		cmclient_close(&cc);
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		us[i] = (b.tv_sec - a.tv_sec) * 1e6 + (b.tv_nsec - a.tv_nsec) / 1e3;
 	}
@@ -302,15 +227,33 @@ main(int argc, char **argv)
 	{
 		switch (c)
 		{
-			case 'h': host = optarg; break;
-			case 'p': port = optarg; break;
-			case 't': target = optarg; break;
-			case 'a': attach = 1; break;
-			case 'w': wait_s = atoi(optarg); break;
-			case 'r': repeat = atoi(optarg); break;
-			case 'P': pipelined = true; break;
-			case 's': stall_resolve = atof(optarg); break;
-			case 'S': stall_attach = atof(optarg); break;
+			case 'h':
+				host = optarg;
+				break;
+			case 'p':
+				port = optarg;
+				break;
+			case 't':
+				target = optarg;
+				break;
+			case 'a':
+				attach = 1;
+				break;
+			case 'w':
+				wait_s = atoi(optarg);
+				break;
+			case 'r':
+				repeat = atoi(optarg);
+				break;
+			case 'P':
+				pipelined = true;
+				break;
+			case 's':
+				stall_resolve = atof(optarg);
+				break;
+			case 'S':
+				stall_attach = atof(optarg);
+				break;
 			default:
 				fprintf(stderr, "usage: cmresolve -p PORT -t TARGET [-h HOST] [-a] [-w SECONDS] [-r N] [-P] [-s SECONDS] [-S SECONDS]\n");
 				return 2;
@@ -340,8 +283,7 @@ main(int argc, char **argv)
 	m.type = CMPROTO_ATTACHED;
 	m.u.attached.instance = first;
 	m.u.attached.backend_pid = 0;
-	rc = cmproto_encode(&m, buf + len, sizeof(buf) - len);
-	if (rc < 0 || send(fd, buf + len, rc, 0) != rc)
+	if (cmclient_send(&cc, &m) != CMCLIENT_OK)
 		return 1;
 	printf("attached instance=%d\n", first);
 	fflush(stdout);

@@ -39,7 +39,7 @@ tap_vresult(int pass, const char *file, int line, const char *fmt, va_list ap)
 	fflush(stdout);
 }
 
-static int TAP_UNUSED
+static int	TAP_UNUSED
 tap_ok_at(int pass, const char *file, int line, const char *fmt,...)
 {
 	va_list		ap;
@@ -50,7 +50,7 @@ tap_ok_at(int pass, const char *file, int line, const char *fmt,...)
 	return pass;
 }
 
-static int TAP_UNUSED
+static int	TAP_UNUSED
 tap_is_int_at(long long got, long long want, const char *file, int line,
 			  const char *fmt,...)
 {
@@ -65,7 +65,7 @@ tap_is_int_at(long long got, long long want, const char *file, int line,
 	return pass;
 }
 
-static int TAP_UNUSED
+static int	TAP_UNUSED
 tap_is_str_at(const char *got, const char *want, const char *file, int line,
 			  const char *fmt,...)
 {
@@ -84,7 +84,7 @@ tap_is_str_at(const char *got, const char *want, const char *file, int line,
 }
 
 /* Passes when "needle" occurs in "got"; used to check error messages. */
-static int TAP_UNUSED
+static int	TAP_UNUSED
 tap_like_at(const char *got, const char *needle, const char *file, int line,
 			const char *fmt,...)
 {
@@ -100,7 +100,7 @@ tap_like_at(const char *got, const char *needle, const char *file, int line,
 	return pass;
 }
 
-static int TAP_UNUSED
+static int	TAP_UNUSED
 tap_done(void)
 {
 	printf("1..%d\n", tap_count);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cmconf.h"
+#include "cmproto.h"
 #include "cmlog.h"
 #include "tap.h"
 
@@ -264,6 +265,42 @@ main(void)
 		snprintf(text + n - 1, sizeof(text) - n + 1, "'\n");
 		ERR(text, 2, "value of parameter \"listen_addresses\" is too long: at most 1023 characters", "listen_addresses too long");
 	}
+	/* ---- forward_ports ---- */
+	is_int(parse(HOST0), 0, "forward_ports default");
+	ok(conf.forward_ports.n == 0 && conf.forward_ports.text[0] == '\0', "forward_ports defaults to none");
+	is_int(parse(HOST0 "forward_ports = 'read-write=27547, read-only = 27548,any=1'\n"), 0,
+		   "forward_ports: three targets");
+	ok(conf.forward_ports.n == 3 &&
+	   conf.forward_ports.f[0].target == CMPROTO_TARGET_READ_WRITE && conf.forward_ports.f[0].port == 27547 &&
+	   conf.forward_ports.f[1].target == CMPROTO_TARGET_READ_ONLY && conf.forward_ports.f[1].port == 27548 &&
+	   conf.forward_ports.f[2].target == CMPROTO_TARGET_ANY && conf.forward_ports.f[2].port == 1,
+	   "forward_ports: targets and ports in the order written");
+	is_str(conf.forward_ports.text, "read-write=27547, read-only = 27548,any=1", "forward_ports kept as written");
+	is_int(parse(HOST0 "forward_ports = 'any=1,read-write=2,read-only=3,primary=4,standby=5,"
+				 "prefer-standby=6,prefer-primary=7'\n"), 0, "forward_ports: every target once");
+	is_int(conf.forward_ports.n, 7, "seven ports");
+	is_int(parse(HOST0 "forward_ports = ''\n"), 0, "forward_ports = '': none");
+	is_int(conf.forward_ports.n, 0, "no port");
+	ERR(HOST0 "forward_ports = 'read-write=27547, read-write=27548'\n", 2,
+		"for parameter \"forward_ports\": target read-write is given twice", "forward_ports: a repeated target");
+	ERR(HOST0 "forward_ports = 'read-write=27547, read-only=27547'\n", 2,
+		"for parameter \"forward_ports\": port 27547 is given twice", "forward_ports: a repeated port");
+	ERR(HOST0 "forward_ports = 'readwrite=27547'\n", 2,
+		"unknown target \"readwrite\" (one of any, read-write, read-only, primary, standby, prefer-standby, prefer-primary)",
+		"forward_ports: an unknown target");
+	ERR(HOST0 "forward_ports = 'read-write=0'\n", 2,
+		"port \"0\" of read-write must be an integer between 1 and 65535", "forward_ports: port 0");
+	ERR(HOST0 "forward_ports = 'read-write=65536'\n", 2, "port \"65536\" of read-write must be", "forward_ports: port 65536");
+	ERR(HOST0 "forward_ports = 'read-write=x1'\n", 2, "port \"x1\" of read-write must be", "forward_ports: not a number");
+	ERR(HOST0 "forward_ports = 'read-write=27547,'\n", 2, "an empty item in the list", "forward_ports: an empty item");
+	ERR(HOST0 "forward_ports = 'read-write'\n", 2, "item \"read-write\" is not TARGET=PORT", "forward_ports: no port");
+	ERR(HOST0 "forward_ports = 'read-write=27546'\n", 2,
+		"invalid value for parameter \"forward_ports\": port 27546 of read-write is conmgr's own port (parameter \"port\")",
+		"forward_ports: conmgr's own port, the default");
+	ERR(HOST0 "forward_ports = 'standby=6000'\nport = 6000\n", 2,
+		"port 6000 of standby is conmgr's own port", "forward_ports: conmgr's own port, set after it");
+
+
 	ERR("port = 27546\n", 0, "no instance is configured", "no instance");
 	ERR("", 0, "no instance is configured", "empty file");
 	{

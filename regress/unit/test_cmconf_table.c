@@ -57,14 +57,14 @@ static void
 check_row_default(const cmconf_param *par)
 {
 	char		err[CMCONF_DIAG_LEN] = "";
-	char		field[CMCONF_LISTEN_MAX + 1];
+	char		field[sizeof(struct cmconf_forwards)];
 	char		text[CMCONF_LINE_MAX];
 
 	ok(par->boot_val != NULL, "%s: has a default", par->name);
 	if (par->boot_val[0] == '\0')
 	{
 		ok(cmconf_param_names_instance(par) ||
-		   (par->type == PT_STRING && par->min == 0),
+		   (par->type == PT_STRING && par->min == 0) || par->type == PT_FORWARD,
 		   "%s: an empty default only for a parameter that may be unset", par->name);
 		return;
 	}

@@ -83,6 +83,7 @@ main(void)
 	bool		ordered = true;
 	int			popped = 0;
 	cmheap_node *x;
+	elem		extra = {.node = {-1}};
 
 	srandom(18);
 	cmheap_init(&h, storage, NELEM);
@@ -98,6 +99,7 @@ main(void)
 	for (int op = 0; op < NOPS; op++)
 	{
 		int			i = random() % NELEM;
+
 		/* few distinct keys, so that equal keys are common */
 		int64_t		key = random() % 1000;
 
@@ -142,7 +144,7 @@ main(void)
 		model[i] = random() % 100000;
 		(void) cmheap_set(&h, &elems[i].node, model[i]);
 	}
-	ok(!cmheap_set(&h, &(elem) {.node = {-1}}.node, 1),
+	ok(!cmheap_set(&h, &extra.node, 1),
 	   "a full heap refuses one more element");
 	ok(cmheap_set(&h, &elems[7].node, 5), "a queued element can move in a full heap");
 	model[7] = 5;

@@ -1928,7 +1928,8 @@ known_status(int rc)
 typedef struct fuzz_stats
 {
 	long		frame_bad;		/* inconsistent framer result */
-	long		decode_bad;		/* decode OK but re-encodes differently, or odd status */
+	long		decode_bad;		/* decode OK but re-encodes differently, or
+								 * odd status */
 	long		pg_bad;			/* classify / decode_error inconsistency */
 	long		decoded_ok;		/* decodes that succeeded (coverage) */
 	long		pg_err_ok;
@@ -2053,7 +2054,7 @@ test_fuzz(void)
 	{
 		ITERATIONS = 200000
 	};
-	fuzz_stats st;
+	fuzz_stats	st;
 	uint8_t		in[1200];
 	uint8_t		errs[4][CMPROTO_PG_MAX_ERROR];
 	size_t		errlen[4];
@@ -2150,7 +2151,8 @@ test_fuzz(void)
 					}
 				}
 				break;
-			case 5:				/* pg first packets and ErrorResponses, mutated */
+			case 5:				/* pg first packets and ErrorResponses,
+								 * mutated */
 				{
 					int			which = (int) (rnd() % 3);
 

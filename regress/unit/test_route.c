@@ -11,10 +11,13 @@
  * bar when the instances on it go down; that a standby whose promotion
  * was asked for makes the primary on its timeline stale at once, without
  * raising the remembered bar; then route_rank() for every target and
- * role, so that no target ever reaches a stale or conflicting primary.
+ * role, so that no target ever reaches a stale or conflicting primary;
+ * route_choose()'s order (rank, then heartbeat on time, then the rotation
+ * among equals) and route_refuses() in a fault.
  *
  *-------------------------------------------------------------------------
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "cmproto.h"
@@ -325,6 +328,101 @@ test_rank(void)
 	   "the stale primary's name");
 }
 
+/*
+ * The candidates of a target among these instances at time now (late
+ * after 1.5 s), rotated by rot, as instance numbers in a string ("2 0 1").
+ */
+static const char *
+choose(int target, const inst *in, const int64_t *heard_us, int n, unsigned rot)
+{
+	static char out[64];
+	shm_slot	slots[CMCONF_MAX_INSTANCES];
+	route_view	v;
+	route_memory mem = {0, 0};
+	route_candidate c[CMCONF_MAX_INSTANCES];
+	bool		up[CMCONF_MAX_INSTANCES];
+	int			nc;
+	size_t		len = 0;
+
+	memset(slots, 0, sizeof(slots));
+	for (int i = 0; i < n; i++)
+	{
+		slots[i].state = in[i].up ? SHM_UP : SHM_DOWN;
+		slots[i].attrs = in[i].attrs;
+		slots[i].timeline = in[i].timeline;
+		slots[i].system_identifier = in[i].sysid;
+		slots[i].last_received_mono = heard_us[i];
+		up[i] = in[i].up;
+	}
+	route_classify(slots, up, n, &mem, &v);
+	nc = route_choose(target, slots, &v, n, 10000000, 1500000, rot, c);
+	out[0] = '\0';
+	for (int i = 0; i < nc; i++)
+		len += snprintf(out + len, sizeof(out) - len, "%s%d", i ? " " : "", c[i].instno);
+	if (nc > 0 && c[0].attrs != in[c[0].instno].attrs)
+		return "attrs differ";
+	return out;
+}
+
+static void
+test_choose(void)
+{
+	/* 0 primary, 1-3 standbys, 4 down; all heard from at 9.9 s */
+	inst		in[] = {{true, P, 2, SYSID}, {true, S, 2, SYSID}, {true, S, 2, SYSID},
+	{true, S, 2, SYSID}, {false, S, 2, SYSID}};
+	int64_t		on_time[] = {9900000, 9900000, 9900000, 9900000, 9900000};
+	int64_t		one_late[] = {9900000, 8000000, 9900000, 9900000, 9900000};
+	inst		stale[] = {{true, P, 1, SYSID}, {true, P, 2, SYSID}, {true, S, 2, SYSID}};
+	inst		fault[] = {{true, P, 2, SYSID}, {true, P, 2, SYSID}, {true, S, 2, SYSID}};
+
+	is_str(choose(CMPROTO_TARGET_ANY, in, on_time, 5, 0), "0 1 2 3",
+		   "any: every instance up, none down");
+	is_str(choose(CMPROTO_TARGET_READ_WRITE, in, on_time, 5, 7), "0", "read-write: the primary");
+	is_str(choose(CMPROTO_TARGET_STANDBY, in, on_time, 5, 0), "1 2 3", "standby: the standbys");
+	is_str(choose(CMPROTO_TARGET_STANDBY, in, on_time, 5, 1), "2 3 1",
+		   "rotated by one: the next standby first");
+	is_str(choose(CMPROTO_TARGET_STANDBY, in, on_time, 5, 5), "3 1 2",
+		   "rotation wraps around the group");
+	is_str(choose(CMPROTO_TARGET_PREFER_STANDBY, in, on_time, 5, 1), "2 3 1 0",
+		   "prefer-standby: the standbys rotated, then the primary");
+	is_str(choose(CMPROTO_TARGET_PREFER_PRIMARY, in, on_time, 5, 1), "0 2 3 1",
+		   "prefer-primary: the primary, then the standbys rotated");
+	is_str(choose(CMPROTO_TARGET_STANDBY, in, one_late, 5, 0), "2 3 1",
+		   "a standby whose heartbeat is late comes after those on time");
+	is_str(choose(CMPROTO_TARGET_PREFER_PRIMARY, in, one_late, 5, 0), "0 2 3 1",
+		   "a late instance stays within its rank");
+	is_str(choose(CMPROTO_TARGET_READ_WRITE, stale, on_time, 3, 0), "1",
+		   "read-write after a promotion: the new primary, never the stale one");
+	is_str(choose(CMPROTO_TARGET_ANY, stale, on_time, 3, 0), "1 2",
+		   "any: the stale primary is not offered");
+	is_str(choose(CMPROTO_TARGET_READ_WRITE, fault, on_time, 3, 0), "",
+		   "two primaries on one timeline: no read-write candidate");
+	is_str(choose(CMPROTO_TARGET_PREFER_STANDBY, fault, on_time, 3, 0), "2",
+		   "in a fault, prefer-standby gets the standby");
+}
+
+static void
+test_refuses(void)
+{
+	route_view	ok_view,
+				fault_view;
+
+	memset(&ok_view, 0, sizeof(ok_view));
+	memset(&fault_view, 0, sizeof(fault_view));
+	fault_view.fault = ROUTE_FAULT_TWO_PRIMARIES;
+	ok(!route_refuses(&ok_view, CMPROTO_TARGET_READ_WRITE, 0),
+	   "no fault: nothing is refused, even without candidates");
+	ok(route_refuses(&fault_view, CMPROTO_TARGET_READ_WRITE, 1) &&
+	   route_refuses(&fault_view, CMPROTO_TARGET_PRIMARY, 1) &&
+	   route_refuses(&fault_view, CMPROTO_TARGET_PREFER_PRIMARY, 1),
+	   "a fault refuses the targets that ask for the primary first");
+	ok(!route_refuses(&fault_view, CMPROTO_TARGET_PREFER_STANDBY, 1) &&
+	   !route_refuses(&fault_view, CMPROTO_TARGET_ANY, 1),
+	   "and serves the others from the standbys");
+	ok(route_refuses(&fault_view, CMPROTO_TARGET_ANY, 0),
+	   "unless no standby is up");
+}
+
 int
 main(void)
 {
@@ -332,5 +430,7 @@ main(void)
 	test_memory();
 	test_promoting();
 	test_rank();
+	test_choose();
+	test_refuses();
 	return tap_done();
 }

@@ -117,15 +117,24 @@ status_name(ConnStatusType s)
 {
 	switch ((int) s)
 	{
-		case CONNECTION_OK: return "OK";
-		case CONNECTION_BAD: return "BAD";
-		case CONNECTION_STARTED: return "STARTED";
-		case CONNECTION_MADE: return "MADE";
-		case CONNECTION_AWAITING_RESPONSE: return "AWAITING_RESPONSE";
-		case CONNECTION_AUTH_OK: return "AUTH_OK";
-		case CONNECTION_CHECK_TARGET: return "CHECK_TARGET";
-		case CONNECTION_AWAITING_CMRESPONSE: return "AWAITING_CMRESPONSE";
-		default: return "OTHER";
+		case CONNECTION_OK:
+			return "OK";
+		case CONNECTION_BAD:
+			return "BAD";
+		case CONNECTION_STARTED:
+			return "STARTED";
+		case CONNECTION_MADE:
+			return "MADE";
+		case CONNECTION_AWAITING_RESPONSE:
+			return "AWAITING_RESPONSE";
+		case CONNECTION_AUTH_OK:
+			return "AUTH_OK";
+		case CONNECTION_CHECK_TARGET:
+			return "CHECK_TARGET";
+		case CONNECTION_AWAITING_CMRESPONSE:
+			return "AWAITING_CMRESPONSE";
+		default:
+			return "OTHER";
 	}
 }
 

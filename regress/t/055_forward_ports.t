@@ -1,0 +1,178 @@
+# Test conmgr's forward ports (conmgr.conf forward_ports, docs/conmgr.md
+# "Forward ports") with stock psql, neither preloaded nor relinked: each
+# port's client reaches the instance a RESOLVE for its target would get;
+# SSLRequest (sslmode=prefer) passes through; a port whose target no
+# instance fits answers an ErrorResponse with SQLSTATE 08001 naming the
+# target, after 'N' to an SSLRequest; psql's cancel (a CancelRequest sent
+# to the forward port) reaches its session; a query blocked on an
+# instance that conmgr declares lost fails within heartbeat_timeout + 0.5
+# s of the loss (the forwarder cuts the session); a session on a primary
+# that a promotion elsewhere makes stale is cut, and the read-write port
+# then reaches the new primary; the forwarder is a role of its own.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use CmTest;
+use IO::Socket::INET;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $top = cm_top();
+my $hb_timeout = 2;
+my ($node, $wd) = watchdog_cluster(p => 'primary', s => 'standby');
+my %port_of = map { $_ => $node->{$_}->port } qw(p s);
+my %name_of = reverse %port_of;
+
+my $cmport = PostgreSQL::Test::Cluster::get_free_port();
+my %fwd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(read-write read-only standby);
+my $conf = "port = $cmport\nheartbeat_interval = 1\nheartbeat_timeout = $hb_timeout\nlog_min_messages = LOG\n"
+  . "listen_addresses = '127.0.0.1'\n"
+  . "forward_ports = '" . join(', ', map { "$_=$fwd{$_}" } sort keys %fwd) . "'\n";
+my $i = 0;
+for my $n (qw(p s))
+{
+	$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $port_of{$n}\nwatchdog_port$i = $wd->{$n}\n";
+	$i++;
+}
+my $dir = cm_confdir($conf);
+my ($cmout, $cmerr) = ('', '');
+my $cm = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \$cmout, '2>', \$cmerr);
+ok(wait_until(sub { my $st = cm_status($dir) // ''; (() = $st =~ /^instance \d+ state=up /mg) == 2 }, 30),
+	'conmgr has heartbeats with p and s') or diag($cmerr);
+ok(wait_until(sub { $cm->pump_nb; $cmerr =~ /forwarder: forwarding / }, 10), 'the forwarder started')
+  or diag($cmerr);
+my $fw_pid;
+wait_until(sub { $fw_pid = role_pid($dir, 'forwarder') }, 10);
+ok($fw_pid, "a process of its own: conmgr: forwarder (pid @{[ $fw_pid // '-' ]})");
+
+# psql as installed, through a forward port: what it reached.
+sub psql_at
+{
+	my ($port, $sql, %o) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'psql', '-X', '-At', '-d',
+			"host=127.0.0.1 port=$port dbname=postgres sslmode=" . ($o{sslmode} // 'prefer') . ' connect_timeout=10',
+			'-c', $sql ], '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(30));
+	chomp $out;
+	return ($out, $err);
+}
+
+# psql through the read-write port, blocked in pg_sleep on the primary:
+# its harness and (a reference to) its stderr.
+sub blocked_on_p
+{
+	my ($what) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start([ 'psql', '-X', '-At', '-d',
+			"host=127.0.0.1 port=$fwd{'read-write'} dbname=postgres", '-c', 'SELECT pg_sleep(60)' ],
+		'<', \undef, '>', \$out, '2>', \$err);
+	ok(wait_until(sub { $node->{p}->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'") eq '1' }, 10), $what);
+	return ($h, \$err);
+}
+
+# Waits (up to $secs) for psql to print an error or end; when it did.
+sub wait_error
+{
+	my ($h, $err, $secs) = @_;
+	wait_until(sub { !$h->pumpable || do { $h->pump_nb; $$err ne '' } }, $secs);
+	my $t = time();
+	eval { $h->finish; };
+	return $t;
+}
+
+my $where = 'SELECT inet_server_port(), pg_is_in_recovery()';
+my ($o, $e) = psql_at($fwd{'read-write'}, $where);
+is($o, "$port_of{p}|f", 'read-write port: psql reaches the primary') or diag($e);
+($o, $e) = psql_at($fwd{'read-only'}, $where, sslmode => 'disable');
+is($o, "$port_of{s}|t", 'read-only port, sslmode=disable: the standby') or diag($e);
+($o, $e) = psql_at($fwd{standby}, $where);
+is($o, "$port_of{s}|t", 'standby port (an SSLRequest first, answered by the server): the standby') or diag($e);
+
+# COPY passes through untouched.
+($o, $e) = psql_at($fwd{'read-write'}, 'COPY (SELECT g FROM generate_series(1, 50000) g) TO STDOUT');
+is(scalar(split /\n/, $o), 50000, 'COPY TO STDOUT: 50000 rows through the forwarder') or diag($e);
+
+# psql's cancel: SIGINT makes psql send a CancelRequest to the host and
+# port it connected to, the forward port.
+{
+	my ($h, $err) = blocked_on_p('a query runs on the primary through the read-write port');
+	my $t0 = time();
+	$h->signal('INT');
+	eval { $h->finish; };
+	my $took = time() - $t0;
+	like($$err, qr/canceling statement due to user request/, 'psql\'s cancel through the forward port ended it')
+	  or diag($$err);
+	cmp_ok($took, '<', 5, sprintf('at once (%.3f s)', $took));
+}
+
+# No instance fits: the standby stopped, the standby port answers an
+# ErrorResponse (with sslmode=prefer, after 'N' to the SSLRequest).
+$node->{s}->stop('fast');
+ok(wait_until(sub { (cm_status($dir) // '') =~ /^instance 1 state=(?!up )/m }, 30), 's stopped: conmgr sees it down');
+for my $mode (qw(prefer disable))
+{
+	($o, $e) = psql_at($fwd{standby}, 'SELECT 1', sslmode => $mode);
+	like($e, qr/conmgr: no instance fits target_session_attrs=standby \(forward port $fwd{standby}\)/,
+		"standby port with no standby up, sslmode=$mode: psql shows conmgr's error") or diag("out=$o err=$e");
+}
+{
+	# the SQLSTATE, from the ErrorResponse itself (libpq does not show it)
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $fwd{standby}, Timeout => 10)
+	  or die "connect: $!";
+	my $params = "user\0postgres\0database\0postgres\0\0";
+	print $s pack('NN', 8 + length($params), 196608) . $params;
+	my $got = '';
+	while (sysread($s, my $buf, 4096, 0)) { $got .= $buf; }
+	my ($type, $len) = unpack('aN', $got);
+	my %f = map { substr($_, 0, 1) => substr($_, 1) } split /\0/, substr($got, 5, $len - 4);
+	is($type, 'E', 'a startup packet gets an ErrorResponse');
+	is($f{C}, '08001', 'SQLSTATE 08001');
+	is($f{S}, 'FATAL', 'severity FATAL');
+}
+$node->{s}->start;
+ok(wait_until(sub { (() = (cm_status($dir) // '') =~ /^instance \d+ state=up /mg) == 2 }, 30), 's back up');
+
+# A query blocked on the primary when conmgr loses it (its watchdog
+# stopped, so the heartbeat times out): the forwarder cuts the session.
+{
+	my ($h, $err) = blocked_on_p('a query blocked on the primary through the read-write port');
+	my $wdpid = $node->{p}->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'watchdog'");
+	my $t_stop = time();
+	kill 'STOP', $wdpid;
+	my $took = wait_error($h, $err, 20) - $t_stop;
+	kill 'CONT', $wdpid;
+	like($$err, qr/server closed the connection unexpectedly/, 'psql: the connection was lost') or diag($$err);
+	cmp_ok($took, '<=', $hb_timeout + 1 + 0.5,
+		sprintf('within heartbeat_timeout + 0.5 s of the loss (the last beat up to 1 s before the stop): %.3f s', $took));
+	ok(wait_until(sub { $cm->pump_nb; $cmerr =~ /forwarder LOG:  forwarder: cut 1 forwarded session to instance 0 \(lost\)/ }, 5),
+		'the forwarder logged the cut') or diag($cmerr);
+	ok(wait_until(sub { (() = (cm_status($dir) // '') =~ /^instance \d+ state=up /mg) == 2 }, 30), 'p back up');
+}
+
+# A promotion while p keeps running: p is stale, the session on it
+# through the read-write port is cut, the port then reaches s.
+{
+	my ($h, $err) = blocked_on_p('a query blocked on p through the read-write port');
+	my $t0 = time();
+	$node->{s}->promote;
+	my $took = wait_error($h, $err, 10) - $t0;
+	like($$err, qr/server closed the connection unexpectedly/, 's promoted: the session on p was cut') or diag($$err);
+	note(sprintf('cut %.3f s after pg_ctl promote began', $took));
+	ok(wait_until(sub { (psql_at($fwd{'read-write'}, $where))[0] eq "$port_of{s}|f" }, 10),
+		'the read-write port now reaches s, the new primary');
+	ok(wait_until(sub { $cm->pump_nb; $cmerr =~ /forwarder LOG:  forwarder: cut 1 forwarded session to instance 0 \(stale primary\)/ }, 5),
+		'logged as a stale primary') or diag($cmerr);
+}
+
+# Smart shutdown: conmgr stops; the forwarder with it.
+$cm->signal('TERM');
+ok(wait_until(sub { $cm->pump_nb if $cm->pumpable; !$cm->pumpable }, 20), 'conmgr stopped') or diag($cmerr);
+eval { $cm->finish; };
+ok(!kill(0, $fw_pid), 'the forwarder is gone');
+$node->{$_}->stop for qw(p s);
+done_testing();
