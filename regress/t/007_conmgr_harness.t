@@ -3,8 +3,9 @@
 # from cm_ctl and cmresolve, role_pid finds this conmgr's roles,
 # wait_for_log reads from an offset and times out with undef, each stop
 # mode ends conmgr with the documented exit, kill9 leaves no role behind,
-# a conmgr that cannot start is reported, and one left running by a test
-# that dies is stopped when that test exits.
+# a start over a stale pid file waits for its own, a conmgr that cannot
+# start is reported, and one left running by a test that dies is stopped
+# when that test exits.
 use strict;
 use warnings;
 use FindBin;
@@ -64,6 +65,10 @@ ok($listener, 'after a new start the listener runs');
 $cm->kill9;
 ok(!$cm->running, 'kill9: the supervisor is gone');
 ok(wait_until(sub { !proc_alive($listener) }, 10), 'and its roles end by themselves');
+like(slurp_file($cm->cmdata . '/conmgr.pid'), qr/\nready\n/, 'kill9 leaves a pid file that says ready');
+$cm->start;
+is($cm->status->{pid}, $cm->pid, 'a start over it returns once the pid file names the new conmgr');
+$cm->stop;
 
 my $bad = CmTest::Conmgr->new('bad', conf => "no_such_parameter = 1\n");
 is($bad->start(fail_ok => 1), 0, 'start(fail_ok) returns 0 for a conmgr that exits');

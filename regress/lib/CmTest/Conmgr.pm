@@ -49,7 +49,6 @@ use IPC::Run;
 use JSON::PP ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
-use Time::HiRes qw(usleep);
 
 # The repository's top directory (this file is regress/lib/CmTest/Conmgr.pm),
 # whichever script uses it.
@@ -172,17 +171,17 @@ sub append_conf
 =head2 $cm->start(%options)
 
 Runs C<conmgr -D CMDATA> in the background and waits until it is
-ready: its pid file says C<ready> and its port is listening (ss(8); no
-connection is made, so the log holds no line of the wait).  Options:
+ready: its pid file names it and says C<ready>, and its port is
+listening (ss(8); no connection is made, so the log holds no line of the
+wait).  Options:
 
 =over
 
-=item wait => 'listening' (the default), 'up', 'exec' or 0
+=item wait => 'listening' (the default), 'up' or 0
 
 C<'up'>: also until C<cm_ctl status --json> shows every instance's
-heartbeat up.  C<'exec'>: until the supervisor runs (its pid file is
-written), for a conmgr whose roles are held up on purpose.  0: not at
-all.
+heartbeat up.  0: not at all (the test waits in its own way, or times
+what comes first).
 
 =item timeout => SECS
 
@@ -232,12 +231,17 @@ sub start
 	push @started, $self;
 	return 1 unless $wait;
 
+	# A pid file left by a conmgr killed earlier does not count: it must
+	# name this one (under a prefix such as strace, whose pid start does
+	# not know, any pid file written since the start).
+	my $ours = sub {
+		my $pid = $self->pidfile_line(0) // '';
+		return (@{ $o{prefix} // [] } ? $pid ne '' : $pid eq $self->{pid})
+		  && ($self->pidfile_line(4) // '') eq 'ready';
+	};
 	my %ready = (
-		exec => sub { $self->pidfile_line(0) },
-		listening => sub { ($self->pidfile_line(4) // '') eq 'ready' && $self->listening },
-		up => sub {
-			($self->pidfile_line(4) // '') eq 'ready' && $self->listening && $self->all_up;
-		});
+		listening => sub { $ours->() && $self->listening },
+		up => sub { $ours->() && $self->listening && $self->all_up });
 	croak "start: unknown wait \"$wait\"" unless $ready{$wait};
 	return 1 if wait_until(sub { !$self->running || $ready{$wait}->() }, $secs)
 	  && $self->running;
@@ -336,8 +340,9 @@ sub running
 =head2 $cm->name, port, cmdata, pid, logfile, ninstances
 
 The name given to new, the application port, the conmgr directory, the
-supervisor's pid (of the last start), the log file, the number of
-instances new wrote.
+pid of the last start's process (the supervisor, or the prefix's program
+when that does not exec conmgr, as strace does not), the log file, the
+number of instances new wrote.
 
 =cut
 
