@@ -23,6 +23,7 @@ use warnings;
 use Cwd ();
 use Exporter 'import';
 use CmTest qw(cm_top watchdog_cluster wait_until);
+use CmTest::Conmgr;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -38,9 +39,10 @@ Start the instances and conmgr; wait until conmgr routes to both.
 C<< conf => TEXT >> adds lines to conmgr.conf. Returns
 the lab: C<< $lab->{port}{p|s} >>, C<< $lab->{cmport} >>,
 C<< $lab->{hb_timeout} >>, C<< $lab->{node}{p|s} >>, C<< $lab->{top} >>
-(the tree), C<< $lab->{lib} >> (build/lib), C<< $lab->{dropin} >> and
-C<< $lab->{cmdir} >> (conmgr's data directory). C<< $lab->role_pid($title) >>
-is the pid of conmgr's role whose ps title begins with $title.
+(the tree), C<< $lab->{lib} >> (build/lib), C<< $lab->{dropin} >>,
+C<< $lab->{cmdir} >> (conmgr's data directory) and C<< $lab->{cm} >> (its
+CmTest::Conmgr). C<< $lab->role_pid($title) >> is the pid of conmgr's
+role whose ps title begins with $title.
 
 =cut
 
@@ -57,27 +59,16 @@ sub lab_start
 	$lab{wd} = \%wd;
 	$lab{name_of} = { reverse %{ $lab{port} } };
 
-	$lab{cmport} = PostgreSQL::Test::Cluster::get_free_port();
-	my $dir = PostgreSQL::Test::Utils::tempdir();
-	chmod 0700, $dir;
-	my $conf = "port = $lab{cmport}\nheartbeat_interval = $lab{hb_interval}\n"
-	  . "heartbeat_timeout = $lab{hb_timeout}\n";
-	my $i = 0;
-	for my $n (qw(p s))
-	{
-		$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $lab{port}{$n}\n"
-		  . "watchdog_port$i = $wd{$n}\n";
-		$i++;
-	}
-	$conf .= $opt{conf} // '';
-	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
-	$lab{cmdir} = $dir;
-	my $err = '';
-	$lab{cm} = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ],
-		'<', \undef, '>', \my $out, '2>', \$err);
-	$lab{cmerr} = \$err;
+	$lab{cm} = CmTest::Conmgr->new('lab',
+		instances => [ map { [ $node->{$_}, $wd{$_} ] } qw(p s) ],
+		conf => { heartbeat_interval => $lab{hb_interval}, heartbeat_timeout => $lab{hb_timeout} });
+	$lab{cmport} = $lab{cm}->port;
+	$lab{cmdir} = $lab{cm}->cmdata;
+	$lab{cm}->append_conf($opt{conf}) if $opt{conf};
+	# Routing to both is waited for below, 30 s from the start.
+	$lab{cm}->start(wait => 0);
 	my $self = bless \%lab, __PACKAGE__;
-	die "conmgr does not route to both instances:\n$err"
+	die "conmgr does not route to both instances:\n" . $lab{cm}->log_content
 	  unless wait_until(sub { $self->routable('any') == 2 }, 30);
 	return $self;
 }
@@ -86,16 +77,14 @@ sub lab_start
 sub routable
 {
 	my ($self, $target) = @_;
-	my ($out) = run_cmd("$self->{top}/build/regress/tools/cmresolve",
-		'-p', $self->{cmport}, '-t', $target);
-	return scalar(() = $out =~ /^candidate /mg);
+	return scalar(() = $self->{cm}->resolve($target) =~ /^candidate /mg);
 }
 
 # The pid of this lab's conmgr role whose ps title begins with $title.
 sub role_pid
 {
 	my ($self, $title) = @_;
-	return CmTest::role_pid($self->{cmdir}, $title);
+	return $self->{cm}->role_pid($title);
 }
 
 # 'p', 's' or "port N" for an instance's port.
@@ -162,8 +151,7 @@ sub lose
 sub stop
 {
 	my ($self) = @_;
-	$self->{cm}->signal('TERM');
-	$self->{cm}->finish;
+	$self->{cm}->stop('smart');
 	return;
 }
 

@@ -23,10 +23,10 @@ use warnings;
 use Exporter 'import';
 use CmTest qw(cm_top wait_until foreign_env);
 use Cwd ();
-use CmProc qw(conmgr_dir);
+use CmProc qw(conmgr_one);
 use IPC::Run;
 
-our @EXPORT = qw(foreign_src foreign_conmgr stop_conmgr run_libpq_pipeline);
+our @EXPORT = qw(foreign_src foreign_conmgr run_libpq_pipeline);
 
 =pod
 
@@ -76,8 +76,8 @@ sub foreign_src
 conmgr (this tree's build/bin/conmgr) in front of one instance on
 127.0.0.1:P whose watchdog listens on W (heartbeat_interval 1 s,
 heartbeat_timeout 2 s; further pairs are more of conmgr.conf), started,
-and routing read-write to it: returns C<< { port, dir, h, err } >>, or
-dies with conmgr's output.  C<< stop_conmgr($cm) >> stops it.
+and routing read-write to it: returns the CmTest::Conmgr, or dies with
+conmgr's log.  C<< $cm->stop('smart') >> stops it.
 
 =cut
 
@@ -86,29 +86,13 @@ sub foreign_conmgr
 	my (%o) = @_;
 	my $port = delete $o{port};
 	my $wd = delete $o{watchdog_port};
-	my ($dir, $cmport) = conmgr_dir(backend_port0 => $port, watchdog_port0 => $wd,
+	my $cm = conmgr_one(backend_port0 => $port, watchdog_port0 => $wd,
 		heartbeat_interval => 1, heartbeat_timeout => 2, %o);
-	my $err = '';
-	my $h = IPC::Run::start([ cm_top() . '/build/bin/conmgr', '-D', $dir ],
-		'<', \undef, '>', \my $out, '2>', \$err);
-	my $cm = { port => $cmport, dir => $dir, h => $h, err => \$err };
-	my $routes = sub {
-		my $o = '';
-		IPC::Run::run([ cm_top() . '/build/regress/tools/cmresolve', '-p', $cmport, '-t', 'read-write' ],
-			'<', \undef, '>', \$o, '2>', \my $e, IPC::Run::timeout(20));
-		return $o =~ /^candidate /m;
-	};
-	die "conmgr does not route read-write to 127.0.0.1:$port:\n$err"
-	  unless wait_until($routes, 30);
+	# Routing is waited for below, 30 s from the start.
+	$cm->start(wait => 0);
+	die "conmgr does not route read-write to 127.0.0.1:$port:\n" . $cm->log_content
+	  unless wait_until(sub { $cm->resolve('read-write') =~ /^candidate /m }, 30);
 	return $cm;
-}
-
-sub stop_conmgr
-{
-	my ($cm) = @_;
-	$cm->{h}->signal('TERM');
-	$cm->{h}->finish;
-	return;
 }
 
 =pod
@@ -210,7 +194,7 @@ watchdog.listen_addresses = '127.0.0.1'
 	my $start_conmgr = sub {
 		my ($node) = @_;
 		my $c = foreign_conmgr(port => $node->port, watchdog_port => $wdport);
-		my $conninfo = "host=localhost port=$c->{port} dbname=postgres target_session_attrs=read-write";
+		my $conninfo = $c->connstr('read-write');
 		my ($out, $err) = ('', '');
 		IPC::Run::run([ "$build/libpq_pipeline", 'simple_pipeline', $conninfo ],
 			'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
@@ -229,7 +213,7 @@ watchdog.listen_addresses = '127.0.0.1'
 			my ($node, $dbname) = @_;
 			return $connstr->(@_) unless $node->name eq 'main' && defined $dbname;
 			$cm //= $start_conmgr->($node);
-			return "host=localhost port=$cm->{port} dbname=$dbname target_session_attrs=read-write";
+			return "host=localhost port=" . $cm->port . " dbname=$dbname target_session_attrs=read-write";
 		};
 	}
 
@@ -240,7 +224,7 @@ watchdog.listen_addresses = '127.0.0.1'
 		my $done_testing = \&Test::More::done_testing;
 		*Test::More::done_testing = sub {
 			Test::More::ok(defined $cm, 'upstream\'s cases ran with a connection string naming conmgr');
-			stop_conmgr($cm) if $cm;
+			$cm->stop('smart') if $cm;
 			goto &$done_testing;
 		};
 	}

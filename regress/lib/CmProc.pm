@@ -22,36 +22,46 @@ package CmProc;
 use strict;
 use warnings;
 use Exporter 'import';
-use CmTest qw(sanitized cm_confdir);
+use CmTest qw(sanitized);
+use CmTest::Conmgr;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 =pod
 
-=head2 conmgr_dir(param => value, ...)
+=head2 conmgr_one(param => value, ...), conmgr_dir(param => value, ...)
 
-A new conmgr directory (mode 0700) whose conmgr.conf has one instance at
-127.0.0.1, a free port for applications, C<log_min_messages = LOG> and
-the parameters given; C<watchdog_port0> defaults to a free port where
-nothing listens (the heartbeat role only retries).  Returns the directory
-and the application port.
+A new conmgr (CmTest::Conmgr, named cm) whose conmgr.conf has one
+instance at 127.0.0.1, a free port for applications,
+C<log_min_messages = LOG> and the parameters given; C<watchdog_port0>
+defaults to a free port where nothing listens (the heartbeat role only
+retries).  conmgr_dir returns its directory and application port only,
+for a test that runs conmgr its own way (its command line is what the
+test is about).
 
 =cut
 
-sub conmgr_dir
+sub conmgr_one
 {
 	my (%param) = @_;
-	my %conf = (
-		port => PostgreSQL::Test::Cluster::get_free_port(),
-		backend_hostaddr0 => "'127.0.0.1'",
-		watchdog_port0 => PostgreSQL::Test::Cluster::get_free_port(),
-		log_min_messages => 'LOG',
-		%param);
-	my $dir = cm_confdir(join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
-	return ($dir, $conf{port});
+	my $port = delete $param{port};
+	return CmTest::Conmgr->new('cm',
+		defined $port ? (port => $port) : (),
+		conf => {
+			backend_hostaddr0 => "'127.0.0.1'",
+			watchdog_port0 => PostgreSQL::Test::Cluster::get_free_port(),
+			log_min_messages => 'LOG',
+			%param
+		});
 }
 
-our @EXPORT = qw(conmgr_dir proc_children proc_alive proc_cmdline proc_status proc_memory_has
+sub conmgr_dir
+{
+	my $cm = conmgr_one(@_);
+	return ($cm->cmdata, $cm->port);
+}
+
+our @EXPORT = qw(conmgr_one conmgr_dir proc_children proc_alive proc_cmdline proc_status proc_memory_has
   proc_shared_mapping proc_mem_read proc_mem_write strace_env conmgr_traced);
 
 # (state, ppid, start time in clock ticks) of a process, or () if gone.

@@ -226,18 +226,21 @@ sub raw_pg_session
 
 =pod
 
-=head2 watchdog_cluster(key => name, ...)
+=head2 watchdog_cluster([{ conf => TEXT },] key => name, ...)
 
 A primary (the first pair) and streaming standbys (the others) on
 127.0.0.1, each with the watchdog extension (watchdog.check_attr_interval
 200 ms), started. Returns C<(\%node, \%wd)>: key => the
 PostgreSQL::Test::Cluster node named name, key => its watchdog's port.
+TEXT is added to the primary's postgresql.conf before its start (so the
+standbys have it too), after the lines above, which it may override.
 
 =cut
 
 sub watchdog_cluster
 {
 	my (@pairs) = @_;
+	my $opt = ref $pairs[0] eq 'HASH' ? shift @pairs : {};
 	require PostgreSQL::Test::Cluster;
 	my @keys = @pairs[ grep { $_ % 2 == 0 } 0 .. $#pairs ];
 	my %name = @pairs;
@@ -251,7 +254,7 @@ listen_addresses = '127.0.0.1'
 watchdog.port = $wd{$pk}
 watchdog.listen_addresses = '127.0.0.1'
 watchdog.check_attr_interval = 200
-});
+} . ($opt->{conf} // ''));
 	$p->start;
 	$p->backup('b');
 	my %node = ($pk => $p);

@@ -21,18 +21,12 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $wdport = PostgreSQL::Test::Cluster::get_free_port();
-my $node = PostgreSQL::Test::Cluster->new('primary');
-$node->init(allows_streaming => 1);
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'watchdog'
-listen_addresses = '127.0.0.1'
-watchdog.port = $wdport
-watchdog.listen_addresses = '127.0.0.1'
-watchdog.check_attr_interval = 200
-});
+# A primary that can have a standby (section 7), its watchdog reached from
+# 127.0.0.0/8 by the raw clients below.
+my ($nodes, $wds) = watchdog_cluster(p => 'primary');
+my ($node, $wdport) = ($nodes->{p}, $wds->{p});
 $node->append_conf('pg_hba.conf', "host all all 127.0.0.0/8 trust\n");
-$node->start;
+$node->reload;
 $node->safe_psql('postgres', 'CREATE EXTENSION watchdog');
 
 my $pgport = $node->port;

@@ -12,6 +12,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IO::Select;
 use IO::Socket::INET;
 use IPC::Run;
@@ -26,42 +27,15 @@ my $top = cm_top();
 my $conmgr = "$top/build/bin/conmgr";
 my $resolve = "$top/build/regress/tools/cmresolve";
 
-my $wd_p = PostgreSQL::Test::Cluster::get_free_port();
-my $wd_s = PostgreSQL::Test::Cluster::get_free_port();
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'watchdog'
-listen_addresses = '127.0.0.1'
-watchdog.port = $wd_p
-watchdog.listen_addresses = '127.0.0.1'
-watchdog.check_attr_interval = 200
-});
-$primary->start;
-$primary->backup('b');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->append_conf('postgresql.conf', "watchdog.port = $wd_s\n");
-$standby->start;
+my ($node, $wd) = watchdog_cluster(p => 'primary', s => 'standby');
+my ($primary, $standby) = @$node{qw(p s)};
+my ($wd_p, $wd_s) = @$wd{qw(p s)};
 
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-my $cmdata = PostgreSQL::Test::Utils::tempdir();
-chmod 0700, $cmdata;
-PostgreSQL::Test::Utils::append_to_file("$cmdata/conmgr.conf", qq{
-port = $cmport
-backend_hostaddr0 = '127.0.0.1'
-backend_port0 = @{[ $primary->port ]}
-watchdog_port0 = $wd_p
-backend_hostaddr1 = '127.0.0.1'
-backend_port1 = @{[ $standby->port ]}
-watchdog_port1 = $wd_s
-heartbeat_interval = 1
-heartbeat_timeout = 3
-log_min_messages = LOG
-});
-
-my ($cm_out, $cm_err) = ('', '');
-my $cm = IPC::Run::start([ $conmgr, '-D', $cmdata ], '<', \undef, '>', \$cm_out, '2>', \$cm_err);
+my $cm = CmTest::Conmgr->new('cm', instances => [ [ $primary, $wd_p ], [ $standby, $wd_s ] ],
+	conf => { heartbeat_interval => 1, heartbeat_timeout => 3, log_min_messages => 'LOG' });
+my ($cmport, $cmdata) = ($cm->port, $cm->cmdata);
+# The first check below waits for conmgr to route.
+$cm->start(wait => 0);
 
 # cmresolve's output for one request to the conmgr on $port.
 sub resolve_on
@@ -85,7 +59,7 @@ sub instances_for
 }
 
 ok(wait_until(sub { instances_for('any') =~ /^(0,1|1,0)$/ }, 30),
-	'both instances become routable') or diag($cm_err);
+	'both instances become routable') or diag($cm->log_content);
 
 my $out = resolve('any');
 like($out, qr/probe-error sqlstate=08004 message=this is conmgr/, 'the probe is answered with an ErrorResponse');
@@ -335,8 +309,7 @@ ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back
 		wait_until(sub { -e $trace }, 10);
 		usleep(200_000);
 	}
-	$cm->pump_nb;
-	my $logged = length $cm_err;
+	my $logged = $cm->log_offset;
 	my $t0 = time();
 	$standby->stop('immediate');
 	my $t1 = wait_until(sub { $count->(qr/down instance=1/) == 100 }, 15);
@@ -366,9 +339,9 @@ ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back
 
 	# From the heartbeat role's "is down" (its log time) to the last notice
 	# received (cmresolve's at_us), on the same wall clock.
-	ok(wait_until(sub { $cm->pump_nb; substr($cm_err, $logged) =~ /instance 1 at \S+ is down/ }, 5),
+	ok($cm->wait_for_log(qr/instance 1 at \S+ is down/, $logged, 5),
 		'the heartbeat role logged the loss');
-	my ($Y, $M, $D, $h, $m, $sec, $ms) = substr($cm_err, $logged) =~
+	my ($Y, $M, $D, $h, $m, $sec, $ms) = $cm->log_content($logged) =~
 	  /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{3}) UTC \[\d+\] heartbeat 1 LOG:  instance 1 at \S+ is down/m;
 	my $lost_us = (timegm($sec, $m, $h, $D, $M - 1, $Y) * 1000 + $ms) * 1000;
 	my $last_us = 0;
@@ -380,7 +353,7 @@ ok(wait_until(sub { instances_for('standby') eq '1' }, 30), 'the standby is back
 	my $spread = ($last_us - $lost_us) / 1000;
 	note(sprintf('heartbeat loss to the down-notice reaching all 100 sessions: %.1f ms', $spread));
 	ok($spread > -1 && $spread < 1000, sprintf('the last of 100 notices within 1 s of the loss (%.1f ms)', $spread));
-	like(substr($cm_err, $logged), qr/listener LOG:  down-notice for instance 1 sent to 100 application sessions in \d+\.\d ms$/m,
+	like($cm->log_content($logged), qr/listener LOG:  down-notice for instance 1 sent to 100 application sessions in \d+\.\d ms$/m,
 		'the listener logged the pass: 100 sessions notified');
 }
 
@@ -416,12 +389,12 @@ ok(wait_until(sub { instances_for('standby') eq '0' }, 30),
 my $hb_pid = role_pid($cmdata, 'heartbeat 0 ');
 ok($hb_pid, "heartbeat 0 runs as pid $hb_pid");
 kill 'KILL', $hb_pid;
-ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /heartbeat 0 .*was terminated by signal 9 \(SIGKILL\)/ }, 10),
+ok($cm->wait_for_log(qr/heartbeat 0 .*was terminated by signal 9 \(SIGKILL\)/, 0, 10),
 	'the supervisor logs the crash');
 # The two lines are separate writes to the log: wait for the second too.
-ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /restarting heartbeat 0 \S+ in 1000 ms/ }, 10),
+ok($cm->wait_for_log(qr/restarting heartbeat 0 \S+ in 1000 ms/, 0, 10),
 	'and the restart after 1 s')
-  or diag(substr($cm_err, -2000));
+  or diag(substr($cm->log_content, -2000));
 my $hb_pid2;
 ok(wait_until(sub { $hb_pid2 = role_pid($cmdata, 'heartbeat 0 ');
 	$hb_pid2 && $hb_pid2 != $hb_pid }, 10), 'and restarts heartbeat 0');
@@ -437,7 +410,7 @@ ok(wait_until(sub { instances_for('any') =~ /^(0,1|1,0)$/ }, 10), 'instance 0 is
 	ok(wait_until(sub { $_->pump_nb for @k; "@k_out" =~ /attached instance=0/ && "@k_out" =~ /attached instance=1/ }, 10),
 		'a session on each instance');
 	kill 'KILL', $hb_pid2;
-	ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /restarting heartbeat 0 \S+ in 2000 ms/ }, 10),
+	ok($cm->wait_for_log(qr/restarting heartbeat 0 \S+ in 2000 ms/, 0, 10),
 		'killed again at once: restarted after 2 s');
 	my ($on0, $on1) = $k_out[0] =~ /attached instance=0/ ? (0, 1) : (1, 0);
 	ok(wait_until(sub { $k[$on0]->pump_nb; $k_out[$on0] =~ /down instance=0 reason=2/ }, 10),
@@ -452,7 +425,7 @@ ok(wait_until(sub { instances_for('any') =~ /0/ }, 10), 'instance 0 is routable 
 my $l_pid = listener_pid($cmdata, $cmport);
 ok($l_pid, "the listener runs as pid $l_pid");
 kill 'KILL', $l_pid;
-ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /listener :$cmport \(pid $l_pid\) was terminated by signal 9/ }, 10),
+ok($cm->wait_for_log(qr/listener :$cmport \(pid $l_pid\) was terminated by signal 9/, 0, 10),
 	'the supervisor logs the listener crash');
 ok(wait_until(sub { instances_for('any') =~ /0/ }, 10), 'the restarted listener answers');
 
@@ -460,11 +433,11 @@ ok(wait_until(sub { instances_for('any') =~ /0/ }, 10), 'the restarted listener 
 my $g_pid = role_pid($cmdata, 'logger');
 ok($g_pid, "the logger runs as pid $g_pid");
 kill 'KILL', $g_pid;
-ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /logger \(pid $g_pid\) was terminated by signal 9/ }, 10),
+ok($cm->wait_for_log(qr/logger \(pid $g_pid\) was terminated by signal 9/, 0, 10),
 	'the logger crash is logged (by the restarted logger)');
 my $hb1 = role_pid($cmdata, 'heartbeat 1 ');
 kill 'KILL', $hb1;
-ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /heartbeat 1 .*\(pid $hb1\) was terminated by signal 9/ }, 10),
+ok($cm->wait_for_log(qr/heartbeat 1 .*\(pid $hb1\) was terminated by signal 9/, 0, 10),
 	'later lines still reach the log');
 ok(wait_until(sub { my $p = role_pid($cmdata, 'heartbeat 1 ');
 	$p && $p != $hb1 }, 10), 'heartbeat 1 is restarted too');
@@ -487,22 +460,17 @@ like($e2, qr/another conmgr \(pid \d+\) is running in/, 'and says why');
 		'naming the numbers');
 
 	# A soft limit below the hard one is raised to it (epoll, no select()).
-	my $dir4 = PostgreSQL::Test::Utils::tempdir();
-	chmod 0700, $dir4;
-	my $port4 = PostgreSQL::Test::Cluster::get_free_port();
-	PostgreSQL::Test::Utils::append_to_file("$dir4/conmgr.conf",
-		"backend_host0 = 'localhost'\nmax_connections = 1000\nport = $port4\nlisten_addresses = '127.0.0.1'\n");
-	my ($o4, $e4) = ('', '');
-	my $cm4 = IPC::Run::start([ 'sh', '-c', "ulimit -Hn 2000 && ulimit -Sn 100 && exec $conmgr -D $dir4" ],
-		'<', \undef, '>', \$o4, '2>', \$e4);
-	ok(wait_until(sub { eval { $cm4->pump_nb }; $e4 =~ /listening for applications/ }, 10),
-		'with a soft limit of 100 and a hard one of 2000, conmgr starts') or diag($e4);
+	my $cm4 = CmTest::Conmgr->new('cm4',
+		conf => "backend_host0 = 'localhost'\nmax_connections = 1000\nlisten_addresses = '127.0.0.1'\n");
+	my ($dir4, $port4) = ($cm4->cmdata, $cm4->port);
+	$cm4->start(wait => 0, ulimit_n => '100:2000');
+	ok($cm4->wait_for_log(qr/listening for applications/, 0, 10),
+		'with a soft limit of 100 and a hard one of 2000, conmgr starts') or diag($cm4->log_content);
 	my $lpid4 = eval { listener_pid($dir4, $port4) } // 0;
 	my $limits = eval { slurp_file("/proc/$lpid4/limits") } // '';
 	like($limits, qr/^Max open files\s+2000\s+2000\s/m, 'its roles run with the soft limit raised to 2000')
 	  or diag($limits);
-	$cm4->signal('INT');
-	$cm4->finish;
+	$cm4->stop;
 }
 
 # A test that dies does not leave its conmgr running (CmTest's END block).
@@ -541,17 +509,13 @@ PERL
 # over max_connections is, instead of being left pending while the
 # listener spins on its readable listen socket.
 {
-	my $dir3 = PostgreSQL::Test::Utils::tempdir();
-	chmod 0700, $dir3;
-	my $port3 = PostgreSQL::Test::Cluster::get_free_port();
-	PostgreSQL::Test::Utils::append_to_file("$dir3/conmgr.conf",
-		"port = $port3\nlisten_addresses = '127.0.0.1'\nbackend_hostaddr0 = '127.0.0.1'\n"
+	my $cm3 = CmTest::Conmgr->new('cm3',
+		conf => "listen_addresses = '127.0.0.1'\nbackend_hostaddr0 = '127.0.0.1'\n"
 		  . "watchdog_port0 = $wd_p\nlog_min_messages = LOG\n");
-	my ($o3, $e3) = ('', '');
-	my $cm3 = IPC::Run::start([ 'sh', '-c', "ulimit -n 16; exec $conmgr -D $dir3" ],
-		'<', \undef, '>', \$o3, '2>', \$e3);
-	ok(wait_until(sub { $cm3->pump_nb; $e3 =~ /listening for applications/ }, 10),
-		'conmgr runs under ulimit -n 16') or diag($e3);
+	my ($dir3, $port3) = ($cm3->cmdata, $cm3->port);
+	$cm3->start(wait => 0, ulimit_n => 16);
+	ok($cm3->wait_for_log(qr/listening for applications/, 0, 10),
+		'conmgr runs under ulimit -n 16') or diag($cm3->log_content);
 	my $lpid = listener_pid($dir3, $port3);
 	my (@held, $refused);
 	for my $i (1 .. 20)
@@ -569,8 +533,8 @@ PERL
 	}
 	ok(@held >= 3 && defined $refused,
 		sprintf('%d sessions fit; the next one is closed without an answer', scalar @held))
-	  or diag($e3);
-	ok(wait_until(sub { $cm3->pump_nb; $e3 =~ /LOG:  connection from 127\.0\.0\.1:\d+ closed: Too many open files \(open-files limit 16\)/ }, 5),
+	  or diag($cm3->log_content);
+	ok($cm3->wait_for_log(qr/LOG:  connection from 127\.0\.0\.1:\d+ closed: Too many open files \(open-files limit 16\)/, 0, 5),
 		'and logged at LOG, naming the limit');
 	my $cpu = sub
 	{
@@ -586,8 +550,7 @@ PERL
 	close $_ for @held;
 	ok(wait_until(sub { resolve_on($port3, 'any') =~ /hello versions/ }, 5), 'once sessions close, new ones are served');
 	is(listener_pid($dir3, $port3), $lpid, 'by the same listener: it never crashed (poll over the limit)');
-	$cm3->signal('INT');
-	$cm3->finish;
+	$cm3->stop;
 }
 
 # A session that never sends its request is closed 10 s after it connected
@@ -621,8 +584,8 @@ PERL
 	# The lines pass through the logger: wait for them (make check-asan is slower).
 	for my $state ('startup', 'hello')
 	{
-		ok(wait_until(sub { $cm->pump_nb; $cm_err =~ /closed: no request within 10 s of connecting \(state $state\)/ }, 5),
-			"logged, state $state") or diag($cm_err);
+		ok($cm->wait_for_log(qr/closed: no request within 10 s of connecting \(state $state\)/, 0, 5),
+			"logged, state $state") or diag($cm->log_content);
 	}
 }
 
@@ -635,14 +598,14 @@ $cm->signal('TERM');
 ok(wait_until(sub { resolve('any') =~ /connect failed/ }, 10), 'smart stop: new connections are refused');
 sleep 1;
 $attached->pump_nb;
-ok($cm->pumpable && $c_out !~ /down|eof/, 'smart stop: conmgr waits, the attached session is not disturbed');
+ok($cm->running && $c_out !~ /down|eof/, 'smart stop: conmgr waits, the attached session is not disturbed');
 $attached->kill_kill;
-ok(wait_until(sub { $cm->pump_nb if $cm->pumpable; !$cm->pumpable }, 15),
-	'smart stop: conmgr exits once the session has ended');
-$cm->finish;
-is($? >> 8, 0, 'with code 0');
+my $status = $cm->wait_exit(15);
+ok(defined $status, 'smart stop: conmgr exits once the session has ended');
+$status //= $cm->stop('immediate');
+is($status >> 8, 0, 'with code 0');
 ok(!-e "$cmdata/conmgr.pid", 'and removes its pid file');
-like($cm_err, qr/smart shutdown/, 'the smart shutdown is logged');
+like($cm->log_content, qr/smart shutdown/, 'the smart shutdown is logged');
 
 $rejoined->stop;
 $standby->stop;

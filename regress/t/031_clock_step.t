@@ -21,6 +21,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IO::Socket::INET;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
@@ -50,25 +51,19 @@ watchdog_workers_restart($node, $wdport);
 $node->safe_psql('postgres', 'CREATE EXTENSION watchdog');
 my $server_log_from = -s $node->logfile;
 
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-my $cmdata = cm_confdir(qq{
-port = $cmport
+my $cm = CmTest::Conmgr->new('cm', instances => [ [ $node, $wdport ] ], conf => qq{
 listen_addresses = '127.0.0.1'
-backend_hostaddr0 = '127.0.0.1'
-backend_port0 = @{[ $node->port ]}
-watchdog_port0 = $wdport
 heartbeat_interval = $hb_interval
 heartbeat_timeout = $hb_timeout
 attach_timeout = 30
 log_min_messages = LOG
 });
+my ($cmport, $cmdata) = ($cm->port, $cm->cmdata);
 
 my ($preload) = map { /^LD_PRELOAD=(.*)/ ? $1 : () } @faketime;
 $preload = CmTest::asan_runtime() . ":$preload" if sanitized();
-my ($cm_out, $cm_err) = ('', '');
-my $cm = IPC::Run::start(
-	[ 'env', @faketime, "LD_PRELOAD=$preload", "$top/build/bin/conmgr", '-D', $cmdata ],
-	'<', \undef, '>', \$cm_out, '2>', \$cm_err);
+# The first check below waits for conmgr to route.
+$cm->start(wait => 0, prefix => [ 'env', @faketime, "LD_PRELOAD=$preload" ]);
 my @procs;
 # CmTest's END stops conmgr; this one the test's other programs.
 END
@@ -108,7 +103,7 @@ sub wait_out
 	return wait_until(sub { out_of($p) =~ $re }, $secs);
 }
 
-ok(wait_until(sub { app_connects($conninfo) }, 30), 'an application connects through conmgr') or diag($cm_err);
+ok(wait_until(sub { app_connects($conninfo) }, 30), 'an application connects through conmgr') or diag($cm->log_content);
 
 # How far the listener's wall clock is from ours: the since= (its
 # CLOCK_REALTIME at ATTACHED) of a session attached now, the only one with
@@ -135,7 +130,7 @@ ok(wait_until(sub {
 ok(wait_until(sub { (grep { out_of($_) =~ /^attached/m } @attached) == 8 }, 30),
 	'8 raw sessions are attached');
 
-my $log_from = length $cm_err;
+my $log_from = $cm->log_offset;
 my $offset = 0;
 for my $step (600, -600, -600, 600)
 {
@@ -203,8 +198,7 @@ is((grep { out_of($_) =~ /^(?:down|eof|timeout)/m } @attached), 0,
 	'no attached session was closed or told its instance is down');
 my $st = cm_status($cmdata) // '';
 like($st, qr/^instance 0 state=up .* downs=0(?: |$)/m, 'the instance is up, and never went down');
-$cm->pump_nb;
-my $cm_log = substr($cm_err, $log_from);
+my $cm_log = $cm->log_content($log_from);
 unlike($cm_log, qr/is down|lost|FATAL|PANIC|exited/, 'conmgr logged no loss and no exit')
   or diag($cm_log);
 is($node->safe_psql('postgres', 'SELECT count(*) FROM pgx_stat_watchdog'), '1',
@@ -235,7 +229,6 @@ ok(defined $t_err && $t_err <= $hb_timeout + 0.5,
 	sprintf('every libpq-cm application got its connection-lost error %.3f s after it', $t_err // -1));
 
 $_->{h}->kill_kill for grep { $_->{h}->pumpable } @blocked, @attached;
-$cm->signal('INT');
-$cm->finish;
+$cm->stop;
 $node->stop;
 done_testing();

@@ -10,6 +10,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -23,22 +24,17 @@ my $attach_timeout = 4;
 my ($nodes, $wd) = watchdog_cluster(p => 'idle');
 my ($node, $wdport) = ($nodes->{p}, $wd->{p});
 
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-my $cmdata = cm_confdir(qq{
-port = $cmport
+my $cm = CmTest::Conmgr->new('cm', instances => [ [ $node, $wdport ] ], conf => qq{
 listen_addresses = '127.0.0.1'
-backend_hostaddr0 = '127.0.0.1'
-backend_port0 = @{[ $node->port ]}
-watchdog_port0 = $wdport
 heartbeat_interval = 1
 heartbeat_timeout = 3
 attach_timeout = $attach_timeout
 log_min_messages = LOG
 });
-my ($cm_out, $cm_err) = ('', '');
+my ($cmport, $cmdata) = ($cm->port, $cm->cmdata);
 # 4,096 descriptors: room for the 2,000 sessions and the real application.
-my $cm = IPC::Run::start([ 'sh', '-c', "ulimit -n 4096 && exec $top/build/bin/conmgr -D $cmdata" ],
-	'<', \undef, '>', \$cm_out, '2>', \$cm_err);
+# The first check below waits for conmgr to route.
+$cm->start(wait => 0, ulimit_n => 4096);
 my @storms;
 # CmTest's END stops conmgr; this one the test's other programs.
 END
@@ -48,7 +44,7 @@ END
 
 my $conninfo = "host=127.0.0.1 port=$cmport dbname=postgres target_session_attrs=any";
 
-ok(wait_until(sub { app_connects($conninfo) }, 30), 'an application connects through conmgr') or diag($cm_err);
+ok(wait_until(sub { app_connects($conninfo) }, 30), 'an application connects through conmgr') or diag($cm->log_content);
 my $listener = role_pid($cmdata, "listener :$cmport");
 ok($listener, "the listener's pid: " . ($listener // 'none'));
 
@@ -59,11 +55,12 @@ sub rss_kb
 	return $kb;
 }
 
+# How many application sessions cm_ctl status --json shows in $state.
 sub count_state
 {
 	my ($state) = @_;
-	my $st = cm_status($cmdata) // '';
-	return scalar(() = $st =~ /^app .* state=\Q$state\E /mg);
+	my $st = $cm->status // {};
+	return scalar(grep { $_->{state} eq $state } @{ $st->{applications} // [] });
 }
 
 sub storm
@@ -132,12 +129,10 @@ ok($r->{close_ms_median} >= $attach_timeout * 1000 - 100,
 ok($r->{close_ms_max} <= $attach_timeout * 1000 + 3000,
 	"within 3 s after it (longest $r->{close_ms_max} ms; attach_timeout $attach_timeout s)");
 is(count_state('resolved'), 0, 'no resolved session is left');
-$cm->pump_nb;
-like($cm_err, qr/closed: no ATTACHED within attach_timeout \($attach_timeout s\) of its candidates/,
+like($cm->log_content, qr/closed: no ATTACHED within attach_timeout \($attach_timeout s\) of its candidates/,
 	'the listener logged why');
 ok(app_connects($conninfo), 'an application connects afterwards');
 
-$cm->signal('INT');
-$cm->finish;
+$cm->stop;
 $node->stop;
 done_testing();

@@ -8,11 +8,10 @@ use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
 use CmProc;
-use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
-my $top = cm_top();
 my @started;
 END
 {
@@ -36,10 +35,11 @@ sub run_and_stop
 {
 	my ($sig, %conf) = @_;
 	# No watchdog listens: the heartbeat role only retries, slowly.
-	my ($dir) = conmgr_dir(heartbeat_connect_interval => 3600, %conf);
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ],
-		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	my $cm = conmgr_one(heartbeat_connect_interval => 3600, %conf);
+	my $dir = $cm->cmdata;
+	# Ready here means the heartbeat role runs too: waited for below.
+	$cm->start(wait => 0);
+	my $started_at = time();
 	my $sup;
 	my $ready = wait_until(
 		sub {
@@ -48,15 +48,14 @@ sub run_and_stop
 			return $sup && role_pid($dir, 'heartbeat 0 ');
 		},
 		30);
-	ok($ready, "conmgr is ready (then $sig)") or diag($err);
+	ok($ready, "conmgr is ready (then $sig)") or diag($cm->log_content);
 	push @started, $sup if $sup;
 	kill $sig, $sup if $sup;
-	# finish() dies when the 60 s timeout given to start() runs out.
-	my $gone = eval { $h->finish; 1 };
-	ok($gone, "conmgr exited after $sig") or diag($@);
-	$h->kill_kill unless $gone;
+	my $gone = defined $cm->wait_exit($started_at + 60 - time());
+	ok($gone, "conmgr exited after $sig") or diag('still running 60 s after its start');
+	$cm->kill9 unless $gone;
 	@started = ();
-	return $err;
+	return $cm->log_content;
 }
 
 # The line that closes the log pipe is written by the supervisor itself, so

@@ -6,50 +6,27 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
-use IPC::Run;
+use CmTest::Conmgr;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $resolve = cm_top() . '/build/regress/tools/cmresolve';
-my @wd = map { PostgreSQL::Test::Cluster::get_free_port() } 0 .. 2;
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'watchdog'\nwatchdog.port = $wd[0]\nwatchdog.listen_addresses = '127.0.0.1'\n");
-$primary->start;
-$primary->backup('b');
-my @standbys;
-for my $i (1, 2)
-{
-	my $s = PostgreSQL::Test::Cluster->new("standby$i");
-	$s->init_from_backup($primary, 'b', has_streaming => 1);
-	$s->append_conf('postgresql.conf', "watchdog.port = $wd[$i]\n");
-	$s->start;
-	push @standbys, $s;
-}
-
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-my $dir = PostgreSQL::Test::Utils::tempdir();
-chmod 0700, $dir;
-my $conf = "port = $cmport\nheartbeat_interval = 1\nheartbeat_timeout = 6\n";
-for my $i (0 .. 2)
-{
-	$conf .= "backend_hostaddr$i = '127.0.0.1'\nwatchdog_port$i = $wd[$i]\n";
-}
-PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
-my ($out, $err) = ('', '');
-my $cm = IPC::Run::start([ cm_top() . '/build/bin/conmgr', '-D', $dir ], '<', \undef, '>', \$out, '2>', \$err);
+my ($node, $wd) = watchdog_cluster(p => 'primary', s1 => 'standby1', s2 => 'standby2');
+my $primary = $node->{p};
+my @standbys = @$node{qw(s1 s2)};
+my $cm = CmTest::Conmgr->new('cm',
+	instances => [ map { [ $node->{$_}, $wd->{$_} ] } qw(p s1 s2) ],
+	conf => { heartbeat_interval => 1, heartbeat_timeout => 6 });
+$cm->start;
 
 sub order
 {
 	my ($target) = @_;
-	my $o = `$resolve -p $cmport -t $target`;
-	return join(',', $o =~ /candidate instance=(\d+)/g);
+	return join(',', $cm->resolve($target) =~ /candidate instance=(\d+)/g);
 }
 
-ok(wait_until(sub { order('any') =~ /^\d,\d,\d$/ }, 30), 'three instances routable') or diag($err);
+ok(wait_until(sub { order('any') =~ /^\d,\d,\d$/ }, 30), 'three instances routable') or diag($cm->log_content);
 my %first;
 for (1 .. 20)
 {
@@ -96,8 +73,7 @@ is(join(' ', @late), join(' ', ('2,1') x 6),
 ok(wait_until(sub { my %f = map { (split /,/, order('read-only'))[0] => 1 } 1 .. 4; keys %f == 2 }, 10),
 	'once its heartbeat is back, both standbys come first in turn');
 
-$cm->signal('INT');
-$cm->finish;
+$cm->stop;
 $_->stop for @standbys;
 $primary->stop;
 done_testing();

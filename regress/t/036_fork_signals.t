@@ -16,25 +16,21 @@ use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
 use CmProc;
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $top = cm_top();
 # No watchdog listens there: the heartbeat role only retries.
 my $wdport = PostgreSQL::Test::Cluster::get_free_port();
-my ($dir) = conmgr_dir(watchdog_port0 => $wdport, heartbeat_connect_interval => 1);
-
-my ($out, $err) = ('', '');
-my $cm = IPC::Run::start(
-	[
+my $cm = conmgr_one(watchdog_port0 => $wdport, heartbeat_connect_interval => 1);
+my $dir = $cm->cmdata;
+$cm->start(
+	wait => 0,
+	prefix => [
 		strace_env(), 'strace', '-f', '-qq', '-o', '/dev/null', '-e', 'trace=rt_sigaction',
-		'-e', 'inject=rt_sigaction:delay_enter=1000000',
-		"$top/build/bin/conmgr", '-D', $dir
-	],
-	'<', \undef, '>', \$out, '2>', \$err);
+		'-e', 'inject=rt_sigaction:delay_enter=1000000'
+	]);
 
 my $sup;
 my @kids;
@@ -47,7 +43,7 @@ END
 ok(wait_until(sub { $sup = conmgr_traced($dir) }, 60), 'conmgr runs under strace');
 ok(wait_until(sub { @kids = proc_children($sup); @kids >= 3 }, 90),
 	'the supervisor forked its three roles')
-  or diag("children: @kids\n$err");
+  or diag("children: @kids\n" . $cm->log_content);
 my $hb = $kids[-1];    # forked last: logger, listener, then heartbeat 0
 my $title = proc_cmdline($hb);
 unlike($title, qr/conmgr: heartbeat/,
@@ -60,13 +56,12 @@ my $gone = wait_until(sub { !proc_alive($hb) }, 40);
 ok($gone, 'the new role ended on the SIGTERM sent in the window')
   or diag('still running as "' . proc_cmdline($hb) . '"');
 note(sprintf('it ended %.1f s after the signal (each rt_sigaction held 1 s)', $gone - $sent)) if $gone;
-ok(wait_until(sub { $cm->pump_nb; $err =~ /heartbeat 0 127\.0\.0\.1:$wdport \(pid $hb\) exited$/m }, 30),
+ok($cm->wait_for_log(qr/heartbeat 0 127\.0\.0\.1:$wdport \(pid $hb\) exited$/m, 0, 30),
 	'by its own handler: exit code 0, as for any SIGTERM')
-  or diag($err);
-unlike($err, qr/\(pid $hb\) (was terminated|exited with code)/, 'not killed by the signal, no error');
+  or diag($cm->log_content);
+unlike($cm->log_content, qr/\(pid $hb\) (was terminated|exited with code)/, 'not killed by the signal, no error');
 
 kill 'INT', $sup;
-ok(wait_until(sub { $cm->pump_nb; !$cm->pumpable }, 60), 'conmgr stops') or $cm->kill_kill;
-$cm->finish;
-like($err, qr/conmgr stopped/, 'cleanly');
+ok(defined $cm->wait_exit(60), 'conmgr stops') or $cm->kill9;
+like($cm->log_content, qr/conmgr stopped/, 'cleanly');
 done_testing();

@@ -15,34 +15,31 @@ use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
 use CmProc;
-use IPC::Run;
+use CmTest::Conmgr;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $top = cm_top();
-my $conmgr = "$top/build/bin/conmgr";
-my ($dir) = conmgr_dir();
+my $first = conmgr_one();
+my $dir = $first->cmdata;
 my $pidfile = "$dir/conmgr.pid";
 my $hold_s = 8;
 
-my %run;    # name -> [harness, stdout, stderr]
+# Three conmgrs started in the same directory, each with its own log.
+my %run = (old => $first,
+	map { $_ => CmTest::Conmgr->new($_, cmdata => $dir, port => $first->port) } qw(new third));
 sub start_conmgr
 {
 	my ($name, @prefix) = @_;
-	my ($out, $err) = ('', '');
-	$run{$name} = [ undef, \$out, \$err ];
-	$run{$name}[0] = IPC::Run::start([ @prefix, $conmgr, '-D', $dir ],
-		'<', \undef, '>', \$out, '2>', \$err);
+	$run{$name}->start(wait => 0, prefix => \@prefix);
 	return $run{$name};
 }
 
 sub log_of
 {
 	my ($name) = @_;
-	$run{$name}[0]->pump_nb if $run{$name}[0]->pumpable;
-	return ${ $run{$name}[2] };
+	return $run{$name}->log_content;
 }
 
 sub supervisors
@@ -101,9 +98,7 @@ is(pidfile_pid(), $new, 'and CMDATA/conmgr.pid names it: cm_ctl can see and stop
 
 # 5. A third start is refused.
 my $third = start_conmgr('third');
-my $ended = wait_until(sub { $third->[0]->pump_nb; !$third->[0]->pumpable }, 20);
-ok($ended, 'a third start ends at once') or $third->[0]->kill_kill;
-$third->[0]->finish;
+ok(defined $third->wait_exit(20), 'a third start ends at once') or $third->kill9;
 like(log_of('third'), qr/another conmgr \(pid $new\) is running/, 'refused: another conmgr runs');
 my @sup = supervisors();
 is(scalar @sup, 1, 'one supervisor runs in the directory') or diag("supervisors: @sup");
@@ -111,5 +106,5 @@ is(scalar @sup, 1, 'one supervisor runs in the directory') or diag("supervisors:
 kill 'INT', $new;
 ok(wait_until(sub { !proc_alive($new) }, 30), 'the second conmgr stops');
 ok(!-e $pidfile, 'and removes its pid file');
-$run{$_}[0]->finish for qw(old new);
+$run{$_}->wait_exit(30) for qw(old new);
 done_testing();

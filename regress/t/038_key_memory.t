@@ -13,20 +13,18 @@ use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
 use CmProc;
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $top = cm_top();
-my ($dir, $cmport) = conmgr_dir(heartbeat_key_file => "'heartbeat.key'");
+my $cm = conmgr_one(heartbeat_key_file => "'heartbeat.key'");
+my ($dir, $cmport) = ($cm->cmdata, $cm->port);
 my $key = join('', map { sprintf('%02x', int(rand(256))) } 1 .. 24);
 PostgreSQL::Test::Utils::append_to_file("$dir/heartbeat.key", "$key\n");
 chmod 0600, "$dir/heartbeat.key";
 
-my ($out, $err) = ('', '');
-my $cm = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \$out, '2>', \$err);
-ok(wait_until(sub { $cm->pump_nb; $err =~ /conmgr ready/ }, 30), 'conmgr runs with a key') or diag($err);
+$cm->start(wait => 0);
+ok($cm->wait_for_log(qr/conmgr ready/, 0, 30), 'conmgr runs with a key') or diag($cm->log_content);
 my %pid = (supervisor => (`cat $dir/conmgr.pid` =~ /^(\d+)/)[0]);
 for my $role ('logger', "listener :$cmport", 'heartbeat 0 ')
 {
@@ -43,7 +41,6 @@ for my $name (qw(listener logger))
 	is(proc_memory_has($pid{$name}, $key), 0, "the key is not in the $name\'s memory");
 }
 
-$cm->signal('INT');
-$cm->finish;
-like($err, qr/conmgr stopped/, 'conmgr stops');
+$cm->stop;
+like($cm->log_content, qr/conmgr stopped/, 'conmgr stops');
 done_testing();

@@ -27,10 +27,10 @@ use Time::HiRes qw(time);
 my $top = cm_top();
 my $fake = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
 	Listen => 4, ReuseAddr => 1) or die $!;
-my ($dir, $cmport) = conmgr_dir(watchdog_port0 => $fake->sockport, heartbeat_interval => 1,
+my $cm = conmgr_one(watchdog_port0 => $fake->sockport, heartbeat_interval => 1,
 	heartbeat_timeout => 300);
-my ($out, $err) = ('', '');
-my $cm = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \$out, '2>', \$err);
+my ($dir, $cmport) = ($cm->cmdata, $cm->port);
+$cm->start;
 my $hb;
 END
 {
@@ -94,19 +94,18 @@ ok($took < 5, sprintf('at once (%.2f s)', $took));
 (undef, $took) = resolve() for 1 .. 5;
 ok($took < 1, sprintf('and so are later ones (%.2f s)', $took));
 my $warning = qr/LOG:  instance 0: its shared slot stayed in mid-update for \d+ ms \(writer pid $hb\); using its last consistent state/;
-ok(wait_until(sub { $cm->pump_nb; $err =~ $warning }, 10), 'the log says so, naming the writer') or diag($err);
+ok($cm->wait_for_log($warning, 0, 10), 'the log says so, naming the writer') or diag($cm->log_content);
 
 # The writer finishes its update and goes on.
 ok(proc_mem_write($listener, $counter_at, pack('L', $count + 2)), 'the writer finishes its update');
 kill 'CONT', $hb;
 ($answer) = status();
 like($answer, qr/^0\s.*\bup\b/m, 'cm_ctl status reads the slot again');
-ok(wait_until(sub { $cm->pump_nb; $err =~ /LOG:  instance 0: its shared slot is readable again/ }, 10),
+ok($cm->wait_for_log(qr/LOG:  instance 0: its shared slot is readable again/, 0, 10),
 	'and the log says so');
-my @warned = $err =~ /$warning/g;
-is(scalar @warned, 1, 'once for the seven requests that read the stuck slot') or diag($err);
+my @warned = $cm->log_content =~ /$warning/g;
+is(scalar @warned, 1, 'once for the seven requests that read the stuck slot') or diag($cm->log_content);
 
-$cm->signal('INT');
-$cm->finish;
-like($err, qr/conmgr stopped/, 'conmgr stops');
+$cm->stop;
+like($cm->log_content, qr/conmgr stopped/, 'conmgr stops');
 done_testing();

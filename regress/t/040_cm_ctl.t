@@ -21,18 +21,9 @@ use Time::HiRes qw(time);
 
 my $cm_ctl = cm_top() . '/build/bin/cm_ctl';
 
-my $wd_p = PostgreSQL::Test::Cluster::get_free_port();
-my $wd_s = PostgreSQL::Test::Cluster::get_free_port();
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'watchdog'\nwatchdog.port = $wd_p\nwatchdog.listen_addresses = '127.0.0.1'\n");
-$primary->start;
-$primary->backup('b');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->append_conf('postgresql.conf', "watchdog.port = $wd_s\n");
-$standby->start;
+my ($node, $wd) = watchdog_cluster(p => 'primary', s => 'standby');
+my ($primary, $standby) = @$node{qw(p s)};
+my ($wd_p, $wd_s) = @$wd{qw(p s)};
 
 # A conmgr directory for the given watchdog ports; a hash first overrides
 # parameters.
@@ -97,8 +88,7 @@ like($out, qr/^instance\s+address\s+backend_port\s+watchdog_port\s+heartbeat\s+r
 unlike($out, qr/^application|attached/m, 'and leaves the sessions out');
 {
 	local $ENV{CMDATA} = $dir;
-	($rc, $out) = ctl('status');
-	is($rc, 0, 'status finds the directory in $CMDATA');
+	command_exit_is([ $cm_ctl, 'status' ], 0, 'status finds the directory in $CMDATA');
 }
 
 # The JSON, parsed.
@@ -127,8 +117,7 @@ like($out, qr/^\{"running": true, "pid": \d+, "port": \d+, "instances": \[\{"ins
 like($out, qr/"applications": \[\{"client": "127\.0\.0\.1:\d+", "pid": \d+, "target": "primary", "state": "attached", "instance": 0, "since": "[^"]+"\}\]\}$/,
 	'status --json includes the applications');
 $attached->kill_kill;
-($rc, $out, $err) = ctl('status', '-D', $dir, '-i', 'everything');
-is($rc, 1, 'status -i with a bad value: exit 1');
+command_exit_is([ $cm_ctl, 'status', '-D', $dir, '-i', 'everything' ], 1, 'status -i with a bad value: exit 1');
 
 ($rc, $out, $err) = ctl('stop', '-D', $dir, '-m', 'sideways');
 is($rc, 1, 'stop with a bad mode: exit 1');
@@ -140,10 +129,9 @@ ok(wait_until(sub { $attached->pump_nb; $c_out =~ /attached/ }, 10), 'an applica
 ($rc, $out, $err) = ctl('stop', '-D', $dir, '-t', '1');
 is($rc, 1, 'smart stop with a session open and -t 1: exit 1');
 like($err, qr/conmgr \(PID \d+\) does not shut down/, 'and says conmgr does not shut down');
-is((ctl('status', '-D', $dir))[0], 0, 'conmgr still runs, waiting for the session');
-($rc, $out) = ctl('stop', '-D', $dir, '-m', 'fast');
-is($rc, 0, 'stop -m fast: exit 0');
-like($out, qr/conmgr stopped/, 'stop waits until conmgr is gone');
+command_exit_is([ $cm_ctl, 'status', '-D', $dir ], 0, 'conmgr still runs, waiting for the session');
+command_like([ $cm_ctl, 'stop', '-D', $dir, '-m', 'fast' ], qr/conmgr stopped/,
+	'stop -m fast waits until conmgr is gone');
 ok(!-e "$dir/conmgr.pid" && `ps -u $< -o args=` !~ /conmgr: listener :$cmport\b/,
 	'the pid file and the roles are gone');
 $attached->finish;
@@ -153,11 +141,9 @@ is($rc, 1, 'stop when nothing runs: exit 1');
 like($err, qr/no conmgr is running/, 'and says so');
 
 # --complete waits for every instance; immediate stop.
-($rc, $out) = ctl('start', '-D', $dir, '--complete');
-is($rc, 0, 'start --complete: exit 0');
-like($out, qr/every instance connected/, 'start --complete waits for all');
-($rc, $out) = ctl('stop', '-D', $dir, '-m', 'immediate');
-is($rc, 0, 'stop -m immediate');
+command_like([ $cm_ctl, 'start', '-D', $dir, '--complete' ], qr/every instance connected/,
+	'start --complete waits for all');
+command_exit_is([ $cm_ctl, 'stop', '-D', $dir, '-m', 'immediate' ], 0, 'stop -m immediate');
 ok(wait_until(sub { `ps -u $< -o args=` !~ /conmgr: (listener :$cmport\b|heartbeat \d 127\.0\.0\.1:$wd_s\b)/ }, 5),
 	'immediate: the roles are killed');
 ok(!-e "$dir/conmgr.pid", 'and the pid file removed');
@@ -167,16 +153,12 @@ my $dir2 = cmdir($wd_s);
 ($rc, $out, $err) = ctl('start', '-D', $dir2, '-t', '2');
 is($rc, 1, 'start without a primary: gives up after -t 2');
 like($err, qr/conmgr \(PID \d+\) is running, but no primary was connected within 2 s/, 'and says conmgr is running');
-($rc, $out) = ctl('status', '-D', $dir2);
-is($rc, 0, 'conmgr still runs after the timeout');
-($rc, $out) = ctl('stop', '-D', $dir2);
-is($rc, 0, 'stop (smart)');
+command_exit_is([ $cm_ctl, 'status', '-D', $dir2 ], 0, 'conmgr still runs after the timeout');
+command_exit_is([ $cm_ctl, 'stop', '-D', $dir2 ], 0, 'stop (smart)');
 
 # -W: no wait.
-($rc, $out) = ctl('start', '-D', $dir2, '-W');
-is($rc, 0, 'start -W returns at once');
-($rc, $out) = ctl('stop', '-D', $dir2, '-W');
-is($rc, 0, 'stop -W');
+command_exit_is([ $cm_ctl, 'start', '-D', $dir2, '-W' ], 0, 'start -W returns at once');
+command_exit_is([ $cm_ctl, 'stop', '-D', $dir2, '-W' ], 0, 'stop -W');
 ok(wait_until(sub { (ctl('status', '-D', $dir2))[0] == 3 }, 10), 'and conmgr goes');
 
 # listen_addresses: conmgr answers there only, and cm_ctl finds it there.

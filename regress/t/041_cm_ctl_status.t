@@ -1,9 +1,9 @@
 # Test cm_ctl's command line and status against a fake conmgr (a pid file
-# whose lock this test holds, and a control socket served here): an option
-# the operation does not take is an error; status -t bounds the wait for
-# the control socket's answer, both ways; --json stays valid JSON whatever
-# strings the answer holds (quotes, backslashes, control characters, bytes
-# that are not UTF-8).
+# whose lock this test holds, and a control socket served here): --help
+# prints the usage; an option the operation does not take is an error;
+# status -t bounds the wait for the control socket's answer, both ways;
+# --json stays valid JSON whatever strings the answer holds (quotes,
+# backslashes, control characters, bytes that are not UTF-8).
 use strict;
 use warnings;
 use FindBin;
@@ -14,6 +14,7 @@ use IO::Socket::UNIX;
 use IPC::Run qw(run);
 use JSON::PP qw(decode_json);
 use POSIX ();
+use PostgreSQL::Test::Utils;
 use Socket qw(SOCK_STREAM);
 use Test::More;
 use Time::HiRes qw(time);
@@ -27,6 +28,9 @@ sub ctl
 	run([ $cm_ctl, @_ ], '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(30));
 	return ($? >> 8, $out, $err, time() - $t0);
 }
+
+# 0. --help: exit 0, the usage on standard output, nothing on error.
+program_help_ok($cm_ctl);
 
 # 1. Options an operation does not take: nothing is done, exit 1.  The
 # directory holds no conmgr, so a cm_ctl that went ahead could not signal

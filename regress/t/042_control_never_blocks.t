@@ -9,6 +9,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IO::Socket::UNIX;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
@@ -25,21 +26,16 @@ my $nsessions = 4000;
 my ($nodes, $wd) = watchdog_cluster(p => 'ctlblock');
 my ($node, $wdport) = ($nodes->{p}, $wd->{p});
 
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-my $cmdata = cm_confdir(qq{
-port = $cmport
+my $cm = CmTest::Conmgr->new('cm', instances => [ [ $node, $wdport ] ], conf => qq{
 listen_addresses = '127.0.0.1'
-backend_hostaddr0 = '127.0.0.1'
-backend_port0 = @{[ $node->port ]}
-watchdog_port0 = $wdport
 heartbeat_interval = 1
 heartbeat_timeout = 3
 log_min_messages = LOG
 });
-my ($cm_out, $cm_err) = ('', '');
-# 8,192 descriptors: room for the 4,000 sessions and the test's own.
-my $cm = IPC::Run::start([ 'sh', '-c', "ulimit -n 8192 && exec $top/build/bin/conmgr -D $cmdata" ],
-	'<', \undef, '>', \$cm_out, '2>', \$cm_err);
+my ($cmport, $cmdata) = ($cm->port, $cm->cmdata);
+# 8,192 descriptors: room for the 4,000 sessions and the test's own.  The
+# first check below waits for conmgr to route.
+$cm->start(wait => 0, ulimit_n => 8192);
 my $storm_out = '';
 my $storm;
 # CmTest's END stops conmgr; this one the stormer.
@@ -49,7 +45,7 @@ END
 }
 
 my $conninfo = "host=127.0.0.1 port=$cmport dbname=postgres target_session_attrs=any";
-ok(wait_until(sub { app_connects($conninfo) }, 30), 'an application connects through conmgr') or diag($cm_err);
+ok(wait_until(sub { app_connects($conninfo) }, 30), 'an application connects through conmgr') or diag($cm->log_content);
 
 sub count_attached
 {
@@ -129,7 +125,6 @@ ok(length($cut) > 0 && $cut !~ /^end instances=/m,
 ok(defined(cm_status($cmdata)), 'the control socket answers the next client');
 
 $storm->kill_kill;
-$cm->signal('INT');
-$cm->finish;
+$cm->stop;
 $node->stop;
 done_testing();

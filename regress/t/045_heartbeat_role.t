@@ -13,6 +13,7 @@ use lib "$FindBin::RealBin/../lib";
 use CmTest;
 use IO::Select;
 use IO::Socket::INET;
+use CmTest::Conmgr;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -23,21 +24,17 @@ my $top = cm_top();
 my $fake = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
 	Listen => 16, ReuseAddr => 1) or die $!;
 my $fport = $fake->sockport;
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-my $dir = PostgreSQL::Test::Utils::tempdir();
-chmod 0700, $dir;
-PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", qq{
-port = $cmport
-backend_hostaddr0 = '127.0.0.1'
-watchdog_port0 = $fport
+my $cm = CmTest::Conmgr->new('cm', instances => [ { backend_hostaddr => "'127.0.0.1'", watchdog_port => $fport } ],
+	conf => qq{
 heartbeat_interval = 1
 heartbeat_timeout = 2
 heartbeat_connect_interval = 1
 heartbeat_connect_timeout = 1
 log_min_messages = LOG
 });
-my ($out, $err) = ('', '');
-my $cm = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \$out, '2>', \$err);
+my ($dir, $cmport) = ($cm->cmdata, $cm->port);
+# The timing of the first connections is measured from here: no wait.
+$cm->start(wait => 0);
 my $sel = IO::Select->new($fake);
 
 # 1. Accept and never answer: given up after 1 s, retried.
@@ -53,7 +50,7 @@ is(scalar @accepted, 2, 'conmgr connected, gave up, and connected again');
 my $gap = $accepted[1][0] - $accepted[0][0];
 note(sprintf('second attempt %.3f s after the first (connect_timeout 1 s + connect_interval 1 s)', $gap));
 ok($gap >= 1.9 && $gap <= 2.6, sprintf('attempts are connect_timeout + connect_interval apart (%.3f s)', $gap));
-ok(wait_until(sub { $cm->pump_nb; $err =~ /no answer within heartbeat_connect_timeout \(1 s\)/ }, 5),
+ok($cm->wait_for_log(qr/no answer within heartbeat_connect_timeout \(1 s\)/, 0, 5),
 	'the handshake timeout is logged');
 close $_->[1] for @accepted;
 
@@ -75,7 +72,7 @@ is("$ival/$tout", '1/2', 'carrying heartbeat_interval and heartbeat_timeout');
 # HB_WELCOME: version 1, flags 0, attrs 0 (primary), server 150000, sysid 42
 print $c pack('aCnnnNNNN', 'w', 0, 24, 1, 0, 0, 150000, 0, 42);
 my $silent_since = time();		# from now on the fake sends nothing
-ok(wait_until(sub { `$top/build/regress/tools/cmresolve -p $cmport -t primary` =~ /candidate instance=0/ }, 5),
+ok(wait_until(sub { $cm->resolve('primary') =~ /candidate instance=0/ }, 5),
 	'after HB_WELCOME the instance is routable');
 my $aout = '';
 my $app = IPC::Run::start([ "$top/build/regress/tools/cmresolve", '-p', $cmport, '-t', 'primary', '-a', '-w', 20 ],
@@ -86,7 +83,7 @@ ok($t_down, 'the application got INSTANCE_DOWN, reason 1 (heartbeat timeout)');
 my $delay = $t_down - $silent_since;
 note(sprintf('down-notice %.3f s after the fake watchdog fell silent (heartbeat_timeout 2 s)', $delay));
 ok($delay >= 1.9 && $delay <= 2.5, sprintf('within heartbeat_timeout + 0.5 s (%.3f s)', $delay));
-ok(wait_until(sub { $cm->pump_nb; $err =~ /instance 0 at 127\.0\.0\.1:$fport is down: nothing received for heartbeat_timeout \(2 s\)/ }, 5),
+ok($cm->wait_for_log(qr/instance 0 at 127\.0\.0\.1:$fport is down: nothing received for heartbeat_timeout \(2 s\)/, 0, 5),
 	'the loss is logged with its cause');
 my $beats = '';
 $c->blocking(0);
@@ -108,11 +105,11 @@ close $c;
 	$c3->blocking(1);
 	sysread($c3, $h3, 54);
 	print $c3 pack('aCnnnNNNN', 'w', 0, 24, 1, 0, 0, 150000, 0, 42);
-	ok(wait_until(sub { `$top/build/regress/tools/cmresolve -p $cmport -t primary` =~ /candidate/ }, 5), 'up again');
+	ok(wait_until(sub { $cm->resolve('primary') =~ /candidate/ }, 5), 'up again');
 	print $c3 "Q\0\0\x04";	# no such message type
-	ok(wait_until(sub { $cm->pump_nb; $err =~ /instance 0 at 127\.0\.0\.1:$fport is down: protocol violation: unknown message type/ }, 5),
+	ok($cm->wait_for_log(qr/instance 0 at 127\.0\.0\.1:$fport is down: protocol violation: unknown message type/, 0, 5),
 		'garbage from the watchdog: instance down at once, cause logged');
-	ok(!(`$top/build/regress/tools/cmresolve -p $cmport -t primary` =~ /candidate/), 'and not routable');
+	ok(!($cm->resolve('primary') =~ /candidate/), 'and not routable');
 	close $c3;
 }
 
@@ -123,10 +120,9 @@ kill 'KILL', $sup;
 ok(wait_until(sub { `ps -u $< -o args=` !~ /conmgr: (listener :$cmport|heartbeat 0 127\.0\.0\.1:$fport)/ }, 10),
 	'its roles exit by themselves when the supervisor is gone');
 ok(-e "$dir/conmgr.pid", 'the pid file is left behind');
-my ($out2, $err2) = ('', '');
-my $cm2 = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \$out2, '2>', \$err2);
-ok(wait_until(sub { $cm2->pump_nb; $err2 =~ /conmgr ready/ }, 10), 'a new conmgr starts over the stale pid file');
-$cm2->signal('INT');
-$cm2->finish;
-eval { $cm->finish };
+my $cm2 = CmTest::Conmgr->new('cm2', cmdata => $dir, port => $cmport);
+$cm2->start(wait => 0);
+ok($cm2->wait_for_log(qr/conmgr ready/, 0, 10), 'a new conmgr starts over the stale pid file');
+$cm2->stop;
+$cm->wait_exit(10);
 done_testing();

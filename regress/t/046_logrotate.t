@@ -12,6 +12,7 @@ use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
 use File::Copy qw(move);
+use CmTest::Conmgr;
 use IPC::Run qw(run);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -168,18 +169,18 @@ like($err, qr/no conmgr is running in "\Q$dir\E"/, 'and says so');
 {
 	my ($d2, $p2) = cmdir();
 	my ($o, $e) = ('', '');
-	my $h = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $d2 ], '<', \undef, '>', \$o, '2>', \$e);
-	ok(wait_until(sub { $h->pump_nb; $e =~ /conmgr ready/ }, 10), 'conmgr in the foreground, on stderr');
+	my $cm = CmTest::Conmgr->new('fg', cmdata => $d2, port => $p2);
+	$cm->start(wait => 0);
+	ok($cm->wait_for_log(qr/conmgr ready/, 0, 10), 'conmgr in the foreground, on stderr');
 	my ($sup) = slurp_file("$d2/conmgr.pid") =~ /^(\d+)/;
 	kill 'USR1', $sup;
-	ok(wait_until(sub { $h->pump_nb; $e =~ /received SIGUSR1, but conmgr has no log file to reopen/ }, 10),
+	ok($cm->wait_for_log(qr/received SIGUSR1, but conmgr has no log file to reopen/, 0, 10),
 		'without -l, SIGUSR1 is noted, nothing else');
 	kill 'INT', $sup;
-	$h->finish;
-	is($h->full_result(0), 0, 'and conmgr stops normally');
+	is($cm->wait_exit($PostgreSQL::Test::Utils::timeout_default), 0, 'and conmgr stops normally');
 
 	chdir $d2 or die;
-	$h = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $d2, '-l', 'fg.log' ], '<', \undef, '>', \$o, '2>', \$e);
+	$cm->start(wait => 0, args => [ '-l', 'fg.log' ]);
 	ok(wait_until(sub { slurp_or_empty("$d2/fg.log") =~ /conmgr ready/ }, 10), 'conmgr -l fg.log writes there');
 	move("$d2/fg.log", "$d2/fg.log.1") or die;
 	($sup) = slurp_file("$d2/conmgr.pid") =~ /^(\d+)/;
@@ -187,7 +188,7 @@ like($err, qr/no conmgr is running in "\Q$dir\E"/, 'and says so');
 	ok(wait_until(sub { slurp_or_empty("$d2/fg.log") =~ /reopened log file "\Q$d2\E\/fg\.log"/ }, 10),
 		'and reopens it by its absolute name');
 	kill 'INT', $sup;
-	$h->finish;
+	$cm->wait_exit($PostgreSQL::Test::Utils::timeout_default);
 	chdir '/';
 	($rc, $o, $e) = (0, '', '');
 	run([ "$top/build/bin/conmgr", '-D', $d2, '-l', "$d2/no/such/dir/x.log" ], '<', \undef, '>', \$o, '2>', \$e);

@@ -10,28 +10,20 @@ use Digest::SHA qw(hmac_sha256);
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IO::Select;
 use IO::Socket::INET;
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $top = cm_top();
 my $key = 'correct-horse-battery-staple';
 my $fake = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
 	Listen => 16, ReuseAddr => 1) or die $!;
 my $fport = $fake->sockport;
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-my $dir = PostgreSQL::Test::Utils::tempdir();
-chmod 0700, $dir;
-PostgreSQL::Test::Utils::append_to_file("$dir/hb.key", "$key\n");
-chmod 0600, "$dir/hb.key";
-PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", qq{
-port = $cmport
-backend_hostaddr0 = '127.0.0.1'
-watchdog_port0 = $fport
+my $cm = CmTest::Conmgr->new('cm', instances => [ { backend_hostaddr => "'127.0.0.1'", watchdog_port => $fport } ],
+	conf => qq{
 heartbeat_interval = 1
 heartbeat_timeout = 3
 heartbeat_connect_interval = 1
@@ -39,13 +31,15 @@ heartbeat_connect_timeout = 2
 heartbeat_key_file = 'hb.key'
 log_min_messages = LOG
 });
-my ($out, $err) = ('', '');
-my $cm = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \$out, '2>', \$err);
+my $dir = $cm->cmdata;
+PostgreSQL::Test::Utils::append_to_file("$dir/hb.key", "$key\n");
+chmod 0600, "$dir/hb.key";
+$cm->start(wait => 0);
 my $sel = IO::Select->new($fake);
 
 sub routable
 {
-	return `$top/build/regress/tools/cmresolve -p $cmport -t primary` =~ /candidate instance=0/;
+	return $cm->resolve('primary') =~ /candidate instance=0/;
 }
 
 # The next heartbeat connection from conmgr, and the nonce of its HB_HELLO.
@@ -110,8 +104,8 @@ sub never_routable
 	ok(never_routable(1.5), 'the instance never became routable');
 	like(read_whole_frame($c) // '', qr/^X\0.{6}authentication required/s,
 		'a WELCOME claiming authentication without a proof is answered with ERROR');
-	ok(wait_until(sub { $cm->pump_nb; $err =~ /could not establish heartbeat with instance 0 at 127\.0\.0\.1:$fport: authentication failed: the watchdog claimed authentication without proving the key/ }, 5),
-		'and the refusal is logged') or diag($err);
+	ok($cm->wait_for_log(qr/could not establish heartbeat with instance 0 at 127\.0\.0\.1:$fport: authentication failed: the watchdog claimed authentication without proving the key/, 0, 5),
+		'and the refusal is logged') or diag($cm->log_content);
 	close $c;
 }
 
@@ -127,13 +121,13 @@ sub never_routable
 		'a second challenge is answered with ERROR, not signed')
 	  or diag('got type ' . substr($second, 0, 1));
 	welcome($c, 1);
-	ok(wait_until(sub { $cm->pump_nb; $err =~ /could not establish heartbeat with instance 0 at 127\.0\.0\.1:$fport: protocol violation: a second HB_CHALLENGE/ }, 5),
-		'the second challenge is logged') or diag($err);
+	ok($cm->wait_for_log(qr/could not establish heartbeat with instance 0 at 127\.0\.0\.1:$fport: protocol violation: a second HB_CHALLENGE/, 0, 5),
+		'the second challenge is logged') or diag($cm->log_content);
 	ok(never_routable(1.5), 'the instance never became routable');
 	close $c;
 }
 
-unlike($err, qr/instance 0 at \S+ is up/, 'conmgr never logged the instance up');
+unlike($cm->log_content, qr/instance 0 at \S+ is up/, 'conmgr never logged the instance up');
 
 # 3. The control: the same fake, proving the key once, is accepted.
 {
@@ -145,6 +139,5 @@ unlike($err, qr/instance 0 at \S+ is up/, 'conmgr never logged the instance up')
 	close $c;
 }
 
-$cm->signal('INT');
-eval { $cm->finish };
+$cm->stop;
 done_testing();

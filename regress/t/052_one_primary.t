@@ -21,6 +21,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IPC::Run;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
@@ -36,20 +37,11 @@ my $check_ms = 1000;			# watchdog.check_attr_interval
 my $n_after = 10;				# read-write connections after the promotion
 
 # --- p: primary; s1: its standby; s2: a standby of s1 (cascading) ---
-my %wd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(p s1 s2 q r);
-my $wdconf = "shared_preload_libraries = 'watchdog'\nlisten_addresses = '127.0.0.1'\n"
-  . "watchdog.listen_addresses = '127.0.0.1'\nwatchdog.check_attr_interval = $check_ms\n";
-my %node;
-$node{p} = PostgreSQL::Test::Cluster->new('p');
-$node{p}->init(allows_streaming => 1);
-$node{p}->append_conf('postgresql.conf', $wdconf . "watchdog.port = $wd{p}\n");
-$node{p}->start;
+my $wdconf = { conf => "watchdog.check_attr_interval = $check_ms\n" };
+my ($nodes, $wds) = watchdog_cluster($wdconf, p => 'p', s1 => 's1');
+my %node = %$nodes;
+my %wd = (%$wds, map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(s2 r));
 $node{p}->safe_psql('postgres', 'CREATE TABLE t (i int)');
-$node{p}->backup('b');
-$node{s1} = PostgreSQL::Test::Cluster->new('s1');
-$node{s1}->init_from_backup($node{p}, 'b', has_streaming => 1);
-$node{s1}->append_conf('postgresql.conf', "watchdog.port = $wd{s1}\n");
-$node{s1}->start;
 $node{p}->wait_for_catchup('s1');
 $node{s1}->backup('b1');
 $node{s2} = PostgreSQL::Test::Cluster->new('s2');
@@ -58,53 +50,44 @@ $node{s2}->append_conf('postgresql.conf', "watchdog.port = $wd{s2}\n");
 $node{s2}->start;
 my %name_of = map { $node{$_}->port => $_ } qw(p s1 s2);
 
+# A conmgr in front of the instances named; each test waits for its heartbeats.
 sub start_conmgr
 {
 	my (@which) = @_;
-	my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-	my $conf = "port = $cmport\nheartbeat_interval = 1\nheartbeat_timeout = 5\nlog_min_messages = LOG\n";
-	for my $i (0 .. $#which)
-	{
-		$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = " . $node{ $which[$i] }->port
-		  . "\nwatchdog_port$i = $wd{$which[$i]}\n";
-	}
-	my $dir = cm_confdir($conf);
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \$out, '2>', \$err);
-	return { port => $cmport, h => $h, err => \$err, dir => $dir, n => scalar @which };
+	my $cm = CmTest::Conmgr->new('cm',
+		instances => [ map { [ $node{$_}, $wd{$_} ] } @which ],
+		conf => { heartbeat_interval => 1, heartbeat_timeout => 5, log_min_messages => 'LOG' });
+	$cm->start(wait => 0);
+	return $cm;
 }
 
 sub conninfo
 {
 	my ($cm, $target) = @_;
-	return "host=localhost port=$cm->{port} dbname=postgres target_session_attrs=$target connect_timeout=10";
+	return $cm->connstr($target) . ' connect_timeout=10';
 }
 
 # cmresolve's answer: the candidates' instance numbers, or "error: MESSAGE".
 sub resolve_answer
 {
 	my ($cm, $target) = @_;
-	my $o = `$resolve -p $cm->{port} -t $target`;
+	my $o = $cm->resolve($target);
 	return "error: $1" if $o =~ /^error code=\d+ message=(.*)$/m;
 	return join(',', $o =~ /^candidate instance=(\d+)/mg);
 }
 
-# Every instance of $cm's status up (the control socket).
+# Every instance of $cm's status up (cm_ctl status --json).
 sub all_up
 {
 	my ($cm) = @_;
-	my $s = cm_status($cm->{dir}) // '';
-	return (() = $s =~ /^instance \d+ state=up /mg) == $cm->{n};
+	return $cm->all_up;
 }
 
 sub status_json
 {
 	my ($cm) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ $cm_ctl, 'status', '-D', $cm->{dir}, '--json' ], '<', \undef, '>', \$out, '2>', \$err,
-		IPC::Run::timeout(30));
-	my $j = eval { decode_json($out) };
-	diag("cm_ctl status --json: $out$err") unless $j;
+	my $j = $cm->status;
+	diag('cm_ctl status --json did not answer') unless $j;
 	return $j;
 }
 
@@ -112,7 +95,7 @@ sub status_table
 {
 	my ($cm) = @_;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ $cm_ctl, 'status', '-D', $cm->{dir} ], '<', \undef, '>', \$out, '2>', \$err,
+	IPC::Run::run([ $cm_ctl, 'status', '-D', $cm->cmdata ], '<', \undef, '>', \$out, '2>', \$err,
 		IPC::Run::timeout(30));
 	return $out;
 }
@@ -134,14 +117,14 @@ sub connect_lands
 sub log_count
 {
 	my ($cm, $re) = @_;
-	my $n = sub { $cm->{h}->pump_nb; scalar(() = ${ $cm->{err} } =~ /$re/mg) };
+	my $n = sub { scalar(() = $cm->log_content =~ /$re/mg) };
 	wait_until(sub { $n->() > 0 }, 10);
 	usleep(200_000);
 	return $n->();
 }
 
 my $cm = start_conmgr(qw(p s1 s2));
-ok(wait_until(sub { all_up($cm) }, 60), 'conmgr has heartbeats with p, s1 and s2') or diag(${ $cm->{err} });
+ok(wait_until(sub { all_up($cm) }, 60), 'conmgr has heartbeats with p, s1 and s2') or diag($cm->log_content);
 is(resolve_answer($cm, 'read-write'), '0', 'before the promotion, read-write goes to p');
 
 # --- the watchdog reports the timeline, to version 2 conmgrs on ---
@@ -174,8 +157,8 @@ is($node{p}->safe_psql('postgres',
 # Two protocol sessions (cmresolve) on p as well: one attached now, one
 # resolved now that reports ATTACHED only 6 s later, when p is stale.
 my ($att_out, $late_out) = ('', '');
-my $att = IPC::Run::start([ $resolve, '-p', $cm->{port}, '-t', 'read-write', '-a', '-w', 30 ], '>', \$att_out);
-my $late = IPC::Run::start([ $resolve, '-p', $cm->{port}, '-t', 'read-write', '-a', '-S', 6, '-w', 30 ],
+my $att = IPC::Run::start([ $resolve, '-p', $cm->port, '-t', 'read-write', '-a', '-w', 30 ], '>', \$att_out);
+my $late = IPC::Run::start([ $resolve, '-p', $cm->port, '-t', 'read-write', '-a', '-S', 6, '-w', 30 ],
 	'>', \$late_out);
 ok(wait_until(sub { $_->pump_nb for grep { $_->pumpable } $att, $late; $att_out =~ /^attached instance=0$/m && $late_out =~ /^resolved$/m }, 10),
 	'a protocol session attached to p, another offered p and not yet attached')
@@ -217,7 +200,7 @@ like(status_table($cm), qr/^1\s+127\.0\.0\.1\s.*\bup\s+standby \(promoting\)\s+1
 is(resolve_answer($cm, 'read-write'), '', 'read-write: no candidate, no primary to offer yet');
 is(resolve_answer($cm, 'read-only'), '1,2', 'read-only: s1 and s2');
 is(log_count($cm, qr/instance 0 is a stale primary: it is on timeline 1, and the promotion of instance 1, a standby on timeline 1, has been asked for/), 1,
-	'conmgr logged why p is stale, once') or diag(${ $cm->{err} });
+	'conmgr logged why p is stale, once') or diag($cm->log_content);
 ok(kill('CONT', $startup), 's1\'s startup process let go');
 ok(wait_until(sub { $node{s1}->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq 'f' }, 30), 's1 promoted');
 is($node{p}->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 'f', 'p is still running, still a primary');
@@ -270,7 +253,7 @@ like(status_table($cm), qr/^0\s+127\.0\.0\.1\s.*\bup\s+stale primary\s+1\s/m,
 	'cm_ctl status: the table says "stale primary", timeline 1');
 is(log_count($cm, qr/instance 0 is a stale primary/), 1,
 	'conmgr logged the stale primary once, for all those requests')
-  or diag(${ $cm->{err} });
+  or diag($cm->log_content);
 
 # --- the new primary and its standby down: the old primary stays stale ---
 # conmgr remembers the highest timeline it has seen of this database, so
@@ -278,28 +261,25 @@ is(log_count($cm, qr/instance 0 is a stale primary/), 1,
 # 2 go away (a rewind would still cut what it holds).
 $node{s2}->stop('fast');
 $node{s1}->stop('fast');
-ok(wait_until(sub { my $st = cm_status($cm->{dir}) // ''; $st =~ /^instance 1 state=(?!up )/m && $st =~ /^instance 2 state=(?!up )/m }, 30),
-	's1 and s2 stopped: conmgr sees them down') or diag(cm_status($cm->{dir}));
+ok(wait_until(sub { my $st = $cm->status // {}; my @i = @{ $st->{instances} // [] };
+			@i == 3 && $i[1]{heartbeat} ne 'up' && $i[2]{heartbeat} ne 'up' }, 30),
+	's1 and s2 stopped: conmgr sees them down') or diag(explain($cm->status));
 is(resolve_answer($cm, 'read-write'), '', 'read-write: no candidate, p is still stale');
 is(resolve_answer($cm, 'any'), '', 'any: none either');
 like(connect_lands($cm, 'read-write'), qr/^failed: /, 'a read-write application gets an error, not p');
 $j = status_json($cm);
 is($j->{instances}[0]{role}, 'stale primary', 'cm_ctl status --json: p is still a stale primary');
-$cm->{h}->pump_nb;
-unlike(${ $cm->{err} }, qr/instance 0 is no longer a stale primary/, 'conmgr did not log p as routable again');
+unlike($cm->log_content, qr/instance 0 is no longer a stale primary/, 'conmgr did not log p as routable again');
 $node{s1}->start;
 $node{s2}->start;
-ok(wait_until(sub { all_up($cm) }, 60), 's1 and s2 back up') or diag(cm_status($cm->{dir}));
+ok(wait_until(sub { all_up($cm) }, 60), 's1 and s2 back up') or diag(explain($cm->status));
 is(resolve_answer($cm, 'read-write'), '1', 'read-write: s1 again');
 
 # --- two primaries on one timeline: a base backup of q started as a primary ---
-$node{q} = PostgreSQL::Test::Cluster->new('q');
-$node{q}->init(allows_streaming => 1);
-$node{q}->append_conf('postgresql.conf', $wdconf . "watchdog.port = $wd{q}\n");
-$node{q}->start;
-$node{q}->backup('bq');
+($nodes, $wds) = watchdog_cluster($wdconf, q => 'q');
+($node{q}, $wd{q}) = ($nodes->{q}, $wds->{q});
 $node{r} = PostgreSQL::Test::Cluster->new('r');
-$node{r}->init_from_backup($node{q}, 'bq');
+$node{r}->init_from_backup($node{q}, 'b');
 $node{r}->append_conf('postgresql.conf', "watchdog.port = $wd{r}\n");
 $node{r}->start;
 is($node{r}->safe_psql('postgres', 'SELECT pg_is_in_recovery(), timeline_id FROM pg_control_checkpoint()'),
@@ -310,7 +290,7 @@ is($node{r}->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_sys
 %name_of = (%name_of, $node{q}->port => 'q', $node{r}->port => 'r');
 
 my $cm2 = start_conmgr(qw(q r));
-ok(wait_until(sub { all_up($cm2) }, 60), 'conmgr 2 has heartbeats with q and r') or diag(${ $cm2->{err} });
+ok(wait_until(sub { all_up($cm2) }, 60), 'conmgr 2 has heartbeats with q and r') or diag($cm2->log_content);
 my ($qp, $rp) = ($node{q}->port, $node{r}->port);
 my $both = qr/instances 0 \(127\.0\.0\.1:$qp\) and 1 \(127\.0\.0\.1:$rp\) are both primaries on timeline 1/;
 for my $target (qw(read-write primary prefer-primary))
@@ -326,7 +306,7 @@ $j = status_json($cm2);
 is(join(',', map { $_->{role} } @{ $j->{instances} }), 'primary (conflict),primary (conflict)',
 	'cm_ctl status --json: both primaries in conflict');
 is(log_count($cm2, qr/configuration fault: instances 0 .* and 1 .* are both primaries on timeline 1/), 1,
-	'the fault was logged once, over 6 refusals') or diag(${ $cm2->{err} });
+	'the fault was logged once, over 6 refusals') or diag($cm2->log_content);
 
 # The fault ends when r stops: q is the primary again.
 $node{r}->stop;
@@ -335,19 +315,18 @@ is(log_count($cm2, qr/instances no longer in conflict/), 1, 'and conmgr says so'
 
 # --- two databases: s1 (timeline 2) and q (timeline 1, another initdb) ---
 my $cm3 = start_conmgr(qw(s1 q));
-ok(wait_until(sub { all_up($cm3) }, 60), 'conmgr 3 has heartbeats with s1 and q') or diag(${ $cm3->{err} });
+ok(wait_until(sub { all_up($cm3) }, 60), 'conmgr 3 has heartbeats with s1 and q') or diag($cm3->log_content);
 my $s1p = $node{s1}->port;
 my $a = connect_lands($cm3, 'read-write');
 like($a, qr/^failed: .*conmgr: refusing target_session_attrs=read-write: instances 0 \(127\.0\.0\.1:$s1p\) and 1 \(127\.0\.0\.1:$qp\) belong to different databases/,
 	'different system identifiers: read-write refused, naming both') or diag($a);
 is(log_count($cm3, qr/configuration fault: instances 0 .* and 1 .* have different database system identifiers/), 1,
 	'the fault is logged, once');
-unlike(${ $cm3->{err} }, qr/stale primary/, 'timelines of two databases are not compared: q is not called stale');
+unlike($cm3->log_content, qr/stale primary/, 'timelines of two databases are not compared: q is not called stale');
 
 for my $c ($cm, $cm2, $cm3)
 {
-	$c->{h}->signal('INT');
-	$c->{h}->finish;
+	$c->stop;
 }
 $node{$_}->stop for qw(s2 s1 p q);
 done_testing();

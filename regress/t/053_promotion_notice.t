@@ -16,20 +16,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my %wd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(p s);
-my $wdconf = "shared_preload_libraries = 'watchdog'\nlisten_addresses = '127.0.0.1'\n"
-  . "watchdog.listen_addresses = '127.0.0.1'\nwatchdog.check_attr_interval = 30000\n";
-my %node;
-$node{p} = PostgreSQL::Test::Cluster->new('p');
-$node{p}->init(allows_streaming => 1);
-$node{p}->append_conf('postgresql.conf', $wdconf . "watchdog.port = $wd{p}\n");
-$node{p}->start;
+my ($nodes, $wds) = watchdog_cluster({ conf => "watchdog.check_attr_interval = 30000\n" }, p => 'p', s => 's');
+my %node = %$nodes;
+my %wd = %$wds;
 $node{p}->safe_psql('postgres', 'CREATE EXTENSION watchdog');
-$node{p}->backup('b');
-$node{s} = PostgreSQL::Test::Cluster->new('s');
-$node{s}->init_from_backup($node{p}, 'b', has_streaming => 1);
-$node{s}->append_conf('postgresql.conf', "watchdog.port = $wd{s}\n");
-$node{s}->start;
 $node{p}->wait_for_catchup('s');
 
 sub wakeups

@@ -14,6 +14,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
@@ -28,26 +29,20 @@ my ($node, $wd) = watchdog_cluster(p => 'primary', s => 'standby');
 my %port_of = map { $_ => $node->{$_}->port } qw(p s);
 my %name_of = reverse %port_of;
 
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
 my %fwd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(read-write read-only standby);
 my $max_conn = 4;
-my $conf = "port = $cmport\nheartbeat_interval = 1\nheartbeat_timeout = $hb_timeout\nlog_min_messages = LOG\n"
-  . "max_connections = $max_conn\n"
-  . "listen_addresses = '127.0.0.1'\n"
-  . "forward_ports = '" . join(', ', map { "$_=$fwd{$_}" } sort keys %fwd) . "'\n";
-my $i = 0;
-for my $n (qw(p s))
-{
-	$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $port_of{$n}\nwatchdog_port$i = $wd->{$n}\n";
-	$i++;
-}
-my $dir = cm_confdir($conf);
-my ($cmout, $cmerr) = ('', '');
-my $cm = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \$cmout, '2>', \$cmerr);
-ok(wait_until(sub { my $st = cm_status($dir) // ''; (() = $st =~ /^instance \d+ state=up /mg) == 2 }, 30),
-	'conmgr has heartbeats with p and s') or diag($cmerr);
-ok(wait_until(sub { $cm->pump_nb; $cmerr =~ /forwarder: forwarding / }, 10), 'the forwarder started')
-  or diag($cmerr);
+my $cm = CmTest::Conmgr->new('cm', instances => [ map { [ $node->{$_}, $wd->{$_} ] } qw(p s) ],
+	conf => "heartbeat_interval = 1\nheartbeat_timeout = $hb_timeout\nlog_min_messages = LOG\n"
+	  . "max_connections = $max_conn\n"
+	  . "listen_addresses = '127.0.0.1'\n"
+	  . "forward_ports = '" . join(', ', map { "$_=$fwd{$_}" } sort keys %fwd) . "'\n");
+my ($cmport, $dir) = ($cm->port, $cm->cmdata);
+# The first check below waits for the heartbeats.
+$cm->start(wait => 0);
+ok(wait_until(sub { $cm->all_up }, 30),
+	'conmgr has heartbeats with p and s') or diag($cm->log_content);
+ok($cm->wait_for_log(qr/forwarder: forwarding /, 0, 10), 'the forwarder started')
+  or diag($cm->log_content);
 my $fw_pid;
 wait_until(sub { $fw_pid = role_pid($dir, 'forwarder') }, 10);
 ok($fw_pid, "a process of its own: conmgr: forwarder (pid @{[ $fw_pid // '-' ]})");
@@ -116,7 +111,7 @@ is(scalar(split /\n/, $o), 50000, 'COPY TO STDOUT: 50000 rows through the forwar
 # No instance fits: the standby stopped, the standby port answers an
 # ErrorResponse (with sslmode=prefer, after 'N' to the SSLRequest).
 $node->{s}->stop('fast');
-ok(wait_until(sub { (cm_status($dir) // '') =~ /^instance 1 state=(?!up )/m }, 30), 's stopped: conmgr sees it down');
+ok(wait_until(sub { (($cm->status // {})->{instances}[1]{heartbeat} // 'up') ne 'up' }, 30), 's stopped: conmgr sees it down');
 for my $mode (qw(prefer disable))
 {
 	($o, $e) = psql_at($fwd{standby}, 'SELECT 1', sslmode => $mode);
@@ -138,7 +133,7 @@ for my $mode (qw(prefer disable))
 	is($f{S}, 'FATAL', 'severity FATAL');
 }
 $node->{s}->start;
-ok(wait_until(sub { (() = (cm_status($dir) // '') =~ /^instance \d+ state=up /mg) == 2 }, 30), 's back up');
+ok(wait_until(sub { $cm->all_up }, 30), 's back up');
 
 # A query blocked on the primary when conmgr loses it (its watchdog
 # stopped, so the heartbeat times out): the forwarder cuts the session.
@@ -164,9 +159,9 @@ ok(wait_until(sub { (() = (cm_status($dir) // '') =~ /^instance \d+ state=up /mg
 	like($$err, qr/server closed the connection unexpectedly/, 'psql: the connection was lost') or diag($$err);
 	cmp_ok($took, '<=', $hb_timeout + 1 + 0.5,
 		sprintf('within heartbeat_timeout + 0.5 s of the loss (the last beat up to 1 s before the stop): %.3f s', $took));
-	ok(wait_until(sub { $cm->pump_nb; $cmerr =~ /forwarder LOG:  forwarder: cut 1 forwarded session to instance 0 \(lost\)/ }, 5),
-		'the forwarder logged the cut') or diag($cmerr);
-	ok(wait_until(sub { (() = (cm_status($dir) // '') =~ /^instance \d+ state=up /mg) == 2 }, 30), 'p back up');
+	ok($cm->wait_for_log(qr/forwarder LOG:  forwarder: cut 1 forwarded session to instance 0 \(lost\)/, 0, 5),
+		'the forwarder logged the cut') or diag($cm->log_content);
+	ok(wait_until(sub { $cm->all_up }, 30), 'p back up');
 }
 
 # A promotion while p keeps running: p is stale, the session on it
@@ -180,8 +175,8 @@ ok(wait_until(sub { (() = (cm_status($dir) // '') =~ /^instance \d+ state=up /mg
 	note(sprintf('cut %.3f s after pg_ctl promote began', $took));
 	ok(wait_until(sub { (psql_at($fwd{'read-write'}, $where))[0] eq "$port_of{s}|f" }, 10),
 		'the read-write port now reaches s, the new primary');
-	ok(wait_until(sub { $cm->pump_nb; $cmerr =~ /forwarder LOG:  forwarder: cut 1 forwarded session to instance 0 \(stale primary\)/ }, 5),
-		'logged as a stale primary') or diag($cmerr);
+	ok($cm->wait_for_log(qr/forwarder LOG:  forwarder: cut 1 forwarded session to instance 0 \(stale primary\)/, 0, 5),
+		'logged as a stale primary') or diag($cm->log_content);
 }
 
 # max_connections bounds the forwarder's clients too: one more than the
@@ -200,16 +195,15 @@ ok(wait_until(sub { (() = (cm_status($dir) // '') =~ /^instance \d+ state=up /mg
 	($o, $e) = psql_at($fwd{'read-write'}, 'SELECT 1');
 	like($e, qr/FATAL:  sorry, too many clients already/, 'one more: "sorry, too many clients already"')
 	  or diag("out=$o err=$e");
-	ok(wait_until(sub { $cm->pump_nb; $cmerr =~ /forwarder: refused a client on forward port $fwd{'read-write'}: max_connections \($max_conn\) reached/ }, 5),
-		'logged');
+	ok($cm->wait_for_log(qr/forwarder: refused a client on forward port $fwd{'read-write'}: max_connections \($max_conn\) reached/, 0, 5),
+		'logged') or diag($cm->log_content);
 	eval { $_->finish } for @held;
 	ok(wait_until(sub { (psql_at($fwd{'read-write'}, 'SELECT 1'))[0] eq '1' }, 10), 'room again once they are done');
 }
 
 # Smart shutdown: conmgr stops; the forwarder with it.
 $cm->signal('TERM');
-ok(wait_until(sub { $cm->pump_nb if $cm->pumpable; !$cm->pumpable }, 20), 'conmgr stopped') or diag($cmerr);
-eval { $cm->finish; };
+ok(defined $cm->wait_exit(20), 'conmgr stopped') or diag($cm->log_content);
 ok(!kill(0, $fw_pid), 'the forwarder is gone');
 $node->{$_}->stop for qw(p s);
 done_testing();

@@ -17,6 +17,7 @@ use Cwd ();
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IO::Socket::INET;
 use IPC::Run;
 use POSIX ();
@@ -26,7 +27,6 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 my $top = cm_top();
-my $conmgr = "$top/build/bin/conmgr";
 my $cmapp = "$top/build/regress/tools/cmapp";
 my $resolve = "$top/build/regress/tools/cmresolve";
 my $preload = "$top/build/lib/libpq-cm.so.1";
@@ -34,68 +34,43 @@ my $dropin = Cwd::realpath("$top/build/lib/dropin");
 my ($hb_interval, $hb_timeout) = (1, 2);
 
 # --- the instance set ---
-my %wd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(p s1 s2);
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'watchdog'
-listen_addresses = '127.0.0.1'
-watchdog.port = $wd{p}
-watchdog.listen_addresses = '127.0.0.1'
-watchdog.check_attr_interval = 200
-});
-$primary->start;
-$primary->backup('b');
-my %node = (p => $primary);
-for my $s (qw(s1 s2))
-{
-	$node{$s} = PostgreSQL::Test::Cluster->new($s);
-	$node{$s}->init_from_backup($primary, 'b', has_streaming => 1);
-	$node{$s}->append_conf('postgresql.conf', "watchdog.port = $wd{$s}\n");
-	$node{$s}->start;
-}
+my ($nodes, $wds) = watchdog_cluster(p => 'primary', s1 => 's1', s2 => 's2');
+my %node = %$nodes;
+my %wd = %$wds;
+my $primary = $node{p};
 my %port = map { $_ => $node{$_}->port } keys %node;
 my %name_of = reverse %port;
 
 # --- two conmgrs: cm1 knows all three, cm2 only the primary ---
+# The checks below wait for each to route.
 sub start_conmgr
 {
-	my (@which) = @_;
-	my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-	my $dir = PostgreSQL::Test::Utils::tempdir();
-	chmod 0700, $dir;
-	my $conf = "port = $cmport\nheartbeat_interval = $hb_interval\n"
-	  . "heartbeat_timeout = $hb_timeout\nlog_min_messages = LOG\n";
-	for my $i (0 .. $#which)
-	{
-		$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $port{$which[$i]}\n"
-		  . "watchdog_port$i = $wd{$which[$i]}\n";
-	}
-	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start([ $conmgr, '-D', $dir ], '<', \undef, '>', \$out, '2>', \$err);
-	return { port => $cmport, h => $h, err => \$err, n => scalar @which, dir => $dir };
+	my ($name, @which) = @_;
+	my $cm = CmTest::Conmgr->new($name,
+		instances => [ map { [ $node{$_}, $wd{$_} ] } @which ],
+		conf => { heartbeat_interval => $hb_interval, heartbeat_timeout => $hb_timeout,
+			log_min_messages => 'LOG' });
+	$cm->start(wait => 0);
+	return $cm;
 }
-my $cm1 = start_conmgr(qw(p s1 s2));
-my $cm2 = start_conmgr(qw(p));
+my $cm1 = start_conmgr('cm1', qw(p s1 s2));
+my $cm2 = start_conmgr('cm2', qw(p));
+my ($cm1port, $cm2port) = ($cm1->port, $cm2->port);
 
 sub routable
 {
 	my ($cm, $target) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ $resolve, '-p', $cm->{port}, '-t', $target ], '>', \$out, '2>', \$err);
-	return scalar(() = $out =~ /^candidate /mg);
+	return scalar(() = $cm->resolve($target) =~ /^candidate /mg);
 }
 ok(wait_until(sub { routable($cm1, 'any') == 3 }, 30), 'cm1 routes to all three instances')
-  or diag(${ $cm1->{err} });
+  or diag($cm1->log_content);
 ok(wait_until(sub { routable($cm2, 'any') == 1 }, 30), 'cm2 routes to the primary')
-  or diag(${ $cm2->{err} });
+  or diag($cm2->log_content);
 
 sub cm_conninfo
 {
 	my ($cm, $target, $extra) = @_;
-	return "host=localhost port=$cm->{port} dbname=postgres target_session_attrs=$target"
-	  . ($extra ? " $extra" : '');
+	return $cm->connstr($target) . ($extra ? " $extra" : '');
 }
 
 sub run_cmd
@@ -162,7 +137,7 @@ for my $target (sort keys %expect)
 # compares every accessor); once connected, the instance's connection
 # answers with the same options.
 {
-	my @args = ('host=localhost', "port=$cm1->{port}", 'dbname=postgres',
+	my @args = ('host=localhost', "port=$cm1port", 'dbname=postgres',
 		'password=the-pass-word', 'target_session_attrs=any');
 	my ($mine) = run_cmd("$top/build/regress/tools/cmaccess", 'string', 'now', @args);
 	my ($libpqs) = run_cmd("$top/build/regress/tools/cmaccess-plain", 'string', 'now', @args);
@@ -199,15 +174,15 @@ for my $target (sort keys %expect)
 # --- the session with conmgr ends with a reset: no TIME_WAIT left here ---
 # (docs/protocol.md, 2.3); only sockets that appear in between count.
 {
-	my $before = time_wait_ports($cm1->{port});
+	my $before = time_wait_ports($cm1port);
 	my ($out) = run_cmd($cmapp, 'timing', 10, cm_conninfo($cm1, 'any'));
 	like($out, qr/^timing n=10 /m, 'ten connections in one process through conmgr');
-	is(new_time_wait($cm1->{port}, $before), 0,
+	is(new_time_wait($cm1port, $before), 0,
 		'libpq-cm left no socket in TIME_WAIT towards conmgr');
 	# the check sees them where the client closes normally
-	$before = time_wait_ports($cm1->{port});
-	IPC::Run::run([ $resolve, '-p', $cm1->{port}, '-t', 'any', '-r', 5 ], '>', \$out, '2>', \my $err);
-	cmp_ok(new_time_wait($cm1->{port}, $before), '>=', 5,
+	$before = time_wait_ports($cm1port);
+	IPC::Run::run([ $resolve, '-p', $cm1port, '-t', 'any', '-r', 5 ], '>', \$out, '2>', \my $err);
+	cmp_ok(new_time_wait($cm1port, $before), '>=', 5,
 		'an orderly close (cmresolve) leaves its sockets in TIME_WAIT, as ss shows');
 }
 
@@ -238,18 +213,18 @@ for my $target (sort keys %expect)
 # --- host lists mixing conmgrs and postmasters, tried in order ---
 {
 	my ($out, $err) = run_cmd($cmapp, 'connect',
-		"host=localhost,localhost port=$cm2->{port},$cm1->{port} dbname=postgres target_session_attrs=standby");
+		"host=localhost,localhost port=$cm2port,$cm1port dbname=postgres target_session_attrs=standby");
 	my ($where) = landed($out);
 	like($where, qr/^s[12]$/, 'cm2 has no standby, cm1 is asked next') or diag("$out$err");
 
 	($out, $err) = run_cmd($cmapp, 'connect',
-		"host=127.0.0.1,localhost port=$port{s1},$cm1->{port} dbname=postgres target_session_attrs=read-write");
+		"host=127.0.0.1,localhost port=$port{s1},$cm1port dbname=postgres target_session_attrs=read-write");
 	($where, undef, my $cmsock) = landed($out);
 	is("$where $cmsock", 'p yes', 'a standby postmaster first, not read-write; then conmgr gives the primary')
 	  or diag("$out$err");
 
 	($out, $err) = run_cmd($cmapp, 'connect',
-		"host=127.0.0.1,localhost port=$port{p},$cm1->{port} dbname=postgres target_session_attrs=read-write");
+		"host=127.0.0.1,localhost port=$port{p},$cm1port dbname=postgres target_session_attrs=read-write");
 	($where, undef, $cmsock) = landed($out);
 	is("$where $cmsock", 'p no', 'the primary postmaster first: connected directly');
 
@@ -260,13 +235,13 @@ for my $target (sort keys %expect)
 	is($where, 'p', 'prefer-primary over standby,primary servers: the primary') or diag("$out$err");
 
 	($out, $err) = run_cmd($cmapp, 'connect',
-		"host=127.0.0.1,localhost port=$port{p},$cm1->{port} dbname=postgres target_session_attrs=prefer-standby");
+		"host=127.0.0.1,localhost port=$port{p},$cm1port dbname=postgres target_session_attrs=prefer-standby");
 	($where, undef, $cmsock) = landed($out);
 	like("$where $cmsock", qr/^s[12] yes$/, 'prefer-standby over primary server, conmgr: a standby through conmgr')
 	  or diag("$out$err");
 
 	($out, $err) = run_cmd($cmapp, 'connect',
-		"host=localhost,127.0.0.1 port=$cm2->{port},$port{p} dbname=postgres target_session_attrs=prefer-standby");
+		"host=localhost,127.0.0.1 port=$cm2port,$port{p} dbname=postgres target_session_attrs=prefer-standby");
 	($where) = landed($out);
 	is($where, 'p', 'prefer-standby with no standby anywhere: the primary, in the second pass') or diag("$out$err");
 
@@ -339,7 +314,7 @@ sub fake_conmgr
 		my ($fport, $pid) = fake_conmgr($reply);
 		my $t0 = time();
 		my ($out, $err2) = run_cmd($cmapp, 'connect',
-			"host=127.0.0.1,localhost port=$fport,$cm1->{port} dbname=postgres target_session_attrs=read-write connect_timeout=5");
+			"host=127.0.0.1,localhost port=$fport,$cm1port dbname=postgres target_session_attrs=read-write connect_timeout=5");
 		waitpid($pid, 0);
 		my ($where) = landed($out);
 		is($where, 'p', "$name: that destination fails, the next one (cm1) is used") or diag("$out$err2");
@@ -417,7 +392,7 @@ sub fake_conmgr
 # --- unmodified programs: psql and pgbench with LD_PRELOAD, psycopg with the drop-in ---
 # pg_isready: libpq's PQpingParams() opens its connection through the PLT
 # (our PQconnectStartParams) and reads it as a real PGconn.
-for my $dest ("-p $port{p}", "-p $cm1->{port}")
+for my $dest ("-p $port{p}", "-p $cm1port")
 {
 	my ($out, $err) = run_cmd(foreign_env(LD_PRELOAD => $preload), 'pg_isready', '-h', '127.0.0.1',
 		split(/ /, $dest));
@@ -448,7 +423,7 @@ for my $target (qw(read-write read-only))
 for my $target (qw(read-write standby))
 {
 	my ($out, $err) = run_cmd(foreign_env(LD_PRELOAD => $preload), "$top/build/regress/tools/ecpgapp",
-		"tcp:postgresql://localhost:$cm1->{port}/postgres?target_session_attrs=$target");
+		"tcp:postgresql://localhost:$cm1port/postgres?target_session_attrs=$target");
 	my ($p, $r) = $out =~ /^ecpg port=(\d+) recovery=(\w)/m;
 	my $where = $name_of{ $p // 0 } // 'none';
 	like($where, $expect{$target}, "ECPG program (LD_PRELOAD) $target: lands on $where") or diag("$out$err");
@@ -598,7 +573,7 @@ sub say_go
 
 sub listener_pid
 {
-	return role_pid($cm1->{dir}, "listener :$cm1->{port}");
+	return $cm1->role_pid("listener :$cm1port");
 }
 
 for my $event ('the listener restarts', 'the instance is declared down')
@@ -754,7 +729,7 @@ for my $event ('the listener restarts', 'the instance is declared down')
 	ok(cmapp_wait($ap, qr/^finished$/m), 'PQfinish() returned');
 	ok(wait_until($backend_gone, 5), sprintf('the backend ended %.3f s after PQfinish()', time() - $t0));
 	is(join(',', app_sockets($apid, $port{$where})), '', 'the application holds no socket towards the standby');
-	is(join(',', app_sockets($apid, $cm1->{port})), '', 'nor towards conmgr');
+	is(join(',', app_sockets($apid, $cm1port)), '', 'nor towards conmgr');
 	say_go($ap);
 	$h->finish;
 }
@@ -785,7 +760,7 @@ for my $event ('the listener restarts', 'the instance is declared down')
 	ok(cmapp_wait($blocked, qr/^running/m), 'a blocking PQexec runs on the new primary');
 	usleep(200_000);
 	my $t0 = time();
-	$cm1->{h}->signal('KILL');
+	$cm1->signal('KILL');
 	my $ok = cmapp_wait($blocked, qr/^result /m, 10);
 	my $t = time() - $t0;
 	ok($ok && ${ $blocked->{out} } =~ /connstatus=BAD/, 'conmgr killed: the query failed, connection bad')
@@ -794,6 +769,6 @@ for my $event ('the listener restarts', 'the instance is declared down')
 	$blocked->{h}->finish;
 }
 
-$cm2->{h}->signal('TERM');
-$cm2->{h}->finish;
+$cm2->stop('smart');
+$cm1->wait_exit(10);
 done_testing();

@@ -16,6 +16,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
 use CmDriverLab;
+use CmTest::Conmgr;
 use CmTest qw(time_wait_ports new_time_wait watchdog_node wait_until);
 use PostgreSQL::Test::Cluster;
 use Test::More;
@@ -176,7 +177,7 @@ is(join(' ', (landed('deadfirst'))[0, 2]), 's yes', 'a dead host first, then con
 	like(bg_out($bg), qr/^result sqlstate=(?:08006 \S+ closed=true lost=conmgr_closed_the_connection|57P01 \S+ closed=true lost=(?:conmgr_closed_the_connection)?) /m,
 		'conmgr killed: the statement failed (08006 naming conmgr\'s end of file, or 57P01)');
 	ok($ok && $took < 0.5, sprintf('at once: %.3f s after kill -9 of conmgr', $took));
-	$lab->{cm}->finish;
+	$lab->{cm}->wait_exit($PostgreSQL::Test::Utils::timeout_default);
 }
 
 # A candidate host that is not what its addr_kind says is refused: the
@@ -219,23 +220,18 @@ is(join(' ', (landed('deadfirst'))[0, 2]), 's yes', 'a dead host first, then con
 # could not be made (08001), with conmgr's message naming both instances.
 {
 	my ($other, $owd) = watchdog_node('other');
-	my $port2 = PostgreSQL::Test::Cluster::get_free_port();
-	my $dir = PostgreSQL::Test::Utils::tempdir();
-	chmod 0700, $dir;
-	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf",
-		"port = $port2\nheartbeat_interval = 1\nheartbeat_timeout = 2\n"
-		  . "backend_hostaddr0 = '127.0.0.1'\nbackend_port0 = $lab->{port}{p}\nwatchdog_port0 = $lab->{wd}{p}\n"
-		  . "backend_hostaddr1 = '127.0.0.1'\nbackend_port1 = " . $other->port . "\nwatchdog_port1 = $owd\n");
-	my $err = '';
-	my $cm2 = IPC::Run::start([ "$lab->{top}/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', \my $out, '2>', \$err);
-	ok(wait_until(sub { $cm2->pump_nb; $err =~ /configuration fault: instances 0 \S+ and 1 \S+ have different database system identifiers/ }, 30),
-		'a conmgr naming instances of two databases logs a configuration fault') or diag($err);
+	my $cm2 = CmTest::Conmgr->new('cm2',
+		instances => [ [ $lab->{node}{p}, $lab->{wd}{p} ], [ $other, $owd ] ],
+		conf => { heartbeat_interval => 1, heartbeat_timeout => 2 });
+	my $port2 = $cm2->port;
+	$cm2->start(wait => 0);
+	ok($cm2->wait_for_log(qr/configuration fault: instances 0 \S+ and 1 \S+ have different database system identifiers/, 0, 30),
+		'a conmgr naming instances of two databases logs a configuration fault') or diag($cm2->log_content);
 	my %l = connect_all($cp, url("localhost:$port2", 'targetServerType=primary'));
 	like($l{ url("localhost:$port2", 'targetServerType=primary') } // 'no output',
 		qr/^error sqlstate=08001 message=.*refusing target_session_attrs=primary: instances 0 \(127\.0\.0\.1:$lab->{port}{p}\) and 1 \(127\.0\.0\.1:@{[ $other->port ]}\) belong to different databases/,
 		'targetServerType=primary in the fault: SQLState 08001, the message names both instances');
-	$cm2->signal('TERM');
-	$cm2->finish;
+	$cm2->stop('smart');
 	$other->stop;
 }
 

@@ -163,7 +163,7 @@ sub counts
 }
 
 my $t0 = time();
-my $through_dsn = "host=localhost port=$cm->{port} dbname=postgres";
+my $through_dsn = "host=localhost port=" . $cm->port . " dbname=postgres";
 my @runs = (suite_start('host=127.0.0.1 port=' . $node{direct}->port . ' dbname=postgres'),
 	suite_start($through_dsn, [ LD_LIBRARY_PATH => $dropin ]));
 my ($direct, $direct_out, $direct_took) = suite_finish($runs[0]);
@@ -210,10 +210,10 @@ for my $t (sort keys %by_design)
 # Without the drop-in, conmgr refuses the suite's connections.
 {
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ $python, '-c', "import psycopg; psycopg.connect('host=localhost port=$cm->{port} dbname=postgres')" ],
+	IPC::Run::run([ $python, '-c', "import psycopg; psycopg.connect('host=localhost port=" . $cm->port . " dbname=postgres')" ],
 		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 	like($err, qr/OperationalError:.*conmgr/s, 'without the drop-in, conmgr refuses psycopg') or diag($err);
 }
 
-stop_conmgr($cm);
+$cm->stop('smart');
 done_testing();

@@ -127,7 +127,7 @@ for my $c (@clients)
 	my $bg = bg_start($cmd{$c}->('block', $fwd{'read-write'}));
 	ok(bg_wait($bg, qr/^running/m), "$c: connected through the read-write port") or diag(bg_out($bg));
 	ok($lab->wait_query('p', 'SELECT pg_sleep(60)'), "$c: the primary runs its statement");
-	my $cut_before = () = ${ $lab->{cmerr} } =~ /forwarder: cut 1 forwarded session to instance 0 \(lost\)/g;
+	my $cut_before = () = $lab->{cm}->log_content =~ /forwarder: cut 1 forwarded session to instance 0 \(lost\)/g;
 	my ($took) = $lab->lose('p', $bound + 5, [ $bg, qr/^result /m ]);
 	$bg->{h}->kill_kill unless defined $took;
 	my $out = bg_out($bg);
@@ -137,8 +137,8 @@ for my $c (@clients)
 	note(sprintf('%s: blocked statement failed %.3f s after the primary stopped (heartbeat_timeout %d s)',
 		$c, $took // -1, $lab->{hb_timeout}));
 	ok(wait_until(sub { $lab->{cm}->pump_nb;
-		(() = ${ $lab->{cmerr} } =~ /forwarder: cut 1 forwarded session to instance 0 \(lost\)/g) > $cut_before }, 5),
-		"$c: the forwarder cut it") or diag(${ $lab->{cmerr} });
+		(() = $lab->{cm}->log_content =~ /forwarder: cut 1 forwarded session to instance 0 \(lost\)/g) > $cut_before }, 5),
+		"$c: the forwarder cut it") or diag($lab->{cm}->log_content);
 }
 
 # pgJDBC's Statement.cancel(): its CancelRequest goes to the forward port.

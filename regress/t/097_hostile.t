@@ -28,6 +28,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IPC::Run;
 use POSIX ();
 use PostgreSQL::Test::Cluster;
@@ -41,43 +42,26 @@ my $resolve = "$top/build/regress/tools/cmresolve";
 my $t_test = time();
 my @storm_src = map { "127.0.0.$_" } 2 .. 9;
 
-my $wdport = PostgreSQL::Test::Cluster::get_free_port();
-my $node = PostgreSQL::Test::Cluster->new('hostile');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'watchdog'
-listen_addresses = '127.0.0.1'
-watchdog.port = $wdport
-watchdog.listen_addresses = '127.0.0.1'
-});
-$node->append_conf('pg_hba.conf', "host all all 127.0.0.0/8 trust\n");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION watchdog');
+my ($node, $wdport) = watchdog_node('hostile');
 
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-my $cmdata = PostgreSQL::Test::Utils::tempdir();
-chmod 0700, $cmdata;
-PostgreSQL::Test::Utils::append_to_file("$cmdata/conmgr.conf", qq{
-port = $cmport
+my $cm = CmTest::Conmgr->new('cm', instances => [ [ $node, $wdport ] ], conf => qq{
 listen_addresses = '127.0.0.1'
-backend_hostaddr0 = '127.0.0.1'
-backend_port0 = @{[ $node->port ]}
-watchdog_port0 = $wdport
 heartbeat_interval = 1
 heartbeat_timeout = 3
 log_min_messages = LOG
 });
-my ($cm_out, $cm_err) = ('', '');
+my ($cmport, $cmdata) = ($cm->port, $cm->cmdata);
 # An open-files limit of 1024, soft and hard (conmgr raises a soft limit to
-# the hard one): the storm must run the listener out of descriptors.
-my $cm = IPC::Run::start([ 'sh', '-c', "ulimit -n 1024 && exec $top/build/bin/conmgr -D $cmdata" ],
-	'<', \undef, '>', \$cm_out, '2>', \$cm_err);
+# the hard one): the storm must run the listener out of descriptors.  The
+# first check below waits for conmgr to route.
+$cm->start(wait => 0, ulimit_n => 1024);
 
-# Whatever happens, nothing of the storm outlives the test.
+# Whatever happens, nothing of the storm outlives the test (conmgr is
+# stopped by CmTest::Conmgr).
 my @storms;
 END
 {
-	for my $h (@storms, $cm)
+	for my $h (@storms)
 	{
 		eval { $h->kill_kill if $h && $h->pumpable; };
 	}
@@ -90,7 +74,7 @@ sub resolve_once
 		IPC::Run::timeout(10));
 	return $out =~ /candidate instance=0/;
 }
-ok(wait_until(\&resolve_once, 20), 'conmgr routes to the instance') or diag($cm_err);
+ok(wait_until(\&resolve_once, 20), 'conmgr routes to the instance') or diag($cm->log_content);
 
 sub role_pids
 {
@@ -137,8 +121,7 @@ is(q1("SELECT count(*) FROM pg_stat_activity WHERE client_addr = '127.0.0.2'"), 
 # The storm.
 ######################################################################
 my $log_offset = -s $node->logfile;
-$cm->pump_nb;
-my $cm_offset = length $cm_err;
+my $cm_offset = $cm->log_offset;
 my %cpu0 = (watchdog => cpu_ticks($wd_pid), listener => cpu_ticks($roles->{listener}));
 my $t0 = time();
 my %sout = (wd => '', app => '');
@@ -160,7 +143,6 @@ my $running = sub { grep { $_->pumpable } @storms };
 while ($running->() && time() - $t0 < 60)
 {
 	$_->pump_nb for grep { $_->pumpable } @storms;
-	$cm->pump_nb;
 	my $t = time();
 	if (resolve_once()) { push @resolve_ms, (time() - $t) * 1000; }
 	else { $resolve_fail++; }
@@ -221,8 +203,7 @@ my ($max_gap) = sort { $b <=> $a } @gaps;
 my @closed = grep { $_->{what} eq 'closed' } hb_events($legit);
 is(scalar(@closed), 0, 'the legitimate heartbeat session was never closed');
 ok(defined $max_gap && $max_gap < 2, sprintf('its longest heartbeat gap was %.3f s (interval 1 s, timeout 3 s)', $max_gap // -1));
-$cm->pump_nb;
-my $cm_storm = substr($cm_err, $cm_offset);
+my $cm_storm = $cm->log_content($cm_offset);
 unlike($cm_storm, qr/instance 0 .*is down|heartbeat.*(?:lost|timeout)/i, 'conmgr never lost its heartbeat with the instance');
 is($resolve_fail, 0, sprintf('every resolve during the storm succeeded (%d)', scalar @resolve_ms));
 is($register_fail, 0, sprintf('every heartbeat registration during the storm succeeded (%d)', scalar @register_ms));
@@ -283,7 +264,6 @@ diag($figures);
 hb_stop($legit);
 $attached->kill_kill;
 close $victim;
-$cm->signal('INT');
-$cm->finish;
+$cm->stop;
 $node->stop;
 done_testing();

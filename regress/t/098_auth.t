@@ -23,6 +23,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use Digest::SHA qw(hmac_sha256);
 use IO::Select;
 use IO::Socket::INET;
@@ -41,19 +42,7 @@ PostgreSQL::Test::Utils::append_to_file("$keys/wd.key", "$KEY\n");
 PostgreSQL::Test::Utils::append_to_file("$keys/bad.key", "$BADKEY\n");
 chmod 0600, "$keys/wd.key", "$keys/bad.key";
 
-my $wdport = PostgreSQL::Test::Cluster::get_free_port();
-my $node = PostgreSQL::Test::Cluster->new('auth');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'watchdog'
-listen_addresses = '127.0.0.1'
-watchdog.port = $wdport
-watchdog.listen_addresses = '127.0.0.1'
-watchdog.auth_key_file = '$keys/wd.key'
-});
-$node->append_conf('pg_hba.conf', "host all all 127.0.0.0/8 trust\n");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION watchdog');
+my ($node, $wdport) = watchdog_node('auth', "watchdog.auth_key_file = '$keys/wd.key'\n");
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
@@ -137,26 +126,18 @@ sub log_count
 	ok(wait_until(sub { view_hosts() eq '' }, 5), 'and forgets it once it is gone');
 }
 
-my $cmport = PostgreSQL::Test::Cluster::get_free_port();
-my $cmdata = PostgreSQL::Test::Utils::tempdir();
-chmod 0700, $cmdata;
-PostgreSQL::Test::Utils::append_to_file("$cmdata/conmgr.conf", qq{
-port = $cmport
+my $cm = CmTest::Conmgr->new('cm', instances => [ [ $node, $wdport ] ], conf => qq{
 listen_addresses = '127.0.0.1'
-backend_hostaddr0 = '127.0.0.1'
-backend_port0 = @{[ $node->port ]}
-watchdog_port0 = $wdport
 heartbeat_interval = 1
 heartbeat_timeout = 3
 heartbeat_key_file = '$keys/wd.key'
 log_min_messages = LOG
 });
-my ($cm_out, $cm_err) = ('', '');
-my $cm = IPC::Run::start([ "$top/build/bin/conmgr", '-D', $cmdata ],
-	'<', \undef, '>', \$cm_out, '2>', \$cm_err);
-END { eval { $cm->kill_kill if $cm && $cm->pumpable; }; }
+my ($cmport, $cmdata) = ($cm->port, $cm->cmdata);
+# The check below waits for conmgr's registration.
+$cm->start(wait => 0);
 ok(wait_until(sub { view_hosts() eq '127.0.0.1:t' }, 15), 'conmgr registers, authenticated')
-  or diag($cm_err);
+  or diag($cm->log_content);
 
 ######################################################################
 # 2. Peers without the key, from 127.0.0.2, where an SQL session is open.
@@ -292,8 +273,7 @@ ok(wait_until(sub { view_hosts() eq '127.0.0.1:t' }, 15), 'conmgr registers, aut
 
 	# The watchdog refuses one too, and starts once it is fixed, with no
 	# server restart (the worker retries every 5 s).
-	$cm->signal('INT');
-	$cm->finish;
+	$cm->stop;
 	chmod 0640, "$keys/wd.key";
 	my $offset = -s $node->logfile;
 	$node->restart;
