@@ -4,18 +4,20 @@
  *	  The application's connection options: flattened, split into
  *	  destinations, and turned into the options of each real attempt.
  *
- * libpq reads options from three places: the keyword/value arrays (or the
- * conninfo string), a connection string expanded from "dbname", and the
- * environment.  We flatten the first two the way libpq does (later values
- * win, empty values count as unset) and fall back to the environment for
- * the few options that decide where to connect.  A real attempt is then
- * made with the flattened options, its host, hostaddr, port and
+ * libpq reads options from four places: the keyword/value arrays (or the
+ * conninfo string), a connection string expanded from "dbname", a service
+ * file, and the environment.  We flatten the first two the way libpq does
+ * (later values win, empty values count as unset), add what a service
+ * gives as libpq itself reads it, and fall back to the environment for the
+ * few options that decide where to connect.  A real attempt is then made
+ * with the flattened options, its host, hostaddr, port and
  * target_session_attrs replaced, and no expansion, so nothing of the
  * original can override what conmgr chose.
  *
  * Whatever we cannot interpret exactly as libpq would (a syntax error, an
- * unknown target_session_attrs, a service file) is left entirely to libpq:
- * the connection is then a plain libpq connection ("pass-through").
+ * unknown target_session_attrs, a service libpq cannot read) is left
+ * entirely to libpq: the connection is then a plain libpq connection
+ * ("pass-through"), and libpq's error is the application's.
  *
  *-------------------------------------------------------------------------
  */
@@ -232,6 +234,100 @@ dup_array(const char *const *a, int n)
 }
 
 /*
+ * A real libpq connection started (PQconnectStartParams) with the
+ * application's own options, exactly as given, followed by the
+ * NULL-terminated extra keys and values, which win over them.  NULL when
+ * out of memory.
+ */
+static PGconn *
+start_orig_plus(const cm_conn *c, const char *const *xkeys,
+				const char *const *xvals)
+{
+	const char **k,
+			  **v;
+	int			n = 0,
+				nx = 0,
+				expand = 1;
+	PGconn	   *pg = NULL;
+
+	while (c->orig_keys && c->orig_keys[n])
+		n++;
+	if (c->orig_keys == NULL)
+		n = 1;
+	while (xkeys[nx])
+		nx++;
+	k = calloc(n + nx + 1, sizeof(char *));
+	v = calloc(n + nx + 1, sizeof(char *));
+	if (k != NULL && v != NULL)
+	{
+		if (c->orig_keys)
+		{
+			memcpy(k, c->orig_keys, n * sizeof(char *));
+			memcpy(v, c->orig_vals, n * sizeof(char *));
+			expand = c->orig_expand;
+		}
+		else
+		{
+			/* the connection string, expanded as the first dbname */
+			k[0] = "dbname";
+			v[0] = c->orig_conninfo && is_connstr(c->orig_conninfo) ? c->orig_conninfo : NULL;
+		}
+		memcpy(k + n, xkeys, nx * sizeof(char *));
+		memcpy(v + n, xvals, nx * sizeof(char *));
+		pg = REAL(PQconnectStartParams) (k, v, expand);
+	}
+	free(k);
+	free(v);
+	return pg;
+}
+
+/*
+ * Apply the service file the way libpq does, by asking libpq: a real
+ * connection started with the application's own options and a
+ * channel_binding that is no value, which libpq refuses when it checks the
+ * options, after it has read the service file and applied the environment
+ * and the defaults, and before any I/O.  So the file searched (PGSERVICEFILE,
+ * else ~/.pg_service.conf, then PGSYSCONFDIR's or the loaded libpq's own
+ * sysconfdir) and the precedence (the application's options over the
+ * service's, the service's over the environment's) are libpq's own.  Every
+ * value that differs from what the environment or the default would give
+ * and that the application did not set comes from the service, and joins
+ * c->opts.  False when libpq cannot read the service (no file, no such
+ * service, a syntax error, a nested service): libpq then says so itself.
+ */
+static bool
+opt_apply_service(cm_conn *c)
+{
+	const char *keys[2] = {"channel_binding", NULL};
+	const char *vals[2] = {"-", NULL};
+	PGconn	   *pg = start_orig_plus(c, keys, vals);
+	PQconninfoOption *o = pg ? REAL(PQconninfo) (pg) : NULL;
+	bool		ok = false;
+
+	for (PQconninfoOption *p = o; p && p->keyword; p++)
+	{
+		const char *env = p->envvar ? getenv(p->envvar) : NULL;
+		const char *dflt = env && env[0] ? env : p->compiled;
+
+		/* libpq always has a port once it has read the options */
+		if (strcmp(p->keyword, "port") == 0)
+			ok = p->val != NULL;
+		if (p->val == NULL || p->val[0] == '\0' ||
+			strcmp(p->keyword, "channel_binding") == 0 ||
+			cm_opt(c, p->keyword) != NULL ||
+			(dflt != NULL && strcmp(dflt, p->val) == 0))
+			continue;
+		if (!opt_set(c, p->keyword, p->val))
+			ok = false;
+	}
+	if (o)
+		REAL(PQconninfoFree) (o);
+	if (pg)
+		REAL(PQfinish) (pg);
+	return ok;
+}
+
+/*
  * A new handle for the application's options: exactly one of conninfo
  * (PQconnectStart) or keys/vals (PQconnectStartParams).  NULL only when
  * out of memory.
@@ -277,11 +373,12 @@ cm_conn_new(const char *conninfo, const char *const *keys,
 	}
 
 	/* What we cannot read as libpq would, libpq handles alone. */
+	if (ok && opt_or_env(c, "service", "PGSERVICE"))
+		ok = opt_apply_service(c);
 	tsa = opt_or_env(c, "target_session_attrs", "PGTARGETSESSIONATTRS");
 	c->target = cmproto_target_from_name(tsa ? tsa : "any");
 	c->tsa = c->target >= 0 ? cmproto_target_name(c->target) : NULL;
-	if (!ok || c->target < 0 || opt_or_env(c, "service", "PGSERVICE") ||
-		!build_dests(c))
+	if (!ok || c->target < 0 || !build_dests(c))
 		c->passthrough = true;
 	timeout = opt_or_env(c, "connect_timeout", "PGCONNECT_TIMEOUT");
 	if (timeout)
@@ -392,6 +489,15 @@ cm_start_real(cm_conn *c, const cm_attempt *a, bool sync)
 		if (strcmp(k, "host") == 0 || strcmp(k, "hostaddr") == 0 ||
 			strcmp(k, "port") == 0 || strcmp(k, "target_session_attrs") == 0)
 			continue;
+
+		/*
+		 * The service's options are all in c->opts already; libpq would read
+		 * it again and give a candidate named by host alone the hostaddr that
+		 * named conmgr.
+		 */
+		if (strcmp(k, "service") == 0 && a->cand != NULL &&
+			!a->cand->numeric && cm_opt(c, "hostaddr") != NULL)
+			continue;
 		keys[n] = k;
 		vals[n++] = c->opts[i].val;
 	}
@@ -466,29 +572,23 @@ cm_start_passthrough(cm_conn *c, bool sync)
 /*
  * The options connection of the destination being tried: a real libpq
  * connection started with the application's own options, exactly as given
- * (libpq flattens them, expands dbname and applies the environment, the
- * defaults and the password file itself), but with that destination's
- * host and port and a hostaddr that is no address ("-").  libpq fails it at
- * its first step, the numeric parse of hostaddr, before any I/O, and it
- * then holds what libpq makes of the options: PQdb(), PQuser(), PQpass()
- * (the password file's entry for this host and port), PQoptions(),
- * PQconninfo().  Made on the first such question while there is no inner
- * connection, kept until the handle is torn down, so that the strings
- * returned stay valid as libpq's do.  NULL when it cannot be made.
+ * (libpq flattens them, expands dbname and applies the service file, the
+ * environment, the defaults and the password file itself), but with that
+ * destination's host and port and a hostaddr that is no address ("-").
+ * libpq fails it at its first step, the numeric parse of hostaddr, before
+ * any I/O, and it then holds what libpq makes of the options: PQdb(),
+ * PQuser(), PQpass() (the password file's entry for this host and port),
+ * PQoptions(), PQconninfo().  Made on the first such question while there
+ * is no inner connection, kept until the handle is torn down, so that the
+ * strings returned stay valid as libpq's do.  NULL when it cannot be made.
  */
 PGconn *
 cm_opts_conn(cm_conn *c)
 {
 	int			di = c->di < c->ndests ? c->di : c->ndests - 1;
 	const cm_dest *d;
-
-	/* the connection string, expanded as the first dbname, or nothing */
-	const char *keys[5] = {"dbname", "host", "hostaddr", "port", NULL};
-	const char *vals[5];
-	const char **k = keys,
-			  **v = vals;
-	int			expand = 1;
-	int			n = 0;
+	const char *keys[4] = {"host", "hostaddr", "port", NULL};
+	const char *vals[4];
 	PGconn	   *pg;
 
 	if (di < 0)
@@ -497,33 +597,11 @@ cm_opts_conn(cm_conn *c)
 		return c->opts_pg[di];
 	d = &c->dests[di];
 	/* libpq looks up the password file by host, else by hostaddr */
-	vals[0] = c->orig_conninfo && is_connstr(c->orig_conninfo) ? c->orig_conninfo : NULL;
-	vals[1] = d->host[0] ? d->host : d->hostaddr ? d->hostaddr : "";
-	vals[2] = "-";
-	vals[3] = d->port;
-	vals[4] = NULL;
-	if (c->orig_keys)
-	{
-		while (c->orig_keys[n])
-			n++;
-		if ((k = calloc(n + 4, sizeof(char *))) == NULL ||
-			(v = calloc(n + 4, sizeof(char *))) == NULL)
-		{
-			free(k);
-			return NULL;
-		}
-		memcpy(k, c->orig_keys, n * sizeof(char *));
-		memcpy(v, c->orig_vals, n * sizeof(char *));
-		memcpy(k + n, keys + 1, 4 * sizeof(char *));
-		memcpy(v + n, vals + 1, 4 * sizeof(char *));
-		expand = c->orig_expand;
-	}
-	pg = REAL(PQconnectStartParams) (k, v, expand);
-	if (k != keys)
-	{
-		free(k);
-		free(v);
-	}
+	vals[0] = d->host[0] ? d->host : d->hostaddr ? d->hostaddr : "";
+	vals[1] = "-";
+	vals[2] = d->port;
+	vals[3] = NULL;
+	pg = start_orig_plus(c, keys, vals);
 	if (pg != NULL && REAL(PQstatus) (pg) != CONNECTION_BAD)
 	{
 		/* not what libpq does with that hostaddr: make no other attempt */

@@ -22,14 +22,17 @@ use warnings;
 use Exporter 'import';
 use File::Temp ();
 use FindBin;
+use IO::Select;
 use IO::Socket::INET;
+use IO::Socket::UNIX;
 use IPC::Run;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
   wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid
   cm_confdir fake_listener cm_status app_connects watchdog_node read_whole_frame
-  faketime_env set_fake_offset watchdog_workers_restart cmapp_start cmapp_wait);
+  faketime_env set_fake_offset watchdog_workers_restart cmapp_start cmapp_wait
+  trap_caught fake_conmgr_start tcp_unix_traps);
 
 # A test that dies leaves the conmgrs it started running (an IPC::Run
 # harness is not stopped at exit, and a conmgr outlives its parent); stop
@@ -440,6 +443,55 @@ sub fake_listener
 	my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
 		Listen => 16, ReuseAddr => 1) or die "fake listener: $!";
 	return $sock;
+}
+
+# Two traps for connections: a TCP socket listening on 127.0.0.1 (a port
+# the kernel picks) and a Unix socket for that port in $dir/sock, as libpq
+# would look for it with host=$dir/sock.  The TCP socket, the Unix socket,
+# the directory.
+sub tcp_unix_traps
+{
+	my ($dir) = @_;
+	my $trap = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
+		Proto => 'tcp', ReuseAddr => 1) or die "listen: $!";
+	my $sockdir = "$dir/sock";
+	mkdir $sockdir or die "mkdir $sockdir: $!";
+	my $utrap = IO::Socket::UNIX->new(Local => "$sockdir/.s.PGSQL." . $trap->sockport, Listen => 16)
+	  or die "listen on $sockdir: $!";
+	return ($trap, $utrap, $sockdir);
+}
+
+# How many connections the listening sockets (traps a test sets where no
+# connection should go) took since the last call; each is closed at once.
+sub trap_caught
+{
+	my (@socks) = @_;
+	my $n = 0;
+	for my $s (@socks)
+	{
+		while (IO::Select->new($s)->can_read(0))
+		{
+			my $c = $s->accept or last;
+			close $c;
+			$n++;
+		}
+	}
+	return $n;
+}
+
+# Start regress/tools/fake_conmgr.pl on $addr (any free port), logging to
+# $log, naming the candidates [addr_kind, port, host]; the IPC::Run handle
+# and the port it listens on.  The caller kills it (kill_kill, finish).
+sub fake_conmgr_start
+{
+	my ($addr, $log, @cands) = @_;
+	my $out = '';
+	my $h = IPC::Run::start(
+		[ 'perl', cm_top() . '/regress/tools/fake_conmgr.pl', $addr, 0, $log,
+			map { join(',', $_->[0], $_->[1], unpack('H*', $_->[2])) } @cands ],
+		'<', \undef, '>', \$out, '2>', \my $err, IPC::Run::timeout(300));
+	$h->pump until $out =~ /^port (\d+)$/m;
+	return ($h, $1);
 }
 
 # Whether a libpq-cm application (cmapp connect) connects with $conninfo

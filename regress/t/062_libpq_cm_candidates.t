@@ -12,43 +12,25 @@ use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
 use File::Temp qw(tempdir);
-use IO::Select;
-use IO::Socket::INET;
 use IO::Socket::UNIX;
 use IPC::Run;
 use Test::More;
 
 my $top = cm_top();
 my $cmapp = "$top/build/regress/tools/cmapp";
-my $fake = "$top/regress/tools/fake_conmgr.pl";
 my $dir = tempdir(CLEANUP => 1);
 
 # The traps: a TCP port, a socket directory for that port, an abstract
 # socket of the same name as libpq would look for.
-my $trap = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
-	Proto => 'tcp', ReuseAddr => 1) or die "listen: $!";
+my ($trap, $utrap, $sockdir) = tcp_unix_traps($dir);
 my $tport = $trap->sockport;
-my $sockdir = "$dir/sock";
-mkdir $sockdir or die $!;
-my $utrap = IO::Socket::UNIX->new(Local => "$sockdir/.s.PGSQL.$tport", Listen => 16)
-  or die "listen on $sockdir: $!";
 my $atrap = IO::Socket::UNIX->new(Local => "\0cmtrap$$/.s.PGSQL.$tport", Listen => 16)
   or die "listen on an abstract socket: $!";
 
-# How many connections each trap took since the last call.
+# How many connections the traps took since the last call.
 sub caught
 {
-	my $n = 0;
-	for my $s ($trap, $utrap, $atrap)
-	{
-		while (IO::Select->new($s)->can_read(0))
-		{
-			my $c = $s->accept or last;
-			close $c;
-			$n++;
-		}
-	}
-	return $n;
+	return trap_caught($trap, $utrap, $atrap);
 }
 
 # Serve one candidate with the fake conmgr, connect through it; the
@@ -57,11 +39,7 @@ sub through_fake
 {
 	my ($kind, $host) = @_;
 	my $log = "$dir/fake.log";
-	my $out = '';
-	my $h = IPC::Run::start([ 'perl', $fake, '127.0.0.1', 0, $log, join(',', $kind, $tport, unpack('H*', $host)) ],
-		'<', \undef, '>', \$out, '2>', \my $err, IPC::Run::timeout(60));
-	$h->pump until $out =~ /^port (\d+)$/m;
-	my $port = $1;
+	my ($h, $port) = fake_conmgr_start('127.0.0.1', $log, [ $kind, $tport, $host ]);
 	my ($aout, $aerr) = ('', '');
 	IPC::Run::run([ $cmapp, 'connect', "host=127.0.0.1 port=$port dbname=postgres connect_timeout=3 sslmode=disable gssencmode=disable" ],
 		'<', \undef, '>', \$aout, '2>', \$aerr, IPC::Run::timeout(60));
