@@ -136,7 +136,7 @@ for my $c (@clients)
 		sprintf('%s: within heartbeat_timeout + 0.5 s of the stop: %.3f s', $c, $took // -1));
 	note(sprintf('%s: blocked statement failed %.3f s after the primary stopped (heartbeat_timeout %d s)',
 		$c, $took // -1, $lab->{hb_timeout}));
-	ok(wait_until(sub { $lab->{cm}->pump_nb;
+	ok(wait_until(sub {
 		(() = $lab->{cm}->log_content =~ /forwarder: cut 1 forwarded session to instance 0 \(lost\)/g) > $cut_before }, 5),
 		"$c: the forwarder cut it") or diag($lab->{cm}->log_content);
 }
