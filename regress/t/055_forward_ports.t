@@ -1,7 +1,10 @@
 # Test conmgr's forward ports (conmgr.conf forward_ports, docs/conmgr.md
 # "Forward ports") with stock psql, neither preloaded nor relinked: each
 # port's client reaches the instance a RESOLVE for its target would get;
-# SSLRequest (sslmode=prefer) passes through; a port whose target no
+# SSLRequest (sslmode=prefer) passes through, and TLS itself: with the
+# primary's ssl = on, verify-full against the name the client used (the
+# forwarder's), an encrypted session, and psql's cancel reaching it; a
+# port whose target no
 # instance fits answers an ErrorResponse with SQLSTATE 08001 naming the
 # target, after 'N' to an SSLRequest; psql's cancel (a CancelRequest sent
 # to the forward port) reaches its session; a query blocked on an
@@ -59,6 +62,11 @@ sub psql_at
 	return ($out, $err);
 }
 
+# libpq's words for a connection cut under it, in the clear or (the
+# primary has ssl = on from the TLS check on, and psql's sslmode=prefer
+# takes it) under TLS.
+my $lost_re = qr/server closed the connection unexpectedly|SSL SYSCALL error: EOF detected/;
+
 # psql through the read-write port, blocked in pg_sleep on the primary:
 # its harness and (a reference to) its stderr.
 sub blocked_on_p
@@ -94,6 +102,46 @@ is($o, "$port_of{s}|t", 'standby port (an SSLRequest first, answered by the serv
 # COPY passes through untouched.
 ($o, $e) = psql_at($fwd{'read-write'}, 'COPY (SELECT g FROM generate_series(1, 50000) g) TO STDOUT');
 is(scalar(split /\n/, $o), 50000, 'COPY TO STDOUT: 50000 rows through the forwarder') or diag($e);
+
+# TLS passes through untouched: the primary with ssl = on and a
+# self-signed certificate for "localhost"; the client, connecting to the
+# forward port as localhost, verifies it against that name (verify-full),
+# and the session is encrypted end to end with the server.  psql's cancel
+# (a CancelRequest in the clear on a new connection) still reaches a TLS
+# session.
+{
+	my $pgdata = $node->{p}->data_dir;
+	my ($o1, $e1) = ('', '');
+	IPC::Run::run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
+			'-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost',
+			'-keyout', "$pgdata/server.key", '-out', "$pgdata/server.crt" ], '<', \undef, '>', \$o1, '2>', \$e1)
+	  or die "openssl: $e1";
+	chmod 0600, "$pgdata/server.key";
+	$node->{p}->append_conf('postgresql.conf', "ssl = on\n");
+	$node->{p}->reload;
+	my $tls = "host=localhost port=$fwd{'read-write'} dbname=postgres sslmode=verify-full "
+	  . "sslrootcert=$pgdata/server.crt connect_timeout=10";
+	my ($out, $err) = ('', '');
+	ok(wait_until(sub {
+		IPC::Run::run([ 'psql', '-X', '-At', '-d', $tls, '-c',
+				'SELECT inet_server_port(), ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' ],
+			'<', \undef, '>', \$out, '2>', \$err);
+		$out =~ /^$port_of{p}\|t$/m }, 10),
+		'TLS through the read-write port: verify-full against "localhost", the primary, encrypted') or diag("$out $err");
+	($out, $err) = ('', '');
+	IPC::Run::run([ 'psql', '-X', '-At', '-d', $tls =~ s/localhost/127.0.0.1/r, '-c', 'SELECT 1' ],
+		'<', \undef, '>', \$out, '2>', \$err);
+	like($err, qr/server certificate for "localhost"( \(and \d+ other names?\))? does not match host name "127\.0\.0\.1"/,
+		'the certificate is checked against the name the client used (127.0.0.1: refused)') or diag("$out $err");
+	my $h = IPC::Run::start([ 'psql', '-X', '-At', '-d', $tls, '-c', 'SELECT pg_sleep(60)' ],
+		'<', \undef, '>', \$out, '2>', \$err);
+	ok(wait_until(sub { $node->{p}->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.query = 'SELECT pg_sleep(60)' AND s.ssl") eq '1' }, 10),
+		'a TLS session blocked in a query through the forward port');
+	$h->signal('INT');
+	eval { $h->finish; };
+	like($err, qr/canceling statement due to user request/, 'psql\'s cancel reaches the TLS session') or diag($err);
+}
 
 # psql's cancel: SIGINT makes psql send a CancelRequest to the host and
 # port it connected to, the forward port.
@@ -156,7 +204,7 @@ ok(wait_until(sub { $cm->all_up }, 30), 's back up');
 	kill 'STOP', $wdpid;
 	my $took = wait_error($h, $err, 20) - $t_stop;
 	kill 'CONT', $wdpid;
-	like($$err, qr/server closed the connection unexpectedly/, 'psql: the connection was lost') or diag($$err);
+	like($$err, $lost_re, 'psql: the connection was lost') or diag($$err);
 	cmp_ok($took, '<=', $hb_timeout + 1 + 0.5,
 		sprintf('within heartbeat_timeout + 0.5 s of the loss (the last beat up to 1 s before the stop): %.3f s', $took));
 	ok($cm->wait_for_log(qr/forwarder LOG:  forwarder: cut 1 forwarded session to instance 0 \(lost\)/, 0, 5),
@@ -171,7 +219,7 @@ ok(wait_until(sub { $cm->all_up }, 30), 's back up');
 	my $t0 = time();
 	$node->{s}->promote;
 	my $took = wait_error($h, $err, 10) - $t0;
-	like($$err, qr/server closed the connection unexpectedly/, 's promoted: the session on p was cut') or diag($$err);
+	like($$err, $lost_re, 's promoted: the session on p was cut') or diag($$err);
 	note(sprintf('cut %.3f s after pg_ctl promote began', $took));
 	ok(wait_until(sub { (psql_at($fwd{'read-write'}, $where))[0] eq "$port_of{s}|f" }, 10),
 		'the read-write port now reaches s, the new primary');
