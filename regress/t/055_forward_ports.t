@@ -4,9 +4,8 @@
 # SSLRequest (sslmode=prefer) passes through, and TLS itself: with the
 # primary's ssl = on, verify-full against the name the client used (the
 # forwarder's), an encrypted session, and psql's cancel reaching it; a
-# port whose target no
-# instance fits answers an ErrorResponse with SQLSTATE 08001 naming the
-# target, after 'N' to an SSLRequest; psql's cancel (a CancelRequest sent
+# port whose target no instance fits answers an ErrorResponse with
+# SQLSTATE 08001 naming the target, after 'N' to an SSLRequest; psql's cancel (a CancelRequest sent
 # to the forward port) reaches its session; a query blocked on an
 # instance that conmgr declares lost fails within heartbeat_timeout + 0.5
 # s of the loss (the forwarder cuts the session); a session on a primary
