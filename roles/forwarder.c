@@ -136,6 +136,7 @@ static fw_sess *sessions;
 static int	nsessions_alloc;
 static int	nsessions_used;
 static int	nclients;			/* sessions with a client: max_connections */
+static int	ntimed;				/* sessions with a deadline (fw_timed()) */
 static route_reader reader = {.quiet = true};
 static int64_t accept_paused_until; /* monotonic ms; 0 = accepting */
 static volatile sig_atomic_t stop_requested;
@@ -169,6 +170,26 @@ ep_set(int op, int fd, uint32_t events, uint64_t data)
 }
 
 /* ---- sessions ---- */
+
+/* The states that end at a deadline: the first packet, the connect. */
+static bool
+fw_timed(fw_state state)
+{
+	return state == FW_FIRST || state == FW_REFUSING ||
+		state == FW_CONNECTING || state == FW_CANCEL;
+}
+
+/*
+ * The one setter of a session's state; it counts the sessions with a
+ * deadline, so that a wake-up with none (every session relaying) does not
+ * look at the table at all.
+ */
+static void
+fw_set_state(fw_sess *s, fw_state state)
+{
+	ntimed += (int) fw_timed(state) - (int) fw_timed(s->state);
+	s->state = state;
+}
 
 static fw_sess *
 fw_new(void)
@@ -230,7 +251,7 @@ fw_end(fw_sess *s)
 		fw_close_fd(&s->pipes[d][0]);
 		fw_close_fd(&s->pipes[d][1]);
 	}
-	s->state = FW_FREE;
+	fw_set_state(s, FW_FREE);
 	nsessions_used--;
 }
 
@@ -369,7 +390,7 @@ fw_connect_next(fw_sess *s)
 			continue;
 		}
 		s->instno = i;
-		s->state = FW_CONNECTING;
+		fw_set_state(s, FW_CONNECTING);
 		s->deadline = cmclock_ms() + (int64_t) ctx->conf->heartbeat_connect_timeout * 1000;
 		if (!fw_watch(s, 0, EPOLLOUT))
 			fw_end(s);
@@ -420,7 +441,7 @@ fw_connected(fw_sess *s)
 		fw_end(s);
 		return;
 	}
-	s->state = FW_RELAY;
+	fw_set_state(s, FW_RELAY);
 	s->counted = true;
 	__atomic_fetch_add(&ctx->shm->fw_sessions[s->port][s->instno], 1, __ATOMIC_RELAXED);
 }
@@ -525,7 +546,7 @@ fw_cancel(fw_sess *s)
 		c = fw_new();
 		if (c == NULL)
 			break;
-		c->state = FW_CANCEL;
+		fw_set_state(c, FW_CANCEL);
 		memcpy(c->first, request, sizeof(request));
 		c->firstlen = sizeof(request);
 		c->sfd = fw_dial((int) i);
@@ -586,7 +607,7 @@ fw_first(fw_sess *s)
 			fw_end(s);
 			return;
 		}
-		s->state = FW_REFUSING;
+		fw_set_state(s, FW_REFUSING);
 		s->firstlen = 0;
 		return;
 	}
@@ -644,7 +665,7 @@ fw_accept(const fw_listen *l)
 			nclients > ctx->conf->max_connections;
 		s->port = l->port;
 		s->target = ctx->conf->forward_ports.f[l->port].target;
-		s->state = FW_FIRST;
+		fw_set_state(s, FW_FIRST);
 		s->firstneed = 8;
 		s->deadline = cmclock_ms() + FW_FIRST_TIMEOUT_MS;
 		if (!ep_set(EPOLL_CTL_ADD, fd, EPOLLIN, EV_MAKE(EV_CLIENT, s->gen, fw_idx(s))))
@@ -721,12 +742,11 @@ fw_expire(int64_t now)
 {
 	int64_t		next = -1;
 
-	for (int k = 0; k < nsessions_alloc; k++)
+	for (int k = 0; k < nsessions_alloc && ntimed > 0; k++)
 	{
 		fw_sess    *s = &sessions[k];
 
-		if (s->state != FW_FIRST && s->state != FW_REFUSING &&
-			s->state != FW_CONNECTING && s->state != FW_CANCEL)
+		if (!fw_timed(s->state))
 			continue;
 		if (now >= s->deadline)
 		{
