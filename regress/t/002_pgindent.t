@@ -14,6 +14,8 @@ use IPC::Run;
 use Test::More;
 
 my $top = "$FindBin::RealBin/../..";
+plan skip_all => 'make check-asan: formatting runs no conmgr code (make check runs this test)'
+  if ($ENV{CM_SANITIZE} // '') eq '1';
 my ($src, $version) = foreign_src('pgindent');
 plan skip_all => "no pgindent to run: $version" unless $src;
 note("pgindent from $version");
