@@ -407,6 +407,7 @@ check_whole(parse_state *st)
 				timeout_idx = param_index("heartbeat_timeout");
 
 	conf->ninstances = 0;
+	conf->inst_end = 0;
 	for (int i = 0; i < CMCONF_MAX_INSTANCES; i++)
 	{
 		int		   *lines = st->inst_line[i];
@@ -417,6 +418,7 @@ check_whole(parse_state *st)
 		if (conf->inst[i].configured)
 		{
 			conf->ninstances++;
+			conf->inst_end = i + 1;
 			continue;
 		}
 		for (int k = 0; k < NPARAMS; k++)

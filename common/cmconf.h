@@ -80,6 +80,8 @@ struct cmconf
 	int			attach_timeout; /* seconds, candidates to ATTACHED */
 	char		heartbeat_key_file[CMCONF_HOST_MAX + 1];	/* "" = no key */
 	int			ninstances;		/* configured instances */
+	int			inst_end;		/* one past the highest configured instance
+								 * number: no instance at or above it */
 	struct cmconf_instance inst[CMCONF_MAX_INSTANCES];
 };
 

@@ -122,14 +122,31 @@ log_changes(route_reader *r, const cm_ctx *ctx, const shm_slot *slots,
 }
 
 /*
- * Read every slot into slots[] (an unconfigured instance's is zeroes) and
- * classify the instances into *v; log what changed since the last call.
+ * The instances a read covers: those below the highest configured one.
+ * Above it every slot is unconfigured, so every instance there is down
+ * and matches no target; a request walks the few configured instances,
+ * not the whole table.
+ */
+static int
+route_span(const cm_ctx *ctx)
+{
+	int			n = (int) ctx->shm->nslots;
+
+	return ctx->conf->inst_end < n ? ctx->conf->inst_end : n;
+}
+
+/*
+ * Read the slots of the instances up to the highest configured one into
+ * slots[] (an unconfigured instance's is zeroes; the slots above are left
+ * as they are, for no caller reads an instance that is not configured)
+ * and classify every instance into *v; log what changed since the last
+ * call.
  */
 void
 route_read(route_reader *r, const cm_ctx *ctx, shm_slot *slots, route_view *v)
 {
 	bool		up[CMCONF_MAX_INSTANCES] = {false};
-	int			n = (int) ctx->shm->nslots;
+	int			n = route_span(ctx);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -141,6 +158,7 @@ route_read(route_reader *r, const cm_ctx *ctx, shm_slot *slots, route_view *v)
 		slots[i] = slot_read(r, ctx, i);
 		up[i] = slots[i].state == SHM_UP;
 	}
+	/* route_classify() leaves the roles above n ROUTE_DOWN */
 	route_classify(slots, up, n, &r->timelines_seen, v);
 	log_changes(r, ctx, slots, v, n);
 }
@@ -156,7 +174,7 @@ route_resolve(route_reader *r, const cm_ctx *ctx, int target,
 {
 	unsigned	rot = r->rotation[target]++;
 
-	return route_choose(target, slots, v, (int) ctx->shm->nslots, cmclock_us(),
+	return route_choose(target, slots, v, route_span(ctx), cmclock_us(),
 						(int64_t) ctx->conf->heartbeat_interval * 1500000, rot, out);
 }
 
