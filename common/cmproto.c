@@ -595,6 +595,23 @@ encode_body(wbuf *b, int version, const cmproto_msg *m)
  * conmgr HB_BEAT carries attrs 0) is the heartbeat role's to keep.  This
  * encodes at the codec's version; cmproto_encode_version() at another.
  */
+/*
+ * The ERROR frame a peer sends before it closes (docs/protocol.md, 4):
+ * code, and the message cut to CMPROTO_ERRMSG_MAX bytes, which every
+ * sender's text fits in a frame.  Sent the sender's own way (the
+ * listener's, the heartbeat's, the watchdog's).
+ */
+void
+cmproto_error_msg(cmproto_msg *msg, int code, const char *message)
+{
+	size_t		n = strnlen(message, CMPROTO_ERRMSG_MAX);
+
+	memset(msg, 0, sizeof(*msg));
+	msg->type = CMPROTO_ERROR;
+	msg->u.error.code = (uint16_t) code;
+	memcpy(msg->u.error.message, message, n);
+}
+
 int
 cmproto_encode(const cmproto_msg *msg, uint8_t *buf, size_t cap)
 {

@@ -291,6 +291,7 @@ extern int	cmproto_encode_version(const cmproto_msg *msg, int version,
 								   uint8_t *buf, size_t cap);
 extern int	cmproto_encode_resolve(uint8_t *buf, size_t cap, int version, int target,
 								   uint32_t client_pid, const char *application_name);
+extern void cmproto_error_msg(cmproto_msg *msg, int code, const char *message);
 extern const char *cmproto_type_name(int type);
 
 /* cmproto_handshake.c: the version two peers agree on (5) */

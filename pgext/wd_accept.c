@@ -151,10 +151,7 @@ wd_refuse_fd(int fd, int code, const char *message)
 	uint8		buf[CMPROTO_MAX_MSG];
 	int			n;
 
-	memset(&msg, 0, sizeof(msg));
-	msg.type = CMPROTO_ERROR;
-	msg.u.error.code = code;
-	strlcpy(msg.u.error.message, message, sizeof(msg.u.error.message));
+	cmproto_error_msg(&msg, code, message);
 	n = cmproto_encode(&msg, buf, sizeof(buf));
 	if (n > 0)
 		(void) send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -422,10 +422,7 @@ wd_send_error(WdSession *s, int code, const char *message)
 {
 	cmproto_msg msg;
 
-	memset(&msg, 0, sizeof(msg));
-	msg.type = CMPROTO_ERROR;
-	msg.u.error.code = code;
-	strlcpy(msg.u.error.message, message, sizeof(msg.u.error.message));
+	cmproto_error_msg(&msg, code, message);
 	/* Best effort: the session is closed right after. */
 	(void) wd_send(s, &msg);
 }

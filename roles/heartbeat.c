@@ -202,10 +202,7 @@ hb_send_error(hb *h, int code, const char *message)
 {
 	cmproto_msg m;
 
-	memset(&m, 0, sizeof(m));
-	m.type = CMPROTO_ERROR;
-	m.u.error.code = code;
-	snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", message);
+	cmproto_error_msg(&m, code, message);
 	(void) hb_send(h, &m);
 }
 

@@ -791,6 +791,53 @@ test_golden(void)
 	}
 }
 
+/* ---- cmproto_error_msg(): the ERROR every sender builds ---- */
+
+static void
+test_error_msg(void)
+{
+	static const struct
+	{
+		int			code;
+		size_t		len;		/* of the message given */
+		size_t		want_len;	/* of the message in the frame */
+	}			cases[] = {
+		{CMPROTO_ERR_PROTOCOL, 0, 0},
+		{CMPROTO_ERR_AUTH, 21, 21},
+		{CMPROTO_ERR_INTERNAL, CMPROTO_ERRMSG_MAX, CMPROTO_ERRMSG_MAX},
+		{CMPROTO_ERR_TOO_MANY, CMPROTO_ERRMSG_MAX + 1, CMPROTO_ERRMSG_MAX},
+		{CMPROTO_ERR_VERSION, 1000, CMPROTO_ERRMSG_MAX},
+	};
+	cmproto_msg m;
+	bb			want;
+	uint8_t		out[CMPROTO_MAX_MSG];
+
+	/* the golden frame of test_golden(), built by the helper */
+	cmproto_error_msg(&m, CMPROTO_ERR_VERSION, "no");
+	b_hex(&want, "58 00 00 0a 00 02 00 02 6e 6f");
+	ok(cmproto_encode(&m, out, sizeof(out)) == (int) want.n && memcmp(out, want.d, want.n) == 0,
+	   "error_msg(2, \"no\") encodes to the golden ERROR frame");
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		char		text[1001];
+		cmproto_msg expect = mk(CMPROTO_ERROR);
+		bb			ref;
+
+		fill_chars(text, cases[i].len, 'm');
+		memset(&m, 0x5a, sizeof(m));
+		cmproto_error_msg(&m, cases[i].code, text);
+		expect.u.error.code = cases[i].code;
+		memcpy(expect.u.error.message, text, cases[i].want_len);
+		spec_encode(&expect, &ref);
+		ok(memcmp(&m, &expect, sizeof(m)) == 0 &&
+		   cmproto_encode(&m, out, sizeof(out)) == (int) ref.n &&
+		   memcmp(out, ref.d, ref.n) == 0,
+		   "error_msg(%d, %zu bytes): every other field zero, message of %zu bytes, "
+		   "the spec's frame", cases[i].code, cases[i].len, cases[i].want_len);
+	}
+}
+
 /* ---- 3. malformed input ---- */
 
 /* A valid frame of each type, written by hand, for the header tests. */
@@ -2014,6 +2061,7 @@ main(void)
 {
 	test_roundtrips();
 	test_golden();
+	test_error_msg();
 	test_prefixes();
 	test_header();
 	test_type_bytes();

@@ -358,10 +358,7 @@ app_send_error(app *a, int code, const char *why)
 {
 	cmproto_msg m;
 
-	memset(&m, 0, sizeof(m));
-	m.type = CMPROTO_ERROR;
-	m.u.error.code = code;
-	snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", why);
+	cmproto_error_msg(&m, code, why);
 	if (app_send(a, &m))
 		app_close(a);
 }
