@@ -20,8 +20,10 @@
 # listener's callgrind total is what it executed in user space in its
 # life.  Two runs with N = FEW and N = MANY give the instructions of
 # MANY - FEW resolves as the difference of their totals, without the
-# start-up, the attaching and the shutdown.  The kernel's part (the system
-# calls of a resolve) is not counted.
+# start-up, the attaching and the shutdown.  The kernel's part is not in
+# that count: a last run of each conmgr, without valgrind, counts the
+# listener's system calls per resolve by name (strace -c around MANY
+# resolves), the part of a resolve's cost the kernel does for it.
 #
 # ROUNDS rounds (default 3) each run both trees, alternating which goes
 # first; prints the median (min–max) per tree and the ratio new / old.
@@ -84,15 +86,15 @@ END
 	$? = $status;
 }
 
-# One conmgr of $tree under callgrind with $n resolves: the listener's
-# instructions in its life.
-sub run_once
+# Start a conmgr of $tree (under valgrind's callgrind when $cg) in front of
+# the three instances, wait until it sees them up and attach the sessions.
+sub start_conmgr
 {
-	my ($tree, $n) = @_;
-	my $dir = PostgreSQL::Test::Utils::tempdir();
-	chmod 0700, $dir;
-	my $port = PostgreSQL::Test::Cluster::get_free_port();
-	my $conf = "port = $port\nlog_min_messages = WARNING\n";
+	my ($tree, $cg) = @_;
+	my $c = { tree => $tree, dir => PostgreSQL::Test::Utils::tempdir(),
+		port => PostgreSQL::Test::Cluster::get_free_port() };
+	chmod 0700, $c->{dir};
+	my $conf = "port = $c->{port}\nlog_min_messages = WARNING\n";
 	my $i = 0;
 	for my $name (qw(s1 s2 p))
 	{
@@ -100,31 +102,56 @@ sub run_once
 		  . "\nwatchdog_port$i = $wd{$name}\n";
 		$i++;
 	}
-	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
-	my $log = "$dir/conmgr.log";
-	my $h = IPC::Run::start([ 'valgrind', '--tool=callgrind', "--callgrind-out-file=$dir/callgrind.out.%p",
-			"$tree/build/bin/conmgr", '-D', $dir ], '<', \undef, '>', $log, '2>&1');
-	push @running, $h;
-	my $cmresolve = "$tree/build/regress/tools/cmresolve";
-	wait_until(sub { `$cmresolve -p $port -t any` =~ /end count=3/ }, 120)
+	PostgreSQL::Test::Utils::append_to_file("$c->{dir}/conmgr.conf", $conf);
+	my $log = "$c->{dir}/conmgr.log";
+	my @vg = $cg ? ('valgrind', '--tool=callgrind', "--callgrind-out-file=$c->{dir}/callgrind.out.%p") : ();
+	$c->{h} = IPC::Run::start([ @vg, "$tree/build/bin/conmgr", '-D', $c->{dir} ], '<', \undef,
+		'>', $log, '2>&1');
+	push @running, $c->{h};
+	$c->{cmresolve} = "$tree/build/regress/tools/cmresolve";
+	wait_until(sub { `$c->{cmresolve} -p $c->{port} -t any` =~ /end count=3/ }, 120)
 	  or die "listener_instr: conmgr of $tree does not see its three instances up:\n"
 	  . PostgreSQL::Test::Utils::slurp_file($log);
 	# under valgrind the ps title is valgrind's: the pid comes from the log
-	my ($pid) = PostgreSQL::Test::Utils::slurp_file($log) =~ /\[(\d+)\] listener LOG/
+	($c->{pid}) = PostgreSQL::Test::Utils::slurp_file($log) =~ /\[(\d+)\] listener LOG/
 	  or die "listener_instr: no listener in $log\n";
 	my $aout = '';
-	my $att = IPC::Run::start([ "$tree/build/bench/cmload", 'attach', '-p', $port, '-n', $sessions,
-			'-i', 1, '-w', 3600 ], '<', \undef, '>', \$aout, '2>&1');
-	push @running, $att;
-	wait_until(sub { $att->pump_nb; $aout =~ /^attached n=/m }, 300)
+	$c->{att} = IPC::Run::start([ "$tree/build/bench/cmload", 'attach', '-p', $c->{port},
+			'-n', $sessions, '-i', 1, '-w', 3600 ], '<', \undef, '>', \$aout, '2>&1');
+	push @running, $c->{att};
+	wait_until(sub { $c->{att}->pump_nb; $aout =~ /^attached n=/m }, 300)
 	  or die "listener_instr: cmload attach: $aout\n";
-	my ($out) = run_command([ $cmresolve, '-p', $port, '-t', 'any', '-P', '-r', $n ]);
+	return $c;
+}
+
+# $n resolves, one after another, to $c.
+sub resolves
+{
+	my ($c, $n) = @_;
+	my ($out) = run_command([ $c->{cmresolve}, '-p', $c->{port}, '-t', 'any', '-P', '-r', $n ]);
 	$out =~ /^latency n=$n /m or die "listener_instr: cmresolve -r $n: $out\n";
-	$att->kill_kill;
-	$h->signal('INT');
-	$h->finish;
+	return;
+}
+
+sub stop_conmgr
+{
+	my ($c) = @_;
+	$c->{att}->kill_kill;
+	$c->{h}->signal('INT');
+	$c->{h}->finish;
 	@running = ();
-	my $file = "$dir/callgrind.out.$pid";
+	return;
+}
+
+# One conmgr of $tree under callgrind with $n resolves: the listener's
+# instructions in its life.
+sub run_once
+{
+	my ($tree, $n) = @_;
+	my $c = start_conmgr($tree, 1);
+	resolves($c, $n);
+	stop_conmgr($c);
+	my $file = "$c->{dir}/callgrind.out.$c->{pid}";
 	my ($ir) = PostgreSQL::Test::Utils::slurp_file($file) =~ /^(?:summary|totals): (\d+)/m
 	  or die "listener_instr: no total in $file\n";
 	if ($ENV{CG_KEEP})
@@ -134,6 +161,31 @@ sub run_once
 		PostgreSQL::Test::Utils::system_or_bail('cp', $file, "$ENV{CG_KEEP}/$name.$n");
 	}
 	return $ir;
+}
+
+# The listener's system calls per resolve, by name: strace -c on the
+# listener of a conmgr run natively, around $many resolves.
+sub syscalls
+{
+	my ($tree) = @_;
+	my $c = start_conmgr($tree, 0);
+	my $file = "$c->{dir}/strace.out";
+	my $st = IPC::Run::start([ 'strace', '-c', '-o', $file, '-p', $c->{pid} ], '<', \undef,
+		'>', \my $sout, '2>', \my $serr);
+	# strace says when it is attached
+	wait_until(sub { $st->pump_nb; $serr =~ /attached/ }, 30)
+	  or die "listener_instr: strace -p $c->{pid}: $serr\n";
+	resolves($c, $many);
+	$st->signal('INT');
+	$st->finish;
+	stop_conmgr($c);
+	my %calls;
+	for (split /\n/, PostgreSQL::Test::Utils::slurp_file($file))
+	{
+		# % time, seconds, usecs/call, calls, [errors], syscall
+		$calls{$2} = $1 / $many if /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/;
+	}
+	return \%calls;
 }
 
 my %per;
@@ -147,6 +199,7 @@ for my $r (1 .. $rounds)
 		printf $OUT "round %d %s: %.0f instructions per resolve\n", $r, $side, $per{$side}[-1];
 	}
 }
+my %sys = map { $_ => syscalls($tree{$_}) } qw(old new);
 
 sub med
 {
@@ -159,3 +212,9 @@ printf $OUT "the listener's user-space instructions per resolve (callgrind; %d r
   . "%d - %d resolves, %d sessions attached), median (min-max):\n", $rounds, $many, $few, $sessions;
 printf $OUT "  %-4s %8.0f (%.0f-%.0f)  %s\n", $_, @{ $m{$_} }, $tree{$_} for qw(old new);
 printf $OUT "  new / old = %.3f\n", $m{new}[0] / $m{old}[0];
+printf $OUT "the listener's system calls per resolve (strace -c, %d resolves, no valgrind):\n", $many;
+my %names = map { %{ $sys{$_} } } qw(old new);
+for my $call (sort { ($sys{new}{$b} // 0) <=> ($sys{new}{$a} // 0) } keys %names)
+{
+	printf $OUT "  %-16s old %6.2f  new %6.2f\n", $call, $sys{old}{$call} // 0, $sys{new}{$call} // 0;
+}
