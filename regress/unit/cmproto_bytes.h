@@ -113,14 +113,14 @@ put16_at(bb *b, size_t off, unsigned v)
 	b->d[off + 1] = (uint8_t) v;
 }
 
-/* Parse "48 00 0c ..." into b. */
+/* Append the bytes of "48 00 0c ..." to b; "78*63" is 63 bytes 0x78. */
 static void TAP_UNUSED
-b_hex(bb *b, const char *hex)
+b_hex_append(bb *b, const char *hex)
 {
-	bb_init(b);
 	while (*hex)
 	{
 		unsigned	v;
+		unsigned	count = 1;
 		int			used;
 
 		if (*hex == ' ')
@@ -130,9 +130,24 @@ b_hex(bb *b, const char *hex)
 		}
 		if (sscanf(hex, "%2x%n", &v, &used) != 1)
 			abort();
-		b_u8(b, v);
 		hex += used;
+		if (*hex == '*')
+		{
+			if (sscanf(hex + 1, "%u%n", &count, &used) != 1)
+				abort();
+			hex += 1 + used;
+		}
+		while (count-- > 0)
+			b_u8(b, v);
 	}
+}
+
+/* Parse "48 00 0c ..." into b. */
+static void TAP_UNUSED
+b_hex(bb *b, const char *hex)
+{
+	bb_init(b);
+	b_hex_append(b, hex);
 }
 
 /*

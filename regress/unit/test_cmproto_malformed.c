@@ -9,6 +9,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,328 +389,277 @@ check_range(const cmproto_msg *m, cmproto_peer from, const char *desc)
 	check_bad(&b, from, CMPROTO_ERANGE, m, CMPROTO_ERANGE, desc);
 }
 
+/*
+ * A field of a cmproto_msg set to a value: offsetof and size, so that one
+ * table row names the field.  size 0 ends a row's list.
+ */
+typedef struct field_set
+{
+	size_t		off;
+	size_t		size;
+	uint64_t	val;
+} field_set;
+
+#define F(field, v) {offsetof(cmproto_msg, u.field), sizeof(((cmproto_msg *) 0)->u.field), (v)}
+/* the first byte of a string field: 0 empties it */
+#define F0(field) {offsetof(cmproto_msg, u.field), 1, 0}
+
+static void
+set_field(cmproto_msg *m, const field_set *f)
+{
+	uint8_t    *p = (uint8_t *) m + f->off;
+	uint8_t		v1 = (uint8_t) f->val;
+	uint16_t	v2 = (uint16_t) f->val;
+	uint32_t	v4 = (uint32_t) f->val;
+	uint64_t	v8 = f->val;
+
+	switch (f->size)
+	{
+		case 1:
+			memcpy(p, &v1, 1);
+			break;
+		case 2:
+			memcpy(p, &v2, 2);
+			break;
+		case 4:
+			memcpy(p, &v4, 4);
+			break;
+		case 8:
+			memcpy(p, &v8, 8);
+			break;
+		default:
+			abort();
+	}
+}
+
+/* The valid message each range case changes: mk() and what it needs. */
+static cmproto_msg
+base_msg(uint8_t type)
+{
+	cmproto_msg m = mk(type);
+
+	switch (type)
+	{
+		case 'R':
+			m.u.resolve.version = 1;
+			break;
+		case 'C':
+			m.u.candidate.port = 5432;
+			strcpy(m.u.candidate.host, "db");
+			break;
+		case 'h':
+			m.u.hb_hello.min_version = 1;
+			m.u.hb_hello.max_version = 1;
+			m.u.hb_hello.interval = 2;
+			m.u.hb_hello.timeout = 10;
+			break;
+		case 'w':
+			m.u.hb_welcome.version = 1;
+			break;
+		case 't':
+			m.u.hb_attrs.timeline = 1;
+			break;
+	}
+	return m;
+}
+
+/*
+ * Fields out of their range (docs/protocol.md's tables): the message is
+ * base_msg() with up to three fields set; refused with ERANGE by the
+ * decoder from the sender and by the encoder (check_range()).
+ */
+static const struct
+{
+	uint8_t		type;
+	cmproto_peer from;
+	field_set	f[3];
+	const char *desc;
+}			range_cases[] = {
+	{'H', P_L, {F(hello.min_version, 0), F(hello.max_version, 1)}, "HELLO min_version 0"},
+	{'H', P_L, {F(hello.min_version, 2), F(hello.max_version, 1)}, "HELLO max_version < min_version"},
+	{'H', P_L, {F(hello.min_version, 0), F(hello.max_version, 0)}, "HELLO versions 0..0"},
+	{'R', P_A, {F(resolve.version, 0)}, "RESOLVE version 0"},
+	{'R', P_A, {F(resolve.target, 7)}, "RESOLVE target 7"},
+	{'R', P_A, {F(resolve.target, 255)}, "RESOLVE target 255"},
+	{'C', P_L, {F(candidate.instance, 64)}, "CANDIDATE instance 64"},
+	{'C', P_L, {F(candidate.instance, 65535)}, "CANDIDATE instance 65535"},
+	{'C', P_L, {F(candidate.port, 0)}, "CANDIDATE port 0"},
+	{'C', P_L, {F(candidate.port, 1), F(candidate.attrs, 0x04)}, "CANDIDATE attrs bit 0x04"},
+	{'C', P_L, {F(candidate.port, 1), F(candidate.attrs, 0x80)}, "CANDIDATE attrs bit 0x80"},
+	{'C', P_L, {F(candidate.port, 1), F(candidate.attrs, 0xff)}, "CANDIDATE attrs 0xff"},
+	{'C', P_L, {F(candidate.port, 1), F(candidate.addr_kind, 2)}, "CANDIDATE addr_kind 2"},
+	{'C', P_L, {F(candidate.port, 1), F(candidate.addr_kind, 255)}, "CANDIDATE addr_kind 255"},
+	{'C', P_L, {F(candidate.port, 1), F0(candidate.host)}, "CANDIDATE empty host"},
+	{'Z', P_L, {F(candidates_end.count, 65)}, "CANDIDATES_END count 65"},
+	{'Z', P_L, {F(candidates_end.count, 65535)}, "CANDIDATES_END count 65535"},
+	{'A', P_A, {F(attached.instance, 64)}, "ATTACHED instance 64"},
+	{'A', P_A, {F(attached.instance, 0x8000)}, "ATTACHED instance 0x8000"},
+	{'D', P_L, {F(instance_down.instance, 64), F(instance_down.reason, 1)}, "INSTANCE_DOWN instance 64"},
+	{'D', P_L, {F(instance_down.reason, 0)}, "INSTANCE_DOWN reason 0"},
+	{'D', P_L, {F(instance_down.reason, 6)}, "INSTANCE_DOWN reason 6"},
+	{'D', P_L, {F(instance_down.reason, 255)}, "INSTANCE_DOWN reason 255"},
+	{'X', P_A, {F(error.code, 0)}, "ERROR code 0"},
+	{'X', P_W, {F(error.code, 8)}, "ERROR code 8"},
+	{'X', P_C, {F(error.code, 65535)}, "ERROR code 65535"},
+	{'h', P_C, {F(hb_hello.min_version, 0)}, "HB_HELLO min_version 0"},
+	{'h', P_C, {F(hb_hello.min_version, 3), F(hb_hello.max_version, 2)}, "HB_HELLO max_version < min_version"},
+	{'h', P_C, {F(hb_hello.interval, 0)}, "HB_HELLO interval 0"},
+	{'h', P_C, {F(hb_hello.interval, 0x80000000u)}, "HB_HELLO interval 2^31"},
+	{'h', P_C, {F(hb_hello.interval, 0xFFFFFFFFu)}, "HB_HELLO interval 2^32-1"},
+	{'h', P_C, {F(hb_hello.timeout, 0)}, "HB_HELLO timeout 0"},
+	{'h', P_C, {F(hb_hello.timeout, 0x80000000u)}, "HB_HELLO timeout 2^31"},
+	{'h', P_C, {F(hb_hello.flags, 0x0002)}, "HB_HELLO flags bit 0x0002"},
+	{'h', P_C, {F(hb_hello.flags, 0x8001)}, "HB_HELLO flags 0x8001"},
+	{'h', P_C, {F(hb_hello.flags, 0xffff)}, "HB_HELLO flags 0xffff"},
+	{'c', P_W, {{0}}, "HB_CHALLENGE version 0"},
+	{'w', P_W, {F(hb_welcome.version, 0)}, "HB_WELCOME version 0"},
+	{'w', P_W, {F(hb_welcome.flags, 0x0002)}, "HB_WELCOME flags bit 0x0002"},
+	{'w', P_W, {F(hb_welcome.flags, 0x8000)}, "HB_WELCOME flags bit 0x8000"},
+	{'w', P_W, {F(hb_welcome.attrs, 0x08)}, "HB_WELCOME attrs bit 0x08"},
+	{'w', P_W, {F(hb_welcome.attrs, 0x80000000u)}, "HB_WELCOME attrs bit 0x80000000"},
+	{'w', P_W, {F(hb_welcome.attrs, 0x100)}, "HB_WELCOME attrs bit 0x100"},
+	{'w', P_W, {F(hb_welcome.version, 2)}, "HB_WELCOME version 2 timeline 0"},
+	{'b', P_W, {F(hb_beat.attrs, 0x08)}, "HB_BEAT attrs bit 0x08"},
+	{'b', P_W, {F(hb_beat.attrs, 0xFFFFFFFFu)}, "HB_BEAT attrs 0xffffffff"},
+	{'t', P_W, {F(hb_attrs.attrs, 0x08)}, "HB_ATTRS attrs bit 0x08"},
+	{'t', P_W, {F(hb_attrs.attrs, 0x80000000u)}, "HB_ATTRS attrs bit 0x80000000"},
+	{'t', P_W, {F(hb_attrs.timeline, 0)}, "HB_ATTRS timeline 0 (version 2)"},
+};
+
+/*
+ * Frames written by hand that the decoder refuses from the sender with
+ * the given status: the type, then the body in hex ("78*63" is 63 bytes
+ * 0x78), the header's length filled in.  Mostly strings: an embedded NUL,
+ * a length prefix above the field's maximum, past the end, or short of it.
+ */
+static const struct
+{
+	uint8_t		type;
+	cmproto_peer from;
+	const char *body;
+	int			want;
+	const char *desc;
+}			frame_cases[] = {
+
+	/* HELLO: magic, min_version, max_version */
+	{'H', P_L, "43 4d 47 53 00 01 00 01", CMPROTO_EBADMAGIC, "HELLO magic 0x434D4753"},
+	{'H', P_L, "43 4d 48 42 00 01 00 01", CMPROTO_EBADMAGIC, "HELLO with the heartbeat magic \"CMHB\""},
+	{'H', P_L, "52 47 4d 43 00 01 00 01", CMPROTO_EBADMAGIC, "HELLO magic byte-swapped"},
+	/* RESOLVE: version 1, target 0, reserved, client_pid, application name */
+	{'R', P_A, "00 01 00 01 00 00 00 00 00 03 61 70 70", CMPROTO_ERANGE, "RESOLVE reserved byte 0x01"},
+	{'R', P_A, "00 01 00 80 00 00 00 00 00 03 61 70 70", CMPROTO_ERANGE, "RESOLVE reserved byte 0x80"},
+	{'R', P_A, "00 01 00 00 00 00 00 01 00 05 61 62 00 63 64", CMPROTO_EBADSTRING,
+	"RESOLVE application name with an embedded NUL"},
+	{'R', P_A, "00 01 00 00 00 00 00 01 00 05 61 62 00 63 64", CMPROTO_EBADSTRING,
+	"RESOLVE application name with a NUL in the middle"},
+	{'R', P_A, "00 01 00 00 00 00 00 01 00 05 61 62 63 63 00", CMPROTO_EBADSTRING,
+	"RESOLVE application name ending with a NUL"},
+	/* length prefix 64 > 63, within the type's maximum frame */
+	{'R', P_A, "00 01 00 00 00 00 00 01 00 40 78*63", CMPROTO_ESTRTOOLONG,
+	"RESOLVE application name length 64 (above 63)"},
+	{'R', P_A, "00 01 00 00 00 00 00 01 ff ff 78*63", CMPROTO_ESTRTOOLONG,
+	"RESOLVE application name length 65535"},
+	/* a 64-byte name actually present: the frame exceeds RESOLVE's bound */
+	{'R', P_A, "00 01 00 00 00 00 00 01 00 40 78*64", CMPROTO_ETRAILING,
+	"RESOLVE with a whole 64-byte application name (frame above RESOLVE's maximum)"},
+	{'R', P_A, "00 01 00 00 00 00 00 01 00 0a 61 62 63 64", CMPROTO_ETRUNCATED,
+	"RESOLVE application name length 10 with 4 bytes left"},
+	{'R', P_A, "00 01 00 00 00 00 00 01 00 05 61 62 63 64", CMPROTO_ETRUNCATED,
+	"RESOLVE application name length 5 with 4 bytes left"},
+	{'R', P_A, "00 01 00 00 00 00 00 01 00 02 61 62 63 64", CMPROTO_ETRAILING,
+	"RESOLVE application name length 2 with 4 bytes left (trailing)"},
+	{'R', P_A, "00 01 00 00 00 00 00 01 00 00 61 62 63 64", CMPROTO_ETRAILING,
+	"RESOLVE application name length 0 with 4 bytes left (trailing)"},
+	/* CANDIDATE: instance 0, port 5432, attrs 0, addr_kind 0, host */
+	{'C', P_L, "00 00 15 38 00 00 00 03 61 00 62", CMPROTO_EBADSTRING, "CANDIDATE host with an embedded NUL"},
+	{'C', P_L, "00 00 15 38 00 00 00 03 00 78 62", CMPROTO_EBADSTRING, "CANDIDATE host starting with a NUL"},
+	{'C', P_L, "00 00 15 38 00 00 01 00 68*255", CMPROTO_ESTRTOOLONG, "CANDIDATE host length 256 (above 255)"},
+	{'C', P_L, "00 00 15 38 00 00 01 00 68*256", CMPROTO_ETRAILING,
+	"CANDIDATE with a whole 256-byte host (frame above CANDIDATE's maximum)"},
+	{'C', P_L, "00 00 15 38 00 00 00 c8 64 62 31", CMPROTO_ETRUNCATED,
+	"CANDIDATE host length 200 with 3 bytes left"},
+	{'C', P_L, "00 00 15 38 00 00 00 01 64 62 31", CMPROTO_ETRAILING, "CANDIDATE host length 1 with 3 bytes left"},
+	/* ERROR: code 1, message */
+	{'X', P_L, "00 01 00 04 62 61 00 64", CMPROTO_EBADSTRING, "ERROR message with an embedded NUL"},
+	{'X', P_L, "00 01 01 00 65*255", CMPROTO_ESTRTOOLONG, "ERROR message length 256 (above 255)"},
+	{'X', P_L, "00 01 01 00 65*256", CMPROTO_ETRAILING,
+	"ERROR with a whole 256-byte message (frame above ERROR's maximum)"},
+	{'X', P_L, "00 01 00 09 6f 6f 70 73", CMPROTO_ETRUNCATED, "ERROR message length 9 with 4 bytes left"},
+	{'X', P_L, "00 01 00 03 6f 6f 70 73", CMPROTO_ETRAILING, "ERROR message length 3 with 4 bytes left"},
+	/* HB_HELLO: magic, versions 1..1, interval 2, timeout 10, flags 0, nonce */
+	{'h', P_C, "43 4d 48 47 00 01 00 01 00 00 00 02 00 00 00 0a 00 00 00*32", CMPROTO_EBADMAGIC,
+	"HB_HELLO magic 0x434D4847"},
+	{'h', P_C, "43 4d 47 52 00 01 00 01 00 00 00 02 00 00 00 0a 00 00 00*32", CMPROTO_EBADMAGIC,
+	"HB_HELLO with the application magic \"CMGR\""},
+	/* HB_BEAT: seq, attrs; a conmgr's beat carries no attributes */
+	{'b', P_C, "00 00 00 00 ff ff ff ff", CMPROTO_ERANGE, "HB_BEAT attrs 0xffffffff from CONMGR"},
+};
+
+/* A frame of the type with the body in frame_cases' hex. */
+static void
+b_body(bb *b, uint8_t type, const char *hex)
+{
+	b_hdr(b, type);
+	b_hex_append(b, hex);
+	b_fin(b);
+}
+
+/*
+ * The encoder refuses a string field not terminated within its bytes:
+ * base_msg() with the string filled to its end.
+ */
+static const struct
+{
+	uint8_t		type;
+	field_set	f;
+	size_t		str_off;
+	size_t		str_size;
+	char		fill;
+	const char *desc;
+}			unterminated_cases[] = {
+
+	{'R', F(resolve.version, 1), offsetof(cmproto_msg, u.resolve.application_name),
+		sizeof(((cmproto_msg *) 0)->u.resolve.application_name), 'y',
+	"encode RESOLVE with an unterminated 64-byte application name: ESTRTOOLONG"},
+	{'C', F(candidate.port, 1), offsetof(cmproto_msg, u.candidate.host),
+		sizeof(((cmproto_msg *) 0)->u.candidate.host), 'z',
+	"encode CANDIDATE with an unterminated 256-byte host: ESTRTOOLONG"},
+	{'X', F(error.code, 1), offsetof(cmproto_msg, u.error.message),
+		sizeof(((cmproto_msg *) 0)->u.error.message), 'q',
+	"encode ERROR with an unterminated 256-byte message: ESTRTOOLONG"},
+};
+
 static void
 test_fields(void)
 {
 	cmproto_msg m;
 	bb			b;
 
-	/* HELLO */
-	m = mk('H');
-	m.u.hello.min_version = 0;
-	m.u.hello.max_version = 1;
-	check_range(&m, P_L, "HELLO min_version 0");
-	m.u.hello.min_version = 2;
-	m.u.hello.max_version = 1;
-	check_range(&m, P_L, "HELLO max_version < min_version");
-	m.u.hello.min_version = 0;
-	m.u.hello.max_version = 0;
-	check_range(&m, P_L, "HELLO versions 0..0");
-	b_hex(&b, "48 00 00 0c 43 4d 47 53 00 01 00 01");
-	check_bad(&b, P_L, CMPROTO_EBADMAGIC, NULL, 0, "HELLO magic 0x434D4753");
-	b_hex(&b, "48 00 00 0c 43 4d 48 42 00 01 00 01");
-	check_bad(&b, P_L, CMPROTO_EBADMAGIC, NULL, 0, "HELLO with the heartbeat magic \"CMHB\"");
-	b_hex(&b, "48 00 00 0c 52 47 4d 43 00 01 00 01");
-	check_bad(&b, P_L, CMPROTO_EBADMAGIC, NULL, 0, "HELLO magic byte-swapped");
-
-	/* RESOLVE */
-	m = mk('R');
-	m.u.resolve.version = 0;
-	check_range(&m, P_A, "RESOLVE version 0");
-	m.u.resolve.version = 1;
-	m.u.resolve.target = 7;
-	check_range(&m, P_A, "RESOLVE target 7");
-	m.u.resolve.target = 255;
-	check_range(&m, P_A, "RESOLVE target 255");
-	m.u.resolve.target = 0;
-	strcpy(m.u.resolve.application_name, "app");
-	spec_encode(&m, &b);
-	b.d[4 + 3] = 1;
-	check_bad(&b, P_A, CMPROTO_ERANGE, NULL, 0, "RESOLVE reserved byte 0x01");
-	b.d[4 + 3] = 0x80;
-	check_bad(&b, P_A, CMPROTO_ERANGE, NULL, 0, "RESOLVE reserved byte 0x80");
-	/* strings */
-	b_hdr(&b, 'R');
-	b_u16(&b, 1);
-	b_u8(&b, 0);
-	b_u8(&b, 0);
-	b_u32(&b, 1);
-	b_u16(&b, 5);
-	b_bytes(&b, "ab\0cd", 5);
-	b_fin(&b);
-	check_bad(&b, P_A, CMPROTO_EBADSTRING, NULL, 0, "RESOLVE application name with an embedded NUL");
-	b.d[b.n - 5] = 'a';
-	b.d[b.n - 3] = '\0';
-	check_bad(&b, P_A, CMPROTO_EBADSTRING, NULL, 0, "RESOLVE application name with a NUL in the middle");
-	b.d[b.n - 3] = 'c';
-	b.d[b.n - 1] = '\0';
-	check_bad(&b, P_A, CMPROTO_EBADSTRING, NULL, 0, "RESOLVE application name ending with a NUL");
-	/* length prefix 64 > 63, within the type's maximum frame */
-	b_hdr(&b, 'R');
-	b_u16(&b, 1);
-	b_u8(&b, 0);
-	b_u8(&b, 0);
-	b_u32(&b, 1);
-	b_u16(&b, 64);
-	for (int i = 0; i < 63; i++)
-		b_u8(&b, 'x');
-	b_fin(&b);
-	check_bad(&b, P_A, CMPROTO_ESTRTOOLONG, NULL, 0,
-			  "RESOLVE application name length 64 (above 63)");
-	put16_at(&b, 12, 0xffff);
-	check_bad(&b, P_A, CMPROTO_ESTRTOOLONG, NULL, 0,
-			  "RESOLVE application name length 65535");
-	/* a 64-byte name actually present: the frame exceeds RESOLVE's bound */
-	put16_at(&b, 12, 64);
-	b_u8(&b, 'x');
-	b_fin(&b);
-	check_bad(&b, P_A, CMPROTO_ETRAILING, NULL, 0,
-			  "RESOLVE with a whole 64-byte application name (frame above RESOLVE's maximum)");
-	/* prefix pointing past the end */
-	b_hdr(&b, 'R');
-	b_u16(&b, 1);
-	b_u8(&b, 0);
-	b_u8(&b, 0);
-	b_u32(&b, 1);
-	b_u16(&b, 10);
-	b_bytes(&b, "abcd", 4);
-	b_fin(&b);
-	check_bad(&b, P_A, CMPROTO_ETRUNCATED, NULL, 0,
-			  "RESOLVE application name length 10 with 4 bytes left");
-	put16_at(&b, 12, 5);
-	check_bad(&b, P_A, CMPROTO_ETRUNCATED, NULL, 0,
-			  "RESOLVE application name length 5 with 4 bytes left");
-	/* trailing bytes after the string */
-	put16_at(&b, 12, 2);
-	check_bad(&b, P_A, CMPROTO_ETRAILING, NULL, 0,
-			  "RESOLVE application name length 2 with 4 bytes left (trailing)");
-	put16_at(&b, 12, 0);
-	check_bad(&b, P_A, CMPROTO_ETRAILING, NULL, 0,
-			  "RESOLVE application name length 0 with 4 bytes left (trailing)");
-	/* encoder: a name not terminated within its 63 bytes */
-	m = mk('R');
-	m.u.resolve.version = 1;
-	memset(m.u.resolve.application_name, 'y', sizeof(m.u.resolve.application_name));
+	for (size_t i = 0; i < sizeof(range_cases) / sizeof(range_cases[0]); i++)
+	{
+		m = base_msg(range_cases[i].type);
+		for (int k = 0; k < 3 && range_cases[i].f[k].size != 0; k++)
+			set_field(&m, &range_cases[i].f[k]);
+		check_range(&m, range_cases[i].from, range_cases[i].desc);
+	}
+	for (size_t i = 0; i < sizeof(frame_cases) / sizeof(frame_cases[0]); i++)
+	{
+		b_body(&b, frame_cases[i].type, frame_cases[i].body);
+		check_bad(&b, frame_cases[i].from, frame_cases[i].want, NULL, 0, frame_cases[i].desc);
+	}
+	for (size_t i = 0; i < sizeof(unterminated_cases) / sizeof(unterminated_cases[0]); i++)
 	{
 		uint8_t		enc[CMPROTO_MAX_MSG];
 
-		is_int(cmproto_encode(&m, enc, sizeof(enc)), CMPROTO_ESTRTOOLONG,
-			   "encode RESOLVE with an unterminated 64-byte application name: ESTRTOOLONG");
+		m = mk(unterminated_cases[i].type);
+		set_field(&m, &unterminated_cases[i].f);
+		memset((uint8_t *) &m + unterminated_cases[i].str_off, unterminated_cases[i].fill,
+			   unterminated_cases[i].str_size);
+		is_int(cmproto_encode(&m, enc, sizeof(enc)), CMPROTO_ESTRTOOLONG, "%s",
+			   unterminated_cases[i].desc);
 	}
 
-	/* CANDIDATE */
-	m = mk('C');
-	m.u.candidate.port = 5432;
-	strcpy(m.u.candidate.host, "db");
-	m.u.candidate.instance = 64;
-	check_range(&m, P_L, "CANDIDATE instance 64");
-	m.u.candidate.instance = 65535;
-	check_range(&m, P_L, "CANDIDATE instance 65535");
-	m.u.candidate.instance = 0;
-	m.u.candidate.port = 0;
-	check_range(&m, P_L, "CANDIDATE port 0");
-	m.u.candidate.port = 1;
-	m.u.candidate.attrs = 0x04;
-	check_range(&m, P_L, "CANDIDATE attrs bit 0x04");
-	m.u.candidate.attrs = 0x80;
-	check_range(&m, P_L, "CANDIDATE attrs bit 0x80");
-	m.u.candidate.attrs = 0xff;
-	check_range(&m, P_L, "CANDIDATE attrs 0xff");
-	m.u.candidate.attrs = 0;
-	m.u.candidate.addr_kind = 2;
-	check_range(&m, P_L, "CANDIDATE addr_kind 2");
-	m.u.candidate.addr_kind = 255;
-	check_range(&m, P_L, "CANDIDATE addr_kind 255");
-	m.u.candidate.addr_kind = 0;
-	m.u.candidate.host[0] = '\0';
-	check_range(&m, P_L, "CANDIDATE empty host");
-	b_hdr(&b, 'C');
-	b_u16(&b, 0);
-	b_u16(&b, 5432);
-	b_u8(&b, 0);
-	b_u8(&b, 0);
-	b_u16(&b, 3);
-	b_bytes(&b, "a\0b", 3);
-	b_fin(&b);
-	check_bad(&b, P_L, CMPROTO_EBADSTRING, NULL, 0, "CANDIDATE host with an embedded NUL");
-	b.d[b.n - 3] = '\0';
-	b.d[b.n - 2] = 'x';
-	check_bad(&b, P_L, CMPROTO_EBADSTRING, NULL, 0, "CANDIDATE host starting with a NUL");
-	b_hdr(&b, 'C');
-	b_u16(&b, 0);
-	b_u16(&b, 5432);
-	b_u8(&b, 0);
-	b_u8(&b, 0);
-	b_u16(&b, 256);
-	for (int i = 0; i < 255; i++)
-		b_u8(&b, 'h');
-	b_fin(&b);
-	check_bad(&b, P_L, CMPROTO_ESTRTOOLONG, NULL, 0, "CANDIDATE host length 256 (above 255)");
-	b_u8(&b, 'h');
-	b_fin(&b);
-	check_bad(&b, P_L, CMPROTO_ETRAILING, NULL, 0,
-			  "CANDIDATE with a whole 256-byte host (frame above CANDIDATE's maximum)");
-	b_hdr(&b, 'C');
-	b_u16(&b, 0);
-	b_u16(&b, 5432);
-	b_u8(&b, 0);
-	b_u8(&b, 0);
-	b_u16(&b, 200);
-	b_bytes(&b, "db1", 3);
-	b_fin(&b);
-	check_bad(&b, P_L, CMPROTO_ETRUNCATED, NULL, 0, "CANDIDATE host length 200 with 3 bytes left");
-	put16_at(&b, 10, 1);
-	check_bad(&b, P_L, CMPROTO_ETRAILING, NULL, 0, "CANDIDATE host length 1 with 3 bytes left");
-	m = mk('C');
-	m.u.candidate.port = 1;
-	memset(m.u.candidate.host, 'z', sizeof(m.u.candidate.host));
-	{
-		uint8_t		enc[CMPROTO_MAX_MSG];
-
-		is_int(cmproto_encode(&m, enc, sizeof(enc)), CMPROTO_ESTRTOOLONG,
-			   "encode CANDIDATE with an unterminated 256-byte host: ESTRTOOLONG");
-	}
-
-	/* CANDIDATES_END */
-	m = mk('Z');
-	m.u.candidates_end.count = 65;
-	check_range(&m, P_L, "CANDIDATES_END count 65");
-	m.u.candidates_end.count = 65535;
-	check_range(&m, P_L, "CANDIDATES_END count 65535");
-
-	/* ATTACHED */
-	m = mk('A');
-	m.u.attached.instance = 64;
-	check_range(&m, P_A, "ATTACHED instance 64");
-	m.u.attached.instance = 0x8000;
-	check_range(&m, P_A, "ATTACHED instance 0x8000");
-
-	/* INSTANCE_DOWN */
-	m = mk('D');
-	m.u.instance_down.instance = 64;
-	m.u.instance_down.reason = 1;
-	check_range(&m, P_L, "INSTANCE_DOWN instance 64");
-	m.u.instance_down.instance = 0;
-	m.u.instance_down.reason = 0;
-	check_range(&m, P_L, "INSTANCE_DOWN reason 0");
-	m.u.instance_down.reason = 6;
-	check_range(&m, P_L, "INSTANCE_DOWN reason 6");
-	m.u.instance_down.reason = 255;
-	check_range(&m, P_L, "INSTANCE_DOWN reason 255");
-
-	/* ERROR */
-	m = mk('X');
-	m.u.error.code = 0;
-	check_range(&m, P_A, "ERROR code 0");
-	m.u.error.code = 8;
-	check_range(&m, P_W, "ERROR code 8");
-	m.u.error.code = 65535;
-	check_range(&m, P_C, "ERROR code 65535");
-	b_hdr(&b, 'X');
-	b_u16(&b, 1);
-	b_u16(&b, 4);
-	b_bytes(&b, "ba\0d", 4);
-	b_fin(&b);
-	check_bad(&b, P_L, CMPROTO_EBADSTRING, NULL, 0, "ERROR message with an embedded NUL");
-	b_hdr(&b, 'X');
-	b_u16(&b, 1);
-	b_u16(&b, 256);
-	for (int i = 0; i < 255; i++)
-		b_u8(&b, 'e');
-	b_fin(&b);
-	check_bad(&b, P_L, CMPROTO_ESTRTOOLONG, NULL, 0, "ERROR message length 256 (above 255)");
-	b_u8(&b, 'e');
-	b_fin(&b);
-	check_bad(&b, P_L, CMPROTO_ETRAILING, NULL, 0,
-			  "ERROR with a whole 256-byte message (frame above ERROR's maximum)");
-	b_hdr(&b, 'X');
-	b_u16(&b, 1);
-	b_u16(&b, 9);
-	b_bytes(&b, "oops", 4);
-	b_fin(&b);
-	check_bad(&b, P_L, CMPROTO_ETRUNCATED, NULL, 0, "ERROR message length 9 with 4 bytes left");
-	put16_at(&b, 6, 3);
-	check_bad(&b, P_L, CMPROTO_ETRAILING, NULL, 0, "ERROR message length 3 with 4 bytes left");
-	m = mk('X');
-	m.u.error.code = 1;
-	memset(m.u.error.message, 'q', sizeof(m.u.error.message));
-	{
-		uint8_t		enc[CMPROTO_MAX_MSG];
-
-		is_int(cmproto_encode(&m, enc, sizeof(enc)), CMPROTO_ESTRTOOLONG,
-			   "encode ERROR with an unterminated 256-byte message: ESTRTOOLONG");
-	}
-
-	/* HB_HELLO */
-	{
-		cmproto_msg g = mk('h');
-
-		g.u.hb_hello.min_version = 1;
-		g.u.hb_hello.max_version = 1;
-		g.u.hb_hello.interval = 2;
-		g.u.hb_hello.timeout = 10;
-
-		m = g;
-		m.u.hb_hello.min_version = 0;
-		check_range(&m, P_C, "HB_HELLO min_version 0");
-		m = g;
-		m.u.hb_hello.min_version = 3;
-		m.u.hb_hello.max_version = 2;
-		check_range(&m, P_C, "HB_HELLO max_version < min_version");
-		m = g;
-		m.u.hb_hello.interval = 0;
-		check_range(&m, P_C, "HB_HELLO interval 0");
-		m.u.hb_hello.interval = 0x80000000u;
-		check_range(&m, P_C, "HB_HELLO interval 2^31");
-		m.u.hb_hello.interval = 0xFFFFFFFFu;
-		check_range(&m, P_C, "HB_HELLO interval 2^32-1");
-		m = g;
-		m.u.hb_hello.timeout = 0;
-		check_range(&m, P_C, "HB_HELLO timeout 0");
-		m.u.hb_hello.timeout = 0x80000000u;
-		check_range(&m, P_C, "HB_HELLO timeout 2^31");
-		m = g;
-		m.u.hb_hello.flags = 0x0002;
-		check_range(&m, P_C, "HB_HELLO flags bit 0x0002");
-		m.u.hb_hello.flags = 0x8001;
-		check_range(&m, P_C, "HB_HELLO flags 0x8001");
-		m.u.hb_hello.flags = 0xffff;
-		check_range(&m, P_C, "HB_HELLO flags 0xffff");
-		spec_encode(&g, &b);
-		b.d[7] = 0x47;			/* "CMHG" */
-		check_bad(&b, P_C, CMPROTO_EBADMAGIC, NULL, 0, "HB_HELLO magic 0x434D4847");
-		memcpy(b.d + 4, "CMGR", 4);
-		check_bad(&b, P_C, CMPROTO_EBADMAGIC, NULL, 0,
-				  "HB_HELLO with the application magic \"CMGR\"");
-	}
-
-	/* HB_CHALLENGE */
-	m = mk('c');
-	check_range(&m, P_W, "HB_CHALLENGE version 0");
-
-	/* HB_WELCOME */
-	{
-		cmproto_msg g = mk('w');
-
-		g.u.hb_welcome.version = 1;
-		m = g;
-		m.u.hb_welcome.version = 0;
-		check_range(&m, P_W, "HB_WELCOME version 0");
-		m = g;
-		m.u.hb_welcome.flags = 0x0002;
-		check_range(&m, P_W, "HB_WELCOME flags bit 0x0002");
-		m.u.hb_welcome.flags = 0x8000;
-		check_range(&m, P_W, "HB_WELCOME flags bit 0x8000");
-		m = g;
-		m.u.hb_welcome.attrs = 0x08;
-		check_range(&m, P_W, "HB_WELCOME attrs bit 0x08");
-		m.u.hb_welcome.attrs = 0x80000000u;
-		check_range(&m, P_W, "HB_WELCOME attrs bit 0x80000000");
-		m.u.hb_welcome.attrs = 0x100;
-		check_range(&m, P_W, "HB_WELCOME attrs bit 0x100");
-	}
-
-	/* HB_BEAT */
+	/* HB_BEAT: attributes from the watchdog only */
 	for (uint32_t attrs = 1; attrs <= 7; attrs++)
 	{
 		char		desc[128];
@@ -723,29 +673,6 @@ test_fields(void)
 		snprintf(desc, sizeof(desc), "HB_BEAT attrs %u from WATCHDOG", attrs);
 		check_bad(&b, P_W, CMPROTO_OK, NULL, 0, desc);
 	}
-	m = mk('b');
-	m.u.hb_beat.attrs = 0x08;
-	check_range(&m, P_W, "HB_BEAT attrs bit 0x08");
-	m.u.hb_beat.attrs = 0xFFFFFFFFu;
-	check_range(&m, P_W, "HB_BEAT attrs 0xffffffff");
-	spec_encode(&m, &b);
-	check_bad(&b, P_C, CMPROTO_ERANGE, NULL, 0, "HB_BEAT attrs 0xffffffff from CONMGR");
-
-	/* HB_ATTRS */
-	m = mk('t');
-	m.u.hb_attrs.timeline = 1;
-	m.u.hb_attrs.attrs = 0x08;
-	check_range(&m, P_W, "HB_ATTRS attrs bit 0x08");
-	m.u.hb_attrs.attrs = 0x80000000u;
-	check_range(&m, P_W, "HB_ATTRS attrs bit 0x80000000");
-	m.u.hb_attrs.attrs = 0;
-	m.u.hb_attrs.timeline = 0;
-	check_range(&m, P_W, "HB_ATTRS timeline 0 (version 2)");
-
-	/* HB_WELCOME version 2: timeline 0 */
-	m = mk('w');
-	m.u.hb_welcome.version = 2;
-	check_range(&m, P_W, "HB_WELCOME version 2 timeline 0");
 }
 
 /*

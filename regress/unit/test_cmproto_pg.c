@@ -205,6 +205,72 @@ test_pg_classify(void)
 	}
 }
 
+/* An ErrorResponse by hand: 'E', its length, then n bytes of fields. */
+static void
+pg_err_frame(bb *b, const char *fields, size_t n)
+{
+	bb_init(b);
+	b_u8(b, 'E');
+	b_u32(b, (uint32_t) (4 + n));
+	b_bytes(b, fields, n);
+}
+
+static void
+check_pgerr(const bb *b, int want, const char *desc)
+{
+	uint8_t    *p = dup_exact(b->d, b->n);
+	size_t		ml = 999;
+	cmproto_pg_error err;
+	int			rc = cmproto_pg_decode_error(p, b->n, &ml, &err);
+
+	if (!is_int(rc, want, "pg_decode_error %s: %s", desc, cmproto_strerror(want)))
+		printf("#   got %s\n", cmproto_strerror(rc));
+	free_exact(p);
+}
+
+/* A valid ErrorResponse with another first byte: not an ErrorResponse. */
+static const struct
+{
+	uint8_t		byte;
+	const char *desc;
+}			first_bytes[] = {
+	{'N', "first byte 'N'"},
+	{'G', "first byte 'G'"},
+	{'H', "first byte 'H' (a HELLO frame)"},
+};
+
+/* Length words alone: above the bound, or short of it. */
+static const struct
+{
+	uint32_t	len;
+	int			want;
+	const char *desc;
+}			pg_lengths[] = {
+	{1024, CMPROTO_ETOOLONG, "length 1024 (1025 bytes)"},
+	{0xFFFFFFFFu, CMPROTO_ETOOLONG, "length 0xffffffff"},
+	{1023, CMPROTO_INCOMPLETE, "length 1023 with 5 bytes so far"},
+};
+
+/* The fields of an ErrorResponse, malformed and not (pg_err_frame()). */
+static const struct
+{
+	const char *fields;
+	size_t		n;
+	int			want;
+	const char *desc;
+}			pg_fields[] = {
+	{"SFATAL\0C08004\0Mhello", 20, CMPROTO_EBADSTRING, "unterminated last field"},
+	{"SFATAL\0C08004\0M", 15, CMPROTO_EBADSTRING, "field code with no value at the end"},
+	{"SFATAL\0C08004\0Mhello\0", 21, CMPROTO_ETRUNCATED, "missing final terminator"},
+	{"SFATAL\0C08004\0Mhello\0\0x", 23, CMPROTO_ETRAILING, "a byte after the terminator"},
+	{"SFATAL\0C08004\0Mhello\0\0\0", 23, CMPROTO_ETRAILING, "two terminators"},
+	{"\0", 1, CMPROTO_ERANGE, "no field at all"},
+	{"C08004\0Mhello\0\0", 15, CMPROTO_ERANGE, "missing severity"},
+	{"SFATAL\0Mhello\0\0", 15, CMPROTO_ERANGE, "missing SQLSTATE"},
+	{"SFATAL\0C08004\0\0", 15, CMPROTO_ERANGE, "missing message"},
+	{"VERROR\0C08004\0Mhello\0\0", 22, CMPROTO_OK, "severity from 'V' alone"},
+};
+
 static void
 test_pg_error(void)
 {
@@ -358,28 +424,13 @@ test_pg_error(void)
 	}
 
 	/* malformed ErrorResponses, built by hand */
-#define PG_ERR_START(b) do { bb_init(b); b_u8(b, 'E'); b_u32(b, 0); } while (0)
-#define PG_ERR_FIN(b)	do { (b)->d[1] = (uint8_t) (((b)->n - 1) >> 24); \
-		(b)->d[2] = (uint8_t) (((b)->n - 1) >> 16); (b)->d[3] = (uint8_t) (((b)->n - 1) >> 8); \
-		(b)->d[4] = (uint8_t) ((b)->n - 1); } while (0)
-#define CHECK_PGERR(b, want, desc) do { \
-		uint8_t *p_ = dup_exact((b)->d, (b)->n); size_t l_ = 999; int r_; \
-		r_ = cmproto_pg_decode_error(p_, (b)->n, &l_, &err); \
-		if (!is_int(r_, (want), "pg_decode_error %s: %s", (desc), cmproto_strerror(want))) \
-			printf("#   got %s\n", cmproto_strerror(r_)); \
-		free_exact(p_); } while (0)
-
-	PG_ERR_START(&b);
-	b_bytes(&b, "SFATAL\0C08004\0Mhello\0", 21);
-	b_u8(&b, 0);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_OK, "minimal S, C, M");
-	b.d[0] = 'N';
-	CHECK_PGERR(&b, CMPROTO_EUNKNOWNTYPE, "first byte 'N'");
-	b.d[0] = 'G';
-	CHECK_PGERR(&b, CMPROTO_EUNKNOWNTYPE, "first byte 'G'");
-	b.d[0] = 'H';
-	CHECK_PGERR(&b, CMPROTO_EUNKNOWNTYPE, "first byte 'H' (a HELLO frame)");
+	pg_err_frame(&b, "SFATAL\0C08004\0Mhello\0\0", 22);
+	check_pgerr(&b, CMPROTO_OK, "minimal S, C, M");
+	for (size_t i = 0; i < sizeof(first_bytes) / sizeof(first_bytes[0]); i++)
+	{
+		b.d[0] = first_bytes[i].byte;
+		check_pgerr(&b, CMPROTO_EUNKNOWNTYPE, first_bytes[i].desc);
+	}
 	{
 		uint8_t		one[1] = {'S'};
 
@@ -398,64 +449,22 @@ test_pg_error(void)
 		b_u32(&b, len);
 		b_u8(&b, 0);
 		snprintf(desc, sizeof(desc), "length %u (< 5)", len);
-		CHECK_PGERR(&b, CMPROTO_ESHORTLEN, desc);
+		check_pgerr(&b, CMPROTO_ESHORTLEN, desc);
 	}
-	bb_init(&b);
-	b_u8(&b, 'E');
-	b_u32(&b, 1024);
-	CHECK_PGERR(&b, CMPROTO_ETOOLONG, "length 1024 (1025 bytes)");
-	bb_init(&b);
-	b_u8(&b, 'E');
-	b_u32(&b, 0xFFFFFFFFu);
-	CHECK_PGERR(&b, CMPROTO_ETOOLONG, "length 0xffffffff");
-	bb_init(&b);
-	b_u8(&b, 'E');
-	b_u32(&b, 1023);
-	CHECK_PGERR(&b, CMPROTO_INCOMPLETE, "length 1023 with 5 bytes so far");
+	for (size_t i = 0; i < sizeof(pg_lengths) / sizeof(pg_lengths[0]); i++)
+	{
+		bb_init(&b);
+		b_u8(&b, 'E');
+		b_u32(&b, pg_lengths[i].len);
+		check_pgerr(&b, pg_lengths[i].want, pg_lengths[i].desc);
+	}
+	for (size_t i = 0; i < sizeof(pg_fields) / sizeof(pg_fields[0]); i++)
+	{
+		pg_err_frame(&b, pg_fields[i].fields, pg_fields[i].n);
+		check_pgerr(&b, pg_fields[i].want, pg_fields[i].desc);
+	}
 
-	PG_ERR_START(&b);
-	b_bytes(&b, "SFATAL\0C08004\0Mhello", 20);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_EBADSTRING, "unterminated last field");
-	PG_ERR_START(&b);
-	b_bytes(&b, "SFATAL\0C08004\0M", 15);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_EBADSTRING, "field code with no value at the end");
-	PG_ERR_START(&b);
-	b_bytes(&b, "SFATAL\0C08004\0Mhello\0", 21);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_ETRUNCATED, "missing final terminator");
-	PG_ERR_START(&b);
-	b_bytes(&b, "SFATAL\0C08004\0Mhello\0\0x", 23);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_ETRAILING, "a byte after the terminator");
-	PG_ERR_START(&b);
-	b_bytes(&b, "SFATAL\0C08004\0Mhello\0\0\0", 23);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_ETRAILING, "two terminators");
-	PG_ERR_START(&b);
-	b_u8(&b, 0);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_ERANGE, "no field at all");
-	PG_ERR_START(&b);
-	b_bytes(&b, "C08004\0Mhello\0\0", 15);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_ERANGE, "missing severity");
-	PG_ERR_START(&b);
-	b_bytes(&b, "SFATAL\0Mhello\0\0", 15);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_ERANGE, "missing SQLSTATE");
-	PG_ERR_START(&b);
-	b_bytes(&b, "SFATAL\0C08004\0\0", 15);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_ERANGE, "missing message");
-	PG_ERR_START(&b);
-	b_bytes(&b, "VERROR\0C08004\0Mhello\0\0", 22);
-	PG_ERR_FIN(&b);
-	CHECK_PGERR(&b, CMPROTO_OK, "severity from 'V' alone");
-	PG_ERR_START(&b);
-	b_bytes(&b, "SERREUR\0VERROR\0C08004\0Mhello\0Ddetail\0Hhint\0Fpostmaster.c\0L42\0\0", 62);
-	PG_ERR_FIN(&b);
+	pg_err_frame(&b, "SERREUR\0VERROR\0C08004\0Mhello\0Ddetail\0Hhint\0Fpostmaster.c\0L42\0\0", 62);
 	{
 		uint8_t    *p = dup_exact(b.d, b.n);
 
@@ -465,9 +474,6 @@ test_pg_error(void)
 		   "pg_decode_error: 'S' kept over 'V', detail and hint read, F and L skipped");
 		free_exact(p);
 	}
-#undef PG_ERR_START
-#undef PG_ERR_FIN
-#undef CHECK_PGERR
 }
 
 int
