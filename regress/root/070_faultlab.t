@@ -289,9 +289,9 @@ sub scenario_cut
 
 	my $want = join(',', sort map { "lab_${_}_$i" } qw(c2_block cm_block cm_copy cm_psql tcp_copy tcp_psql));
 	my $ready = $lab->wait_until(sub {
-		my $r = $lab->sql($p, qq{SELECT string_agg(application_name, ',' ORDER BY application_name)
+		my $r = $lab->psql($p, qq{SELECT string_agg(application_name, ',' ORDER BY application_name)
 			FROM pg_stat_activity WHERE application_name LIKE 'lab\\_%\\_$i' AND state = 'active'});
-		my $copying = $lab->sql($p, qq{SELECT count(*) FROM pg_stat_progress_copy c
+		my $copying = $lab->psql($p, qq{SELECT count(*) FROM pg_stat_progress_copy c
 			JOIN pg_stat_activity a USING (pid) WHERE a.application_name LIKE 'lab\\_%\\_$i' AND c.bytes_processed > 4000000});
 		return ($r // '') eq $want && ($copying // 0) == 2;
 	}, 30);
@@ -329,9 +329,9 @@ sub scenario_cut
 	$c2block->pump;
 	unlike($c2block->out, qr/^result/m, 'c2: its query through its own conmgr is still running')
 	  or diag($c2block->all);
-	is($lab->sql($p, "SELECT count(*) FROM pg_stat_activity WHERE client_addr = '$a2' AND application_name LIKE 'lab\\_c2%\\_$i'"),
+	is($lab->psql($p, "SELECT count(*) FROM pg_stat_activity WHERE client_addr = '$a2' AND application_name LIKE 'lab\\_c2%\\_$i'"),
 		2, 'c2: both sessions are on the primary');
-	is($lab->sql($p, "SELECT count(*) FROM pgx_stat_watchdog WHERE conmgr_addr = '$a2'"), 1,
+	is($lab->psql($p, "SELECT count(*) FROM pgx_stat_watchdog WHERE conmgr_addr = '$a2'"), 1,
 		"c2: its conmgr's heartbeat session is untouched");
 
 	like($app{cm_block}[0]->out, qr/^result status=PGRES_FATAL_ERROR .*connstatus=BAD .*server closed the connection unexpectedly/m,
@@ -347,7 +347,7 @@ sub scenario_cut
 	ok(defined $t_term && $t_term <= $T + 0.5,
 		sprintf("the primary's terminator ended c1's sessions within heartbeat_timeout + 0.5 s: %s",
 			defined $t_term ? sprintf('%.3f s', $t_term) : 'no'))
-	  or diag($lab->sql($p, "SELECT application_name, state FROM pg_stat_activity WHERE client_addr = '$a1'"));
+	  or diag($lab->psql($p, "SELECT application_name, state FROM pg_stat_activity WHERE client_addr = '$a1'"));
 	for my $k (qw(tcp_psql tcp_copy))
 	{
 		ok(defined $when->{$k}, "$k (plain libpq, keepalives + tcp_user_timeout) ended too")
@@ -371,7 +371,7 @@ sub scenario_cut
 	$_->kill for $c2psql, $c2block;
 	$lab->stop_procs;
 	# c2's pg_sleep backend would outlive its killed client by a minute
-	$lab->sql($p, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'lab\\_%\\_$i'");
+	$lab->psql($p, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'lab\\_%\\_$i'");
 	ok($lab->wait_until(sub { join(',', $lab->resolve('c1', 'read-write')) eq $p }, 30),
 		'link restored: conmgr routes to the primary again');
 	return;
@@ -394,7 +394,7 @@ sub scenario_kill_conmgr
 			'SELECT pg_sleep(60)', preload => 1), $lost_re ];
 	my $active = sub {
 		my $n = 0;
-		$n += $lab->sql($_, q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lab\_k\_%'
+		$n += $lab->psql($_, q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lab\_k\_%'
 			AND state = 'active'}) // 0 for $lab->servers;
 		return $n;
 	};
@@ -447,7 +447,7 @@ sub role_pids
 {
 	my $cm = $lab->conmgr_pid('c1');
 	my @kids = split /\s+/, `ps -o pid= --ppid $cm`;
-	my @wd = map { $lab->sql($_, q{SELECT string_agg(pid::text, ',' ORDER BY backend_type)
+	my @wd = map { $lab->psql($_, q{SELECT string_agg(pid::text, ',' ORDER BY backend_type)
 		FROM pg_stat_activity WHERE backend_type LIKE 'watchdog%'}) // '?' } $lab->servers;
 	my @pm;
 	for my $s ($lab->servers)
@@ -632,11 +632,10 @@ sub scenario_flap
 	# nothing leaked, nothing crashed
 	ok($lab->wait_until(sub { ($lab->sessions_from($p, $a1) // -1) == 0 }, $T + 5),
 		'no session from c1 left on the primary')
-	  or diag($lab->sql($p, "SELECT pid, application_name, state, backend_start FROM pg_stat_activity WHERE client_addr = '$a1'"));
-	ok($lab->wait_until(sub {
-		($lab->sql($p, "SELECT count(*) FROM pgx_stat_watchdog WHERE conmgr_addr = '$a1'") // -1) == 1 }, $T + 5),
+	  or diag($lab->psql($p, "SELECT pid, application_name, state, backend_start FROM pg_stat_activity WHERE client_addr = '$a1'"));
+	ok($lab->poll_query_until($p, "SELECT count(*) FROM pgx_stat_watchdog WHERE conmgr_addr = '$a1'", 1, $T + 5),
 		'the watchdog holds exactly one heartbeat session from c1')
-	  or diag($lab->sql($p, 'SELECT * FROM pgx_stat_watchdog'));
+	  or diag($lab->psql($p, 'SELECT * FROM pgx_stat_watchdog'));
 	ok($lab->wait_until(sub { my $st = $lab->ctl_status('c1'); $st->{ok} && !@{ $st->{apps} } }, 10),
 		'conmgr holds no application session') or diag($lab->ctl_status('c1')->{raw});
 	is(role_pids(), $pids_before, 'same conmgr roles, watchdogs and postmasters: nothing crashed or restarted');
@@ -1084,8 +1083,7 @@ sub rows_landed
 	my @rows;
 	for my $s (@nodes)
 	{
-		my $r = $lab->sql($s, "SELECT writer, seq, t_client, t_server, host(addr) FROM lab_writes WHERE t_server > $since");
-		die "lab_writes on $s: $lab->{sql_err}" unless defined $r;
+		my $r = $lab->safe_psql($s, "SELECT writer, seq, t_client, t_server, host(addr) FROM lab_writes WHERE t_server > $since");
 		for my $l (split /\n/, $r)
 		{
 			my ($w, $seq, $tc, $ts, $addr) = split /\|/, $l;
@@ -1138,7 +1136,7 @@ sub start_writers
 	my %name_of = map { $lab->addr($_, 'c1') => $_ } $lab->servers;
 	ok($lab->wait_until(sub {
 		(grep { $_->{ok} && ($name_of{ $_->{addr} } // '') eq $old } read_writer($w{file})) >= 5
-		  && ($lab->sql($old, "SELECT count(*) FROM lab_writes WHERE writer = 'session' AND t_server > $w{t0}") // 0) >= 5;
+		  && ($lab->psql($old, "SELECT count(*) FROM lab_writes WHERE writer = 'session' AND t_server > $w{t0}") // 0) >= 5;
 	}, 30), "both writers write on the leader $old through conmgr");
 	return \%w;
 }
@@ -1296,7 +1294,7 @@ sub scenario_isolated
 	my ($i) = @_;
 	my $primary = sub {
 		my ($old, $when) = @_;
-		is($lab->sql($old, 'SELECT pg_is_in_recovery()'), 'f', "the old leader $old is still a primary $when");
+		is($lab->psql($old, 'SELECT pg_is_in_recovery()'), 'f', "the old leader $old is still a primary $when");
 	};
 	patroni_run($i, 'p3 isolated leader', 'the isolation',
 		fault => sub {
