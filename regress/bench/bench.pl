@@ -36,6 +36,7 @@ use Cwd ();
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmBench;
+use CmResolveCount;
 use CmTest qw(wait_until);
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
@@ -737,13 +738,20 @@ if ($only{8})
 	}
 	progress(sprintf('  ending sessions with a FIN: %.0f resolves/s (listener %.0f µs, generator %.0f µs '
 		  . 'a resolve)', stats(@rate_fin)->{med}, stats(@cpu_fin)->{med}, stats(@gen_fin)->{med}));
+	# The listener's cost of a resolve counted, not timed: its user-space
+	# instructions under callgrind, in a conmgr of its own in front of the
+	# same instances with as many sessions attached
+	progress('figure 8a counted: the listener\'s instructions per resolve (callgrind)');
+	my ($few, $many) = $quick ? (100, 600) : (200, 1200);
+	my $ipr = CmResolveCount::instructions(tree => $top, sessions => $R{app_sessions},
+		instances => [ map { [ $port{$_}, $wd{$_} ] } qw(s1 s2 p) ], few => $few, many => $many);
 	my ($rs, $ls, $fs) = (stats(@rate), stats(@last), stats(@first));
 	my ($cs, $gs, $bs) = (stats(@cpu), stats(@gen), stats(@bound));
 	row(id => '8a', name => "conmgr, $R{app_sessions} sessions attached: resolve throughput",
 		value => fmt($rs, 'resolves/s', 0),
-		comp => sprintf('listener CPU %s a resolve = %.0f resolves/s per core; this machine\'s bound '
-			  . 'with the generator on the same %d cores: %s', fmt($cs, 'µs', 1), 1e6 / $cs->{med}, $ncpu,
-			fmt($bs, 'resolves/s', 0)),
+		comp => sprintf('listener CPU %s a resolve = %.0f resolves/s per core (%.0f instructions a '
+			  . 'resolve, counted); this machine\'s bound with the generator on the same %d cores: %s',
+			fmt($cs, 'µs', 1), 1e6 / $cs->{med}, $ipr, $ncpu, fmt($bs, 'resolves/s', 0)),
 		ratio => '—', target => '≥ 20,000 resolves/s', met => met($rs->{med} >= 20000));
 	row(id => '8b', name => "conmgr: detection → INSTANCE_DOWN at all $R{app_sessions} sessions",
 		value => fmt($ls, 'ms', 1) . ", missed $missed of $total", comp => '—', ratio => '—',
@@ -793,12 +801,21 @@ if ($only{8})
 		  . "does, with a reset (docs/protocol.md, 2.3); after the rounds, %d runs of the same load "
 		  . "ending each session with an orderly close (`-F`: FIN, the client's end then waits in "
 		  . "TIME_WAIT for a minute and every later connect() searches past those for a free "
-		  . "local port) measure why: %s, listener %s and generator %s of CPU a resolve.",
+		  . "local port) measure why: %s, listener %s and generator %s of CPU a resolve. "
+		  . "The listener's CPU per resolve is timed, so it moves with the machine's load; its "
+		  . "instructions per resolve are counted: a conmgr of its own under valgrind's callgrind, "
+		  . "in front of the same instances with %d sessions attached, serves %d and then %d "
+		  . "resolves one after another (`cmresolve -r N -P`), each in a life of its own, and the "
+		  . "difference of the listener's totals over the %d resolves between is %.0f instructions "
+		  . "a resolve, in user space (regress/lib/CmResolveCount.pm; "
+		  . "`regress/bench/listener-instr REV` compares it with another revision's, with the "
+		  . "system calls a resolve makes).",
 		$R{app_sessions}, $R{resolve_clients}, $R{resolve_secs}, $hb_timeout, fmt($fs, 'ms', 1),
 		$R{notice_rounds}, fmt(stats(@rate0), 'resolves/s', 0), fmt(stats(@cpu0), 'µs', 0),
 		fmt(stats(@cpu), 'µs', 0), $R{app_sessions}, fmt($gs, 'µs', 0), $ncpu, fmt($bs, 'resolves/s', 0),
 		1e6 / $cs->{med}, scalar(@rate_fin), fmt(stats(@rate_fin), 'resolves/s', 0),
-		fmt(stats(@cpu_fin), 'µs', 0), fmt(stats(@gen_fin), 'µs', 0));
+		fmt(stats(@cpu_fin), 'µs', 0), fmt(stats(@gen_fin), 'µs', 0), $R{app_sessions}, $few, $many,
+		$many - $few, $ipr);
 	$detail{8} .= sprintf(" 8c: the same notice at %d sessions, %d rounds of `cmload attach -n %d` "
 		  . "(the open-files limit of conmgr and cmload is the hard limit, %s here, which "
 		  . "conmgr's start-up check wants above 9 + 2 × instances + max_connections; "
