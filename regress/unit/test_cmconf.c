@@ -77,6 +77,11 @@ main(void)
 		   0, "manual example 3 (gap at instance 1) loads");
 	ok(conf.ninstances == 2 && !conf.inst[1].configured && conf.inst[2].configured &&
 	   conf.inst[2].backend_port == 2345, "example 3: instances 0 and 2");
+	is_int(conf.inst_end, 3, "example 3: inst_end is one past the highest instance, 2");
+	is_int(parse("backend_host63='h'\n"), 0, "instance 63 alone loads");
+	ok(conf.ninstances == 1 && conf.inst_end == 64, "instance 63 alone: inst_end 64");
+	is_int(parse("backend_host0='h'\n"), 0, "instance 0 alone loads");
+	is_int(conf.inst_end, 1, "instance 0 alone: inst_end 1");
 	check_error("backend_host0='host0'\nbackend_host2='host2'\nbackend_port0=5432\nbackend_port1=5555\nbackend_port2=2345\n",
 				4, "backend_port1 is set but instance 1 has neither backend_host1 nor backend_hostaddr1",
 				"manual example 4 (port without host)");
