@@ -54,7 +54,7 @@ fw_cancel(fw_sess *s)
 		else
 			c->smask = EPOLLOUT;
 	}
-	fw_end(&fw_sessions[si]);
+	fw_end(&fw_tab.s[si]);
 }
 
 /* A copy's connect is done: the request goes, and the copy ends. */

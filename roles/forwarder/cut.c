@@ -27,9 +27,9 @@ fw_check_instances(void)
 	int			cut[CMCONF_MAX_INSTANCES] = {0};
 
 	route_read(&fw_routes, fw_ctx, slots, &v);
-	for (int k = 0; k < fw_nsessions_alloc; k++)
+	for (int k = 0; k < fw_tab.nalloc; k++)
 	{
-		fw_sess    *s = &fw_sessions[k];
+		fw_sess    *s = &fw_tab.s[k];
 		const shm_slot *sl;
 
 		if (s->state != FW_RELAY)

@@ -4,8 +4,10 @@
  *	  The forwarder role's own declarations, shared by its files.
  *
  * main.c		the loop: signals, the epoll set, deadlines, dispatch, stops
- * sessions.c	the session table: states and their one setter, the end of
- *				a session, what its sockets wait for, the refusal
+ * table.c		the session table as data: slots, free stack, deadline
+ *				queues (no system calls; regress/unit/test_fwtable.c)
+ * sessions.c	the sessions: states and their one setter, the end of a
+ *				session, what its sockets wait for, the refusal
  * accept.c		the forward ports' listen sockets and accepting
  * connect.c	the first packet, the choice of an instance, the connect
  * cancel.c		a CancelRequest, sent on to the instances that are up
@@ -56,6 +58,20 @@ typedef enum fw_state
 	FW_CANCEL					/* a CancelRequest on its way to an instance */
 } fw_state;
 
+/*
+ * The sessions whose state ends at a deadline, one queue per time limit
+ * (table.c); fw_set_state() keeps them.
+ */
+typedef enum fw_queue_id
+{
+	FW_Q_NONE = -1,				/* FREE, RELAY: no deadline */
+	FW_Q_FIRST,					/* FIRST, REFUSING: FW_FIRST_TIMEOUT_MS from
+								 * accepting */
+	FW_Q_CONNECT,				/* CONNECTING, CANCEL:
+								 * heartbeat_connect_timeout from the connect */
+	FW_NQUEUES
+} fw_queue_id;
+
 typedef struct fw_sess
 {
 	fw_state	state;
@@ -84,7 +100,28 @@ typedef struct fw_sess
 	bool		shut[2];		/* shutdown(SHUT_WR) passed on */
 	uint32_t	cmask,			/* epoll events registered */
 				smask;
+	fw_queue_id queue;			/* the deadline queue it is in */
+	int			q_prev;			/* queue links (indices), -1 = none */
+	int			q_next;
+	int			free_next;		/* free stack link (index), -1 = none */
 } fw_sess;
+
+typedef struct fw_queue
+{
+	int			head;			/* joined first, -1 = empty */
+	int			tail;
+} fw_queue;
+
+typedef struct fw_table
+{
+	fw_sess    *s;				/* the slots */
+	int			nalloc;			/* slots in s[] */
+	int			nused;			/* sessions open */
+	int			free_head;		/* top of the free stack, -1 = empty */
+	fw_queue	queues[FW_NQUEUES];
+} fw_table;
+
+#define FW_TABLE_INIT {.free_head = -1, .queues = {{-1, -1}, {-1, -1}}}
 
 typedef struct fw_listen
 {
@@ -95,20 +132,23 @@ typedef struct fw_listen
 extern cm_ctx *fw_ctx;
 extern int	fw_ep_fd;
 extern route_reader fw_routes;
-extern fw_sess *fw_sessions;
-extern int	fw_nsessions_alloc; /* slots in fw_sessions[] */
-extern int	fw_nsessions_used;	/* sessions open */
+extern fw_table fw_tab;			/* the sessions */
 extern int	fw_nclients;		/* sessions with a client: max_connections */
-extern int	fw_ntimed;			/* sessions with a deadline (fw_timed()) */
 
 /* main.c */
 extern bool fw_ep_set(int op, int fd, uint32_t events, uint64_t data);
 
+/* table.c */
+extern fw_sess *fwtab_take(fw_table *t);
+extern void fwtab_give(fw_table *t, fw_sess *s);
+extern void fwtab_join(fw_table *t, fw_sess *s, fw_queue_id q);
+extern fw_sess *fwtab_head(const fw_table *t, fw_queue_id q);
+
 /* sessions.c */
-extern bool fw_timed(fw_state state);
 extern void fw_set_state(fw_sess *s, fw_state state);
 extern fw_sess *fw_new(void);
 extern int	fw_idx(const fw_sess *s);
+extern int64_t fw_expire(int64_t now);
 extern void fw_close_fd(int *fd);
 extern void fw_end(fw_sess *s);
 extern bool fw_watch(fw_sess *s, uint32_t cmask, uint32_t smask);

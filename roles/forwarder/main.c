@@ -72,35 +72,6 @@ fw_ep_set(int op, int fd, uint32_t events, uint64_t data)
 	return epoll_ctl(fw_ep_fd, op, fd, &ev) == 0;
 }
 
-/* Sessions whose first packet or connect is overdue; the next deadline. */
-static int64_t
-fw_expire(int64_t now)
-{
-	int64_t		next = -1;
-
-	for (int k = 0; k < fw_nsessions_alloc && fw_ntimed > 0; k++)
-	{
-		fw_sess    *s = &fw_sessions[k];
-
-		if (!fw_timed(s->state))
-			continue;
-		if (now >= s->deadline)
-		{
-			if (s->state == FW_CONNECTING)
-			{
-				(void) epoll_ctl(fw_ep_fd, EPOLL_CTL_DEL, s->sfd, NULL);
-				fw_connect_next(s);
-			}
-			else
-				fw_end(s);
-			continue;
-		}
-		if (next < 0 || s->deadline < next)
-			next = s->deadline;
-	}
-	return next;
-}
-
 /* The wait's timeout in ms: the next deadline, the accept pause's end. */
 static int
 fw_next_timeout(void)
@@ -121,9 +92,9 @@ fw_event(uint64_t data, uint32_t events)
 	int			kind = EV_KIND(data);
 	fw_sess    *s;
 
-	if (EV_IDX(data) >= (uint32_t) fw_nsessions_alloc)
+	if (EV_IDX(data) >= (uint32_t) fw_tab.nalloc)
 		return;
-	s = &fw_sessions[EV_IDX(data)];
+	s = &fw_tab.s[EV_IDX(data)];
 	if (s->state == FW_FREE || (s->gen & 0xFFFFFF) != EV_GEN(data))
 		return;
 	/* an error or a hang-up the state does not read on would come back */
@@ -198,9 +169,9 @@ fw_smart_stop(void)
 			close(fw_listens[i].fd);	/* which also leaves the epoll set */
 		fw_nlisten = 0;
 		cm_log(CMLOG_LOG, "forwarder: smart shutdown: no new sessions; %d still open",
-			   fw_nsessions_used);
+			   fw_tab.nused);
 	}
-	return fw_nsessions_used == 0;
+	return fw_tab.nused == 0;
 }
 
 noreturn void

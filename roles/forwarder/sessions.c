@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * sessions.c
- *	  The forwarder's session table: states, the end of a session, what
- *	  its sockets wait for, the refusal.
+ *	  The forwarder's sessions: states and their deadlines, the end of a
+ *	  session, what its sockets wait for, the refusal.
  *
  * Session states (fw_set_state() is the one setter):
  *	 FW_FIRST		reading the head of the client's first packet
@@ -14,8 +14,8 @@
  *	 FW_CANCEL		a CancelRequest on its way to an instance (cancel.c)
  * Every state but FW_RELAY ends at a deadline (the first packet within
  * FW_FIRST_TIMEOUT_MS of accepting, a connect within
- * heartbeat_connect_timeout); a relayed session lasts as long as its
- * client and server keep it.  A session's epoll events carry its index and
+ * heartbeat_connect_timeout), kept in the table's queues (table.c); a
+ * relayed session lasts as long as its client and server keep it.  A session's epoll events carry its index and
  * generation, so that an event of a session ended meanwhile, or of its
  * slot's next session, is told apart.
  *
@@ -33,66 +33,85 @@ _Static_assert(SHM_MAX_FORWARDS == CMCONF_MAX_FORWARDS &&
 			   SHM_MAX_INSTANCES == CMCONF_MAX_INSTANCES,
 			   "the shared counts have a place for every port and instance");
 
-fw_sess    *fw_sessions;
-int			fw_nsessions_alloc;
-int			fw_nsessions_used;
+fw_table	fw_tab = FW_TABLE_INIT;
 int			fw_nclients;
-int			fw_ntimed;
 
-/* The states that end at a deadline: the first packet, the connect. */
-bool
-fw_timed(fw_state state)
+/* The deadline queue of a state (table.c). */
+static fw_queue_id
+fw_queue_of(fw_state state)
 {
-	return state == FW_FIRST || state == FW_REFUSING ||
-		state == FW_CONNECTING || state == FW_CANCEL;
+	switch (state)
+	{
+		case FW_FIRST:
+		case FW_REFUSING:
+			return FW_Q_FIRST;
+		case FW_CONNECTING:
+		case FW_CANCEL:
+			return FW_Q_CONNECT;
+		case FW_FREE:
+		case FW_RELAY:
+			return FW_Q_NONE;
+	}
+	cm_fatal(ROLE_EXIT_RESTART, "bad forwarded session state %d", (int) state);
 }
 
 /*
- * The one setter of a session's state; it counts the sessions with a
- * deadline, so that a wake-up with none (every session relaying) does not
- * look at the table at all.
+ * The one setter of a session's state; it keeps the deadline queues, so
+ * that expiring looks at the sessions that are due and no others.  A
+ * connect (to the next candidate too) starts its time limit again, so it
+ * joins its queue at the tail; FW_REFUSING keeps FW_FIRST's limit and
+ * place.  The caller sets s->deadline for the new limit.
  */
 void
 fw_set_state(fw_sess *s, fw_state state)
 {
-	fw_ntimed += (int) fw_timed(state) - (int) fw_timed(s->state);
+	fw_queue_id to = fw_queue_of(state);
+
+	if (to != s->queue || to == FW_Q_CONNECT)
+		fwtab_join(&fw_tab, s, to);
 	s->state = state;
 }
 
+/* A new session's slot; NULL when out of memory. */
 fw_sess *
 fw_new(void)
 {
-	for (int i = 0; i < fw_nsessions_alloc; i++)
-		if (fw_sessions[i].state == FW_FREE)
-		{
-			fw_sess    *s = &fw_sessions[i];
-			uint32_t	gen = s->gen + 1;
-
-			memset(s, 0, sizeof(*s));
-			s->gen = gen ? gen : 1;
-			s->cfd = s->sfd = -1;
-			s->pipes[0][0] = s->pipes[0][1] = s->pipes[1][0] = s->pipes[1][1] = -1;
-			s->instno = -1;
-			fw_nsessions_used++;
-			return s;
-		}
-	{
-		int			n = fw_nsessions_alloc ? fw_nsessions_alloc * 2 : 64;
-		fw_sess    *grown = realloc(fw_sessions, sizeof(fw_sess) * n);
-
-		if (grown == NULL)
-			return NULL;
-		memset(grown + fw_nsessions_alloc, 0, sizeof(fw_sess) * (n - fw_nsessions_alloc));
-		fw_sessions = grown;
-		fw_nsessions_alloc = n;
-	}
-	return fw_new();
+	return fwtab_take(&fw_tab);
 }
 
 int
 fw_idx(const fw_sess *s)
 {
-	return (int) (s - fw_sessions);
+	return (int) (s - fw_tab.s);
+}
+
+/*
+ * Sessions whose first packet or connect is overdue end, or try their
+ * next candidate; the next deadline (monotonic ms), or -1.
+ */
+int64_t
+fw_expire(int64_t now)
+{
+	int64_t		next = -1;
+
+	for (int q = 0; q < FW_NQUEUES; q++)
+	{
+		fw_sess    *s;
+
+		while ((s = fwtab_head(&fw_tab, q)) != NULL && now >= s->deadline)
+		{
+			if (s->state == FW_CONNECTING)
+			{
+				(void) epoll_ctl(fw_ep_fd, EPOLL_CTL_DEL, s->sfd, NULL);
+				fw_connect_next(s);
+			}
+			else
+				fw_end(s);
+		}
+		if (s != NULL && (next < 0 || s->deadline < next))
+			next = s->deadline;
+	}
+	return next;
 }
 
 void
@@ -119,8 +138,7 @@ fw_end(fw_sess *s)
 		fw_close_fd(&s->pipes[d][0]);
 		fw_close_fd(&s->pipes[d][1]);
 	}
-	fw_set_state(s, FW_FREE);
-	fw_nsessions_used--;
+	fwtab_give(&fw_tab, s);
 }
 
 /* Register what each socket waits for now, when it changed. */
