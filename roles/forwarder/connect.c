@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -53,37 +52,34 @@ fw_choose(fw_sess *s)
 	s->next_cand = 0;
 }
 
-/* A non-blocking connect to instance i; the socket, or -1. */
+/*
+ * A non-blocking connect to instance i at the addresses kept for it
+ * (resolve.c: no lookup here); the socket, or -1.
+ */
 int
 fw_dial(int i)
 {
-	const struct cmconf_instance *in = &fw_ctx->conf->inst[i];
-	struct addrinfo hints,
-			   *res;
-	char		port[16];
+	int			n;
+	const fw_addr *addrs = fw_addrs(i, &n);
 	int			fd = -1;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = in->hostaddr[0] ? AI_NUMERICHOST : 0;
-	snprintf(port, sizeof(port), "%d", in->backend_port);
-	if (getaddrinfo(cmconf_connect_host(in), port, &hints, &res) != 0)
-		return -1;
-	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+	for (int k = 0; k < n && fd < 0; k++)
 	{
 		int			one = 1;
 
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		fd = socket(addrs[k].family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			continue;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS)
+		if (connect(fd, (const struct sockaddr *) &addrs[k].sa, addrs[k].len) < 0 &&
+			errno != EINPROGRESS)
 		{
 			close(fd);
 			fd = -1;
 		}
 	}
-	freeaddrinfo(res);
+	if (fd < 0)
+		fw_resolve_again(i);
 	return fd;
 }
 
@@ -148,6 +144,7 @@ fw_connected(fw_sess *s)
 			   fw_ctx->conf->forward_ports.f[s->port].port, fw_target_name(s), s->instno,
 			   strerror(err ? err : errno));
 		(void) epoll_ctl(fw_ep_fd, EPOLL_CTL_DEL, s->sfd, NULL);
+		fw_resolve_again(s->instno);
 		fw_connect_next(s);
 		return;
 	}

@@ -10,12 +10,14 @@
  *				session, what its sockets wait for, the refusal
  * accept.c		the forward ports' listen sockets and accepting
  * connect.c	the first packet, the choice of an instance, the connect
+ * resolve.c	the instances' addresses, names looked up by a thread
  * cancel.c		a CancelRequest, sent on to the instances that are up
  * relay.c		bytes both ways with splice()
  * cut.c		sessions cut when their instance is lost or no longer fits
  *
- * Every file runs in the one forwarder process; the state below is its
- * state, shared by those files and by nothing else.  docs/conmgr.md,
+ * Every file runs in the one forwarder process, in its loop but for
+ * resolve.c's lookup thread; the state below is the loop's, shared by
+ * those files and by nothing else.  docs/conmgr.md,
  * "Forward ports", says what the role does for its clients.
  *
  *-------------------------------------------------------------------------
@@ -26,6 +28,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <sys/socket.h>
 
 #include "cmproto.h"
 #include "conmgr.h"
@@ -42,6 +46,7 @@
 #define EV_SERVER	3
 #define EV_WAKE		4
 #define EV_DEATH	5
+#define EV_RESOLVED	6
 #define EV_MAKE(kind, gen, idx) \
 	(((uint64_t) (kind) << 56) | ((uint64_t) ((gen) & 0xFFFFFF) << 32) | (uint32_t) (idx))
 #define EV_KIND(d)	((int) ((d) >> 56))
@@ -123,6 +128,15 @@ typedef struct fw_table
 
 #define FW_TABLE_INIT {.free_head = -1, .queues = {{-1, -1}, {-1, -1}}}
 
+/* An address of an instance, as getaddrinfo() gave it. */
+#define FW_MAX_ADDRS		8
+typedef struct fw_addr
+{
+	struct sockaddr_storage sa;
+	socklen_t	len;
+	int			family;
+} fw_addr;
+
 typedef struct fw_listen
 {
 	int			fd;
@@ -167,6 +181,14 @@ extern int	fw_dial(int i);
 extern void fw_first(fw_sess *s);
 extern void fw_connect_next(fw_sess *s);
 extern void fw_connected(fw_sess *s);
+
+/* resolve.c */
+extern int	fw_resolve_fd;		/* eventfd: lookup thread -> loop */
+extern void fw_resolve_start(void);
+extern void fw_resolve_again(int i);
+extern void fw_resolve_all(void);
+extern void fw_resolved(void);
+extern const fw_addr *fw_addrs(int i, int *n);
 
 /* cancel.c */
 extern void fw_cancel(fw_sess *s);

@@ -8,8 +8,9 @@
  * shows in ps as "conmgr: forwarder".  A client that connects to a forward
  * port (conmgr.conf forward_ports, TARGET=PORT; accept.c) is connected to
  * the instance a RESOLVE for that target would be given first now
- * (connect.c), and from then on bytes pass both ways untouched (relay.c);
- * a CancelRequest goes to every instance that is up (cancel.c).  It only
+ * (connect.c, at the addresses resolve.c keeps), and from then on bytes
+ * pass both ways untouched (relay.c); a CancelRequest goes to every
+ * instance that is up (cancel.c).  It only
  * reads the shared instance table, and writes the count of its sessions
  * per port and instance there for cm_ctl status.  When the heartbeat roles
  * publish a change (the eventfd fw_wake_fd), the sessions whose instance
@@ -18,9 +19,9 @@
  *
  * This file is the loop: one epoll set, one wait whose timeout is the
  * next of the sessions' deadlines and the accept pause, and a dispatch of
- * what is ready.  Nothing in the loop blocks but that wait.  Running in a
- * process of its own, forwarding never delays the listener's resolves or
- * down-notices.
+ * what is ready.  Nothing in the loop blocks but that wait (host names
+ * are looked up by resolve.c's thread).  Running in a process of its own,
+ * forwarding never delays the listener's resolves or down-notices.
  *
  * SIGTERM (fast stop): every session ends now, the role exits 0.  SIGUSR1
  * (smart stop): the ports are closed and the role exits 0 once the last
@@ -148,8 +149,12 @@ fw_dispatch(uint64_t data, uint32_t events)
 
 				(void) !read(fw_ctx->fw_wake_fd, &v, sizeof(v));
 				fw_check_instances();
+				fw_resolve_all();
 				break;
 			}
+		case EV_RESOLVED:
+			fw_resolved();
+			break;
 		case EV_LISTEN:
 			fw_accept(&fw_listens[EV_IDX(data)]);
 			break;
@@ -189,6 +194,7 @@ forwarder_main(cm_ctx *c)
 		!fw_ep_set(EPOLL_CTL_ADD, fw_ctx->fw_wake_fd, EPOLLIN, EV_MAKE(EV_WAKE, 0, 0)) ||
 		!fw_ep_set(EPOLL_CTL_ADD, fw_ctx->death_fd, EPOLLIN, EV_MAKE(EV_DEATH, 0, 0)))
 		cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not set up its wait: %m");
+	fw_resolve_start();
 	fw_open();
 	cm_log(CMLOG_LOG, "forwarder: forwarding %s", fw_ctx->conf->forward_ports.text);
 
