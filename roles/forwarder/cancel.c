@@ -5,12 +5,14 @@
  *
  * A CancelRequest (psql's Ctrl-C, JDBC's Statement.cancel()) comes on a
  * connection of its own to the port the session used.  It names a backend
- * by process ID and secret key, which only the instance that runs that
- * backend has, so it is sent on to every instance that is up and the
- * others ignore it: the forwarder needs no memory of which session went
- * where (it could not read the key of a TLS session anyway).  Each copy is
- * a session of its own in FW_CANCEL, which sends the sixteen bytes once
- * its connect is done and ends.
+ * by process ID and secret key.  When the session it names is in the
+ * clear, the forwarder saw that key pass (keywatch.c) and sends the
+ * request to that session's instance alone.  Otherwise (a session under
+ * TLS or GSSAPI, whose key it cannot read, or one it does not hold) the
+ * request goes to every instance that is up: only the one that runs that
+ * backend has its key, and the others ignore it, logging that no process
+ * matched.  Each copy is a session of its own in FW_CANCEL, which sends
+ * the sixteen bytes once its connect is done and ends.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,22 +23,46 @@
 #include "cmclock.h"
 #include "forwarder.h"
 
-/* A CancelRequest, to every instance that is up. */
+/*
+ * The instance of the relayed session whose BackendKeyData the request
+ * names (its process ID and key, bytes 8 to 15), or -1 when none is
+ * known: a session under TLS or GSSAPI, or one that has ended.
+ */
+static int
+fw_cancel_owner(const uint8_t *request)
+{
+	for (int k = 0; k < fw_tab.nalloc; k++)
+	{
+		const fw_sess *s = &fw_tab.s[k];
+
+		if (s->state == FW_RELAY && s->kw.found &&
+			memcmp(s->kw.key, request + 8, sizeof(s->kw.key)) == 0)
+			return s->instno;
+	}
+	return -1;
+}
+
+/*
+ * A CancelRequest, to the instance of the session it names when the
+ * forwarder saw that session's key, else to every instance that is up.
+ */
 void
 fw_cancel(fw_sess *s)
 {
 	shm_slot	slot;
 	uint8_t		request[16];
 	int			si = fw_idx(s);
+	int			owner;
 
 	/* fw_new() may move the table: s is found again by its index */
 	memcpy(request, s->first, sizeof(request));
+	owner = fw_cancel_owner(request);
 
 	for (uint32_t i = 0; i < fw_ctx->shm->nslots; i++)
 	{
 		fw_sess    *c;
 
-		if (!fw_ctx->conf->inst[i].configured ||
+		if (!fw_ctx->conf->inst[i].configured || (owner >= 0 && (int) i != owner) ||
 			!shm_read(&fw_ctx->shm->slots[i], &slot) || slot.state != SHM_UP)
 			continue;
 		c = fw_new();

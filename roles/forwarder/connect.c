@@ -4,8 +4,10 @@
  *	  A forwarded session's start: the first packet, the choice of an
  *	  instance, the connect.
  *
- * The only bytes of a session the forwarder reads are the first packet's
- * first eight (sixteen for a CancelRequest, cancel.c).  Anything but a
+ * Of what the client sends, the forwarder reads only the first packet's
+ * first eight bytes (sixteen for a CancelRequest, cancel.c); of what the
+ * server sends, only the start-up of a session in the clear, for its key
+ * (keywatch.c).  Anything but a
  * CancelRequest (SSLRequest, GSSENCRequest, a startup packet) opens a
  * connection to the instance a RESOLVE for the port's target would be
  * given first now (the listener's ranking, route.c), then to the next
@@ -223,5 +225,6 @@ fw_first(fw_sess *s)
 		fw_end(s);
 		return;
 	}
+	fw_keywatch_start(&s->kw, kind == CMPROTO_PG_SSL_REQUEST || kind == CMPROTO_PG_GSSENC_REQUEST);
 	fw_connect_next(s);
 }

@@ -13,6 +13,8 @@
  * resolve.c	the instances' addresses, names looked up by a thread
  * cancel.c		a CancelRequest, sent on to the instances that are up
  * relay.c		bytes both ways with splice()
+ * keywatch.c	a session's BackendKeyData, read as it passes (no system
+ *				calls; regress/unit/test_fwkeywatch.c)
  * cut.c		sessions cut when their instance is lost or no longer fits
  *
  * Every file runs in the one forwarder process, in its loop but for
@@ -77,6 +79,28 @@ typedef enum fw_queue_id
 	FW_NQUEUES
 } fw_queue_id;
 
+/* What keywatch.c reads of the server's bytes. */
+typedef enum fw_kw_state
+{
+	FW_KW_DONE,					/* not watching (any more) */
+	FW_KW_ANSWER,				/* the answer to SSLRequest/GSSENCRequest */
+	FW_KW_ANSWERED,				/* 'N': more answers, or the first message */
+	FW_KW_HEADER,				/* a message's type and length */
+	FW_KW_SKIP,					/* a message's body, not wanted */
+	FW_KW_KEY					/* BackendKeyData's process ID and key */
+} fw_kw_state;
+
+typedef struct fw_keywatch
+{
+	fw_kw_state state;
+	uint8_t		hdr[5];
+	uint32_t	hdrlen;
+	uint32_t	left;			/* of the body */
+	uint32_t	seen;			/* bytes read in all */
+	bool		found;
+	uint8_t		key[8];			/* process ID and secret key, as sent */
+} fw_keywatch;
+
 typedef struct fw_sess
 {
 	fw_state	state;
@@ -109,6 +133,7 @@ typedef struct fw_sess
 	int			q_prev;			/* queue links (indices), -1 = none */
 	int			q_next;
 	int			free_next;		/* free stack link (index), -1 = none */
+	fw_keywatch kw;				/* the server's BackendKeyData, in the clear */
 } fw_sess;
 
 typedef struct fw_queue
@@ -193,6 +218,10 @@ extern const fw_addr *fw_addrs(int i, int *n);
 /* cancel.c */
 extern void fw_cancel(fw_sess *s);
 extern void fw_cancel_send(fw_sess *s);
+
+/* keywatch.c */
+extern void fw_keywatch_start(fw_keywatch *w, bool answer_first);
+extern bool fw_keywatch_feed(fw_keywatch *w, const uint8_t *p, size_t n);
 
 /* relay.c */
 extern void fw_relay(fw_sess *s);

@@ -7,9 +7,11 @@
  * splice(), so it is not copied through this process.  A direction is
  * read only when its pipe is empty, and written as the other socket
  * allows; end of file in one direction is passed on with shutdown(), and
- * the session ends when both directions have ended.  Nothing is read or
- * changed: TLS, GSSAPI, authentication, COPY and replication work as they
- * do directly.
+ * the session ends when both directions have ended.  Nothing is changed:
+ * TLS, GSSAPI, authentication, COPY and replication work as they do
+ * directly.  The server's first bytes of a session in the clear are read
+ * on their way, through the pipe all the same, until its BackendKeyData
+ * has passed (keywatch.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -17,8 +19,32 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "forwarder.h"
+
+/*
+ * From the server into its pipe through the key watch (keywatch.c), while
+ * it watches: read here, then written into the empty pipe (which holds
+ * more than buf), so the relay goes on from the pipe as with splice().
+ */
+static ssize_t
+fw_read_watched(fw_sess *s)
+{
+	uint8_t		buf[4096];
+	ssize_t		n = recv(s->sfd, buf, sizeof(buf), 0);
+
+	if (n > 0)
+	{
+		(void) fw_keywatch_feed(&s->kw, buf, (size_t) n);
+		if (write(s->pipes[1][1], buf, (size_t) n) != n)
+		{
+			errno = EPIPE;
+			return -1;
+		}
+	}
+	return n;
+}
 
 /*
  * Move what direction d can move now: from its source into its pipe when
@@ -33,8 +59,9 @@ fw_move(fw_sess *s, int d)
 
 	if (s->inpipe[d] == 0 && !s->eof[d])
 	{
-		ssize_t		n = splice(src, NULL, s->pipes[d][1], NULL, FW_PIPE_CHUNK,
-							   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		ssize_t		n = d == 1 && s->kw.state != FW_KW_DONE ? fw_read_watched(s) :
+			splice(src, NULL, s->pipes[d][1], NULL, FW_PIPE_CHUNK,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 
 		if (n > 0)
 			s->inpipe[d] = (size_t) n;
