@@ -11,12 +11,14 @@
 # at most twice as much as with none open (the least of three rounds
 # each, since other load on the machine only adds).
 #
-# The instance is a fake backend (regress/tools/fwload serve: it sends
-# back what it reads) registered as instance 0 under the real watchdog of
-# a primary, so the heartbeat sees a primary and the read-write port
-# connects to the fake: N real backends would take N server processes
-# (several GB on a small machine), and the forwarder does not read past
-# the first packet, so an echo proves its relay as well as a server.
+# The instance is a fake backend (regress/tools/fwload serve: it answers
+# the startup packet as a server that trusts the client, up to
+# ReadyForQuery, then sends back what it reads) registered as instance 0
+# under the real watchdog of a primary, so the heartbeat sees a primary
+# and the read-write port connects to the fake: N real backends would
+# take N server processes (several GB on a small machine), and the
+# forwarder reads nothing past the server's start-up, so an echo proves
+# its relay as well as a server.
 use strict;
 use warnings;
 use FindBin;

@@ -8,24 +8,28 @@
  *	 fwload clients -p PORT -n N [-w WAVE] [-t SECONDS]
  *
  * "serve" is an instance as far as the forwarder can tell: it listens on
- * 127.0.0.1 (a free port, printed as "port N"), accepts every connection
- * and sends back every byte it reads, so that a session's bytes cross the
- * forwarder both ways; it holds no backend, which lets a test open
- * thousands of sessions without thousands of server processes.  On its
- * standard input it takes the line "count" and answers "open N", the
+ * 127.0.0.1 (a free port, printed as "port N"), accepts every connection,
+ * reads its startup packet and answers as a server that trusts the
+ * client: AuthenticationOk, BackendKeyData (process ID: the connection's
+ * descriptor) and ReadyForQuery; from then on it sends back every byte
+ * it reads, so that a session's bytes cross the forwarder both ways, as
+ * after a real server's start-up.  It holds no backend, which lets a test
+ * open thousands of sessions without thousands of server processes.  On
+ * its standard input it takes the line "count" and answers "open N", the
  * connections it has open; end of file ends it.
  *
  * "clients" opens N connections to 127.0.0.1:PORT, no more than WAVE
  * (default 200) at once that are not yet relayed, and on each sends a
  * startup packet (user "fwload", database "sK" for connection K) followed
- * by a line "ping K", and reads them back: a session counts as relayed
- * once every byte it sent has come back, unchanged and on the same
- * connection.  Then it prints "relayed N in S s" and holds every
- * connection open until a line "close" on its standard input (or its end
- * of file), closes them all and prints "closed".  Anything else (a
- * connect that fails, a session closed early, a byte that differs, N not
- * relayed within SECONDS, default 60) is printed as "error: ..." and
- * exits 1.  The open-files limit is raised to its hard limit first.
+ * by a line "ping K", and reads back the server's start-up messages and
+ * that line: a session counts as relayed once they have all come,
+ * unchanged and on the same connection.  Then it prints "relayed N in S
+ * s" and holds every connection open until a line "close" on its
+ * standard input (or its end of file), closes them all and prints
+ * "closed".  Anything else (a connect that fails, a session closed early,
+ * a byte that differs, N not relayed within SECONDS, default 60) is
+ * printed as "error: ..." and exits 1.  The open-files limit is raised to
+ * its hard limit first.
  *
  * Only loopback: both ends are 127.0.0.1.
  *
@@ -50,14 +54,36 @@
 #define EV_STDIN	UINT64_C(0xffffffff)
 #define EV_LISTENER	UINT64_C(0xfffffffe)
 
+/*
+ * What "serve" answers a startup packet: AuthenticationOk, BackendKeyData
+ * (its process ID and key, bytes KEY_AT to KEY_AT + 7, vary),
+ * ReadyForQuery.
+ */
+static const uint8_t preamble[] = {
+	'R', 0, 0, 0, 8, 0, 0, 0, 0,
+	'K', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0,
+	'Z', 0, 0, 0, 5, 'I'
+};
+#define KEY_AT		14
+
 typedef struct client
 {
 	int			fd;
 	bool		relayed;
 	size_t		len;			/* of the message */
+	size_t		linelen;		/* of its line, the end of the message */
 	size_t		got;			/* read back so far */
 	char		msg[MSG_MAX];
 } client;
+
+/* A connection of "serve": its startup packet, then what it echoes. */
+typedef struct served
+{
+	uint8_t		lenbuf[4];
+	int			lenlen;
+	uint32_t	left;			/* of the startup packet */
+	bool		started;
+} served;
 
 static void
 raise_nofile(void)
@@ -83,9 +109,9 @@ ep_add(int ep, int fd, uint32_t events, uint64_t data)
 	}
 }
 
-/* Connection k's startup packet and its line. */
+/* Connection k's startup packet and its line; the line's length. */
 static size_t
-build_msg(int k, char *buf)
+build_msg(int k, char *buf, size_t *linelen)
 {
 	char		params[64];
 	int			plen = snprintf(params, sizeof(params), "user%cfwload%cdatabase%cs%d%c",
@@ -98,6 +124,7 @@ build_msg(int k, char *buf)
 	memcpy(buf + 4, &proto, 4);
 	memcpy(buf + 8, params, plen);
 	line = snprintf(buf + 8 + plen, MSG_MAX - 8 - plen, "ping %d\n", k);
+	*linelen = line;
 	return 8 + plen + line;
 }
 
@@ -135,7 +162,7 @@ client_event(int ep, client *c, int k, uint32_t events)
 			printf("error: connection %d: could not connect: %s\n", k, strerror(err));
 			exit(1);
 		}
-		c->len = build_msg(k, c->msg);
+		c->len = build_msg(k, c->msg, &c->linelen);
 		if (send(c->fd, c->msg, c->len, MSG_NOSIGNAL) != (ssize_t) c->len ||
 			epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
 		{
@@ -144,21 +171,29 @@ client_event(int ep, client *c, int k, uint32_t events)
 		}
 		return false;
 	}
-	n = recv(c->fd, buf, c->len - c->got, 0);
+	n = recv(c->fd, buf, sizeof(preamble) + c->linelen - c->got, 0);
 	if (n < 0 && errno == EAGAIN)
 		return false;
 	if (n <= 0 || (events & EPOLLERR))
 	{
-		printf("error: connection %d closed after %zu of %zu bytes back\n", k, c->got, c->len);
+		printf("error: connection %d closed after %zu of %zu bytes back\n",
+			   k, c->got, sizeof(preamble) + c->linelen);
 		exit(1);
 	}
-	if (memcmp(buf, c->msg + c->got, n) != 0)
+	for (ssize_t i = 0; i < n; i++, c->got++)
 	{
-		printf("error: connection %d: bytes %zu to %zu came back changed\n", k, c->got, c->got + n);
-		exit(1);
+		size_t		at = c->got;
+		bool		key = at >= KEY_AT && at < KEY_AT + 8;
+		char		want = at < sizeof(preamble) ? (char) preamble[at] :
+			c->msg[c->len - c->linelen + at - sizeof(preamble)];
+
+		if (!key && buf[i] != want)
+		{
+			printf("error: connection %d: byte %zu came back changed\n", k, at);
+			exit(1);
+		}
 	}
-	c->got += n;
-	if (c->got < c->len)
+	if (c->got < sizeof(preamble) + c->linelen)
 		return false;
 	c->relayed = true;
 	(void) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -214,16 +249,66 @@ run_clients(int port, int n, int wave, double secs)
 	return 0;
 }
 
-/* One readable connection of the fake backend: its bytes go back. */
-static void
-serve_echo(int fd, int *open)
+/*
+ * Bytes p[0..n) of a connection of "serve": its startup packet (answered
+ * with the preamble once read whole); what follows it goes back.  False
+ * when the connection is to be closed.
+ */
+static bool
+serve_bytes(int fd, served *c, const uint8_t *p, size_t n)
 {
-	char		buf[4096];
+	size_t		i = 0;
+
+	while (!c->started && i < n)
+	{
+		if (c->lenlen < 4)
+		{
+			c->lenbuf[c->lenlen++] = p[i++];
+			if (c->lenlen == 4)
+			{
+				uint32_t	len;
+
+				memcpy(&len, c->lenbuf, 4);
+				if (ntohl(len) < 8)
+					return false;
+				c->left = ntohl(len) - 4;
+			}
+			continue;
+		}
+		if (c->left > 0)
+		{
+			size_t		take = n - i < c->left ? n - i : c->left;
+
+			c->left -= take;
+			i += take;
+		}
+		if (c->left == 0)
+		{
+			uint8_t		answer[sizeof(preamble)];
+			uint32_t	pid = htonl((uint32_t) fd),
+						key = htonl((uint32_t) fd ^ 0x5a5a5a5a);
+
+			memcpy(answer, preamble, sizeof(answer));
+			memcpy(answer + KEY_AT, &pid, 4);
+			memcpy(answer + KEY_AT + 4, &key, 4);
+			if (send(fd, answer, sizeof(answer), MSG_NOSIGNAL) != sizeof(answer))
+				return false;
+			c->started = true;
+		}
+	}
+	return i == n || send(fd, p + i, n - i, MSG_NOSIGNAL) == (ssize_t) (n - i);
+}
+
+/* One readable connection of the fake backend. */
+static void
+serve_read(int fd, served *c, int *open)
+{
+	uint8_t		buf[4096];
 	ssize_t		n = recv(fd, buf, sizeof(buf), 0);
 
 	if (n < 0 && errno == EAGAIN)
 		return;
-	if (n <= 0 || send(fd, buf, n, MSG_NOSIGNAL) != n)
+	if (n <= 0 || !serve_bytes(fd, c, buf, (size_t) n))
 	{
 		close(fd);
 		(*open)--;
@@ -238,7 +323,18 @@ run_serve(void)
 	int			lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int			ep = epoll_create1(EPOLL_CLOEXEC);
 	int			open = 0;
+	struct rlimit rl;
+	served	   *conns;
 
+	/* a connection's state at the index of its descriptor */
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1048576)
+		rl.rlim_cur = 1048576;
+	conns = calloc(rl.rlim_cur, sizeof(served));
+	if (conns == NULL)
+	{
+		printf("error: out of memory\n");
+		return 1;
+	}
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (lfd < 0 || ep < 0 || bind(lfd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
 		listen(lfd, 4096) < 0 || getsockname(lfd, (struct sockaddr *) &sa, &salen) < 0)
@@ -265,6 +361,7 @@ run_serve(void)
 
 				while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
 				{
+					memset(&conns[fd], 0, sizeof(served));
 					ep_add(ep, fd, EPOLLIN, (uint64_t) fd);
 					open++;
 				}
@@ -280,7 +377,7 @@ run_serve(void)
 				fflush(stdout);
 			}
 			else
-				serve_echo((int) d, &open);
+				serve_read((int) d, &conns[d], &open);
 		}
 	}
 }
