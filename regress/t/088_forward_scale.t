@@ -3,7 +3,8 @@
 # the forwarder's 6 descriptors per session: the start-up check's
 # formula, docs/conmgr.md) open at once through the read-write port,
 # each relays bytes both ways unchanged, cm_ctl status --json counts N
-# on the port and instance, and closing them frees every one (the count
+# on the port and instance, the forwarder holds no more descriptors than
+# the start-up check counts, and closing them frees every one (the count
 # back to 0 in conmgr and at the backend); the forwarder's CPU time per
 # session (its schedstat, counted by the kernel in ns) does not grow: a
 # second round of N costs per session at most 1.5 times the first, and
@@ -36,14 +37,16 @@ my $fwload = "$top/build/regress/tools/fwload";
 my $t_start = time();
 
 # As many sessions as the forwarder's descriptors allow under the hard
-# limit, which conmgr raises its soft limit to: 9 + 2 x 1 instance + 2 x
+# limit, which conmgr raises its soft limit to: 12 + 2 x 1 instance + 2 x
 # 1 port x 1 listen address + 6 x max_connections (cmconf_nofile_needed).
+my $fixed = 12 + 2 * 1 + 2 * 1 * 1;
 my $hard = `sh -c 'ulimit -Hn'`;
 chomp $hard;
-my $n = $hard eq 'unlimited' ? 2000 : int(($hard - 13) / 6);
+my $n = $hard eq 'unlimited' ? 2000 : int(($hard - $fixed) / 6);
 $n = 2000 if $n > 2000;
 cmp_ok($n, '>=', 1000, "open-files hard limit $hard: $n sessions (2000 at most)");
 my $quarter = int($n / 4);
+my $need = $fixed + 6 * $n;
 
 my ($node, $wd) = watchdog_cluster(p => 'primary');
 
@@ -129,6 +132,9 @@ sub round
 	  or diag($$out);
 	is(fw_sessions(), '0:' . ($k + $held), "$what: cm_ctl status --json counts @{[ $k + $held ]} on the port's instance");
 	is(backend_open(), $k + $held, "$what: the backend holds @{[ $k + $held ]} connections");
+	my $fds = () = glob("/proc/$fw_pid/fd/*");
+	cmp_ok($fds, '<=', $need,
+		"$what: the forwarder holds $fds descriptors, within the open-files check's $need");
 	close_clients($h, $in, $held, $what);
 	my $per = (fw_cpu_ns() - $cpu0) / $k;
 	note(sprintf('%s: forwarder CPU %.1f us per session', $what, $per / 1000));
