@@ -646,10 +646,10 @@ cmconf_connect_host(const struct cmconf_instance *inst)
 /*
  * Open files a role of conmgr needs at most (each role is a process of its
  * own with the same limit): the listener 9 + instances x 2 +
- * max_connections; with forward_ports, the forwarder as much again plus,
+ * max_connections; with forward_ports, the forwarder
+ * CMCONF_FW_FIXED_FILES + instances x 2 (a CancelRequest's copies) plus,
  * per forward port, 2 listen sockets (IPv4 and IPv6) per entry of
- * listen_addresses, and 6 per session instead of 1 (two sockets, two
- * pipes).
+ * listen_addresses, and 6 per session (two sockets, two pipes).
  */
 int
 cmconf_nofile_needed(const struct cmconf *conf)
@@ -663,7 +663,7 @@ cmconf_nofile_needed(const struct cmconf *conf)
 
 		for (const char *p = conf->listen_addresses; *p; p++)
 			entries += *p == ',';
-		fw = 9L + 2L * conf->ninstances + 2L * entries * conf->forward_ports.n +
+		fw = CMCONF_FW_FIXED_FILES + 2L * conf->ninstances + 2L * entries * conf->forward_ports.n +
 			6L * conf->max_connections;
 		if (fw > n)
 			n = fw;

@@ -115,6 +115,15 @@ extern int	cmconf_load_file(const char *path, struct cmconf *conf,
 							 struct cmconf_diags *diags);
 extern size_t cmconf_format(const struct cmconf *conf, char *buf, size_t cap);
 extern const char *cmconf_connect_host(const struct cmconf_instance *inst);
+
+/*
+ * The forwarder's descriptors besides its sessions, listen sockets and a
+ * CancelRequest's copies: the 9 every role may hold (standard streams,
+ * log pipe, the supervisor's pipe and eventfds, its epoll set), its
+ * lookup thread's eventfd and the socket of a lookup in progress, and a
+ * client beyond max_connections, accepted to be refused or cancelling.
+ */
+#define CMCONF_FW_FIXED_FILES	12
 extern int	cmconf_nofile_needed(const struct cmconf *conf);
 extern int	cmconf_compare(const struct cmconf *oldconf, const struct cmconf *newconf,
 						   cmconf_change_fn fn, void *arg);

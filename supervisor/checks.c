@@ -108,8 +108,8 @@ sup_check_nofile(const struct cmconf *conf)
 		if (conf->forward_ports.n > 0)
 			cm_fatal_hint(1, NOFILE_HINT,
 						  "open-files limit %llu is too low: conmgr's forwarder needs %d "
-						  "(9 + %d instances x 2 + 2 per forward port and listen address + max_connections %d x 6)",
-						  (unsigned long long) rl.rlim_cur, need, conf->ninstances,
+						  "(%d + %d instances x 2 + 2 per forward port and listen address + max_connections %d x 6)",
+						  (unsigned long long) rl.rlim_cur, need, CMCONF_FW_FIXED_FILES, conf->ninstances,
 						  conf->max_connections);
 		cm_fatal_hint(1, NOFILE_HINT,
 					  "open-files limit %llu is too low: conmgr needs %d "

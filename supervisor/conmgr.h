@@ -61,7 +61,7 @@ extern void role_stop_signals(void (*on_term) (int), void (*on_smart) (int));
 extern int	role_listen(const char *addresses, int port, const char *what,
 						int *fds, int max);
 
-/* roles/forwarder.c */
+/* roles/forwarder/main.c */
 extern noreturn void forwarder_main(cm_ctx *ctx);
 
 /*

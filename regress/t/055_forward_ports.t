@@ -6,7 +6,10 @@
 # forwarder's), an encrypted session, and psql's cancel reaching it; a
 # port whose target no instance fits answers an ErrorResponse with
 # SQLSTATE 08001 naming the target, after 'N' to an SSLRequest; psql's cancel (a CancelRequest sent
-# to the forward port) reaches its session; a query blocked on an
+# to the forward port) reaches its session, going to that session's
+# instance alone when the session is in the clear (the standby logs no
+# cancel request that matched nothing) and to every instance up when it
+# is under TLS; a query blocked on an
 # instance that conmgr declares lost fails within heartbeat_timeout + 0.5
 # s of the loss (the forwarder cuts the session); a session on a primary
 # that a promotion elsewhere makes stale is cut, and the read-write port
@@ -102,6 +105,22 @@ is($o, "$port_of{s}|t", 'standby port (an SSLRequest first, answered by the serv
 ($o, $e) = psql_at($fwd{'read-write'}, 'COPY (SELECT g FROM generate_series(1, 50000) g) TO STDOUT');
 is(scalar(split /\n/, $o), 50000, 'COPY TO STDOUT: 50000 rows through the forwarder') or diag($e);
 
+# psql's cancel of a session in the clear (the primary has no TLS yet:
+# sslmode=prefer gets 'N'): the forwarder saw the session's key pass, so
+# the CancelRequest goes to the primary alone, and the standby, up, logs
+# no cancel request that matched nothing.
+{
+	my $soff = -s $node->{s}->logfile;
+	my ($h, $err) = blocked_on_p('a query in the clear on the primary through the read-write port');
+	$h->signal('INT');
+	eval { $h->finish; };
+	like($$err, qr/canceling statement due to user request/, 'psql\'s cancel of a session in the clear ended it')
+	  or diag($$err);
+	ok(!wait_until(sub { slurp_file($node->{s}->logfile, $soff) =~ /in cancel request did not match any process/ }, 2),
+		'the standby got no CancelRequest (sent to the session\'s instance alone)')
+	  or diag(slurp_file($node->{s}->logfile, $soff));
+}
+
 # TLS passes through untouched: the primary with ssl = on and a
 # self-signed certificate for "localhost"; the client, connecting to the
 # forward port as localhost, verifies it against that name (verify-full),
@@ -137,9 +156,12 @@ is(scalar(split /\n/, $o), 50000, 'COPY TO STDOUT: 50000 rows through the forwar
 	ok(wait_until(sub { $node->{p}->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.query = 'SELECT pg_sleep(60)' AND s.ssl") eq '1' }, 10),
 		'a TLS session blocked in a query through the forward port');
+	my $soff = -s $node->{s}->logfile;
 	$h->signal('INT');
 	eval { $h->finish; };
 	like($err, qr/canceling statement due to user request/, 'psql\'s cancel reaches the TLS session') or diag($err);
+	ok(wait_until(sub { slurp_file($node->{s}->logfile, $soff) =~ /in cancel request did not match any process/ }, 10),
+		'a TLS session\'s key cannot be read: its cancel went to every instance up, the standby too');
 }
 
 # psql's cancel: SIGINT makes psql send a CancelRequest to the host and

@@ -102,8 +102,8 @@ main(void)
 	is_int(cmconf_nofile_needed(&conf), 11, "open files needed: 9 + 1 x 2 + 0");
 	is_int(parse(HOST0 "max_connections = 100\nforward_ports = 'read-write=6001, read-only=6002'\n"
 				 "listen_addresses = '127.0.0.1, ::1'\n"), 0, "forward ports and max_connections");
-	is_int(cmconf_nofile_needed(&conf), 9 + 2 + 2 * 2 * 2 + 6 * 100,
-		   "with forward ports, the forwarder's: 9 + 1 x 2 + 2 x 2 addresses x 2 ports + 6 x 100");
+	is_int(cmconf_nofile_needed(&conf), 12 + 2 + 2 * 2 * 2 + 6 * 100,
+		   "with forward ports, the forwarder's: 12 + 1 x 2 + 2 x 2 addresses x 2 ports + 6 x 100");
 	is_int(parse(HOST0 "max_connections = 100\n"), 0, "max_connections alone");
 	is_int(cmconf_nofile_needed(&conf), 9 + 2 + 100, "without, the listener's: 9 + 1 x 2 + 100");
 

@@ -1,0 +1,92 @@
+/*-------------------------------------------------------------------------
+ *
+ * cancel.c
+ *	  A CancelRequest through a forward port.
+ *
+ * A CancelRequest (psql's Ctrl-C, JDBC's Statement.cancel()) comes on a
+ * connection of its own to the port the session used.  It names a backend
+ * by process ID and secret key.  When the session it names is in the
+ * clear, the forwarder saw that key pass (keywatch.c) and sends the
+ * request to that session's instance alone.  Otherwise (a session under
+ * TLS or GSSAPI, whose key it cannot read, or one it does not hold) the
+ * request goes to every instance that is up: only the one that runs that
+ * backend has its key, and the others ignore it, logging that no process
+ * matched.  Each copy is a session of its own in FW_CANCEL, which sends
+ * the sixteen bytes once its connect is done and ends.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "cmclock.h"
+#include "forwarder.h"
+
+/*
+ * The instance of the relayed session whose BackendKeyData the request
+ * names (its process ID and key, bytes 8 to 15), or -1 when none is
+ * known: a session under TLS or GSSAPI, or one that has ended.
+ */
+static int
+fw_cancel_owner(const uint8_t *request)
+{
+	for (int k = 0; k < fw_tab.nalloc; k++)
+	{
+		const fw_sess *s = &fw_tab.s[k];
+
+		if (s->state == FW_RELAY && s->kw.found &&
+			memcmp(s->kw.key, request + 8, sizeof(s->kw.key)) == 0)
+			return s->instno;
+	}
+	return -1;
+}
+
+/*
+ * A CancelRequest, to the instance of the session it names when the
+ * forwarder saw that session's key, else to every instance that is up.
+ */
+void
+fw_cancel(fw_sess *s)
+{
+	shm_slot	slot;
+	uint8_t		request[16];
+	int			si = fw_idx(s);
+	int			owner;
+
+	/* fw_new() may move the table: s is found again by its index */
+	memcpy(request, s->first, sizeof(request));
+	owner = fw_cancel_owner(request);
+
+	for (uint32_t i = 0; i < fw_ctx->shm->nslots; i++)
+	{
+		fw_sess    *c;
+
+		if (!fw_ctx->conf->inst[i].configured || (owner >= 0 && (int) i != owner) ||
+			!shm_read(&fw_ctx->shm->slots[i], &slot) || slot.state != SHM_UP)
+			continue;
+		c = fw_new();
+		if (c == NULL)
+			break;
+		fw_set_state(c, FW_CANCEL);
+		memcpy(c->first, request, sizeof(request));
+		c->firstlen = sizeof(request);
+		c->sfd = fw_dial((int) i);
+		c->instno = (int) i;
+		c->deadline = cmclock_ms() + (int64_t) fw_ctx->conf->heartbeat_connect_timeout * 1000;
+		if (c->sfd < 0 ||
+			!fw_ep_set(EPOLL_CTL_ADD, c->sfd, EPOLLOUT, EV_MAKE(EV_SERVER, c->gen, fw_idx(c))))
+			fw_end(c);
+		else
+			c->smask = EPOLLOUT;
+	}
+	fw_end(&fw_tab.s[si]);
+}
+
+/* A copy's connect is done: the request goes, and the copy ends. */
+void
+fw_cancel_send(fw_sess *s)
+{
+	(void) !send(s->sfd, s->first, s->firstlen, MSG_NOSIGNAL);
+	fw_end(s);
+}
