@@ -234,13 +234,17 @@ wd_handle_hello(WdSession *s, const cmproto_msg *msg)
 	s->version = (uint16) version;
 	s->interval = (int32) msg->u.hb_hello.interval;
 	s->timeout = (int32) msg->u.hb_hello.timeout;
-	memcpy(s->nonce_c, msg->u.hb_hello.nonce, CMPROTO_NONCE_LEN);
 
 	if (wd_auth_key_len > 0)
 	{
 		cmproto_msg reply;
 
-		if (!pg_strong_random(s->nonce_w, CMPROTO_NONCE_LEN))
+		/* Freed when the session leaves its handshake (wd_set_state()). */
+		s->nonces = wd_session_alloc(s, sizeof(WdNonces));
+		if (s->nonces == NULL)
+			return;
+		memcpy(s->nonces->conmgr, msg->u.hb_hello.nonce, CMPROTO_NONCE_LEN);
+		if (!pg_strong_random(s->nonces->watchdog, CMPROTO_NONCE_LEN))
 		{
 			ereport(LOG,
 					(errmsg("watchdog: could not generate a random nonce")));
@@ -251,9 +255,10 @@ wd_handle_hello(WdSession *s, const cmproto_msg *msg)
 		memset(&reply, 0, sizeof(reply));
 		reply.type = CMPROTO_HB_CHALLENGE;
 		reply.u.hb_challenge.version = s->version;
-		memcpy(reply.u.hb_challenge.nonce, s->nonce_w, CMPROTO_NONCE_LEN);
+		memcpy(reply.u.hb_challenge.nonce, s->nonces->watchdog, CMPROTO_NONCE_LEN);
 		cmproto_hb_proof(auth_key, wd_auth_key_len, CMPROTO_AUTH_LABEL_WATCHDOG,
-						 s->nonce_c, s->nonce_w, reply.u.hb_challenge.proof);
+						 s->nonces->conmgr, s->nonces->watchdog,
+						 reply.u.hb_challenge.proof);
 		wd_set_state(s, WD_SESS_AUTH);
 		(void) wd_send(s, &reply);
 		return;
@@ -267,7 +272,7 @@ wd_handle_auth(WdSession *s, const cmproto_msg *msg)
 	uint8		expected[CMPROTO_PROOF_LEN];
 
 	cmproto_hb_proof(auth_key, wd_auth_key_len, CMPROTO_AUTH_LABEL_CONMGR,
-					 s->nonce_c, s->nonce_w, expected);
+					 s->nonces->conmgr, s->nonces->watchdog, expected);
 	if (!cmsha256_equal(expected, msg->u.hb_auth.proof, CMPROTO_PROOF_LEN))
 	{
 		wd_auth_failed(s, "wrong key");
@@ -328,10 +333,24 @@ wd_handle(WdSession *s, const cmproto_msg *msg)
 	return false;
 }
 
-/* Decode every complete frame in the input buffer. */
-static void
-wd_process_input(WdSession *s)
+/*
+ * Where wd_read() reads a session: what it kept of a partial frame, then
+ * what recv() brings, at most one frame's worth in all, as a buffer of its
+ * own per session would hold.  One session is read at a time: nothing
+ * called from wd_read() reads another.
+ */
+static uint8 wd_inbuf[CMPROTO_MAX_MSG];
+
+/*
+ * Decode and handle every complete frame of the "len" bytes in wd_inbuf;
+ * returns the bytes left, the start of a frame moved to the buffer's
+ * start, or 0 when the session was closed.
+ */
+static size_t
+wd_process_input(WdSession *s, size_t len)
 {
+	size_t		off = 0;
+
 	while (s->state != WD_SESS_FREE)
 	{
 		size_t		msglen;
@@ -339,11 +358,14 @@ wd_process_input(WdSession *s)
 		int			rc;
 		char		why[128];
 
-		rc = cmproto_frame(s->inbuf, s->inlen, &msglen);
+		rc = cmproto_frame(wd_inbuf + off, len - off, &msglen);
 		if (rc == CMPROTO_INCOMPLETE)
-			return;
+		{
+			memmove(wd_inbuf, wd_inbuf + off, len - off);
+			return len - off;
+		}
 		if (rc == CMPROTO_OK)
-			rc = cmproto_decode(s->inbuf, msglen, CMPROTO_PEER_CONMGR, &msg);
+			rc = cmproto_decode(wd_inbuf + off, msglen, CMPROTO_PEER_CONMGR, &msg);
 		if (rc < 0)
 		{
 			snprintf(why, sizeof(why), "protocol violation: %s",
@@ -351,18 +373,28 @@ wd_process_input(WdSession *s)
 			wd_send_error(s, CMPROTO_ERR_PROTOCOL, why);
 			if (s->state != WD_SESS_FREE)
 				wd_lose(s, why);
-			return;
+			return 0;
 		}
-		memmove(s->inbuf, s->inbuf + msglen, s->inlen - msglen);
-		s->inlen -= msglen;
+		off += msglen;
 		if (!wd_handle(s, &msg))
-			return;
+			return 0;
 	}
+	return 0;
 }
 
 void
 wd_read(WdSession *s)
 {
+	size_t		len = s->inlen;
+
+	if (len > 0)
+	{
+		memcpy(wd_inbuf, s->partial, len);
+		pfree(s->partial);
+		s->partial = NULL;
+		s->inlen = 0;
+	}
+
 	/*
 	 * A few reads at most, so one busy peer cannot starve the others; a read
 	 * that does not fill the buffer has taken all there was, and the next
@@ -370,15 +402,15 @@ wd_read(WdSession *s)
 	 */
 	for (int i = 0; i < 4 && s->state != WD_SESS_FREE; i++)
 	{
-		size_t		room = sizeof(s->inbuf) - s->inlen;
-		ssize_t		n = recv(s->fd, s->inbuf + s->inlen, room, 0);
+		size_t		room = sizeof(wd_inbuf) - len;
+		ssize_t		n = recv(s->fd, wd_inbuf + len, room, 0);
 
 		if (n < 0)
 		{
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
+				break;
 			wd_lose(s, strerror(errno));
 			return;
 		}
@@ -387,10 +419,20 @@ wd_read(WdSession *s)
 			wd_lose(s, "connection closed by peer");
 			return;
 		}
-		s->inlen += n;
+		len += n;
 		s->last_received = wd_mono_now();
-		wd_process_input(s);
+		len = wd_process_input(s, len);
 		if ((size_t) n < room)
+			break;
+	}
+
+	/* Keep the start of a frame until the rest comes. */
+	if (len > 0 && s->state != WD_SESS_FREE)
+	{
+		s->partial = wd_session_alloc(s, len);
+		if (s->partial == NULL)
 			return;
+		memcpy(s->partial, wd_inbuf, len);
+		s->inlen = len;
 	}
 }

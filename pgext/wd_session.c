@@ -7,8 +7,8 @@
  * setter, wd_set_state(), which also keeps the list of handshakes and the
  * count of registered sessions per address), its timer in one heap, its
  * row in the shared table that pgx_stat_watchdog shows (this process is
- * the rows' only writer), its queue of output, and its end.  What a peer
- * sends is wd_protocol.c's.
+ * the rows' only writer), its output and what of it the socket has not
+ * taken yet, and its end.  What a peer sends is wd_protocol.c's.
  *
  * A registered session that times out, closes, resets or breaks the
  * protocol is lost: its address is queued for the terminator
@@ -48,13 +48,13 @@
 
 /*
  * One pointer per possible session: max_heartbeat_connections registered
- * ones and WD_MAX_PENDING in handshake.  A session's memory (its buffers
- * are most of it) is allocated when a connection is accepted and freed by
- * wd_release() once it is closed, so an idle slot costs a pointer here,
- * an entry in the timer heap (a key and a pointer) and an int in each free
- * stack: taking an entry or a shared slot, like running a timer, never
- * searches all sessions; nor does counting a client address's registered
- * sessions (host_counts).
+ * ones and WD_MAX_PENDING in handshake.  A session's memory is allocated
+ * when a connection is accepted and freed by wd_release() once it is
+ * closed (what it holds besides, by wd_close()), so an idle slot costs a
+ * pointer here, an entry in the timer heap (a key and a pointer) and an
+ * int in each free stack: taking an entry or a shared slot, like running
+ * a timer, never searches all sessions; nor does counting a client
+ * address's registered sessions (host_counts).
  */
 WdSession **wd_sessions;
 int			wd_nsessions;		/* entries in wd_sessions[] */
@@ -127,7 +127,7 @@ wd_new_session(void)
 		return NULL;
 	i = free_entries[--nfree_entries];
 	Assert(wd_sessions[i] == NULL);
-	memset(s, 0, offsetof(WdSession, inbuf));
+	memset(s, 0, sizeof(WdSession));
 	s->state = WD_SESS_FREE;
 	s->idx = i;
 	if (++last_gen == 0)
@@ -153,6 +153,7 @@ wd_release(int i)
 	if (s != NULL && s->state == WD_SESS_FREE)
 	{
 		Assert(!cmheap_queued(&s->timer));
+		Assert(s->partial == NULL && s->unsent == NULL && s->nonces == NULL);
 		pfree(s);
 		wd_sessions[i] = NULL;
 		free_entries[nfree_entries++] = i;
@@ -193,6 +194,11 @@ wd_set_state(WdSession *s, WdSessState state)
 		wd_pending[s->pidx] = last;
 		last->pidx = s->pidx;
 		s->pidx = -1;
+		if (s->nonces != NULL)
+		{
+			pfree(s->nonces);
+			s->nonces = NULL;
+		}
 	}
 	else if (!was && is)
 	{
@@ -349,25 +355,57 @@ wd_unregister_lost(WdSession *s, bool terminate)
 
 /* ---- sending ---- */
 
+/*
+ * Wait for the socket to take more while output is queued, and only
+ * then; false when that failed (s is lost).
+ */
 static bool
-wd_want_write(WdSession *s, bool want)
+wd_want_write(WdSession *s)
 {
+	bool		want = s->outlen > 0;
+	char		why[128];
+
 	if (s->want_write == want)
 		return true;
-	if (!wd_epoll_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN | (want ? EPOLLOUT : 0),
-					  WD_EV(s->gen, s->idx)))
-		return false;
-	s->want_write = want;
-	return true;
+	if (wd_epoll_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN | (want ? EPOLLOUT : 0),
+					 WD_EV(s->gen, s->idx)))
+	{
+		s->want_write = want;
+		return true;
+	}
+	snprintf(why, sizeof(why), "could not change its wait events: %m");
+	wd_lose(s, why);
+	return false;
 }
 
-/* Write what is queued; false when the connection failed (s is lost). */
-bool
-wd_flush(WdSession *s)
+/*
+ * Memory for what a session holds besides its entry (a partial frame, its
+ * unsent output, its nonces), or NULL, the session lost, when there is
+ * none: one session's shortage ends that session, not the worker.
+ */
+void *
+wd_session_alloc(WdSession *s, Size size)
 {
-	while (s->outlen > 0)
+	void	   *p = MemoryContextAllocExtended(TopMemoryContext, size,
+											   MCXT_ALLOC_NO_OOM);
+
+	if (p == NULL)
+		wd_lose(s, "out of memory");
+	return p;
+}
+
+/*
+ * Send what the socket takes of "len" bytes at "buf"; how many it took,
+ * or -1 when the connection failed (s is lost).
+ */
+static ssize_t
+wd_write(WdSession *s, const uint8 *buf, size_t len)
+{
+	size_t		done = 0;
+
+	while (done < len)
 	{
-		ssize_t		n = send(s->fd, s->outbuf, s->outlen, MSG_NOSIGNAL);
+		ssize_t		n = send(s->fd, buf + done, len - done, MSG_NOSIGNAL);
 
 		if (n < 0)
 		{
@@ -376,26 +414,39 @@ wd_flush(WdSession *s)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
 			wd_lose(s, strerror(errno));
-			return false;
+			return -1;
 		}
-		memmove(s->outbuf, s->outbuf + n, s->outlen - n);
-		s->outlen -= n;
+		done += n;
 	}
-	if (!wd_want_write(s, s->outlen > 0))
-	{
-		char		why[128];
+	return done;
+}
 
-		snprintf(why, sizeof(why), "could not change its wait events: %m");
-		wd_lose(s, why);
-		return false;
+/* Write what is queued; false when the connection failed (s is lost). */
+bool
+wd_flush(WdSession *s)
+{
+	if (s->outlen > 0)
+	{
+		ssize_t		n = wd_write(s, s->unsent, s->outlen);
+
+		if (n < 0)
+			return false;
+		memmove(s->unsent, s->unsent + n, s->outlen - n);
+		s->outlen -= n;
+		if (s->outlen == 0)
+		{
+			pfree(s->unsent);
+			s->unsent = NULL;
+		}
 	}
-	return true;
+	return wd_want_write(s);
 }
 
 /*
- * Queue one message and try to write it.  A message that does not fit the
- * queue is dropped: the queue only fills when the peer has stopped reading
- * for many intervals, and its timeout will end the session anyway.
+ * Send one message, or queue it behind what is queued.  The queue holds
+ * WD_OUTBUF bytes; a message that does not fit is dropped: the queue only
+ * fills when the peer has stopped reading for many intervals, and its
+ * timeout will end the session anyway.
  */
 bool
 wd_send(WdSession *s, const cmproto_msg *msg)
@@ -403,18 +454,36 @@ wd_send(WdSession *s, const cmproto_msg *msg)
 	uint8		buf[CMPROTO_MAX_MSG];
 	int			n = cmproto_encode_version(msg, s->version ? s->version : CMPROTO_VERSION,
 										   buf, sizeof(buf));
+	ssize_t		sent;
 
+	StaticAssertStmt(WD_OUTBUF >= CMPROTO_MAX_MSG && WD_OUTBUF <= PG_UINT16_MAX,
+					 "a message must fit the output queue, and its length outlen");
 	if (n < 0)
 	{
 		elog(LOG, "watchdog: could not encode %s: %s",
 			 cmproto_type_name(msg->type), cmproto_strerror(n));
 		return true;
 	}
-	if (s->outlen + n > sizeof(s->outbuf))
-		return true;
-	memcpy(s->outbuf + s->outlen, buf, n);
-	s->outlen += n;
-	return wd_flush(s);
+	if (s->outlen > 0)
+	{
+		if (s->outlen + n > WD_OUTBUF)
+			return true;
+		memcpy(s->unsent + s->outlen, buf, n);
+		s->outlen += n;
+		return wd_flush(s);
+	}
+	sent = wd_write(s, buf, n);
+	if (sent < 0)
+		return false;
+	if (sent < n)
+	{
+		s->unsent = wd_session_alloc(s, WD_OUTBUF);
+		if (s->unsent == NULL)
+			return false;
+		memcpy(s->unsent, buf + sent, n - sent);
+		s->outlen = n - sent;
+	}
+	return wd_want_write(s);
 }
 
 void
@@ -453,6 +522,12 @@ wd_close(WdSession *s)
 	close(s->fd);
 	s->fd = -1;
 	cmheap_remove(&wd_timers, &s->timer);
+	if (s->partial != NULL)
+		pfree(s->partial);
+	if (s->unsent != NULL)
+		pfree(s->unsent);
+	s->partial = s->unsent = NULL;
+	s->inlen = s->outlen = 0;
 	wd_set_state(s, WD_SESS_FREE);
 }
 
