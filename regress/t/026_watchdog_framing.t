@@ -3,7 +3,10 @@
 # byte offset, the same stream one byte a segment, and one segment of more
 # frames than one read takes.  Each session must register and count every
 # beat; a frame start kept wrongly between reads shows as a session closed
-# for a protocol violation or a beat missing from frames_received.
+# for a protocol violation or a beat missing from frames_received.  And
+# that what it sends arrives whole and in order when its socket takes one
+# byte at a time (build/regress/short_send.so preloaded into the server):
+# HB_WELCOME and the beats that follow it.
 #
 # The worker must have read the first part of a split before the rest is
 # sent: the test waits until the kernel's receive queue of every watchdog
@@ -24,12 +27,15 @@ skip_under_asan('the watchdog extension runs in the server, which is not built w
 my ($node, $wdport) = watchdog_node('framing',
 	"watchdog.max_sessions_per_address = 0\nwatchdog.max_heartbeat_connections = 200\n");
 
-# HB_HELLO (docs/protocol.md, section 3): version 1 to 1, interval 60 s,
-# timeout 600 s, so that no beat is due and no session times out while the
-# test runs; HB_BEAT: a sequence number and no attributes.
+# HB_HELLO (docs/protocol.md, section 3): version 1 to 1, interval 60 s
+# and timeout 600 s unless given, so that no beat is due and no session
+# times out while the test runs; HB_BEAT: a sequence number and no
+# attributes.
 sub hello
 {
-	my $body = pack('NnnNNn', 0x434D4842, 1, 1, 60, 600, 0) . ("\x5a" x 32);
+	my ($interval, $timeout) = @_;
+	my $body = pack('NnnNNn', 0x434D4842, 1, 1, $interval // 60, $timeout // 600, 0)
+	  . ("\x5a" x 32);
 	return pack('aCn', 'h', 0, 4 + length $body) . $body;
 }
 sub beat { return pack('aCnNN', 'b', 0, 12, $_[0], 0); }
@@ -137,5 +143,45 @@ close $s;
 my $log = slurp_file($node->logfile);
 unlike($log, qr/protocol violation/, 'no session was closed for a protocol violation');
 
+$node->stop;
+
+# The worker's sends cut short: one byte a call, EAGAIN every other call.
+# watchdog_node() picks a port of its own; the setting given after it is
+# the one the server takes, and the one the library cuts.
+my $cutport = PostgreSQL::Test::Cluster::get_free_port();
+{
+	local $ENV{LD_PRELOAD} = cm_top() . '/build/regress/short_send.so';
+	local $ENV{CM_SHORT_SEND_PORT} = $cutport;
+	($node) = watchdog_node('short_send', "watchdog.port = $cutport\n");
+}
+$wdport = $cutport;
+$s = connect_wd();
+send_all($s, hello(1, 20));
+
+# The frames that arrive in $secs s, as [type, length, body].
+my $in = '';
+my @frames;
+my $deadline = time() + 15;
+while (@frames < 4 && time() < $deadline)
+{
+	my $rin = '';
+	vec($rin, fileno($s), 1) = 1;
+	next unless select(my $rout = $rin, undef, undef, 0.5);
+	my $n = sysread($s, $in, 512, length $in);
+	last unless $n;
+	while (length($in) >= 4 && length($in) >= unpack('x2n', $in))
+	{
+		my ($type, $flags, $flen) = unpack('aCn', $in);
+		push @frames, [ $type, $flen, substr($in, 4, $flen - 4) ];
+		substr($in, 0, $flen) = '';
+	}
+}
+like(slurp_file($node->logfile), qr/short_send: cutting sends on port $cutport/,
+	'the worker\'s sends were cut short');
+is(join(' ', map { $_->[0] } @frames), 'w b b b', 'HB_WELCOME then three beats, whole');
+is(join(' ', map { $_->[0] eq 'b' ? (unpack('NN', $_->[2]))[0] : () } @frames), '1 2 3',
+	'the beats in order, numbered 1, 2, 3');
+is($in, '', 'nothing after the last whole frame');
+close $s;
 $node->stop;
 done_testing();
