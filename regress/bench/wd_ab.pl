@@ -21,7 +21,9 @@
 # SESSIONS + 1,100; on a built tree (make; make -C regress/bench).  It
 # prints one line per round and then, per build, the median of the
 # rounds' CPU (% of a core), and the median of B's CPU over A's in the
-# rounds taken in pairs.
+# rounds taken in pairs.  Each round also shows the worker's private
+# memory with the sessions registered (after the first round it holds
+# what the allocator kept from the earlier ones).
 use strict;
 use warnings;
 
@@ -100,7 +102,8 @@ sub build_node
 	my ($mapped) = slurp_file("/proc/$pid/maps") =~ m{\s(/\S*/watchdog\.so)$}m;
 	die "wd_ab.pl: the worker of $name runs " . ($mapped // 'no watchdog.so') . ", not $dir/watchdog.so\n"
 	  unless defined $mapped && $mapped eq "$dir/watchdog.so";
-	return { name => $name, so => $so, node => $node, wport => $wport, pid => $pid, cpu => [] };
+	return { name => $name, so => $so, node => $node, wport => $wport, pid => $pid, cpu => [],
+		idle_kb => private_kb($pid) };
 }
 
 sub registered
@@ -114,6 +117,15 @@ sub frames
 	my ($b) = @_;
 	return $b->{node}->safe_psql('postgres',
 		'SELECT coalesce(sum(frames_received), 0) FROM pgx_stat_watchdog');
+}
+
+# The worker's private dirty memory in kB: its heap, where its session
+# table lives (shared memory and the postmaster's pages are not counted).
+sub private_kb
+{
+	my ($pid) = @_;
+	my ($kb) = slurp_file("/proc/$pid/smaps_rollup") =~ /^Private_Dirty:\s+(\d+) kB/m;
+	return $kb;
 }
 
 # The worker's CPU time in ns (the scheduler's, finer than the ticks).
@@ -142,6 +154,7 @@ sub run_round
 	wait_until(sub { registered($b) == $n }, 60 + $n / 100)
 	  or die "wd_ab.pl: $b->{name}: only " . registered($b) . " of $n sessions registered\n";
 	sleep 3;
+	my $kb = private_kb($b->{pid});
 	my @win;
 	my ($t0, $c0, $f0) = (time(), cpu_ns($b->{pid}), frames($b));
 	my ($t, $c) = ($t0, $c0);
@@ -170,9 +183,11 @@ sub run_round
 	wait_until(sub { registered($b) == 0 }, 60) or die "wd_ab.pl: $b->{name}: sessions left\n";
 	push @{ $b->{cpu} }, $cpu;
 	out(sprintf('round %d %s: worker CPU %.2f %% of a core (windows %s), %.2f µs a beat, '
-		  . '%.0f frames received/s, %d registered at the end, %d timed out',
+		  . '%.0f frames received/s, %d registered at the end, %d timed out; '
+		  . 'private memory %d kB (%d kB idle at start: %.0f B a session)',
 		$round, $b->{name}, $cpu, join(' ', map { sprintf('%.2f', $_) } @win), $us_beat,
-		($f1 - $f0) / ($t - $t0), $still, $lost));
+		($f1 - $f0) / ($t - $t0), $still, $lost, $kb, $b->{idle_kb},
+		($kb - $b->{idle_kb}) * 1024 / $n));
 	return $cpu;
 }
 
