@@ -19,8 +19,9 @@
 #    error within heartbeat_timeout + 0.5 s of the drop rules being in
 #    place; conmgr's log says the forwarder cut the session;
 #  - after the link is restored and conmgr routes to the primary again:
-#    the primary's log says the watchdog's terminator ended the session's
-#    backend (which runs no more).
+#    connecting again, it reaches the primary through the read-write port;
+#    the primary's log says the watchdog's terminator ended the cut
+#    session's backend (which runs no more).
 #
 # Each delay is printed (prove -v), with the terminator's.
 # regress/t/087_forward_stock_clients.t does the same without root, the
@@ -111,18 +112,24 @@ my $a1 = $lab->addr('c1', $p);
 my %name_of = map { $lab->addr($_, 'c1') => $_ } $lab->servers;
 my %want = ('read-write' => "$p f", 'read-only' => "$s t");
 
-# Where each client lands through each port.
+# Where client $c lands through the $target port, in $mode: "SERVER t|f"
+# (its recovery state), or what it said.
+sub where
+{
+	my ($c, $mode, $target) = @_;
+	my ($rc, $out, $err) = CmLab::run_cmd([ $lab->wrap('c1', 1, CmStock::command($c, $mode, $fwd{$target}, %copt)) ],
+		timeout => 60);
+	return $out =~ /^where port=\d+ recovery=(\w) addr=(\S+)/m ? ($name_of{$2} // "address $2") . " $1"
+	  : "nothing: $out$err";
+}
+
 for my $c (@clients)
 {
 	for my $mode (@{ $CmStock::WHERE_MODES{$c} })
 	{
 		for my $target (sort keys %fwd)
 		{
-			my ($rc, $out, $err) = CmLab::run_cmd([ $lab->wrap('c1', 1,
-						CmStock::command($c, $mode, $fwd{$target}, %copt)) ], timeout => 60);
-			my $got = $out =~ /^where port=\d+ recovery=(\w) addr=(\S+)/m ? ($name_of{$2} // "address $2") . " $1"
-			  : "nothing: $out$err";
-			is($got, $want{$target}, "$c ($mode): the $target port reaches "
+			is(where($c, $mode, $target), $want{$target}, "$c ($mode): the $target port reaches "
 				  . ($target eq 'read-write' ? "the primary ($p)" : "the standby ($s)"));
 		}
 	}
@@ -169,6 +176,9 @@ for my $c (@clients)
 		$lab->restore("c1-$p");
 		ok($lab->wait_until(sub { join(',', $lab->resolve('c1', 'read-write')) eq $p }, 30),
 			"$name: link restored: conmgr routes to the primary again");
+		my $wmode = $mode eq 'dsblock' ? 'ds' : 'where';
+		is(where($c, $wmode, 'read-write'), $want{'read-write'},
+			"$c ($wmode): connecting again, the read-write port reaches the primary");
 		my $t_term;
 		$lab->wait_until(sub {
 			($t_term) = substr(CmLab::slurp($lab->sdir($p) . '/log'), $pos)
