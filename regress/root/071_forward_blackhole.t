@@ -18,6 +18,13 @@
 #    drop every packet, as the lab's cut does), gets its "connection lost"
 #    error within heartbeat_timeout + 0.5 s of the drop rules being in
 #    place; conmgr's log says the forwarder cut the session;
+#  - connecting anew through the read-write port right after the drop
+#    rules, while conmgr still has the primary up, is refused with
+#    conmgr's ErrorResponse naming the target, which the client shows: the
+#    forwarder's connect to the primary runs out (heartbeat_connect_timeout)
+#    and, the client's first packet having been an SSLRequest (libpq's
+#    sslmode=prefer, pgJDBC's), it answers 'N' before the refusal, as a
+#    server without TLS does;
 #  - after the link is restored and conmgr routes to the primary again:
 #    connecting again, it reaches the primary through the read-write port;
 #    the primary's log says the watchdog's terminator ended the cut
@@ -156,6 +163,10 @@ for my $c (@clients)
 		my $t_cut0 = $lab->cut("c1-$p");
 		# both ends' rules in place
 		my $t_cut = time();
+		# a new connection into the black hole, before conmgr declares the loss
+		my $wmode = $mode eq 'dsblock' ? 'ds' : 'where';
+		my $late = $lab->spawn('c1', [ CmStock::command($c, $wmode, $fwd{'read-write'}, %copt) ], as_user => 1,
+			stamp => 1, name => "$c $wmode");
 		my $end;
 		$lab->wait_until(sub {
 			$proc->pump;
@@ -172,11 +183,16 @@ for my $c (@clients)
 			$lab->conmgr_log('c1', $cmpos) =~ /forwarder: cut 1 forwarded session to instance $pno \(lost\)/ }, 5),
 			"$name: conmgr's log: the forwarder cut the session")
 		  or diag($lab->conmgr_log('c1', $cmpos));
+		$lab->wait_until(sub { $late->done }, 20);
+		like($late->out, qr/conmgr: (?:could not connect to any instance that fits|no instance fits) target_session_attrs=read-write \(forward port $fwd{'read-write'}\)/,
+			"$c ($wmode): connecting during the black hole, refused with conmgr's message naming the target")
+		  or diag($late->out);
+		my ($why) = $late->out =~ /conmgr: (could not connect|no instance fits)/;
+		my $t_late = $late->stamp_of(undef);
 
 		$lab->restore("c1-$p");
 		ok($lab->wait_until(sub { join(',', $lab->resolve('c1', 'read-write')) eq $p }, 30),
 			"$name: link restored: conmgr routes to the primary again");
-		my $wmode = $mode eq 'dsblock' ? 'ds' : 'where';
 		is(where($c, $wmode, 'read-write'), $want{'read-write'},
 			"$c ($wmode): connecting again, the read-write port reaches the primary");
 		my $t_term;
@@ -190,8 +206,10 @@ for my $c (@clients)
 		is($lab->sql($p, 'SELECT count(*) FROM pg_stat_activity WHERE pid = ' . ($pid // 0)), 0,
 			"$name: the backend runs no more");
 		my $fig = sprintf('%s: error %s s after the drop rules were in place (%s s after the cut began),'
-			  . ' the terminator %s s', $name, map { defined $_ ? sprintf('%.3f', $_) : '-' }
-			  $took, defined $end ? $end - $t_cut0 : undef, defined $t_term ? $t_term - $t_cut : undef);
+			  . ' the terminator %s s; a new connection refused at %s s (%s)', $name,
+			  (map { defined $_ ? sprintf('%.3f', $_) : '-' } $took, defined $end ? $end - $t_cut0 : undef,
+				defined $t_term ? $t_term - $t_cut : undef, defined $t_late ? $t_late - $t_cut : undef),
+			  $why // 'no message');
 		note($fig);
 		push @figures, $fig;
 		$proc->kill;
