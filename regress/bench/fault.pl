@@ -64,7 +64,7 @@ for my $r (1 .. $rounds)
 	my $busy = $lab->wait_until(sub {
 		$_->pump for values %app;
 		return 0 if grep { $_->out !~ /^running/m } values %app;
-		return ($lab->sql($p, q{SELECT count(*) FROM pg_stat_activity
+		return ($lab->psql($p, q{SELECT count(*) FROM pg_stat_activity
 			WHERE application_name LIKE 'bench\_%' AND state = 'active'}) // 0) == 2;
 	}, 30);
 	give_up('the two applications did not start: ' . join(' | ', map { $_->all } values %app)) unless $busy;

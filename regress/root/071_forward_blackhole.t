@@ -154,7 +154,7 @@ for my $c (@clients)
 			stamp => 1, name => $name);
 		my $pid;
 		ok($lab->wait_until(sub {
-			$pid = $lab->sql($p, q{SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'}
+			$pid = $lab->psql($p, q{SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'}
 				  . " AND state = 'active' AND client_addr = '$a1'");
 			($pid // '') =~ /^\d+$/;
 		}, 30), "$name: its statement runs on the primary, from c1") or diag($proc->all);
@@ -203,7 +203,7 @@ for my $c (@clients)
 		}, 5) if defined $pid;
 		ok(defined $t_term, "$name: the primary's log: the watchdog's terminator ended its backend ("
 			  . ($pid // 'none') . ')');
-		is($lab->sql($p, 'SELECT count(*) FROM pg_stat_activity WHERE pid = ' . ($pid // 0)), 0,
+		is($lab->psql($p, 'SELECT count(*) FROM pg_stat_activity WHERE pid = ' . ($pid // 0)), 0,
 			"$name: the backend runs no more");
 		my $fig = sprintf('%s: error %s s after the drop rules were in place (%s s after the cut began),'
 			  . ' the terminator %s s; a new connection refused at %s s (%s)', $name,
