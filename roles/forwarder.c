@@ -35,7 +35,9 @@
  * both sockets closed, so a client blocked in a query gets an error; so
  * is one whose instance no longer fits its port's target (a primary
  * demoted behind a read-write port, a stale primary).  The watchdog's
- * terminator ends the server side of a lost host's sessions.
+ * terminator ends the server side of a lost host's sessions.  A connect
+ * under way to a lost instance (into a dead link, say) is given up at
+ * once for the next candidate or the refusal.
  *
  * Runs in a process of its own, so forwarding never delays the listener's
  * resolves or down-notices.
@@ -721,7 +723,8 @@ fw_open(void)
 
 /*
  * Cut every relayed session whose instance was lost since it connected,
- * or no longer fits its port's target.
+ * or no longer fits its port's target; a connect under way to a lost
+ * instance goes on to the next candidate, or to the refusal.
  */
 static void
 fw_check_instances(void)
@@ -736,6 +739,16 @@ fw_check_instances(void)
 		fw_sess    *s = &sessions[k];
 		const shm_slot *sl;
 
+		if (s->state == FW_CONNECTING)
+		{
+			/* no waiting out heartbeat_connect_timeout on a lost instance */
+			if (slots[s->instno].state != SHM_UP)
+			{
+				(void) epoll_ctl(epfd, EPOLL_CTL_DEL, s->sfd, NULL);
+				fw_connect_next(s);
+			}
+			continue;
+		}
 		if (s->state != FW_RELAY)
 			continue;
 		sl = &slots[s->instno];
