@@ -73,7 +73,8 @@ typedef enum fw_queue_id
 {
 	FW_Q_NONE = -1,				/* FREE, RELAY: no deadline */
 	FW_Q_FIRST,					/* FIRST, REFUSING: FW_FIRST_TIMEOUT_MS from
-								 * accepting */
+								 * accepting, or from the 'N' after failed
+								 * connects */
 	FW_Q_CONNECT,				/* CONNECTING, CANCEL:
 								 * heartbeat_connect_timeout from the connect */
 	FW_NQUEUES
@@ -107,6 +108,7 @@ typedef struct fw_sess
 	bool		counted;		/* in ctx->shm->fw_sessions */
 	bool		client;			/* counted in fw_nclients */
 	bool		over_limit;		/* beyond max_connections: refused */
+	bool		negotiating;	/* the first packet asks for TLS or GSSAPI */
 	uint32_t	gen;
 	int			cfd;			/* the client; -1 for FW_CANCEL */
 	int			sfd;			/* the instance; -1 until connecting */
