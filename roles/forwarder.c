@@ -497,14 +497,19 @@ fw_move(fw_sess *s, int d)
 	return true;
 }
 
-/* Both directions as far as they go, then what to wait for. */
+/*
+ * The directions that can move (d0: client to server, d1: server to
+ * client) as far as they go, then what to wait for.  The waits are
+ * level-triggered, so a direction left out here is reported again while
+ * it still has something to move.
+ */
 static void
-fw_relay(fw_sess *s)
+fw_relay_dirs(fw_sess *s, bool d0, bool d1)
 {
 	uint32_t	cmask = 0,
 				smask = 0;
 
-	if (!fw_move(s, 0) || !fw_move(s, 1))
+	if ((d0 && !fw_move(s, 0)) || (d1 && !fw_move(s, 1)))
 		return;
 	if (s->shut[0] && s->shut[1])
 	{
@@ -521,6 +526,32 @@ fw_relay(fw_sess *s)
 		cmask |= EPOLLOUT;
 	if (!fw_watch(s, cmask, smask))
 		fw_end(s);
+}
+
+/* Both directions (a session that has just connected) */
+static void
+fw_relay(fw_sess *s)
+{
+	fw_relay_dirs(s, true, true);
+}
+
+/*
+ * The directions an event on one of a relayed session's sockets concerns:
+ * readable is its own direction's source, writable the other's
+ * destination; a hang-up, both.  Trying a direction whose source has
+ * nothing would cost a splice() that only says EAGAIN, twice a
+ * transaction.
+ */
+static void
+fw_relay_event(fw_sess *s, int kind, uint32_t events)
+{
+	bool		in = (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
+	bool		out = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+
+	if (kind == EV_CLIENT)
+		fw_relay_dirs(s, in, out);
+	else
+		fw_relay_dirs(s, out, in);
 }
 
 /* ---- the first packet ---- */
@@ -808,7 +839,7 @@ fw_event(uint64_t data, uint32_t events)
 				fw_relay(s);
 			break;
 		case FW_RELAY:
-			fw_relay(s);
+			fw_relay_event(s, kind, events);
 			break;
 		case FW_CANCEL:
 			(void) !send(s->sfd, s->first, s->firstlen, MSG_NOSIGNAL);
