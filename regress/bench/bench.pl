@@ -1081,11 +1081,20 @@ if ($only{11})
 			push @qa, $med{fw}[-1] / $med{haproxy}[-1];
 			push @qd, $med{fw}[-1] / $med{direct}[-1];
 		}
+		# The same connections, each proxy's system calls counted (strace).
+		my %pid = (fw => $fwpid, haproxy => $hapid);
+		my %sca;
+		for my $side (qw(fw haproxy))
+		{
+			my ($total) = count_syscalls($pid{$side}, sub { run_ok($pqtiming, 'conn', $R{conn_n}, $ci{$side}); });
+			$sca{$side} = $total / $R{conn_n};
+		}
 		my ($a_fw, $a_ha, $a_d, $a_q) = (stats(@{ $med{fw} }), stats(@{ $med{haproxy} }), stats(@{ $med{direct} }),
 			stats(@qa));
 		row(id => '11a', name => $name_a, value => fmt($a_fw, 'ms', 3),
 			comp => 'HAProxy ' . $haver . ': ' . fmt($a_ha, 'ms', 3) . '; direct: ' . fmt($a_d, 'ms', 3)
-			  . '; forward port / direct ' . fmt(stats(@qd), '', 3),
+			  . '; forward port / direct ' . fmt(stats(@qd), '', 3)
+			  . sprintf('; system calls a connection, counted: forwarder %.1f, HAProxy %.1f', $sca{fw}, $sca{haproxy}),
 			ratio => fmt($a_q, '', 3) . ' (forward port / HAProxy)', target => '≤ HAProxy\'s (ratio ≤ 1)',
 			met => met($a_q->{med} <= 1));
 		$detail{'11a'} = sprintf("%d rounds; in each, %d connections (connect, `SELECT 1`, PQfinish) with the "
@@ -1096,12 +1105,14 @@ if ($only{11})
 			  . "the forward port, HAProxy in TCP mode with its defaults otherwise (%d threads here), its "
 			  . "configuration written by the benchmark (`mode tcp`, `listen` with one `server`, no health "
 			  . "check: it has one server to go to). Value: the median of the per-round medians; the ratio "
-			  . "is taken within each round, then its median.",
-			$R{conn_rounds}, $R{conn_n}, $haver, $hb_interval, $hb_timeout, $hathreads);
+			  . "is taken within each round, then its median. Counted: after the rounds, %d more "
+			  . "connections through each proxy under `strace -c -f -p PID`: %.1f system calls a connection "
+			  . "in the forwarder, %.1f in HAProxy's process.",
+			$R{conn_rounds}, $R{conn_n}, $haver, $hb_interval, $hb_timeout, $hathreads, $R{conn_n}, $sca{fw},
+			$sca{haproxy});
 
 		# 11b.
 		progress("figure 11b: pgbench -S, 8 clients, kept connections, $R{pgb_rounds} rounds x $R{pgb_secs} s a side");
-		my %pid = (fw => $fwpid, haproxy => $hapid);
 		my (%tps, %cpu, %csw, @qb_ha, @qb_d, @qc);
 		for my $r (1 .. $R{pgb_rounds})
 		{
