@@ -657,7 +657,7 @@ EOF
 	close $f;
 	$self->pg_start($p);
 	$self->{primary} = $p;
-	$self->sql($p, q{
+	$self->psql($p, q{
 CREATE EXTENSION watchdog;
 CREATE TABLE sink (t text);
 CREATE FUNCTION sink_discard() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
@@ -739,7 +739,7 @@ sub not_streaming
 {
 	my ($self) = @_;
 	my $p = $self->{primary};
-	my $r = $self->sql($p, "SELECT client_addr FROM pg_stat_replication WHERE state = 'streaming'", timeout => 10);
+	my $r = $self->psql($p, "SELECT client_addr FROM pg_stat_replication WHERE state = 'streaming'", timeout => 10);
 	return $self->standbys unless defined $r;
 	my %on = map { $_ => 1 } split /\n/, $r;
 	return grep { !$on{ $self->addr($_, $p) } } $self->standbys;
@@ -772,16 +772,16 @@ sub streaming_report
 	my %who = map { $self->addr($_, $p) => $_ } $self->standbys;
 	my $first = sub { my ($t) = @_; $t //= ''; $t =~ s/\s+/ /g; $t =~ s/ \z//; return substr($t, 0, 200) };
 	my @l;
-	my $r = $self->sql($p, 'SELECT client_addr, state FROM pg_stat_replication ORDER BY 1', timeout => 5);
-	push @l, "$p pg_stat_replication: " . (!defined $r ? 'no answer: ' . $first->($self->{sql_err})
+	my $r = $self->psql($p, 'SELECT client_addr, state FROM pg_stat_replication ORDER BY 1', timeout => 5);
+	push @l, "$p pg_stat_replication: " . (!defined $r ? 'no answer: ' . $first->($self->{psql_err})
 		: $r eq '' ? 'empty'
 		: join(', ', map { my ($a, $st) = split /\|/; ($who{$a} // $a) . " $st" } split /\n/, $r));
 	for my $s ($self->standbys)
 	{
-		my $w = $self->sql($s, "SELECT CASE WHEN pg_is_in_recovery() THEN 'in recovery' ELSE 'not in recovery' END"
+		my $w = $self->psql($s, "SELECT CASE WHEN pg_is_in_recovery() THEN 'in recovery' ELSE 'not in recovery' END"
 			  . " || ', WAL receiver ' || coalesce((SELECT status || ' from ' || coalesce(sender_host, '?')"
 			  . " FROM pg_stat_wal_receiver), 'none')", timeout => 5);
-		push @l, "$s: " . ($w // 'no answer: ' . $first->($self->{sql_err}));
+		push @l, "$s: " . ($w // 'no answer: ' . $first->($self->{psql_err}));
 		my @err;
 		if (open my $f, '<', $self->sdir($s) . '/log')
 		{
@@ -800,15 +800,15 @@ sub streaming_report
 
 =pod
 
-=head2 sql($server, $sql)
+=head2 psql($server, $sql)
 
 Runs $sql on the server over its Unix socket, in a psql session kept open
 per server (reopened when it died). Returns the output (rows as lines,
-fields separated by "|"), or undef on error ($self->{sql_err} says why).
+fields separated by "|"), or undef on error ($self->{psql_err} says why).
 
 =cut
 
-sub sql
+sub psql
 {
 	my ($self, $s, $sql, %o) = @_;
 	for my $try (1, 2)
@@ -839,7 +839,7 @@ sub sql
 		{
 			if (${ $m->{err} } =~ /ERROR|FATAL/)
 			{
-				$self->{sql_err} = ${ $m->{err} };
+				$self->{psql_err} = ${ $m->{err} };
 				return undef;
 			}
 			my $r = ${ $m->{out} };
@@ -848,14 +848,46 @@ sub sql
 		}
 		# the session died (server restarted, killed), lost its server or
 		# hung: a new one, once
-		$self->{sql_err} = "no answer from $s: " . ${ $m->{err} };
+		$self->{psql_err} = "no answer from $s: " . ${ $m->{err} };
 		$self->drop_session($s);
 		last if time() >= $deadline;
 	}
 	return undef;
 }
 
-# sql()'s psql session on $s ended now (psql outlives its server: reading
+=pod
+
+=head2 safe_psql($server, $sql)
+
+As psql(), but a failed query croaks, naming the server and the error.
+
+=cut
+
+sub safe_psql
+{
+	my ($self, $s, $sql, %o) = @_;
+	my $r = $self->psql($s, $sql, %o);
+	croak("$s: $sql: $self->{psql_err}") unless defined $r;
+	return $r;
+}
+
+=pod
+
+=head2 poll_query_until($server, $sql, $expected, $secs)
+
+Runs $sql on the server every 20 ms until its output is $expected ('t'
+if undef), for up to $secs (30). Returns the time it was, or undef.
+
+=cut
+
+sub poll_query_until
+{
+	my ($self, $s, $sql, $expected, $secs) = @_;
+	$expected //= 't';
+	return $self->wait_until(sub { ($self->psql($s, $sql) // '') eq $expected }, $secs);
+}
+
+# psql()'s session on $s ended now (psql outlives its server: reading
 # a script, it waits for more), if it has one.
 sub drop_session
 {
@@ -869,7 +901,7 @@ sub drop_session
 sub sessions_from
 {
 	my ($self, $s, $addr) = @_;
-	return $self->sql($s, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+	return $self->psql($s, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
 		  . " AND client_addr = '$addr'");
 }
 
@@ -1149,9 +1181,8 @@ sub setup_patroni
 	$self->wait_until(sub { ($self->patroni_rest($first, '/primary') // 0) == 200 }, 90)
 	  or croak("Patroni on $first did not bootstrap a primary:\n" . $self->patroni_report($first));
 	$self->{primary} = $first;
-	$self->sql($first, q{CREATE TABLE lab_writes (writer text, seq int, t_client float8,
-		t_server float8 DEFAULT extract(epoch FROM clock_timestamp()), addr inet DEFAULT inet_server_addr())})
-	  // croak("CREATE TABLE on $first: $self->{sql_err}");
+	$self->safe_psql($first, q{CREATE TABLE lab_writes (writer text, seq int, t_client float8,
+		t_server float8 DEFAULT extract(epoch FROM clock_timestamp()), addr inet DEFAULT inet_server_addr())});
 	for my $s (@rest)
 	{
 		$self->patroni_start($s);
@@ -1367,7 +1398,7 @@ sub start_haproxy
 }
 
 # A dead node's server started on its own, with no Patroni, no network
-# and no watchdog, so that the test can read what landed on it (sql()
+# and no watchdog, so that the test can read what landed on it (psql()
 # over its Unix socket); inspect_end() stops it again.
 sub inspect_offline
 {
@@ -1682,7 +1713,7 @@ sub cut_delays
 	my $busy = $self->wait_until(sub {
 		$_->pump for values %$apps;
 		return 0 if grep { $_->out !~ /^running/m } values %$apps;
-		return ($self->sql($server, q{SELECT count(*) FROM pg_stat_activity
+		return ($self->psql($server, q{SELECT count(*) FROM pg_stat_activity
 			WHERE application_name LIKE 'bench\_%' AND state = 'active'}) // 0) == keys %$apps;
 	}, 30);
 	return undef unless $busy;

@@ -19,6 +19,7 @@ package CmTest;
 
 use strict;
 use warnings;
+use Errno ();
 use Exporter 'import';
 use File::Temp ();
 use FindBin;
@@ -368,7 +369,9 @@ sub watchdog_workers_restart
 
 One whole protocol frame (docs/protocol.md, section 1) read from $sock,
 blocking: what arrived before end of file if the peer closed first ('' if
-nothing did), undef if none came within $secs (default 5).
+nothing did), undef if none came within $secs (default 5) or the read
+failed (the error is reported with diag).  A read interrupted by a signal
+is repeated.
 
 =cut
 
@@ -381,12 +384,16 @@ sub read_whole_frame
 		alarm($secs // 5);
 		while (length($got) < 4 || length($got) < unpack('n', substr($got, 2, 2)))
 		{
-			last unless sysread($s, $got, 512, length $got);
+			my $n = sysread($s, $got, 512, length $got);
+			next if !defined $n && $!{EINTR};
+			die "read: $!\n" unless defined $n;
+			last if $n == 0;
 		}
 		alarm 0;
 		1;
 	};
 	alarm 0;
+	Test::More::diag('read_whole_frame: ' . $@) if !$ok && $@ ne "timeout\n";
 	return $ok ? $got : undef;
 }
 

@@ -25,6 +25,13 @@ plan skip_all => 'skipped: no psqlODBC (Debian package odbc-postgresql)' unless 
 plan skip_all => 'skipped: no unixODBC headers (Debian package unixodbc-dev)'
   unless -e '/usr/include/sql.h';
 
+# The driver's defaults come from an odbcinst.ini of the test's own, not
+# the machine's: Debian's turns psqlODBC's communication log on (CommLog=1
+# in every driver's section), which leaves a /tmp/psqlodbc_*.log file
+# behind for every connection.
+my $t_start = time() - 1;
+$ENV{ODBCSYSINI} = PostgreSQL::Test::Utils::tempdir();
+PostgreSQL::Test::Utils::append_to_file("$ENV{ODBCSYSINI}/odbcinst.ini", '');
 my $lab = lab_start();
 my $dir = build_contrib('odbc');
 my $bin = "$dir/cmodbc";
@@ -126,6 +133,10 @@ for my $target (sort keys %expect)
 		sprintf('within heartbeat_timeout + 0.5 s: %.3f s after the standby stopped (timeout %d s)', $took // -1, $hb));
 	note(sprintf('ODBC: blocked SQLExecDirect failed %.3f s after the instance stopped', $took // -1));
 }
+
+# psqlODBC's logs go to /tmp, named after the program and its pid.
+my @left = grep { (stat $_)[9] >= $t_start } glob('/tmp/psqlodbc_cmodbc*_*.log');
+is(scalar @left, 0, 'psqlODBC left no log file in /tmp') or diag(join(' ', @left));
 
 $lab->stop;
 done_testing();
