@@ -129,7 +129,6 @@ typedef struct WdShared
 	pid_t		watchdog_pid;
 	pid_t		terminator_pid;
 	Latch	   *terminator_latch;
-	uint32		attrs;			/* last attributes the watchdog published */
 	uint64		sessions_lost;
 	uint64		backends_terminated;
 	/* Written by the watchdog alone, read without the lock. */

@@ -218,9 +218,6 @@ wd_check_attrs(WdMono now)
 	}
 	wd_cur_attrs = attrs;
 	wd_cur_timeline = timeline;
-	LWLockAcquire(wd_shared->lock, LW_EXCLUSIVE);
-	wd_shared->attrs = attrs;
-	LWLockRelease(wd_shared->lock);
 	if (!(attrs & CMPROTO_ATTR_IN_RECOVERY) && wd_promote_watch_fd >= 0)
 	{
 		/* recovery never starts again: nothing more to watch for */
