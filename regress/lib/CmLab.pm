@@ -173,8 +173,10 @@ sub must
 servers (3), hb_interval (1), hb_timeout (3), hb_connect_interval (1),
 hb_connect_timeout (2), top (the repository), patroni (0), clients (the
 client hosts, C<[qw(c1 c2 c3)]>; c1, the root namespace, always among
-them), conmgr_conf (lines added to every conmgr.conf). Builds nothing
-yet. With patroni => 1 the lab is the Patroni one (see "The Patroni lab"
+them), conmgr_conf (lines added to every conmgr.conf), cm_conf (a hash:
+client host => lines added to its conmgr.conf only, such as
+C<forward_ports>). Builds nothing yet. With patroni => 1 the lab is the
+Patroni one (see "The Patroni lab"
 below): servers n1 and n2 under Patroni, etcd on a host e1 of its own,
 the client host c1 with conmgr.
 
@@ -194,6 +196,7 @@ sub new
 		hb_connect_timeout => $o{hb_connect_timeout} // 2,
 		conmgr_conf => ($o{conmgr_conf} // '') =~ s/(?<=[^\n])\z/\n/r,
 		top => $o{top} // die('top => the repository directory'),
+		cm_conf => $o{cm_conf} // {},
 		pgbin => pgbin(),
 		procs => [],
 		pids => {},
@@ -1466,7 +1469,7 @@ sub start_conmgr
 		  . "heartbeat_interval = $self->{hb_interval}\nheartbeat_timeout = $self->{hb_timeout}\n"
 		  . "heartbeat_connect_interval = $self->{hb_connect_interval}\n"
 		  . "heartbeat_connect_timeout = $self->{hb_connect_timeout}\nlog_min_messages = LOG\n"
-		  . $self->{conmgr_conf};
+		  . $self->{conmgr_conf} . ($self->{cm_conf}{$c} // '');
 		my $i = 0;
 		for my $s (@{ $self->{servers} })
 		{
@@ -1694,6 +1697,44 @@ sub spawn
 		name => $o{name} // $cmd[0] }, 'CmLab::Proc';
 	push @{ $self->{procs} }, $p;
 	return $p;
+}
+
+=pod
+
+=head2 cut_delays(\%apps, $server, $link, $secs)
+
+The benchmarks' black-holed link: %apps are programs spawned on a client
+host in a query on $server (C<pqtiming block>, application_name
+C<bench_...>). Waits (30 s at most) until each has said C<running> and
+$server shows them all active; cuts $link at a random point between two
+heartbeats; waits ($secs at most) for each one's C<result> line. Returns
+{ name => seconds from the cut to its error, undef when none came }, or
+undef when the programs did not all start.
+
+=cut
+
+sub cut_delays
+{
+	my ($self, $apps, $server, $link, $secs) = @_;
+	my $busy = $self->wait_until(sub {
+		$_->pump for values %$apps;
+		return 0 if grep { $_->out !~ /^running/m } values %$apps;
+		return ($self->psql($server, q{SELECT count(*) FROM pg_stat_activity
+			WHERE application_name LIKE 'bench\_%' AND state = 'active'}) // 0) == keys %$apps;
+	}, 30);
+	return undef unless $busy;
+	usleep(int(rand(1_000_000 * $self->{hb_interval})));
+	my $t0 = $self->cut($link);
+	my %delay;
+	$self->wait_until(sub {
+		for my $k (keys %$apps)
+		{
+			$apps->{$k}->pump;
+			$delay{$k} //= $1 / 1e6 - $t0 if $apps->{$k}->out =~ /^result at_us=(\d+)/m;
+		}
+		return keys(%delay) == keys %$apps;
+	}, $secs);
+	return \%delay;
 }
 
 =pod

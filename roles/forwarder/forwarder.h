@@ -227,6 +227,7 @@ extern bool fw_keywatch_feed(fw_keywatch *w, const uint8_t *p, size_t n);
 
 /* relay.c */
 extern void fw_relay(fw_sess *s);
+extern void fw_relay_event(fw_sess *s, int kind, uint32_t events);
 
 /* cut.c */
 extern void fw_check_instances(void);
