@@ -198,10 +198,10 @@ for my $c (@clients)
 			"$name: conmgr's log: the forwarder cut the session")
 		  or diag($lab->conmgr_log('c1', $cmpos));
 
-		restore("$name: link restored");
-		my $wmode = $mode eq 'dsblock' ? 'ds' : 'where';
-		is(where($c, $wmode, 'read-write'), $want{'read-write'},
-			"$c ($wmode): connecting again, the read-write port reaches the primary");
+		# The primary's side of the loss before the link comes back: a
+		# heartbeat session of conmgr's registered again from c1 before the
+		# watchdog times out the old one would leave c1's SQL sessions alone
+		# (docs/watchdog.md), as it should for a link that is back.
 		my $t_term;
 		$lab->wait_until(sub {
 			($t_term) = substr(CmLab::slurp($lab->sdir($p) . '/log'), $pos)
@@ -210,6 +210,10 @@ for my $c (@clients)
 		}, 5) if defined $pid;
 		ok(defined $t_term, "$name: the primary's log: the watchdog's terminator ended its backend ("
 			  . ($pid // 'none') . ')');
+		restore("$name: link restored");
+		my $wmode = $mode eq 'dsblock' ? 'ds' : 'where';
+		is(where($c, $wmode, 'read-write'), $want{'read-write'},
+			"$c ($wmode): connecting again, the read-write port reaches the primary");
 		is($lab->psql($p, 'SELECT count(*) FROM pg_stat_activity WHERE pid = ' . ($pid // 0)), 0,
 			"$name: the backend runs no more");
 		my $fig = sprintf('%s: error %s s after the drop rules were in place (%s s after the cut began),'
