@@ -30,7 +30,7 @@ use IPC::Run;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(cm_top hb_start hb_wait hb_events hb_stop raw_pg_session
-  wait_until foreign_env sanitized watchdog_cluster time_wait_ports new_time_wait role_pid
+  wait_until foreign_env sanitized skip_under_asan watchdog_cluster time_wait_ports new_time_wait role_pid
   cm_confdir fake_listener cm_status app_connects watchdog_node read_whole_frame
   faketime_env set_fake_offset watchdog_workers_restart cmapp_start cmapp_wait
   trap_caught fake_conmgr_start tcp_unix_traps);
@@ -98,6 +98,15 @@ sub foreign_env
 sub sanitized
 {
 	return ($ENV{CM_SANITIZE} // '') eq '1';
+}
+
+# A test that runs no code of this tree under make check-asan skips there,
+# saying why: make check's plain pass runs it.
+sub skip_under_asan
+{
+	my ($why) = @_;
+	Test::More::plan(skip_all => "make check-asan: $why (make check runs this test)") if sanitized();
+	return;
 }
 
 # The ASan runtime libpq-cm.so.1 is linked with (gcc: libasan.so.N, clang:

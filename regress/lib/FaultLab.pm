@@ -298,7 +298,7 @@ sub report
 {
 	my $took = time() - $t_begin;
 	my @ran = grep { $only{$_} } 1 .. 6;
-	my @ran_p = grep { $only{$_} } qw(p1 p2 p3);
+	my @ran_p = $NP ? grep { $only{$_} } qw(p1 p2 p3) : ();
 	my $summary = sprintf("fault lab, %s, %.0f s; figures min / median / max:\n",
 		join(', ', (@ran ? "N=$N" : ()), (@ran_p ? "Patroni scenarios N=$NP" : ())), $took);
 	$summary .= sprintf("  %-60s %s\n", $_, stats(@{ $fig{$_} })) for @fig_order;

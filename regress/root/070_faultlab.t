@@ -14,7 +14,8 @@
 #
 # Each scenario runs CM_FAULT_N times (default 3; `make check-faults`: 20;
 # make check's ASan pass: 1), the Patroni ones CM_FAULT_PATRONI_N times
-# (default: CM_FAULT_N when set, else once), each run a subtest that
+# (default: CM_FAULT_N when set, else once; make check's ASan pass: 0, not
+# at all), each run a subtest that
 # prints its figures (prove -v shows them; a summary table at the end).
 # CM_FAULT_ONLY=1,4,p1 runs some scenarios only (2 goes with 1).
 # docs/faultlab.md explains the set-up and gives the figures.
@@ -58,7 +59,9 @@ for my $sc (grep { my $s = $_; grep { $only{$_} } @{ $s->{keys} } } @lab_scenari
 	$sc->{after}->() if $sc->{after};
 }
 
-if (my @p = grep { $only{ $_->{keys}[0] } } @patroni_scenarios)
+my @p = grep { $only{ $_->{keys}[0] } } @patroni_scenarios;
+note('the Patroni scenarios: not run (CM_FAULT_PATRONI_N=0)') if @p && !$NP;
+if (@p && $NP)
 {
 	patroni_lab_start();
 	for my $sc (@p)

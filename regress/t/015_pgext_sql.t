@@ -10,8 +10,12 @@ use strict;
 use warnings;
 use File::Temp qw(tempdir);
 use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use CmTest qw(skip_under_asan);
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+skip_under_asan('the extension runs in the server, which is not built with the sanitizers');
 
 my $top = "$FindBin::RealBin/../..";
 my $pgext = "$top/pgext";

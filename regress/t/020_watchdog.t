@@ -21,6 +21,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+skip_under_asan('the watchdog extension runs in the server, which is not built with the sanitizers');
+
 # A primary that can have a standby (section 7), its watchdog reached from
 # 127.0.0.0/8 by the raw clients below.
 my ($nodes, $wds) = watchdog_cluster(p => 'primary');

@@ -23,6 +23,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+skip_under_asan('the watchdog extension runs in the server, which is not built with the sanitizers');
+
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my $stampfile = "$dir/faketime";
 my $key = 'correct-horse-battery-staple';

@@ -17,6 +17,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
+skip_under_asan('the watchdog extension runs in the server, which is not built with the sanitizers');
+
 my ($node, $wdport) = watchdog_node('limits',
 	"watchdog.listen_addresses = '127.0.0.1, ::1'\n");
 my $pgport = $node->port;

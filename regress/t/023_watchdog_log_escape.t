@@ -15,6 +15,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+skip_under_asan('the watchdog extension runs in the server, which is not built with the sanitizers');
+
 my ($node, $wdport) = watchdog_node('wd_escape');
 
 my $forged = '2026-12-06 06:00:00.000 UTC [1] LOG:  forged record';

@@ -15,6 +15,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+skip_under_asan('the watchdog extension runs in the server, which is not built with the sanitizers');
+
 plan skip_all => 'strace is not installed'
   unless system('sh', '-c', 'command -v strace >/dev/null') == 0;
 

@@ -23,6 +23,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+skip_under_asan('the watchdog extension runs in the server, which is not built with the sanitizers');
+
 my ($node, $wdport) = watchdog_node('wd_timers', qq{
 watchdog.max_heartbeat_connections = 1100
 watchdog.max_sessions_per_address = 0
