@@ -13,7 +13,9 @@
 # Environment: BENCH_OUT (default docs/), BENCH_QUICK=1 (fewer and shorter
 # rounds, for trying the harness), BENCH_FIGURES=1,2,... (a subset),
 # BENCH_NETNS=1 (set by run: we are alone in a network namespace, so the
-# kernel's TCP counters count our packets only).
+# kernel's TCP counters count our packets only); BENCH_FAULT,
+# BENCH_PATRONI and BENCH_FWFAULT (set by run: the results of figures 5,
+# 10 and 11c, measured as root before this script).
 use strict;
 use warnings;
 
@@ -55,13 +57,14 @@ my $cmload = "$B/bench/cmload";
 my $kaload = "$B/bench/kaload";
 my $sysfloor = "$B/bench/sysfloor";
 my $hbclient = "$B/regress/tools/hbclient";
+my $haproxy = '/usr/sbin/haproxy';
 my $conmgr = "$B/bin/conmgr";
 my $preload = "$B/lib/libpq-cm.so.1";
 # settings that mean nothing stop the run before anything starts
 CmBench::refuse_bad_settings($ERR);
 my $outdir = $ENV{BENCH_OUT} // "$top/docs";
 my $quick = $ENV{BENCH_QUICK} // 0;
-my %only = map { $_ => 1 } split /,/, ($ENV{BENCH_FIGURES} // '1,2,3,4,5,6,7,8,9,10');
+my %only = map { $_ => 1 } split /,/, ($ENV{BENCH_FIGURES} // '1,2,3,4,5,6,7,8,9,10,11');
 my $netns = $ENV{BENCH_NETNS} // 0;
 my $t_start = time();
 my $work = PostgreSQL::Test::Utils::tempdir('bench');
@@ -205,16 +208,20 @@ sub watchdog_conf
 # ---------------------------------------------------------------------
 
 my @conmgrs;
+# Programs that are not ours (HAProxy, strace), started with their output
+# to a file; pid => name.  END stops what is left.
+my %daemons;
 
 sub start_conmgr
 {
-	my ($name, @inst) = @_;    # each [ port, watchdog port ]
+	my ($name, @inst) = @_;    # each [ port, watchdog port ]; then { conf => more lines }
+	my $more = ref $inst[-1] eq 'HASH' ? pop(@inst)->{conf} : '';
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
 	my $dir = "$work/$name";
 	mkdir $dir;
 	chmod 0700, $dir;
 	my $conf = "port = $port\nheartbeat_interval = $hb_interval\n"
-	  . "heartbeat_timeout = $hb_timeout\nlog_min_messages = WARNING\n";
+	  . "heartbeat_timeout = $hb_timeout\nlog_min_messages = WARNING\n" . $more;
 	for my $i (0 .. $#inst)
 	{
 		$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $inst[$i][0]\n"
@@ -245,7 +252,45 @@ END
 	{
 		eval { $cm->{h}->signal('KILL') if $cm->{h}->pumpable; $cm->{h}->finish; };
 	}
+	stop_daemon($_) for keys %daemons;
 	$? = $status;
+}
+
+sub start_daemon
+{
+	my ($name, $log, @cmd) = @_;
+	my $pid = fork();
+	die "bench: fork: $!\n" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>', $log) or POSIX::_exit(127);
+		open(STDERR, '>&', \*STDOUT);
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	$daemons{$pid} = $name;
+	return $pid;
+}
+
+# SIGTERM (SIGINT for strace, whose summary comes then), then SIGKILL
+# after 10 s; reaped.
+sub stop_daemon
+{
+	my ($pid) = @_;
+	return unless delete $daemons{$pid};
+	kill($_[1] // 'TERM', $pid);
+	my $deadline = time() + 10;
+	while (waitpid($pid, POSIX::WNOHANG()) == 0)
+	{
+		if (time() > $deadline)
+		{
+			kill 'KILL', $pid;
+			waitpid($pid, 0);
+			last;
+		}
+		usleep(10_000);
+	}
+	return;
 }
 
 # The listener's control socket: { N => { state, attrs, since } }.
@@ -918,6 +963,260 @@ if ($only{6})
 }
 
 # ---------------------------------------------------------------------
+# 11. forward ports, side by side with HAProxy and a direct connection
+# ---------------------------------------------------------------------
+
+# A process's CPU time in ns, every thread of it (the scheduler's
+# accounting, /proc/PID/task/TID/schedstat), and its context switches
+# (voluntary + involuntary, counted by the kernel).
+sub proc_cpu_all
+{
+	my ($pid) = @_;
+	my ($ns, $cs) = (0, 0);
+	for my $t (glob("/proc/$pid/task/*"))
+	{
+		my ($n) = split ' ', (eval { PostgreSQL::Test::Utils::slurp_file("$t/schedstat") } // '0');
+		$ns += $n;
+		my $st = eval { PostgreSQL::Test::Utils::slurp_file("$t/status") } // '';
+		$cs += $1 while $st =~ /^(?:non)?voluntary_ctxt_switches:\s+(\d+)/mg;
+	}
+	return ($ns, $cs);
+}
+
+# The system calls of process $pid (every thread) during $run->(), counted
+# by strace -c: (total, { name => calls }).
+sub count_syscalls
+{
+	my ($pid, $run) = @_;
+	my $file = "$work/strace.$pid." . time();
+	my $st = start_daemon('strace', "$file.log", 'strace', '-c', '-f', '-q', '-o', $file, '-p', $pid);
+	# attached once strace has stopped the process once
+	wait_until(sub {
+		my $s = eval { PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status") } // '';
+		return $s =~ /^TracerPid:\s+[1-9]/m;
+	}, 10) or die "bench: strace did not attach to $pid:\n" . (eval { PostgreSQL::Test::Utils::slurp_file("$file.log") } // '');
+	$run->();
+	stop_daemon($st, 'INT');
+	my $text = eval { PostgreSQL::Test::Utils::slurp_file($file) } // '';
+	my %calls;
+	for my $l (split /\n/, $text)
+	{
+		my @f = split ' ', $l;
+		next unless @f >= 5 && $f[0] =~ /^[\d.]+$/ && $f[3] =~ /^\d+$/;
+		$calls{ $f[-1] } = $f[3];
+	}
+	my $total = delete $calls{total} // die "bench: no strace summary for $pid:\n$text";
+	return ($total, \%calls);
+}
+
+# The instructions process $pid executes during $run->(), counted by the
+# processor (perf stat; as an unprivileged user, user space only):
+# (count, event name), or (undef, why not).
+sub count_instructions
+{
+	my ($pid, $run) = @_;
+	return (undef, 'perf is missing') unless `sh -c 'command -v perf'`;
+	my $file = "$work/perf.$pid." . time();
+	my $pp = start_daemon('perf', "$file.log", 'perf', 'stat', '-x', ',', '-e', 'instructions', '-p', $pid,
+		'-o', $file);
+	# perf opens its counters at once, or exits saying why
+	usleep(500_000);
+	$run->();
+	stop_daemon($pp, 'INT');
+	my $text = (eval { PostgreSQL::Test::Utils::slurp_file($file) } // '')
+	  . (eval { PostgreSQL::Test::Utils::slurp_file("$file.log") } // '');
+	return ($1, $2) if $text =~ /^(\d+),[^,]*,(instructions[^,]*),/m;
+	my ($why) = $text =~ /^(<[^>]+>),[^,]*,instructions/m;
+	($why) = $text =~ /^(?:Error:\s*)?(\S.*)$/m unless $why;
+	$why //= 'perf gave no count';
+	return (undef, "perf stat -e instructions: $why");
+}
+
+if ($only{11})
+{
+	my $name_a = 'connect + SELECT 1 + disconnect through a forward port (median latency)';
+	my $name_b = 'pgbench -S TPS, 8 clients, kept connections, through a forward port';
+	my $name_c = 'pgbench -S: CPU per transaction of the forwarder process';
+	if (!-x $haproxy)
+	{
+		my $why = "$haproxy is missing: tools/install-deps bench installs it";
+		row(id => $_->[0], name => $_->[1], value => "not measured ($why)", comp => 'HAProxy',
+			ratio => '—', target => $_->[2], met => 'not measured')
+		  for [ '11a', $name_a, '≤ HAProxy\'s' ], [ '11b', $name_b, '≥ HAProxy\'s and ≥ 0.80 × direct' ],
+		  [ '11b-cpu', $name_c, '≤ HAProxy\'s process' ];
+		$detail{'11a'} = "Not measured: $why.";
+	}
+	else
+	{
+		progress('figure 11: an instance, conmgr with a forward port and HAProxy in front of it');
+		my $wdp = PostgreSQL::Test::Cluster::get_free_port();
+		my $fwn = PostgreSQL::Test::Cluster->new('fw');
+		$fwn->init;
+		$fwn->append_conf('postgresql.conf', watchdog_conf($wdp, "shared_buffers = 128MB\n"));
+		$fwn->start;
+		run_ok('pgbench', '-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', $fwn->port, 'postgres');
+		my $fwport = PostgreSQL::Test::Cluster::get_free_port();
+		my $cm11 = start_conmgr('cm11', [ $fwn->port, $wdp ], { conf => "forward_ports = 'read-write=$fwport'\n" });
+		cm_wait_up($cm11, 0, 0, 30) or die "bench: figure 11: conmgr does not see the instance up\n"
+		  . PostgreSQL::Test::Utils::slurp_file("$cm11->{dir}/conmgr.log");
+		# HAProxy as one sets it up for PostgreSQL, TCP mode, its defaults
+		# otherwise (as many threads as cores), in front of the same instance.
+		my $haport = PostgreSQL::Test::Cluster::get_free_port();
+		my $hacfg = "$work/haproxy.cfg";
+		PostgreSQL::Test::Utils::append_to_file($hacfg, "global\n  maxconn 1000\n\ndefaults\n  mode tcp\n"
+			  . "  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\nlisten pg\n"
+			  . "  bind 127.0.0.1:$haport\n  server p 127.0.0.1:" . $fwn->port . "\n");
+		my $hapid = start_daemon('haproxy', "$work/haproxy.log", $haproxy, '-db', '-f', $hacfg);
+		my %ci = (
+			fw => "host=127.0.0.1 port=$fwport dbname=postgres",
+			haproxy => "host=127.0.0.1 port=$haport dbname=postgres",
+			direct => "host=127.0.0.1 port=" . $fwn->port . " dbname=postgres");
+		for my $side (sort keys %ci)
+		{
+			wait_until(sub { system('pg_isready', '-q', '-d', $ci{$side}) == 0 }, 30)
+			  or die "bench: figure 11: no connection through $side ($ci{$side})\n"
+			  . (eval { PostgreSQL::Test::Utils::slurp_file("$work/haproxy.log") } // '');
+		}
+		my $fwpid = role_pid($cm11, 'forwarder');
+		my ($haver) = `$haproxy -v` =~ /version (\S+)/;
+		$haver //= '?';
+		my $hathreads = () = glob("/proc/$hapid/task/*");
+		# The three sides take each place in the round in turn.
+		my @three = qw(fw haproxy direct);
+		my $order = sub { my ($r) = @_; my $k = ($r - 1) % 3; return @three[ map { ($_ + $k) % 3 } 0 .. 2 ]; };
+
+		# 11a.
+		progress("figure 11a: connect + SELECT 1 + disconnect, $R{conn_rounds} rounds x $R{conn_n} connections a side");
+		my (%med, @qa, @qd);
+		for my $r (1 .. $R{conn_rounds})
+		{
+			for my $side ($order->($r))
+			{
+				my ($m) = run_ok($pqtiming, 'conn', $R{conn_n}, $ci{$side}) =~ /median_us=([\d.]+)/;
+				push @{ $med{$side} }, $m / 1000;
+			}
+			push @qa, $med{fw}[-1] / $med{haproxy}[-1];
+			push @qd, $med{fw}[-1] / $med{direct}[-1];
+		}
+		# The same connections, each proxy's system calls counted (strace).
+		my %pid = (fw => $fwpid, haproxy => $hapid);
+		my %sca;
+		for my $side (qw(fw haproxy))
+		{
+			my ($total) = count_syscalls($pid{$side}, sub { run_ok($pqtiming, 'conn', $R{conn_n}, $ci{$side}); });
+			$sca{$side} = $total / $R{conn_n};
+		}
+		my ($a_fw, $a_ha, $a_d, $a_q) = (stats(@{ $med{fw} }), stats(@{ $med{haproxy} }), stats(@{ $med{direct} }),
+			stats(@qa));
+		row(id => '11a', name => $name_a, value => fmt($a_fw, 'ms', 3),
+			comp => 'HAProxy ' . $haver . ': ' . fmt($a_ha, 'ms', 3) . '; direct: ' . fmt($a_d, 'ms', 3)
+			  . '; forward port / direct ' . fmt(stats(@qd), '', 3)
+			  . sprintf('; system calls a connection, counted: forwarder %.1f, HAProxy %.1f', $sca{fw}, $sca{haproxy}),
+			ratio => fmt($a_q, '', 3) . ' (forward port / HAProxy)', target => '≤ HAProxy\'s (ratio ≤ 1)',
+			met => met($a_q->{med} <= 1));
+		$detail{'11a'} = sprintf("%d rounds; in each, %d connections (connect, `SELECT 1`, PQfinish) with the "
+			  . "same plain libpq program (`pqtiming conn`, no libpq-cm) through conmgr's forward port "
+			  . "(`forward_ports = 'read-write=PORT'`), through HAProxy %s and straight to the instance, the "
+			  . "three in an order that rotates round by round so that the machine's noise falls on all "
+			  . "three alike. One instance (scale 1, the watchdog), one conmgr (heartbeat %d s / %d s) with "
+			  . "the forward port, HAProxy in TCP mode with its defaults otherwise (%d threads here), its "
+			  . "configuration written by the benchmark (`mode tcp`, `listen` with one `server`, no health "
+			  . "check: it has one server to go to). Value: the median of the per-round medians; the ratio "
+			  . "is taken within each round, then its median. Counted: after the rounds, %d more "
+			  . "connections through each proxy under `strace -c -f -p PID`: %.1f system calls a connection "
+			  . "in the forwarder, %.1f in HAProxy's process.",
+			$R{conn_rounds}, $R{conn_n}, $haver, $hb_interval, $hb_timeout, $hathreads, $R{conn_n}, $sca{fw},
+			$sca{haproxy});
+
+		# 11b.
+		progress("figure 11b: pgbench -S, 8 clients, kept connections, $R{pgb_rounds} rounds x $R{pgb_secs} s a side");
+		my (%tps, %cpu, %csw, @qb_ha, @qb_d, @qc);
+		for my $r (1 .. $R{pgb_rounds})
+		{
+			for my $side ($order->($r))
+			{
+				my @c0 = $pid{$side} ? proc_cpu_all($pid{$side}) : ();
+				my $out = run_ok('pgbench', '-n', '-S', '-c', '8', '-j', '2', '-T', $R{pgb_secs}, $ci{$side});
+				my @c1 = $pid{$side} ? proc_cpu_all($pid{$side}) : ();
+				my ($t) = $out =~ /^tps = ([\d.]+)/m or die "bench: no tps in pgbench output:\n$out";
+				die "bench: pgbench had failures:\n$out" if $out =~ /number of failed transactions: [1-9]/;
+				my ($n) = $out =~ /number of transactions actually processed: (\d+)/;
+				push @{ $tps{$side} }, $t;
+				next unless $pid{$side};
+				push @{ $cpu{$side} }, ($c1[0] - $c0[0]) / 1000 / ($n || 1);
+				push @{ $csw{$side} }, ($c1[1] - $c0[1]) / ($n || 1);
+			}
+			push @qb_ha, $tps{fw}[-1] / $tps{haproxy}[-1];
+			push @qb_d, $tps{fw}[-1] / $tps{direct}[-1];
+			push @qc, $cpu{fw}[-1] / $cpu{haproxy}[-1];
+		}
+		# The same load with a fixed number of transactions, each proxy's
+		# system calls counted (strace slows the traced process: no TPS here).
+		my $ntx = $quick ? 1000 : 4000;
+		progress("figure 11b: the same load, 8 x $ntx transactions a side, each proxy's system calls counted (strace)");
+		my %sc;
+		for my $side (qw(fw haproxy))
+		{
+			my ($total, $calls) = count_syscalls($pid{$side}, sub {
+				run_ok('pgbench', '-n', '-S', '-c', '8', '-j', '2', '-t', $ntx, $ci{$side});
+			});
+			$sc{$side} = { per => $total / (8 * $ntx), calls => $calls };
+		}
+		# and counted by the processor, where it has counters perf can read
+		my %ins;
+		for my $side (qw(fw haproxy))
+		{
+			my ($n, $ev) = count_instructions($pid{$side}, sub {
+				run_ok('pgbench', '-n', '-S', '-c', '8', '-j', '2', '-t', $ntx, $ci{$side});
+			});
+			$ins{$side} = defined $n ? sprintf('%.0f %s', $n / (8 * $ntx), $ev) : undef;
+			$ins{why} = $ev unless defined $n;
+		}
+		my $ins_text = defined $ins{fw} && defined $ins{haproxy}
+		  ? "Instructions per transaction, counted by the processor (`perf stat -e instructions -p PID` over "
+		  . "the same load; as an unprivileged user, user space only, so the kernel's work is not in them): "
+		  . "forwarder $ins{fw}, HAProxy $ins{haproxy}."
+		  : 'The instructions could not be counted here (' . ($ins{why} // '?') . '; a virtual machine '
+		  . 'often has no hardware counters), so what is counted is the system calls.';
+		my $per_call = sub {
+			my ($side) = @_;
+			my $c = $sc{$side}{calls};
+			return join(', ', map { sprintf('%s %.2f', $_, $c->{$_} / (8 * $ntx)) }
+				  (sort { $c->{$b} <=> $c->{$a} } grep { $c->{$_} / (8 * $ntx) >= 0.01 } keys %$c));
+		};
+		my ($b_fw, $b_ha, $b_d) = (stats(@{ $tps{fw} }), stats(@{ $tps{haproxy} }), stats(@{ $tps{direct} }));
+		my ($q_ha, $q_d) = (stats(@qb_ha), stats(@qb_d));
+		row(id => '11b', name => $name_b, value => fmt($b_fw, 'tps', 0),
+			comp => 'HAProxy: ' . fmt($b_ha, 'tps', 0) . '; direct: ' . fmt($b_d, 'tps', 0),
+			ratio => 'forward port / HAProxy ' . fmt($q_ha, '', 3) . '; / direct ' . fmt($q_d, '', 3),
+			target => '≥ HAProxy\'s (ratio ≥ 1) and ≥ 0.80 × direct', met => met($q_ha->{med} >= 1 && $q_d->{med} >= 0.80));
+		my ($c_fw, $c_ha, $c_q) = (stats(@{ $cpu{fw} }), stats(@{ $cpu{haproxy} }), stats(@qc));
+		row(id => '11b-cpu', name => $name_c, value => fmt($c_fw, 'µs', 2),
+			comp => sprintf('HAProxy\'s process: %s; system calls a transaction, counted: forwarder %.2f, HAProxy %.2f',
+				fmt($c_ha, 'µs', 2), $sc{fw}{per}, $sc{haproxy}{per}),
+			ratio => fmt($c_q, '', 3) . ' (forwarder / HAProxy)', target => '≤ HAProxy\'s (ratio ≤ 1)',
+			met => met($c_q->{med} <= 1));
+		$detail{'11b'} = sprintf("`pgbench -n -S -c 8 -j 2 -T %d` (kept connections, scale 1), %d rounds, the "
+			  . "three sides of figure 11a in the same rotating order, on the same instance, conmgr and "
+			  . "HAProxy. TPS: the median of the rounds; the ratios within each round, then their medians. "
+			  . "CPU per transaction (11b-cpu): the CPU time of conmgr's `conmgr: forwarder` process and of "
+			  . "HAProxy's process (its %d threads together) over each pgbench run, from the scheduler's "
+			  . "accounting (`/proc/PID/task/*/schedstat`, ns; user and kernel time, so the kernel's work of "
+			  . "moving the bytes, which is most of a proxy's, counts), divided by the transactions of the run. "
+			  . "%s System calls, counted: after the rounds, the same load with %d transactions a client "
+			  . "through each proxy, under `strace -c -f -p PID`, per transaction: forwarder %.2f (%s), "
+			  . "HAProxy %.2f (%s). Context switches per transaction (the kernel's counts, during the "
+			  . "rounds): forwarder %s, HAProxy %s.",
+			$R{pgb_secs}, $R{pgb_rounds}, $hathreads, $ins_text, $ntx, $sc{fw}{per}, $per_call->('fw'),
+			$sc{haproxy}{per}, $per_call->('haproxy'), fmt(stats(@{ $csw{fw} }), '', 2),
+			fmt(stats(@{ $csw{haproxy} }), '', 2));
+		stop_daemon($hapid);
+		stop_conmgr($cm11);
+		$fwn->stop('fast');
+	}
+}
+
+# ---------------------------------------------------------------------
 # 7. the watchdog with 1,000 and 10,000 heartbeat sessions; 9. packets at the server
 # ---------------------------------------------------------------------
 my $wnode;
@@ -1371,6 +1670,63 @@ if ($only{10})
 }
 
 # ---------------------------------------------------------------------
+# 11c. a forward port's client after a black-holed link, HAProxy's
+#      beside it (needs the fault lab)
+# ---------------------------------------------------------------------
+if ($only{11})
+{
+	# Measured before this script by fwfault.pl (as root, in the fault
+	# lab); its results come in the file $BENCH_FWFAULT.
+	my $file = $ENV{BENCH_FWFAULT};
+	my $text = defined $file && -r $file ? PostgreSQL::Test::Utils::slurp_file($file) : '';
+	my %set = ($text =~ /^settings (.*)$/m ? $1 : '') =~ /(\w+)=(\S+)/g;
+	my (@fw, @ha);
+	while ($text =~ /^round \d+ fw=(\S+) haproxy=(\S+)/mg)
+	{
+		push @fw, $1;
+		push @ha, $2;
+	}
+	my $name = 'error delay after a black-holed link, mid-query, client of a forward port';
+	if (!@fw)
+	{
+		my ($why) = $text =~ /^error (.*)$/m;
+		$why //= defined $file ? 'the fault lab gave no result' : 'the fault lab needs root';
+		row(id => '11c', name => $name, value => "not measured ($why)", comp => 'HAProxy, check inter 1s fall 3',
+			ratio => '—', target => '≤ heartbeat_timeout + 0.1 s', met => 'not measured');
+		$detail{'11c'} = "Not measured: $why. It needs a link that can be cut (regress/lib/CmLab.pm: network "
+		  . 'namespaces, veth pairs, nftables), hence root.';
+	}
+	else
+	{
+		my $T = $set{heartbeat_timeout};
+		my $missing = grep { $_ eq 'none' } @fw;
+		my $ha_missing = grep { $_ eq 'none' } @ha;
+		my ($f, $h) = (stats(grep { $_ ne 'none' } @fw), stats(grep { $_ ne 'none' } @ha));
+		row(id => '11c', name => "$name (heartbeat_timeout $T s)",
+			value => fmt($f, 's', 3) . ($missing ? ", $missing rounds without an error" : ''),
+			comp => "HAProxy, check inter $set{haproxy_inter}s fall $set{haproxy_fall}, shutdown-sessions: "
+			  . fmt($h, 's', 3) . ($ha_missing ? ", $ha_missing rounds without an error" : ''),
+			ratio => '—', target => '≤ heartbeat_timeout + 0.1 s = ' . ($T + 0.1) . ' s',
+			met => met($f && $f->{max} <= $T + 0.1 && !$missing));
+		$detail{'11c'} = sprintf("Measured in the fault lab (regress/lib/CmLab.pm, by regress/bench/fwfault.pl, as "
+			  . "root): the primary in a network namespace of its own, reached over a veth link from the "
+			  . "client host, where conmgr (heartbeat_interval %d s, heartbeat_timeout %d s) has a forward "
+			  . "port for read-write and HAProxy (Debian's) forwards a port of its own to the same primary in "
+			  . "TCP mode with a TCP health check every %d s, `fall %d`, `rise 1`, `timeout check 1s` and "
+			  . "`on-marked-down shutdown-sessions` (without which HAProxy leaves a session to a dead server "
+			  . "to TCP's own timeouts). Each of %d rounds runs the same plain libpq program (`pqtiming "
+			  . "block`, `SELECT pg_sleep(60)`, no libpq-cm) through each port; at a random point between two "
+			  . "heartbeats the link is black-holed (nftables drops every packet both ways) and the time from "
+			  . "the cut to PQexec's error is taken. Target met when the maximum, not only the median, is at "
+			  . "most heartbeat_timeout + 0.1 s. The forward port's error comes before heartbeat_timeout has "
+			  . "passed since the cut because the silence is counted from the last packet heard, up to one "
+			  . "interval before the cut; HAProxy's comes after `fall` checks have failed, each waiting up to "
+			  . "its timeout.",
+			$set{heartbeat_interval}, $T, $set{haproxy_inter}, $set{haproxy_fall}, scalar(@fw));
+	}
+}
+
+# ---------------------------------------------------------------------
 # The table, the plots, docs/benchmarks.md
 # ---------------------------------------------------------------------
 my $elapsed = time() - $t_start;
@@ -1454,6 +1810,9 @@ $md .= <<'EOF';
   heartbeat's send and recv over loopback, the floor of figure 7.
 * `build/regress/tools/hbclient` — heartbeat sessions, as conmgr's
   heartbeat role would hold them.
+* HAProxy (Debian's `haproxy`), the comparator of figures 10 and 11,
+  started by the benchmark with a configuration it writes; `strace -c`,
+  which counts the system calls of figure 11b's two proxies.
 EOF
 open(my $f, '>', "$outdir/benchmarks.md") or die "bench: $outdir/benchmarks.md: $!";
 print $f $md;

@@ -21,6 +21,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
+use CmBench;
 use Time::HiRes qw(time usleep);
 
 my $result = shift // die "usage: fault.pl RESULT_FILE\n";
@@ -29,16 +30,12 @@ my $pqtiming = "$top/build/bench/pqtiming";
 my $rounds = $ENV{BENCH_QUICK} ? 2 : 5;
 my ($hb_interval, $hb_timeout) = (1, 3);
 
-open(my $res, '>', $result) or die "fault.pl: $result: $!";
-$res->autoflush(1);
+my $res = CmBench::lab_results('fault.pl', $result);
 
 sub give_up
 {
-	my ($why) = @_;
-	$why =~ s/\s+/ /g;
-	print $res "error $why\n";
-	print STDERR "fault.pl: $why\n";
-	exit 0;
+	CmBench::lab_give_up('fault.pl', $res, $_[0]);
+	return;
 }
 
 give_up('needs root') if $> != 0;
@@ -61,25 +58,10 @@ for my $r (1 .. $rounds)
 			preload => 1),
 		tcp => $lab->spawn('c1', [ $pqtiming, 'block',
 				$lab->direct('c1', $p, %best_tcp, application_name => 'bench_tcp'), 'SELECT pg_sleep(60)' ]));
-	my $busy = $lab->wait_until(sub {
-		$_->pump for values %app;
-		return 0 if grep { $_->out !~ /^running/m } values %app;
-		return ($lab->psql($p, q{SELECT count(*) FROM pg_stat_activity
-			WHERE application_name LIKE 'bench\_%' AND state = 'active'}) // 0) == 2;
-	}, 30);
-	give_up('the two applications did not start: ' . join(' | ', map { $_->all } values %app)) unless $busy;
-	# A random point between two heartbeats.
-	usleep(int(rand(1_000_000 * $hb_interval)));
-	my $t0 = $lab->cut("c1-$p");
-	my %delay;
-	$lab->wait_until(sub {
-		for my $k (keys %app)
-		{
-			$app{$k}->pump;
-			$delay{$k} //= $1 / 1e6 - $t0 if $app{$k}->out =~ /^result at_us=(\d+)/m;
-		}
-		return keys(%delay) == 2;
-	}, $hb_timeout + 30);
+	# the cut at a random point between two heartbeats
+	my $delay = $lab->cut_delays(\%app, $p, "c1-$p", $hb_timeout + 30)
+	  // give_up('the two applications did not start: ' . join(' | ', map { $_->all } values %app));
+	my %delay = %$delay;
 	printf $res "round %d cm=%s tcp=%s\n", $r, map { defined $_ ? sprintf('%.4f', $_) : 'none' } @delay{qw(cm tcp)};
 	printf STDERR "fault.pl: round %d: conmgr %.3f s, tcp %.3f s after the cut\n", $r, $delay{cm} // -1,
 	  $delay{tcp} // -1;

@@ -30,6 +30,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
+use CmBench;
 use Time::HiRes qw(time usleep);
 
 my $result = shift // die "usage: patroni.pl RESULT_FILE\n";
@@ -37,19 +38,14 @@ my $top = "$FindBin::RealBin/../..";
 my $rounds = $ENV{BENCH_QUICK} ? 2 : 10;
 my ($hb_interval, $hb_timeout) = (1, 3);
 
-open(my $res, '>', $result) or die "patroni.pl: $result: $!";
-$res->autoflush(1);
+my $res = CmBench::lab_results('patroni.pl', $result);
 
 my $lab;
 
 sub give_up
 {
-	my ($why) = @_;
-	$why =~ s/\s+/ /g;
-	print $res "error $why\n";
-	print STDERR "patroni.pl: $why\n";
-	$lab->cleanup if $lab;
-	exit 0;
+	CmBench::lab_give_up('patroni.pl', $res, $_[0], $lab);
+	return;
 }
 
 give_up('needs root') if $> != 0;

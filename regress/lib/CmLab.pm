@@ -171,8 +171,12 @@ sub must
 =head2 CmLab->new(%options)
 
 servers (3), hb_interval (1), hb_timeout (3), hb_connect_interval (1),
-hb_connect_timeout (2), top (the repository), patroni (0). Builds nothing
-yet. With patroni => 1 the lab is the Patroni one (see "The Patroni lab"
+hb_connect_timeout (2), top (the repository), patroni (0), clients (the
+client hosts, C<[qw(c1 c2 c3)]>; c1, the root namespace, always among
+them), conmgr_conf (lines added to every conmgr.conf), cm_conf (a hash:
+client host => lines added to its conmgr.conf only, such as
+C<forward_ports>). Builds nothing yet. With patroni => 1 the lab is the
+Patroni one (see "The Patroni lab"
 below): servers n1 and n2 under Patroni, etcd on a host e1 of its own,
 the client host c1 with conmgr.
 
@@ -190,7 +194,9 @@ sub new
 		hb_timeout => $o{hb_timeout} // 3,
 		hb_connect_interval => $o{hb_connect_interval} // 1,
 		hb_connect_timeout => $o{hb_connect_timeout} // 2,
+		conmgr_conf => ($o{conmgr_conf} // '') =~ s/(?<=[^\n])\z/\n/r,
 		top => $o{top} // die('top => the repository directory'),
+		cm_conf => $o{cm_conf} // {},
 		pgbin => pgbin(),
 		procs => [],
 		pids => {},
@@ -202,8 +208,9 @@ sub new
 	}, $class;
 	$self->{servers} = [ map { "n$_" } 1 .. $self->{nservers} ];
 	# c3 has no conmgr: the host of plain-libpq applications
-	$self->{clients} = [qw(c1 c2 c3)];
-	$self->{cm_clients} = [qw(c1 c2)];
+	$self->{clients} = $o{clients} // [qw(c1 c2 c3)];
+	croak('clients: c1 (the root namespace) must be one') unless grep { $_ eq 'c1' } @{ $self->{clients} };
+	$self->{cm_clients} = [ grep { $_ ne 'c3' } @{ $self->{clients} } ];
 	# the Patroni lab: one client host; etcd on e1, linked to every host
 	$self->{clients} = $self->{cm_clients} = ['c1'] if $self->{patroni};
 	$self->{etcd_hosts} = $self->{patroni} ? ['e1'] : [];
@@ -1461,7 +1468,8 @@ sub start_conmgr
 		my $conf = "port = $port\nlisten_addresses = 'localhost'\n"
 		  . "heartbeat_interval = $self->{hb_interval}\nheartbeat_timeout = $self->{hb_timeout}\n"
 		  . "heartbeat_connect_interval = $self->{hb_connect_interval}\n"
-		  . "heartbeat_connect_timeout = $self->{hb_connect_timeout}\nlog_min_messages = LOG\n";
+		  . "heartbeat_connect_timeout = $self->{hb_connect_timeout}\nlog_min_messages = LOG\n"
+		  . $self->{conmgr_conf} . ($self->{cm_conf}{$c} // '');
 		my $i = 0;
 		for my $s (@{ $self->{servers} })
 		{
@@ -1653,9 +1661,10 @@ sub cmapp { return "$_[0]{tools}/cmapp" }
 
 =pod
 
-=head2 spawn($host, \@cmd, preload => 0|1, feeder => \@cmd, stdin => \$scalar, stamp => 0|1)
+=head2 spawn($host, \@cmd, preload => 0|1, feeder => \@cmd, stdin => \$scalar, stamp => 0|1, as_user => 0|1)
 
-Starts a program on $host (as root: a client), output captured. preload
+Starts a program on $host (as root: a client; with as_user, as the
+servers' user, whose name is a role on them), output captured. preload
 injects libpq-cm. feeder pipes another program into its standard input.
 stamp merges standard error into standard output and passes both through
 a process that prefixes each line with the time it arrived (and adds a
@@ -1677,7 +1686,7 @@ sub spawn
 	# CmTest::foreign_env: under make check-asan the ASan runtime must come
 	# first in LD_PRELOAD (docs/hardening.md).
 	unshift @cmd, CmTest::foreign_env(LD_PRELOAD => $self->{preload}) if $o{preload};
-	@cmd = $self->wrap($host, 0, @cmd);
+	@cmd = $self->wrap($host, $o{as_user} ? 1 : 0, @cmd);
 	my ($out, $err) = ('', '');
 	my @io = $o{stamp} ? ('2>&1', '|', \@STAMPER, '>', \$out) : ('>', \$out, '2>', \$err);
 	my @in = $o{feeder}
@@ -1688,6 +1697,44 @@ sub spawn
 		name => $o{name} // $cmd[0] }, 'CmLab::Proc';
 	push @{ $self->{procs} }, $p;
 	return $p;
+}
+
+=pod
+
+=head2 cut_delays(\%apps, $server, $link, $secs)
+
+The benchmarks' black-holed link: %apps are programs spawned on a client
+host in a query on $server (C<pqtiming block>, application_name
+C<bench_...>). Waits (30 s at most) until each has said C<running> and
+$server shows them all active; cuts $link at a random point between two
+heartbeats; waits ($secs at most) for each one's C<result> line. Returns
+{ name => seconds from the cut to its error, undef when none came }, or
+undef when the programs did not all start.
+
+=cut
+
+sub cut_delays
+{
+	my ($self, $apps, $server, $link, $secs) = @_;
+	my $busy = $self->wait_until(sub {
+		$_->pump for values %$apps;
+		return 0 if grep { $_->out !~ /^running/m } values %$apps;
+		return ($self->psql($server, q{SELECT count(*) FROM pg_stat_activity
+			WHERE application_name LIKE 'bench\_%' AND state = 'active'}) // 0) == keys %$apps;
+	}, 30);
+	return undef unless $busy;
+	usleep(int(rand(1_000_000 * $self->{hb_interval})));
+	my $t0 = $self->cut($link);
+	my %delay;
+	$self->wait_until(sub {
+		for my $k (keys %$apps)
+		{
+			$apps->{$k}->pump;
+			$delay{$k} //= $1 / 1e6 - $t0 if $apps->{$k}->out =~ /^result at_us=(\d+)/m;
+		}
+		return keys(%delay) == keys %$apps;
+	}, $secs);
+	return \%delay;
 }
 
 =pod

@@ -16,8 +16,9 @@
 # primary (SIGSTOP, CmDriverLab's lose): its heartbeat falls silent as
 # behind a dead link while its sockets stay open, so only the forwarder's
 # cut can end the client's wait.  A black-holed link itself needs root and
-# network namespaces and is the fault lab's business
-# (regress/root/070_faultlab.t), not done here.  The delay is measured
+# network namespaces: regress/root/071_forward_blackhole.t drops the
+# primary's link in the fault lab's network under the same clients and
+# psql (regress/lib/CmStock.pm runs them for both).  The delay is measured
 # from the stop and must be at most heartbeat_timeout + 0.5 s: conmgr
 # declares an instance lost heartbeat_timeout after the last frame it
 # received (roles/heartbeat.c), which came before the stop.  pgJDBC's Statement.cancel() sends its
@@ -31,6 +32,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib", "$FindBin::RealBin/../../contrib/testlib";
 use CmDriverLab;
+use CmStock;
 use CmTest qw(wait_until);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils ();
@@ -39,27 +41,8 @@ use Test::More;
 # Nothing may slip libpq-cm or anything else under a client.
 delete @ENV{qw(LD_PRELOAD LD_LIBRARY_PATH PGCMADDRS)};
 
-my $stock = "$FindBin::RealBin/../tools/stock";
-my $pgjdbc = $ENV{PGJDBC} // '/usr/share/java/postgresql.jar';
-my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
-my $npmdir = $ENV{CM_NPM_DIR} // '/var/cache/conmgr/npm';
-
 # Which clients can run here: name => undef, or why not.
-my %why_not;
-{
-	my (undef, undef, $rc) = eval { run_cmd('javac', '-version') };
-	$why_not{jdbc} = !defined $rc || $rc ? 'no JDK (javac not found; Debian package openjdk-17-jdk-headless)'
-	  : !-r $pgjdbc ? "no pgJDBC ($pgjdbc; Debian package libpostgresql-jdbc-java)" : undef;
-	(undef, undef, $rc) = eval { run_cmd($python, '-c', 'import psycopg') };
-	$why_not{psycopg} = !defined $rc || $rc ? 'no psycopg (Debian package python3-psycopg)' : undef;
-	(undef, undef, $rc) = eval { run_cmd('node', '--version') };
-	my $unavail = -r "$npmdir/pg.unavailable" ? PostgreSQL::Test::Utils::slurp_file("$npmdir/pg.unavailable") : '';
-	chomp $unavail;
-	$why_not{node} = !defined $rc || $rc ? 'no node (Debian package nodejs)'
-	  : !-r "$npmdir/node_modules/pg/package.json"
-	  ? "no node-postgres in $npmdir (run tools/npm-modules as root" . ($unavail ? "; it said: $unavail" : '') . ')'
-	  : undef;
-}
+my %why_not = CmStock::why_not();
 plan skip_all => 'skipped: no stock client can run: ' . join('; ', map { "$_: $why_not{$_}" } sort keys %why_not)
   unless grep { !defined } values %why_not;
 for my $c (sort keys %why_not)
@@ -77,26 +60,11 @@ my $bound = $lab->{hb_timeout} + 0.5;
 my %want = ('read-write' => [ 'p', 'f' ], 'read-only' => [ 's', 't' ]);
 
 my $jdir = PostgreSQL::Test::Utils::tempdir();
-if (!defined $why_not{jdbc})
-{
-	my ($out, $err, $rc) = run_cmd('javac', '-d', $jdir, '-cp', $pgjdbc, "$stock/FwdJdbc.java");
-	die "javac FwdJdbc.java failed:\n$out$err" if $rc;
-}
+CmStock::compile_jdbc($jdir) unless defined $why_not{jdbc};
 
 # Each client's command for a mode and a forward port.
-my %cmd = (
-	jdbc => sub {
-		my ($mode, $port) = @_;
-		my @j = ('java', '-cp', "$pgjdbc:$jdir", 'FwdJdbc');
-		return $mode eq 'ds' ? (@j, 'ds', '127.0.0.1', $port)
-		  : (@j, $mode, "jdbc:postgresql://127.0.0.1:$port/postgres");
-	},
-	psycopg => sub { my ($mode, $port) = @_; return ($python, "$stock/fwd_psycopg.py", $mode, $port); },
-	node => sub {
-		my ($mode, $port) = @_;
-		return ('node', "$stock/fwd_pg.js", "$npmdir/node_modules/pg", $mode, $port);
-	});
-my %modes = (jdbc => [ 'where', 'ds' ], psycopg => ['where'], node => ['where']);
+my %cmd = map { my $c = $_; $c => sub { CmStock::command($c, @_, jdir => $jdir) } } qw(jdbc psycopg node);
+my %modes = %CmStock::WHERE_MODES;
 my @clients = grep { !defined $why_not{$_} } qw(jdbc psycopg node);
 
 # Where each client lands through each port.
@@ -118,10 +86,7 @@ for my $c (@clients)
 
 # A statement blocked on the primary through the read-write port; conmgr
 # loses the primary; the forwarder cuts the session.
-my %error = (
-	jdbc => qr/^result sqlstate=08006 \S+ message=An I\/O error occurred while sending to the backend/m,
-	psycopg => qr/^result sqlstate=none \S+ class=OperationalError closed=True message=.*server closed the connection unexpectedly/m,
-	node => qr/^result sqlstate=none \S+ message=Connection terminated unexpectedly/m);
+my %error = %CmStock::CUT_ERROR;
 for my $c (@clients)
 {
 	my $bg = bg_start($cmd{$c}->('block', $fwd{'read-write'}));

@@ -50,7 +50,8 @@ sub bench
 
 # --- settings that mean nothing -----------------------------------------
 for my $c (
-	[ { BENCH_FIGURES => '1,12' }, qr/^bench: BENCH_FIGURES=1,12: not a comma-separated list of figures 1 to 10$/m ],
+	[ { BENCH_FIGURES => '1,12' }, qr/^bench: BENCH_FIGURES=1,12: not a comma-separated list of figures 1 to 11$/m ],
+	[ { BENCH_FIGURES => '0' }, qr/^bench: BENCH_FIGURES=0: not a comma-separated list of figures 1 to 11$/m ],
 	[ { BENCH_FIGURES => '' }, qr/^bench: BENCH_FIGURES=: not a comma-separated list/m ],
 	[ { BENCH_FIGURES => '2,,3' }, qr/^bench: BENCH_FIGURES=2,,3: not a comma-separated list/m ],
 	[ { BENCH_FIGURES => '1', BENCH_QUICK => 'yes' }, qr/^bench: BENCH_QUICK=yes: must be 0 or 1$/m ],

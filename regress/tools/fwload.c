@@ -213,6 +213,7 @@ run_clients(int port, int n, int wave, double secs)
 	if (cl == NULL || ep < 0)
 	{
 		printf("error: out of memory\n");
+		free(cl);
 		return 1;
 	}
 	while (relayed < n)
@@ -228,6 +229,7 @@ run_clients(int port, int n, int wave, double secs)
 		if (cmclock_us() / 1e6 - t0 > secs)
 		{
 			printf("error: %d of %d relayed within %.0f s\n", relayed, n, secs);
+			free(cl);
 			return 1;
 		}
 		ready = epoll_wait(ep, evs, 256, 1000);
@@ -245,6 +247,7 @@ run_clients(int port, int n, int wave, double secs)
 		;
 	for (int k = 0; k < n; k++)
 		close(cl[k].fd);
+	free(cl);
 	printf("closed\n");
 	return 0;
 }
@@ -340,6 +343,7 @@ run_serve(void)
 		listen(lfd, 4096) < 0 || getsockname(lfd, (struct sockaddr *) &sa, &salen) < 0)
 	{
 		printf("error: could not listen: %s\n", strerror(errno));
+		free(conns);
 		return 1;
 	}
 	ep_add(ep, lfd, EPOLLIN, EV_LISTENER);
@@ -372,7 +376,10 @@ run_serve(void)
 				ssize_t		n = read(STDIN_FILENO, line, sizeof(line));
 
 				if (n <= 0)
+				{
+					free(conns);
 					return 0;
+				}
 				printf("open %d\n", open);
 				fflush(stdout);
 			}

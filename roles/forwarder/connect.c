@@ -85,7 +85,42 @@ fw_dial(int i)
 	return fd;
 }
 
-/* Connect to the next candidate, or refuse the client when none is left. */
+/*
+ * Before a refusal, a client whose first packet asked for TLS or GSSAPI
+ * gets the 'N' of a server without them, and the ErrorResponse waits for
+ * its startup packet (FW_REFUSING): an ErrorResponse in answer to the
+ * request itself is one libpq does not show ("server sent an error
+ * response during SSL exchange").  A session still reading its first
+ * packet keeps that packet's deadline and its place in the queue; one
+ * whose connects failed gets a first packet's time from now.  True when
+ * the 'N' went (or the session ended on it); false when the refusal is
+ * due now.
+ */
+static bool
+fw_refuse_after_n(fw_sess *s)
+{
+	bool		fresh = s->state != FW_FIRST;
+
+	if (!s->negotiating)
+		return false;
+	s->negotiating = false;
+	if (send(s->cfd, "N", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1 ||
+		!fw_watch(s, EPOLLIN, 0))
+	{
+		fw_end(s);
+		return true;
+	}
+	fw_set_state(s, FW_REFUSING);
+	s->firstlen = 0;
+	if (fresh)
+		s->deadline = cmclock_ms() + FW_FIRST_TIMEOUT_MS;
+	return true;
+}
+
+/*
+ * Connect to the next candidate, or refuse the client when none is left
+ * (or it is over max_connections).
+ */
 void
 fw_connect_next(fw_sess *s)
 {
@@ -93,14 +128,7 @@ fw_connect_next(fw_sess *s)
 
 	fw_close_fd(&s->sfd);
 	s->smask = 0;
-	if (s->over_limit)
-	{
-		cm_log(CMLOG_LOG, "forwarder: refused a client on forward port %d: max_connections (%d) reached",
-			   fw_ctx->conf->forward_ports.f[s->port].port, fw_ctx->conf->max_connections);
-		fw_refuse(s, "53300", "sorry, too many clients already");
-		return;
-	}
-	while (s->next_cand < s->ncands)
+	while (!s->over_limit && s->next_cand < s->ncands)
 	{
 		int			i = s->cands[s->next_cand++];
 
@@ -117,6 +145,15 @@ fw_connect_next(fw_sess *s)
 		s->deadline = cmclock_ms() + (int64_t) fw_ctx->conf->heartbeat_connect_timeout * 1000;
 		if (!fw_watch(s, 0, EPOLLOUT))
 			fw_end(s);
+		return;
+	}
+	if (fw_refuse_after_n(s))
+		return;
+	if (s->over_limit)
+	{
+		cm_log(CMLOG_LOG, "forwarder: refused a client on forward port %d: max_connections (%d) reached",
+			   fw_ctx->conf->forward_ports.f[s->port].port, fw_ctx->conf->max_connections);
+		fw_refuse(s, "53300", "sorry, too many clients already");
 		return;
 	}
 	if (s->fault[0] != '\0')
@@ -205,26 +242,12 @@ fw_first(fw_sess *s)
 		return;
 	}
 	fw_choose(s);
-	if (s->over_limit)
-		s->ncands = 0;
-	if (s->ncands == 0 &&
-		(kind == CMPROTO_PG_SSL_REQUEST || kind == CMPROTO_PG_GSSENC_REQUEST))
-	{
-		/* as a server without TLS or GSSAPI: the startup packet follows */
-		if (send(s->cfd, "N", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
-		{
-			fw_end(s);
-			return;
-		}
-		fw_set_state(s, FW_REFUSING);
-		s->firstlen = 0;
-		return;
-	}
+	s->negotiating = kind == CMPROTO_PG_SSL_REQUEST || kind == CMPROTO_PG_GSSENC_REQUEST;
 	if (!fw_watch(s, 0, 0))
 	{
 		fw_end(s);
 		return;
 	}
-	fw_keywatch_start(&s->kw, kind == CMPROTO_PG_SSL_REQUEST || kind == CMPROTO_PG_GSSENC_REQUEST);
+	fw_keywatch_start(&s->kw, s->negotiating);
 	fw_connect_next(s);
 }

@@ -10,14 +10,20 @@
  * an error; so is one whose instance no longer fits its port's target (a
  * primary demoted behind a read-write port, a stale primary).  The
  * watchdog's terminator ends the server side of a lost host's sessions.
+ * A connect under way to a lost instance (into a dead link, say) is given
+ * up at once for the next candidate or the refusal, rather than waiting
+ * out heartbeat_connect_timeout.
  *
  *-------------------------------------------------------------------------
  */
+#include <sys/epoll.h>
+
 #include "forwarder.h"
 
 /*
  * Cut every relayed session whose instance was lost since it connected,
- * or no longer fits its port's target.
+ * or no longer fits its port's target; a connect under way to a lost
+ * instance goes on to the next candidate, or to the refusal.
  */
 void
 fw_check_instances(void)
@@ -32,6 +38,16 @@ fw_check_instances(void)
 		fw_sess    *s = &fw_tab.s[k];
 		const shm_slot *sl;
 
+		if (s->state == FW_CONNECTING)
+		{
+			/* no waiting out heartbeat_connect_timeout on a lost instance */
+			if (slots[s->instno].state != SHM_UP)
+			{
+				(void) epoll_ctl(fw_ep_fd, EPOLL_CTL_DEL, s->sfd, NULL);
+				fw_connect_next(s);
+			}
+			continue;
+		}
 		if (s->state != FW_RELAY)
 			continue;
 		sl = &slots[s->instno];

@@ -73,7 +73,8 @@ typedef enum fw_queue_id
 {
 	FW_Q_NONE = -1,				/* FREE, RELAY: no deadline */
 	FW_Q_FIRST,					/* FIRST, REFUSING: FW_FIRST_TIMEOUT_MS from
-								 * accepting */
+								 * accepting, or from the 'N' after failed
+								 * connects */
 	FW_Q_CONNECT,				/* CONNECTING, CANCEL:
 								 * heartbeat_connect_timeout from the connect */
 	FW_NQUEUES
@@ -107,6 +108,7 @@ typedef struct fw_sess
 	bool		counted;		/* in ctx->shm->fw_sessions */
 	bool		client;			/* counted in fw_nclients */
 	bool		over_limit;		/* beyond max_connections: refused */
+	bool		negotiating;	/* the first packet asks for TLS or GSSAPI */
 	uint32_t	gen;
 	int			cfd;			/* the client; -1 for FW_CANCEL */
 	int			sfd;			/* the instance; -1 until connecting */
@@ -225,6 +227,7 @@ extern bool fw_keywatch_feed(fw_keywatch *w, const uint8_t *p, size_t n);
 
 /* relay.c */
 extern void fw_relay(fw_sess *s);
+extern void fw_relay_event(fw_sess *s, int kind, uint32_t events);
 
 /* cut.c */
 extern void fw_check_instances(void);

@@ -125,7 +125,7 @@ fw_event(uint64_t data, uint32_t events)
 				fw_relay(s);
 			break;
 		case FW_RELAY:
-			fw_relay(s);
+			fw_relay_event(s, kind, events);
 			break;
 		case FW_CANCEL:
 			fw_cancel_send(s);

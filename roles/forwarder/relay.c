@@ -7,7 +7,10 @@
  * splice(), so it is not copied through this process.  A direction is
  * read only when its pipe is empty, and written as the other socket
  * allows; end of file in one direction is passed on with shutdown(), and
- * the session ends when both directions have ended.  Nothing is changed:
+ * the session ends when both directions have ended.  An event on a
+ * socket moves only the directions it concerns (fw_relay_event()), so a
+ * query and its answer cost four splice() calls, none that says EAGAIN
+ * (056_forward_syscalls.t counts them).  Nothing is changed:
  * TLS, GSSAPI, authentication, COPY and replication work as they do
  * directly.  The server's first bytes of a session in the clear are read
  * on their way, through the pipe all the same, until its BackendKeyData
@@ -96,14 +99,19 @@ fw_move(fw_sess *s, int d)
 	return true;
 }
 
-/* Both directions as far as they go, then what to wait for. */
-void
-fw_relay(fw_sess *s)
+/*
+ * The directions that can move (d0: client to server, d1: server to
+ * client) as far as they go, then what to wait for.  The waits are
+ * level-triggered, so a direction left out here is reported again while
+ * it still has something to move.
+ */
+static void
+fw_relay_dirs(fw_sess *s, bool d0, bool d1)
 {
 	uint32_t	cmask = 0,
 				smask = 0;
 
-	if (!fw_move(s, 0) || !fw_move(s, 1))
+	if ((d0 && !fw_move(s, 0)) || (d1 && !fw_move(s, 1)))
 		return;
 	if (s->shut[0] && s->shut[1])
 	{
@@ -120,4 +128,30 @@ fw_relay(fw_sess *s)
 		cmask |= EPOLLOUT;
 	if (!fw_watch(s, cmask, smask))
 		fw_end(s);
+}
+
+/* Both directions: a session that has just connected. */
+void
+fw_relay(fw_sess *s)
+{
+	fw_relay_dirs(s, true, true);
+}
+
+/*
+ * The directions an event on one of a relayed session's sockets concerns:
+ * readable is its own direction's source, writable the other's
+ * destination; a hang-up or an error, both.  Trying a direction whose
+ * source has nothing would cost a splice() (or, while the key watch
+ * reads, a recv()) that only says EAGAIN, twice a transaction.
+ */
+void
+fw_relay_event(fw_sess *s, int kind, uint32_t events)
+{
+	bool		in = (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
+	bool		out = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+
+	if (kind == EV_CLIENT)
+		fw_relay_dirs(s, in, out);
+	else
+		fw_relay_dirs(s, out, in);
 }

@@ -7,8 +7,9 @@
  * Session states (fw_set_state() is the one setter):
  *	 FW_FIRST		reading the head of the client's first packet
  *	 FW_REFUSING	'N' sent to an SSLRequest or GSSENCRequest that no
- *					instance can take: the ErrorResponse follows the
- *					startup packet
+ *					instance takes (none fits, none accepted the connect,
+ *					or over max_connections): the ErrorResponse follows
+ *					the startup packet
  *	 FW_CONNECTING	a non-blocking connect to the chosen instance
  *	 FW_RELAY		bytes both ways (relay.c)
  *	 FW_CANCEL		a CancelRequest on its way to an instance (cancel.c)

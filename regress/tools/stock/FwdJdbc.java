@@ -1,17 +1,18 @@
 /*
  * FwdJdbc: Debian's pgJDBC, as it is, through a conmgr forward port
- * (regress/t/087_forward_stock_clients.t).  Only pgJDBC is on the class
- * path: no conmgr code takes part.
+ * (regress/t/087_forward_stock_clients.t, regress/root/071_forward_blackhole.t).
+ * Only pgJDBC is on the class path: no conmgr code takes part.
  *
  *   java FwdJdbc where URL         DriverManager with a jdbc:postgresql: URL
  *   java FwdJdbc ds HOST PORT      PGSimpleDataSource (setServerNames,
  *                                  setPortNumbers)
  *   java FwdJdbc block URL         a statement blocked in pg_sleep(60)
+ *   java FwdJdbc dsblock HOST PORT the same through PGSimpleDataSource
  *   java FwdJdbc cancel URL        the same, ended by Statement.cancel()
  *                                  once another connection through the
  *                                  same port sees it run
  *
- * Prints "where port=N recovery=t|f", or "running" then "result
+ * Prints "where port=N recovery=t|f addr=A", or "running" then "result
  * sqlstate=S elapsed=SECONDS message=...".
  */
 import java.sql.*;
@@ -33,11 +34,26 @@ public class FwdJdbc
 	static void where(Connection c) throws SQLException
 	{
 		try (Statement st = c.createStatement();
-			 ResultSet rs = st.executeQuery("SELECT inet_server_port(), pg_is_in_recovery()"))
+			 ResultSet rs = st.executeQuery(
+				 "SELECT inet_server_port(), pg_is_in_recovery(), host(inet_server_addr())"))
 		{
 			rs.next();
-			System.out.println("where port=" + rs.getInt(1) + " recovery=" + (rs.getBoolean(2) ? "t" : "f"));
+			System.out.println("where port=" + rs.getInt(1) + " recovery=" + (rs.getBoolean(2) ? "t" : "f") +
+							   " addr=" + rs.getString(3));
 		}
+	}
+
+	/* PGSimpleDataSource, as a pool's configuration would set it up. */
+	static Connection openDs(String host, String port) throws SQLException
+	{
+		PGSimpleDataSource ds = new PGSimpleDataSource();
+
+		ds.setServerNames(new String[] {host});
+		ds.setPortNumbers(new int[] {Integer.parseInt(port)});
+		ds.setDatabaseName("postgres");
+		ds.setUser(System.getProperty("user.name"));
+		ds.setConnectTimeout(10);
+		return ds.getConnection();
 	}
 
 	/* Run the sleep on c; print how it ended. */
@@ -73,23 +89,21 @@ public class FwdJdbc
 				}
 				break;
 			case "ds":
+				try (Connection c = openDs(a[1], a[2]))
 				{
-					PGSimpleDataSource ds = new PGSimpleDataSource();
-
-					ds.setServerNames(new String[] {a[1]});
-					ds.setPortNumbers(new int[] {Integer.parseInt(a[2])});
-					ds.setDatabaseName("postgres");
-					ds.setUser(System.getProperty("user.name"));
-					ds.setConnectTimeout(10);
-					try (Connection c = ds.getConnection())
-					{
-						where(c);
-					}
+					where(c);
 				}
 				break;
 			case "block":
 				{
 					Connection c = open(a[1]);
+
+					runBlocked(c, c.createStatement());
+				}
+				break;
+			case "dsblock":
+				{
+					Connection c = openDs(a[1], a[2]);
 
 					runBlocked(c, c.createStatement());
 				}

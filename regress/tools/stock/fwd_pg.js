@@ -1,7 +1,9 @@
 // fwd_pg: node-postgres (npm's pg, its own protocol code, no libpq) through
-// a conmgr forward port (regress/t/087_forward_stock_clients.t).
+// a conmgr forward port (regress/t/087_forward_stock_clients.t,
+// regress/root/071_forward_blackhole.t).
 //
-//   node fwd_pg.js PGDIR where PORT   prints "where port=N recovery=t|f"
+//   node fwd_pg.js PGDIR where PORT   prints "where port=N recovery=t|f
+//                                     addr=A"
 //   node fwd_pg.js PGDIR block PORT   prints "running", then how a statement
 //                                     blocked in pg_sleep(60) ended:
 //                                     "result sqlstate=S elapsed=SECONDS
@@ -21,8 +23,8 @@ async function main() {
 	c.on('error', () => {});
 	await c.connect();
 	if (mode === 'where') {
-		const r = await c.query('SELECT inet_server_port() AS port, pg_is_in_recovery() AS rec');
-		console.log(`where port=${r.rows[0].port} recovery=${r.rows[0].rec ? 't' : 'f'} pg=${require(pgdir + '/package.json').version}`);
+		const r = await c.query('SELECT inet_server_port() AS port, pg_is_in_recovery() AS rec, host(inet_server_addr()) AS addr');
+		console.log(`where port=${r.rows[0].port} recovery=${r.rows[0].rec ? 't' : 'f'} addr=${r.rows[0].addr} pg=${require(pgdir + '/package.json').version}`);
 		await c.end();
 		return;
 	}

@@ -1,7 +1,9 @@
 """fwd_psycopg: python3-psycopg as installed (Debian's, on the system's
-libpq), through a conmgr forward port (regress/t/087_forward_stock_clients.t).
+libpq), through a conmgr forward port (regress/t/087_forward_stock_clients.t,
+regress/root/071_forward_blackhole.t).
 
-    python3 fwd_psycopg.py where PORT    prints "where port=N recovery=t|f"
+    python3 fwd_psycopg.py where PORT    prints "where port=N recovery=t|f
+                                         addr=A"
     python3 fwd_psycopg.py block PORT    prints "running", then how a
                                          statement blocked in pg_sleep(60)
                                          ended: "result sqlstate=S
@@ -20,8 +22,10 @@ def connect(port):
 def main(mode, port):
     conn = connect(port)
     if mode == "where":
-        port_, rec = conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone()
-        print(f"where port={port_} recovery={'t' if rec else 'f'} libpq={psycopg.pq.__impl__}:{psycopg.pq.version()}")
+        port_, rec, addr = conn.execute(
+            "SELECT inet_server_port(), pg_is_in_recovery(), host(inet_server_addr())").fetchone()
+        print(f"where port={port_} recovery={'t' if rec else 'f'} addr={addr} "
+              f"libpq={psycopg.pq.__impl__}:{psycopg.pq.version()}")
         conn.close()
         return
     print("running", flush=True)
