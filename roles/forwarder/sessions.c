@@ -16,9 +16,10 @@
  * Every state but FW_RELAY ends at a deadline (the first packet within
  * FW_FIRST_TIMEOUT_MS of accepting, a connect within
  * heartbeat_connect_timeout), kept in the table's queues (table.c); a
- * relayed session lasts as long as its client and server keep it.  A session's epoll events carry its index and
- * generation, so that an event of a session ended meanwhile, or of its
- * slot's next session, is told apart.
+ * relayed session lasts as long as its client and server keep it.  A
+ * session's epoll events carry its index and generation, so that an event
+ * of a session ended meanwhile, or of its slot's next session, is told
+ * apart.
  *
  *-------------------------------------------------------------------------
  */
