@@ -292,7 +292,8 @@ wd_accept(int listener)
 			close(fd);
 			continue;
 		}
-		if (!wd_epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, WD_EV(s->gen, s->idx)))
+		s->fd = fd;
+		if (!wd_session_wait(s, EPOLL_CTL_ADD, false))
 		{
 			char		host[INET6_ADDRSTRLEN];
 
@@ -306,7 +307,6 @@ wd_accept(int listener)
 		}
 		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-		s->fd = fd;
 		s->peer = peer;
 		s->accepted_at = wd_mono_now();
 		s->last_received = s->accepted_at;

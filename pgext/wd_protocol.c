@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -382,10 +383,20 @@ wd_process_input(WdSession *s, size_t len)
 	return 0;
 }
 
+/*
+ * Read what the session's socket holds and handle its frames; "to_end":
+ * its peer has closed or the socket has failed, so read on until that is
+ * seen.  "now" is when this wake-up or timer pass began, taken as the time
+ * the frames were received: they were there by then, or came while this
+ * process was busy with others, a few milliseconds at most, which only
+ * makes a deadline that much earlier.
+ */
 void
-wd_read(WdSession *s)
+wd_read(WdSession *s, WdMono now, bool to_end)
 {
 	size_t		len = s->inlen;
+	bool		drained = false;
+	char		why[128];
 
 	if (len > 0)
 	{
@@ -398,7 +409,8 @@ wd_read(WdSession *s)
 	/*
 	 * A few reads at most, so one busy peer cannot starve the others; a read
 	 * that does not fill the buffer has taken all there was, and the next
-	 * frame will make the socket readable again.
+	 * frame, or the peer's end, is a new edge of the socket
+	 * (wd_session_wait()).
 	 */
 	for (int i = 0; i < 4 && s->state != WD_SESS_FREE; i++)
 	{
@@ -410,7 +422,10 @@ wd_read(WdSession *s)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			{
+				drained = true;
 				break;
+			}
 			wd_lose(s, strerror(errno));
 			return;
 		}
@@ -420,14 +435,27 @@ wd_read(WdSession *s)
 			return;
 		}
 		len += n;
-		s->last_received = wd_mono_now();
+		s->last_received = now;
 		len = wd_process_input(s, len);
-		if ((size_t) n < room)
+		if ((size_t) n < room && !to_end)
+		{
+			drained = true;
 			break;
+		}
+	}
+	if (s->state == WD_SESS_FREE)
+		return;
+
+	/* Stopped early: the socket is to be reported again while it has more. */
+	if (!drained && !wd_session_wait(s, EPOLL_CTL_MOD, s->want_write))
+	{
+		snprintf(why, sizeof(why), "could not change its wait events: %m");
+		wd_lose(s, why);
+		return;
 	}
 
 	/* Keep the start of a frame until the rest comes. */
-	if (len > 0 && s->state != WD_SESS_FREE)
+	if (len > 0)
 	{
 		s->partial = wd_session_alloc(s, len);
 		if (s->partial == NULL)

@@ -5,7 +5,7 @@
  *
  * One entry per conmgr connection, from accept to close: its state (one
  * setter, wd_set_state(), which also keeps the list of handshakes and the
- * count of registered sessions per address), its timer in one heap, its
+ * count of registered sessions per address), its timer in one wheel, its
  * row in the shared table that pgx_stat_watchdog shows (this process is
  * the rows' only writer), its output and what of it the socket has not
  * taken yet, and its end.  What a peer sends is wd_protocol.c's.
@@ -41,7 +41,7 @@
 #include "utils/timestamp.h"
 
 #include "cmaddrcount.h"
-#include "cmheap.h"
+#include "cmwheel.h"
 #include "cmproto.h"
 #include "watchdog.h"
 #include "wd_worker_int.h"
@@ -50,11 +50,11 @@
  * One pointer per possible session: max_heartbeat_connections registered
  * ones and WD_MAX_PENDING in handshake.  A session's memory is allocated
  * when a connection is accepted and freed by wd_release() once it is
- * closed (what it holds besides, by wd_close()), so an idle slot costs a
- * pointer here, an entry in the timer heap (a key and a pointer) and an
- * int in each free stack: taking an entry or a shared slot, like running
- * a timer, never searches all sessions; nor does counting a client
- * address's registered sessions (host_counts).
+ * closed (what it holds besides, by wd_close()), with its timer in it, so
+ * an idle slot costs a pointer here and an int in each free stack: taking
+ * an entry or a shared slot, like running a timer, never searches all
+ * sessions; nor does counting a client address's registered sessions
+ * (host_counts).
  */
 WdSession **wd_sessions;
 int			wd_nsessions;		/* entries in wd_sessions[] */
@@ -62,7 +62,7 @@ static int *free_entries;		/* stack of the NULL entries of wd_sessions[] */
 static int	nfree_entries;
 static int *free_slots;			/* stack of the free wd_shared->sessions[] */
 static int	nfree_slots;
-cmheap		wd_timers;			/* every open session's timer */
+cmwheel		wd_timers;			/* every open session's timer */
 static uint32 last_gen;			/* of the last session allocated */
 WdSession  *wd_pending[WD_MAX_PENDING]; /* sessions in HELLO or AUTH */
 int			wd_npending;
@@ -101,8 +101,7 @@ wd_sessions_init(void)
 	free_slots = wd_alloc_huge(sizeof(int), wd_shared->max_sessions);
 	for (int i = wd_shared->max_sessions - 1; i >= 0; i--)
 		free_slots[nfree_slots++] = i;
-	cmheap_init(&wd_timers, wd_alloc_huge(sizeof(cmheap_entry), wd_nsessions),
-				wd_nsessions);
+	cmwheel_init(&wd_timers, WD_TIMER_TICK_US, wd_mono_now());
 	counts_size = cmaddrcount_size(wd_shared->max_sessions);
 	cmaddrcount_init(&host_counts,
 					 wd_alloc_huge(sizeof(cmaddrcount_entry), counts_size),
@@ -136,7 +135,7 @@ wd_new_session(void)
 	s->pidx = -1;
 	s->fd = -1;
 	s->slot = -1;
-	cmheap_node_init(&s->timer);
+	cmwheel_node_init(&s->timer);
 	wd_sessions[i] = s;
 	return s;
 }
@@ -152,7 +151,7 @@ wd_release(int i)
 
 	if (s != NULL && s->state == WD_SESS_FREE)
 	{
-		Assert(!cmheap_queued(&s->timer));
+		Assert(!cmwheel_queued(&s->timer));
 		Assert(s->partial == NULL && s->unsent == NULL && s->nonces == NULL);
 		pfree(s);
 		wd_sessions[i] = NULL;
@@ -233,8 +232,8 @@ wd_deadline(const WdSession *s)
 /*
  * When the session's timer must run: its deadline, or its next heartbeat
  * if that comes first.  A frame received moves the deadline later without
- * touching the heap: the timer then runs early, finds nothing due and is
- * set again, which costs one heap operation an interval instead of one a
+ * touching the wheel: the timer then runs early, finds nothing due and is
+ * set again, which costs one timer operation an interval instead of one a
  * frame.
  */
 static WdMono
@@ -250,9 +249,7 @@ wd_timer_due(const WdSession *s)
 void
 wd_timer_arm(WdSession *s)
 {
-	/* There is room: the heap has an entry for every session. */
-	if (!cmheap_set(&wd_timers, &s->timer, wd_timer_due(s)))
-		elog(ERROR, "watchdog: timer heap is full");
+	cmwheel_set(&wd_timers, &s->timer, wd_timer_due(s));
 }
 
 /* Registered sessions from the host of "peer", other than "self". */
@@ -353,6 +350,34 @@ wd_unregister_lost(WdSession *s, bool terminate)
 		SetLatch(latch);
 }
 
+/* ---- waiting on a session ---- */
+
+/*
+ * Add the session's socket to the epoll set (EPOLL_CTL_ADD) or set its
+ * events again (EPOLL_CTL_MOD): input and the peer's end always, and room
+ * to write when "want_write".  False (errno set) on failure.
+ *
+ * Edge-triggered while there is nothing to write, which is nearly always:
+ * a level-triggered socket goes back on the ready list after each wait
+ * that reports it, and the next wait polls it once more only to find it
+ * drained, and that second poll of every socket that had a frame is work
+ * of a beat's size.  So wd_read() reads a session until a read falls
+ * short (TCP has then handed over all it held, and what arrives later is
+ * a new edge), or, once the peer's end is reported (EPOLLRDHUP, which
+ * can come with the last frames in one edge), until it reads that end;
+ * and it asks again with EPOLL_CTL_MOD, which reports the socket at the
+ * next wait if it is still readable, when it stops before.  While output
+ * is queued the socket is level-triggered: a send that takes nothing is
+ * then waited out whatever made it short.
+ */
+bool
+wd_session_wait(WdSession *s, int op, bool want_write)
+{
+	return wd_epoll_ctl(op, s->fd,
+						EPOLLIN | EPOLLRDHUP | (want_write ? EPOLLOUT : EPOLLET),
+						WD_EV(s->gen, s->idx));
+}
+
 /* ---- sending ---- */
 
 /*
@@ -367,8 +392,7 @@ wd_want_write(WdSession *s)
 
 	if (s->want_write == want)
 		return true;
-	if (wd_epoll_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN | (want ? EPOLLOUT : 0),
-					 WD_EV(s->gen, s->idx)))
+	if (wd_session_wait(s, EPOLL_CTL_MOD, want))
 	{
 		s->want_write = want;
 		return true;
@@ -521,7 +545,7 @@ wd_close(WdSession *s)
 	(void) epoll_ctl(wd_epfd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
 	s->fd = -1;
-	cmheap_remove(&wd_timers, &s->timer);
+	cmwheel_remove(&wd_timers, &s->timer);
 	if (s->partial != NULL)
 		pfree(s->partial);
 	if (s->unsent != NULL)
@@ -606,7 +630,7 @@ wd_session_timer(WdSession *s, WdMono now)
 		 * session yet, and a frame that arrived in time is a sign of life
 		 * even when it is read late.
 		 */
-		wd_read(s);
+		wd_read(s, now, false);
 		if (s->state == WD_SESS_FREE)
 			return false;
 	}

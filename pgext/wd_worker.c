@@ -23,8 +23,10 @@
  * WaitEventSet).  The wait ends at the earliest of the sessions' timers
  * and the next attribute check.  A session's timer is its next heartbeat
  * to send, the end of its peer's timeout or the end of its handshake,
- * whichever comes first; the timers sit in a heap (common/cmheap.c), so a
- * wake-up looks at the sessions whose time has come and at no other.
+ * whichever comes first; the timers sit in a wheel of 1 ms slots
+ * (common/cmwheel.c), so a wake-up looks at the sessions whose time has
+ * come and at no other, and setting a timer costs the same whatever the
+ * number of sessions.
  * Every deadline and rate window is on the monotonic clock (WdMono): a
  * step of the wall clock neither declares every session lost at once nor
  * delays a detection.  A session whose deadline has passed is read before
@@ -53,7 +55,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
-#include "cmheap.h"
+#include "cmwheel.h"
 #include "cmproto.h"
 #include "watchdog.h"
 #include "wd_worker_int.h"
@@ -187,7 +189,7 @@ wd_gather(WdMono woke_at, int last_events, WdMono next)
  * Run the timers that are due; returns the monotonic time of the next one.
  * Heartbeats are sent up to WD_SEND_SLACK_US early, so that the sessions
  * whose beats fall within that much of each other share a wake-up; so
- * every timer due by then is taken off the heap first, and run after,
+ * every timer due by then is taken off the wheel first, and run after,
  * which also runs each at most once here even when it stays due (a
  * deadline a little ahead).
  */
@@ -196,30 +198,20 @@ wd_run_timers(void)
 {
 	WdMono		now = wd_mono_now();
 	WdMono		next;
-	WdSession  *due = NULL;
-	WdSession **tail = &due;
-	cmheap_node *top;
+	WdMono		first;
+	cmwheel_node *due;
 
 	wd_check_attrs(now);
 	wd_log_window(&wd_noiselog, now);
 	wd_log_window(&wd_authlog, now);
 	wd_log_window(&wd_sessionlog, now);
 
-	while ((top = cmheap_top(&wd_timers)) != NULL &&
-		   cmheap_top_key(&wd_timers) <= now + WD_SEND_SLACK_US)
-	{
-		WdSession  *s = (WdSession *) ((char *) top - offsetof(WdSession, timer));
-
-		(void) cmheap_pop(&wd_timers);
-		s->due_next = NULL;
-		*tail = s;
-		tail = &s->due_next;
-	}
+	due = cmwheel_take_due(&wd_timers, now + WD_SEND_SLACK_US);
 	while (due != NULL)
 	{
-		WdSession  *s = due;
+		WdSession  *s = (WdSession *) ((char *) due - offsetof(WdSession, timer));
 
-		due = s->due_next;
+		due = due->next;
 		pg_atomic_write_u64(&wd_shared->timers_run, ++wd_timers_run);
 		if (wd_session_timer(s, now))
 			wd_timer_arm(s);
@@ -228,8 +220,8 @@ wd_run_timers(void)
 	}
 
 	next = wd_attrs_next_check();
-	if (cmheap_top(&wd_timers) != NULL)
-		next = Min(next, cmheap_top_key(&wd_timers));
+	if (cmwheel_next(&wd_timers, &first))
+		next = Min(next, first);
 	return next;
 }
 
@@ -299,9 +291,10 @@ wd_reload(void)
 /*
  * One event of a wait: the promotion watch, the postmaster-death pipe, a
  * listen socket or a session, told apart by the epoll data (WD_EV).
+ * "now" is when the wait ended.
  */
 static void
-wd_event(const struct epoll_event *ev)
+wd_event(const struct epoll_event *ev, WdMono now)
 {
 	uint32		gen = (uint32) (ev->data.u64 >> 32);
 	uint32		idx = (uint32) ev->data.u64;
@@ -330,8 +323,8 @@ wd_event(const struct epoll_event *ev)
 		return;
 	if (!(ev->events & EPOLLOUT) || wd_flush(s))
 	{
-		if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-			wd_read(s);
+		if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+			wd_read(s, now, (ev->events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0);
 	}
 	wd_release(idx);
 }
@@ -382,6 +375,6 @@ watchdog_main(Datum arg)
 		if (ConfigReloadPending)
 			wd_reload();
 		for (int i = 0; i < n; i++)
-			wd_event(&evs[i]);
+			wd_event(&evs[i], woke_at);
 	}
 }

@@ -24,13 +24,14 @@
 #ifndef WD_WORKER_INT_H
 #define WD_WORKER_INT_H
 
-#include "cmheap.h"
+#include "cmwheel.h"
 #include "cmproto.h"
 #include "watchdog.h"
 
 #define WD_MAX_LISTEN		16
 #define WD_OUTBUF			1024	/* most output queued for a session */
 #define WD_SEND_SLACK_US	5000	/* send a beat up to 5 ms early */
+#define WD_TIMER_TICK_US	1000	/* width of a slot of the timer wheel */
 
 /*
  * epoll data: a session's generation (never 0) in the high half and its
@@ -78,8 +79,7 @@ typedef struct WdSession
 	uint32		gen;			/* with idx, the epoll tag */
 	WdMono		last_received;
 	WdMono		next_send;
-	cmheap_node timer;			/* in wd_timers, keyed by wd_timer_due() */
-	struct WdSession *due_next; /* in the list of one wake-up's due timers */
+	cmwheel_node timer;			/* in wd_timers, keyed by wd_timer_due() */
 	uint8	   *partial;		/* the start of a frame, or NULL */
 	uint8	   *unsent;			/* WD_OUTBUF bytes of output queue, or NULL */
 	/* what the handshake and the end of a session need */
@@ -121,7 +121,7 @@ extern int	wd_nsessions;
 extern WdSession *wd_pending[WD_MAX_PENDING];
 extern int	wd_npending;
 extern int	wd_nregistered;
-extern cmheap wd_timers;
+extern cmwheel wd_timers;
 extern WdLogLimit wd_authlog;
 extern WdLogLimit wd_noiselog;
 extern WdLogLimit wd_sessionlog;
@@ -135,6 +135,7 @@ extern bool wd_session_timer(WdSession *s, WdMono now);
 extern int	wd_host_sessions(const WdAddr *peer, const WdSession *self);
 extern int	wd_register(WdSession *s, bool authenticated);
 extern void wd_update_stats(WdSession *s, bool received, bool sent);
+extern bool wd_session_wait(WdSession *s, int op, bool want_write);
 extern void *wd_session_alloc(WdSession *s, Size size);
 extern bool wd_flush(WdSession *s);
 extern bool wd_send(WdSession *s, const cmproto_msg *msg);
@@ -146,7 +147,7 @@ extern void wd_lose_kind(WdSession *s, const char *why, const char *kind);
 /* wd_protocol.c */
 extern size_t wd_auth_key_len;
 extern void wd_load_key(void);
-extern void wd_read(WdSession *s);
+extern void wd_read(WdSession *s, WdMono now, bool to_end);
 
 /* wd_accept.c */
 extern void wd_open_listeners(void);

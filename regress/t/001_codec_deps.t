@@ -1,5 +1,5 @@
 # Test that the code shared with the extension (the protocol codec, its
-# hash, the timer heap, the counts per address, the log rate limit) needs
+# hash, the timer wheel, the counts per address, the log rate limit) needs
 # nothing a PostgreSQL backend forbids: no allocation, no stdio, no exit.  The same
 # objects are compiled into the watchdog extension, where exit() or
 # printf() would be a bug; the codec's PostgreSQL-packet part
@@ -23,10 +23,10 @@ my %allowed = map { $_ => 1 } qw(
 
 my @objects = (
 	(map { "$top/build/common/$_.o" }
-	  qw(cmproto cmproto_handshake cmproto_names cmproto_pg cmsha256 cmheap
+	  qw(cmproto cmproto_handshake cmproto_names cmproto_pg cmsha256 cmwheel
 	  cmaddrcount cmloglimit)),
 	(map { "$top/pgext/$_.o" }
-	  qw(cmproto cmproto_handshake cmproto_names cmsha256 cmheap cmaddrcount cmloglimit)),
+	  qw(cmproto cmproto_handshake cmproto_names cmsha256 cmwheel cmaddrcount cmloglimit)),
 );
 
 for my $obj (@objects)

@@ -34,7 +34,7 @@ is($status, 0, 'every C file of the tree is as pgindent leaves it')
 
 # A file of the tree with its indentation spoilt: spaces for the leading
 # tabs and a brace moved onto the line of its if.
-my $good = "$top/common/cmheap.c";
+my $good = "$top/common/cmwheel.c";
 open(my $f, '<', $good) or die "$good: $!";
 my $text = do { local $/; <$f> };
 close $f;
@@ -42,7 +42,7 @@ close $f;
 $bad =~ s/^(\s*if \(.*\))\n\s*\{$/$1 {/m;
 isnt($bad, $text, 'the spoilt copy differs from the file');
 my $dir = tempdir(CLEANUP => 1);
-my $copy = "$dir/cmheap.c";
+my $copy = "$dir/cmwheel.c";
 open($f, '>', $copy) or die "$copy: $!";
 print $f $bad;
 close $f;
