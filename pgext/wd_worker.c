@@ -185,6 +185,12 @@ wd_gather(WdMono woke_at, int last_events, WdMono next)
 
 /* ---- timers ---- */
 
+static inline WdSession *
+wd_timer_session(cmwheel_node *timer)
+{
+	return (WdSession *) ((char *) timer - offsetof(WdSession, timer));
+}
+
 /*
  * Run the timers that are due; returns the monotonic time of the next one.
  * Heartbeats are sent up to WD_SEND_SLACK_US early, so that the sessions
@@ -206,12 +212,25 @@ wd_run_timers(void)
 	wd_log_window(&wd_authlog, now);
 	wd_log_window(&wd_sessionlog, now);
 
+	/*
+	 * Taking them off the wheel read their timers, not the rest of their
+	 * entries: ask for the entry of the one after next and the row of the
+	 * next (wd_prefetch_entry()).
+	 */
 	due = cmwheel_take_due(&wd_timers, now + WD_SEND_SLACK_US);
+	if (due != NULL)
+		wd_prefetch_entry(wd_timer_session(due));
 	while (due != NULL)
 	{
-		WdSession  *s = (WdSession *) ((char *) due - offsetof(WdSession, timer));
+		WdSession  *s = wd_timer_session(due);
 
 		due = due->next;
+		if (due != NULL)
+		{
+			if (due->next != NULL)
+				wd_prefetch_entry(wd_timer_session(due->next));
+			wd_prefetch_stats(wd_timer_session(due));
+		}
 		pg_atomic_write_u64(&wd_shared->timers_run, ++wd_timers_run);
 		if (wd_session_timer(s, now))
 			wd_timer_arm(s);
@@ -329,6 +348,40 @@ wd_event(const struct epoll_event *ev, WdMono now)
 	wd_release(idx);
 }
 
+/* The session an event of a wait is for, or NULL. */
+static inline WdSession *
+wd_event_session(const struct epoll_event *ev)
+{
+	uint32		gen = (uint32) (ev->data.u64 >> 32);
+	uint32		idx = (uint32) ev->data.u64;
+
+	return gen != 0 && idx < (uint32) wd_nsessions ? wd_sessions[idx] : NULL;
+}
+
+/*
+ * Handle the "n" events of a wait, asking for what the next ones will
+ * touch ahead (wd_prefetch_entry()): the entry of the event after next,
+ * the statistics row of the next one, whose entry was asked for one event
+ * earlier.
+ */
+static void
+wd_events(const struct epoll_event *evs, int n, WdMono now)
+{
+	WdSession  *s;
+
+	for (int i = 0; i < n && i < 2; i++)
+		if ((s = wd_event_session(&evs[i])) != NULL)
+			wd_prefetch_entry(s);
+	for (int i = 0; i < n; i++)
+	{
+		if (i + 2 < n && (s = wd_event_session(&evs[i + 2])) != NULL)
+			wd_prefetch_entry(s);
+		if (i + 1 < n && (s = wd_event_session(&evs[i + 1])) != NULL)
+			wd_prefetch_stats(s);
+		wd_event(&evs[i], now);
+	}
+}
+
 /*
  * The worker's loop: run the timers that are due, let frames gather if
  * the last wake-up was busy, wait until the next timer or an event, then
@@ -374,7 +427,6 @@ watchdog_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 			wd_reload();
-		for (int i = 0; i < n; i++)
-			wd_event(&evs[i], woke_at);
+		wd_events(evs, n, woke_at);
 	}
 }
