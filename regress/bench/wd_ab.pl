@@ -23,7 +23,9 @@
 # rounds' CPU (% of a core), and the median of B's CPU over A's in the
 # rounds taken in pairs.  Each round also shows the worker's private
 # memory with the sessions registered (after the first round it holds
-# what the allocator kept from the earlier ones).
+# what the allocator kept from the earlier ones).  As it starts measuring,
+# a round prints the worker's pid, for a profiler to attach to (perf
+# record -e cpu-clock -p PID, as root).
 use strict;
 use warnings;
 
@@ -154,6 +156,7 @@ sub run_round
 	wait_until(sub { registered($b) == $n }, 60 + $n / 100)
 	  or die "wd_ab.pl: $b->{name}: only " . registered($b) . " of $n sessions registered\n";
 	sleep 3;
+	out("round $round $b->{name}: measuring worker pid $b->{pid} for $secs s");
 	my $kb = private_kb($b->{pid});
 	my @win;
 	my ($t0, $c0, $f0) = (time(), cpu_ns($b->{pid}), frames($b));
