@@ -165,6 +165,11 @@ default).
 The build tree whose programs run (DIR/bin/conmgr, DIR/bin/cm_ctl,
 DIR/regress/tools/cmresolve); the repository's build/ by default.
 
+=item owner => USER
+
+Gives the directory and its conmgr.conf to USER (a test that runs as
+root and starts conmgr as USER, since conmgr refuses root).
+
 =item wrap => [ ... ]
 
 A prefix for every command the object runs (conmgr or cm_ctl start,
@@ -236,6 +241,13 @@ sub new
 		$conf .= $o{conf};
 	}
 	$self->append_conf($conf);
+	if (defined $o{owner})
+	{
+		my ($uid, $gid) = (getpwnam($o{owner}))[ 2, 3 ];
+		croak "new: no user $o{owner}" unless defined $uid;
+		chown $uid, $gid, $self->{cmdata}, "$self->{cmdata}/conmgr.conf"
+		  or croak "chown $self->{cmdata}: $!";
+	}
 	return $self;
 }
 
