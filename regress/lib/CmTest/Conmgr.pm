@@ -516,8 +516,8 @@ sub running
 
 The name given to new, the application port, the conmgr directory, the
 pid of the last start's process (the supervisor, or the prefix's program
-when that does not exec conmgr, as strace does not), the log file, the
-number of instances new wrote.
+when that does not exec conmgr, as strace does not; with C<daemon>, the
+pid file's), the log file, the number of instances new wrote.
 
 =cut
 
