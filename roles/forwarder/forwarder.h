@@ -123,7 +123,8 @@ typedef struct fw_sess
 	int			next_cand;
 	char		fault[CMPROTO_ERRMSG_MAX + 1];	/* the refusal of a fault, or
 												 * "" */
-	uint8_t		first[16];		/* the first packet's head */
+	uint8_t		first[CMPROTO_PG_CANCEL_MAX];	/* the first packet's head, or
+												 * a whole CancelRequest */
 	size_t		firstlen;
 	size_t		firstneed;
 	int64_t		deadline;		/* monotonic ms, FW_FIRST / FW_CONNECTING */
