@@ -27,19 +27,10 @@
 use strict;
 use warnings;
 
-our ($OUT, $ERR);
-BEGIN
-{
-	# PostgreSQL::Test::Utils sends STDOUT and STDERR to its log file; the
-	# result and why a run stopped go to the terminal
-	open($OUT, '>&', \*STDOUT) or die "dup stdout: $!";
-	open($ERR, '>&', \*STDERR) or die "dup stderr: $!";
-	$OUT->autoflush(1);
-	$SIG{__DIE__} = sub { print $ERR $_[0] unless $^S; };
-}
 use Cwd ();
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
+use CmTerminal qw($OUT);
 use CmResolveCount;
 use CmTest;
 use PostgreSQL::Test::Cluster;

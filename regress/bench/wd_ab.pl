@@ -29,22 +29,13 @@
 use strict;
 use warnings;
 
-our ($OUT, $ERR);
-BEGIN
-{
-	# PostgreSQL::Test::Utils sends STDOUT and STDERR to its log file: keep
-	# the terminal for the results and for why a run stopped.
-	open($OUT, '>&', \*STDOUT) or die "dup stdout: $!";
-	open($ERR, '>&', \*STDERR) or die "dup stderr: $!";
-	$OUT->autoflush(1);
-	$SIG{__DIE__} = sub { print $ERR $_[0] unless $^S; };
-}
 use Cwd ();
 use File::Basename qw(dirname);
 use File::Copy qw(copy);
 use FindBin;
 use Getopt::Std;
 use lib "$FindBin::RealBin/../lib";
+use CmTerminal qw(out $OUT);
 use CmTest qw(wait_until);
 use IPC::Run;
 use POSIX ();
@@ -78,8 +69,6 @@ my $work = PostgreSQL::Test::Utils::tempdir('wd_ab');
 my $sql = slurp_file("$top/pgext/watchdog--1.0.sql");
 $sql =~ s/^\\echo.*$//m;
 $sql =~ s/'MODULE_PATHNAME'/'watchdog'/g;
-
-sub out { print $OUT @_, "\n"; return; }
 
 # An instance running the build $so.
 sub build_node

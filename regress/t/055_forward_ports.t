@@ -177,6 +177,28 @@ is(scalar(split /\n/, $o), 50000, 'COPY TO STDOUT: 50000 rows through the forwar
 	cmp_ok($took, '<', 5, sprintf('at once (%.3f s)', $took));
 }
 
+# A CancelRequest with protocol 3.2's longer key (PostgreSQL 18's clients
+# send 32 bytes) is passed on whole, to every instance up (the key watch
+# reads only 3.0's keys): no conmgr refusal, and each instance reads it
+# (before 18 a server logs the length as invalid; 18 would look for the
+# process).
+{
+	my $pid = 4193999;
+	my %off = map { $_ => -s $node->{$_}->logfile } qw(p s);
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $fwd{'read-write'}, Timeout => 10)
+	  or die "connect: $!";
+	print $s pack('NNN', 12 + 32, 80877102, $pid) . ('k' x 32);
+	my $got = '';
+	while (sysread($s, my $buf, 4096, 0)) { $got .= $buf; }
+	is($got, '', 'a CancelRequest with a 32-byte key: no answer, as from a server');
+	for my $n (qw(p s))
+	{
+		ok(wait_until(sub { slurp_file($node->{$n}->logfile, $off{$n})
+				  =~ /invalid length of startup packet|PID $pid in cancel request did not match any process/ }, 10),
+			"the 44-byte CancelRequest reached $n");
+	}
+}
+
 # No instance fits: the standby stopped, the standby port answers an
 # ErrorResponse (with sslmode=prefer, after 'N' to the SSLRequest).
 $node->{s}->stop('fast');

@@ -5,7 +5,7 @@
  *	  instance, the connect.
  *
  * Of what the client sends, the forwarder reads only the first packet's
- * first eight bytes (sixteen for a CancelRequest, cancel.c); of what the
+ * first eight bytes (a CancelRequest whole, cancel.c); of what the
  * server sends, only the start-up of a session in the clear, for its key
  * (keywatch.c).  Anything but a
  * CancelRequest (SSLRequest, GSSENCRequest, a startup packet) opens a
@@ -233,9 +233,10 @@ fw_first(fw_sess *s)
 	}
 	if (kind == CMPROTO_PG_CANCEL_REQUEST)
 	{
-		if (s->firstneed < 16)
+		/* the whole request: its key is 4 bytes long, or up to 256 */
+		if (s->firstneed < pktlen)
 		{
-			s->firstneed = 16;
+			s->firstneed = pktlen;
 			return;
 		}
 		fw_cancel(s);

@@ -40,6 +40,8 @@
 #define FW_EPOLL_BATCH		256
 #define FW_ACCEPT_BATCH		32
 #define FW_PIPE_CHUNK		65536
+#define FW_COPY_CHUNK		16384	/* a read through a buffer (relay.c) */
+#define FW_BULK_MIN			8192	/* a read this large: splice() next */
 #define FW_FIRST_TIMEOUT_MS	10000	/* for the first packet */
 
 /* epoll data: kind in the top byte, then generation, then index */
@@ -121,12 +123,14 @@ typedef struct fw_sess
 	int			next_cand;
 	char		fault[CMPROTO_ERRMSG_MAX + 1];	/* the refusal of a fault, or
 												 * "" */
-	uint8_t		first[16];		/* the first packet's head */
+	uint8_t		first[CMPROTO_PG_CANCEL_MAX];	/* the first packet's head, or
+												 * a whole CancelRequest */
 	size_t		firstlen;
 	size_t		firstneed;
 	int64_t		deadline;		/* monotonic ms, FW_FIRST / FW_CONNECTING */
 	int			pipes[2][2];	/* [0]: client -> server, [1]: back */
 	size_t		inpipe[2];
+	bool		bulk[2];		/* direction d moves with splice() */
 	bool		eof[2];			/* source of direction d ended */
 	bool		shut[2];		/* shutdown(SHUT_WR) passed on */
 	uint32_t	cmask,			/* epoll events registered */
