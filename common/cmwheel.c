@@ -47,17 +47,29 @@ cmwheel_init(cmwheel *w, int64_t tick, int64_t now)
 		w->slots[i] = NULL;
 }
 
-/* Take "x" out of the wheel; nothing happens if it is not in it. */
+/*
+ * Take "x" out of the wheel; nothing happens if it is not in it.  Its
+ * slot is empty after if it was the slot's first and last element: its
+ * "pprev" then points into the array of slots, which says which slot
+ * (so a node needs no field of its own for that).
+ */
 void
 cmwheel_remove(cmwheel *w, cmwheel_node *x)
 {
+	uintptr_t	at = (uintptr_t) x->pprev;
+
 	if (!cmwheel_queued(x))
 		return;
 	*x->pprev = x->next;
 	if (x->next != NULL)
 		x->next->pprev = x->pprev;
-	if (w->slots[x->slot] == NULL)
-		w->used[x->slot / 64] &= ~((uint64_t) 1 << (x->slot % 64));
+	else if (at >= (uintptr_t) &w->slots[0] &&
+			 at < (uintptr_t) &w->slots[CMWHEEL_SLOTS])
+	{
+		size_t		slot = (at - (uintptr_t) &w->slots[0]) / sizeof(w->slots[0]);
+
+		w->used[slot / 64] &= ~((uint64_t) 1 << (slot % 64));
+	}
 	x->pprev = NULL;
 	x->next = NULL;
 	w->n--;
@@ -75,7 +87,6 @@ cmwheel_set(cmwheel *w, cmwheel_node *x, int64_t key)
 		t = w->cur;
 	slot = cmwheel_slot_of(t);
 	x->key = key;
-	x->slot = slot;
 	x->next = w->slots[slot];
 	if (x->next != NULL)
 		x->next->pprev = &x->next;

@@ -33,7 +33,6 @@ typedef struct cmwheel_node
 	int64_t		key;			/* when the element is due */
 	struct cmwheel_node *next;	/* in its slot, or in a list of due ones */
 	struct cmwheel_node **pprev;	/* what points to it; NULL if not queued */
-	uint32_t	slot;			/* its slot while queued */
 } cmwheel_node;
 
 typedef struct cmwheel

@@ -118,6 +118,11 @@ wd_new_session(void)
 	WdSession  *s;
 	int			i;
 
+	/*
+	 * An entry takes a chunk of the next power of two (AllocSet): a byte more
+	 * than 128 would double what every connection costs.
+	 */
+	StaticAssertStmt(sizeof(WdSession) <= 128, "a session entry must fit 128 bytes");
 	if (nfree_entries == 0)
 		return NULL;
 	s = MemoryContextAllocExtended(TopMemoryContext, sizeof(WdSession),

@@ -78,14 +78,18 @@ typedef struct WdSession
 	int			idx;			/* index in wd_sessions[] */
 	uint32		gen;			/* with idx, the epoll tag */
 	WdMono		last_received;
-	WdMono		next_send;
+	/* a session needs one of these at a time */
+	union
+	{
+		WdMono		next_send;	/* when registered */
+		WdMono		accepted_at;	/* in the handshake */
+	};
 	cmwheel_node timer;			/* in wd_timers, keyed by wd_timer_due() */
 	uint8	   *partial;		/* the start of a frame, or NULL */
 	uint8	   *unsent;			/* WD_OUTBUF bytes of output queue, or NULL */
 	/* what the handshake and the end of a session need */
 	int			pidx;			/* index in wd_pending[] while in handshake */
 	WdAddr		peer;
-	WdMono		accepted_at;
 	struct WdNonces *nonces;	/* during a key exchange only, else NULL */
 } WdSession;
 

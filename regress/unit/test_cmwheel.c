@@ -52,8 +52,7 @@ wheel_consistent(const cmwheel *w)
 		{
 			elem	   *e = (elem *) ((char *) *p - offsetof(elem, node));
 
-			if ((*p)->pprev != p || (*p)->slot != (uint32_t) s ||
-				!queued[e->id] || (*p)->key != model[e->id])
+			if ((*p)->pprev != p || !queued[e->id] || (*p)->key != model[e->id])
 				return false;
 			n++;
 		}
