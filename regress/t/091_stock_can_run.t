@@ -8,7 +8,10 @@
 #    from (fwd_pg.js version), through CM_NODE when set, so that a log
 #    shows which Node ran (Debian 12's nodejs on CI);
 #  - CM_NODE replaces node in the clients' commands and in the check that
-#    node runs.
+#    node runs;
+#  - tools/npm-modules, when npm fails, writes npm's own error lines as the
+#    reason the node client is skipped, from npm 10 ("npm error") and from
+#    Debian 12's npm 9 ("npm ERR!") alike (a stand-in npm prints them).
 #
 # Each case runs CmStock in a perl of its own and reads its TAP.
 use strict;
@@ -87,6 +90,29 @@ SKIP:
 	my $line = CmStock::about('node');
 	like($line, qr{^Node v\d+\.\d+\.\d+ /\S+, (package nodejs \S+|not from the Debian package nodejs.*)$},
 		"fwd_pg.js version names the Node on PATH: $line");
+}
+
+# tools/npm-modules' reason when npm install fails.
+for my $prefix ('npm error', 'npm ERR!')
+{
+	my $bin = "$tmp/npm-bin";
+	mkdir $bin unless -d $bin;
+	open my $n, '>', "$bin/npm" or die "$bin/npm: $!";
+	print $n "#!/bin/sh\n",
+	  "printf '%s\\n' 'npm WARN config x' '$prefix code E404' '$prefix 404 Not Found - GET pg'",
+	  " '$prefix A complete log of this run can be found in: x.log'\n",
+	  "exit 1\n";
+	close $n;
+	chmod 0755, "$bin/npm";
+	my $dir = "$tmp/npm-cache";
+	my ($out, $err) = ('', '');
+	local $ENV{PATH} = "$bin:$ENV{PATH}";
+	IPC::Run::run([ "$FindBin::RealBin/../../tools/npm-modules", $dir ],
+		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	my $reason = PostgreSQL::Test::Utils::slurp_file("$dir/pg.unavailable");
+	chomp $reason;
+	like($reason, qr/^npm install pg@\S+ failed: \Q$prefix\E code E404 \Q$prefix\E 404 Not Found - GET pg $/,
+		"npm-modules: npm's \"$prefix\" lines are the reason: $reason");
 }
 
 done_testing();
