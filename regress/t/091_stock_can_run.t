@@ -11,7 +11,11 @@
 #    node runs;
 #  - tools/npm-modules, when npm fails, writes npm's own error lines as the
 #    reason the node client is skipped, from npm 10 ("npm error") and from
-#    Debian 12's npm 9 ("npm ERR!") alike (a stand-in npm prints them).
+#    Debian 12's npm 9 ("npm ERR!") alike (a stand-in npm prints them);
+#  - tools/install-deps test wants Debian's npm besides nodejs when no npm
+#    is on PATH (Debian 12's nodejs does not bring one: without it the node
+#    client is skipped on a fresh machine), and not when one is (Node's own
+#    nodejs brings its npm and conflicts with Debian's).
 #
 # Each case runs CmStock in a perl of its own and reads its TAP.
 use strict;
@@ -113,6 +117,23 @@ for my $prefix ('npm error', 'npm ERR!')
 	chomp $reason;
 	like($reason, qr/^npm install pg@\S+ failed: \Q$prefix\E code E404 \Q$prefix\E 404 Not Found - GET pg $/,
 		"npm-modules: npm's \"$prefix\" lines are the reason: $reason");
+}
+
+# tools/install-deps' list, with and without an npm on PATH (the list needs
+# no program but sh).
+{
+	my $list = sub {
+		my ($path) = @_;
+		my ($out, $err) = ('', '');
+		local $ENV{PATH} = $path;
+		IPC::Run::run([ '/bin/sh', "$FindBin::RealBin/../../tools/install-deps", 'test', '--list' ],
+			'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+		return join(' ', grep { /^(nodejs|npm)$/ } split /\n/, $out) . $err;
+	};
+	my $none = "$tmp/no-npm";
+	mkdir $none;
+	is($list->($none), 'nodejs npm', 'install-deps test: nodejs and npm when no npm is on PATH');
+	is($list->("$tmp/npm-bin"), 'nodejs', 'install-deps test: nodejs alone when an npm is on PATH');
 }
 
 done_testing();
