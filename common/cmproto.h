@@ -43,6 +43,10 @@
 #define CMPROTO_PG_GSSENC_CODE	80877104
 #define CMPROTO_PG_SSL_CODE		80877103
 #define CMPROTO_PG_CANCEL_CODE	80877102
+#define CMPROTO_PG_CANCEL_MIN	16	/* a CancelRequest: length, code and
+									 * process ID, then a key of 4 bytes
+									 * (protocol 3.0) ... */
+#define CMPROTO_PG_CANCEL_MAX	268 /* ... up to 256 (protocol 3.2) */
 #define CMPROTO_PG_PROTO_3_0	196608
 #define CMPROTO_PG_MAX_STARTUP	10000	/* bytes after the length word, as the
 										 * postmaster's limit */

@@ -83,7 +83,7 @@ cmproto_pg_classify(const uint8_t *buf, size_t avail, size_t *pktlen,
 				CMPROTO_PG_GSSENC_REQUEST : CMPROTO_PG_SSL_REQUEST;
 			break;
 		case CMPROTO_PG_CANCEL_CODE:
-			if (len != 16)
+			if (len < CMPROTO_PG_CANCEL_MIN || len > CMPROTO_PG_CANCEL_MAX)
 				return CMPROTO_ERANGE;
 			*kind = CMPROTO_PG_CANCEL_REQUEST;
 			break;

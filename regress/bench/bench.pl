@@ -40,6 +40,7 @@ use lib "$FindBin::RealBin/../lib";
 use CmBench;
 use CmResolveCount;
 use CmTest qw(wait_until);
+use CmTest::Conmgr;
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
 use IO::Socket::UNIX;
@@ -216,20 +217,14 @@ sub start_conmgr
 {
 	my ($name, @inst) = @_;    # each [ port, watchdog port ]; then { conf => more lines }
 	my $more = ref $inst[-1] eq 'HASH' ? pop(@inst)->{conf} : '';
-	my $port = PostgreSQL::Test::Cluster::get_free_port();
 	my $dir = "$work/$name";
-	mkdir $dir;
-	chmod 0700, $dir;
-	my $conf = "port = $port\nheartbeat_interval = $hb_interval\n"
-	  . "heartbeat_timeout = $hb_timeout\nlog_min_messages = WARNING\n" . $more;
-	for my $i (0 .. $#inst)
-	{
-		$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $inst[$i][0]\n"
-		  . "watchdog_port$i = $inst[$i][1]\n";
-	}
-	PostgreSQL::Test::Utils::append_to_file("$dir/conmgr.conf", $conf);
-	my $h = IPC::Run::start([ $conmgr, '-D', $dir ], '<', \undef, '>', "$dir/conmgr.log", '2>&1');
-	my $cm = { name => $name, port => $port, dir => $dir, h => $h, n => scalar @inst };
+	my $cm = CmTest::Conmgr->new($name, dir => $dir, logfile => "$dir/conmgr.log",
+		instances => [
+			map { { backend_hostaddr => "'127.0.0.1'", backend_port => $_->[0], watchdog_port => $_->[1] } } @inst
+		],
+		conf => "heartbeat_interval = $hb_interval\nheartbeat_timeout = $hb_timeout\n"
+		  . "log_min_messages = WARNING\n" . $more);
+	$cm->start(wait => 0);
 	push @conmgrs, $cm;
 	return $cm;
 }
@@ -237,20 +232,18 @@ sub start_conmgr
 sub stop_conmgr
 {
 	my ($cm) = @_;
-	return unless $cm->{h}->pumpable;
-	$cm->{h}->signal('INT');
-	eval { $cm->{h}->finish; };
+	$cm->stop('fast') if $cm->running;
 	return;
 }
 
 END
 {
-	# finish() sets $? to the killed conmgr's status, which would become
-	# the script's exit status (9): keep the script's own
+	# kill9's reaping sets $? to the killed conmgr's status, which would
+	# become the script's exit status (9): keep the script's own
 	my $status = $?;
 	for my $cm (@conmgrs)
 	{
-		eval { $cm->{h}->signal('KILL') if $cm->{h}->pumpable; $cm->{h}->finish; };
+		eval { $cm->kill9 if $cm->running; };
 	}
 	stop_daemon($_) for keys %daemons;
 	$? = $status;
@@ -297,7 +290,7 @@ sub stop_daemon
 sub cm_status
 {
 	my ($cm) = @_;
-	my $s = IO::Socket::UNIX->new(Peer => "$cm->{dir}/conmgr.ctl", Type => SOCK_STREAM)
+	my $s = IO::Socket::UNIX->new(Peer => $cm->cmdata . "/conmgr.ctl", Type => SOCK_STREAM)
 	  or return {};
 	print $s "status\n";
 	my %st;
@@ -408,11 +401,11 @@ if (need_set())
 	for my $i (0 .. 2)
 	{
 		cm_wait_up($cm1, $i, undef, 30) or die "bench: conmgr does not see instance $i up\n"
-		  . PostgreSQL::Test::Utils::slurp_file("$cm1->{dir}/conmgr.log");
+		  . $cm1->log_content;
 	}
 }
 
-my $ci_cm = sub { "host=127.0.0.1 port=$cm1->{port} dbname=postgres target_session_attrs=read-write" };
+my $ci_cm = sub { "host=127.0.0.1 port=${\ $cm1->port } dbname=postgres target_session_attrs=read-write" };
 my $ci_p = sub { "host=127.0.0.1 port=$port{p} dbname=postgres" };
 
 # Alternate the two sides: round r runs them in order (a, b) or (b, a).
@@ -451,7 +444,7 @@ if ($only{1})
 	my ($c, $d, $q) = compare_connections('f1', 'conn', $R{conn_rounds}, $R{conn_n}, $ci_p->());
 	# The conmgr part alone: a bare session (connect, probe, RESOLVE, close).
 	# -P: the RESOLVE with the probe, as libpq-cm sends it to a conmgr it met
-	my ($bare) = run_ok($cmload, 'resolve', '-p', $cm1->{port}, '-c', 1, '-d', 2, '-P') =~ /^latency .*?median_us=([\d.]+)/m;
+	my ($bare) = run_ok($cmload, 'resolve', '-p', $cm1->port, '-c', 1, '-d', 2, '-P') =~ /^latency .*?median_us=([\d.]+)/m;
 	row(id => 1, name => 'connect + SELECT 1 + disconnect (median latency)',
 		value => fmt($c, 'ms', 3), comp => 'direct libpq: ' . fmt($d, 'ms', 3),
 		ratio => fmt($q, '', 3), target => 'ratio ≤ 1.10', met => met($q->{med} <= 1.10));
@@ -690,7 +683,7 @@ if ($only{4})
 sub role_pid
 {
 	my ($cm, $role) = @_;
-	return CmTest::role_pid($cm->{dir}, $role) // die "bench: no conmgr $role in $cm->{dir}\n";
+	return $cm->role_pid($role) // die "bench: no conmgr $role in ${\ $cm->cmdata }\n";
 }
 
 # cmload resolve against $cm: (resolves per second, listener CPU us per resolve).
@@ -701,7 +694,7 @@ sub resolve_rate
 	my $tk0 = proc_ticks($listener);
 	# -P: probe and RESOLVE in one packet, as libpq-cm sends them to a
 	# conmgr it has met (every connection of a process but its first)
-	my $out = run_ok($cmload, 'resolve', '-p', $cm->{port}, '-c', $R{resolve_clients},
+	my $out = run_ok($cmload, 'resolve', '-p', $cm->port, '-c', $R{resolve_clients},
 		'-d', $R{resolve_secs}, '-P', @extra);
 	my $tk1 = proc_ticks($listener);
 	my ($n, $rate, $gen) = $out =~ /n=(\d+) per_s=([\d.]+) failed=\d+ cpu_us_per=([\d.]+)/
@@ -751,7 +744,7 @@ if ($only{8})
 		my ($rate0, $cpu0) = resolve_rate($cm1, $listener);
 		push @rate0, $rate0;
 		push @cpu0, $cpu0;
-		my $att = bg($cmload, 'attach', '-p', $cm1->{port}, '-n', $R{app_sessions}, '-i', 1, '-w', 20);
+		my $att = bg($cmload, 'attach', '-p', $cm1->port, '-n', $R{app_sessions}, '-i', 1, '-w', 20);
 		bg_wait($att, qr/^attached n=/m, 60) or die "bench: cmload attach: ${ $att->{out} }";
 		my ($rate, $cpu, $gen) = resolve_rate($cm1, $listener);
 		push @rate, $rate;
@@ -811,7 +804,7 @@ if ($only{8})
 	{
 		cm_wait_up($cm1, 1, 1, 30) or die "bench: s2 is not up in conmgr";
 		my $t0 = time();
-		my $att = bg($cmload, 'attach', '-p', $cm1->{port}, '-n', $nbig, '-i', 1, '-w', 30);
+		my $att = bg($cmload, 'attach', '-p', $cm1->port, '-n', $nbig, '-i', 1, '-w', 30);
 		bg_wait($att, qr/^attached n=/m, 120) or die "bench: cmload attach: ${ $att->{out} }";
 		push @attach_s, time() - $t0;
 		my ($n, $got) = notice_down($att, \%big);
@@ -906,7 +899,7 @@ if ($only{6})
 		bg_wait($watch, qr/^watching/m, 10) or die "bench: waitpromote: ${ $watch->{out} }";
 		my %loop;
 		$loop{cm} = bg('env', "LD_PRELOAD=$preload", $pqtiming, 'firstok',
-			"host=127.0.0.1 port=$cm6->{port} dbname=postgres target_session_attrs=read-write connect_timeout=2",
+			"host=127.0.0.1 port=${\ $cm6->port } dbname=postgres target_session_attrs=read-write connect_timeout=2",
 			5, 30);
 		$loop{direct} = bg($pqtiming, 'firstok',
 			"host=127.0.0.1,127.0.0.1 port=$fp{$prim},$fp{$stby} dbname=postgres "
@@ -1009,6 +1002,17 @@ sub count_syscalls
 	return ($total, \%calls);
 }
 
+# The TCP segments the machine has sent (Tcp: OutSegs in /proc/net/snmp).
+sub tcp_out_segs
+{
+	my @l = grep { /^Tcp:/ } split /\n/, PostgreSQL::Test::Utils::slurp_file('/proc/net/snmp');
+	my @k = split ' ', $l[0];
+	my @v = split ' ', $l[1];
+	my ($i) = grep { $k[$_] eq 'OutSegs' } 0 .. $#k;
+	defined $i or die "bench: no Tcp OutSegs in /proc/net/snmp\n";
+	return $v[$i];
+}
+
 # The instructions process $pid executes during $run->(), counted by the
 # processor (perf stat; as an unprivileged user, user space only):
 # (count, event name), or (undef, why not).
@@ -1058,7 +1062,7 @@ if ($only{11})
 		my $fwport = PostgreSQL::Test::Cluster::get_free_port();
 		my $cm11 = start_conmgr('cm11', [ $fwn->port, $wdp ], { conf => "forward_ports = 'read-write=$fwport'\n" });
 		cm_wait_up($cm11, 0, 0, 30) or die "bench: figure 11: conmgr does not see the instance up\n"
-		  . PostgreSQL::Test::Utils::slurp_file("$cm11->{dir}/conmgr.log");
+		  . $cm11->log_content;
 		# HAProxy as one sets it up for PostgreSQL, TCP mode, its defaults
 		# otherwise (as many threads as cores), in front of the same instance.
 		my $haport = PostgreSQL::Test::Cluster::get_free_port();
@@ -1162,6 +1166,16 @@ if ($only{11})
 			});
 			$sc{$side} = { per => $total / (8 * $ntx), calls => $calls };
 		}
+		# The TCP segments a transaction takes, from the kernel's counters
+		# (machine-wide; the heartbeats add a few a second to thousands):
+		# what the extra hop costs the network stack.
+		my %segs;
+		for my $side (qw(fw haproxy direct))
+		{
+			my $s0 = tcp_out_segs();
+			run_ok('pgbench', '-n', '-S', '-c', '8', '-j', '2', '-t', $ntx, $ci{$side});
+			$segs{$side} = (tcp_out_segs() - $s0) / (8 * $ntx);
+		}
 		# and counted by the processor, where it has counters perf can read
 		my %ins;
 		for my $side (qw(fw haproxy))
@@ -1206,10 +1220,14 @@ if ($only{11})
 			  . "%s System calls, counted: after the rounds, the same load with %d transactions a client "
 			  . "through each proxy, under `strace -c -f -p PID`, per transaction: forwarder %.2f (%s), "
 			  . "HAProxy %.2f (%s). Context switches per transaction (the kernel's counts, during the "
-			  . "rounds): forwarder %s, HAProxy %s.",
+			  . "rounds): forwarder %s, HAProxy %s. TCP segments sent per transaction (the kernel's "
+			  . "`Tcp: OutSegs`, /proc/net/snmp, machine-wide, so other traffic adds, over the same load of %d "
+			  . "transactions a client): "
+			  . "forward port %.2f, HAProxy %.2f, direct %.2f (a query and its answer: 2 direct, 4 "
+			  . "through any proxy).",
 			$R{pgb_secs}, $R{pgb_rounds}, $hathreads, $ins_text, $ntx, $sc{fw}{per}, $per_call->('fw'),
 			$sc{haproxy}{per}, $per_call->('haproxy'), fmt(stats(@{ $csw{fw} }), '', 2),
-			fmt(stats(@{ $csw{haproxy} }), '', 2));
+			fmt(stats(@{ $csw{haproxy} }), '', 2), $ntx, @segs{qw(fw haproxy direct)});
 		stop_daemon($hapid);
 		stop_conmgr($cm11);
 		$fwn->stop('fast');

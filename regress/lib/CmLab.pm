@@ -58,10 +58,12 @@ use Carp;
 use File::Temp ();
 use IO::Socket::INET;
 use IO::Socket::UNIX;
+use JSON::PP ();
 use IPC::Run ();
 use POSIX ();
 use Time::HiRes qw(time usleep);
 use CmTest ();
+use CmTest::Conmgr ();
 
 our $VERBOSE = $ENV{CM_LAB_VERBOSE} // 0;
 my %LIVE;    # labs to clean up, by address
@@ -431,14 +433,7 @@ sub start
 	return $self;
 }
 
-sub free_port
-{
-	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', Listen => 1)
-	  or die "free_port: $!";
-	my $port = $s->sockport;
-	close $s;
-	return $port;
-}
+sub free_port { return CmTest::Conmgr::free_port() }
 
 # 127.X: the first X from 100 up (starting from the pid) that no address of
 # the root namespace uses.
@@ -1448,9 +1443,29 @@ sub cmdir { my ($self, $c) = @_; return "$self->{dir}/cm_$c" }
 sub start_conmgr
 {
 	my ($self, $c, %o) = @_;
+	my $cm = $self->{cm}{$c} //= $self->new_conmgr($c);
+	# a killed conmgr's processes must be gone (reaped) first
+	if (my $old = $self->{conmgr}{$c}{killed})
+	{
+		$self->wait_until(sub { !kill(0, -$old) }, 10);
+	}
+	$cm->start(daemon => 1, wait => $o{complete} ? 'up' : 'primary', timeout => 60,
+		prefix => [ 'runuser', '-u', $USER, '--' ]);
+	$self->{conmgr}{$c} = { port => $cm->port, pid => $cm->pid };
+	return $cm->pid;
+}
+
+# The CmTest::Conmgr of client host $c: its directory and conmgr.conf,
+# owned by $USER; its programs are the lab's copies, run on $c.
+sub new_conmgr
+{
+	my ($self, $c) = @_;
 	my $d = $self->cmdir($c);
 	my $port = $c eq 'c1' ? $self->{conmgr_port} : 27546;
-	if (!-d $d && $self->{patroni})
+	my %o = (port => $port, logfile => "$d/conmgr.log", build => "$self->{dir}/build",
+		wrap => [ $self->wrap($c, 0) ]);
+	my $cm;
+	if ($self->{patroni})
 	{
 		# the Patroni lab's conmgr.conf is the example's
 		mkdir $d or die $!;
@@ -1459,41 +1474,24 @@ sub start_conmgr
 				CONMGR_PORT => $port, NODE1_NAME => $n1, NODE2_NAME => $n2,
 				NODE1_ADDR => $self->addr($n1, $c), NODE2_ADDR => $self->addr($n2, $c),
 				NODE1_WATCHDOG_PORT => 27545, NODE2_WATCHDOG_PORT => 27545));
-		must([ 'chown', '-R', $USER, $d ]);
-		chmod 0700, $d;
+		$cm = CmTest::Conmgr->new("cm_$c", cmdata => $d, %o);
 	}
-	if (!-d $d)
+	else
 	{
-		mkdir $d or die $!;
-		my $conf = "port = $port\nlisten_addresses = 'localhost'\n"
-		  . "heartbeat_interval = $self->{hb_interval}\nheartbeat_timeout = $self->{hb_timeout}\n"
-		  . "heartbeat_connect_interval = $self->{hb_connect_interval}\n"
-		  . "heartbeat_connect_timeout = $self->{hb_connect_timeout}\nlog_min_messages = LOG\n"
-		  . $self->{conmgr_conf} . ($self->{cm_conf}{$c} // '');
-		my $i = 0;
-		for my $s (@{ $self->{servers} })
-		{
-			$conf .= "backend_hostaddr$i = '" . $self->addr($s, $c) . "'\n"
-			  . "backend_port$i = 5432\nwatchdog_port$i = 27545\n";
-			$i++;
-		}
-		open my $f, '>', "$d/conmgr.conf" or die $!;
-		print $f $conf;
-		close $f;
-		must([ 'chown', '-R', $USER, $d ]);
-		chmod 0700, $d;
+		$cm = CmTest::Conmgr->new("cm_$c", dir => $d, %o,
+			instances => [
+				map { { backend_hostaddr => "'" . $self->addr($_, $c) . "'", backend_port => 5432,
+						watchdog_port => 27545 } } @{ $self->{servers} }
+			],
+			conf => "listen_addresses = 'localhost'\n"
+			  . "heartbeat_interval = $self->{hb_interval}\nheartbeat_timeout = $self->{hb_timeout}\n"
+			  . "heartbeat_connect_interval = $self->{hb_connect_interval}\n"
+			  . "heartbeat_connect_timeout = $self->{hb_connect_timeout}\nlog_min_messages = LOG\n"
+			  . $self->{conmgr_conf} . ($self->{cm_conf}{$c} // ''));
 	}
-	# a killed conmgr's processes must be gone (reaped) first
-	if (my $old = $self->{conmgr}{$c}{killed})
-	{
-		$self->wait_until(sub { !kill(0, -$old) }, 10);
-	}
-	my @w = $o{complete} ? ('--complete') : ();
-	my ($rc, $out, $err) = run_cmd([ $self->wrap($c, 1, "$self->{bin}/cm_ctl", 'start', '-D', $d, @w,
-			'-t', '60') ], timeout => 70);
-	croak("cm_ctl start on $c: $out$err\n" . $self->conmgr_log($c)) if $rc != 0;
-	$self->{conmgr}{$c} = { port => $port, pid => $self->conmgr_pid($c) };
-	return $self->{conmgr}{$c}{pid};
+	must([ 'chown', '-R', $USER, $d ]);
+	chmod 0700, $d;
+	return $cm;
 }
 
 sub conmgr_pid
@@ -1509,11 +1507,8 @@ sub conmgr_pid
 sub conmgr_log
 {
 	my ($self, $c, $from) = @_;
-	open my $f, '<', $self->cmdir($c) . '/conmgr.log' or return '';
-	local $/;
-	my $s = <$f>;
-	close $f;
-	return substr($s, $from // 0);
+	my $cm = $self->{cm}{$c} or return '';
+	return $cm->log_content($from);
 }
 
 =pod
@@ -1530,7 +1525,7 @@ sub kill_conmgr
 	my ($self, $c) = @_;
 	my $pid = $self->{conmgr}{$c}{pid} // return undef;
 	my $t = time();
-	kill 'KILL', -$pid;
+	$self->{cm}{$c}->kill9;
 	$self->{conmgr}{$c} = { killed => $pid };
 	return $t;
 }
@@ -1572,7 +1567,7 @@ sub wait_routable
 		my @ro = $self->resolve($c, 'read-only');
 		return "@rw" eq $p && scalar(@ro) == scalar($self->standbys);
 	}, $secs // 60);
-	croak("conmgr on $c does not route to all servers:\n" . $self->ctl_status_text($c)) unless $ok;
+	croak("conmgr on $c does not route to all servers:\n" . $self->ctl_status($c)->{raw}) unless $ok;
 	return $ok;
 }
 
@@ -1580,8 +1575,10 @@ sub wait_routable
 
 =head2 ctl_status($client)
 
-conmgr's control socket answer: { instances => { n1 => {state, attrs,
-downs, ...} }, apps => [ {peer, pid, target, state, instance} ] }.
+What C<cm_ctl status --json> shows of the conmgr of $client (run on
+$client): { instances => { n1 => {state, role, downs, timeline, ...} },
+apps => [ {client, pid, target, state, instance, since} ], ok => 1 when
+conmgr answered, raw => the JSON as text }.
 
 =cut
 
@@ -1602,30 +1599,16 @@ sub read_to_eof
 	return $ans;
 }
 
-sub ctl_status_text
-{
-	my ($self, $c) = @_;
-	my $s = IO::Socket::UNIX->new(Peer => $self->cmdir($c) . '/conmgr.ctl', Type => SOCK_STREAM())
-	  or return '';
-	print $s "status\n";
-	return read_to_eof($s, 5);
-}
-
 sub ctl_status
 {
 	my ($self, $c) = @_;
-	my $t = $self->ctl_status_text($c);
-	my %r = (instances => {}, apps => [], raw => $t);
-	while ($t =~ /^instance (\d+) (.*)$/mg)
+	my $j = ($self->{cm}{$c} ? $self->{cm}{$c}->status : undef) // {};
+	my %r = (instances => {}, apps => $j->{applications} // [], ok => $j->{instances} ? 1 : 0,
+		raw => %$j ? JSON::PP->new->canonical->encode($j) : '(no answer from cm_ctl status)');
+	for my $in (@{ $j->{instances} // [] })
 	{
-		my ($i, $rest) = ($1, $2);
-		$r{instances}{ $self->{servers}[$i] } = { map { split /=/, $_, 2 } split / /, $rest };
+		$r{instances}{ $self->{servers}[ $in->{instance} ] } = { %$in, state => $in->{heartbeat} };
 	}
-	while ($t =~ /^app (.*)$/mg)
-	{
-		push @{ $r{apps} }, { map { split /=/, $_, 2 } split / /, $1 };
-	}
-	$r{ok} = $t =~ /^end /m ? 1 : 0;
 	return \%r;
 }
 
@@ -1851,8 +1834,7 @@ sub cleanup
 		eval { $m->{h}->kill_kill(grace => 1) };
 	}
 	$self->{mon} = {};
-	my $c1pid = $self->{dir} ? $self->conmgr_pid('c1') : undef;
-	kill('KILL', -$c1pid) if $c1pid;
+	$self->{cm}{c1}->kill9 if $self->{cm}{c1};
 	# daemons on c1 (HAProxy): their process groups
 	kill 'KILL', map { -$_ } grep { $self->{daemons}{$_} eq 'haproxy' } keys %{ $self->{daemons} // {} };
 	# Patroni would start a stopped server again: its namespace goes first

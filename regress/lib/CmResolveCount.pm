@@ -34,7 +34,8 @@ the tree's last path component), for callgrind_annotate.
 syscalls() runs the same conmgr without valgrind and counts the listener's
 system calls by name around N resolves (strace -c), per resolve.
 
-Each run's conmgr logs to a scratch directory of PostgreSQL::Test::Utils;
+Each run's conmgr is a CmTest::Conmgr (its directory in the scratch space
+of PostgreSQL::Test::Utils, its log in the test log directory);
 the open-files limit must allow SESSIONS plus conmgr's own descriptors
 under valgrind.  A run that dies leaves nothing running.
 
@@ -45,6 +46,7 @@ package CmResolveCount;
 use strict;
 use warnings;
 use CmTest qw(wait_until);
+use CmTest::Conmgr;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -54,7 +56,7 @@ my @running;    # what END stops if a run dies half-way
 END
 {
 	my $status = $?;
-	eval { $_->kill_kill } for @running;
+	eval { $_->isa('CmTest::Conmgr') ? $_->kill9 : $_->kill_kill } for @running;
 	$? = $status;
 }
 
@@ -64,29 +66,23 @@ sub start_conmgr
 {
 	my ($o, $cg) = @_;
 	my $tree = $o->{tree};
-	my $c = { dir => PostgreSQL::Test::Utils::tempdir(), port => PostgreSQL::Test::Cluster::get_free_port() };
-	chmod 0700, $c->{dir};
-	my $conf = "port = $c->{port}\nlog_min_messages = WARNING\n";
 	my @inst = @{ $o->{instances} };
-	for my $i (0 .. $#inst)
-	{
-		$conf .= "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = $inst[$i][0]\n"
-		  . "watchdog_port$i = $inst[$i][1]\n";
-	}
-	PostgreSQL::Test::Utils::append_to_file("$c->{dir}/conmgr.conf", $conf);
-	my $log = "$c->{dir}/conmgr.log";
+	my $cm = CmTest::Conmgr->new('count', build => "$tree/build",
+		instances => [
+			map { { backend_hostaddr => "'127.0.0.1'", backend_port => $_->[0], watchdog_port => $_->[1] } } @inst
+		],
+		conf => { log_min_messages => 'WARNING' });
+	my $c = { cm => $cm, dir => $cm->cmdata, port => $cm->port };
 	my @vg = $cg ? ('valgrind', '--tool=callgrind', "--callgrind-out-file=$c->{dir}/callgrind.out.%p") : ();
-	$c->{h} = IPC::Run::start([ @vg, "$tree/build/bin/conmgr", '-D', $c->{dir} ], '<', \undef,
-		'>', $log, '2>&1');
-	push @running, $c->{h};
+	$cm->start(wait => 0, prefix => \@vg);
+	push @running, $cm;
 	$c->{cmresolve} = "$tree/build/regress/tools/cmresolve";
 	my $n = scalar @inst;
-	wait_until(sub { `$c->{cmresolve} -p $c->{port} -t any` =~ /end count=$n/ }, 120)
-	  or die "CmResolveCount: conmgr of $tree does not see its $n instances up:\n"
-	  . PostgreSQL::Test::Utils::slurp_file($log);
+	wait_until(sub { $cm->resolve('any') =~ /end count=$n/ }, 120)
+	  or die "CmResolveCount: conmgr of $tree does not see its $n instances up:\n" . $cm->log_content;
 	# under valgrind the ps title is valgrind's: the pid comes from the log
-	($c->{pid}) = PostgreSQL::Test::Utils::slurp_file($log) =~ /\[(\d+)\] listener LOG/
-	  or die "CmResolveCount: no listener in $log\n";
+	($c->{pid}) = $cm->log_content =~ /\[(\d+)\] listener LOG/
+	  or die "CmResolveCount: no listener in " . $cm->logfile . "\n";
 	my $aout = '';
 	$c->{att} = IPC::Run::start([ "$tree/build/bench/cmload", 'attach', '-p', $c->{port},
 			'-n', $o->{sessions}, '-i', 1, '-w', 3600 ], '<', \undef, '>', \$aout, '2>&1');
@@ -109,8 +105,7 @@ sub stop_conmgr
 {
 	my ($c) = @_;
 	$c->{att}->kill_kill;
-	$c->{h}->signal('INT');
-	$c->{h}->finish;
+	$c->{cm}->stop('fast');
 	@running = ();
 	return;
 }

@@ -19,6 +19,7 @@ use Cwd ();
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmChroot;
+use CmTest::Conmgr;
 use IPC::Run;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -86,30 +87,19 @@ ok(wait_until(sub { $standby->safe_psql("SELECT count(*) FROM pg_extension WHERE
 	'CREATE EXTENSION reached the standby');
 
 # --- conmgr on the host, as postgres ---
-my $cmport = free_port();
-my $cmdir = "$scratch/conmgr";
-mkdir $cmdir, 0700 or die "mkdir $cmdir: $!";
-open(my $conf, '>', "$cmdir/conmgr.conf") or die "conmgr.conf: $!";
-print $conf "port = $cmport\nheartbeat_interval = $hb_interval\nheartbeat_timeout = $hb_timeout\n"
-  . "log_min_messages = LOG\n";
-my $i = 0;
-for my $node ($primary, $standby)
-{
-	print $conf "backend_hostaddr$i = '127.0.0.1'\nbackend_port$i = " . $node->port . "\n"
-	  . "watchdog_port$i = $wd{ $node->name }\n";
-	$i++;
-}
-close $conf;
-chown $pg_uid, $pg_gid, $cmdir, "$cmdir/conmgr.conf" or die "chown: $!";
-my ($cmout, $cmerr) = ('', '');
-my $cm = IPC::Run::start([ 'setpriv', "--reuid=$pg_uid", "--regid=$pg_gid", '--init-groups',
-		"$top/build/bin/conmgr", '-D', $cmdir ],
-	'<', \undef, '>', \$cmout, '2>', \$cmerr);
+my $cm = CmTest::Conmgr->new('cm', dir => "$scratch/conmgr", logfile => "$scratch/conmgr.log",
+	owner => 'postgres',
+	instances => [
+		map { { backend_hostaddr => "'127.0.0.1'", backend_port => $_->port, watchdog_port => $wd{ $_->name } } }
+		  ($primary, $standby)
+	],
+	conf => { heartbeat_interval => $hb_interval, heartbeat_timeout => $hb_timeout, log_min_messages => 'LOG' });
+my $cmport = $cm->port;
 my $cm_pid;
 END { kill 'KILL', conmgr_pids() if $cm_pid; }
-ok(wait_until(sub {
-	($cm_pid) = (-r "$cmdir/conmgr.pid" ? `cat $cmdir/conmgr.pid` : '') =~ /^(\d+)/;
-	defined $cm_pid }, 30), 'conmgr started') or diag($cmerr);
+ok($cm->start(prefix => [ 'setpriv', "--reuid=$pg_uid", "--regid=$pg_gid", '--init-groups' ],
+		wait => 'ready', timeout => 30, fail_ok => 1), 'conmgr started') or diag($cm->log_content);
+$cm_pid = $cm->pid;
 
 # The supervisor and its roles.
 sub conmgr_pids
@@ -133,7 +123,7 @@ for my $node ($primary, $standby)
 {
 	ok(wait_until(sub { view_rows($node) eq "127.0.0.1|$hb_interval|$hb_timeout" }, 30),
 		'pgx_stat_watchdog on the ' . $node->name . ' lists conmgr (127.0.0.1, 1 s, 2 s)')
-	  or diag('view: ' . view_rows($node) . "\nconmgr: $cmerr");
+	  or diag('view: ' . view_rows($node) . "\nconmgr: " . $cm->log_content);
 }
 
 # Both instances routable: conmgr has each one's attributes.
@@ -232,7 +222,6 @@ for my $client ([ 'psql 15 (host)', \&psql15 ], [ 'psql 17 (chroot)', \&psql17 ]
 		'conmgr registers again once it runs');
 }
 
-kill 'INT', $cm_pid;
-$cm->finish;
+$cm->stop('fast');
 $cm_pid = undef;
 done_testing();

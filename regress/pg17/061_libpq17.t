@@ -24,6 +24,7 @@ use Cwd ();
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmChroot;
+use CmTest::Conmgr;
 use IO::Socket::INET;
 use IPC::Run;
 use Test::More;
@@ -112,21 +113,11 @@ password_encryption = 'scram-sha-256'
 $node->start;
 $node->safe_psql("CREATE ROLE cm17role LOGIN PASSWORD 'old-secret'");
 
-my $cmport = free_port();
-my $cmdir = "$s/cm";
-mkdir $cmdir or die $!;
-chown $pg_uid, $pg_gid, $cmdir;
-chmod 0700, $cmdir;
-open(my $cf, '>', "$cmdir/conmgr.conf") or die $!;
-print $cf "port = $cmport\nheartbeat_interval = 1\nheartbeat_timeout = 5\n"
-  . "log_min_messages = LOG\nbackend_hostaddr0 = '127.0.0.1'\n"
-  . "backend_port0 = " . $node->port . "\nwatchdog_port0 = $wdport\n";
-close $cf;
-chown $pg_uid, $pg_gid, "$cmdir/conmgr.conf";
-my ($cm_out, $cm_err) = ('', '');
-my $cm = IPC::Run::start([ 'setpriv', "--reuid=$pg_uid", "--regid=$pg_gid", '--clear-groups',
-	"$top/build/bin/conmgr", '-D', $cmdir ], '<', \undef, '>', \$cm_out, '2>', \$cm_err);
-END { $cm->kill_kill if $cm && $cm->pumpable; }
+my $cm = CmTest::Conmgr->new('cm', dir => "$s/cm", logfile => "$s/cm.log", owner => 'postgres',
+	instances => [ { backend_hostaddr => "'127.0.0.1'", backend_port => $node->port, watchdog_port => $wdport } ],
+	conf => { heartbeat_interval => 1, heartbeat_timeout => 5, log_min_messages => 'LOG' });
+my $cmport = $cm->port;
+$cm->start(wait => 0, prefix => [ 'setpriv', "--reuid=$pg_uid", "--regid=$pg_gid", '--clear-groups' ]);
 
 my $conninfo = "host=127.0.0.1 port=$cmport dbname=postgres user=postgres "
   . 'target_session_attrs=read-write connect_timeout=5';
@@ -141,7 +132,7 @@ do
 		'-c', "SELECT current_setting('server_version_num')::int / 10000, inet_server_port()");
 	usleep(500_000) if $psql_rc != 0;
 } while ($psql_rc != 0 && time() < $deadline);
-is($psql_rc, 0, 'psql 17 connects through conmgr with libpq-cm') or diag("$psql_out$psql_err$cm_err");
+is($psql_rc, 0, 'psql 17 connects through conmgr with libpq-cm') or diag("$psql_out$psql_err" . $cm->log_content);
 is($psql_out, "17|" . $node->port . "\n", 'psql 17 reached the PostgreSQL 17 instance');
 
 ($rc, $out, $err) = chroot_run({}, 'gcc', '-Wall', '-Wextra', '-Werror', '-I/usr/include/postgresql',
@@ -169,7 +160,6 @@ is($node->safe_psql("SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname =
 is($rc, 0, 'cmnewer PQcancelCreate with libpq 17 behind libpq-cm returns') or diag("$out$err");
 is($out, "returned\n", 'cmnewer: the call returned');
 
-$cm->signal('TERM');
-$cm->finish;
+$cm->stop('smart');
 $node->stop('fast');
 done_testing();

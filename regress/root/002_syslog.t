@@ -10,9 +10,10 @@ use File::Copy qw(copy);
 use File::Temp qw(tempdir);
 use FindBin;
 use IO::Select;
-use IO::Socket::INET;
 use IO::Socket::UNIX;
 use IPC::Run;
+use lib "$FindBin::RealBin/../lib";
+use CmTest::Conmgr;
 use Socket qw(SOCK_DGRAM);
 use Test::More;
 use Time::HiRes qw(time);
@@ -24,8 +25,10 @@ plan skip_all => 'needs the user "nobody"' unless defined $uid;
 my $top = "$FindBin::RealBin/../..";
 my $base = tempdir(CLEANUP => 1);
 chmod 0755, $base;
-copy("$top/build/bin/conmgr", "$base/conmgr") or die $!;
-chmod 0755, "$base/conmgr";
+# conmgr copied where nobody may run it
+mkdir "$base/bin" or die $!;
+copy("$top/build/bin/conmgr", "$base/bin/conmgr") or die $!;
+chmod 0755, "$base/bin", "$base/bin/conmgr";
 
 my $sock = IO::Socket::UNIX->new(Type => SOCK_DGRAM, Local => "$base/log") or die "$base/log: $!";
 chmod 0666, "$base/log";
@@ -42,32 +45,20 @@ else
 }
 END { unlink '/dev/log' if $linked; }
 
-# A free port that nothing answers on: the heartbeat role logs its failures.
-sub free_port
-{
-	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die $!;
-	return $s->sockport;
-}
-
 # Run conmgr with these parameters until the syslog datagrams match every
 # pattern of @$until (at most 15 s: a loaded machine may be slow to start
-# the roles), or for 1.2 s when there is none; returns its stderr and the
+# the roles), or for 1.2 s when there is none; returns its output (its
+# standard error: it writes nothing on its standard output) and the
 # datagrams it sent.
 sub run_conmgr
 {
 	my ($until, %p) = @_;
 	my $dir = "$base/cm" . int(rand(1e9));
-	mkdir $dir, 0700 or die $!;
-	open my $f, '>', "$dir/conmgr.conf" or die $!;
-	print $f "port = " . free_port() . "\nbackend_hostaddr0 = '127.0.0.1'\nwatchdog_port0 = "
-	  . free_port() . "\n";
-	print $f "$_ = $p{$_}\n" for sort keys %p;
-	close $f;
-	chown $uid, $gid, $dir, "$dir/conmgr.conf";
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start(
-		[ @wrap, 'setpriv', "--reuid=$uid", "--regid=$gid", '--clear-groups', "$base/conmgr", '-D', $dir ],
-		'<', \undef, '>', \$out, '2>', \$err);
+	my $cm = CmTest::Conmgr->new('cm', dir => $dir, logfile => "$dir.log", build => $base, owner => 'nobody',
+		# a watchdog port that nothing answers on: the heartbeat role logs its failures
+		instances => [ { backend_hostaddr => "'127.0.0.1'", watchdog_port => CmTest::Conmgr::free_port() } ],
+		conf => \%p);
+	$cm->start(wait => 0, prefix => [ @wrap, 'setpriv', "--reuid=$uid", "--regid=$gid", '--clear-groups' ]);
 	my @msgs;
 	my $sel = IO::Select->new($sock);
 	my $deadline = time() + (@$until ? 15 : 1.2);
@@ -79,14 +70,13 @@ sub run_conmgr
 		$sock->recv(my $d, 4096);
 		push @msgs, $d;
 	}
-	$h->signal('INT');
-	$h->finish;
+	$cm->stop('fast');
 	while ($sel->can_read(0.3))
 	{
 		$sock->recv(my $d, 4096);
 		push @msgs, $d;
 	}
-	return ($err, join("\n", @msgs));
+	return ($cm->log_content, join("\n", @msgs));
 }
 
 # LOCAL3 is facility 19: LOG goes out as notice (19 * 8 + 5 = 157),

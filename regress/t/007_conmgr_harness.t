@@ -4,8 +4,9 @@
 # wait_for_log reads from an offset and times out with undef, each stop
 # mode ends conmgr with the documented exit, kill9 leaves no role behind,
 # a start over a stale pid file waits for its own, a conmgr that cannot
-# start is reported, and one left running by a test that dies is stopped
-# when that test exits.
+# start is reported, one started as a daemon by cm_ctl under a wrap is
+# driven the same way, and one left running by a test that dies is
+# stopped when that test exits.
 use strict;
 use warnings;
 use FindBin;
@@ -66,8 +67,12 @@ $cm->kill9;
 ok(!$cm->running, 'kill9: the supervisor is gone');
 ok(wait_until(sub { !proc_alive($listener) }, 10), 'and its roles end by themselves');
 like(slurp_file($cm->cmdata . '/conmgr.pid'), qr/\nready\n/, 'kill9 leaves a pid file that says ready');
-$cm->start;
-is($cm->status->{pid}, $cm->pid, 'a start over it returns once the pid file names the new conmgr');
+# conmgr a second late (sh execs it: the same pid), so that the stale
+# pid file is there to be taken for the new one
+ok($cm->start(wait => 'ready', prefix => [ 'sh', '-c', 'sleep 1 && exec "$@"', 'sh' ]),
+	'start(wait => ready) over it returns');
+like(slurp_file($cm->cmdata . '/conmgr.pid'), qr/\A${\ $cm->pid }\n(?:.*\n){3}ready\n/,
+	'once the pid file names the new conmgr and says ready, not when the stale one does');
 $cm->stop;
 
 my $bad = CmTest::Conmgr->new('bad', conf => "no_such_parameter = 1\n");
@@ -76,6 +81,34 @@ like($bad->log_content, qr/no_such_parameter/, 'whose log says why');
 ok(!eval { $bad->start; 1 }, 'without fail_ok start dies');
 like($@, qr/conmgr bad exited; its log:\n.*no_such_parameter/s, 'with the log in the message');
 
+# As an operator starts it: cm_ctl start, conmgr in a session of its own,
+# every command under new's wrap.
+my $trace = PostgreSQL::Test::Utils::tempdir() . '/commands';
+my $d = CmTest::Conmgr->new('daemon', instances => [ [ $node, $wdport ] ],
+	conf => { heartbeat_interval => 1, log_min_messages => 'LOG' },
+	wrap => [ 'sh', '-c', 'echo "$*" >>"$0"; exec "$@"', $trace ]);
+ok($d->start(daemon => 1, wait => 'up'), 'start(daemon, wait => up): cm_ctl start --complete succeeds');
+like(slurp_file($trace), qr{^\S*/cm_ctl start -D \S+ --complete -l \Q${\ $d->logfile }\E -t \d+$}m,
+	'through the wrap, with the log file');
+isnt((split ' ', slurp_file("/proc/${\ $d->pid }/stat") =~ s/^.*\) //sr)[1], $$,
+	'the supervisor is not the test\'s child');
+is($d->status->{pid}, $d->pid, 'its pid is the pid file\'s');
+like($d->resolve('primary'), qr/^candidate instance=0 /m, 'it routes');
+like(slurp_file($trace), qr{^\S*/cm_ctl status -D \S+ --json$}m, 'status runs cm_ctl through the wrap');
+like(slurp_file($trace), qr{^\S*/cmresolve -p ${\ $d->port } -t primary$}m, 'and so does resolve');
+ok($d->log_contains(qr/conmgr ready/), 'the log is cm_ctl\'s -l file');
+$listener = $d->role_pid('listener :' . $d->port);
+$d->kill9;
+ok(!$d->running, 'kill9: the supervisor is gone');
+ok(!proc_alive($listener), 'and at once its roles, killed with it');
+ok($d->start(daemon => 1), 'start(daemon) over the stale pid file: cm_ctl waits for a primary');
+is($d->stop('fast'), 0, 'stop: 0 once it is gone');
+ok(!$d->running, 'it runs no more');
+my $bad_d = CmTest::Conmgr->new('bad_daemon', conf => "no_such_parameter = 1\n");
+is($bad_d->start(daemon => 1, fail_ok => 1), 0, 'start(daemon, fail_ok) returns 0 when cm_ctl start fails');
+ok(!eval { $bad_d->start(daemon => 1); 1 }, 'without fail_ok it dies');
+like($@, qr/cm_ctl start failed \(1\): .*no_such_parameter/s, 'with what cm_ctl said');
+
 # A test that dies with its conmgr running: the END block stops it.
 my $orphan = CmTest::Conmgr->new('orphan', instances => [ [ $node, $wdport ] ]);
 # The child's standard output goes to its own test log (PostgreSQL::Test::
@@ -83,6 +116,7 @@ my $orphan = CmTest::Conmgr->new('orphan', instances => [ [ $node, $wdport ] ]);
 my $pidfile = $orphan->cmdata . '/started.pid';
 my $script = q{
 	use CmTest::Conmgr;
+	use PostgreSQL::Test::Utils;
 	my $cm = CmTest::Conmgr->new('x', cmdata => $ARGV[0], port => $ARGV[1]);
 	$cm->start;
 	PostgreSQL::Test::Utils::append_to_file($ARGV[2], $cm->pid);

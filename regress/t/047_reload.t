@@ -11,6 +11,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IO::Socket::INET;
 use IPC::Run qw(run);
 use PostgreSQL::Test::Cluster;
@@ -98,8 +99,10 @@ sub pids
 }
 
 write_conf();
-my ($rc, $out, $err) = ctl('start', '-D', $dir, '-W');
-is($rc, 0, 'start with log_min_messages = LOG') or diag($err);
+my $cm = CmTest::Conmgr->new('cm', cmdata => $dir, port => $port, logfile => $log);
+ok($cm->start(daemon => 1, wait => 'ready', fail_ok => 1), 'start with log_min_messages = LOG')
+  or diag($cm->log_content);
+my ($rc, $out, $err);
 my %p0 = pids();
 ok($p0{listener} && $p0{'heartbeat 0'} && $p0{logger}, 'the roles run');
 

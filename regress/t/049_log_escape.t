@@ -9,16 +9,14 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use CmTest;
+use CmTest::Conmgr;
 use IO::Select;
 use IO::Socket::INET;
-use IPC::Run qw(run);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $top = cm_top();
-my $cm_ctl = "$top/build/bin/cm_ctl";
 my $fake = fake_listener();
 my $fport = $fake->sockport;
 my $cmport = PostgreSQL::Test::Cluster::get_free_port();
@@ -44,9 +42,9 @@ sub error_frame
 	return pack('aCnnn/a*', 'X', 0, 4 + 2 + 2 + length($msg), $code, $msg);
 }
 
-run([ $cm_ctl, 'start', '-W', '-D', $dir ], '<', \undef, '>', \my $sout, '2>', \my $serr);
-is($? >> 8, 0, 'conmgr started') or diag($serr);
-END { run([ $cm_ctl, 'stop', '-m', 'immediate', '-D', $dir ], '>', \my $o, '2>', \my $e) if $dir; }
+my $cm = CmTest::Conmgr->new('cm', cmdata => $dir, port => $cmport, logfile => $log);
+ok($cm->start(daemon => 1, wait => 'ready', fail_ok => 1), 'conmgr started') or diag($cm->log_content);
+END { eval { $cm->stop('immediate') } if $cm; }
 
 # 1. The watchdog's ERROR.
 my $sel = IO::Select->new($fake);

@@ -177,6 +177,28 @@ is(scalar(split /\n/, $o), 50000, 'COPY TO STDOUT: 50000 rows through the forwar
 	cmp_ok($took, '<', 5, sprintf('at once (%.3f s)', $took));
 }
 
+# A CancelRequest with protocol 3.2's longer key (PostgreSQL 18's clients
+# send 32 bytes) is passed on whole, to every instance up (the key watch
+# reads only 3.0's keys): no conmgr refusal, and each instance reads it
+# (before 18 a server logs the length as invalid; 18 would look for the
+# process).
+{
+	my $pid = 4193999;
+	my %off = map { $_ => -s $node->{$_}->logfile } qw(p s);
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $fwd{'read-write'}, Timeout => 10)
+	  or die "connect: $!";
+	print $s pack('NNN', 12 + 32, 80877102, $pid) . ('k' x 32);
+	my $got = '';
+	while (sysread($s, my $buf, 4096, 0)) { $got .= $buf; }
+	is($got, '', 'a CancelRequest with a 32-byte key: no answer, as from a server');
+	for my $n (qw(p s))
+	{
+		ok(wait_until(sub { slurp_file($node->{$n}->logfile, $off{$n})
+				  =~ /invalid length of startup packet|PID $pid in cancel request did not match any process/ }, 10),
+			"the 44-byte CancelRequest reached $n");
+	}
+}
+
 # No instance fits: the standby stopped, the standby port answers an
 # ErrorResponse (with sslmode=prefer, after 'N' to the SSLRequest).
 $node->{s}->stop('fast');
@@ -200,6 +222,27 @@ for my $mode (qw(prefer disable))
 	is($type, 'E', 'a startup packet gets an ErrorResponse');
 	is($f{C}, '08001', 'SQLSTATE 08001');
 	is($f{S}, 'FATAL', 'severity FATAL');
+}
+{
+	# GSSENCRequest, then SSLRequest (libpq with gssencmode=prefer and
+	# sslmode=prefer): 'N' to each, the ErrorResponse to the startup packet
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $fwd{standby}, Timeout => 10)
+	  or die "connect: $!";
+	my $answer = sub {
+		my ($packet) = @_;
+		print $s $packet;
+		my $got = '';
+		my $n = sysread($s, $got, 1);
+		return $n ? $got : '(closed)';
+	};
+	is($answer->(pack('NN', 8, 80877104)), 'N', 'no standby up: a GSSENCRequest gets N');
+	is($answer->(pack('NN', 8, 80877103)), 'N', 'the SSLRequest after it gets N too');
+	my $params = "user\0postgres\0database\0postgres\0\0";
+	print $s pack('NN', 8 + length($params), 196608) . $params;
+	my $got = '';
+	while (sysread($s, my $buf, 4096, 0)) { $got .= $buf; }
+	like($got, qr/^E.*C08001\0.*no instance fits target_session_attrs=standby/s,
+		'and the startup packet gets the ErrorResponse');
 }
 $node->{s}->start;
 ok(wait_until(sub { $cm->all_up }, 30), 's back up');

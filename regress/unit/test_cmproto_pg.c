@@ -173,7 +173,7 @@ test_pg_classify(void)
 		free(buf);
 	}
 
-	/* GSS / SSL with length != 8, cancel with length != 16 */
+	/* GSS / SSL with length != 8, cancel with a key under 4 or over 256 bytes */
 	{
 		static const uint32_t lens[] = {9, 12, 16, 100};
 
@@ -190,7 +190,7 @@ test_pg_classify(void)
 		}
 	}
 	{
-		static const uint32_t lens[] = {8, 12, 15, 17, 20};
+		static const uint32_t lens[] = {8, 12, 15, 269, 1000};
 
 		for (int i = 0; i < 5; i++)
 		{
@@ -201,6 +201,22 @@ test_pg_classify(void)
 				b_u8(&b, 0);
 			snprintf(desc, sizeof(desc), "CancelRequest of length %u", lens[i]);
 			check_classify(&b, CMPROTO_ERANGE, lens[i], -1, desc);
+		}
+	}
+	/* protocol 3.2's longer keys: PostgreSQL 18 sends 32 bytes, 256 at most */
+	{
+		static const uint32_t lens[] = {17, 44, 268};
+
+		for (int i = 0; i < 3; i++)
+		{
+			char		desc[64];
+
+			pg_packet(&b, lens[i], 80877102);
+			while (b.n < lens[i])
+				b_u8(&b, 7);
+			snprintf(desc, sizeof(desc), "CancelRequest of length %u (a key of %u bytes)",
+					 lens[i], lens[i] - 12);
+			check_classify(&b, CMPROTO_OK, lens[i], CMPROTO_PG_CANCEL_REQUEST, desc);
 		}
 	}
 }

@@ -12,7 +12,10 @@
  * request goes to every instance that is up: only the one that runs that
  * backend has its key, and the others ignore it, logging that no process
  * matched.  Each copy is a session of its own in FW_CANCEL, which sends
- * the sixteen bytes once its connect is done and ends.
+ * the request once its connect is done and ends.  A request with a key
+ * longer than protocol 3.0's 4 bytes (protocol 3.2, PostgreSQL 18's
+ * clients) is passed on whole; the key watch reads only 3.0's keys, so
+ * such a request goes to every instance up.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,12 +28,15 @@
 
 /*
  * The instance of the relayed session whose BackendKeyData the request
- * names (its process ID and key, bytes 8 to 15), or -1 when none is
- * known: a session under TLS or GSSAPI, or one that has ended.
+ * names (its process ID and key, bytes 8 to 15 of a 16-byte request), or
+ * -1 when none is known: a session under TLS or GSSAPI, one that has
+ * ended, or a key longer than 4 bytes.
  */
 static int
-fw_cancel_owner(const uint8_t *request)
+fw_cancel_owner(const uint8_t *request, size_t len)
 {
+	if (len != CMPROTO_PG_CANCEL_MIN)
+		return -1;
 	for (int k = 0; k < fw_tab.nalloc; k++)
 	{
 		const fw_sess *s = &fw_tab.s[k];
@@ -50,13 +56,14 @@ void
 fw_cancel(fw_sess *s)
 {
 	shm_slot	slot;
-	uint8_t		request[16];
+	uint8_t		request[CMPROTO_PG_CANCEL_MAX];
+	size_t		len = s->firstlen;
 	int			si = fw_idx(s);
 	int			owner;
 
 	/* fw_new() may move the table: s is found again by its index */
-	memcpy(request, s->first, sizeof(request));
-	owner = fw_cancel_owner(request);
+	memcpy(request, s->first, len);
+	owner = fw_cancel_owner(request, len);
 
 	for (uint32_t i = 0; i < fw_ctx->shm->nslots; i++)
 	{
@@ -69,8 +76,8 @@ fw_cancel(fw_sess *s)
 		if (c == NULL)
 			break;
 		fw_set_state(c, FW_CANCEL);
-		memcpy(c->first, request, sizeof(request));
-		c->firstlen = sizeof(request);
+		memcpy(c->first, request, len);
+		c->firstlen = len;
 		c->sfd = fw_dial((int) i);
 		c->instno = (int) i;
 		c->deadline = cmclock_ms() + (int64_t) fw_ctx->conf->heartbeat_connect_timeout * 1000;

@@ -5,7 +5,7 @@
  *	  instance, the connect.
  *
  * Of what the client sends, the forwarder reads only the first packet's
- * first eight bytes (sixteen for a CancelRequest, cancel.c); of what the
+ * first eight bytes (a CancelRequest whole, cancel.c); of what the
  * server sends, only the start-up of a session in the clear, for its key
  * (keywatch.c).  Anything but a
  * CancelRequest (SSLRequest, GSSENCRequest, a startup packet) opens a
@@ -115,6 +115,43 @@ fw_refuse_after_n(fw_sess *s)
 	if (fresh)
 		s->deadline = cmclock_ms() + FW_FIRST_TIMEOUT_MS;
 	return true;
+}
+
+/*
+ * FW_REFUSING: what the client sends after our 'N'.  A client refused
+ * GSSAPI encryption may ask for TLS next (libpq with gssencmode=prefer
+ * and sslmode=prefer): that request gets 'N' too, once, so that the
+ * ErrorResponse still answers the startup packet; anything else gets the
+ * refusal (no candidates are left).
+ */
+void
+fw_refusing_read(fw_sess *s)
+{
+	size_t		pktlen;
+	cmproto_pg_kind kind;
+	ssize_t		n = recv(s->cfd, s->first + s->firstlen, CMPROTO_PG_PROBE_LEN - s->firstlen, 0);
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+	{
+		fw_end(s);
+		return;
+	}
+	if (n > 0)
+		s->firstlen += (size_t) n;
+	if (s->firstlen < CMPROTO_PG_PROBE_LEN)
+		return;
+	(void) cmproto_pg_classify(s->first, s->firstlen, &pktlen, &kind);
+	if (!s->asked_again &&
+		(kind == CMPROTO_PG_SSL_REQUEST || kind == CMPROTO_PG_GSSENC_REQUEST) &&
+		pktlen == CMPROTO_PG_PROBE_LEN)
+	{
+		s->asked_again = true;
+		s->firstlen = 0;
+		if (send(s->cfd, "N", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
+			fw_end(s);
+		return;
+	}
+	fw_connect_next(s);
 }
 
 /*
@@ -233,9 +270,10 @@ fw_first(fw_sess *s)
 	}
 	if (kind == CMPROTO_PG_CANCEL_REQUEST)
 	{
-		if (s->firstneed < 16)
+		/* the whole request: its key is 4 bytes long, or up to 256 */
+		if (s->firstneed < pktlen)
 		{
-			s->firstneed = 16;
+			s->firstneed = pktlen;
 			return;
 		}
 		fw_cancel(s);

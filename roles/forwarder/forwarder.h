@@ -111,6 +111,7 @@ typedef struct fw_sess
 	bool		client;			/* counted in fw_nclients */
 	bool		over_limit;		/* beyond max_connections: refused */
 	bool		negotiating;	/* the first packet asks for TLS or GSSAPI */
+	bool		asked_again;	/* FW_REFUSING: a second request got 'N' */
 	uint32_t	gen;
 	int			cfd;			/* the client; -1 for FW_CANCEL */
 	int			sfd;			/* the instance; -1 until connecting */
@@ -123,7 +124,8 @@ typedef struct fw_sess
 	int			next_cand;
 	char		fault[CMPROTO_ERRMSG_MAX + 1];	/* the refusal of a fault, or
 												 * "" */
-	uint8_t		first[16];		/* the first packet's head */
+	uint8_t		first[CMPROTO_PG_CANCEL_MAX];	/* the first packet's head, or
+												 * a whole CancelRequest */
 	size_t		firstlen;
 	size_t		firstneed;
 	int64_t		deadline;		/* monotonic ms, FW_FIRST / FW_CONNECTING */
@@ -210,6 +212,7 @@ extern int64_t fw_accept_timer(int64_t now);
 extern int	fw_dial(int i);
 extern void fw_first(fw_sess *s);
 extern void fw_connect_next(fw_sess *s);
+extern void fw_refusing_read(fw_sess *s);
 extern void fw_connected(fw_sess *s);
 
 /* resolve.c */

@@ -31,9 +31,17 @@ it for the reader.  The status comes from C<cm_ctl status --json>, the
 routing answers from build/regress/tools/cmresolve, as an operator and
 an application see them.
 
-Every conmgr started through this class and still running when the test
-process exits is sent SIGINT (a fast stop), so that none outlives a test
-that died halfway.
+Every conmgr started through this class and still running when the
+process that started it exits is sent SIGINT (a fast stop), so that none
+outlives a test that died halfway.
+
+The class loads no PostgreSQL::Test module itself: it uses
+PostgreSQL::Test::Utils and Cluster when the script has loaded them, as
+every test of regress/t does (the scratch directory, the log directory,
+timeout_default, a free port), and otherwise needs C<dir> or C<cmdata>
+and C<logfile> from new.  So the tests that run as root (regress/root,
+the fault lab's regress/lib/CmLab.pm, the benchmarks' fault labs), which
+run without PostgreSQL's test modules, use it too.
 
 =cut
 
@@ -45,10 +53,10 @@ use Carp;
 use CmTest qw(wait_until);
 use Cwd qw(abs_path);
 use File::Basename qw(basename dirname);
+use File::Temp ();
+use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP ();
-use PostgreSQL::Test::Cluster;
-use PostgreSQL::Test::Utils;
 
 # The repository's top directory (this file is regress/lib/CmTest/Conmgr.pm),
 # whichever script uses it.
@@ -65,9 +73,50 @@ END
 	local ($?, $!, $@);
 	for my $self (@started)
 	{
+		# a forked child's exit stops nothing of its parent's
+		next unless $self->{owner} == $$;
 		my $pid = $self->{pid};
 		kill 'INT', $pid if $pid && $self->running;
 	}
+}
+
+# What PostgreSQL::Test::Utils gives when the script has loaded it, else
+# the same without it.
+sub timeout_default
+{
+	no warnings 'once';
+	return $PostgreSQL::Test::Utils::timeout_default // $ENV{PG_TEST_TIMEOUT_DEFAULT} // 180;
+}
+
+sub free_port
+{
+	return PostgreSQL::Test::Cluster::get_free_port()
+	  if defined &PostgreSQL::Test::Cluster::get_free_port;
+	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', Listen => 1)
+	  or croak "free port: $!";
+	my $port = $s->sockport;
+	close $s;
+	return $port;
+}
+
+sub append_file
+{
+	my ($file, $text) = @_;
+	open(my $f, '>>', $file) or croak "could not open \"$file\": $!";
+	print $f $text;
+	close $f or croak "could not write \"$file\": $!";
+	return;
+}
+
+sub slurp_from
+{
+	my ($file, $offset) = @_;
+	open(my $f, '<', $file) or croak "could not read \"$file\": $!";
+	seek($f, $offset, 0) if $offset;
+	local $/;
+	my $text = <$f> // '';
+	close $f;
+	return $text;
 }
 
 =pod
@@ -100,6 +149,33 @@ is left out, so that the object knows the port conmgr uses.
 An existing conmgr directory (whose conmgr.conf is complete) to run
 instead of a new one; C<port> then names its port.
 
+=item dir => DIR
+
+The new conmgr directory's path (it must not exist), instead of one in
+the test's scratch space.
+
+=item logfile => FILE
+
+The log file, instead of tmp_check/log/TEST_conmgr_NAME.log (for a
+conmgr started with C<daemon>, CMDATA/conmgr.log is cm_ctl's own
+default).
+
+=item build => DIR
+
+The build tree whose programs run (DIR/bin/conmgr, DIR/bin/cm_ctl,
+DIR/regress/tools/cmresolve); the repository's build/ by default.
+
+=item owner => USER
+
+Gives the directory and its conmgr.conf to USER (a test that runs as
+root and starts conmgr as USER, since conmgr refuses root).
+
+=item wrap => [ ... ]
+
+A prefix for every command the object runs (conmgr or cm_ctl start,
+cm_ctl status, cmresolve, ss), such as C<ip netns exec NS>: the host the
+conmgr runs on.  start's C<prefix> comes after it.
+
 =back
 
 $name names the log file; a name given again in the same test gets a
@@ -115,16 +191,34 @@ sub new
 	$name .= '_' . $names{$name} if $names{$name}++;
 	my $self = bless {
 		name => $name,
-		port => $o{port} // PostgreSQL::Test::Cluster::get_free_port(),
-		logfile => "$PostgreSQL::Test::Utils::log_path/${testname}_conmgr_$name.log",
+		port => $o{port} // free_port(),
+		build => $o{build} // "$top/build",
+		wrap => $o{wrap} // [],
+		owner => $$,
 	}, $class;
+	$self->{logfile} = $o{logfile}
+	  // (defined $PostgreSQL::Test::Utils::log_path
+		? "$PostgreSQL::Test::Utils::log_path/${testname}_conmgr_$name.log"
+		: croak('new: logfile => FILE (no PostgreSQL::Test::Utils)'));
 
 	if (defined $o{cmdata})
 	{
 		$self->{cmdata} = $o{cmdata};
 		return $self;
 	}
-	$self->{cmdata} = PostgreSQL::Test::Utils::tempdir("conmgr_$name");
+	if (defined $o{dir})
+	{
+		mkdir $o{dir} or croak "mkdir $o{dir}: $!";
+		$self->{cmdata} = $o{dir};
+	}
+	elsif (defined &PostgreSQL::Test::Utils::tempdir)
+	{
+		$self->{cmdata} = PostgreSQL::Test::Utils::tempdir("conmgr_$name");
+	}
+	else
+	{
+		$self->{cmdata} = File::Temp::tempdir("conmgr_${name}_XXXX", TMPDIR => 1, CLEANUP => 1);
+	}
 	chmod 0700, $self->{cmdata} or croak "chmod $self->{cmdata}: $!";
 	my $conf = "port = $self->{port}\n";
 	my $n = 0;
@@ -147,6 +241,13 @@ sub new
 		$conf .= $o{conf};
 	}
 	$self->append_conf($conf);
+	if (defined $o{owner})
+	{
+		my ($uid, $gid) = (getpwnam($o{owner}))[ 2, 3 ];
+		croak "new: no user $o{owner}" unless defined $uid;
+		chown $uid, $gid, $self->{cmdata}, "$self->{cmdata}/conmgr.conf"
+		  or croak "chown $self->{cmdata}: $!";
+	}
 	return $self;
 }
 
@@ -162,7 +263,7 @@ sub append_conf
 {
 	my ($self, $text) = @_;
 	$text .= "\n" unless $text =~ /\n\z/;
-	PostgreSQL::Test::Utils::append_to_file("$self->{cmdata}/conmgr.conf", $text);
+	append_file("$self->{cmdata}/conmgr.conf", $text);
 	return;
 }
 
@@ -177,11 +278,23 @@ wait).  Options:
 
 =over
 
-=item wait => 'listening' (the default), 'up' or 0
+=item wait => 'listening' (the default), 'ready', 'up' or 0
 
-C<'up'>: also until C<cm_ctl status --json> shows every instance's
-heartbeat up.  0: not at all (the test waits in its own way, or times
-what comes first).
+C<'ready'>: only until the pid file names this conmgr and says C<ready>,
+whatever the port.  In every wait a pid file left by a conmgr killed
+earlier does not count, under a prefix too.  C<'up'>: also until C<cm_ctl status --json> shows
+every instance's heartbeat up.  0: not at all (the test waits in its own
+way, or times what comes first).
+
+=item daemon => 1
+
+Starts it as an operator does, with C<cm_ctl start -D CMDATA -t SECS>
+(and C<-l LOGFILE> unless the log file is cm_ctl's default,
+CMDATA/conmgr.log): conmgr runs in a session of its own, not as a child
+of the test, and cm_ctl's wait is the wait: C<'primary'> (the default:
+until conmgr answers a primary resolve), C<'up'> (C<--complete>: until
+every instance is reachable) or C<'ready'> (C<-W>).  cm_ctl's exit
+status decides; the pid is then the pid file's.
 
 =item timeout => SECS
 
@@ -189,11 +302,13 @@ How long to wait (default: PostgreSQL::Test::Utils' timeout_default).
 
 =item args => [ ... ]
 
-More arguments for conmgr (C<-l FILE>, say).
+More arguments for conmgr (C<-l FILE>, say), or for cm_ctl start with
+C<daemon>.
 
 =item prefix => [ ... ]
 
-A command prefix, such as C<env LD_PRELOAD=...> or C<strace -f ...>.
+A command prefix, such as C<env LD_PRELOAD=...>, C<strace -f ...> or
+C<runuser -u postgres -->, after new's C<wrap>.
 
 =item ulimit_n => 'N' or 'SOFT:HARD'
 
@@ -213,9 +328,10 @@ Returns 1 once ready.
 sub start
 {
 	my ($self, %o) = @_;
-	my $wait = $o{wait} // 'listening';
-	my $secs = $o{timeout} // $PostgreSQL::Test::Utils::timeout_default;
-	my @cmd = ($top . '/build/bin/conmgr', '-D', $self->{cmdata}, @{ $o{args} // [] });
+	my $secs = $o{timeout} // timeout_default();
+	my $prog = $o{daemon} ? 'cm_ctl' : 'conmgr';
+	my @cmd = ("$self->{build}/bin/$prog", $o{daemon} ? 'start' : (), '-D', $self->{cmdata},
+		@{ $o{args} // [] });
 	if (defined $o{ulimit_n})
 	{
 		my ($soft, $hard) = split /:/, $o{ulimit_n};
@@ -223,23 +339,32 @@ sub start
 		@cmd = ('sh', '-c', "$limits && exec \"\$@\"", 'sh', @cmd);
 	}
 	unshift @cmd, @{ $o{prefix} // [] };
+	unshift @cmd, @{ $self->{wrap} };
 
 	$self->{log_start} = $self->log_offset;
-	PostgreSQL::Test::Utils::append_to_file($self->{logfile}, '');
+	$self->{owner} = $$;
+	return $self->start_daemon(\@cmd, $secs, %o) if $o{daemon};
+
+	my $wait = $o{wait} // 'listening';
+	my $stale = $self->pidfile_line(0) // '';
+	append_file($self->{logfile}, '');
+	delete $self->{daemon};
 	$self->{h} = IPC::Run::start(\@cmd, '<', '/dev/null', '>>', $self->{logfile}, '2>&1');
 	$self->{pid} = $self->{h}{KIDS}[0]{PID};
 	push @started, $self;
 	return 1 unless $wait;
 
 	# A pid file left by a conmgr killed earlier does not count: it must
-	# name this one (under a prefix such as strace, whose pid start does
-	# not know, any pid file written since the start).
+	# name another pid than before the start, and this one's (under a
+	# prefix such as strace, whose pid start does not know, any other).
 	my $ours = sub {
 		my $pid = $self->pidfile_line(0) // '';
-		return (@{ $o{prefix} // [] } ? $pid ne '' : $pid eq $self->{pid})
+		return $pid ne '' && $pid ne $stale
+		  && (@{ $o{prefix} // [] } || $pid eq $self->{pid})
 		  && ($self->pidfile_line(4) // '') eq 'ready';
 	};
 	my %ready = (
+		ready => $ours,
 		listening => sub { $ours->() && $self->listening },
 		up => sub { $ours->() && $self->listening && $self->all_up });
 	croak "start: unknown wait \"$wait\"" unless $ready{$wait};
@@ -250,6 +375,31 @@ sub start
 	croak "conmgr $self->{name} $why; its log:\n" . $self->log_content($self->{log_start});
 }
 
+# start(daemon => 1): cm_ctl start's own wait, then the pid file's pid.
+sub start_daemon
+{
+	my ($self, $cmd, $secs, %o) = @_;
+	my %flag = (primary => [], up => ['--complete'], ready => ['-W']);
+	my $wait = $o{wait} // 'primary';
+	my $flag = $flag{$wait} or croak "start: unknown wait \"$wait\" with daemon";
+	my @log = $self->{logfile} eq "$self->{cmdata}/conmgr.log" ? () : ('-l', $self->{logfile});
+	push @$cmd, @$flag, @log, '-t', int($secs);
+	my ($out, $err) = ('', '');
+	my $ok = eval {
+		IPC::Run::run($cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout($secs + 10));
+		1;
+	};
+	my $rc = $ok ? $? >> 8 : -1;
+	$self->{daemon} = 1;
+	delete $self->{h};
+	$self->{pid} = $self->pidfile_line(0);
+	push @started, $self if $self->{pid};
+	return 1 if $rc == 0 && $self->{pid};
+	return 0 if $o{fail_ok};
+	croak "conmgr $self->{name}: cm_ctl start failed ($rc): $out$err" . ($ok ? '' : $@)
+	  . "\nits log:\n" . $self->log_content($self->{log_start});
+}
+
 =pod
 
 =head2 $cm->stop($mode)
@@ -257,7 +407,9 @@ sub start
 Stops conmgr with the signal of C<cm_ctl stop -m $mode>: C<smart>
 (SIGTERM), C<fast> (SIGINT, the default) or C<immediate> (SIGQUIT),
 and waits for it to exit (at most timeout_default seconds; then it is
-killed and the stop croaks).  Returns its exit status as C<$?> has it.
+killed and the stop croaks).  Returns its exit status as C<$?> has it;
+0 for a conmgr started with C<daemon>, whose status goes to its own
+parent.
 
 =cut
 
@@ -267,8 +419,11 @@ sub stop
 	my %sig = (smart => 'TERM', fast => 'INT', immediate => 'QUIT');
 	my $sig = $sig{ $mode // 'fast' } or croak "stop: unknown mode \"$mode\"";
 	$self->signal($sig);
-	return $self->wait_exit($PostgreSQL::Test::Utils::timeout_default)
-	  // do { $self->{h}->kill_kill; croak "conmgr $self->{name} did not stop" };
+	return $self->wait_exit(timeout_default()) // do
+	{
+		$self->{daemon} ? kill('KILL', $self->{pid}) : $self->{h}->kill_kill;
+		croak "conmgr $self->{name} did not stop";
+	};
 }
 
 =pod
@@ -276,13 +431,23 @@ sub stop
 =head2 $cm->kill9
 
 Kills the supervisor (SIGKILL) and reaps it; its roles exit by
-themselves on the end of their pipe from it.
+themselves on the end of their pipe from it.  A conmgr started with
+C<daemon> is killed with its whole process group (cm_ctl starts it in a
+session of its own), as a crash of the host would; kill9 returns once
+the supervisor is gone (or a zombie: it is not the test's child to reap).
 
 =cut
 
 sub kill9
 {
 	my ($self) = @_;
+	if ($self->{daemon})
+	{
+		return unless $self->{pid};
+		kill 'KILL', -$self->{pid};
+		wait_until(sub { !$self->running }, timeout_default());
+		return;
+	}
 	kill 'KILL', $self->{pid} if $self->running;
 	$self->{h}->finish;
 	return;
@@ -308,7 +473,7 @@ sub signal
 =head2 $cm->wait_exit($secs)
 
 Waits up to $secs for conmgr to exit; returns its exit status (as C<$?>
-has it), or undef if it still runs.
+has it; 0 with C<daemon>), or undef if it still runs.
 
 =cut
 
@@ -316,6 +481,7 @@ sub wait_exit
 {
 	my ($self, $secs) = @_;
 	return undef unless wait_until(sub { !$self->running }, $secs);
+	return 0 if $self->{daemon};
 	$self->{h}->finish;
 	return $self->{h}->full_result(0);
 }
@@ -324,13 +490,22 @@ sub wait_exit
 
 =head2 $cm->running
 
-Whether the supervisor started last is still running.
+Whether the supervisor started last is still running (with C<daemon>:
+its process exists and is not a zombie waiting for its parent).
 
 =cut
 
 sub running
 {
 	my ($self) = @_;
+	if ($self->{daemon})
+	{
+		my $pid = $self->{pid} or return 0;
+		open(my $f, '<', "/proc/$pid/stat") or return 0;
+		my $stat = <$f> // '';
+		close $f;
+		return $stat =~ /\)\s+Z\s/ ? 0 : 1;
+	}
 	return 0 unless $self->{h};
 	return $self->{h}->pumpable ? 1 : 0;
 }
@@ -341,8 +516,8 @@ sub running
 
 The name given to new, the application port, the conmgr directory, the
 pid of the last start's process (the supervisor, or the prefix's program
-when that does not exec conmgr, as strace does not), the log file, the
-number of instances new wrote.
+when that does not exec conmgr, as strace does not; with C<daemon>, the
+pid file's), the log file, the number of instances new wrote.
 
 =cut
 
@@ -387,7 +562,7 @@ sub listening
 {
 	my ($self) = @_;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'ss', '-Htln', 'sport', '=', ":$self->{port}" ],
+	IPC::Run::run([ @{ $self->{wrap} }, 'ss', '-Htln', 'sport', '=', ":$self->{port}" ],
 		'<', \undef, '>', \$out, '2>', \$err) or croak "ss failed: $err";
 	return $out =~ /\S/ ? 1 : 0;
 }
@@ -408,11 +583,11 @@ sub status
 {
 	my ($self, @opt) = @_;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ $top . '/build/bin/cm_ctl', 'status', '-D', $self->{cmdata}, '--json', @opt ],
+	IPC::Run::run([ @{ $self->{wrap} }, "$self->{build}/bin/cm_ctl", 'status', '-D', $self->{cmdata}, '--json', @opt ],
 		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(30));
 	my $rc = $? >> 8;
 	my $j = ($rc == 0 || $rc == 3) ? eval { JSON::PP::decode_json($out) } : undef;
-	Test::More::note("cm_ctl status --json: exit $rc: $out$err") unless $j;
+	Test::More::note("cm_ctl status --json: exit $rc: $out$err") unless $j || !defined &Test::More::note;
 	return $j;
 }
 
@@ -446,7 +621,7 @@ sub resolve
 {
 	my ($self, $target, @opt) = @_;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ $top . '/build/regress/tools/cmresolve', '-p', $self->{port}, '-t', $target, @opt ],
+	IPC::Run::run([ @{ $self->{wrap} }, "$self->{build}/regress/tools/cmresolve", '-p', $self->{port}, '-t', $target, @opt ],
 		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(120));
 	return wantarray ? ($out, $err) : $out;
 }
@@ -479,7 +654,7 @@ sub log_content
 {
 	my ($self, $offset) = @_;
 	return '' unless -e $self->{logfile};
-	return PostgreSQL::Test::Utils::slurp_file($self->{logfile}, $offset // 0);
+	return slurp_from($self->{logfile}, $offset // 0);
 }
 
 sub log_offset
@@ -516,7 +691,7 @@ sub wait_for_log
 			$end = $offset + length($log) if $log =~ $re;
 			return defined $end;
 		},
-		$secs // $PostgreSQL::Test::Utils::timeout_default);
+		$secs // timeout_default());
 	return $end;
 }
 
