@@ -248,6 +248,7 @@ print_instances(const char *answer, bool json)
 		char		route[32] = "";
 		unsigned	attrs;
 		unsigned	timeline = 0;
+		unsigned long long downs = 0;
 		long long	since,
 					last;
 		char		when[32];
@@ -262,6 +263,8 @@ print_instances(const char *answer, bool json)
 			(void) sscanf(p, CMCTL_TIMELINE_SCAN, &timeline);
 		if ((p = strstr(line, CMCTL_ROUTE_KEY)) != NULL)
 			(void) sscanf(p, CMCTL_ROUTE_SCAN, route);
+		if ((p = strstr(line, CMCTL_DOWNS_KEY)) != NULL)
+			(void) sscanf(p, CMCTL_DOWNS_SCAN, &downs);
 		in = &conf.inst[i];
 		format_time(since, when, sizeof(when));
 		if (json)
@@ -279,7 +282,7 @@ print_instances(const char *answer, bool json)
 				printf(", \"timeline\": null");
 			printf(", \"since\": ");
 			json_str(when);
-			printf("}");
+			printf(", \"downs\": %llu}", downs);
 		}
 		else
 		{

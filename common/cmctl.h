@@ -33,6 +33,8 @@
 #define CMCTL_TIMELINE_SCAN " timeline=%u"
 #define CMCTL_ROUTE_KEY		" route="
 #define CMCTL_ROUTE_SCAN	" route=%31s"
+#define CMCTL_DOWNS_KEY		" downs="
+#define CMCTL_DOWNS_SCAN	" downs=%llu"
 
 /* peer, client pid, target, state, instance, since */
 #define CMCTL_APP_FMT \

@@ -1002,6 +1002,17 @@ sub count_syscalls
 	return ($total, \%calls);
 }
 
+# The TCP segments the machine has sent (Tcp: OutSegs in /proc/net/snmp).
+sub tcp_out_segs
+{
+	my @l = grep { /^Tcp:/ } split /\n/, PostgreSQL::Test::Utils::slurp_file('/proc/net/snmp');
+	my @k = split ' ', $l[0];
+	my @v = split ' ', $l[1];
+	my ($i) = grep { $k[$_] eq 'OutSegs' } 0 .. $#k;
+	defined $i or die "bench: no Tcp OutSegs in /proc/net/snmp\n";
+	return $v[$i];
+}
+
 # The instructions process $pid executes during $run->(), counted by the
 # processor (perf stat; as an unprivileged user, user space only):
 # (count, event name), or (undef, why not).
@@ -1155,6 +1166,16 @@ if ($only{11})
 			});
 			$sc{$side} = { per => $total / (8 * $ntx), calls => $calls };
 		}
+		# The TCP segments a transaction takes, from the kernel's counters
+		# (machine-wide; the heartbeats add a few a second to thousands):
+		# what the extra hop costs the network stack.
+		my %segs;
+		for my $side (qw(fw haproxy direct))
+		{
+			my $s0 = tcp_out_segs();
+			run_ok('pgbench', '-n', '-S', '-c', '8', '-j', '2', '-t', $ntx, $ci{$side});
+			$segs{$side} = (tcp_out_segs() - $s0) / (8 * $ntx);
+		}
 		# and counted by the processor, where it has counters perf can read
 		my %ins;
 		for my $side (qw(fw haproxy))
@@ -1199,10 +1220,14 @@ if ($only{11})
 			  . "%s System calls, counted: after the rounds, the same load with %d transactions a client "
 			  . "through each proxy, under `strace -c -f -p PID`, per transaction: forwarder %.2f (%s), "
 			  . "HAProxy %.2f (%s). Context switches per transaction (the kernel's counts, during the "
-			  . "rounds): forwarder %s, HAProxy %s.",
+			  . "rounds): forwarder %s, HAProxy %s. TCP segments sent per transaction (the kernel's "
+			  . "`Tcp: OutSegs`, /proc/net/snmp, machine-wide, so other traffic adds, over the same load of %d "
+			  . "transactions a client): "
+			  . "forward port %.2f, HAProxy %.2f, direct %.2f (a query and its answer: 2 direct, 4 "
+			  . "through any proxy).",
 			$R{pgb_secs}, $R{pgb_rounds}, $hathreads, $ins_text, $ntx, $sc{fw}{per}, $per_call->('fw'),
 			$sc{haproxy}{per}, $per_call->('haproxy'), fmt(stats(@{ $csw{fw} }), '', 2),
-			fmt(stats(@{ $csw{haproxy} }), '', 2));
+			fmt(stats(@{ $csw{haproxy} }), '', 2), $ntx, @segs{qw(fw haproxy direct)});
 		stop_daemon($hapid);
 		stop_conmgr($cm11);
 		$fwn->stop('fast');

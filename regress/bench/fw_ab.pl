@@ -6,7 +6,11 @@
 # sides in an order that rotates round by round, so that the noise of a
 # shared machine falls on all three.
 #
-#   regress/bench/fw_ab.pl [-r ROUNDS] [-s SECS] [-c CLIENTS] A/conmgr B/conmgr
+#   regress/bench/fw_ab.pl [-p] [-r ROUNDS] [-s SECS] [-c CLIENTS] A/conmgr B/conmgr
+#
+# -p places the processes as on two hosts: the instance on the last
+# processor, pgbench and the conmgrs on the others (taskset), so that a
+# proxy's work does not take the server's processor.
 #
 # Per round and side: pgbench's TPS; the forwarder's CPU time per
 # transaction (the scheduler's, /proc/PID/schedstat, so the time counted
@@ -38,8 +42,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 my %opt;
-getopts('r:s:c:', \%opt) && @ARGV == 2
-  or die "usage: fw_ab.pl [-r ROUNDS] [-s SECS] [-c CLIENTS] A/conmgr B/conmgr\n";
+getopts('pr:s:c:', \%opt) && @ARGV == 2
+  or die "usage: fw_ab.pl [-p] [-r ROUNDS] [-s SECS] [-c CLIENTS] A/conmgr B/conmgr\n";
 my $rounds = $opt{r} // 6;
 my $secs = $opt{s} // 8;
 my $clients = $opt{c} // 8;
@@ -70,7 +74,17 @@ sub cpu_ns
 	return (split ' ', slurp_file("/proc/$pid/schedstat"))[0];
 }
 
+# -p: what this process starts from here on inherits its processors
+chomp(my $ncpu = `nproc`);
+my $pin = sub {
+	my ($cpus) = @_;
+	return unless $opt{p};
+	system('taskset', '-p', '-c', $cpus, $$) == 0 or die "fw_ab.pl: taskset failed\n";
+};
+die "fw_ab.pl: -p needs at least 2 processors\n" if $opt{p} && $ncpu < 2;
+$pin->($ncpu - 1);
 my ($node, $wdport) = CmTest::watchdog_node('fwab', "shared_buffers = 128MB\nmax_connections = 50\n");
+$pin->($ncpu == 2 ? '0' : '0-' . ($ncpu - 2));
 PostgreSQL::Test::Utils::run_log(
 	[ 'pgbench', '-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', $node->port, 'postgres' ])
   or die "fw_ab.pl: pgbench -i failed\n";
@@ -87,7 +101,8 @@ for my $side (qw(A B))
 }
 $ci{direct} = "host=127.0.0.1 port=" . $node->port . " dbname=postgres";
 out("A: $bin{A}\nB: $bin{B}\npgbench -n -S -c $clients -j 2 -T $secs, $rounds rounds, "
-	  . 'the order of A, B and direct rotating');
+	  . 'the order of A, B and direct rotating'
+	  . ($opt{p} ? "; the instance on processor " . ($ncpu - 1) . ', the rest on the others' : ''));
 
 my @sides = qw(A B direct);
 my (%tps, %fw_us, @b_a);

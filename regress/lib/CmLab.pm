@@ -58,6 +58,7 @@ use Carp;
 use File::Temp ();
 use IO::Socket::INET;
 use IO::Socket::UNIX;
+use JSON::PP ();
 use IPC::Run ();
 use POSIX ();
 use Time::HiRes qw(time usleep);
@@ -1566,7 +1567,7 @@ sub wait_routable
 		my @ro = $self->resolve($c, 'read-only');
 		return "@rw" eq $p && scalar(@ro) == scalar($self->standbys);
 	}, $secs // 60);
-	croak("conmgr on $c does not route to all servers:\n" . $self->ctl_status_text($c)) unless $ok;
+	croak("conmgr on $c does not route to all servers:\n" . $self->ctl_status($c)->{raw}) unless $ok;
 	return $ok;
 }
 
@@ -1574,8 +1575,10 @@ sub wait_routable
 
 =head2 ctl_status($client)
 
-conmgr's control socket answer: { instances => { n1 => {state, attrs,
-downs, ...} }, apps => [ {peer, pid, target, state, instance} ] }.
+What C<cm_ctl status --json> shows of the conmgr of $client (run on
+$client): { instances => { n1 => {state, role, downs, timeline, ...} },
+apps => [ {client, pid, target, state, instance, since} ], ok => 1 when
+conmgr answered, raw => the JSON as text }.
 
 =cut
 
@@ -1596,30 +1599,16 @@ sub read_to_eof
 	return $ans;
 }
 
-sub ctl_status_text
-{
-	my ($self, $c) = @_;
-	my $s = IO::Socket::UNIX->new(Peer => $self->cmdir($c) . '/conmgr.ctl', Type => SOCK_STREAM())
-	  or return '';
-	print $s "status\n";
-	return read_to_eof($s, 5);
-}
-
 sub ctl_status
 {
 	my ($self, $c) = @_;
-	my $t = $self->ctl_status_text($c);
-	my %r = (instances => {}, apps => [], raw => $t);
-	while ($t =~ /^instance (\d+) (.*)$/mg)
+	my $j = ($self->{cm}{$c} ? $self->{cm}{$c}->status : undef) // {};
+	my %r = (instances => {}, apps => $j->{applications} // [], ok => $j->{instances} ? 1 : 0,
+		raw => %$j ? JSON::PP->new->canonical->encode($j) : '(no answer from cm_ctl status)');
+	for my $in (@{ $j->{instances} // [] })
 	{
-		my ($i, $rest) = ($1, $2);
-		$r{instances}{ $self->{servers}[$i] } = { map { split /=/, $_, 2 } split / /, $rest };
+		$r{instances}{ $self->{servers}[ $in->{instance} ] } = { %$in, state => $in->{heartbeat} };
 	}
-	while ($t =~ /^app (.*)$/mg)
-	{
-		push @{ $r{apps} }, { map { split /=/, $_, 2 } split / /, $1 };
-	}
-	$r{ok} = $t =~ /^end /m ? 1 : 0;
 	return \%r;
 }
 

@@ -15,6 +15,12 @@ blocks in C<SELECT pg_sleep(60)> and prints how that ended. Used by
 regress/t/087_forward_stock_clients.t and
 regress/root/071_forward_blackhole.t.
 
+Node is C<node> from PATH, or the command in CM_NODE (words split at
+blanks), e.g. Debian 12's in a chroot: C<CM_NODE="tools/bookworm-node run
+node"> (DEVELOPERS.md, "Debian 12's Node: the bookworm chroot").  With
+CM_REQUIRE_STOCK=1 a client that cannot run fails its test instead of
+being skipped (C<can_run>).
+
 =cut
 
 package CmStock;
@@ -29,6 +35,7 @@ our $DIR = File::Basename::dirname(__FILE__) . '/../tools/stock';
 our $PGJDBC = $ENV{PGJDBC} // '/usr/share/java/postgresql.jar';
 our $PYTHON = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
 our $NPMDIR = $ENV{CM_NPM_DIR} // '/var/cache/conmgr/npm';
+our @NODE = split ' ', ($ENV{CM_NODE} // 'node');
 
 # The modes that print where a client landed, per client.
 our %WHERE_MODES = (jdbc => [ 'where', 'ds' ], psycopg => ['where'], node => ['where'], psql => ['where']);
@@ -86,12 +93,71 @@ sub why_not
 		$unavail = <$f> // '';
 		chomp $unavail;
 	}
-	$why{node} = !$runs->('node', '--version') ? 'no node (Debian package nodejs)'
+	$why{node} = !$runs->(@NODE, '--version') ? "no node (@NODE; Debian package nodejs)"
 	  : !-r "$NPMDIR/node_modules/pg/package.json"
 	  ? "no node-postgres in $NPMDIR (run tools/npm-modules as root" . ($unavail ? "; it said: $unavail" : '') . ')'
 	  : undef;
 	$why{psql} = !-x $psql ? "no psql ($psql; Debian package postgresql-client-15)" : undef if defined $psql;
 	return %why;
+}
+
+=pod
+
+=head2 about($client, %o)
+
+What runs as $client, for the test's log: for node, the Node that ran
+(its version, program and the Debian package it came from: fwd_pg.js
+C<version>, through the same command as the tests, CM_NODE included),
+e.g. C<Node v18.20.4 /usr/bin/nodejs, package nodejs 18.20.4+dfsg-1~deb12u3>.
+An empty string for the other clients.  %o as for C<command>.
+
+=cut
+
+sub about
+{
+	my ($client, %o) = @_;
+	return '' unless $client eq 'node';
+	my ($out, $err, $rc) = run(command($client, 'version', 0, %o));
+	my ($line) = $out =~ /^(Node .*)$/m;
+	$line //= 'Node: fwd_pg.js version printed nothing: ' . ($out . $err) =~ s/\s+/ /gr;
+	return $line . (defined $ENV{CM_NODE} ? " (CM_NODE=$ENV{CM_NODE})" : '');
+}
+
+=pod
+
+=head2 can_run(\%why_not, \@clients, %o)
+
+One test per client: passes naming what runs (C<about>), or, when the
+client cannot run (%why_not from C<why_not>), is skipped with the
+reason, or fails with it under CM_REQUIRE_STOCK=1, where every stock
+client must run (a machine after tools/install-deps test and
+tools/npm-modules as root).  %o as for C<command>.
+
+=cut
+
+sub can_run
+{
+	my ($why_not, $clients, %o) = @_;
+	for my $c (@$clients)
+	{
+		if (!defined $why_not->{$c})
+		{
+			my $about = about($c, %o);
+			Test::More::pass("$c: can run" . ($about ne '' ? ": $about" : ''));
+		}
+		elsif ($ENV{CM_REQUIRE_STOCK})
+		{
+			Test::More::fail("$c: can run (CM_REQUIRE_STOCK=1): $why_not->{$c}");
+		}
+		else
+		{
+		  SKIP:
+			{
+				Test::More::skip("$c: $why_not->{$c}", 1);
+			}
+		}
+	}
+	return;
 }
 
 =pod
@@ -132,7 +198,7 @@ sub command
 		  : (@j, $mode, "jdbc:postgresql://127.0.0.1:$port/postgres");
 	}
 	return ($PYTHON, "$dir/fwd_psycopg.py", $mode, $port) if $client eq 'psycopg';
-	return ('node', "$dir/fwd_pg.js", "$NPMDIR/node_modules/pg", $mode, $port) if $client eq 'node';
+	return (@NODE, "$dir/fwd_pg.js", "$NPMDIR/node_modules/pg", $mode, $port) if $client eq 'node';
 	if ($client eq 'psql')
 	{
 		my $sql = $mode eq 'where'

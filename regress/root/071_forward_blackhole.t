@@ -35,9 +35,11 @@
 # Each delay is printed (prove -v), with the terminator's.
 # regress/t/087_forward_stock_clients.t does the same without root, the
 # loss made by stopping the primary's processes instead.  A client that is
-# not installed is skipped with a line saying why.  The clients are not
-# built with the sanitizers and nothing is preloaded into them, so under
-# make check-asan they run as they are, in front of the sanitized conmgr.
+# not installed is skipped with a line saying why (fails under
+# CM_REQUIRE_STOCK=1); node's "can run" names the Node that runs it.  The
+# clients are not built with the sanitizers and nothing is preloaded into
+# them, so under make check-asan they run as they are, in front of the
+# sanitized conmgr.
 # Runs as root only (namespaces, nftables): otherwise skipped.
 use strict;
 use warnings;
@@ -62,7 +64,8 @@ my $psql = CmLab::pgbin() . '/psql';
 my @all = qw(psql jdbc psycopg node);
 my %why_not = CmStock::why_not($psql);
 my @clients = grep { !defined $why_not{$_} } @all;
-plan skip_all => 'no stock client can run: ' . join('; ', map { "$_: $why_not{$_}" } @all) unless @clients;
+plan skip_all => 'no stock client can run: ' . join('; ', map { "$_: $why_not{$_}" } @all)
+  unless @clients || $ENV{CM_REQUIRE_STOCK};
 
 # heartbeat_timeout; heartbeat_interval is 1 s
 my $T = 3;
@@ -102,14 +105,6 @@ alarm 300;
 	note(sprintf('lab up in %.1f s: %s; primary %s, standby %s; heartbeat_interval 1 s, heartbeat_timeout %d s',
 		time() - $t, $lab->dir, $lab->primary, join(',', $lab->standbys), $T));
 }
-for my $c (@all)
-{
-  SKIP:
-	{
-		skip "$c: $why_not{$c}", 1 if defined $why_not{$c};
-		pass("$c: can run");
-	}
-}
 
 # The stock programs, where the servers' user can read them (the tree may
 # sit where it cannot), FwdJdbc compiled beside them.
@@ -118,6 +113,7 @@ CmLab::must([ 'cp', '-a', $CmStock::DIR, $sdir ]);
 CmStock::compile_jdbc($sdir, $sdir) unless defined $why_not{jdbc};
 CmLab::must([ 'chown', '-R', (getpwnam('postgres'))[2], $sdir ]);
 my %copt = (dir => $sdir, jdir => $sdir, psql => $psql);
+CmStock::can_run(\%why_not, \@all, %copt);
 
 my $p = $lab->primary;
 my ($s) = $lab->standbys;

@@ -114,7 +114,7 @@ END { kill 'KILL', @servers if @servers; }
 
 my $now_us = int(time()) * 1_000_000;
 my $plain = "instance 0 state=up attrs=0 since=$now_us last_received=$now_us downs=0\n"
-  . "instance 1 state=down attrs=0 since=$now_us last_received=0 downs=1\n"
+  . "instance 1 state=down attrs=0 since=$now_us last_received=0 downs=17\n"
   . "app peer=127.0.0.1:50312 pid=1234 target=read-write state=attached instance=0 since=$now_us\n"
   . "end instances=2 apps=1\n";
 
@@ -130,6 +130,7 @@ ok($took >= 0.9 && $took < 2.9, sprintf('it gave up after about 1 s, before the 
 is($rc, 0, 'status -t 8, answer after 3 s: exit 0') or diag($err);
 my $j = eval { decode_json($out) };
 is($j && $j->{instances}[0]{heartbeat}, 'up', 'and prints the answer') or diag($out);
+is($j && $j->{instances}[1]{downs}, 17, 'with the times each instance was declared down') or diag($out);
 ok($took >= 2.9, sprintf('after waiting for it (%.2f s)', $took));
 stop_control($srv);
 

@@ -223,6 +223,27 @@ for my $mode (qw(prefer disable))
 	is($f{C}, '08001', 'SQLSTATE 08001');
 	is($f{S}, 'FATAL', 'severity FATAL');
 }
+{
+	# GSSENCRequest, then SSLRequest (libpq with gssencmode=prefer and
+	# sslmode=prefer): 'N' to each, the ErrorResponse to the startup packet
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $fwd{standby}, Timeout => 10)
+	  or die "connect: $!";
+	my $answer = sub {
+		my ($packet) = @_;
+		print $s $packet;
+		my $got = '';
+		my $n = sysread($s, $got, 1);
+		return $n ? $got : '(closed)';
+	};
+	is($answer->(pack('NN', 8, 80877104)), 'N', 'no standby up: a GSSENCRequest gets N');
+	is($answer->(pack('NN', 8, 80877103)), 'N', 'the SSLRequest after it gets N too');
+	my $params = "user\0postgres\0database\0postgres\0\0";
+	print $s pack('NN', 8 + length($params), 196608) . $params;
+	my $got = '';
+	while (sysread($s, my $buf, 4096, 0)) { $got .= $buf; }
+	like($got, qr/^E.*C08001\0.*no instance fits target_session_attrs=standby/s,
+		'and the startup packet gets the ErrorResponse');
+}
 $node->{s}->start;
 ok(wait_until(sub { $cm->all_up }, 30), 's back up');
 

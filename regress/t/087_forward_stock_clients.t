@@ -26,7 +26,9 @@
 # instance that is up, and ends the statement.
 #
 # Each client is skipped with a clear line when it is not installed (no
-# JDK or pgJDBC, no psycopg, no node or no pg in the npm cache).
+# JDK or pgJDBC, no psycopg, no node or no pg in the npm cache), or fails
+# then under CM_REQUIRE_STOCK=1; node's "can run" names the Node that runs
+# it and its Debian package (regress/lib/CmStock.pm, CM_NODE).
 use strict;
 use warnings;
 use FindBin;
@@ -44,15 +46,8 @@ delete @ENV{qw(LD_PRELOAD LD_LIBRARY_PATH PGCMADDRS)};
 # Which clients can run here: name => undef, or why not.
 my %why_not = CmStock::why_not();
 plan skip_all => 'skipped: no stock client can run: ' . join('; ', map { "$_: $why_not{$_}" } sort keys %why_not)
-  unless grep { !defined } values %why_not;
-for my $c (sort keys %why_not)
-{
-  SKIP:
-	{
-		skip "$c: $why_not{$c}", 1 if defined $why_not{$c};
-		pass("$c: can run");
-	}
-}
+  unless $ENV{CM_REQUIRE_STOCK} || grep { !defined } values %why_not;
+CmStock::can_run(\%why_not, [ sort keys %why_not ]);
 
 my %fwd = map { $_ => PostgreSQL::Test::Cluster::get_free_port() } qw(read-write read-only);
 my $lab = lab_start(conf => "log_min_messages = LOG\nforward_ports = 'read-write=$fwd{'read-write'}, read-only=$fwd{'read-only'}'\n");

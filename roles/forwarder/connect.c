@@ -118,6 +118,43 @@ fw_refuse_after_n(fw_sess *s)
 }
 
 /*
+ * FW_REFUSING: what the client sends after our 'N'.  A client refused
+ * GSSAPI encryption may ask for TLS next (libpq with gssencmode=prefer
+ * and sslmode=prefer): that request gets 'N' too, once, so that the
+ * ErrorResponse still answers the startup packet; anything else gets the
+ * refusal (no candidates are left).
+ */
+void
+fw_refusing_read(fw_sess *s)
+{
+	size_t		pktlen;
+	cmproto_pg_kind kind;
+	ssize_t		n = recv(s->cfd, s->first + s->firstlen, CMPROTO_PG_PROBE_LEN - s->firstlen, 0);
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+	{
+		fw_end(s);
+		return;
+	}
+	if (n > 0)
+		s->firstlen += (size_t) n;
+	if (s->firstlen < CMPROTO_PG_PROBE_LEN)
+		return;
+	(void) cmproto_pg_classify(s->first, s->firstlen, &pktlen, &kind);
+	if (!s->asked_again &&
+		(kind == CMPROTO_PG_SSL_REQUEST || kind == CMPROTO_PG_GSSENC_REQUEST) &&
+		pktlen == CMPROTO_PG_PROBE_LEN)
+	{
+		s->asked_again = true;
+		s->firstlen = 0;
+		if (send(s->cfd, "N", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
+			fw_end(s);
+		return;
+	}
+	fw_connect_next(s);
+}
+
+/*
  * Connect to the next candidate, or refuse the client when none is left
  * (or it is over max_connections).
  */

@@ -111,6 +111,7 @@ typedef struct fw_sess
 	bool		client;			/* counted in fw_nclients */
 	bool		over_limit;		/* beyond max_connections: refused */
 	bool		negotiating;	/* the first packet asks for TLS or GSSAPI */
+	bool		asked_again;	/* FW_REFUSING: a second request got 'N' */
 	uint32_t	gen;
 	int			cfd;			/* the client; -1 for FW_CANCEL */
 	int			sfd;			/* the instance; -1 until connecting */
@@ -211,6 +212,7 @@ extern int64_t fw_accept_timer(int64_t now);
 extern int	fw_dial(int i);
 extern void fw_first(fw_sess *s);
 extern void fw_connect_next(fw_sess *s);
+extern void fw_refusing_read(fw_sess *s);
 extern void fw_connected(fw_sess *s);
 
 /* resolve.c */

@@ -115,8 +115,7 @@ fw_event(uint64_t data, uint32_t events)
 			fw_first(s);
 			break;
 		case FW_REFUSING:
-			/* the startup packet after our 'N': the refusal (no candidates) */
-			fw_connect_next(s);
+			fw_refusing_read(s);
 			break;
 		case FW_CONNECTING:
 			if (kind == EV_SERVER && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))

@@ -8,13 +8,41 @@
 //                                     blocked in pg_sleep(60) ended:
 //                                     "result sqlstate=S elapsed=SECONDS
 //                                     message=..."
+//   node fwd_pg.js PGDIR version      prints "Node VERSION PROGRAM, package
+//                                     nodejs DEBIAN-VERSION" (or "not from
+//                                     the Debian package nodejs"): which
+//                                     Node runs the client, for the log
 // PGDIR is the pg package's directory (tools/npm-modules).
 'use strict';
+const fs = require('fs');
 const os = require('os');
 const [pgdir, mode, port] = process.argv.slice(2);
-const { Client } = require(pgdir);
+
+// The Debian package nodejs's version when it installed this program, read
+// from dpkg's own files as this Node sees them (in a chroot, the chroot's).
+function debianPackage() {
+	const exe = process.execPath;
+	let real = exe;
+	try {
+		real = fs.realpathSync(exe);
+		const list = fs.readFileSync('/var/lib/dpkg/info/nodejs.list', 'utf8').split('\n');
+		if (!list.includes(exe) && !list.includes(real))
+			return 'not from the Debian package nodejs';
+		const para = fs.readFileSync('/var/lib/dpkg/status', 'utf8').split('\n\n')
+			.find((p) => /^Package: nodejs$/m.test(p));
+		const v = para && para.match(/^Version: (.*)$/m);
+		return v ? `package nodejs ${v[1]}` : 'package nodejs, version unknown';
+	} catch (e) {
+		return `not from the Debian package nodejs (${e.code || e.message})`;
+	}
+}
 
 async function main() {
+	if (mode === 'version') {
+		console.log(`Node ${process.version} ${process.execPath}, ${debianPackage()}`);
+		return;
+	}
+	const { Client } = require(pgdir);
 	const c = new Client({
 		host: '127.0.0.1', port: Number(port), database: 'postgres',
 		user: os.userInfo().username, connectionTimeoutMillis: 10000,
