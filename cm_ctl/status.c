@@ -282,7 +282,7 @@ print_instances(const char *answer, bool json)
 				printf(", \"timeline\": null");
 			printf(", \"since\": ");
 			json_str(when);
-			printf(", \"downs\": %llu}", downs);
+			printf(", \"since_us\": %lld, \"downs\": %llu}", since, downs);
 		}
 		else
 		{

@@ -43,7 +43,6 @@ use CmTest qw(wait_until);
 use CmTest::Conmgr;
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
-use IO::Socket::UNIX;
 use IPC::Run;
 use List::Util qw(sum);
 use POSIX ();
@@ -286,21 +285,15 @@ sub stop_daemon
 	return;
 }
 
-# The listener's control socket: { N => { state, attrs, since } }.
+# What cm_ctl status --json shows of each instance of $cm: { N => { state
+# => heartbeat state, role => primary, standby, ..., since => its last
+# change in µs } }.
 sub cm_status
 {
 	my ($cm) = @_;
-	my $s = IO::Socket::UNIX->new(Peer => $cm->cmdata . "/conmgr.ctl", Type => SOCK_STREAM)
-	  or return {};
-	print $s "status\n";
-	my %st;
-	while (my $line = <$s>)
-	{
-		next unless $line =~ /^instance (\d+) state=(\S+) attrs=(\d+) since=(\d+)/;
-		$st{$1} = { state => $2, attrs => $3, since => $4 };
-	}
-	close $s;
-	return \%st;
+	my $j = $cm->status // return {};
+	return { map { $_->{instance} => { state => $_->{heartbeat}, role => $_->{role}, since => $_->{since_us} } }
+		  @{ $j->{instances} // [] } };
 }
 
 # Wait until instance $i of $cm is up with the given in-recovery flag.
@@ -311,7 +304,7 @@ sub cm_wait_up
 		sub {
 			my $st = cm_status($cm)->{$i};
 			return $st && $st->{state} eq 'up'
-			  && (!defined $recovery || (($st->{attrs} & 1) ? 1 : 0) == $recovery);
+			  && (!defined $recovery || ($st->{role} =~ /^standby/ ? 1 : 0) == $recovery);
 		},
 		$secs // 30);
 }
@@ -825,8 +818,8 @@ if ($only{8})
 		  . "(connect, probe and RESOLVE in one packet as "
 		  . "libpq-cm sends them to a conmgr it has met, candidates, reset) back to back for "
 		  . "%d s; then every process of s2 is stopped (SIGSTOP), conmgr declares it down after "
-		  . "heartbeat_timeout = %d s, and the time from that detection (the instance's `since` on "
-		  . "conmgr's control socket) to the arrival of INSTANCE_DOWN at each session is taken. First "
+		  . "heartbeat_timeout = %d s, and the time from that detection (the instance's `since_us` in "
+		  . "`cm_ctl status --json`) to the arrival of INSTANCE_DOWN at each session is taken. First "
 		  . "notice: %s after detection. %d rounds. Each round also measures the resolve throughput "
 		  . "with no session attached, just before: %s; and the listener's CPU time (utime + stime of "
 		  . "`conmgr: listener` in `/proc/PID/stat`) per resolve: %s with no session attached, %s with "

@@ -131,6 +131,7 @@ is($rc, 0, 'status -t 8, answer after 3 s: exit 0') or diag($err);
 my $j = eval { decode_json($out) };
 is($j && $j->{instances}[0]{heartbeat}, 'up', 'and prints the answer') or diag($out);
 is($j && $j->{instances}[1]{downs}, 17, 'with the times each instance was declared down') or diag($out);
+is($j && $j->{instances}[1]{since_us}, $now_us, 'and since when, in microseconds') or diag($out);
 ok($took >= 2.9, sprintf('after waiting for it (%.2f s)', $took));
 stop_control($srv);
 
