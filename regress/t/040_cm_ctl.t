@@ -111,7 +111,7 @@ like(slurp_file("$dir/conmgr.log"),
 	qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC \[$sup_pid\] supervisor LOG:  conmgr ready/m,
 	'log lines carry time, pid, role and level');
 ($rc, $out) = ctl('status', '-D', $dir, '-i', 'instance', '--json');
-like($out, qr/^\{"running": true, "pid": \d+, "port": \d+, "instances": \[\{"instance": 0, .*"heartbeat": "up", "role": "primary", "timeline": 1, "since": "[^"]+"\}, \{"instance": 1, .*"role": "standby".*\]\}$/,
+like($out, qr/^\{"running": true, "pid": \d+, "port": \d+, "instances": \[\{"instance": 0, .*"heartbeat": "up", "role": "primary", "timeline": 1, "since": "[^"]+", "since_us": \d+, "downs": 0\}, \{"instance": 1, .*"role": "standby".*\]\}$/,
 	'status -i instance --json');
 ($rc, $out) = ctl('status', '-D', $dir, '--json');
 like($out, qr/"applications": \[\{"client": "127\.0\.0\.1:\d+", "pid": \d+, "target": "primary", "state": "attached", "instance": 0, "since": "[^"]+"\}\]\}$/,
