@@ -33,6 +33,7 @@ use Cwd ();
 use FindBin;
 use Getopt::Std;
 use lib "$FindBin::RealBin/../lib";
+use CmBench ();
 use CmTerminal qw(out $OUT);
 use CmTest qw(wait_until);
 use CmTest::Conmgr;
@@ -50,12 +51,6 @@ my $clients = $opt{c} // 8;
 my %bin = (A => Cwd::realpath($ARGV[0]), B => Cwd::realpath($ARGV[1]));
 -x $bin{$_} or die "fw_ab.pl: $ARGV[$_ eq 'A' ? 0 : 1] is not an executable\n" for qw(A B);
 my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK());
-
-sub median
-{
-	my @v = sort { $a <=> $b } @_;
-	return @v % 2 ? $v[ @v / 2 ] : ($v[ @v / 2 - 1 ] + $v[ @v / 2 ]) / 2;
-}
 
 # The machine's CPU time in ticks: busy (all but idle and iowait), idle.
 sub machine_ticks
@@ -164,9 +159,9 @@ for my $side (qw(A B))
 	my @q = map { $tps{$side}[$_] / $tps{direct}[$_] } 0 .. $rounds - 1;
 	out(sprintf('%s: median %.0f tps, %.3f × direct (rounds: %s); forwarder %.2f µs a transaction '
 		  . '(median); system calls a transaction %s',
-		$side, median(@{ $tps{$side} }), median(@q), join(' ', map { sprintf('%.3f', $_) } @q),
-		median(@{ $fw_us{$side} }), $calls{$side}));
+		$side, CmBench::median(@{ $tps{$side} }), CmBench::median(@q), join(' ', map { sprintf('%.3f', $_) } @q),
+		CmBench::median(@{ $fw_us{$side} }), $calls{$side}));
 }
-out(sprintf('direct: median %.0f tps', median(@{ $tps{direct} })));
-out(sprintf('B / A, round by round: median %.3f (%s)', median(@b_a),
+out(sprintf('direct: median %.0f tps', CmBench::median(@{ $tps{direct} })));
+out(sprintf('B / A, round by round: median %.3f (%s)', CmBench::median(@b_a),
 	join(' ', map { sprintf('%.3f', $_) } @b_a)));

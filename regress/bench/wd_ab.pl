@@ -35,6 +35,7 @@ use File::Copy qw(copy);
 use FindBin;
 use Getopt::Std;
 use lib "$FindBin::RealBin/../lib";
+use CmBench ();
 use CmTerminal qw(out $OUT);
 use CmTest qw(wait_until);
 use IPC::Run;
@@ -183,12 +184,6 @@ sub run_round
 	return $cpu;
 }
 
-sub median
-{
-	my @v = sort { $a <=> $b } @_;
-	return @v % 2 ? $v[ @v / 2 ] : ($v[ @v / 2 - 1 ] + $v[ @v / 2 ]) / 2;
-}
-
 my @builds = (build_node('A', $ARGV[0]), build_node('B', $ARGV[1]));
 out("A: $ARGV[0]\nB: $ARGV[1]\n$n sessions at 1 s, $rounds rounds each of $secs s, order A B, B A, ...");
 my @ratio;
@@ -214,8 +209,8 @@ for my $bd (@builds)
 {
 	my @v = sort { $a <=> $b } @{ $bd->{cpu} };
 	out(sprintf('%s: median %.2f %% of a core (min %.2f, max %.2f), %.2f × the floor',
-		$bd->{name}, median(@v), $v[0], $v[-1], median(@v) / $floor));
+		$bd->{name}, CmBench::median(@v), $v[0], $v[-1], CmBench::median(@v) / $floor));
 }
 out(sprintf('floor (send + recv, sysfloor -c %d): %.2f %% of a core (%.2f µs a beat)', $n, $floor, $pair));
-out(sprintf('B / A, round by round: median %.3f (%s)', median(@ratio),
+out(sprintf('B / A, round by round: median %.3f (%s)', CmBench::median(@ratio),
 	join(' ', map { sprintf('%.3f', $_) } @ratio)));

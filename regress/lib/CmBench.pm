@@ -20,6 +20,13 @@ package CmBench;
 use strict;
 use warnings;
 
+# The median of a list of numbers.
+sub median
+{
+	my @v = sort { $a <=> $b } @_;
+	return @v % 2 ? $v[ @v / 2 ] : ($v[ @v / 2 - 1 ] + $v[ @v / 2 ]) / 2;
+}
+
 sub bad_settings
 {
 	my @bad;

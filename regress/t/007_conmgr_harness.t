@@ -100,9 +100,10 @@ ok($d->log_contains(qr/conmgr ready/), 'the log is cm_ctl\'s -l file');
 $listener = $d->role_pid('listener :' . $d->port);
 $d->kill9;
 ok(!$d->running, 'kill9: the supervisor is gone');
-# SIGKILL reaches the whole group at once, but a process takes a moment to
-# die on a busy machine.
-ok(wait_until(sub { !proc_alive($listener) }, 5), 'and its roles, killed with it');
+# The roles go with it: killed with the group, or on their own when the
+# supervisor's death pipe closes (this cannot tell which; either way none
+# is left behind), within 5 s on a busy machine.
+ok(wait_until(sub { !proc_alive($listener) }, 5), 'and its roles are gone');
 ok($d->start(daemon => 1), 'start(daemon) over the stale pid file: cm_ctl waits for a primary');
 is($d->stop('fast'), 0, 'stop: 0 once it is gone');
 ok(!$d->running, 'it runs no more');

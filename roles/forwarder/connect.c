@@ -118,6 +118,26 @@ fw_refuse_after_n(fw_sess *s)
 }
 
 /*
+ * Read the client's packet head into s->first up to "need" bytes: true
+ * once it holds them; false while more is to come, or when the client
+ * went away (the session ended).
+ */
+static bool
+fw_read_head(fw_sess *s, size_t need)
+{
+	ssize_t		n = recv(s->cfd, s->first + s->firstlen, need - s->firstlen, 0);
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+	{
+		fw_end(s);
+		return false;
+	}
+	if (n > 0)
+		s->firstlen += (size_t) n;
+	return s->firstlen >= need;
+}
+
+/*
  * FW_REFUSING: what the client sends after our 'N'.  A client refused
  * GSSAPI encryption may ask for TLS next (libpq with gssencmode=prefer
  * and sslmode=prefer): that request gets 'N' too, once, so that the
@@ -129,16 +149,8 @@ fw_refusing_read(fw_sess *s)
 {
 	size_t		pktlen;
 	cmproto_pg_kind kind;
-	ssize_t		n = recv(s->cfd, s->first + s->firstlen, CMPROTO_PG_PROBE_LEN - s->firstlen, 0);
 
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-	{
-		fw_end(s);
-		return;
-	}
-	if (n > 0)
-		s->firstlen += (size_t) n;
-	if (s->firstlen < CMPROTO_PG_PROBE_LEN)
+	if (!fw_read_head(s, CMPROTO_PG_PROBE_LEN))
 		return;
 	(void) cmproto_pg_classify(s->first, s->firstlen, &pktlen, &kind);
 	if (!s->asked_again &&
@@ -251,16 +263,8 @@ fw_first(fw_sess *s)
 	size_t		pktlen;
 	cmproto_pg_kind kind;
 	int			rc;
-	ssize_t		n = recv(s->cfd, s->first + s->firstlen, s->firstneed - s->firstlen, 0);
 
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-	{
-		fw_end(s);
-		return;
-	}
-	if (n > 0)
-		s->firstlen += (size_t) n;
-	if (s->firstlen < s->firstneed)
+	if (!fw_read_head(s, s->firstneed))
 		return;
 	rc = cmproto_pg_classify(s->first, s->firstlen, &pktlen, &kind);
 	if (rc < 0 && rc != CMPROTO_INCOMPLETE)
