@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -644,12 +645,36 @@ cmconf_connect_host(const struct cmconf_instance *inst)
 }
 
 /*
+ * How many forwarder processes run: none without forward_ports;
+ * forwarder_processes when set; else one per processor this process may
+ * run on (its affinity, so a cpuset or taskset is respected), at most
+ * CMCONF_MAX_FORWARDERS.
+ */
+int
+cmconf_forwarders(const struct cmconf *conf)
+{
+	cpu_set_t	cpus;
+	int			n = 1;
+
+	if (conf->forward_ports.n == 0)
+		return 0;
+	if (conf->forwarder_processes > 0)
+		return conf->forwarder_processes;
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
+		n = CPU_COUNT(&cpus);
+	else
+		n = (int) sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > CMCONF_MAX_FORWARDERS ? CMCONF_MAX_FORWARDERS : n;
+}
+
+/*
  * Open files a role of conmgr needs at most (each role is a process of its
  * own with the same limit): the listener 9 + instances x 2 +
- * max_connections; with forward_ports, the forwarder
- * CMCONF_FW_FIXED_FILES + instances x 2 (a CancelRequest's copies) plus,
- * per forward port, 2 listen sockets (IPv4 and IPv6) per entry of
- * listen_addresses, and 6 per session (two sockets, two pipes).
+ * max_connections; with forward_ports, a forwarder
+ * CMCONF_FW_FIXED_FILES + 3 per forwarder process + instances x 2 (a
+ * CancelRequest's copies) plus, per forward port, 2 listen sockets (IPv4
+ * and IPv6) per entry of listen_addresses, and 6 per session (two
+ * sockets, two pipes): any one forwarder may hold every session.
  */
 int
 cmconf_nofile_needed(const struct cmconf *conf)
@@ -663,8 +688,8 @@ cmconf_nofile_needed(const struct cmconf *conf)
 
 		for (const char *p = conf->listen_addresses; *p; p++)
 			entries += *p == ',';
-		fw = CMCONF_FW_FIXED_FILES + 2L * conf->ninstances + 2L * entries * conf->forward_ports.n +
-			6L * conf->max_connections;
+		fw = CMCONF_FW_FIXED_FILES + (long) CMCONF_FW_FILES_PER_PROCESS * cmconf_forwarders(conf) +
+			2L * conf->ninstances + 2L * entries * conf->forward_ports.n + 6L * conf->max_connections;
 		if (fw > n)
 			n = fw;
 	}

@@ -50,6 +50,9 @@ struct cmconf_instance
  */
 #define CMCONF_MAX_FORWARDS		7
 
+/* forwarder_processes: at most this many, also when chosen by processors */
+#define CMCONF_MAX_FORWARDERS	16
+
 struct cmconf_forward
 {
 	int			target;			/* cmproto_target */
@@ -68,6 +71,7 @@ struct cmconf
 	int			port;
 	char		listen_addresses[CMCONF_LISTEN_MAX + 1];	/* "*" = all */
 	struct cmconf_forwards forward_ports;	/* the forwarder's ports */
+	int			forwarder_processes;	/* 0 = one per processor */
 	int			heartbeat_interval; /* seconds */
 	int			heartbeat_timeout;	/* seconds */
 	int			heartbeat_connect_interval; /* seconds */
@@ -117,13 +121,17 @@ extern size_t cmconf_format(const struct cmconf *conf, char *buf, size_t cap);
 extern const char *cmconf_connect_host(const struct cmconf_instance *inst);
 
 /*
- * The forwarder's descriptors besides its sessions, listen sockets and a
+ * A forwarder's descriptors besides its sessions, listen sockets and a
  * CancelRequest's copies: the 9 every role may hold (standard streams,
  * log pipe, the supervisor's pipe and eventfds, its epoll set), its
  * lookup thread's eventfd and the socket of a lookup in progress, and a
- * client beyond max_connections, accepted to be refused or cancelling.
+ * client beyond max_connections, accepted to be refused or cancelling;
+ * and per forwarder process, its wake-up eventfd and the two ends of its
+ * hand-off socket pair (every forwarder holds all of them).
  */
 #define CMCONF_FW_FIXED_FILES	12
+#define CMCONF_FW_FILES_PER_PROCESS	3
+extern int	cmconf_forwarders(const struct cmconf *conf);
 extern int	cmconf_nofile_needed(const struct cmconf *conf);
 extern int	cmconf_compare(const struct cmconf *oldconf, const struct cmconf *newconf,
 						   cmconf_change_fn fn, void *arg);

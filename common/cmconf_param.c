@@ -51,6 +51,8 @@ const cmconf_param cmconf_params[] = {
 	"where conmgr listens for applications: \"*\" or a list of names and addresses"},
 	{"forward_ports", PT_FORWARD, false, G(forward_ports), 0, 0, PC_RESTART, "",
 	"ports forwarding clients to a target's instance: TARGET=PORT, ...; empty = none"},
+	{"forwarder_processes", PT_INT, false, G(forwarder_processes), 0, CMCONF_MAX_FORWARDERS, PC_RESTART, "0",
+	"processes sharing the forward ports' clients; 0 = one per processor"},
 	{"heartbeat_interval", PT_INT, false, G(heartbeat_interval), 1, CMPROTO_HB_INTERVAL_MAX, PC_RESTART, "10",
 	"seconds between heartbeats, each way"},
 	{"heartbeat_timeout", PT_INT, false, G(heartbeat_timeout), 1, CMPROTO_HB_TIMEOUT_MAX, PC_RESTART, "20",

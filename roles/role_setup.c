@@ -91,11 +91,10 @@ listen_on(const char *name, int port, const char *what, int *fds, int *n, int ma
  * Listen on port on every entry of the comma-separated addresses
  * (listen_addresses); the non-blocking sockets go into fds, at most max.
  * Returns how many; an address that cannot be used is logged ("what"
- * names the port in the message: "port", "forward port") and skipped, and
- * a role that gets none for a port stops conmgr (ROLE_EXIT_FATAL).
+ * names the port in the message: "port", "forward port") and skipped.
  */
 int
-role_listen(const char *addresses, int port, const char *what, int *fds, int max)
+role_listen_any(const char *addresses, int port, const char *what, int *fds, int max)
 {
 	char		list[CMCONF_LISTEN_MAX + 1];
 	char	   *save = NULL;
@@ -113,6 +112,15 @@ role_listen(const char *addresses, int port, const char *what, int *fds, int max
 			*--end = '\0';
 		listen_on(tok, port, what, fds, &n, max);
 	}
+	return n;
+}
+
+/* role_listen_any(), and a role that gets no socket stops conmgr. */
+int
+role_listen(const char *addresses, int port, const char *what, int *fds, int max)
+{
+	int			n = role_listen_any(addresses, port, what, fds, max);
+
 	if (n == 0)
 		cm_fatal(ROLE_EXIT_FATAL, "could not listen on any address of \"%s\" %s %d",
 				 addresses, what, port);

@@ -35,10 +35,11 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC			0x434d5348	/* "CMSH" */
-#define SHM_LAYOUT_VERSION	5
+#define SHM_LAYOUT_VERSION	6
 #define SHM_IDENT_LEN		64	/* syslog_ident, with its NUL */
 #define SHM_MAX_FORWARDS	7	/* forward_ports: a port per target at most */
 #define SHM_MAX_INSTANCES	64	/* CMCONF_MAX_INSTANCES */
+#define SHM_MAX_FORWARDERS	16	/* CMCONF_MAX_FORWARDERS */
 
 /*
  * How long a reader waits for a writer to finish an update: far longer
@@ -77,6 +78,39 @@ typedef struct shm_slot
 	pid_t		writer_pid;
 } shm_slot;
 
+#define SHM_FW_KEYS			2048	/* keys a forwarder publishes at most */
+
+/*
+ * A relayed session's BackendKeyData (process ID and secret key as sent,
+ * in one word; 0 = none) and its instance, so that a CancelRequest that
+ * reaches another forwarder goes to that instance alone.  The writer
+ * clears key, sets instno, then key; a reader that matches key reads
+ * instno and then key again.
+ */
+typedef struct shm_fwkey
+{
+	uint64_t	key;
+	int32_t		instno;
+	uint32_t	unused;
+} shm_fwkey;
+
+/*
+ * One forwarder process's counts: written by that process alone (each
+ * count one aligned word, so a reader never sees half of one), zeroed by
+ * the supervisor when the process has exited, so that the sessions it
+ * held stop being counted with it.
+ */
+typedef struct shm_forwarder
+{
+	pid_t		pid;			/* running; 0 = not */
+	uint32_t	clients;		/* sessions with a client (max_connections,
+								 * and where a new one is handed) */
+	/* relayed sessions per forward port (conmgr.conf's order) and instance */
+	uint32_t	sessions[SHM_MAX_FORWARDS][SHM_MAX_INSTANCES];
+	/* by session slot; a session in a higher slot is not published */
+	shm_fwkey	keys[SHM_FW_KEYS];
+} shm_forwarder;
+
 /* The reloadable logging settings; written by the supervisor only. */
 typedef struct shm_logconf
 {
@@ -99,12 +133,8 @@ typedef struct shm_header
 	int64_t		started_at;
 	shm_logconf logconf;
 
-	/*
-	 * Forwarded sessions open, per forward port (in conmgr.conf's order) and
-	 * instance: written by the forwarder alone, read for cm_ctl status; each
-	 * count is one aligned word, so a reader never sees half of one.
-	 */
-	uint32_t	fw_sessions[SHM_MAX_FORWARDS][SHM_MAX_INSTANCES];
+	/* per forwarder process; cm_ctl status shows their sums */
+	shm_forwarder fw[SHM_MAX_FORWARDERS];
 	shm_slot	slots[];
 } shm_header;
 

@@ -4,10 +4,14 @@
  *	  What the supervisor hands its roles, and the daemon's logging.
  *
  * The supervisor builds one cm_ctx before it forks; every role gets the
- * same (read-only) configuration, the shared instance table, the eventfd
- * that heartbeat roles write to wake the listener, and the read end of the
- * pipe whose write end only the supervisor holds (end of file there means
- * the supervisor is gone and the role must exit).  The configuration is
+ * same (read-only) configuration, the shared instance table, the eventfds
+ * that heartbeat roles write to wake the listener and each forwarder, and
+ * the read end of the pipe whose write end only the supervisor holds (end
+ * of file there means the supervisor is gone and the role must exit).
+ * The forwarders also get the forward ports' listen sockets, which the
+ * supervisor opens once and keeps, so that the ports stay open while a
+ * forwarder restarts, and a socket pair each, on which a forwarder hands
+ * a client it accepted to a less busy one.  The configuration is
  * the one read at start: a reload changes only the logging settings, and
  * those are read from the shared table (shm.h), not from here.
  *
@@ -27,12 +31,25 @@
 #include "cmproto.h"
 #include "shm.h"
 
+/*
+ * The listen sockets of all forward ports together: an IPv4 and an IPv6
+ * one per port and entry of listen_addresses.
+ */
+#define CM_FW_MAX_LISTEN	64
+
 typedef struct cm_ctx
 {
 	const struct cmconf *conf;
 	shm_header *shm;
 	int			wake_fd;		/* eventfd: heartbeat roles -> listener */
-	int			fw_wake_fd;		/* eventfd: heartbeat roles -> forwarder */
+	int			nforwarders;	/* forwarder processes; 0 = no forward_ports */
+	/* eventfds: heartbeat roles -> forwarder k */
+	int			fw_wake_fd[CMCONF_MAX_FORWARDERS];
+	/* datagram socket pairs: forwarder k reads [k][0], others send on [k][1] */
+	int			fw_handoff[CMCONF_MAX_FORWARDERS][2];
+	int			fw_nlisten;		/* the forward ports' listen sockets: */
+	int			fw_listen_fd[CM_FW_MAX_LISTEN];
+	int			fw_listen_port[CM_FW_MAX_LISTEN];	/* index in forward_ports */
 	int			death_fd;		/* supervisor-death pipe, read end */
 	const char *cmdata;
 	const char *log_file;		/* conmgr -l, absolute; NULL = inherited
@@ -58,11 +75,13 @@ extern noreturn void listener_main(cm_ctx *ctx);
 
 /* roles/role_setup.c */
 extern void role_stop_signals(void (*on_term) (int), void (*on_smart) (int));
+extern int	role_listen_any(const char *addresses, int port, const char *what,
+							int *fds, int max);
 extern int	role_listen(const char *addresses, int port, const char *what,
 						int *fds, int max);
 
 /* roles/forwarder/main.c */
-extern noreturn void forwarder_main(cm_ctx *ctx);
+extern noreturn void forwarder_main(cm_ctx *ctx, int self);
 
 /*
  * A change of an instance's slot: the listener and the forwarder look
@@ -74,7 +93,8 @@ cm_wake_routers(const cm_ctx *ctx)
 	uint64_t	one = 1;
 
 	(void) !write(ctx->wake_fd, &one, sizeof(one));
-	(void) !write(ctx->fw_wake_fd, &one, sizeof(one));
+	for (int k = 0; k < ctx->nforwarders; k++)
+		(void) !write(ctx->fw_wake_fd[k], &one, sizeof(one));
 }
 
 /* What routing makes of an instance (roles/route.c). */

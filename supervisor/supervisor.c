@@ -57,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,7 +114,8 @@ typedef enum role_count
 {
 	ROLE_ONE,
 	ROLE_PER_INSTANCE,			/* one per configured instance */
-	ROLE_IF_FORWARDING			/* one when forward_ports is set */
+	ROLE_PER_FORWARDER			/* cmconf_forwarders(): forwarder_processes
+								 * when forward_ports is set */
 } role_count;
 
 /*
@@ -145,9 +147,10 @@ typedef struct role_type
 {
 	role_kind	kind;
 	const char *title;			/* ps title and log name, a printf format
-								 * given the application port (ROLE_ONE) or
-								 * the instance's number, host and watchdog
-								 * port (ROLE_PER_INSTANCE) */
+								 * given the application port (ROLE_ONE), the
+								 * instance's number, host and watchdog port
+								 * (ROLE_PER_INSTANCE), or the process's
+								 * number (ROLE_PER_FORWARDER) */
 	role_count	count;
 	role_main_fn main;
 	role_restart restart;
@@ -157,11 +160,13 @@ typedef struct role_type
 	bool		keeps_key;		/* keeps heartbeat_key_file's bytes */
 } role_type;
 
-/* A process of a role: one per ROLE_ONE row, one per instance otherwise. */
+/* A process of a role: one per ROLE_ONE row, one per instance or number. */
 typedef struct role
 {
 	const role_type *type;
-	int			instno;			/* ROLE_PER_INSTANCE only, else -1 */
+	int			instno;			/* the instance (ROLE_PER_INSTANCE), the
+								 * forwarder's number (ROLE_PER_FORWARDER),
+								 * else -1 */
 	pid_t		pid;			/* 0 = not running */
 	int64_t		started_at;		/* monotonic ms */
 	int64_t		restart_at;		/* monotonic ms, 0 = none pending */
@@ -183,7 +188,7 @@ static const role_type role_types[] = {
 	ROLE_RESTART_ON_FAILURE, ROLE_STOP_FIRST, false, false},
 	{ROLE_HEARTBEAT, "heartbeat %d %s:%d", ROLE_PER_INSTANCE, heartbeat_main,
 	ROLE_RESTART_ON_FAILURE, ROLE_STOP_WITH_ROLES, true, true},
-	{ROLE_FORWARDER, "forwarder", ROLE_IF_FORWARDING, forwarder_role,
+	{ROLE_FORWARDER, "forwarder %d", ROLE_PER_FORWARDER, forwarder_role,
 	ROLE_RESTART_ON_FAILURE, ROLE_STOP_FIRST, false, false},
 };
 
@@ -264,8 +269,7 @@ listener_role(cm_ctx *c, int instno)
 static noreturn void
 forwarder_role(cm_ctx *c, int instno)
 {
-	(void) instno;
-	forwarder_main(c);
+	forwarder_main(c, instno);
 }
 
 static void
@@ -273,6 +277,11 @@ role_title(const role *r, char *buf, size_t len)
 {
 	const struct cmconf_instance *in;
 
+	if (r->type->count == ROLE_PER_FORWARDER)
+	{
+		snprintf(buf, len, r->type->title, r->instno);
+		return;
+	}
 	if (r->type->count != ROLE_PER_INSTANCE)
 	{
 		snprintf(buf, len, r->type->title, conf.port);
@@ -281,6 +290,27 @@ role_title(const role *r, char *buf, size_t len)
 	in = &conf.inst[r->instno];
 	snprintf(buf, len, r->type->title, r->instno, cmconf_connect_host(in),
 			 in->watchdog_port);
+}
+
+/*
+ * The forward ports' listen sockets and the forwarders' hand-off pairs:
+ * closed in a role that is not a forwarder (the listener must not keep a
+ * forward port open), and here at a smart stop (no new clients).  The
+ * wake-up eventfds stay: heartbeat roles write them.
+ */
+static void
+close_forwarding(void)
+{
+	for (int i = 0; i < ctx.fw_nlisten; i++)
+		close(ctx.fw_listen_fd[i]);
+	ctx.fw_nlisten = 0;
+	for (int k = 0; k < ctx.nforwarders; k++)
+		for (int e = 0; e < 2; e++)
+			if (ctx.fw_handoff[k][e] >= 0)
+			{
+				close(ctx.fw_handoff[k][e]);
+				ctx.fw_handoff[k][e] = -1;
+			}
 }
 
 /*
@@ -313,6 +343,8 @@ launch_child(const role *r, const char *title)
 		explicit_bzero(ctx.key, sizeof(ctx.key));
 		ctx.keylen = 0;
 	}
+	if (r->type->kind != ROLE_FORWARDER)
+		close_forwarding();
 	setproctitle("-conmgr: %s", title);
 	if (r->type->kind == ROLE_LOGGER)
 		close(logpipe[1]);
@@ -387,6 +419,9 @@ record_exit(role *r, int status)
 		shm_repair(&ctx.shm->slots[r->instno]);
 		cm_wake_routers(&ctx);
 	}
+	/* its sessions went with it: they are no longer counted */
+	if (r->type->kind == ROLE_FORWARDER)
+		memset(&ctx.shm->fw[r->instno], 0, sizeof(ctx.shm->fw[r->instno]));
 	if (state >= SUP_WAIT_ROLES)
 		return false;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == ROLE_EXIT_FATAL)
@@ -511,6 +546,7 @@ process_smart_stop(void)
 	cm_log(CMLOG_LOG, "received smart shutdown request; waiting for application sessions to end");
 	sup_pidfile_status("stopping");
 	sup_set_state(SUP_STOP_SMART);
+	close_forwarding();
 	signal_stage(ROLE_STOP_FIRST, SIGUSR1);
 }
 
@@ -765,10 +801,17 @@ create_shared(void)
 	sup_publish_log_settings(&conf, ctx.shm);
 	cm_log_attach_shared(&ctx.shm->logconf);
 	ctx.wake_fd = eventfd(0, EFD_NONBLOCK);
-	ctx.fw_wake_fd = eventfd(0, EFD_NONBLOCK);
-	if (ctx.wake_fd < 0 || ctx.fw_wake_fd < 0 || pipe2(deathpipe, 0) < 0 ||
+	if (ctx.wake_fd < 0 || pipe2(deathpipe, 0) < 0 ||
 		pipe2(selfpipe, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(logpipe, O_CLOEXEC) < 0)
 		cm_fatal(1, "could not create pipes: %m");
+	ctx.nforwarders = cmconf_forwarders(&conf);
+	for (int k = 0; k < ctx.nforwarders; k++)
+	{
+		ctx.fw_wake_fd[k] = eventfd(0, EFD_NONBLOCK);
+		if (ctx.fw_wake_fd[k] < 0 ||
+			socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, ctx.fw_handoff[k]) < 0)
+			cm_fatal(1, "could not create the forwarders' sockets: %m");
+	}
 	/* Writers never block on the log; the logger's reads do. */
 	fcntl(logpipe[1], F_SETFL, O_NONBLOCK);
 	ctx.death_fd = deathpipe[0];
@@ -792,14 +835,53 @@ install_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* One process per role_types[] row, or per configured instance. */
+/*
+ * The forward ports' listen sockets, opened once for every forwarder
+ * process and kept here while conmgr runs: a client that connects while
+ * a forwarder restarts waits in the queue, and the port is never bound
+ * by someone else in between.  A port with no address to listen on stops
+ * conmgr, as the application port does.
+ */
+static void
+open_forward_ports(void)
+{
+	for (int p = 0; p < conf.forward_ports.n; p++)
+	{
+		int			fds[CM_FW_MAX_LISTEN];
+		int			n = role_listen_any(conf.listen_addresses, conf.forward_ports.f[p].port,
+										"forward port", fds, CM_FW_MAX_LISTEN - ctx.fw_nlisten);
+
+		if (n == 0)
+		{
+			sup_pidfile_remove();
+			cm_fatal(ROLE_EXIT_FATAL, "could not listen on any address of \"%s\" forward port %d",
+					 conf.listen_addresses, conf.forward_ports.f[p].port);
+		}
+		for (int k = 0; k < n; k++)
+		{
+			ctx.fw_listen_fd[ctx.fw_nlisten] = fds[k];
+			ctx.fw_listen_port[ctx.fw_nlisten] = p;
+			ctx.fw_nlisten++;
+		}
+	}
+}
+
+/* One process per role_types[] row, per configured instance, or forwarder. */
 static void
 start_roles(void)
 {
 	for (const role_type *rt = role_types; rt < role_types + NROLE_TYPES; rt++)
 	{
-		if (rt->count == ROLE_IF_FORWARDING && conf.forward_ports.n == 0)
+		if (rt->count == ROLE_PER_FORWARDER)
+		{
+			for (int k = 0; k < ctx.nforwarders; k++)
+			{
+				role		r = {.type = rt,.instno = k};
+
+				roles[nroles++] = r;
+			}
 			continue;
+		}
 		if (rt->count != ROLE_PER_INSTANCE)
 		{
 			role		r = {.type = rt,.instno = -1};
@@ -831,6 +913,7 @@ supervisor_main(const char *cmdata, const char *log_file, int argc, char **argv)
 		return 1;
 	load_config();
 	create_shared();
+	open_forward_ports();
 	install_signals();
 	start_roles();
 	/* The children hold the death pipe's read end; our write end stays. */

@@ -440,6 +440,18 @@ sub role_pid
 	return $pid;
 }
 
+# Every role of that conmgr whose title begins with $title ('forwarder '
+# gives the forwarder processes), in the order ps lists them.
+sub role_pids
+{
+	my ($dir, $title) = @_;
+	open(my $f, '<', "$dir/conmgr.pid") or return ();
+	my ($sup) = (<$f> // '') =~ /^(\d+)/;
+	close $f;
+	return () unless $sup;
+	return `ps -o pid=,args= --ppid $sup` =~ /^\s*(\d+)\s+conmgr: \Q$title\E/mg;
+}
+
 # A conmgr directory (mode 0700, in the test's own scratch space) whose
 # conmgr.conf holds $conf.
 sub cm_confdir

@@ -27,7 +27,9 @@ my ($node, $wd) = watchdog_node('p');
 my $fwport = PostgreSQL::Test::Cluster::get_free_port();
 my $cm = CmTest::Conmgr->new('cm', instances => [ [ $node, $wd ] ],
 	conf => "heartbeat_interval = 1\nheartbeat_timeout = 2\nlisten_addresses = '127.0.0.1'\n"
-	  . "forward_ports = 'read-write=$fwport'\n");
+	  . "forward_ports = 'read-write=$fwport'\n"
+	  # one process, the one strace follows
+	  . "forwarder_processes = 1\n");
 $cm->start(wait => 0);
 ok(wait_until(sub { $cm->all_up }, 30), 'conmgr has its heartbeat with p') or diag($cm->log_content);
 my $fw_pid;

@@ -101,9 +101,19 @@ main(void)
 	is_int(diags.count, 0, "no diagnostic for a clean file");
 	is_int(cmconf_nofile_needed(&conf), 11, "open files needed: 9 + 1 x 2 + 0");
 	is_int(parse(HOST0 "max_connections = 100\nforward_ports = 'read-write=6001, read-only=6002'\n"
-				 "listen_addresses = '127.0.0.1, ::1'\n"), 0, "forward ports and max_connections");
-	is_int(cmconf_nofile_needed(&conf), 12 + 2 + 2 * 2 * 2 + 6 * 100,
-		   "with forward ports, the forwarder's: 12 + 1 x 2 + 2 x 2 addresses x 2 ports + 6 x 100");
+				 "listen_addresses = '127.0.0.1, ::1'\nforwarder_processes = 2\n"), 0,
+		   "forward ports, max_connections and forwarder_processes");
+	is_int(cmconf_forwarders(&conf), 2, "forwarder_processes = 2: two forwarders");
+	is_int(cmconf_nofile_needed(&conf), 12 + 3 * 2 + 2 + 2 * 2 * 2 + 6 * 100,
+		   "with forward ports, a forwarder's: 12 + 3 x 2 processes + 1 x 2 + 2 x 2 addresses x 2 ports + 6 x 100");
+	is_int(parse(HOST0 "forward_ports = 'any=6001'\n"), 0, "forwarder_processes left at 0");
+	ok(cmconf_forwarders(&conf) >= 1 && cmconf_forwarders(&conf) <= CMCONF_MAX_FORWARDERS,
+	   "0: one per processor, 1 to 16 of them");
+	is_int(parse(HOST0 "forwarder_processes = 4\n"), 0, "forwarder_processes without forward_ports");
+	is_int(cmconf_forwarders(&conf), 0, "no forward ports: no forwarder");
+	ok(parse(HOST0 "forwarder_processes = 17\n") != 0 && diags.nerrors == 1 &&
+	   strstr(diags.d[0].msg, "forwarder_processes") != NULL,
+	   "forwarder_processes = 17 is an error naming the parameter");
 	is_int(parse(HOST0 "max_connections = 100\n"), 0, "max_connections alone");
 	is_int(cmconf_nofile_needed(&conf), 9 + 2 + 100, "without, the listener's: 9 + 1 x 2 + 100");
 

@@ -4,10 +4,12 @@
  *	  A CancelRequest through a forward port.
  *
  * A CancelRequest (psql's Ctrl-C, JDBC's Statement.cancel()) comes on a
- * connection of its own to the port the session used.  It names a backend
- * by process ID and secret key.  When the session it names is in the
- * clear, the forwarder saw that key pass (keywatch.c) and sends the
- * request to that session's instance alone.  Otherwise (a session under
+ * connection of its own to the port the session used, and may reach
+ * another forwarder process than the session's.  It names a backend by
+ * process ID and secret key.  When the session it names is in the clear,
+ * its forwarder saw that key pass (keywatch.c) and published it with the
+ * session's instance in shared memory (its first SHM_FW_KEYS sessions'),
+ * and the request goes to that instance alone.  Otherwise (a session under
  * TLS or GSSAPI, whose key it cannot read, or one it does not hold) the
  * request goes to every instance that is up: only the one that runs that
  * backend has its key, and the others ignore it, logging that no process
@@ -26,15 +28,47 @@
 #include "cmclock.h"
 #include "forwarder.h"
 
+/* The key seen, as one word of shared memory; never 0 (a process ID is not). */
+static uint64_t
+fw_key_word(const uint8_t *key)
+{
+	uint64_t	w;
+
+	memcpy(&w, key, sizeof(w));
+	return w;
+}
+
+/* Publish a relayed session's key for the other forwarders, or withdraw it. */
+void
+fw_key_share(fw_sess *s, bool on)
+{
+	int			i = fw_idx(s);
+	shm_fwkey  *e;
+
+	if (i >= SHM_FW_KEYS)
+		return;
+	e = &fw_shm->keys[i];
+	__atomic_store_n(&e->key, 0, __ATOMIC_RELAXED);
+	s->key_shared = on;
+	if (!on)
+		return;
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&e->instno, s->instno, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->key, fw_key_word(s->kw.key), __ATOMIC_RELEASE);
+}
+
 /*
  * The instance of the relayed session whose BackendKeyData the request
  * names (its process ID and key, bytes 8 to 15 of a 16-byte request), or
  * -1 when none is known: a session under TLS or GSSAPI, one that has
- * ended, or a key longer than 4 bytes.
+ * ended, one of another forwarder beyond its published keys, or a key
+ * longer than 4 bytes.
  */
 static int
 fw_cancel_owner(const uint8_t *request, size_t len)
 {
+	uint64_t	want;
+
 	if (len != CMPROTO_PG_CANCEL_MIN)
 		return -1;
 	for (int k = 0; k < fw_tab.nalloc; k++)
@@ -44,6 +78,26 @@ fw_cancel_owner(const uint8_t *request, size_t len)
 		if (s->state == FW_RELAY && s->kw.found &&
 			memcmp(s->kw.key, request + 8, sizeof(s->kw.key)) == 0)
 			return s->instno;
+	}
+	want = fw_key_word(request + 8);
+	for (int k = 0; k < fw_ctx->nforwarders; k++)
+	{
+		const shm_forwarder *f = &fw_ctx->shm->fw[k];
+
+		if (k == fw_self || __atomic_load_n(&f->pid, __ATOMIC_RELAXED) == 0)
+			continue;
+		for (int e = 0; e < SHM_FW_KEYS; e++)
+		{
+			int			instno;
+
+			if (__atomic_load_n(&f->keys[e].key, __ATOMIC_ACQUIRE) != want)
+				continue;
+			instno = __atomic_load_n(&f->keys[e].instno, __ATOMIC_RELAXED);
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			if (__atomic_load_n(&f->keys[e].key, __ATOMIC_RELAXED) == want &&
+				instno >= 0 && instno < (int) fw_ctx->shm->nslots)
+				return instno;
+		}
 	}
 	return -1;
 }

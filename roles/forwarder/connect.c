@@ -253,7 +253,7 @@ fw_connected(fw_sess *s)
 	}
 	fw_set_state(s, FW_RELAY);
 	s->counted = true;
-	__atomic_fetch_add(&fw_ctx->shm->fw_sessions[s->port][s->instno], 1, __ATOMIC_RELAXED);
+	fw_count_session(s, 1);
 }
 
 /* Read the head of the first packet; act once it is known. */

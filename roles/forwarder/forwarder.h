@@ -8,7 +8,8 @@
  *				queues (no system calls; regress/unit/test_fwtable.c)
  * sessions.c	the sessions: states and their one setter, the end of a
  *				session, what its sockets wait for, the refusal
- * accept.c		the forward ports' listen sockets and accepting
+ * accept.c		accepting on the forward ports, the hand-off of clients
+ *				between forwarder processes
  * connect.c	the first packet, the choice of an instance, the connect
  * resolve.c	the instances' addresses, names looked up by a thread
  * cancel.c		a CancelRequest, sent on to the instances that are up
@@ -17,9 +18,10 @@
  *				calls; regress/unit/test_fwkeywatch.c)
  * cut.c		sessions cut when their instance is lost or no longer fits
  *
- * Every file runs in the one forwarder process, in its loop but for
- * resolve.c's lookup thread; the state below is the loop's, shared by
- * those files and by nothing else.  docs/conmgr.md,
+ * Every file runs in each forwarder process (forwarder_processes of them,
+ * each with sessions of its own), in its loop but for resolve.c's lookup
+ * thread; the state below is the loop's, shared by those files and by
+ * nothing else.  docs/conmgr.md,
  * "Forward ports", says what the role does for its clients.
  *
  *-------------------------------------------------------------------------
@@ -36,7 +38,6 @@
 #include "cmproto.h"
 #include "conmgr.h"
 
-#define FW_MAX_LISTEN		64
 #define FW_EPOLL_BATCH		256
 #define FW_ACCEPT_BATCH		32
 #define FW_PIPE_CHUNK		65536
@@ -51,6 +52,7 @@
 #define EV_WAKE		4
 #define EV_DEATH	5
 #define EV_RESOLVED	6
+#define EV_HANDOFF	7
 #define EV_MAKE(kind, gen, idx) \
 	(((uint64_t) (kind) << 56) | ((uint64_t) ((gen) & 0xFFFFFF) << 32) | (uint32_t) (idx))
 #define EV_KIND(d)	((int) ((d) >> 56))
@@ -107,11 +109,12 @@ typedef struct fw_keywatch
 typedef struct fw_sess
 {
 	fw_state	state;
-	bool		counted;		/* in ctx->shm->fw_sessions */
+	bool		counted;		/* in our shm_forwarder's sessions */
 	bool		client;			/* counted in fw_nclients */
 	bool		over_limit;		/* beyond max_connections: refused */
 	bool		negotiating;	/* the first packet asks for TLS or GSSAPI */
 	bool		asked_again;	/* FW_REFUSING: a second request got 'N' */
+	bool		key_shared;		/* its key is in our shm_forwarder's keys */
 	uint32_t	gen;
 	int			cfd;			/* the client; -1 for FW_CANCEL */
 	int			sfd;			/* the instance; -1 until connecting */
@@ -169,13 +172,9 @@ typedef struct fw_addr
 	int			family;
 } fw_addr;
 
-typedef struct fw_listen
-{
-	int			fd;
-	int			port;			/* index in ctx->conf->forward_ports.f */
-} fw_listen;
-
 extern cm_ctx *fw_ctx;
+extern int	fw_self;			/* this forwarder's number */
+extern shm_forwarder *fw_shm;	/* its counts in shared memory */
 extern int	fw_ep_fd;
 extern route_reader fw_routes;
 extern fw_table fw_tab;			/* the sessions */
@@ -192,6 +191,8 @@ extern fw_sess *fwtab_head(const fw_table *t, fw_queue_id q);
 
 /* sessions.c */
 extern void fw_set_state(fw_sess *s, fw_state state);
+extern void fw_count_client(int delta);
+extern void fw_count_session(const fw_sess *s, int delta);
 extern fw_sess *fw_new(void);
 extern int	fw_idx(const fw_sess *s);
 extern int64_t fw_expire(int64_t now);
@@ -202,10 +203,10 @@ extern void fw_refuse(fw_sess *s, const char *sqlstate, const char *message);
 extern const char *fw_target_name(const fw_sess *s);
 
 /* accept.c */
-extern fw_listen fw_listens[FW_MAX_LISTEN];
-extern int	fw_nlisten;
 extern void fw_open(void);
-extern void fw_accept(const fw_listen *l);
+extern void fw_close_ports(void);
+extern void fw_accept(int l);
+extern void fw_handed(void);
 extern int64_t fw_accept_timer(int64_t now);
 
 /* connect.c */
@@ -224,6 +225,7 @@ extern void fw_resolved(void);
 extern const fw_addr *fw_addrs(int i, int *n);
 
 /* cancel.c */
+extern void fw_key_share(fw_sess *s, bool on);
 extern void fw_cancel(fw_sess *s);
 extern void fw_cancel_send(fw_sess *s);
 

@@ -4,15 +4,19 @@
  *	  The forwarder role: forward_ports, for clients that speak the
  *	  PostgreSQL protocol themselves.
  *
- * Forked by the supervisor when forward_ports is set, one per conmgr;
- * shows in ps as "conmgr: forwarder".  A client that connects to a forward
+ * Forked by the supervisor when forward_ports is set, forwarder_processes
+ * of them (by default one per processor), each with sessions of its own;
+ * they show in ps as "conmgr: forwarder N".  They share the ports: the
+ * kernel wakes one per connection, and accept.c hands clients on so that
+ * each process holds a like share.  A client that connects to a forward
  * port (conmgr.conf forward_ports, TARGET=PORT; accept.c) is connected to
  * the instance a RESOLVE for that target would be given first now
  * (connect.c, at the addresses resolve.c keeps), and from then on bytes
  * pass both ways untouched (relay.c); a CancelRequest goes to every
  * instance that is up (cancel.c).  It only
- * reads the shared instance table, and writes the count of its sessions
- * per port and instance there for cm_ctl status.  When the heartbeat roles
+ * reads the shared instance table, and writes its own counts there: its
+ * clients (for max_connections and the hand-off) and its sessions per
+ * port and instance (for cm_ctl status).  When the heartbeat roles
  * publish a change (the eventfd fw_wake_fd), the sessions whose instance
  * was lost or no longer fits are cut (cut.c).  forwarder.h says which file
  * does what.
@@ -40,6 +44,8 @@
 #include "forwarder.h"
 
 cm_ctx	   *fw_ctx;
+int			fw_self;
+shm_forwarder *fw_shm;
 int			fw_ep_fd = -1;
 route_reader fw_routes = {.quiet = true};
 
@@ -146,7 +152,7 @@ fw_dispatch(uint64_t data, uint32_t events)
 			{
 				uint64_t	v;
 
-				(void) !read(fw_ctx->fw_wake_fd, &v, sizeof(v));
+				(void) !read(fw_ctx->fw_wake_fd[fw_self], &v, sizeof(v));
 				fw_check_instances();
 				fw_resolve_all();
 				break;
@@ -155,7 +161,10 @@ fw_dispatch(uint64_t data, uint32_t events)
 			fw_resolved();
 			break;
 		case EV_LISTEN:
-			fw_accept(&fw_listens[EV_IDX(data)]);
+			fw_accept((int) EV_IDX(data));
+			break;
+		case EV_HANDOFF:
+			fw_handed();
 			break;
 		default:
 			fw_event(data, events);
@@ -167,11 +176,12 @@ fw_dispatch(uint64_t data, uint32_t events)
 static bool
 fw_smart_stop(void)
 {
-	if (fw_nlisten > 0)
+	static bool smart_started;
+
+	if (!smart_started)
 	{
-		for (int i = 0; i < fw_nlisten; i++)
-			close(fw_listens[i].fd);	/* which also leaves the epoll set */
-		fw_nlisten = 0;
+		smart_started = true;
+		fw_close_ports();
 		cm_log(CMLOG_LOG, "forwarder: smart shutdown: no new sessions; %d still open",
 			   fw_tab.nused);
 	}
@@ -179,23 +189,31 @@ fw_smart_stop(void)
 }
 
 noreturn void
-forwarder_main(cm_ctx *c)
+forwarder_main(cm_ctx *c, int self)
 {
 	sigset_t	waitmask;
+	int			handoff;
 
 	fw_ctx = c;
+	fw_self = self;
+	fw_shm = &fw_ctx->shm->fw[self];
 	cm_log_init(fw_ctx->conf, "forwarder");
 	role_stop_signals(handle_sigterm, handle_sigusr1);
 	sigemptyset(&waitmask);
 
 	fw_ep_fd = epoll_create1(EPOLL_CLOEXEC);
+	handoff = fw_ctx->fw_handoff[self][0];
 	if (fw_ep_fd < 0 ||
-		!fw_ep_set(EPOLL_CTL_ADD, fw_ctx->fw_wake_fd, EPOLLIN, EV_MAKE(EV_WAKE, 0, 0)) ||
-		!fw_ep_set(EPOLL_CTL_ADD, fw_ctx->death_fd, EPOLLIN, EV_MAKE(EV_DEATH, 0, 0)))
+		!fw_ep_set(EPOLL_CTL_ADD, fw_ctx->fw_wake_fd[self], EPOLLIN, EV_MAKE(EV_WAKE, 0, 0)) ||
+		!fw_ep_set(EPOLL_CTL_ADD, fw_ctx->death_fd, EPOLLIN, EV_MAKE(EV_DEATH, 0, 0)) ||
+		(handoff >= 0 && !fw_ep_set(EPOLL_CTL_ADD, handoff, EPOLLIN, EV_MAKE(EV_HANDOFF, 0, 0))))
 		cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not set up its wait: %m");
 	fw_resolve_start();
 	fw_open();
-	cm_log(CMLOG_LOG, "forwarder: forwarding %s", fw_ctx->conf->forward_ports.text);
+	/* from now on others may hand clients to this one */
+	__atomic_store_n(&fw_shm->pid, getpid(), __ATOMIC_RELAXED);
+	cm_log(CMLOG_LOG, "forwarder: forwarding %s (process %d of %d)",
+		   fw_ctx->conf->forward_ports.text, self + 1, fw_ctx->nforwarders);
 
 	while (!stop_requested)
 	{

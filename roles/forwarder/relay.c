@@ -46,8 +46,9 @@ fw_read_pass(fw_sess *s, int d, int src, int dst)
 
 	if (n <= 0)
 		return n;
-	if (d == 1 && s->kw.state != FW_KW_DONE)
-		(void) fw_keywatch_feed(&s->kw, buf, (size_t) n);
+	if (d == 1 && s->kw.state != FW_KW_DONE &&
+		!fw_keywatch_feed(&s->kw, buf, (size_t) n) && s->kw.found)
+		fw_key_share(s, true);
 	s->bulk[d] = n >= FW_BULK_MIN;
 	sent = send(dst, buf, (size_t) n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (sent < 0)

@@ -124,13 +124,32 @@ fw_close_fd(int *fd)
 	*fd = -1;
 }
 
+/* This forwarder's clients, here and in its shared counts. */
+void
+fw_count_client(int delta)
+{
+	fw_nclients += delta;
+	__atomic_store_n(&fw_shm->clients, (uint32_t) fw_nclients, __ATOMIC_RELAXED);
+}
+
+/* A relayed session of s's port and instance, in the shared counts. */
+void
+fw_count_session(const fw_sess *s, int delta)
+{
+	uint32_t   *n = &fw_shm->sessions[s->port][s->instno];
+
+	__atomic_store_n(n, *n + (uint32_t) delta, __ATOMIC_RELAXED);
+}
+
 void
 fw_end(fw_sess *s)
 {
 	if (s->counted)
-		__atomic_fetch_sub(&fw_ctx->shm->fw_sessions[s->port][s->instno], 1, __ATOMIC_RELAXED);
+		fw_count_session(s, -1);
 	if (s->client)
-		fw_nclients--;
+		fw_count_client(-1);
+	if (s->key_shared)
+		fw_key_share(s, false);
 	s->counted = false;
 	s->client = false;
 	fw_close_fd(&s->cfd);

@@ -72,7 +72,7 @@ ctl_open(void)
 
 /*
  * One line per forward port: its sessions open per configured instance,
- * from the forwarder's counts in shared memory.
+ * the sums of the forwarders' counts in shared memory.
  */
 static size_t
 forward_lines(char *buf, size_t cap)
@@ -86,9 +86,15 @@ forward_lines(char *buf, size_t cap)
 		size_t		n = 0;
 
 		for (uint32_t i = 0; i < lsn_ctx->shm->nslots; i++)
-			if (lsn_ctx->conf->inst[i].configured)
-				n += snprintf(counts + n, sizeof(counts) - n, "%s%u:%u", n ? "," : "", i,
-							  __atomic_load_n(&lsn_ctx->shm->fw_sessions[p][i], __ATOMIC_RELAXED));
+		{
+			uint32_t	sessions = 0;
+
+			if (!lsn_ctx->conf->inst[i].configured)
+				continue;
+			for (int k = 0; k < lsn_ctx->nforwarders; k++)
+				sessions += __atomic_load_n(&lsn_ctx->shm->fw[k].sessions[p][i], __ATOMIC_RELAXED);
+			n += snprintf(counts + n, sizeof(counts) - n, "%s%u:%u", n ? "," : "", i, sessions);
+		}
 		len += snprintf(buf + len, cap - len, CMCTL_FORWARD_FMT, fw->f[p].port,
 						cmproto_target_name(fw->f[p].target), n ? counts : "-");
 	}

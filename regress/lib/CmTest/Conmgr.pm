@@ -641,6 +641,19 @@ sub role_pid
 	return CmTest::role_pid($self->{cmdata}, $title);
 }
 
+=head2 $cm->role_pids($title)
+
+The pids of every role of this conmgr whose ps title begins with $title
+(C<'forwarder '>: the forwarder_processes of them).
+
+=cut
+
+sub role_pids
+{
+	my ($self, $title) = @_;
+	return CmTest::role_pids($self->{cmdata}, $title);
+}
+
 =pod
 
 =head2 $cm->log_content($offset), log_offset, log_contains($re, $offset)
