@@ -957,9 +957,9 @@ if ($only{6})
 # (voluntary + involuntary, counted by the kernel).
 sub proc_cpu_all
 {
-	my ($pid) = @_;
+	my ($pids) = @_;
 	my ($ns, $cs) = (0, 0);
-	for my $t (glob("/proc/$pid/task/*"))
+	for my $t (map { glob("/proc/$_/task/*") } split /,/, $pids)
 	{
 		my ($n) = split ' ', (eval { PostgreSQL::Test::Utils::slurp_file("$t/schedstat") } // '0');
 		$ns += $n;
@@ -969,17 +969,21 @@ sub proc_cpu_all
 	return ($ns, $cs);
 }
 
-# The system calls of process $pid (every thread) during $run->(), counted
-# by strace -c: (total, { name => calls }).
+# The system calls of process $pid (every thread; or of several, "PID,PID")
+# during $run->(), counted by strace -c: (total, { name => calls }).
 sub count_syscalls
 {
 	my ($pid, $run) = @_;
 	my $file = "$work/strace.$pid." . time();
 	my $st = start_daemon('strace', "$file.log", 'strace', '-c', '-f', '-q', '-o', $file, '-p', $pid);
-	# attached once strace has stopped the process once
+	# attached once strace has stopped each process once
 	wait_until(sub {
-		my $s = eval { PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status") } // '';
-		return $s =~ /^TracerPid:\s+[1-9]/m;
+		for my $p (split /,/, $pid)
+		{
+			my $s = eval { PostgreSQL::Test::Utils::slurp_file("/proc/$p/status") } // '';
+			return 0 unless $s =~ /^TracerPid:\s+[1-9]/m;
+		}
+		return 1;
 	}, 10) or die "bench: strace did not attach to $pid:\n" . (eval { PostgreSQL::Test::Utils::slurp_file("$file.log") } // '');
 	$run->();
 	stop_daemon($st, 'INT');
@@ -1033,7 +1037,7 @@ if ($only{11})
 {
 	my $name_a = 'connect + SELECT 1 + disconnect through a forward port (median latency)';
 	my $name_b = 'pgbench -S TPS, 8 clients, kept connections, through a forward port';
-	my $name_c = 'pgbench -S: CPU per transaction of the forwarder process';
+	my $name_c = 'pgbench -S: CPU per transaction of the forwarder processes';
 	if (!-x $haproxy)
 	{
 		my $why = "$haproxy is missing: tools/install-deps bench installs it";
@@ -1074,7 +1078,11 @@ if ($only{11})
 			  or die "bench: figure 11: no connection through $side ($ci{$side})\n"
 			  . (eval { PostgreSQL::Test::Utils::slurp_file("$work/haproxy.log") } // '');
 		}
-		my $fwpid = role_pid($cm11, 'forwarder');
+		# every forwarder process, as "PID,PID" (strace, perf and the CPU
+		# time take them together)
+		my $fwpid = join(',', $cm11->role_pids('forwarder'))
+		  or die "bench: no conmgr forwarder in ${\ $cm11->cmdata }\n";
+		my $nfw = () = split /,/, $fwpid;
 		my ($haver) = `$haproxy -v` =~ /version (\S+)/;
 		$haver //= '?';
 		my $hathreads = () = glob("/proc/$hapid/task/*");
@@ -1206,7 +1214,8 @@ if ($only{11})
 		$detail{'11b'} = sprintf("`pgbench -n -S -c 8 -j 2 -T %d` (kept connections, scale 1), %d rounds, the "
 			  . "three sides of figure 11a in the same rotating order, on the same instance, conmgr and "
 			  . "HAProxy. TPS: the median of the rounds; the ratios within each round, then their medians. "
-			  . "CPU per transaction (11b-cpu): the CPU time of conmgr's `conmgr: forwarder` process and of "
+			  . "CPU per transaction (11b-cpu): the CPU time of conmgr's forwarder processes (%d of them, "
+			  . "`forwarder_processes` at its default, one per processor, as HAProxy's threads) and of "
 			  . "HAProxy's process (its %d threads together) over each pgbench run, from the scheduler's "
 			  . "accounting (`/proc/PID/task/*/schedstat`, ns; user and kernel time, so the kernel's work of "
 			  . "moving the bytes, which is most of a proxy's, counts), divided by the transactions of the run. "
@@ -1218,7 +1227,7 @@ if ($only{11})
 			  . "transactions a client): "
 			  . "forward port %.2f, HAProxy %.2f, direct %.2f (a query and its answer: 2 direct, 4 "
 			  . "through any proxy).",
-			$R{pgb_secs}, $R{pgb_rounds}, $hathreads, $ins_text, $ntx, $sc{fw}{per}, $per_call->('fw'),
+			$R{pgb_secs}, $R{pgb_rounds}, $nfw, $hathreads, $ins_text, $ntx, $sc{fw}{per}, $per_call->('fw'),
 			$sc{haproxy}{per}, $per_call->('haproxy'), fmt(stats(@{ $csw{fw} }), '', 2),
 			fmt(stats(@{ $csw{haproxy} }), '', 2), $ntx, @segs{qw(fw haproxy direct)});
 		stop_daemon($hapid);

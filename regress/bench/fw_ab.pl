@@ -6,15 +6,19 @@
 # sides in an order that rotates round by round, so that the noise of a
 # shared machine falls on all three.
 #
-#   regress/bench/fw_ab.pl [-p] [-r ROUNDS] [-s SECS] [-c CLIENTS] A/conmgr B/conmgr
+#   regress/bench/fw_ab.pl [-p] [-r ROUNDS] [-s SECS] [-c CLIENTS]
+#                          [-a CONF] [-b CONF] A/conmgr B/conmgr
+#
+# -a and -b add a line to A's or B's conmgr.conf, so that one build runs
+# against itself with a setting changed (-a 'forwarder_processes = 1').
 #
 # -p places the processes as on two hosts: the instance on the last
 # processor, pgbench and the conmgrs on the others (taskset), so that a
 # proxy's work does not take the server's processor.
 #
-# Per round and side: pgbench's TPS; the forwarder's CPU time per
-# transaction (the scheduler's, /proc/PID/schedstat, so the time counted
-# is the forwarder's own whatever else runs); the machine's CPU per
+# Per round and side: pgbench's TPS; the forwarders' CPU time per
+# transaction (the scheduler's, /proc/PID/schedstat, every forwarder
+# process summed, so the time counted is theirs whatever else runs); the machine's CPU per
 # transaction and idle share from /proc/stat (everything running counts
 # there).  Then, per build, the forwarder's system calls per transaction
 # counted by strace -c over a fixed number of transactions, and the
@@ -43,8 +47,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 my %opt;
-getopts('pr:s:c:', \%opt) && @ARGV == 2
-  or die "usage: fw_ab.pl [-p] [-r ROUNDS] [-s SECS] [-c CLIENTS] A/conmgr B/conmgr\n";
+getopts('pr:s:c:a:b:', \%opt) && @ARGV == 2
+  or die "usage: fw_ab.pl [-p] [-r ROUNDS] [-s SECS] [-c CLIENTS] [-a CONF] [-b CONF] A/conmgr B/conmgr\n";
 my $rounds = $opt{r} // 6;
 my $secs = $opt{s} // 8;
 my $clients = $opt{c} // 8;
@@ -62,11 +66,13 @@ sub machine_ticks
 	return ($busy, $v[3] + $v[4]);
 }
 
-# A process's CPU time in ns (the scheduler's, finer than the ticks).
+# Processes' CPU time in ns, summed (the scheduler's, finer than the ticks).
 sub cpu_ns
 {
-	my ($pid) = @_;
-	return (split ' ', slurp_file("/proc/$pid/schedstat"))[0];
+	my ($pids) = @_;
+	my $ns = 0;
+	$ns += (split ' ', slurp_file("/proc/$_/schedstat"))[0] for @$pids;
+	return $ns;
 }
 
 # -p: what this process starts from here on inherits its processors
@@ -88,14 +94,17 @@ for my $side (qw(A B))
 {
 	my $fwport = PostgreSQL::Test::Cluster::get_free_port();
 	my $cm = CmTest::Conmgr->new("cm$side", instances => [ [ $node, $wdport ] ],
-		conf => "forward_ports = 'read-write=$fwport'\n");
+		conf => "forward_ports = 'read-write=$fwport'\n" . ($opt{ lc $side } // '') . "\n");
 	# sh runs the build in place of the tree's conmgr, with its arguments
 	$cm->start(wait => 'up', prefix => [ 'sh', '-c', 'shift; exec "$0" "$@"', $bin{$side} ]);
 	$ci{$side} = "host=127.0.0.1 port=$fwport dbname=postgres";
-	$fwpid{$side} = $cm->role_pid('forwarder') or die "fw_ab.pl: $side: no forwarder\n";
+	# every forwarder process: their CPU is summed, strace follows them all
+	$fwpid{$side} = [ $cm->role_pids('forwarder') ];
+	@{ $fwpid{$side} } or die "fw_ab.pl: $side: no forwarder\n";
 }
 $ci{direct} = "host=127.0.0.1 port=" . $node->port . " dbname=postgres";
-out("A: $bin{A}\nB: $bin{B}\npgbench -n -S -c $clients -j 2 -T $secs, $rounds rounds, "
+out("A: $bin{A}" . ($opt{a} ? " with $opt{a}" : '') . "\nB: $bin{B}" . ($opt{b} ? " with $opt{b}" : '')
+	  . "\nforwarder processes: A " . scalar(@{ $fwpid{A} }) . ', B ' . scalar(@{ $fwpid{B} }) . "\npgbench -n -S -c $clients -j 2 -T $secs, $rounds rounds, "
 	  . 'the order of A, B and direct rotating'
 	  . ($opt{p} ? "; the instance on processor " . ($ncpu - 1) . ', the rest on the others' : ''));
 
@@ -132,9 +141,9 @@ for my $side (qw(A B))
 {
 	my $ntx = 2000;
 	my $file = PostgreSQL::Test::Utils::tempdir() . '/strace.txt';
-	my $st = IPC::Run::start([ 'strace', '-c', '-f', '-q', '-o', $file, '-p', $fwpid{$side} ],
+	my $st = IPC::Run::start([ 'strace', '-c', '-f', '-q', '-o', $file, map { ('-p', $_) } @{ $fwpid{$side} } ],
 		'<', \undef, '>', \my $so, '2>', \my $se);
-	wait_until(sub { slurp_file("/proc/$fwpid{$side}/status") =~ /^TracerPid:\s+[1-9]/m }, 10)
+	wait_until(sub { !grep { slurp_file("/proc/$_/status") !~ /^TracerPid:\s+[1-9]/m } @{ $fwpid{$side} } }, 10)
 	  or die "fw_ab.pl: strace could not attach: $se\n";
 	PostgreSQL::Test::Utils::run_log(
 		[ 'pgbench', '-n', '-S', '-c', $clients, '-j', 2, '-t', $ntx, $ci{$side} ])
