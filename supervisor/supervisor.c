@@ -295,7 +295,7 @@ role_title(const role *r, char *buf, size_t len)
 /*
  * The forward ports' listen sockets and the forwarders' hand-off pairs:
  * closed in a role that is not a forwarder (the listener must not keep a
- * forward port open), and here at a smart stop (no new clients).  The
+ * forward port open), and here when a stop begins (no new clients).  The
  * wake-up eventfds stay: heartbeat roles write them.
  */
 static void
@@ -560,6 +560,7 @@ process_fast_stop(void)
 	cm_log(CMLOG_LOG, "received fast shutdown request; stopping the listener");
 	sup_pidfile_status("stopping");
 	sup_set_state(SUP_STOP_FAST);
+	close_forwarding();
 	signal_stage(ROLE_STOP_FIRST, SIGTERM);
 	kill_at = cmclock_ms() + SUP_KILL_AFTER_MS;
 }
