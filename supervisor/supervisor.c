@@ -841,7 +841,8 @@ install_signals(void)
  * process and kept here while conmgr runs: a client that connects while
  * a forwarder restarts waits in the queue, and the port is never bound
  * by someone else in between.  A port with no address to listen on stops
- * conmgr, as the application port does.
+ * conmgr before any role starts, exit code 1 as the other start-up
+ * checks.
  */
 static void
 open_forward_ports(void)
@@ -855,7 +856,7 @@ open_forward_ports(void)
 		if (n == 0)
 		{
 			sup_pidfile_remove();
-			cm_fatal(ROLE_EXIT_FATAL, "could not listen on any address of \"%s\" forward port %d",
+			cm_fatal(1, "could not listen on any address of \"%s\" forward port %d",
 					 conf.listen_addresses, conf.forward_ports.f[p].port);
 		}
 		for (int k = 0; k < n; k++)

@@ -9,7 +9,8 @@
 # forwarder killed takes its own sessions with it, and only those, stops
 # being counted at once, and is restarted, and the next client goes to
 # it; a smart stop closes the ports (a new client is refused at once, not
-# queued) while the sessions open go on.
+# queued) while the sessions open go on; a forward port another program
+# holds stops conmgr at start, naming the port.
 use strict;
 use warnings;
 use FindBin;
@@ -203,6 +204,22 @@ is_deeply(\%n, { 0 => $nfw * $per, 1 => 0 }, 'cm_ctl status --json: the sum over
 		eval { $s->{h}->finish };
 	}
 	ok(defined $cm->wait_exit(20), 'conmgr stops once they have ended') or diag($cm->log_content);
+}
+# A forward port another program holds: conmgr does not start, and says
+# which port (the supervisor opens the ports before any role starts).
+{
+	my $taken = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1)
+	  or die "listen: $!";
+	my $busy = $taken->sockport;
+	my $cm2 = CmTest::Conmgr->new('cm2', instances => [ [ $node->{p}, $wd->{p} ] ],
+		conf => "listen_addresses = '127.0.0.1'\nforward_ports = 'read-only=$busy'\n");
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ "$cm2->{build}/bin/conmgr", '-D', $cm2->cmdata ], '<', \undef, '>', \$out, '2>', \$err,
+		IPC::Run::timeout(30));
+	is($? >> 8, 1, 'a forward port in use: conmgr exits 1 at start');
+	like($err, qr/could not listen on any address of "127\.0\.0\.1" forward port $busy/, 'naming the port')
+	  or diag("out=$out err=$err");
+	ok(!-e $cm2->cmdata . '/conmgr.pid', 'and leaves no pid file');
 }
 $node->{$_}->stop for qw(p s);
 done_testing();

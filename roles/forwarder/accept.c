@@ -41,26 +41,32 @@
 
 static int64_t accept_paused_until; /* monotonic ms; 0 = accepting */
 
-/* Wait on the listen sockets (one wakes per connection), or stop. */
-static void
+/*
+ * Wait on the listen sockets (one forwarder wakes per connection), or
+ * stop; false when a socket could not be added.
+ */
+static bool
 fw_listen_wait(bool on)
 {
+	bool		ok = true;
+
 	for (int i = 0; i < fw_ctx->fw_nlisten; i++)
 	{
 		/* EPOLLEXCLUSIVE cannot be modified: the socket leaves and comes back */
 		if (on)
-			(void) fw_ep_set(EPOLL_CTL_ADD, fw_ctx->fw_listen_fd[i], EPOLLIN | EPOLLEXCLUSIVE,
-							 EV_MAKE(EV_LISTEN, 0, i));
+			ok &= fw_ep_set(EPOLL_CTL_ADD, fw_ctx->fw_listen_fd[i], EPOLLIN | EPOLLEXCLUSIVE,
+							EV_MAKE(EV_LISTEN, 0, i));
 		else
 			(void) epoll_ctl(fw_ep_fd, EPOLL_CTL_DEL, fw_ctx->fw_listen_fd[i], NULL);
 	}
+	return ok;
 }
 
 /* Stop taking connections (out of descriptors) for a second, or resume. */
 static void
 fw_pause_accept(bool pause)
 {
-	fw_listen_wait(!pause);
+	(void) fw_listen_wait(!pause);
 	accept_paused_until = pause ? cmclock_ms() + 1000 : 0;
 }
 
@@ -249,10 +255,8 @@ fw_accept(int l)
 void
 fw_open(void)
 {
-	for (int i = 0; i < fw_ctx->fw_nlisten; i++)
-		if (!fw_ep_set(EPOLL_CTL_ADD, fw_ctx->fw_listen_fd[i], EPOLLIN | EPOLLEXCLUSIVE,
-					   EV_MAKE(EV_LISTEN, 0, i)))
-			cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not wait on a listen socket: %m");
+	if (!fw_listen_wait(true))
+		cm_fatal(ROLE_EXIT_RESTART, "forwarder: could not wait on a listen socket: %m");
 }
 
 /* No new clients (smart stop): our copies of the ports are closed. */
