@@ -158,7 +158,7 @@ fw_handoff_msg_init(fw_handoff_msg *m)
 static bool
 fw_hand_off(int fd, int port)
 {
-	uint32_t	least = (uint32_t) fw_nclients;
+	uint32_t	least = fw_shm->clients;
 	int			to = -1;
 	fw_handoff_msg m;
 	struct cmsghdr *c;

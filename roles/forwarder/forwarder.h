@@ -110,7 +110,7 @@ typedef struct fw_sess
 {
 	fw_state	state;
 	bool		counted;		/* in our shm_forwarder's sessions */
-	bool		client;			/* counted in fw_nclients */
+	bool		client;			/* counted in fw_shm->clients */
 	bool		over_limit;		/* beyond max_connections: refused */
 	bool		negotiating;	/* the first packet asks for TLS or GSSAPI */
 	bool		asked_again;	/* FW_REFUSING: a second request got 'N' */
@@ -178,7 +178,6 @@ extern shm_forwarder *fw_shm;	/* its counts in shared memory */
 extern int	fw_ep_fd;
 extern route_reader fw_routes;
 extern fw_table fw_tab;			/* the sessions */
-extern int	fw_nclients;		/* sessions with a client: max_connections */
 
 /* main.c */
 extern bool fw_ep_set(int op, int fd, uint32_t events, uint64_t data);

@@ -36,7 +36,6 @@ _Static_assert(SHM_MAX_FORWARDS == CMCONF_MAX_FORWARDS &&
 			   "the shared counts have a place for every port and instance");
 
 fw_table	fw_tab = FW_TABLE_INIT;
-int			fw_nclients;
 
 /* The deadline queue of a state (table.c). */
 static fw_queue_id
@@ -124,12 +123,15 @@ fw_close_fd(int *fd)
 	*fd = -1;
 }
 
-/* This forwarder's clients, here and in its shared counts. */
+/* This forwarder's clients, counted in its shared row alone. */
 void
 fw_count_client(int delta)
 {
-	fw_nclients += delta;
-	__atomic_store_n(&fw_shm->clients, (uint32_t) fw_nclients, __ATOMIC_RELAXED);
+	/*
+	 * its one writer: a reader (max_connections, the hand-off) sees a whole
+	 * word
+	 */
+	__atomic_store_n(&fw_shm->clients, fw_shm->clients + (uint32_t) delta, __ATOMIC_RELAXED);
 }
 
 /* A relayed session of s's port and instance, in the shared counts. */
